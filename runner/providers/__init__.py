@@ -1,0 +1,31 @@
+"""Provider registry: what each provider can do, and how to build its driver.
+
+`CAPABILITIES` covers every provider a sequence may name (the sequence schema's `provider` enum is
+checked against it); `PROVIDERS` maps the providers that have a driver in this version to their
+factory. Adding a provider is one module plus one entry in each dict.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .base import Provider
+
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "sandbox": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
+    # Salesflow's public API documents no profile-visit endpoint.
+    "salesflow": frozenset({"connect", "message", "inmail", "withdraw"}),
+    "edges": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
+    "connectsafely": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
+}
+
+
+def _sandbox_factory(**options: object) -> Provider:
+    from .sandbox import SandboxProvider
+
+    return SandboxProvider(**options)  # type: ignore[arg-type]
+
+
+#: provider name -> factory(**options) for the drivers shipped in this version.
+PROVIDERS: dict[str, Callable[..., Provider]] = {
+    "sandbox": _sandbox_factory,
+}
