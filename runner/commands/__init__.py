@@ -1,0 +1,1 @@
+"""One module per `seqrun` subcommand; each exposes `command` (or `COMMANDS`)."""

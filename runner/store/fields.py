@@ -1,0 +1,41 @@
+"""Column types: UTC datetimes stored as fixed-width text, and JSON documents stored as text."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import peewee
+
+_FMT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def to_db_time(value: dt.datetime) -> str:
+    """Aware datetime -> naive-UTC text that sorts correctly as a string."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: seqrun stores only timezone-aware times")
+    return value.astimezone(dt.timezone.utc).strftime(_FMT)
+
+
+def from_db_time(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.timezone.utc)
+
+
+class UTCDateTimeField(peewee.Field):
+    field_type = "TEXT"
+
+    def db_value(self, value: dt.datetime | str | None) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return to_db_time(value)
+
+    def python_value(self, value: str | None) -> dt.datetime | None:
+        return None if value is None else from_db_time(value)
+
+
+class JSONField(peewee.TextField):
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)

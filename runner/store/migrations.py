@@ -1,0 +1,108 @@
+"""Numbered schema migrations, applied in order on open and recorded in `schema_migrations`.
+
+Each migration is a list of SQL statements frozen at the time it was written: it never imports the
+current models, so an old database can always be brought forward. Never edit a released migration;
+append a new one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+
+from .fields import to_db_time
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "initial", [
+        """CREATE TABLE sender (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, provider TEXT NOT NULL,
+            account_id TEXT NOT NULL, account_type TEXT NOT NULL DEFAULT 'classic',
+            timezone TEXT NOT NULL DEFAULT 'UTC', profile_id TEXT, full_name TEXT,
+            status TEXT NOT NULL DEFAULT 'active', paused_reason TEXT, first_action_at TEXT,
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE lead (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, profile_url TEXT NOT NULL,
+            fields TEXT NOT NULL DEFAULT '{}', timezone TEXT, tags TEXT NOT NULL DEFAULT '[]',
+            provider_ids TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        """CREATE TABLE block (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, profile_url TEXT NOT NULL, reason TEXT,
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE enrollment (
+            id INTEGER PRIMARY KEY,
+            lead_id INTEGER NOT NULL REFERENCES lead (id) ON DELETE CASCADE,
+            sequence TEXT NOT NULL, sequence_hash TEXT NOT NULL,
+            sender_id INTEGER REFERENCES sender (id),
+            step_id TEXT, state TEXT NOT NULL DEFAULT 'active', outcome TEXT, due_at TEXT,
+            attempt INTEGER NOT NULL DEFAULT 0, step_entered_at TEXT, facts TEXT NOT NULL DEFAULT '{}',
+            last_error TEXT, paused_reason TEXT, lease_owner TEXT,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT,
+            CHECK (state IN ('active', 'paused', 'done', 'failed')))""",
+        # The interpreter's only hot query: due active enrollments, cheapest first.
+        "CREATE INDEX enrollment_due ON enrollment (due_at) WHERE state = 'active'",
+        # A lead is in at most one running (active or paused) sequence.
+        "CREATE UNIQUE INDEX enrollment_one_running ON enrollment (lead_id) WHERE state IN ('active', 'paused')",
+        "CREATE INDEX enrollment_lead ON enrollment (lead_id)",
+        "CREATE INDEX enrollment_sequence ON enrollment (sequence, state, step_id)",
+        "CREATE INDEX enrollment_sender ON enrollment (sender_id, state)",
+        """CREATE TABLE action (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+            enrollment_id INTEGER NOT NULL REFERENCES enrollment (id) ON DELETE CASCADE,
+            lead_id INTEGER NOT NULL REFERENCES lead (id) ON DELETE CASCADE,
+            sender_id INTEGER REFERENCES sender (id),
+            sequence TEXT NOT NULL, step_id TEXT NOT NULL, action TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0, variant TEXT, template TEXT, content TEXT, subject TEXT,
+            status TEXT NOT NULL, charged INTEGER NOT NULL DEFAULT 0,
+            planned_at TEXT NOT NULL, started_at TEXT, performed_at TEXT,
+            provider_id TEXT, conversation_id TEXT, error_kind TEXT, error_message TEXT,
+            CHECK (status IN ('in_flight', 'done', 'failed', 'skipped')))""",
+        "CREATE INDEX action_enrollment ON action (enrollment_id)",
+        "CREATE INDEX action_in_flight ON action (status) WHERE status = 'in_flight'",
+        "CREATE INDEX action_planned ON action (planned_at)",
+        """CREATE TABLE event (
+            id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, source TEXT NOT NULL,
+            sender_id INTEGER REFERENCES sender (id),
+            lead_id INTEGER REFERENCES lead (id) ON DELETE CASCADE,
+            enrollment_id INTEGER REFERENCES enrollment (id) ON DELETE SET NULL,
+            occurred_at TEXT NOT NULL, received_at TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}')""",
+        "CREATE INDEX event_lead ON event (lead_id, occurred_at)",
+        "CREATE INDEX event_occurred ON event (occurred_at)",
+        """CREATE TABLE sync_cursor (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL UNIQUE REFERENCES sender (id) ON DELETE CASCADE,
+            last_synced_at TEXT, updated_at TEXT NOT NULL)""",
+        """CREATE TABLE usage (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            action TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+            reserved INTEGER NOT NULL DEFAULT 0, last_at TEXT)""",
+        "CREATE UNIQUE INDEX usage_sender_action_day ON usage (sender_id, action, day)",
+    ]),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def applied_versions(database: peewee.Database) -> set[int]:
+    database.execute_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    return {row[0] for row in database.execute_sql("SELECT version FROM schema_migrations")}
+
+
+def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[int]:
+    """Apply pending migrations, each in its own transaction. Returns the versions applied."""
+    done = applied_versions(database)
+    if done and max(done) > LATEST:
+        from ..diagnostics import UserError
+
+        raise UserError(f"the database was written by a newer seqrun (schema version {max(done)}; "
+                        f"this version knows up to {LATEST}); upgrade seqrun")
+    applied = []
+    stamp = to_db_time(now or dt.datetime.now(dt.timezone.utc))
+    for version, name, statements in MIGRATIONS:
+        if version in done:
+            continue
+        with database.atomic():
+            for sql in statements:
+                database.execute_sql(sql)
+            database.execute_sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                                 (version, name, stamp))
+        applied.append(version)
+    return applied

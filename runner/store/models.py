@@ -1,0 +1,140 @@
+"""The store's tables as peewee models. Times are aware UTC datetimes (see fields.py).
+
+- Sender: an identity with a LinkedIn account; `status` active|paused; warm-up counts from
+  `first_action_at`.
+- Lead: one person, unique by normalised profile `key`; CSV columns in `fields`.
+- Block: the do-not-contact list, by key (a lead may be blocked before it is imported).
+- Enrollment: a lead in a sequence with a sticky sender; `state` active|paused|done|failed; the
+  interpreter's cursor (`step_id`, `attempt`, `due_at`) and what it learnt (`facts`).
+- Action: the ledger and outbox. A row is written (in_flight) and committed before the provider is
+  called, and marked done/failed after; `key` (enrollment:step:attempt) is the idempotency key.
+- Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
+  provider's event id so that re-deliveries and overlapping polls are harmless.
+- SyncCursor: per-sender `last_synced_at` for inbox/connection polling (seed 000's lastSyncedAtUtc).
+- Usage: actions performed (and pacing slots reserved) per sender, action and sender-local day.
+"""
+from __future__ import annotations
+
+import peewee
+
+from .fields import JSONField, UTCDateTimeField
+
+db = peewee.SqliteDatabase(None)
+
+ENROLLMENT_STATES = ("active", "paused", "done", "failed")
+ACTION_STATUSES = ("in_flight", "done", "failed", "skipped")
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Sender(BaseModel):
+    name = peewee.TextField(unique=True)
+    provider = peewee.TextField()
+    account_id = peewee.TextField()
+    account_type = peewee.TextField(default="classic")
+    timezone = peewee.TextField(default="UTC")
+    profile_id = peewee.TextField(null=True)
+    full_name = peewee.TextField(null=True)
+    status = peewee.TextField(default="active")
+    paused_reason = peewee.TextField(null=True)
+    first_action_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField()
+
+
+class Lead(BaseModel):
+    key = peewee.TextField(unique=True)
+    profile_url = peewee.TextField()
+    fields = JSONField(default=dict)
+    timezone = peewee.TextField(null=True)
+    tags = JSONField(default=list)
+    provider_ids = JSONField(default=dict)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+
+class Block(BaseModel):
+    key = peewee.TextField(unique=True)
+    profile_url = peewee.TextField()
+    reason = peewee.TextField(null=True)
+    created_at = UTCDateTimeField()
+
+
+class Enrollment(BaseModel):
+    lead = peewee.ForeignKeyField(Lead, backref="enrollments", on_delete="CASCADE")
+    sequence = peewee.TextField()
+    sequence_hash = peewee.TextField()
+    sender = peewee.ForeignKeyField(Sender, null=True, backref="enrollments")
+    step_id = peewee.TextField(null=True)
+    state = peewee.TextField(default="active")
+    outcome = peewee.TextField(null=True)
+    due_at = UTCDateTimeField(null=True)
+    attempt = peewee.IntegerField(default=0)
+    step_entered_at = UTCDateTimeField(null=True)
+    facts = JSONField(default=dict)
+    last_error = peewee.TextField(null=True)
+    paused_reason = peewee.TextField(null=True)
+    lease_owner = peewee.TextField(null=True)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+    finished_at = UTCDateTimeField(null=True)
+
+
+class Action(BaseModel):
+    key = peewee.TextField(unique=True)
+    enrollment = peewee.ForeignKeyField(Enrollment, backref="actions", on_delete="CASCADE")
+    lead = peewee.ForeignKeyField(Lead, on_delete="CASCADE")
+    sender = peewee.ForeignKeyField(Sender, null=True)
+    sequence = peewee.TextField()
+    step_id = peewee.TextField()
+    action = peewee.TextField()
+    attempt = peewee.IntegerField(default=0)
+    variant = peewee.TextField(null=True)
+    template = peewee.TextField(null=True)
+    content = peewee.TextField(null=True)
+    subject = peewee.TextField(null=True)
+    status = peewee.TextField()
+    charged = peewee.BooleanField(default=False)
+    planned_at = UTCDateTimeField()
+    started_at = UTCDateTimeField(null=True)
+    performed_at = UTCDateTimeField(null=True)
+    provider_id = peewee.TextField(null=True)
+    conversation_id = peewee.TextField(null=True)
+    error_kind = peewee.TextField(null=True)
+    error_message = peewee.TextField(null=True)
+
+
+class Event(BaseModel):
+    event_id = peewee.TextField(unique=True)
+    kind = peewee.TextField()
+    source = peewee.TextField()
+    sender = peewee.ForeignKeyField(Sender, null=True)
+    lead = peewee.ForeignKeyField(Lead, null=True, on_delete="CASCADE")
+    enrollment = peewee.ForeignKeyField(Enrollment, null=True, on_delete="SET NULL")
+    occurred_at = UTCDateTimeField()
+    received_at = UTCDateTimeField()
+    data = JSONField(default=dict)
+
+
+class SyncCursor(BaseModel):
+    sender = peewee.ForeignKeyField(Sender, unique=True, on_delete="CASCADE")
+    last_synced_at = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField()
+
+
+class Usage(BaseModel):
+    sender = peewee.ForeignKeyField(Sender, on_delete="CASCADE")
+    action = peewee.TextField()
+    day = peewee.TextField()  # YYYY-MM-DD in the sender's time zone
+    used = peewee.IntegerField(default=0)
+    reserved = peewee.IntegerField(default=0)
+    last_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("sender", "action", "day"), True),)
+
+
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage)
