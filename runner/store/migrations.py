@@ -71,9 +71,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             last_synced_at TEXT, updated_at TEXT NOT NULL)""",
         """CREATE TABLE usage (
             id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
-            action TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+            sequence TEXT NOT NULL, action TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0,
             reserved INTEGER NOT NULL DEFAULT 0, last_at TEXT)""",
-        "CREATE UNIQUE INDEX usage_sender_action_day ON usage (sender_id, action, day)",
+        "CREATE UNIQUE INDEX usage_key ON usage (sender_id, day, action, sequence)",
     ]),
 ]
 

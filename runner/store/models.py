@@ -11,7 +11,8 @@
 - Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
   provider's event id so that re-deliveries and overlapping polls are harmless.
 - SyncCursor: per-sender `last_synced_at` for inbox/connection polling (seed 000's lastSyncedAtUtc).
-- Usage: actions performed (and pacing slots reserved) per sender, action and sender-local day.
+- Usage: actions performed (and pacing slots reserved) per sender, sender-local day, action and
+  sequence; a sender's total for a day is the sum over its sequences.
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ class SyncCursor(BaseModel):
 
 class Usage(BaseModel):
     sender = peewee.ForeignKeyField(Sender, on_delete="CASCADE")
+    sequence = peewee.TextField()
     action = peewee.TextField()
     day = peewee.TextField()  # YYYY-MM-DD in the sender's time zone
     used = peewee.IntegerField(default=0)
@@ -134,7 +136,7 @@ class Usage(BaseModel):
     last_at = UTCDateTimeField(null=True)
 
     class Meta:
-        indexes = ((("sender", "action", "day"), True),)
+        indexes = ((("sender", "day", "action", "sequence"), True),)
 
 
 MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage)

@@ -1,0 +1,306 @@
+"""Performing one action step for one lead, with the outbox discipline.
+
+Order of business for a LinkedIn action (visit, connect, message, withdraw):
+1. reconcile an action of this step left in flight (crash or uncertain timeout) with `find_action`;
+2. free pre-checks that cost no limit: already connected / invite pending (connect), no pending
+   invite (withdraw), sync-before-send (message: a reply seen means the lead exits as replied, and
+   nothing is sent);
+3. the calendar window in the lead's zone and the sender's daily limits and pacing (`limits.plan`):
+   outside them the lead sleeps until its slot;
+4. render the text (failures end the lead with the template's file and line);
+5. record the action `in_flight` and charge the limit in one transaction, and commit;
+6. call the provider; commit the result (done, or the error's reaction from `steps.on_provider_error`).
+
+`tag` touches only our store; `notify` POSTs to the user's URL through the runtime's notifier, with
+the same record-before-perform discipline so that a crash does not post twice without a trace.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from . import calendar as cal
+from . import limits, templates
+from .model import ActionStep
+from .providers.base import ActionResult, ErrorKind, ProviderError
+from .steps import (Ctx, Fail, Finish, Goto, Outcome, Sleep, _iso, _release_slot, close_action,
+                    fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship)
+from .store import Action, Lead, Sender, db
+
+log = logging.getLogger(__name__)
+
+NOTE_MAX = 300
+MESSAGE_MAX = 8000
+
+
+def action_name(step: ActionStep) -> str:
+    return "inmail" if step.action == "message" and step.inmail else step.action
+
+
+def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
+    return f"{ctx.enr.id}:{step.id}:{int(ctx.facts.get('entry', 0))}:{ctx.enr.attempt}"
+
+
+def perform(ctx: Ctx, step: ActionStep) -> Outcome:
+    reconciled = _reconcile(ctx, step)
+    if reconciled is not None:
+        return reconciled
+    if step.action == "tag":
+        return _tag(ctx, step)
+    if step.action == "notify":
+        return _notify(ctx, step)
+    skipped = _precheck(ctx, step)
+    if skipped is not None:
+        return skipped
+    name = action_name(step)
+    held = ctx.facts.pop("slot", None)
+    slot = limits.plan(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
+                       lead_key=ctx.lead.key, held_day=held["day"] if held else None, now=ctx.now)
+    if slot.at is not None:
+        if slot.day is not None:
+            ctx.facts["slot"] = {"action": name, "day": slot.day}
+        return Sleep(slot.at)
+    text, subject, template, variant = _render(ctx, step)
+    act = _record(ctx, step, name, text=text, subject=subject, template=template, variant=variant)
+    if act is None:  # the cap filled up between plan and charge (another runner): plan again
+        return perform(ctx, step)
+    try:
+        result = _call(ctx, step, text=text, subject=subject)
+    except ProviderError as err:
+        return on_provider_error(ctx, step, err, act)
+    return _succeeded(ctx, step, act, result)
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+
+def _reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
+    key = ctx.facts.get("inflight")
+    if not key:
+        return None
+    act = Action.get_or_none(Action.key == key)
+    if act is None or act.status != "in_flight":
+        ctx.facts.pop("inflight", None)
+        return None
+    if act.action in ("tag",):
+        return _succeeded(ctx, step, act, ActionResult(performed_at=ctx.now))
+    if act.action == "notify":
+        # A POST cannot be asked about; one that may have been sent is not repeated blindly.
+        close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "interrupted; not retried to avoid a double post"))
+        return follow(ctx, step.id, step.then)
+    result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
+                                             since=act.started_at - dt.timedelta(minutes=1))
+    if result is not None:
+        log.info("lead %s step %s: action %s had happened (reconciled)", ctx.lead.key, step.id, key)
+        return _succeeded(ctx, step, act, result)
+    log.info("lead %s step %s: action %s had not happened (reconciled); trying again", ctx.lead.key, step.id, key)
+    close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "not performed (reconciled after an interruption)"))
+    ctx.enr.attempt += 1
+    _flush(ctx)
+    return None
+
+
+def _flush(ctx: Ctx) -> None:
+    """Commit queued writes now (the step continues and may call the provider next)."""
+    with db.atomic():
+        for write in ctx.pending:
+            write()
+        ctx.pending.clear()
+        ctx.enr.facts = ctx.facts
+        ctx.enr.save()
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+def _skip(ctx: Ctx, step: ActionStep, reason: str) -> Outcome:
+    """Record a skipped action (visible in the audit log, never charged) and move on."""
+    _release_slot(ctx)
+    key = idempotency_key(ctx, step)
+    ctx.pending.append(lambda: Action.create(
+        key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
+        step_id=step.id, action=action_name(step), attempt=ctx.enr.attempt, status="skipped",
+        planned_at=ctx.now, started_at=ctx.now, error_message=reason))
+    return follow(ctx, step.id, step.then)
+
+
+def _precheck(ctx: Ctx, step: ActionStep) -> Outcome | None:
+    f = ctx.facts
+    if step.action == "connect":
+        refresh_relationship(ctx)
+        if f.get("connected"):
+            f["accepted"] = True
+            return _skip(ctx, step, "already connected")
+        if f.get("invite_pending"):
+            return _skip(ctx, step, "invitation already pending")
+    elif step.action == "withdraw":
+        refresh_relationship(ctx)
+        if not f.get("invite_pending"):
+            return _skip(ctx, step, "no pending invitation to withdraw")
+    elif step.action == "message":
+        refresh_conversation(ctx)
+        if f.get("replied"):
+            return Finish("replied")  # never message someone who has just replied
+        if not step.inmail and not f.get("connected"):
+            refresh_relationship(ctx)
+    return None
+
+
+# --- rendering and the call -----------------------------------------------------------------------
+
+def _context(ctx: Ctx) -> dict[str, Any]:
+    sender = {"name": ctx.sender.name, "full_name": ctx.sender.full_name or ctx.sender.name}
+    return templates.build_context(ctx.seq, dict(ctx.lead.fields or {}) | {"linkedin_profile_url": ctx.lead.profile_url},
+                                   fact_values(ctx), sender)
+
+
+def _render(ctx: Ctx, step: ActionStep) -> tuple[str | None, str | None, str | None, str | None]:
+    if step.action == "connect":
+        if step.note is None:
+            return None, None, None, None
+        rendered = templates.render_note(ctx.seq, step, _context(ctx))
+        return rendered.text, None, rendered.template, None
+    if step.action == "message":
+        rendered = templates.render_message(ctx.seq, step, _context(ctx),
+                                            invited_with_note=bool(ctx.facts.get("invited_with_note")),
+                                            lead_key=ctx.lead.key)
+        if rendered.variant:
+            ctx.facts.setdefault("variants", {})[step.id] = rendered.variant
+        return rendered.text, rendered.subject, rendered.template, rendered.variant
+    return None, None, None, None
+
+
+def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | None:
+    """Write the outbox row and the limit charge, and commit, before the provider is called."""
+    key = idempotency_key(ctx, step)
+    with db.atomic():
+        for write in ctx.pending:
+            write()
+        ctx.pending.clear()
+        if not limits.try_charge(ctx.seq, ctx.sender.caps, name, ctx.now):
+            return None
+        act = Action.create(
+            key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
+            step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
+            planned_at=ctx.now, started_at=ctx.now, **content)
+        ctx.facts["inflight"] = key
+        ctx.enr.facts = ctx.facts
+        ctx.enr.save()
+    return act
+
+
+def _call(ctx: Ctx, step: ActionStep, *, text: str | None, subject: str | None) -> ActionResult:
+    provider, account, ref = ctx.sender.provider, ctx.sender.account, ctx.ref
+    key = idempotency_key(ctx, step)
+    if step.action == "visit":
+        return provider.visit(account, ref, key=key)
+    if step.action == "connect":
+        return provider.connect(account, ref, note=text, key=key)
+    if step.action == "message":
+        return provider.send_message(account, ref, text=text or "", conversation_id=ctx.facts.get("conversation_id"),
+                                     subject=subject, inmail=step.inmail, key=key)
+    if step.action == "withdraw":
+        return provider.withdraw(account, ref, invitation_id=ctx.facts.get("invitation_id"), key=key)
+    raise AssertionError(f"not a provider action: {step.action}")
+
+
+def _succeeded(ctx: Ctx, step: ActionStep, act: Action, result: ActionResult) -> Outcome:
+    close_action(ctx, act, "done", result=result)
+    f = ctx.facts
+    at = _iso(result.performed_at)
+    if step.action == "connect":
+        f.update(invited=True, invited_with_note=step.note is not None, invited_at=at, invite_pending=True)
+        if result.invitation_id:
+            f["invitation_id"] = result.invitation_id
+    elif step.action == "message":
+        f["messages_sent"] = int(f.get("messages_sent", 0)) + 1
+        f["last_message_at"] = at
+        f.setdefault("first_message_at", at)
+        if result.conversation_id:
+            f["conversation_id"] = result.conversation_id
+    elif step.action == "withdraw":
+        f.update(invite_pending=False, withdrawn=True)
+    elif step.action == "visit":
+        f["visited"] = True
+    if result.provider_ids:
+        merged = {**(ctx.lead.provider_ids or {}), **dict(result.provider_ids)}
+        ctx.lead.provider_ids = merged
+        ctx.pending.append(lambda: Lead.update(provider_ids=merged).where(Lead.id == ctx.lead.id).execute())
+    if ctx.sender.caps.first_action_at is None and step.action != "tag":
+        _start_warmup(ctx, result.performed_at)
+    return follow(ctx, step.id, step.then)
+
+
+def _start_warmup(ctx: Ctx, at: dt.datetime) -> None:
+    import dataclasses
+
+    ctx.sender.caps = dataclasses.replace(ctx.sender.caps, first_action_at=at)
+    sender_id = ctx.sender.id
+    ctx.pending.append(lambda: Sender.update(first_action_at=at).where(
+        Sender.id == sender_id, Sender.first_action_at.is_null()).execute())
+
+
+# --- local actions --------------------------------------------------------------------------------
+
+def _tag(ctx: Ctx, step: ActionStep) -> Outcome:
+    tags = list(ctx.lead.tags or [])
+    tags += [t for t in step.tags if t not in tags]
+    ctx.lead.tags = tags
+    key = idempotency_key(ctx, step)
+    lead_id = ctx.lead.id
+
+    def write() -> None:
+        Lead.update(tags=tags).where(Lead.id == lead_id).execute()
+        Action.create(key=key, enrollment=ctx.enr.id, lead=lead_id, sender=ctx.sender.id, sequence=ctx.seq.name,
+                      step_id=step.id, action="tag", attempt=ctx.enr.attempt, status="done", planned_at=ctx.now,
+                      started_at=ctx.now, performed_at=ctx.now, content=",".join(step.tags))
+
+    ctx.pending.append(write)
+    return follow(ctx, step.id, step.then)
+
+
+def _notify(ctx: Ctx, step: ActionStep) -> Outcome:
+    import os
+
+    headers = {}
+    for header, env in step.headers_from_env.items():
+        value = os.environ.get(env)
+        if value is None:
+            return Fail(f'notify: environment variable {env} (for header {header}) is not set')
+        headers[header] = value
+    payload = {
+        "sequence": ctx.seq.name, "step": step.id, "lead": {**(ctx.lead.fields or {}), "linkedin_profile_url": ctx.lead.profile_url},
+        "tags": list(ctx.lead.tags or []), "sender": ctx.sender.name,
+        "facts": {k: v for k, v in fact_values(ctx).items() if k != "tags"}, "at": _iso(ctx.now),
+    }
+    act = _record_local(ctx, step)
+    try:
+        ctx.rt.notifier(step.url or "", headers, payload)
+    except Exception as exc:  # noqa: BLE001 - a CRM outage must not lose the lead
+        ctx.enr.attempt += 1
+        if ctx.enr.attempt > ctx.rt.max_attempts:
+            close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, f"notify failed: {exc}"))
+            return follow(ctx, step.id, step.then)
+        close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, f"notify failed: {exc}"))
+        from .steps import backoff
+
+        return Sleep(ctx.now + backoff(ctx.rt, ctx.enr.attempt, key=f"{ctx.enr.id}:{step.id}"))
+    close_action(ctx, act, "done", result=ActionResult(performed_at=ctx.now))
+    return follow(ctx, step.id, step.then)
+
+
+def _record_local(ctx: Ctx, step: ActionStep) -> Action:
+    key = idempotency_key(ctx, step)
+    with db.atomic():
+        for write in ctx.pending:
+            write()
+        ctx.pending.clear()
+        act = Action.create(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
+                            sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
+                            status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
+        ctx.facts["inflight"] = key
+        ctx.enr.facts = ctx.facts
+        ctx.enr.save()
+    return act
+
+
+__all__ = ["perform", "action_name", "idempotency_key", "NOTE_MAX", "MESSAGE_MAX", "Goto", "cal"]

@@ -1,0 +1,77 @@
+"""Auditing the ledger: were the promises kept?
+
+Reads the store after a run or simulation and lists every broken promise in plain words: an action
+performed outside the calendar window in the lead's zone, more actions than a sender's (or a
+sequence's) daily cap on a sender-local day, a message sent after the lead replied, or one step
+entry performed twice. An empty list is the expected answer; tests and `simulate` report it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections import Counter
+
+from . import calendar as cal
+from .limits import caps_for
+from .model import Sequence
+from .runtime import Runtime
+from .store import Sender, db
+from .store.fields import from_db_time
+
+LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
+
+
+def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
+    found: list[str] = []
+    senders = {s.id: s for s in rt.senders.values()}
+    first_action = {row.id: row.first_action_at for row in Sender.select(Sender.id, Sender.first_action_at)}
+    per_day: Counter[tuple[int, str, str, str]] = Counter()
+    sender_day: Counter[tuple[int, str, str]] = Counter()
+    entries: Counter[str] = Counter()
+    replied_at = _reply_times()
+    rows = db.execute_sql(
+        "SELECT a.key, a.sequence, a.step_id, a.action, a.performed_at, a.sender_id, a.lead_id, l.key, l.timezone, "
+        "l.fields, a.charged FROM action a JOIN lead l ON l.id = a.lead_id WHERE a.status = 'done' AND a.action IN (?, ?, ?, ?, ?)",
+        LINKEDIN_ACTIONS).fetchall()
+    for key, seq_name, step_id, action, performed, sender_id, lead_id, lead_key, lead_tz, fields, charged in rows:
+        seq, sender = sequences.get(seq_name), senders.get(sender_id)
+        if seq is None or sender is None or performed is None:
+            continue
+        at = from_db_time(performed)
+        zone = cal.resolve_zone(seq.calendar, lead_tz=lead_tz or json.loads(fields).get("timezone"), sender_tz=sender.timezone)
+        if not cal.is_open(seq.calendar, zone, at):
+            found.append(f"{action} for {lead_key} at {at.isoformat()} is outside the window ({zone.key} local "
+                         f"{at.astimezone(zone).strftime('%a %H:%M')})")
+        day = cal.local_date(at, sender.caps.zone).isoformat()
+        per_day[(sender_id, seq_name, action, day)] += 1
+        sender_day[(sender_id, action, day)] += 1
+        entries[key.rsplit(":", 1)[0]] += 1
+        reply = replied_at.get(lead_id)
+        if action in ("message", "inmail") and reply is not None and at > reply:
+            found.append(f"{action} to {lead_key} at {at.isoformat()} after the lead replied at {reply.isoformat()}")
+    for (sender_id, seq_name, action, day), n in sorted(per_day.items()):
+        sender = senders[sender_id]
+        caps = dataclasses.replace(sender.caps, first_action_at=first_action.get(sender_id))
+        seq_cap, _ = caps_for(sequences[seq_name], caps, action, dt.date.fromisoformat(day))
+        if n > seq_cap:
+            found.append(f"sender {sender.name}: {n} {action} actions in sequence {seq_name} on {day}; the limit is {seq_cap}")
+    for (sender_id, action, day), n in sorted(sender_day.items()):
+        sender = senders[sender_id]
+        cap = sender.caps.caps.get(action, 0)
+        if n > cap:
+            found.append(f"sender {sender.name}: {n} {action} actions on {day}; the sender's limit is {cap}")
+    for entry, n in sorted(entries.items()):
+        if n > 1:
+            found.append(f"step entry {entry} was performed {n} times")
+    return found
+
+
+def _reply_times() -> dict[int, dt.datetime]:
+    """The first reply per lead that came after its enrollment started."""
+    out: dict[int, dt.datetime] = {}
+    for lead_id, occurred in db.execute_sql(
+            "SELECT e.lead_id, MIN(e.occurred_at) FROM event e JOIN enrollment n ON n.lead_id = e.lead_id "
+            "WHERE e.kind = 'replied' AND e.occurred_at >= n.created_at GROUP BY e.lead_id").fetchall():
+        out[lead_id] = from_db_time(occurred)
+    return out

@@ -1,0 +1,137 @@
+"""`seqrun simulate`: run a sequence over a virtual month against the sandbox and report the result."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import sys
+import tempfile
+from collections import defaultdict
+from typing import Any
+
+import click
+
+from ..config import load_project_config
+from ..diagnostics import UserError
+from ..project import load_sequences
+from ..simulate import SimOptions, SimReport, run_simulation
+from ..store import Enrollment, open_store
+
+
+def next_monday(today: dt.date) -> dt.datetime:
+    days = (7 - today.weekday()) % 7 or 7
+    return dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tzinfo=dt.timezone.utc)
+
+
+@click.command("simulate")
+@click.argument("sequence", type=click.Path(dir_okay=False))
+@click.option("--leads", "leads_n", type=click.IntRange(1, 2_000_000), default=None,
+              help="Generate this many synthetic leads (default 1000).")
+@click.option("--leads-file", type=click.Path(dir_okay=False), default=None, help="Use the leads in this CSV instead.")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Simulated days.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the simulated LinkedIn and the leads.")
+@click.option("--accept-rate", type=click.FloatRange(0, 1), default=None, help="Share of invites accepted (default 0.35).")
+@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None, help="Share of messaged leads who reply (default 0.15).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First simulated day (UTC); default next Monday.")
+@click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def command(sequence: str, leads_n: int | None, leads_file: str | None, days: int, seed: int,
+            accept_rate: float | None, reply_rate: float | None, start: dt.datetime | None,
+            db_url: str | None, as_json: bool) -> None:
+    """Simulate SEQUENCE on a virtual clock against a simulated LinkedIn.
+
+    Uses the same interpreter as `seqrun run`, with the senders of seqrun.yaml (or the embedded
+    sandbox senders) all acting through the sandbox provider. Prints the funnel per step and
+    outcome, actions per sender per day against their limits, the time from acceptance to the first
+    message, and an audit of windows, limits and replies.
+
+    \b
+    Example:
+      seqrun simulate sequences/edges-full-flow.yaml --leads 10000 --days 30
+      seqrun simulate sequences/two-senders-ab.yaml --leads-file examples/leads.csv --db sim.db --json
+    """
+    if leads_n is not None and leads_file is not None:
+        raise click.UsageError("use either --leads or --leads-file, not both")
+    seq = next(iter(load_sequences([sequence]).values()))
+    config = load_project_config(sequence, [seq])
+    options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
+                         accept_rate=accept_rate, reply_rate=reply_rate,
+                         start=start.replace(tzinfo=dt.timezone.utc) if start else next_monday(dt.date.today()))
+    with tempfile.TemporaryDirectory(prefix="seqrun-sim-") as tmp:
+        path = db_url or os.path.join(tmp, "simulation.db")
+        if db_url and pathlib.Path(db_url).exists() and pathlib.Path(db_url).stat().st_size > 0:
+            open_store(path, durable=False)
+            if Enrollment.select().exists():
+                raise UserError(f'database "{db_url}" already holds leads; simulate needs a new file')
+        database = open_store(path, durable=False)
+        try:
+            report = _run(seq, config, options, as_json)
+        finally:
+            database.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_report(report, seed))
+    if report.violations:
+        raise UserError(f"the simulation broke {len(report.violations)} promise(s); this is a bug, please report it")
+
+
+def _run(seq: Any, config: Any, options: SimOptions, quiet: bool) -> SimReport:
+    if quiet or not sys.stderr.isatty():
+        return run_simulation(seq, config, options)
+    with click.progressbar(length=1000, label="simulating", file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(fraction: float) -> None:
+            step = int(fraction * 1000)
+            if step > done[0]:
+                bar.update(step - done[0])
+                done[0] = step
+
+        return run_simulation(seq, config, options, progress)
+
+
+def format_report(r: SimReport, seed: int) -> str:
+    out = [f"Simulated {r.sequence}: {r.leads:,} leads over {r.days} days from {r.start:%a %Y-%m-%d} (seed {seed})", ""]
+    out.append("Funnel by step")
+    out.append(f"  {'step':<22} {'kind':<10} {'entered':>8} {'done':>7} {'skipped':>8} {'failed':>7} {'waiting':>8}")
+    for s in r.steps:
+        kind = s.get("action", s["kind"])
+        cells = [f"{s.get(k, ''):>{w}}" if k in s else " " * w for k, w in (("done", 7), ("skipped", 8), ("failed", 7))]
+        out.append(f"  {s['id']:<22} {kind:<10} {s['entered']:>8} {' '.join(cells)} {s['waiting']:>8}")
+    out.append("")
+    out.append("Outcomes")
+    for outcome, n in r.outcomes.items():
+        out.append(f"  {outcome:<22} {n:>8}  {100 * n / max(r.leads, 1):5.1f}%")
+    running = r.states.get("active", 0) + r.states.get("paused", 0)
+    out.append(f"  {'(still in sequence)':<22} {running:>8}  {100 * running / max(r.leads, 1):5.1f}%")
+    out.append("")
+    out.append("Actions per sender per day (against the sequence's daily limit)")
+    summary: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for u in r.usage:
+        summary[(u["sender"], u["action"])].append(u)
+    out.append(f"  {'sender':<12} {'action':<9} {'days':>5} {'total':>7} {'max/day':>8} {'limit':>6} {'days at limit':>14}")
+    for (sender, action), rows in sorted(summary.items()):
+        total = sum(u["used"] for u in rows)
+        top = max(u["used"] for u in rows)
+        at_limit = sum(1 for u in rows if u["used"] >= u["limit"])
+        out.append(f"  {sender:<12} {action:<9} {len(rows):>5} {total:>7} {top:>8} {rows[-1]['limit']:>6} {at_limit:>14}")
+    if not summary:
+        out.append("  (no actions performed)")
+    out.append("")
+    h = r.accept_to_message_hours
+    if h.get("count"):
+        out.append(f"Acceptance to first message: median {h['median']} h, p90 {h['p90']} h ({h['count']} leads)")
+    else:
+        out.append("Acceptance to first message: no lead got that far")
+    for step_id, counts in r.variants.items():
+        parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        out.append(f"A/B variants at {step_id}: {parts}")
+    out.append("")
+    if r.violations:
+        out.append(f"Audit: {len(r.violations)} violation(s):")
+        out.extend(f"  {v}" for v in r.violations[:50])
+    else:
+        out.append("Audit: no action outside its window, no limit exceeded, nothing sent after a reply, nothing sent twice")
+    return "\n".join(out)

@@ -1,0 +1,185 @@
+"""The interpreter: `Engine.tick(now)` moves every due lead through its sequence.
+
+One tick:
+1. polls each sender's provider for acceptances and replies when its poll is due (per-sender cursor,
+   re-read with an overlap, cursor saved only after the sync finished) and applies the events;
+2. claims due enrollments through the partial index on `due_at` (cost grows with the number due,
+   not the number enrolled) with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so
+   a crashed run's leads come back by themselves);
+3. runs each claimed lead's steps (`runner.steps`) until it must wait, act later, or end, committing
+   every transition before the next external action.
+
+Errors in one lead never stop the loop: the error is recorded on the enrollment and the retry policy
+applied. Configuration errors are raised before the first tick by whoever builds the `Runtime`.
+Time is always a parameter; the engine never reads the clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import steps
+from .providers.base import ErrorKind, ProviderError, ProviderEvent
+from .runtime import Runtime, SenderRuntime
+from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
+from .store.fields import to_db_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    processed: int = 0
+    transitions: int = 0
+    events: int = 0
+    errors: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class Engine:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._next_poll: dict[int, dt.datetime] = {}
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def tick(self, now: dt.datetime, *, limit: int | None = None) -> TickReport:
+        """Process everything due at `now` (at most `limit` leads). Safe to call as often as you like."""
+        report = TickReport()
+        self.sync(now, report)
+        while limit is None or report.processed < limit:
+            batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
+            ids = self.due_ids(now, batch)
+            for enrollment_id in ids:
+                if self.claim(enrollment_id, now):
+                    self._run(enrollment_id, now, report)
+                    report.processed += 1
+            if len(ids) < batch:
+                break
+        return report
+
+    def due_ids(self, now: dt.datetime, limit: int) -> list[int]:
+        rows = db.execute_sql(
+            "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (to_db_time(now), limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def claim(self, enrollment_id: int, now: dt.datetime) -> bool:
+        """One guarded write: only the runner whose UPDATE changed the row may work on the lead."""
+        cursor = db.execute_sql(
+            "UPDATE enrollment SET due_at = ?, lease_owner = ? WHERE id = ? AND state = 'active' AND due_at <= ?",
+            (to_db_time(now + self.rt.lease), self.rt.owner, enrollment_id, to_db_time(now)))
+        return cursor.rowcount == 1
+
+    def next_due(self) -> dt.datetime | None:
+        """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
+        row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
+        candidates = [t for t in self._next_poll.values()]
+        if row and row[0]:
+            from .store.fields import from_db_time
+
+            candidates.append(from_db_time(row[0]))
+        return min(candidates) if candidates else None
+
+    def _run(self, enrollment_id: int, now: dt.datetime, report: TickReport) -> None:
+        enr = Enrollment.select(Enrollment, Lead).join(Lead).where(Enrollment.id == enrollment_id).get()
+        try:
+            outcome = steps.advance(self.rt, enr, now)
+            report.transitions += outcome.transitions
+            if outcome.final:
+                report.outcomes[outcome.final] += 1
+        except Exception as exc:  # noqa: BLE001 - one bad lead must not stop the others
+            report.errors += 1
+            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
+            self._record_crash(enr, now, exc)
+
+    def _record_crash(self, enr: Enrollment, now: dt.datetime, exc: Exception) -> None:
+        """An unexpected error in our own code: retry with backoff, then fail the lead with the error kept."""
+        with db.atomic():
+            fresh = Enrollment.get_by_id(enr.id)
+            fresh.attempt += 1
+            fresh.last_error = f"{type(exc).__name__}: {exc}"
+            fresh.updated_at = now
+            if fresh.attempt > self.rt.max_attempts:
+                fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None
+            else:
+                fresh.due_at = now + steps.backoff(self.rt, fresh.attempt, key=str(fresh.id))
+            fresh.save()
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def sync(self, now: dt.datetime, report: TickReport | None = None) -> int:
+        """Poll every active sender whose poll is due; returns the number of new events applied."""
+        total = 0
+        for sender in self.rt.senders.values():
+            due = self._next_poll.get(sender.id)
+            if due is not None and due > now:
+                continue
+            self._next_poll[sender.id] = now + self.rt.poll_every
+            if Sender.get_by_id(sender.id).status != "active":
+                continue
+            total += self._sync_sender(sender, now)
+        if report is not None:
+            report.events += total
+        return total
+
+    def _sync_sender(self, sender: SenderRuntime, now: dt.datetime) -> int:
+        cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
+        since = cursor.last_synced_at - self.rt.sync_overlap if cursor and cursor.last_synced_at else None
+        try:
+            result = sender.provider.poll_events(sender.account, since=since)
+        except ProviderError as err:
+            if err.kind is ErrorKind.AUTH_EXPIRED:
+                steps.pause_sender(sender.id, "auth expired", now)
+            log.warning("sender %s: polling failed: %s", sender.name, err)
+            return 0
+        applied = sum(self.apply_event(ev, now, source="poll", sender=sender) for ev in result.events)
+        # Only now, after every event is stored, may the cursor move (seed 000).
+        with db.atomic():
+            if cursor is None:
+                SyncCursor.create(sender=sender.id, last_synced_at=result.synced_until, updated_at=now)
+            else:
+                cursor.last_synced_at, cursor.updated_at = result.synced_until, now
+                cursor.save()
+        return applied
+
+    def apply_event(self, event: ProviderEvent, now: dt.datetime, *, source: str,
+                    sender: SenderRuntime | None = None) -> bool:
+        """Store an event (once, by event id) and apply it to the lead's running enrollment."""
+        with db.atomic():
+            if Event.select(Event.id).where(Event.event_id == event.event_id).exists():
+                return False
+            lead = Lead.get_or_none(Lead.key == event.lead_key) if event.lead_key else None
+            if sender is None and event.account_id is not None:
+                sender = next((s for s in self.rt.senders.values() if s.account.account_id == event.account_id), None)
+            enr = None
+            if lead is not None:
+                query = Enrollment.select().where(Enrollment.lead == lead.id, Enrollment.state.in_(("active", "paused")))
+                if sender is not None:
+                    query = query.where(Enrollment.sender == sender.id)
+                enr = query.first()
+            Event.create(event_id=event.event_id, kind=event.kind, source=source,
+                         sender=sender.id if sender else None, lead=lead.id if lead else None,
+                         enrollment=enr.id if enr else None, occurred_at=event.occurred_at, received_at=now,
+                         data=dict(event.data))
+            if event.kind == "auth_expired" and sender is not None:
+                steps.pause_sender(sender.id, "auth expired", now)
+            elif enr is not None:
+                steps.apply_event_to_enrollment(self.rt, enr, event, now)
+        return True
+
+    # --- recovery ----------------------------------------------------------------------------------
+
+    def recover(self, now: dt.datetime) -> int:
+        """At start-up: make every lead with an action left in flight due now.
+
+        Its step handler reconciles the action with the provider (`find_action`) before anything is
+        retried, so a crash between "recorded" and "marked done" never sends twice.
+        """
+        ids = [a.enrollment_id for a in Action.select(Action.enrollment).where(Action.status == "in_flight")]
+        if ids:
+            Enrollment.update(due_at=now, lease_owner=None).where(
+                Enrollment.id.in_(ids), Enrollment.state == "active").execute()
+        return len(ids)

@@ -1,0 +1,190 @@
+"""Daily limits and pacing: when may a sender perform the next action of a kind?
+
+Caps are per sender, per action, per day in the sender's time zone, at two levels: the sender's own
+cap (seqrun.yaml override, else the documented LinkedIn default for the account type) shared by all
+sequences, and the sequence's `limits` for its own actions. A warm-up ramp scales both for new
+senders, counted from the sender's first performed action.
+
+Pacing spreads a day's actions across the window instead of bursting at opening time: each sender
+keeps, per day and action, the time of its last slot; the next slot is one nominal gap later
+(open time per day / cap, or `min_gap` if larger) with deterministic jitter, moved into the lead's
+window. A lead that gets a future slot *reserves* it (so that the next lead gets the slot after,
+and thousands of waiting leads do not all wake at the same instant) and sleeps until then.
+
+Reservations only pace; the promise "never exceeded" is kept by the hard check in `try_charge`,
+which counts performed (charged) actions and is done in the same transaction that records the
+action in the outbox. A charge is refunded when the provider says the action did not happen.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from . import calendar as cal
+from .model import Calendar, Limits, Sequence
+from .store import db
+
+MAX_DAYS_AHEAD = 400
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCaps:
+    """What the engine knows about a sender for limit purposes."""
+
+    sender_id: int
+    name: str
+    zone: ZoneInfo
+    caps: dict[str, int]  # action -> the sender's own daily cap
+    first_action_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A decision: perform now (`at is None`), or sleep until `at` holding a reservation on `day`."""
+
+    at: dt.datetime | None
+    day: str | None = None
+
+
+def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone: ZoneInfo) -> float:
+    """Warm-up factor for `day`: from `start` on the sender's first day up to 1 after `days` days."""
+    if limits.warmup is None:
+        return 1.0
+    first = cal.local_date(first_action_at, zone) if first_action_at else day
+    n = max(0, (day - first).days)
+    if n >= limits.warmup.days:
+        return 1.0
+    start = limits.warmup.start
+    return start + (1.0 - start) * n / limits.warmup.days
+
+
+def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> tuple[int, int]:
+    """(sequence cap, sender cap) for one action on one sender-local day, warm-up applied."""
+    sender_cap = sender.caps.get(action, 0)
+    limit = seq.limits.per_action.get(action)
+    seq_cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
+    factor = ramp(seq.limits, sender.first_action_at, day, sender.zone)
+    if factor < 1.0:
+        seq_cap = math.ceil(seq_cap * factor) if seq_cap else 0
+        sender_cap = math.ceil(sender_cap * factor) if sender_cap else 0
+    return seq_cap, sender_cap
+
+
+def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int, dt.datetime | None]:
+    """(sequence used, sequence reserved, sender total used, last slot) for one day."""
+    rows = db.execute_sql(
+        "SELECT sequence, used, reserved, last_at FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
+        (sender_id, day, action)).fetchall()
+    used = reserved = total = 0
+    last: str | None = None
+    for seq_name, u, r, last_at in rows:
+        total += u
+        if seq_name == sequence:
+            used, reserved = u, r
+        if last_at and (last is None or last_at > last):
+            last = last_at
+    from .store.fields import from_db_time
+
+    return used, reserved, total, from_db_time(last) if last else None
+
+
+def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0, reserved: int = 0,
+          last_at: dt.datetime | None = None) -> None:
+    from .store.fields import to_db_time
+
+    stamp = to_db_time(last_at) if last_at else None
+    db.execute_sql(
+        "INSERT INTO usage (sender_id, sequence, action, day, used, reserved, last_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (sender_id, day, action, sequence) DO UPDATE SET used = used + excluded.used, "
+        "reserved = MAX(0, reserved + excluded.reserved), "
+        "last_at = CASE WHEN excluded.last_at IS NOT NULL AND (last_at IS NULL OR excluded.last_at > last_at) "
+        "THEN excluded.last_at ELSE last_at END",
+        (sender_id, sequence, action, day, used, reserved, stamp))
+
+
+def _unit(*parts: object) -> float:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _gap_seconds(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
+    nominal = cal.open_seconds_per_day(calendar) / max(cap, 1)
+    limit = seq.limits.per_action.get(action)
+    if limit is not None and limit.min_gap is not None:
+        nominal = max(nominal, float(limit.min_gap.seconds))
+    return nominal
+
+
+def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
+         lead_key: str, held_day: str | None, now: dt.datetime) -> Slot:
+    """Decide when the lead may perform `action`: now, or at a reserved future slot.
+
+    `held_day` is the day of a reservation the lead already holds (it has woken up at its slot).
+    The caller must run this inside a write transaction.
+    """
+    today = cal.local_date(now, sender.zone)
+    if held_day is not None:
+        _bump(sender.sender_id, held_day, action, seq.name, reserved=-1)
+        if held_day <= today.isoformat() and cal.is_open(calendar, zone, now) and _room(seq, sender, action, today):
+            return Slot(None)
+    for offset in range(MAX_DAYS_AHEAD):
+        day = today + dt.timedelta(days=offset)
+        seq_cap, sender_cap = caps_for(seq, sender, action, day)
+        used, reserved, total, last = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+        if used + reserved >= seq_cap or total + reserved >= sender_cap:
+            continue
+        gap = _gap_seconds(seq, calendar, action, seq_cap)
+        jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
+        start = now if offset == 0 else _local_midnight(day, sender.zone)
+        if last is not None:
+            u = _unit(lead_key, action, day, used + reserved)
+            start = max(start, last + dt.timedelta(seconds=gap + (2 * u - 1) * jitter))
+        elif offset == 0 and used == 0:
+            # First slot of the day: a random fraction of one gap into the window, never at opening time.
+            start = max(start, cal.next_open(calendar, zone, start) + dt.timedelta(seconds=_unit(lead_key, day) * gap))
+        try:
+            at = cal.next_open(calendar, zone, start)
+        except ValueError:
+            return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)  # the calendar has no window at all
+        if cal.local_date(at, sender.zone) != day:
+            continue
+        if at <= now:
+            if _room(seq, sender, action, today):
+                return Slot(None)
+            continue
+        _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1, last_at=at)
+        return Slot(at, day.isoformat())
+    return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)
+
+
+def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+
+
+def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
+    seq_cap, sender_cap = caps_for(seq, sender, action, day)
+    used, _, total, _ = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    return used < seq_cap and total < sender_cap
+
+
+def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime) -> bool:
+    """Count one performed action against today's caps; False (and nothing charged) when full."""
+    today = cal.local_date(now, sender.zone)
+    if not _room(seq, sender, action, today):
+        return False
+    _bump(sender.sender_id, today.isoformat(), action, seq.name, used=1, last_at=now)
+    return True
+
+
+def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
+    """Give back a charge for an action that did not happen."""
+    db.execute_sql("UPDATE usage SET used = MAX(0, used - 1) WHERE sender_id = ? AND day = ? AND action = ? AND sequence = ?",
+                   (sender_id, day, action, sequence))
+
+
+def release(sequence: str, sender_id: int, action: str, day: str) -> None:
+    """Give back a reservation the lead no longer needs (it exited, or the action was skipped)."""
+    _bump(sender_id, day, action, sequence, reserved=-1)

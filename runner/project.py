@@ -1,0 +1,119 @@
+"""Assembling a project for the commands that run things: sequences, config, store, runtime.
+
+`load_sequences` loads sequence files and fails loudly (UserError with every diagnostic) when any has
+errors; `sync_senders` writes the configured senders into the store; `build_runtime` binds each
+sender to its provider driver with credentials from the environment. Configuration errors surface
+here, at start-up, never in the middle of a tick.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+from typing import Any, Callable, Iterable, Mapping
+
+import httpx
+
+from .calendar import resolve_zone
+from .config import Config, SenderConfig, default_limits, resolve_credentials
+from .diagnostics import UserError, has_errors
+from .limits import SenderCaps
+from .loader import load_paths
+from .model import Calendar, Sequence
+from .providers import PROVIDERS
+from .providers.base import Account, Provider
+from .runtime import Notifier, Runtime, SenderRuntime
+from .store import Sender
+
+
+def load_sequences(paths: Iterable[str]) -> dict[str, Sequence]:
+    """Load sequences by file or directory; any error is fatal (a half-valid project never runs)."""
+    seqs, diags, _ = load_paths(list(paths))
+    if has_errors(diags):
+        raise UserError("fix the errors above before running (see `seqrun validate`)",
+                        [d for d in diags if d.severity == "error"])
+    by_name: dict[str, Sequence] = {}
+    for seq in seqs:
+        if seq.name in by_name:
+            raise UserError(f'two sequences are named "{seq.name}": {by_name[seq.name].path} and {seq.path}')
+        by_name[seq.name] = seq
+    return by_name
+
+
+def project_sequences(config: Config) -> dict[str, Sequence]:
+    directory = pathlib.Path(config.root) / "sequences"
+    if not directory.is_dir():
+        return {}
+    return load_sequences([str(directory)])
+
+
+def sync_senders(config: Config, now: dt.datetime) -> dict[str, Sender]:
+    """Upsert the configured senders into the store (status and warm-up start are kept)."""
+    out: dict[str, Sender] = {}
+    for sc in config.senders:
+        row = Sender.get_or_none(Sender.name == sc.name)
+        values = dict(provider=sc.provider, account_id=sc.account_id, account_type=sc.account_type,
+                      timezone=sc.timezone, profile_id=sc.profile_id, full_name=sc.full_name)
+        if row is None:
+            row = Sender.create(name=sc.name, created_at=now, **values)
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.save()
+        out[sc.name] = row
+    return out
+
+
+def sender_caps(sc: SenderConfig, row: Sender) -> SenderCaps:
+    caps = {**default_limits(sc.account_type), **dict(sc.limits)}
+    zone = resolve_zone(Calendar(timezone=sc.timezone, fallback="UTC"), lead_tz=None, sender_tz=None)
+    return SenderCaps(sender_id=row.id, name=sc.name, zone=zone, caps=caps, first_action_at=row.first_action_at)
+
+
+ProviderFor = Callable[[SenderConfig, Mapping[str, str]], Provider]
+
+
+def real_provider_for(config: Config, client: httpx.Client | None = None) -> ProviderFor:
+    """Providers as configured: the sandbox keeps its state beside the database so runs agree."""
+
+    def make(sc: SenderConfig, credentials: Mapping[str, str]) -> Provider:
+        factory = PROVIDERS.get(sc.provider)
+        if factory is None:
+            raise UserError(f'sender {sc.name}: provider "{sc.provider}" has no driver in this version')
+        options: dict[str, Any] = {}
+        if sc.provider == "sandbox":
+            options = dict(config.sandbox)
+        return factory(**options)
+
+    return make
+
+
+def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mapping[str, Sender], *,
+                  provider_for: ProviderFor, notifier: Notifier, **knobs: Any) -> Runtime:
+    senders: dict[int, SenderRuntime] = {}
+    shared: dict[str, Provider] = {}
+    for sc in config.senders:
+        row = rows[sc.name]
+        credentials = resolve_credentials(sc)
+        # One driver per provider name, shared by its senders (the sandbox is one simulated LinkedIn).
+        provider = shared.get(sc.provider) or provider_for(sc, credentials)
+        shared.setdefault(sc.provider, provider)
+        account = Account(sender=sc.name, account_id=sc.account_id, account_type=sc.account_type,
+                          profile_id=sc.profile_id, credentials=credentials)
+        senders[row.id] = SenderRuntime(caps=sender_caps(sc, row), account=account, provider=provider,
+                                        full_name=sc.full_name or sc.name, timezone=sc.timezone)
+    return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
+
+
+def http_notifier(client: httpx.Client) -> Notifier:
+    """Notify steps POST JSON; any non-2xx answer is a failure the engine retries."""
+
+    def notify(url: str, headers: Mapping[str, str], payload: Mapping[str, Any]) -> None:
+        response = client.post(url, json=dict(payload), headers=dict(headers), timeout=10.0)
+        response.raise_for_status()
+
+    return notify
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

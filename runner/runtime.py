@@ -1,0 +1,56 @@
+"""What the engine runs against: loaded sequences, senders with their providers, and the knobs.
+
+A `Runtime` is assembled once at start-up (configuration errors fail there, loudly) by the CLI or
+the simulator and then handed to `Engine`. Nothing in here reads the clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .limits import SenderCaps
+from .model import Sequence
+from .providers.base import Account, Provider
+
+#: notify(url, headers, payload) -> None; raises on failure (the engine retries).
+Notifier = Callable[[str, Mapping[str, str], Mapping[str, Any]], None]
+
+
+@dataclass
+class SenderRuntime:
+    caps: SenderCaps
+    account: Account
+    provider: Provider
+    full_name: str = ""
+    timezone: str = "UTC"
+
+    @property
+    def id(self) -> int:
+        return self.caps.sender_id
+
+    @property
+    def name(self) -> str:
+        return self.caps.name
+
+
+@dataclass
+class Runtime:
+    sequences: dict[str, Sequence]
+    senders: dict[int, SenderRuntime]  # by store id
+    notifier: Notifier
+    poll_every: dt.timedelta = dt.timedelta(minutes=15)
+    sync_overlap: dt.timedelta = dt.timedelta(minutes=2)  # seed 000: re-read 1-2 minutes back
+    lease: dt.timedelta = dt.timedelta(minutes=10)
+    max_attempts: int = 5
+    backoff_base: dt.timedelta = dt.timedelta(minutes=1)
+    backoff_cap: dt.timedelta = dt.timedelta(hours=1)
+    batch: int = 500
+    max_transitions: int = 64  # per lead per tick; a sequence cannot spin (validate rejects cycles without a wait)
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
+    observer: Callable[[str, str], None] | None = None
+
+    def sender_by_name(self, name: str) -> SenderRuntime | None:
+        return next((s for s in self.senders.values() if s.name == name), None)

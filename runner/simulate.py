@@ -1,0 +1,256 @@
+"""`seqrun simulate`: a whole campaign on a virtual clock against the sandbox provider.
+
+The simulation uses the very code path of `seqrun run` — the same `Engine.tick`, store, limits and
+calendar — with two differences: the clock is virtual (it jumps straight to the next moment anything
+is due) and every sender acts through one shared `SandboxProvider` driven by that clock. Leads are
+generated (deterministically from the seed) or read from a CSV. The report is computed from the
+store afterwards: the funnel per step and outcome, actions per sender per day against the limits,
+the time from acceptance to the first message, and an audit of the ledger (`runner.audit`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from . import audit
+from .config import Config
+from .engine import Engine
+from .leadsfile import read_leads
+from .limits import caps_for
+from .model import ActionStep, Sequence
+from .project import build_runtime, sync_senders
+from .providers.sandbox import SandboxProvider
+from .runtime import Runtime
+from .store import Enrollment, Sender, db
+from .store.fields import from_db_time, to_db_time
+
+FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
+         "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
+LAST = ["Meyer", "Okafor", "Dubois", "Rossi", "Tanaka", "Nowak", "García", "Andersen", "Kowalski", "Haddad",
+        "Schmidt", "Lindqvist", "Moreau", "Ivanova", "Chen", "Silva", "O'Brien", "Novak", "Patel", "Kim"]
+COMPANIES = ["Northwind Analytics", "Bluefin Robotics GmbH", "Acme Data Inc.", "Polar Ledger", "Kestrel Health",
+             "Tidewater Logistics Ltd", "Juniper Security", "Orbital Foods", "Brightline Payments SA", "Quanta Labs"]
+TITLES = ["Founder", "CTO", "Head of Growth", "VP Engineering", "CEO", "Head of Sales", "COO", "Product Lead"]
+ZONES = [("Europe/Berlin", 30), ("America/New_York", 25), ("Europe/London", 15), ("America/Los_Angeles", 10),
+         ("Asia/Singapore", 5), ("", 10), ("Mars/Olympus_Mons", 5)]
+
+
+@dataclass
+class SimOptions:
+    leads: int = 1000
+    leads_file: str | None = None
+    days: int = 30
+    seed: int = 0
+    accept_rate: float | None = None
+    reply_rate: float | None = None
+    start: dt.datetime = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    poll_every: dt.timedelta = dt.timedelta(minutes=30)
+
+
+@dataclass
+class SimReport:
+    sequence: str
+    leads: int
+    days: int
+    start: dt.datetime
+    end: dt.datetime
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    states: dict[str, int] = field(default_factory=dict)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    accept_to_message_hours: dict[str, float | int | None] = field(default_factory=dict)
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    ticks: int = 0
+    transitions: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence, "leads": self.leads, "days": self.days,
+            "start": self.start.isoformat(), "end": self.end.isoformat(), "steps": self.steps,
+            "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
+            "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
+            "violations": self.violations, "ticks": self.ticks, "transitions": self.transitions,
+        }
+
+
+class VirtualClock:
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
+    """`n` plausible leads with every field the sequence declares; required fields always filled."""
+    rng = random.Random(seed)
+    zones, weights = zip(*ZONES)
+    rows = []
+    for i in range(n):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        values = {
+            "linkedin_profile_url": f"https://www.linkedin.com/in/sim-{i:06d}-{last.lower().replace(chr(39), '')}",
+            "full_name": f"{first} {last}", "first_name": first, "last_name": last,
+            "company_name": rng.choice(COMPANIES), "title": rng.choice(TITLES),
+            "timezone": rng.choices(zones, weights)[0],
+        }
+        row = {"linkedin_profile_url": values["linkedin_profile_url"]}
+        for spec in seq.fields:
+            value = values.get(spec.name, f"{spec.name.replace('_', ' ').title()} {i}")
+            if spec.required or rng.random() < 0.85:
+                row[spec.name] = value
+        if "timezone" not in row and values["timezone"]:
+            row["timezone"] = values["timezone"]
+        rows.append(row)
+    return rows
+
+
+def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[int], now: dt.datetime) -> int:
+    """Bulk-create leads and their enrollments (new store only), senders assigned round-robin."""
+    from .urls import normalize_profile_url
+
+    stamp = to_db_time(now)
+    leads, count = [], 0
+    for row in rows:
+        key, url = normalize_profile_url(row["linkedin_profile_url"])
+        fields = {k: v for k, v in row.items() if k != "linkedin_profile_url" and v}
+        leads.append((key, url, _json(fields), fields.get("timezone"), stamp, stamp))
+    with db.atomic():
+        db.execute_sql("CREATE TEMP TABLE IF NOT EXISTS _keys (key TEXT)")
+        db.execute_sql("DELETE FROM _keys")
+        cursor = db.cursor()
+        cursor.executemany(
+            "INSERT OR IGNORE INTO lead (key, profile_url, fields, timezone, tags, provider_ids, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, '[]', '{}', ?, ?)", leads)
+        ids = [r[0] for r in db.execute_sql("SELECT id FROM lead ORDER BY id").fetchall()]
+        enrollments = [(lead_id, seq.name, seq.source_hash, sender_ids[i % len(sender_ids)], seq.steps[0].id, stamp, stamp, stamp, stamp)
+                       for i, lead_id in enumerate(ids)]
+        cursor.executemany(
+            "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
+            "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
+        count = len(enrollments)
+    return count
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def run_simulation(seq: Sequence, config: Config, options: SimOptions,
+                   progress: Callable[[float], None] | None = None) -> SimReport:
+    """Simulate `seq` in the already opened (empty) store. See the module docstring."""
+    clock = VirtualClock(options.start)
+    sandbox_options = dict(config.sandbox)
+    sandbox_options["seed"] = options.seed
+    if options.accept_rate is not None:
+        sandbox_options["accept_rate"] = options.accept_rate
+    if options.reply_rate is not None:
+        sandbox_options["reply_rate"] = options.reply_rate
+    provider = SandboxProvider(clock=clock, **sandbox_options)
+    allowed = [s for s in config.senders if not seq.senders or s.name in seq.senders]
+    sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={})
+    rows = sync_senders(sim_config, options.start)
+    posted: list[str] = []
+    runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=lambda sc, cred: provider,
+                            notifier=lambda url, headers, payload: posted.append(url), poll_every=options.poll_every)
+    entered: Counter[str] = Counter()
+    runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
+    if options.leads_file:
+        lead_rows = _csv_rows(options.leads_file, seq)
+    else:
+        lead_rows = synthetic_leads(seq, options.leads, options.seed)
+    count = enroll(seq, lead_rows, [r.id for r in rows.values()], options.start)
+    entered[seq.steps[0].id] += count
+    engine = Engine(runtime)
+    end = options.start + dt.timedelta(days=options.days)
+    report = SimReport(seq.name, count, options.days, options.start, end)
+    now = options.start
+    while now < end:
+        clock.now = now
+        tick = engine.tick(now)
+        report.ticks += 1
+        report.transitions += tick.transitions
+        if progress:
+            progress((now - options.start) / (end - options.start))
+        nxt = engine.next_due()
+        if nxt is None:
+            break
+        now = max(nxt, now + dt.timedelta(seconds=1))
+    clock.now = end
+    _fill_report(report, seq, runtime, entered, end)
+    report.violations = audit.violations({seq.name: seq}, runtime)
+    if progress:
+        progress(1.0)
+    return report
+
+
+def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
+    from .diagnostics import UserError, has_errors
+
+    leads = read_leads(path, required_fields=[f.name for f in seq.fields if f.required])
+    if has_errors(leads.diagnostics):
+        raise UserError("the leads file has errors", leads.diagnostics)
+    return [{**row.fields, "linkedin_profile_url": row.profile_url} for row in leads.rows if row.key]
+
+
+def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter[str], end: dt.datetime) -> None:
+    waiting = Counter(dict(db.execute_sql(
+        "SELECT step_id, COUNT(*) FROM enrollment WHERE sequence = ? AND state = 'active' GROUP BY step_id", (seq.name,)).fetchall()))
+    by_step: dict[str, Counter[str]] = defaultdict(Counter)
+    for step_id, status, n in db.execute_sql(
+            "SELECT step_id, status, COUNT(*) FROM action WHERE sequence = ? GROUP BY step_id, status", (seq.name,)).fetchall():
+        by_step[step_id][status] = n
+    for step in seq.steps:
+        entry: dict[str, Any] = {"id": step.id, "kind": step.kind, "entered": entered.get(step.id, 0),
+                                 "waiting": waiting.get(step.id, 0)}
+        if isinstance(step, ActionStep):
+            entry["action"] = step.action
+            entry.update({k: by_step[step.id].get(k, 0) for k in ("done", "skipped", "failed", "in_flight")})
+        report.steps.append(entry)
+    report.outcomes = dict(db.execute_sql(
+        "SELECT outcome, COUNT(*) FROM enrollment WHERE sequence = ? AND outcome IS NOT NULL GROUP BY outcome ORDER BY 2 DESC",
+        (seq.name,)).fetchall())
+    report.states = dict(db.execute_sql(
+        "SELECT state, COUNT(*) FROM enrollment WHERE sequence = ? GROUP BY state", (seq.name,)).fetchall())
+    for sender in rt.senders.values():
+        caps = sender.caps
+        fresh = Sender.get_by_id(sender.id)
+        import dataclasses
+
+        caps = dataclasses.replace(caps, first_action_at=fresh.first_action_at)
+        for day, action, used in db.execute_sql(
+                "SELECT day, action, SUM(used) FROM usage WHERE sender_id = ? GROUP BY day, action ORDER BY day, action",
+                (sender.id,)).fetchall():
+            if not used:
+                continue
+            seq_cap, sender_cap = caps_for(seq, caps, action, dt.date.fromisoformat(day))
+            report.usage.append({"sender": sender.name, "day": day, "action": action, "used": used, "limit": seq_cap})
+    hours = []
+    variants: dict[str, Counter[str]] = defaultdict(Counter)
+    for (facts_json,) in db.execute_sql("SELECT facts FROM enrollment WHERE sequence = ?", (seq.name,)).fetchall():
+        import json
+
+        facts = json.loads(facts_json)
+        if facts.get("accepted_at") and facts.get("first_message_at"):
+            delta = dt.datetime.fromisoformat(facts["first_message_at"]) - dt.datetime.fromisoformat(facts["accepted_at"])
+            if delta.total_seconds() >= 0:
+                hours.append(delta.total_seconds() / 3600)
+        for step_id, name in (facts.get("variants") or {}).items():
+            variants[step_id][name] += 1
+    report.variants = {k: dict(v) for k, v in variants.items()}
+    if hours:
+        hours.sort()
+        report.accept_to_message_hours = {"count": len(hours), "median": round(statistics.median(hours), 1),
+                                          "p90": round(hours[min(len(hours) - 1, int(len(hours) * 0.9))], 1)}
+    else:
+        report.accept_to_message_hours = {"count": 0, "median": None, "p90": None}
+
+
+__all__ = ["SimOptions", "SimReport", "run_simulation", "synthetic_leads", "enroll", "from_db_time", "Enrollment"]

@@ -1,0 +1,520 @@
+"""What each kind of step does to one lead, and how the result is committed.
+
+`advance(runtime, enrollment, now)` runs a lead's steps until it has to wait. Each step handler
+(`HANDLERS`, keyed by step kind) returns one outcome — `Goto`, `Sleep`, `Finish`, `Fail`, `Pause` or
+`PauseSender` — and `_commit` writes it in one transaction together with whatever the step recorded
+(the outbox row, facts, usage). So every change to a lead is committed before the next external call.
+
+Actions follow the outbox discipline: checks first (exits, sync-before-send, already connected,
+window and limits), then the action is recorded `in_flight` and committed with its limit charge, then
+the provider is called, then the result is committed. An action found in flight later (a crash, or a
+timeout that may or may not have reached LinkedIn) is reconciled with `find_action` before anything
+is retried: the idempotency key is `enrollment:step:entry:attempt`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+from . import calendar as cal
+from . import limits, templates
+from .jinja import compile_condition
+from .model import ActionStep, BranchStep, Condition, EndStep, Sequence, Target, WaitForStep, WaitStep
+from .providers.base import ActionResult, ErrorKind, LeadRef, ProviderError, ProviderEvent
+from .runtime import Runtime, SenderRuntime
+from .store import Action, Block, Enrollment, Lead, Sender, db
+
+log = logging.getLogger(__name__)
+
+#: Facts that only the provider can tell; a branch that reads them refreshes them first.
+RELATIONSHIP_FACTS = frozenset({"connected", "invite_pending", "accepted"})
+CONVERSATION_FACTS = frozenset({"conversation_exists", "replied", "lead_messaged_first", "days_since_last_message"})
+
+
+# --- outcomes -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Goto:
+    step_id: str | None  # None: the end of the list, outcome "completed"
+
+
+@dataclass(frozen=True)
+class Sleep:
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
+class Finish:
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pause:
+    reason: str
+
+
+@dataclass(frozen=True)
+class PauseSender:
+    reason: str
+
+
+Outcome = Union[Goto, Sleep, Finish, Fail, Pause, PauseSender]
+
+
+@dataclass
+class Advanced:
+    transitions: int = 0
+    final: str | None = None  # the outcome or state the lead ended in during this call
+
+
+@dataclass
+class Ctx:
+    rt: Runtime
+    enr: Enrollment
+    lead: Lead
+    seq: Sequence
+    sender: SenderRuntime
+    now: dt.datetime
+    facts: dict[str, Any]
+    pending: list[Callable[[], None]] = field(default_factory=list)
+
+    @functools.cached_property
+    def zone(self):  # type: ignore[no-untyped-def]
+        lead_tz = self.lead.timezone or (self.lead.fields or {}).get("timezone")
+        return cal.resolve_zone(self.seq.calendar, lead_tz=lead_tz, sender_tz=self.sender.timezone)
+
+    @property
+    def ref(self) -> LeadRef:
+        return LeadRef(key=self.lead.key, profile_url=self.lead.profile_url, provider_ids=dict(self.lead.provider_ids or {}))
+
+
+# --- the loop for one lead ------------------------------------------------------------------------
+
+def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
+    result = Advanced()
+    seq = rt.sequences.get(enr.sequence)
+    sender = rt.senders.get(enr.sender_id) if enr.sender_id is not None else None
+    problem = _cannot_run(enr, seq, sender)
+    if problem is not None or seq is None or sender is None:
+        _commit_simple(enr, Pause(problem or "not runnable"), now)
+        result.final = "paused"
+        return result
+    if enr.sequence_hash != seq.source_hash:
+        log.info("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name, enr.step_id)
+        enr.sequence_hash = seq.source_hash
+    ctx = Ctx(rt, enr, enr.lead, seq, sender, now, dict(enr.facts or {}))
+    for _ in range(rt.max_transitions):
+        outcome = _step_once(ctx)
+        result.transitions += 1
+        _commit(ctx, outcome)
+        if not isinstance(outcome, Goto) or ctx.enr.state != "active":
+            if ctx.enr.state != "active":
+                result.final = ctx.enr.outcome or ctx.enr.state
+            return result
+    _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+    return result
+
+
+def _cannot_run(enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:
+    if seq is None:
+        return f'sequence "{enr.sequence}" is not loaded (renamed or removed?)'
+    if sender is None:
+        return "the lead's sender is not configured any more"
+    if enr.step_id is not None and enr.step_id not in seq.index:
+        return f'step "{enr.step_id}" no longer exists in sequence "{seq.name}" (edited since the lead started)'
+    return None
+
+
+def _step_once(ctx: Ctx) -> Outcome:
+    if ctx.enr.step_id is None:
+        return Goto(ctx.seq.steps[0].id)
+    step = ctx.seq.step(ctx.enr.step_id)
+    try:
+        if step.kind != "end":
+            ended = check_exits(ctx)
+            if ended is not None:
+                return ended
+        return HANDLERS[step.kind](ctx, step)
+    except ProviderError as err:
+        return on_provider_error(ctx, step, err, None)
+    except templates.TemplateRenderError as err:
+        return Fail(f"template error: {err}")
+
+
+def _commit(ctx: Ctx, outcome: Outcome) -> None:
+    enr, now = ctx.enr, ctx.now
+    with db.atomic():
+        for write in ctx.pending:
+            write()
+        ctx.pending.clear()
+        if isinstance(outcome, Goto):
+            if outcome.step_id is None:
+                _finish(ctx, "done", "completed")
+            else:
+                enr.step_id = outcome.step_id
+                enr.attempt = 0
+                enr.step_entered_at = now
+                ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
+                if ctx.rt.observer is not None:
+                    ctx.rt.observer(ctx.seq.name, outcome.step_id)
+        elif isinstance(outcome, Sleep):
+            enr.due_at = outcome.until
+            enr.lease_owner = None
+        elif isinstance(outcome, Finish):
+            _finish(ctx, "done", outcome.outcome)
+        elif isinstance(outcome, Fail):
+            enr.last_error = outcome.reason
+            _finish(ctx, "failed", "failed")
+        elif isinstance(outcome, Pause):
+            enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+        elif isinstance(outcome, PauseSender):
+            pause_sender(ctx.sender.id, outcome.reason, now)
+            enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+        enr.facts = ctx.facts
+        enr.updated_at = now
+        enr.save()
+
+
+def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
+    enr.state, enr.paused_reason, enr.due_at, enr.updated_at = "paused", outcome.reason, now, now
+    enr.save()
+
+
+def _finish(ctx: Ctx, state: str, outcome: str) -> None:
+    _release_slot(ctx)
+    ctx.enr.state, ctx.enr.outcome = state, outcome
+    ctx.enr.finished_at, ctx.enr.due_at = ctx.now, None
+
+
+def _release_slot(ctx: Ctx) -> None:
+    slot = ctx.facts.pop("slot", None)
+    if slot:
+        limits.release(ctx.seq.name, ctx.sender.id, slot["action"], slot["day"])
+
+
+def pause_sender(sender_id: int, reason: str, now: dt.datetime) -> None:
+    """Pause a sender and every running enrollment it owns (AUTH_EXPIRED, or `seqrun pause --sender`)."""
+    with db.atomic():
+        Sender.update(status="paused", paused_reason=reason).where(Sender.id == sender_id).execute()
+        Enrollment.update(state="paused", paused_reason=reason, updated_at=now).where(
+            Enrollment.sender == sender_id, Enrollment.state == "active").execute()
+
+
+# --- facts, exits, conditions -----------------------------------------------------------------------
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat()
+
+
+def _parse(s: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(s) if s else None
+
+
+def is_blocked(lead: Lead) -> bool:
+    return Block.select(Block.id).where(Block.key == lead.key).exists()
+
+
+def fact_values(ctx: Ctx) -> dict[str, Any]:
+    f = ctx.facts
+    last = _parse(f.get("last_message_at"))
+    return {
+        "connected": bool(f.get("connected")),
+        "invite_pending": bool(f.get("invite_pending")),
+        "invited": bool(f.get("invited")),
+        "invited_with_note": bool(f.get("invited_with_note")),
+        "accepted": bool(f.get("accepted")),
+        "conversation_exists": bool(f.get("conversation_id") or f.get("conversation_exists")),
+        "replied": bool(f.get("replied")),
+        "lead_messaged_first": bool(f.get("lead_messaged_first")),
+        "days_since_last_message": (ctx.now - last).total_seconds() / 86400 if last else None,
+        "messages_sent": int(f.get("messages_sent", 0)),
+        "blocked": is_blocked(ctx.lead),
+        "tags": list(ctx.lead.tags or []),
+    }
+
+
+def _condition_context(ctx: Ctx) -> dict[str, Any]:
+    fields = dict(ctx.lead.fields or {})
+    lead = {name: fields.get(name) for name in ctx.seq.field_names if name != "linkedin_profile_url"}
+    lead["linkedin_profile_url"] = ctx.lead.profile_url
+    return {**fact_values(ctx), "lead": lead, "sender": _sender_view(ctx.sender), "sequence": {"name": ctx.seq.name}}
+
+
+def _sender_view(sender: SenderRuntime) -> dict[str, str]:
+    return {"name": sender.name, "full_name": sender.full_name or sender.name}
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> Callable[..., Any]:
+    return compile_condition(source)
+
+
+def evaluate(ctx: Ctx, condition: Condition) -> bool:
+    try:
+        return bool(_compiled(condition.source)(**_condition_context(ctx)))
+    except Exception as exc:  # noqa: BLE001 - a condition that fails for this lead's data
+        raise templates.TemplateRenderError(ctx.seq.path, condition.pos.line, f"condition {condition.source!r}: {exc}") from None
+
+
+def check_exits(ctx: Ctx) -> Outcome | None:
+    """Global exits, checked at every wake-up and before every action. Blocked leads always stop."""
+    if is_blocked(ctx.lead):
+        return Finish("blocked")
+    for ex in ctx.seq.exits:
+        if ex.name == "replied" and ctx.facts.get("replied"):
+            return Finish(ex.outcome)
+        if ex.when is not None and evaluate(ctx, ex.when):
+            return Finish(ex.outcome)
+    return None
+
+
+def refresh_relationship(ctx: Ctx) -> None:
+    rel = ctx.sender.provider.relationship(ctx.sender.account, ctx.ref)
+    f = ctx.facts
+    f["connected"], f["invite_pending"] = rel.connected, rel.invite_pending
+    if rel.invitation_id:
+        f["invitation_id"] = rel.invitation_id
+    if rel.connected and f.get("invited"):
+        f["accepted"] = True
+    _learn_ids(ctx, rel.provider_ids)
+
+
+def refresh_conversation(ctx: Ctx) -> None:
+    """Sync-before-send: what the thread says now. A lead message after the start means replied."""
+    conv = ctx.sender.provider.conversation(ctx.sender.account, ctx.ref)
+    f = ctx.facts
+    f["conversation_exists"] = conv.exists
+    if conv.conversation_id:
+        f["conversation_id"] = conv.conversation_id
+    if conv.last_message is not None:
+        f["last_message_at"] = _iso(conv.last_message.sent_at)
+    started = ctx.enr.created_at
+    from_lead = [m for m in conv.messages if m.from_lead]
+    if any(m.sent_at >= started for m in from_lead):
+        f["replied"] = True
+        f.setdefault("replied_at", _iso(max(m.sent_at for m in from_lead)))
+    if any(m.sent_at < started for m in from_lead) and not f.get("messages_sent"):
+        f["lead_messaged_first"] = True
+
+
+def _learn_ids(ctx: Ctx, ids: Any) -> None:
+    if ids:
+        merged = {**(ctx.lead.provider_ids or {}), **dict(ids)}
+        if merged != ctx.lead.provider_ids:
+            ctx.lead.provider_ids = merged
+            ctx.pending.append(lambda: Lead.update(provider_ids=merged).where(Lead.id == ctx.lead.id).execute())
+
+
+# --- flow helpers ---------------------------------------------------------------------------------
+
+def follow(ctx: Ctx, step_id: str, target: Target | None) -> Outcome:
+    if target is None:
+        return Goto(ctx.seq.next_step_id(step_id))
+    if target.end is not None:
+        return Finish(target.end)
+    return Goto(target.goto)
+
+
+def _unit(*parts: object) -> float:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big") / 2**64
+
+
+def backoff(rt: Runtime, attempt: int, *, key: str) -> dt.timedelta:
+    """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a factor in [0.5, 1.5)."""
+    raw = min(rt.backoff_base * (2 ** max(0, attempt - 1)), rt.backoff_cap)
+    return raw * (0.5 + _unit(key, attempt))
+
+
+# --- step handlers --------------------------------------------------------------------------------
+
+def run_wait(ctx: Ctx, step: WaitStep) -> Outcome:
+    start = ctx.enr.step_entered_at or ctx.now
+    until = cal.add_duration(ctx.seq.calendar, ctx.zone, start, step.duration)
+    return follow(ctx, step.id, step.then) if ctx.now >= until else Sleep(until)
+
+
+def _event_happened(ctx: Ctx, event: str) -> bool:
+    f = ctx.facts
+    if event == "accepted":
+        return bool(f.get("accepted") or f.get("connected"))
+    return bool(f.get("replied"))
+
+
+def run_wait_for(ctx: Ctx, step: WaitForStep) -> Outcome:
+    if _event_happened(ctx, step.event):
+        return follow(ctx, step.id, step.then)
+    start = ctx.enr.step_entered_at or ctx.now
+    deadline = cal.add_duration(ctx.seq.calendar, ctx.zone, start, step.timeout)
+    if ctx.now < deadline:
+        return Sleep(deadline)
+    # Last look before giving up: an event may have been missed (webhooks get lost, polls lag).
+    if step.event == "accepted":
+        refresh_relationship(ctx)
+    else:
+        refresh_conversation(ctx)
+    if _event_happened(ctx, step.event):
+        return follow(ctx, step.id, step.then)
+    return follow(ctx, step.id, step.on_timeout)
+
+
+def run_branch(ctx: Ctx, step: BranchStep) -> Outcome:
+    names = _branch_names(step)
+    if names & RELATIONSHIP_FACTS:
+        refresh_relationship(ctx)
+    if names & CONVERSATION_FACTS:
+        refresh_conversation(ctx)
+    for case in step.cases:
+        if evaluate(ctx, case.when):
+            return follow(ctx, step.id, case.target)
+    if step.default is None:
+        return Goto(ctx.seq.next_step_id(step.id))
+    return follow(ctx, step.id, step.default)
+
+
+@functools.lru_cache(maxsize=1024)
+def _branch_names(step: BranchStep) -> frozenset[str]:
+    from .jinja import expression_names
+
+    names: set[str] = set()
+    for case in step.cases:
+        names |= expression_names(case.when.source)
+    return frozenset(names)
+
+
+def run_end(ctx: Ctx, step: EndStep) -> Outcome:
+    return Finish(step.outcome)
+
+
+def run_action(ctx: Ctx, step: ActionStep) -> Outcome:
+    from .actions import perform
+
+    return perform(ctx, step)
+
+
+HANDLERS: dict[str, Callable[[Ctx, Any], Outcome]] = {
+    "action": run_action,
+    "wait": run_wait,
+    "wait_for": run_wait_for,
+    "branch": run_branch,
+    "end": run_end,
+}
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def first_connect_step(seq: Sequence) -> str | None:
+    return next((s.id for s in seq.steps if isinstance(s, ActionStep) and s.action == "connect"), None)
+
+
+def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | None) -> Outcome:
+    """The engine's fixed reaction to each error kind (seed 001's table)."""
+    kind = err.kind
+    f = ctx.facts
+    if act is not None and kind is not ErrorKind.TRANSIENT:
+        status = "skipped" if kind in (ErrorKind.ALREADY_CONNECTED, ErrorKind.INVITATION_PENDING) else "failed"
+        close_action(ctx, act, status, error=err)
+    if kind is ErrorKind.LIMIT_REACHED:
+        return Sleep(err.retry_at or cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now + dt.timedelta(hours=12)))
+    if kind is ErrorKind.ALREADY_CONNECTED:
+        f["connected"] = f["accepted"] = True
+        f["invite_pending"] = False
+        return follow(ctx, step.id, getattr(step, "then", None))
+    if kind is ErrorKind.INVITATION_PENDING:
+        f["invite_pending"] = True
+        return follow(ctx, step.id, getattr(step, "then", None))
+    if kind is ErrorKind.NOT_CONNECTED:
+        f["connected"] = False
+        target = first_connect_step(ctx.seq)
+        if target is None:
+            return Fail(f"NOT_CONNECTED: {err.message} (the sequence has no connect step to go back to)")
+        return Goto(target)
+    if kind is ErrorKind.NOT_FOUND and getattr(step, "action", None) == "withdraw":
+        f["invite_pending"] = False
+        return follow(ctx, step.id, step.then)
+    if kind is ErrorKind.AUTH_EXPIRED:
+        return PauseSender("auth expired")
+    if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
+        ctx.enr.attempt += 1
+        if ctx.enr.attempt > ctx.rt.max_attempts:
+            if act is not None:
+                close_action(ctx, act, "failed", error=err, note=f"gave up after {ctx.rt.max_attempts} attempts")
+            return Fail(f"{kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
+        delay = backoff(ctx.rt, ctx.enr.attempt, key=f"{ctx.enr.id}:{step.id}")
+        until = ctx.now + delay
+        if err.retry_at is not None:
+            until = max(until, err.retry_at)
+        return Sleep(until)
+    return Fail(f"{kind.value}: {err.message}")
+
+
+def close_action(ctx: Ctx, act: Action, status: str, *, error: ProviderError | None = None,
+                 result: ActionResult | None = None, note: str | None = None) -> None:
+    """Queue the final write of an outbox row (inside the step's commit); refund a charge not used."""
+    act.status = status
+    if error is not None:
+        act.error_kind = error.label or error.kind.value
+        act.error_message = error.message + (f" ({note})" if note else "")
+    if result is not None:
+        act.performed_at = result.performed_at
+        act.provider_id = result.provider_id or act.provider_id
+        act.conversation_id = result.conversation_id or act.conversation_id
+    refund = act.charged and status != "done"
+    if refund:
+        act.charged = False
+    ctx.facts.pop("inflight", None)
+    sender_zone = ctx.sender.caps.zone
+    limit_key = "inmail" if act.action == "inmail" else act.action
+
+    def write() -> None:
+        act.save()
+        if refund:
+            limits.refund(act.sequence, ctx.sender.id, limit_key, cal.local_date(act.started_at, sender_zone).isoformat())
+
+    ctx.pending.append(write)
+
+
+def apply_event_to_enrollment(rt: Runtime, enr: Enrollment, event: ProviderEvent, now: dt.datetime) -> None:
+    """Record what an event says on the lead's facts and wake the lead if it is waiting for it."""
+    f = dict(enr.facts or {})
+    wake = False
+    if event.kind == "accepted":
+        f["connected"] = f["accepted"] = True
+        f["invite_pending"] = False
+        f.setdefault("accepted_at", _iso(event.occurred_at))
+        if event.conversation_id:
+            f["conversation_id"] = event.conversation_id
+        wake = _waiting_for(rt, enr, "accepted")
+    elif event.kind == "replied":
+        if event.occurred_at >= enr.created_at:
+            f["replied"] = True
+            f.setdefault("replied_at", _iso(event.occurred_at))
+            f["last_message_at"] = _iso(event.occurred_at)
+            if event.conversation_id:
+                f["conversation_id"] = event.conversation_id
+            wake = True
+    elif event.kind == "invite_withdrawn":
+        f["invite_pending"] = False
+    enr.facts = f
+    enr.updated_at = now
+    if wake and enr.state == "active" and (enr.due_at is None or enr.due_at > now):
+        enr.due_at = now
+    enr.save()
+
+
+def _waiting_for(rt: Runtime, enr: Enrollment, event: str) -> bool:
+    seq = rt.sequences.get(enr.sequence)
+    if seq is None or enr.step_id not in seq.index:
+        return False
+    step = seq.step(enr.step_id)
+    return isinstance(step, WaitForStep) and step.event == event
+
+
