@@ -25,7 +25,8 @@ from . import limits, templates
 from .model import ActionStep
 from .providers.base import ActionResult, ErrorKind, ProviderError
 from .steps import (Ctx, Fail, Finish, Goto, Outcome, Sleep, _iso, _release_slot, close_action,
-                    fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship)
+                    fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship,
+                    save_enrollment)
 from .store import Action, Lead, Sender, db
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def _flush(ctx: Ctx) -> None:
             write()
         ctx.pending.clear()
         ctx.enr.facts = ctx.facts
-        ctx.enr.save()
+        save_enrollment(ctx.enr)
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
             planned_at=ctx.now, started_at=ctx.now, **content)
         ctx.facts["inflight"] = key
         ctx.enr.facts = ctx.facts
-        ctx.enr.save()
+        save_enrollment(ctx.enr)
     return act
 
 
@@ -299,7 +300,7 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
                             status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
         ctx.facts["inflight"] = key
         ctx.enr.facts = ctx.facts
-        ctx.enr.save()
+        save_enrollment(ctx.enr)
     return act
 
 

@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="seqrun", standalone_mode=False)
-        code = EXIT_OK
+        result = cli.main(args=args, prog_name="seqrun", standalone_mode=False)
+        # Without standalone mode click turns `raise click.exceptions.Exit(n)` into a return value n.
+        code = result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
     except UserError as exc:
         click.echo(exc.render(), err=True)
         code = EXIT_USER

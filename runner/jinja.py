@@ -20,6 +20,7 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "dame", "mx", "herr", "frau", "m", "mme", "mlle"}
+_CASED_RUN = re.compile(r"[^\W\d_]+")  # a run of letters, between hyphens and apostrophes
 _SUFFIXES = re.compile(
     r"[\s,]+(inc|inc\.|llc|l\.l\.c\.|ltd|ltd\.|limited|gmbh|ag|sa|s\.a\.|sas|sarl|bv|b\.v\.|nv|plc|corp|corp\.|"
     r"corporation|co|co\.|company|oy|ab|as|a/s|srl|s\.r\.l\.|spa|s\.p\.a\.|kg|ug|pty|pty\.? ltd\.?)$",
@@ -40,12 +41,13 @@ def first_name(value: Any) -> str:
     if _is_blank(value):
         return ""
     words = [w for w in re.split(r"\s+", str(value).strip()) if w]
-    while len(words) > 1 and words[0].rstrip(".").lower() in _TITLES:
-        words.pop(0)
+    while words and words[0].rstrip(".").lower() in _TITLES:
+        words.pop(0)  # a lone title ("Dr.") is no name: "" lets `fallback` step in
     word = words[0] if words else ""
-    # "JANE" / "jane" -> "Jane"; leave mixed case ("McKenzie") and non-Latin scripts alone.
+    # "JANE" / "jane" -> "Jane", "JEAN-PIERRE" -> "Jean-Pierre", "o'neil" -> "O'Neil"; leave mixed
+    # case ("McKenzie") alone. Scripts without case ("李雷") are neither upper nor lower.
     if word.isupper() or word.islower():
-        word = word[:1].upper() + word[1:].lower() if word.isascii() else word
+        word = _CASED_RUN.sub(lambda m: m.group(0)[:1].upper() + m.group(0)[1:].lower(), word)
     return word.rstrip(",")
 
 

@@ -29,6 +29,12 @@ from .store import db
 
 MAX_DAYS_AHEAD = 400
 
+#: (sender id, sequence, action) -> the first sender-local day that may still have room. Days before
+#: it are known to be full (used + reserved at the cap), so `plan` does not scan them again: without
+#: this, the n-th of many waiting leads would re-read n/cap full days. Only a hint: every day is still
+#: checked against the store, and releases or refunds move the hint back.
+_first_free: dict[tuple[int, str, str], dt.date] = {}
+
 
 @dataclass(frozen=True, slots=True)
 class SenderCaps:
@@ -49,11 +55,15 @@ class Slot:
     day: str | None = None
 
 
-def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone: ZoneInfo) -> float:
-    """Warm-up factor for `day`: from `start` on the sender's first day up to 1 after `days` days."""
+def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone: ZoneInfo,
+         today: dt.date | None = None) -> float:
+    """Warm-up factor for `day`: from `start` on the sender's first day up to 1 after `days` days.
+
+    A sender that has not acted yet starts today (`today`, default `day` itself).
+    """
     if limits.warmup is None:
         return 1.0
-    first = cal.local_date(first_action_at, zone) if first_action_at else day
+    first = cal.local_date(first_action_at, zone) if first_action_at else (today or day)
     n = max(0, (day - first).days)
     if n >= limits.warmup.days:
         return 1.0
@@ -61,12 +71,16 @@ def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone
     return start + (1.0 - start) * n / limits.warmup.days
 
 
-def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> tuple[int, int]:
-    """(sequence cap, sender cap) for one action on one sender-local day, warm-up applied."""
+def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
+             today: dt.date | None = None) -> tuple[int, int]:
+    """(sequence cap, sender cap) for one action on one sender-local day, warm-up applied.
+
+    `today` is when a sender that has not acted yet is taken to start its warm-up.
+    """
     sender_cap = sender.caps.get(action, 0)
     limit = seq.limits.per_action.get(action)
     seq_cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
-    factor = ramp(seq.limits, sender.first_action_at, day, sender.zone)
+    factor = ramp(seq.limits, sender.first_action_at, day, sender.zone, today)
     if factor < 1.0:
         seq_cap = math.ceil(seq_cap * factor) if seq_cap else 0
         sender_cap = math.ceil(sender_cap * factor) if sender_cap else 0
@@ -127,14 +141,22 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
     """
     today = cal.local_date(now, sender.zone)
     if held_day is not None:
+        # The lead woke at its slot: its reservation turns into the charge that follows, so the day
+        # is no emptier and the hint stays; only a slot given up re-opens its day.
         _bump(sender.sender_id, held_day, action, seq.name, reserved=-1)
         if held_day <= today.isoformat() and cal.is_open(calendar, zone, now) and _room(seq, sender, action, today):
             return Slot(None)
-    for offset in range(MAX_DAYS_AHEAD):
+        _reopen(sender.sender_id, seq.name, action, held_day)
+    hint_key = (sender.sender_id, seq.name, action)
+    first = max(today, _first_free.get(hint_key, today))
+    all_full_so_far = True
+    for offset in range((first - today).days, MAX_DAYS_AHEAD):
         day = today + dt.timedelta(days=offset)
-        seq_cap, sender_cap = caps_for(seq, sender, action, day)
+        seq_cap, sender_cap = caps_for(seq, sender, action, day, today)
         used, reserved, total, last = _usage(sender.sender_id, day.isoformat(), action, seq.name)
         if used + reserved >= seq_cap or total + reserved >= sender_cap:
+            if all_full_so_far:
+                _first_free[hint_key] = day + dt.timedelta(days=1)
             continue
         gap = _gap_seconds(seq, calendar, action, seq_cap)
         jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
@@ -142,14 +164,25 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
         if last is not None:
             u = _unit(lead_key, action, day, used + reserved)
             start = max(start, last + dt.timedelta(seconds=gap + (2 * u - 1) * jitter))
-        elif offset == 0 and used == 0:
+        else:
             # First slot of the day: a random fraction of one gap into the window, never at opening time.
             start = max(start, cal.next_open(calendar, zone, start) + dt.timedelta(seconds=_unit(lead_key, day) * gap))
+        if start >= _local_midnight(day + dt.timedelta(days=1), sender.zone):
+            # The day's slots are spread to its end: as full as a day at its cap, for every lead.
+            if all_full_so_far:
+                _first_free[hint_key] = day + dt.timedelta(days=1)
+            continue
         try:
             at = cal.next_open(calendar, zone, start)
         except ValueError:
             return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)  # the calendar has no window at all
         if cal.local_date(at, sender.zone) != day:
+            # No room in this lead's windows that day. When the day already has slots placed past this
+            # lead's window, or is a weekend or holiday, the hint moves on: a lead in a later zone
+            # might still have fitted, and leaving that slot unused is the price of not re-reading
+            # every such day for every waiting lead. An empty window day stays open for others.
+            if last is None and cal.is_window_day(calendar, day):
+                all_full_so_far = False
             continue
         if at <= now:
             if _room(seq, sender, action, today):
@@ -179,12 +212,20 @@ def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime)
     return True
 
 
+def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
+    key = (sender_id, sequence, action)
+    if key in _first_free:
+        _first_free[key] = min(_first_free[key], dt.date.fromisoformat(day))
+
+
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
     """Give back a charge for an action that did not happen."""
+    _reopen(sender_id, sequence, action, day)
     db.execute_sql("UPDATE usage SET used = MAX(0, used - 1) WHERE sender_id = ? AND day = ? AND action = ? AND sequence = ?",
                    (sender_id, day, action, sequence))
 
 
 def release(sequence: str, sender_id: int, action: str, day: str) -> None:
     """Give back a reservation the lead no longer needs (it exited, or the action was skipped)."""
+    _reopen(sender_id, sequence, action, day)
     _bump(sender_id, day, action, sequence, reserved=-1)

@@ -26,7 +26,7 @@ from .jinja import compile_condition
 from .model import ActionStep, BranchStep, Condition, EndStep, Sequence, Target, WaitForStep, WaitStep
 from .providers.base import ActionResult, ErrorKind, LeadRef, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Block, Enrollment, Lead, Sender, db
+from .store import Action, Enrollment, Lead, Sender, db
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
             enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
         enr.facts = ctx.facts
         enr.updated_at = now
-        enr.save()
+        save_enrollment(enr)
 
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
@@ -220,7 +220,18 @@ def _parse(s: str | None) -> dt.datetime | None:
 
 
 def is_blocked(lead: Lead) -> bool:
-    return Block.select(Block.id).where(Block.key == lead.key).exists()
+    return db.execute_sql("SELECT 1 FROM block WHERE key = ? LIMIT 1", (lead.key,)).fetchone() is not None
+
+
+_ENROLLMENT_COLUMNS = ("sequence_hash", "step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
+                       "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
+_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ?"
+
+
+def save_enrollment(enr: Enrollment) -> None:
+    """The one write of a transition, as plain SQL: this runs for every step of every lead."""
+    values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _ENROLLMENT_COLUMNS]
+    db.execute_sql(_SAVE_SQL, (*values, enr.id))
 
 
 def fact_values(ctx: Ctx) -> dict[str, Any]:

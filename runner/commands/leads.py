@@ -1,0 +1,224 @@
+"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from typing import Any, Iterator
+
+import click
+
+from ..config import Config
+from ..diagnostics import Diagnostic, format_text
+from ..leads import (
+    LeadListing,
+    block_profiles,
+    import_leads,
+    list_leads,
+    open_project,
+    profile_key,
+    profiles_from_file,
+    unblock_profile,
+)
+from ..leadsfile import read_leads
+from ..store import open_store
+from ..store.models import ENROLLMENT_STATES
+
+DB_HELP = "Database: a SQLite path or sqlite:///path. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
+
+
+def db_option(function: click.decorators.FC) -> click.decorators.FC:
+    return click.option("--db", "db_url", metavar="URL", help=DB_HELP)(function)
+
+
+def open_db(config: Config, db_url: str | None) -> None:
+    open_store(config.database_url(db_url))
+
+
+def echo_warnings(diags: list[Diagnostic]) -> None:
+    warnings = [d for d in diags if d.severity == "warning"]
+    if warnings:
+        click.echo(format_text(warnings), err=True)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@click.group("leads")
+def command() -> None:
+    """Import leads from CSV, block profiles, list leads.
+
+    \b
+    Example:
+      seqrun leads import leads.csv --sequence founders-q1
+      seqrun leads block https://www.linkedin.com/in/jane-doe --reason "asked not to be contacted"
+      seqrun leads list --sequence founders-q1 --state paused
+    """
+
+
+@command.command("import")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
+@click.option("--sequence", "-s", "sequence", required=True, metavar="NAME",
+              help="The sequence to enroll the leads in (its `name`, from sequences/).")
+@click.option("--sender", "senders", multiple=True, metavar="NAME",
+              help="Only assign these senders (repeatable). Default: the sequence's senders.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the good rows and list the rejected ones (default: import nothing if any row is bad).")
+@db_option
+def import_command(csv_path: str, sequence: str, senders: tuple[str, ...], skip_invalid: bool,
+                   db_url: str | None) -> None:
+    """Enroll the leads of a CSV file in a sequence.
+
+    The CSV needs a header row with a linkedin_profile_url column, plus the fields the sequence
+    marks required. Every rejected row is reported with its number and reason (invalid URL,
+    missing field, duplicate, blocked, already in a sequence). Nothing is imported if any row is
+    rejected, unless --skip-invalid is given. Leads already in the database get their fields
+    updated; each lead keeps the sender it had before, new leads go to the least busy sender.
+
+    \b
+    Example:
+      seqrun leads import leads.csv --sequence founders-q1
+      seqrun leads import leads.csv -s founders-q1 --sender alice --skip-invalid
+    """
+    config, seq, warnings = open_project(sequence)
+    assert seq is not None
+    leads = read_leads(csv_path, required_fields=[f.name for f in seq.fields if f.required])
+    echo_warnings(list(config.warnings) + warnings + leads.diagnostics)
+    open_db(config, db_url)
+    with _ProgressBar() as bar:
+        result = import_leads(leads, seq, config, senders=senders, skip_invalid=skip_invalid, now=utc_now(),
+                              progress=bar.update if sys.stderr.isatty() else None)
+    if result.rejected:
+        click.echo(format_text(result.rejected), err=True)
+    skipped = ""
+    if result.skipped:
+        reasons = ", ".join(f"{kind}: {n}" for kind, n in result.skipped_by_kind.most_common())
+        skipped = f" ({reasons})"
+    click.echo(f"sequence {seq.name}: imported {result.imported}, updated {result.updated}, "
+               f"skipped {result.skipped}{skipped}")
+    if result.assigned:
+        click.echo("senders: " + ", ".join(f"{name} {n}" for name, n in sorted(result.assigned.items())))
+    if result.unknown_timezones:
+        click.echo(f"note: {result.unknown_timezones} of these leads have a timezone that is not an IANA zone "
+                   "name; the sequence calendar's fallback zone applies to them", err=True)
+
+
+class _ProgressBar:
+    """A click progress bar on stderr, started when the importer first says how much it will write."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="importing", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@command.command("block")
+@click.argument("target", metavar="URL|CSV")
+@click.option("--reason", metavar="TEXT", help="Why; shown in `seqrun leads list` and skip messages.")
+@db_option
+def block_command(target: str, reason: str | None, db_url: str | None) -> None:
+    """Never contact a profile (or every profile of a CSV file) again.
+
+    Blocked profiles are refused by `seqrun leads import`; leads that are in a sequence now end
+    with outcome "blocked" at their next step.
+
+    \b
+    Example:
+      seqrun leads block https://www.linkedin.com/in/jane-doe --reason "asked not to be contacted"
+      seqrun leads block do-not-contact.csv
+    """
+    config, _, _ = open_project()
+    if os.path.isfile(target) or target.lower().endswith(".csv"):
+        leads = read_leads(target)
+        echo_warnings(leads.diagnostics)
+        profiles = profiles_from_file(leads)
+    else:
+        profiles = [profile_key(target)]
+    open_db(config, db_url)
+    result = block_profiles(profiles, reason, utc_now())
+    line = f"blocked {_count(result.added, 'profile')}"
+    if result.already:
+        line += f" ({result.already} already blocked)"
+    click.echo(line)
+    if result.running:
+        click.echo(f"{_count(result.running, 'lead')} in a running sequence will end with outcome \"blocked\" at "
+                   "the next step")
+
+
+@command.command("unblock")
+@click.argument("url", metavar="URL")
+@db_option
+def unblock_command(url: str, db_url: str | None) -> None:
+    """Remove a profile from the block list (it can be imported again).
+
+    \b
+    Example:
+      seqrun leads unblock https://www.linkedin.com/in/jane-doe
+    """
+    config, _, _ = open_project()
+    key, canonical = profile_key(url)
+    open_db(config, db_url)
+    unblock_profile(key, canonical)
+    click.echo(f"unblocked {canonical}")
+
+
+@command.command("list")
+@click.option("--sequence", "-s", metavar="NAME", help="Only leads enrolled in this sequence.")
+@click.option("--state", type=click.Choice(ENROLLMENT_STATES), help="Only leads whose enrollment is in this state.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@db_option
+def list_command(sequence: str | None, state: str | None, as_json: bool, db_url: str | None) -> None:
+    """List leads with their sequence, state, step, sender and when they are due next.
+
+    \b
+    Example:
+      seqrun leads list --sequence founders-q1 --state paused
+      seqrun leads list --json > leads.json
+    """
+    config, _, _ = open_project()
+    open_db(config, db_url)
+    rows = list_leads(sequence=sequence, state=state)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
+        return
+    _print_table(rows)
+
+
+def _print_table(rows: Iterator[LeadListing]) -> None:
+    header = ("PROFILE", "NAME", "SEQUENCE", "STATE", "STEP", "SENDER", "DUE / OUTCOME / REASON")
+    table = [header] + [_cells(r) for r in rows]
+    if len(table) == 1:
+        click.echo("no leads")
+        return
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cells(r: LeadListing) -> tuple[str, ...]:
+    if r.state == "paused":
+        status = r.paused_reason or ""
+    elif r.state == "active" and r.due_at is not None:
+        status = r.due_at.strftime("%Y-%m-%d %H:%M UTC")
+    else:
+        status = r.outcome or ""
+    state = (r.state or "-") + (" (blocked)" if r.blocked else "")
+    return (r.profile_url, r.full_name or "", r.sequence or "-", state, r.step or "", r.sender or "", status)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+

@@ -1,0 +1,84 @@
+"""`seqrun validate`: check sequence files (and their templates) and report every problem at once.
+
+Output is compiler-style, one line per problem, sorted by file and position, then a summary:
+
+    sequences/intro.yaml:14:5: error: steps[id=follow_up].wait: expected a duration like "3 days", ...
+    1 error in 3 files
+
+or, with `--format json`, a list of {file, line, column, severity, message, step} and nothing else.
+Exit 0 when there is no error (warnings allowed unless `--strict`), 1 otherwise.
+"""
+from __future__ import annotations
+
+import click
+
+from ..checks import check_project, check_sequence
+from ..diagnostics import Diagnostic, format_json, format_text, has_errors, sort_diagnostics
+from ..loader import TemplatesDirs, build_sequence, expand_paths
+from ..model import Sequence
+from ..schemacheck import plural
+
+
+def validate_paths(paths: list[str], *, leads_csv: str | None = None) -> tuple[list[Diagnostic], int]:
+    """Every diagnostic for the sequence files named by `paths`, and how many files were checked.
+
+    Each file is built even when some of its values are wrong, so its semantic and template
+    problems are reported in the same run. Templates are rendered for the rows of `leads_csv` only
+    for sequences with no error of their own (a broken sequence would fail on every row).
+    """
+    from ..templates import check_sequence_templates, check_templates_for_leads
+
+    files, diags = expand_paths(paths)
+    dirs = TemplatesDirs()
+    built: list[Sequence] = []
+    for file in files:
+        seq, found = build_sequence(file, templates_dir=dirs.get(file))
+        if seq is not None:
+            found += check_sequence(seq)
+            found += check_sequence_templates(seq)
+            if leads_csv is not None and not has_errors(found):
+                found += check_templates_for_leads(seq, leads_csv)
+            built.append(seq)
+        diags += found
+    diags += check_project(built)
+    return sort_diagnostics(diags), len(files)
+
+
+def summary(diags: list[Diagnostic], files: int) -> str:
+    """`2 errors, 1 warning in 3 files`, or `3 files ok`."""
+    errors = sum(d.severity == "error" for d in diags)
+    warnings = len(diags) - errors
+    if not diags:
+        return f"{plural(files, 'file')} ok"
+    counts = [plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
+    return f"{', '.join(counts)} in {plural(files, 'file')}"
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: FILE:LINE:COL: severity: message lines and a summary; json: a list of objects.")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
+@click.option("--leads", "leads_csv", type=click.Path(exists=True, dir_okay=False),
+              help="A lead CSV: also render every template for every row and report what would fail.")
+def command(paths: tuple[str, ...], output_format: str, strict: bool, leads_csv: str | None) -> None:
+    """Check sequence files and their templates; report every problem with its file and line.
+
+    PATHS are sequence files or directories (searched for *.yaml and *.yml). Exits 0 when there
+    are no errors (warnings are allowed unless --strict), 1 otherwise.
+
+    \b
+    Example:
+      seqrun validate sequences/
+      seqrun validate --strict --leads leads.csv sequences/founders.yaml
+      seqrun validate --format json sequences/ > problems.json
+    """
+    diags, files = validate_paths(list(paths), leads_csv=leads_csv)
+    if output_format == "json":
+        click.echo(format_json(diags))
+    else:
+        if diags:
+            click.echo(format_text(diags))
+        click.echo(summary(diags, files))
+    if has_errors(diags) or (strict and diags):
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,432 @@
+"""The project config `seqrun.yaml`: database, senders and sandbox options, checked like sequences.
+
+`load_config` reads the file with the positioned YAML reader, checks it against
+`runner/data/config.schema.json` and then semantically (providers with a driver, IANA time zones,
+unique sender names, limits against LinkedIn's documented ceilings), and returns frozen records.
+Every mistake is a positioned diagnostic: `seqrun.yaml:7:15: error: senders[name=alice].timezone: …`.
+
+Secrets never live in this file. A sender names environment variables in `credentials_env`, and
+`resolve_credentials` reads them when a driver is built. A key that looks like a secret put straight
+into the file is refused, and such values are never repeated in messages.
+
+Without a `seqrun.yaml`, `default_config` builds the embedded default: one sandbox sender per name
+the sequences list (or one called `sandbox`), classic, UTC.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import os
+import pathlib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from .diagnostics import Diagnostic, UserError, error, has_errors, sort_diagnostics, warning
+from .model import LIMITED_ACTIONS, Pos, Sequence
+from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
+from .providers import PROVIDERS
+from .schemacheck import show
+from .store.db import resolve_db_url
+from .yamlsrc import Path as YamlPath
+from .yamlsrc import YamlDoc, load_yaml_file
+
+ACCOUNT_TYPES = ("classic", "sales_navigator")
+DEFAULT_SANDBOX_SENDER = "sandbox"
+
+#: LinkedIn's documented daily ceilings per account type (seed 001, "Action Limits Quick Reference").
+#: Limits above these are allowed but warned about: they risk the account.
+CEILINGS: dict[str, dict[str, int]] = {
+    "classic": {"visit": 80, "connect": 25, "message": 50},
+    "sales_navigator": {"visit": 500, "connect": 30, "message": 250},
+}
+
+#: Seed 001 documents no ceiling for InMails ("based on subscription") or withdrawals. We default
+#: to Salesflow's campaign defaults (20 open InMails, 40 withdrawals a day): conservative figures a
+#: LinkedIn automation vendor ships to every account, and well under what subscriptions allow.
+_UNDOCUMENTED_DEFAULTS: dict[str, int] = {"inmail": 20, "withdraw": 40}
+
+# Keys people use when they paste a credential straight into the file.
+_SECRET_KEY = re.compile(r"(api_?key|apikey|token|secret|password|passwd|cookie|li_at|bearer|credentials?)$",
+                         re.IGNORECASE)
+# Prefixes of well-known secret formats: Stripe-style keys, Slack, GitHub, JWTs, LinkedIn li_at cookies.
+_SECRET_PREFIXES = ("sk_", "sk-", "pk_", "rk_", "xox", "ghp_", "gho_", "eyJ", "AQED", "Bearer ")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderConfig:
+    """A sender as configured. `limits` holds only the overrides; see `daily_limits`."""
+
+    name: str
+    provider: str
+    account_id: str
+    account_type: str = "classic"
+    timezone: str = "UTC"
+    profile_id: str | None = None
+    full_name: str | None = None
+    limits: Mapping[str, int] = field(default_factory=dict)
+    credentials_env: Mapping[str, str] = field(default_factory=dict)
+    pos: Pos | None = None
+
+    @property
+    def daily_limits(self) -> dict[str, int]:
+        """The sender's cap per limited action: the defaults for its account type, then overrides."""
+        return {**default_limits(self.account_type), **self.limits}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str | None  # the seqrun.yaml read, None for the embedded default
+    root: str  # the project directory (absolute)
+    database: str | None  # as resolved against `root`; None = default
+    senders: tuple[SenderConfig, ...]
+    sandbox: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[Diagnostic, ...] = ()
+
+    @property
+    def sender_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.senders)
+
+    def sender(self, name: str) -> SenderConfig | None:
+        return next((s for s in self.senders if s.name == name), None)
+
+    def database_url(self, option: str | None = None) -> str:
+        """`--db`, then SEQRUN_DB, then `database:`, then seqrun.db in the project directory."""
+        return resolve_db_url(option, self.database, self.root)
+
+
+def default_limits(account_type: str) -> dict[str, int]:
+    """Daily caps for an account type when seqrun.yaml does not override them."""
+    caps = {**CEILINGS[account_type], **_UNDOCUMENTED_DEFAULTS}
+    return {action: caps[action] for action in LIMITED_ACTIONS}
+
+
+def resolve_credentials(sender: SenderConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Read the sender's credentials from the environment; a missing variable is a UserError."""
+    env = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name, variable in sender.credentials_env.items():
+        value = env.get(variable, "")
+        if value:
+            values[name] = value
+        else:
+            missing.append(f"{variable} (credentials_env.{name})")
+    if missing:
+        which = "variable" if len(missing) == 1 else "variables"
+        raise UserError(f"sender {sender.name}: environment {which} {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not set")
+    return values
+
+
+# --- finding the project --------------------------------------------------------------------------
+
+
+def project_dir(start: str | os.PathLike[str] | None = None) -> pathlib.Path:
+    """The project directory for a command run in `start` (default: the current directory).
+
+    Walks up to the first directory holding seqrun.yaml or templates/; without one, `start` itself
+    (a command run in a bare directory works there, it does not climb to the parent).
+    """
+    here = pathlib.Path(start or os.getcwd()).resolve()
+    if here.is_file():
+        here = here.parent
+    root = find_project_root(here)
+    if (root / PROJECT_CONFIG).is_file() or (root / TEMPLATES_DIR).is_dir():
+        return root
+    return here
+
+
+def find_config(start: str | os.PathLike[str] | None = None) -> pathlib.Path | None:
+    """The seqrun.yaml of the project `start` (a directory or sequence file) belongs to, if any."""
+    path = pathlib.Path(start or os.getcwd()).resolve()
+    root = find_project_root(path) if path.is_file() else project_dir(path)
+    candidate = root / PROJECT_CONFIG
+    return candidate if candidate.is_file() else None
+
+
+def load_project_config(start: str | os.PathLike[str] | None = None,
+                        sequences: Iterable[Sequence] = ()) -> Config:
+    """The project's seqrun.yaml if it has one, else the embedded default for `sequences`."""
+    found = find_config(start)
+    if found is not None:
+        return load_config(found)
+    path = pathlib.Path(start or os.getcwd()).resolve()
+    root = find_project_root(path) if path.is_file() else project_dir(path)
+    return default_config(sequences, root=root)
+
+
+def default_config(sequences: Iterable[Sequence] = (), *, root: str | os.PathLike[str] | None = None) -> Config:
+    """One sandbox sender per name the sequences list (or one named `sandbox`), classic, UTC."""
+    names = sorted({name for seq in sequences for name in seq.senders}) or [DEFAULT_SANDBOX_SENDER]
+    senders = tuple(SenderConfig(name=name, provider="sandbox", account_id=name) for name in names)
+    return Config(path=None, root=str(pathlib.Path(root or os.getcwd()).resolve()), database=None, senders=senders)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check a seqrun.yaml (or the one in directory `path`); errors raise UserError."""
+    file = pathlib.Path(path)
+    if file.is_dir():
+        file = file / PROJECT_CONFIG
+    display = _display(file)
+    doc, diags = load_yaml_file(str(file), display)
+    if doc is None:
+        raise UserError(diagnostics=diags)
+    if not isinstance(doc.data, dict):
+        line, col = doc.pos(())
+        raise UserError(diagnostics=[error(display, line, col,
+                                           f"expected a mapping like \"version: 1\", got {show(doc.data)}")])
+    checker = _Checker(doc)
+    checker.check()
+    if has_errors(checker.diags):
+        raise UserError(diagnostics=checker.diags)
+    return _build(doc, file.resolve(), tuple(sort_diagnostics(checker.diags)))
+
+
+def _display(file: pathlib.Path) -> str:
+    """The file as messages name it: relative to the current directory when inside it."""
+    try:
+        return str(file.resolve().relative_to(pathlib.Path.cwd()))
+    except ValueError:
+        return str(file)
+
+
+def _build(doc: YamlDoc, file: pathlib.Path, warnings: tuple[Diagnostic, ...]) -> Config:
+    data = doc.data
+    senders = tuple(_sender(doc, i, raw) for i, raw in enumerate(data.get("senders") or []))
+    sandbox = dict(data.get("sandbox") or {})
+    if "state_path" in sandbox:
+        sandbox["state_path"] = str(file.parent / pathlib.Path(sandbox["state_path"]).expanduser())
+    return Config(path=doc.file, root=str(file.parent), database=_anchor_database(data.get("database"), file.parent),
+                  senders=senders, sandbox=sandbox, warnings=warnings)
+
+
+def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
+    line, col = doc.pos(("senders", index))
+    return SenderConfig(
+        name=raw["name"], provider=raw["provider"], account_id=raw["account_id"],
+        account_type=raw.get("account_type", "classic"), timezone=raw.get("timezone", "UTC"),
+        profile_id=raw.get("profile_id"), full_name=raw.get("full_name"),
+        limits=dict(raw.get("limits") or {}), credentials_env=dict(raw.get("credentials_env") or {}),
+        pos=Pos(doc.file, line, col))
+
+
+def _anchor_database(value: str | None, root: pathlib.Path) -> str | None:
+    """A relative database path in seqrun.yaml means relative to the file, not to the cwd."""
+    if value is None or value == ":memory:":
+        return value
+    prefix = "sqlite:///" if value.startswith("sqlite:///") else ""
+    rest = value[len(prefix):]
+    if "://" in value and not prefix:
+        return value  # another scheme; the store says whether it supports it
+    path = pathlib.Path(rest).expanduser()
+    return prefix + str(path if path.is_absolute() else root / path)
+
+
+# --- checking -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    text = resources.files("runner").joinpath("data/config.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+class _Checker:
+    """Schema and semantic checks for one parsed seqrun.yaml, collecting diagnostics."""
+
+    def __init__(self, doc: YamlDoc) -> None:
+        self.doc = doc
+        self.diags: list[Diagnostic] = []
+
+    def add(self, path: YamlPath, message: str, *, key: bool = False, severity: str = "error") -> None:
+        line, col = self.doc.pos(path, key=key)
+        make = error if severity == "error" else warning
+        label = self.describe(path)
+        self.diags.append(make(self.doc.file, line, col, f"{label}: {message}" if label else message))
+
+    def describe(self, path: YamlPath) -> str:
+        """`("senders", 0, "timezone")` -> `senders[name=alice].timezone` (by index if unnamed)."""
+        out = ""
+        for i, part in enumerate(path):
+            if isinstance(part, int):
+                name = self._sender_name(part) if path[:i] == ("senders",) else None
+                out += f"[name={name}]" if name else f"[{part}]"
+            else:
+                out += f".{part}" if out else part
+        return out
+
+    def _sender_name(self, index: int) -> str | None:
+        senders = self.doc.data.get("senders")
+        item = senders[index] if isinstance(senders, list) and index < len(senders) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        return name if isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_-]*", name) else None
+
+    def check(self) -> None:
+        data = self.doc.data
+        self._version(data)
+        if has_errors(self.diags):
+            return
+        secret_keys = self._secret_keys(data)
+        for err in _leaves(_validator().iter_errors(data)):
+            self._convert(err, secret_keys)
+        if not has_errors(self.diags):
+            self._semantics(data)
+
+    def _version(self, data: dict[str, Any]) -> None:
+        value = data.get("version", 1)
+        if type(value) is not int or value != 1:
+            self.add(("version",), f"unsupported version {show(value)}; this seqrun reads version 1")
+
+    def _secret_keys(self, data: dict[str, Any]) -> set[YamlPath]:
+        """Report keys holding a credential directly; they are then not reported as unknown."""
+        found: set[YamlPath] = set()
+        places: list[tuple[YamlPath, Any]] = [((), data)]
+        places += [(("senders", i), s) for i, s in enumerate(data.get("senders") or []) if isinstance(s, dict)]
+        for base, mapping in places:
+            for key in mapping:
+                if key != "credentials_env" and _SECRET_KEY.search(key):
+                    path = base + (key,)
+                    found.add(path)
+                    owner = self._sender_name(int(base[1])) if base else None
+                    variable = re.sub(r"\W", "_", f"{owner}_{key}" if owner else key).upper()
+                    self.add(path, "secrets do not belong in seqrun.yaml; put the value in an environment "
+                                   "variable and name it in the sender's credentials_env, e.g. "
+                                   f"credentials_env: {{{key.lower()}: {variable}}}", key=True)
+        return found
+
+    def _convert(self, err: ValidationError, secret_keys: set[YamlPath]) -> None:
+        path: YamlPath = tuple(err.absolute_path)
+        validator, value, instance = err.validator, err.validator_value, err.instance
+        if validator == "additionalProperties":
+            expected = ", ".join(err.schema.get("properties", {}))
+            for key in instance:
+                if key not in err.schema.get("properties", {}) and path + (key,) not in secret_keys:
+                    self.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
+        elif path[-1:] == ("credentials_env",) and validator == "type":
+            self.add(path, "expected a mapping of credential names to environment variable names, like "
+                           "{api_key: SALESFLOW_API_KEY} (the value is not shown)")
+        elif path[-2:-1] == ("credentials_env",) and validator in ("pattern", "type"):
+            self.add(path, _credential_message(instance))
+        elif "propertyNames" in err.relative_schema_path and path[-1:] == ("credentials_env",):
+            self.add(path + (instance,), f'credential name {show(instance)} must be lower-case letters, digits and '
+                                         f'"_", like "api_key"', key=True)
+        elif "propertyNames" in err.relative_schema_path:
+            self.add(path + (instance,), f"unknown key {show(instance)} (expected one of: {', '.join(map(str, value))})",
+                     key=True)
+        elif validator == "required":
+            for key in value:
+                if isinstance(instance, dict) and key not in instance:
+                    self.add(path, f'missing required key "{key}"')
+        elif validator == "enum":
+            self.add(path, "expected one of " + ", ".join(str(v) for v in value) + f", got {show(instance)}")
+        elif validator == "type":
+            self.add(path, f"expected {_TYPE_WORDS.get(value, value)}, got {show(instance)}")
+        elif validator == "pattern":
+            self.add(path, f'expected a name of lower-case letters, digits, "_" and "-" starting with a letter, '
+                           f"got {show(instance)}")
+        elif validator == "minLength":
+            self.add(path, "expected non-empty text")
+        elif validator in _RELATIONS:
+            kind = "a whole number" if err.schema.get("type") == "integer" else "a number"
+            self.add(path, f"expected {kind} {_RELATIONS[validator]} {value}, got {show(instance)}")
+        elif validator in ("minItems", "maxItems"):
+            self.add(path, f"expected [median, max] in hours, like [30, 504], got {len(instance)} numbers")
+        else:  # no special wording: jsonschema's text is accurate (no secrets reach here)
+            self.add(path, err.message)
+
+    def _semantics(self, data: dict[str, Any]) -> None:
+        first_line: dict[str, int] = {}
+        for index, sender in enumerate(data.get("senders") or []):
+            base: YamlPath = ("senders", index)
+            name = sender["name"]
+            if name in first_line:
+                self.add(base + ("name",), f'sender "{name}" is defined twice (first on line {first_line[name]})')
+            else:
+                first_line[name] = self.doc.pos(base + ("name",))[0]
+            if sender["provider"] not in PROVIDERS:
+                available = ", ".join(sorted(PROVIDERS))
+                self.add(base + ("provider",), f"provider {sender['provider']} has no driver in this version "
+                                               f"(available: {available})")
+            if "timezone" in sender:
+                self._timezone(base + ("timezone",), sender["timezone"])
+            self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
+
+    def _timezone(self, path: YamlPath, zone: str) -> None:
+        if zone in _zones():
+            try:
+                ZoneInfo(zone)
+                return
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+        guess = difflib.get_close_matches(zone, sorted(_zones()), n=1, cutoff=0.7)
+        hint = f'; did you mean "{guess[0]}"?' if guess else ' (expected an IANA name like "Europe/Berlin")'
+        self.add(path, f"unknown time zone {show(zone)}{hint}")
+
+    def _limits(self, base: YamlPath, account_type: str, limits: dict[str, int]) -> None:
+        ceilings = CEILINGS[account_type]
+        for action, daily in limits.items():
+            ceiling = ceilings.get(action)
+            if ceiling is not None and daily > ceiling:
+                kind = "Sales Navigator" if account_type == "sales_navigator" else "classic"
+                self.add(base + ("limits", action),
+                         f"{daily} is above LinkedIn's documented ceiling of {ceiling} {action}s a day for "
+                         f"{kind} accounts; the account risks restrictions", severity="warning")
+
+
+_RELATIONS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "above", "exclusiveMaximum": "below"}
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "array": "a list",
+    "object": "a mapping (key: value pairs)",
+    "boolean": "true or false",
+    "null": "nothing",
+}
+
+
+def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
+    for err in errors:
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            yield from _leaves(err.context)
+        else:
+            yield err
+
+
+def _credential_message(value: object) -> str:
+    """Never echo the value: if it is not a variable name it may well be the secret itself."""
+    if isinstance(value, str) and _looks_like_secret(value):
+        return ("this looks like a secret value, not the name of an environment variable; put the value in an "
+                'environment variable and write its name here, like "SALESFLOW_API_KEY" (the value is not shown)')
+    return ('expected the name of an environment variable: upper-case letters, digits and "_", '
+            'like "SALESFLOW_API_KEY" (the value is not shown)')
+
+
+def _looks_like_secret(value: str) -> bool:
+    """Heuristic: known secret prefixes, or long random-looking text mixing cases or digits."""
+    if value.startswith(_SECRET_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
+    return len(value) >= 20 and mixed >= 2 and not _ENV_NAME.fullmatch(value)

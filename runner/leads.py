@@ -1,0 +1,593 @@
+"""Leads in the store: importing CSV rows into a sequence, the block list, listing, pause and resume.
+
+`import_leads` is all-or-nothing by default: every row is checked (the file's own problems, then
+the store: blocked, already in a running sequence, already through this one) and if any row is
+rejected nothing is written, so fixing the file and importing again is always safe. With
+`skip_invalid` the good rows are imported and the rejected ones reported. The writes happen in one
+IMMEDIATE transaction, in large batches, so that 100k rows take seconds and a crash leaves nothing
+half-imported.
+
+Senders are assigned sticky (a lead that had a sender in this sequence, else in any earlier one,
+keeps it when allowed: the conversation is with that person) and otherwise balanced by load (fewest
+active enrollments first, ties by name) among the allowed senders that are not paused.
+
+Pauses are recorded in `paused_reason` with the kind of pause as prefix ("lead paused: …",
+"sender paused: …", "sequence paused: …"; the engine writes "auth expired" for a sender whose
+session expired), so that each resume lifts only its own kind of pause.
+
+Nothing here prints; the commands in `runner/commands/` turn results into text.
+"""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+from typing import Sequence as Seq
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import peewee
+
+from .config import Config, load_project_config, project_dir
+from .diagnostics import Diagnostic, UserError, has_errors
+from .leadsfile import DUPLICATE, URL_FIELD, LeadRow, LeadsFile, RowProblem, problem_kind
+from .loader import load_paths
+from .model import Sequence
+from .project import sync_senders
+from .store import Block, Enrollment, Lead, Sender, db
+from .store.fields import from_db_time, to_db_time
+from .urls import normalize_profile_url
+
+BATCH = 500  # keys per IN (...) query: below the 999 variables old SQLite builds allow
+RUNNING = ("active", "paused")
+
+BLOCKED = "blocked"
+IN_OTHER_SEQUENCE = "in another sequence"
+IN_THIS_SEQUENCE = "already in this sequence"
+
+#: progress(done, total): rows written so far out of the rows to write (each lead and enrollment).
+Progress = Callable[[int, int], None]
+
+
+# --- finding the sequence -------------------------------------------------------------------------
+
+
+def load_sequence_by_name(name: str, root: str) -> tuple[Sequence, list[Diagnostic]]:
+    """The sequence called `name` in the project's sequences/ directory, and the load warnings."""
+    directory = os.path.join(root, "sequences")
+    # Named relative to the cwd when inside it, so messages show sequences/x.yaml, not /home/…
+    shown = os.path.relpath(directory) if directory.startswith(os.getcwd() + os.sep) else directory
+    seqs, diags, _ = load_paths([shown])
+    for seq in seqs:
+        if seq.name == name:
+            return seq, [d for d in diags if d.severity == "warning" and d.file == seq.path]
+    known = ", ".join(sorted(s.name for s in seqs)) or "none"
+    if has_errors(diags):
+        raise UserError(f'no valid sequence named "{name}" in {shown} (valid: {known}); some files have '
+                        "errors, shown above", [d for d in diags if d.severity == "error"])
+    raise UserError(f'no sequence named "{name}" in {shown} (known: {known})')
+
+
+def open_project(sequence: str | None = None,
+                 start: str | None = None) -> tuple[Config, Sequence | None, list[Diagnostic]]:
+    """Config and (optionally) one sequence of the project containing `start` (default: the cwd)."""
+    root = project_dir(start)
+    if sequence is None:
+        return load_project_config(root), None, []
+    seq, warnings = load_sequence_by_name(sequence, str(root))
+    config = load_project_config(root, sequences=[seq])
+    return config, seq, warnings
+
+
+# --- importing ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    sequence: str
+    imported: int = 0  # leads new to the store, enrolled
+    updated: int = 0  # leads already in the store (fields updated), enrolled
+    rejected: list[Diagnostic] = field(default_factory=list)  # one per rejected row problem
+    skipped_by_kind: collections.Counter[str] = field(default_factory=collections.Counter)  # rows, by first problem
+    assigned: collections.Counter[str] = field(default_factory=collections.Counter)  # sender -> new enrollments
+    unknown_timezones: int = 0  # leads whose `timezone` column is not an IANA zone
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skipped_by_kind.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """What the store knows about one lead before the import."""
+
+    lead_id: int | None = None
+    fields: dict[str, Any] | None = None
+    blocked: tuple[str, str | None] | None = None  # (date, reason)
+    running: tuple[str, str, str] | None = None  # (sequence, state, since date)
+    finished_here: tuple[str, str] | None = None  # (outcome, date) of an earlier run of this sequence
+    sticky_sender: int | None = None
+
+
+def import_leads(leads: LeadsFile, seq: Sequence, config: Config, *, senders: Seq[str] = (),
+                 skip_invalid: bool = False, now: dt.datetime, progress: Progress | None = None) -> ImportResult:
+    """Enroll the file's rows in `seq`; raises UserError (nothing written) when rows are rejected
+    and `skip_invalid` is false, or when the file itself is unusable."""
+    if leads.fatal:
+        raise UserError("nothing imported: the file cannot be read as a lead list",
+                        [d for d in leads.diagnostics if d.severity == "error"])
+    result = ImportResult(seq.name)
+    with db.atomic("IMMEDIATE"):
+        rows_by_sender = sync_senders(config, now)
+        allowed = _allowed_senders(seq, config, senders, rows_by_sender)
+        history = _history([r.key for r in leads.rows if r.ok and r.key], seq.name)
+        accepted = _check_rows(leads, history, seq.name, result)
+        if result.rejected and not skip_invalid:
+            good = len(accepted)
+            raise UserError(f"nothing imported: {result.skipped} of {_rows(len(leads.rows))} rejected; fix them, "
+                            f"or use --skip-invalid to import the {good} good {'row' if good == 1 else 'rows'}",
+                            result.rejected)
+        if accepted:
+            assignment = _assign(accepted, history, allowed)
+            _write(accepted, history, assignment, seq, now, result, progress)
+            result.assigned.update(allowed.name_of[s] for s in assignment)
+    return result
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+@dataclass
+class _Allowed:
+    ids: list[int]  # senders that may get new leads (allowed and not paused), by name
+    sticky_ok: set[int]  # senders a lead may keep (allowed, paused or not)
+    name_of: dict[int, str]
+
+
+def _allowed_senders(seq: Sequence, config: Config, chosen: Seq[str], rows: dict[str, Sender]) -> _Allowed:
+    """--sender options ∩ the sequence's `senders` ∩ the configured senders, minus paused ones."""
+    configured = list(config.sender_names)
+    for name in seq.senders:
+        if name not in configured:
+            raise UserError(f'sequence {seq.name} lists sender "{name}", which is not configured '
+                            f"(configured: {', '.join(configured) or 'none'})")
+    pool = list(seq.senders) or configured
+    for name in chosen:
+        if name not in configured:
+            raise UserError(f'unknown sender "{name}" (configured: {", ".join(configured) or "none"})')
+        if name not in pool:
+            raise UserError(f'sender "{name}" is not one of the senders of sequence {seq.name} ({", ".join(pool)})')
+    names = sorted(n for n in pool if not chosen or n in chosen)
+    if not names:
+        raise UserError(f"sequence {seq.name} has no sender to run it; configure one in seqrun.yaml")
+    active = [n for n in names if rows[n].status == "active"]
+    if not active:
+        held = ", ".join(f"{n} ({rows[n].paused_reason or 'paused'})" for n in names)
+        raise UserError(f"every sender that could take these leads is paused: {held}; resume one with "
+                        "`seqrun senders resume NAME`")
+    return _Allowed(ids=[rows[n].id for n in active], sticky_ok={rows[n].id for n in names},
+                    name_of={rows[n].id: n for n in names})
+
+
+def _history(keys: list[str], sequence: str) -> dict[str, _History]:
+    """Per key: the stored lead, its block, its running enrollment, an earlier run of `sequence`,
+    and the sender it last worked with (this sequence first)."""
+    leads = {key: (lead_id, fields) for lead_id, key, fields in
+             _select_in("SELECT id, key, fields FROM lead WHERE key IN ({})", keys)}
+    blocks = {key: (from_db_time(created).date().isoformat(), reason) for key, created, reason in
+              _select_in("SELECT key, created_at, reason FROM block WHERE key IN ({})", keys)}
+    key_of = {lead_id: key for key, (lead_id, _) in leads.items()}
+    enrollments: dict[str, list[tuple[Any, ...]]] = collections.defaultdict(list)
+    for lead_id, *rest in _select_in("SELECT lead_id, sequence, state, outcome, created_at, finished_at, sender_id "
+                                     "FROM enrollment WHERE lead_id IN ({}) ORDER BY id", list(key_of)):
+        enrollments[key_of[lead_id]].append(tuple(rest))
+    return {key: _summarise(leads.get(key), blocks.get(key), enrollments.get(key, []), sequence) for key in keys}
+
+
+def _select_in(sql: str, values: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """Rows of `sql`, whose one `IN ({})` is filled with `values` a chunk at a time.
+
+    Raw SQL because peewee's query building costs more than SQLite's work at 100k rows.
+    """
+    for chunk in _chunks(values, BATCH):
+        yield from db.execute_sql(sql.format(", ".join([db.param] * len(chunk))), chunk).fetchall()
+
+
+def _summarise(lead: tuple[int, str] | None, block: tuple[str, str | None] | None,
+               enrollments: list[tuple[Any, ...]], sequence: str) -> _History:
+    running = finished = None
+    sticky_here = sticky_any = None
+    for seq_name, state, outcome, created, finished_at, sender_id in enrollments:  # oldest first
+        if state in RUNNING:
+            running = (seq_name, state, _date(created))
+        elif seq_name == sequence:
+            finished = (outcome or state, _date(finished_at or created))
+        if sender_id is not None:
+            sticky_any = sender_id
+            if seq_name == sequence:
+                sticky_here = sender_id
+    return _History(lead_id=lead[0] if lead else None, fields=json.loads(lead[1]) if lead else None, blocked=block,
+                    running=running, finished_here=finished,
+                    sticky_sender=sticky_here if sticky_here is not None else sticky_any)
+
+
+def _check_rows(leads: LeadsFile, history: dict[str, _History], sequence: str,
+                result: ImportResult) -> list[LeadRow]:
+    """Rows to import; every rejected row goes into `result` with all its problems."""
+    accepted: list[LeadRow] = []
+    for row in leads.rows:
+        problems = list(row.errors)
+        if not problems and row.key is not None:
+            problems = _store_problems(history[row.key], sequence)
+        if not problems:
+            accepted.append(row)
+            continue
+        result.skipped_by_kind[problem_kind(problems[0])] += 1
+        result.rejected.extend(leads.row_error(row, p) for p in problems)
+    return accepted
+
+
+def _store_problems(past: _History, sequence: str) -> list[str]:
+    problems: list[str] = []
+    if past.blocked is not None:
+        since, reason = past.blocked
+        problems.append(RowProblem(f"blocked since {since}" + (f" ({reason})" if reason else ""), BLOCKED))
+    if past.running is not None:
+        name, state, since = past.running
+        if name == sequence:
+            problems.append(RowProblem(f"already enrolled in this sequence ({state} since {since})", IN_THIS_SEQUENCE))
+        else:
+            problems.append(RowProblem(f'already in {state} sequence "{name}" (since {since})', IN_OTHER_SEQUENCE))
+    elif past.finished_here is not None:
+        outcome, when = past.finished_here
+        problems.append(RowProblem(f'already went through this sequence (ended "{outcome}" on {when})',
+                                   IN_THIS_SEQUENCE))
+    return problems
+
+
+def _assign(rows: list[LeadRow], history: dict[str, _History], allowed: _Allowed) -> list[int]:
+    """A sender id per row: sticky when allowed, else the least loaded active sender (ties by name)."""
+    load = _active_load(allowed.sticky_ok)
+    names = allowed.name_of
+    out: list[int] = []
+    for row in rows:
+        assert row.key is not None
+        sender = history[row.key].sticky_sender
+        if sender is None or sender not in allowed.sticky_ok:
+            sender = min(allowed.ids, key=lambda s: (load[s], names[s]))
+        load[sender] += 1
+        out.append(sender)
+    return out
+
+
+def _active_load(sender_ids: Iterable[int]) -> collections.Counter[int]:
+    ids = list(sender_ids)
+    query = (Enrollment.select(Enrollment.sender, peewee.fn.COUNT(Enrollment.id))
+             .where(Enrollment.sender.in_(ids), Enrollment.state == "active")
+             .group_by(Enrollment.sender).tuples())
+    load: collections.Counter[int] = collections.Counter({s: 0 for s in ids})
+    load.update(dict(query))
+    return load
+
+
+def _write(rows: list[LeadRow], history: dict[str, _History], senders: list[int], seq: Sequence,
+           now: dt.datetime, result: ImportResult, progress: Progress | None) -> None:
+    """Upsert the leads, then enroll them: executemany in one transaction (the caller's)."""
+    stamp = to_db_time(now)
+    lead_rows: list[tuple[Any, ...]] = []
+    for row in rows:
+        assert row.key is not None and row.profile_url is not None
+        past = history[row.key]
+        fields = {k: v for k, v in row.fields.items() if k != URL_FIELD}
+        if past.lead_id is None:
+            result.imported += 1
+        else:
+            result.updated += 1
+            fields = {**(past.fields or {}), **fields}  # a column missing from this file keeps its value
+        zone = _zone(fields.get("timezone"))
+        if fields.get("timezone") and zone is None:
+            result.unknown_timezones += 1
+        lead_rows.append((row.key, row.profile_url, Lead.fields.db_value(fields), zone, stamp, stamp))
+    done = _Done(progress, 2 * len(lead_rows))
+    _execute_many(_UPSERT_LEAD, lead_rows, done)
+    ids = dict(_select_in("SELECT key, id FROM lead WHERE key IN ({})", [r[0] for r in lead_rows]))
+    first = seq.steps[0].id
+    enrollments = [(ids[r[0]], seq.name, seq.source_hash, sender, first, "active", stamp, 0, stamp, "{}", stamp, stamp)
+                   for r, sender in zip(lead_rows, senders, strict=True)]
+    _execute_many(_INSERT_ENROLLMENT, enrollments, done)
+
+
+_UPSERT_LEAD = ("INSERT INTO lead (key, profile_url, fields, timezone, created_at, updated_at) VALUES ({}) "
+                "ON CONFLICT (key) DO UPDATE SET profile_url = excluded.profile_url, fields = excluded.fields, "
+                "timezone = excluded.timezone, updated_at = excluded.updated_at")
+_INSERT_ENROLLMENT = ("INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, "
+                      "attempt, step_entered_at, facts, created_at, updated_at) VALUES ({})")
+
+
+class _Done:
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.count = progress, total, 0
+
+    def add(self, n: int) -> None:
+        self.count += n
+        if self.progress is not None:
+            self.progress(self.count, self.total)
+
+
+def _execute_many(sql: str, rows: list[tuple[Any, ...]], done: _Done) -> None:
+    if not rows:
+        return
+    statement = sql.format(", ".join([db.param] * len(rows[0])))
+    cursor = db.cursor()
+    for batch in _chunks(rows, 10 * BATCH):  # batches only so that a progress bar moves
+        cursor.executemany(statement, batch)
+        done.add(len(batch))
+
+
+def _date(stored: str) -> str:
+    return from_db_time(stored).date().isoformat()
+
+
+def _zone(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# --- the block list -------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockResult:
+    added: int = 0
+    already: int = 0
+    running: int = 0  # blocked leads with a running enrollment (the engine ends them at their next step)
+
+
+def profile_key(url: str) -> tuple[str, str]:
+    """(key, canonical url) of a profile URL given on the command line; UserError when invalid."""
+    try:
+        return normalize_profile_url(url)
+    except ValueError as exc:
+        raise UserError(f'"{url}" is not a LinkedIn profile URL ({exc})') from None
+
+
+def profiles_from_file(leads: LeadsFile) -> list[tuple[str, str]]:
+    """Every profile of a CSV for blocking; a duplicate is harmless there, any other problem is not."""
+    problems = [leads.row_error(row, p) for row in leads.rows for p in row.errors if problem_kind(p) != DUPLICATE]
+    if leads.fatal or problems:
+        file_level = [d for d in leads.diagnostics if not d.message.startswith("row ") or leads.fatal]
+        raise UserError("nothing blocked: fix the rows above first", problems + file_level)
+    return list(dict.fromkeys((r.key, r.profile_url) for r in leads.rows if r.key and r.profile_url))
+
+
+def block_profiles(profiles: Iterable[tuple[str, str]], reason: str | None, now: dt.datetime) -> BlockResult:
+    """Add profiles to the block list (a new reason replaces the old one); one transaction."""
+    result = BlockResult()
+    items = list(profiles)
+    keys = [k for k, _ in items]
+    with db.atomic("IMMEDIATE"):
+        existing: set[str] = set()
+        for chunk in _chunks(keys, BATCH):
+            existing.update(k for (k,) in Block.select(Block.key).where(Block.key.in_(chunk)).tuples())
+        new = [{"key": k, "profile_url": u, "reason": reason, "created_at": now} for k, u in items if k not in existing]
+        for batch in _chunks(new, BATCH):
+            Block.insert_many(batch).execute()
+        if reason is not None and existing:
+            for chunk in _chunks(sorted(existing), BATCH):
+                Block.update(reason=reason).where(Block.key.in_(chunk)).execute()
+        result.added, result.already = len(new), len(existing)
+        for chunk in _chunks(keys, BATCH):
+            result.running += (Enrollment.select().join(Lead)
+                               .where(Lead.key.in_(chunk), Enrollment.state.in_(RUNNING)).count())
+    return result
+
+
+def unblock_profile(key: str, url: str) -> None:
+    if Block.delete().where(Block.key == key).execute() == 0:
+        raise UserError(f"{url} is not blocked")
+
+
+# --- listing --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeadListing:
+    profile_url: str
+    full_name: str | None
+    sequence: str | None
+    state: str | None
+    step: str | None
+    sender: str | None
+    due_at: dt.datetime | None
+    outcome: str | None
+    paused_reason: str | None
+    blocked: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"profile_url": self.profile_url, "full_name": self.full_name, "sequence": self.sequence,
+                "state": self.state, "step": self.step, "sender": self.sender,
+                "due_at": self.due_at.isoformat() if self.due_at else None, "outcome": self.outcome,
+                "paused_reason": self.paused_reason, "blocked": self.blocked}
+
+
+def list_leads(*, sequence: str | None = None, state: str | None = None) -> Iterator[LeadListing]:
+    """Each lead with its latest enrollment (in `sequence` when given), optionally of one state."""
+    latest = Enrollment.select(peewee.fn.MAX(Enrollment.id)).where(Enrollment.lead == Lead.id)
+    if sequence is not None:
+        latest = latest.where(Enrollment.sequence == sequence)
+    blocked = Block.select(Block.id).where(Block.key == Lead.key)
+    query = (Lead.select(Lead.profile_url, Lead.fields, Enrollment.sequence, Enrollment.state, Enrollment.step_id,
+                         Sender.name, Enrollment.due_at, Enrollment.outcome, Enrollment.paused_reason,
+                         peewee.fn.EXISTS(blocked))
+             .join(Enrollment, peewee.JOIN.LEFT_OUTER, on=(Enrollment.id == latest))
+             .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id))
+             .order_by(Lead.id))
+    if sequence is not None or state is not None:
+        query = query.where(Enrollment.id.is_null(False))
+    if state is not None:
+        query = query.where(Enrollment.state == state)
+    for url, fields, seq_name, st, step, sender, due, outcome, reason, is_blocked in query.tuples().iterator():
+        due_at = Enrollment.due_at.python_value(due) if isinstance(due, str) else due
+        yield LeadListing(url, (fields or {}).get("full_name"), seq_name, st, step, sender, due_at, outcome,
+                          reason, bool(is_blocked))
+
+
+def known_sequences() -> list[str]:
+    """Sequences that have enrollments in the store."""
+    query = Enrollment.select(Enrollment.sequence).distinct().order_by(Enrollment.sequence).tuples()
+    return [name for (name,) in query]
+
+
+
+# --- pausing and resuming -------------------------------------------------------------------------
+
+LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
+#: The reason the engine writes when a provider says the sender's session expired (runner.steps).
+AUTH_EXPIRED = "auth expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a pause or resume applies to: one lead, one sender or one sequence."""
+
+    scope: str  # LEAD | SENDER | SEQUENCE
+    value: int | str  # lead id, sender id, or sequence name
+    label: str  # as messages name it: "lead https://…", "sender alice", "sequence founders-q1"
+
+
+@dataclass
+class PauseResult:
+    changed: int = 0
+    # Enrollments left as they were, by why: the pause reason they already had (pause), or what
+    # still holds them (resume).
+    unchanged: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def find_target(scope: str, value: str) -> Target:
+    """The lead, sender or sequence named on the command line; unknown values are UserErrors."""
+    if scope == LEAD:
+        key, url = profile_key(value)
+        lead = Lead.get_or_none(Lead.key == key)
+        if lead is None:
+            raise UserError(f"no lead {url} in the database")
+        return Target(LEAD, lead.id, f"lead {url}")
+    if scope == SENDER:
+        sender = Sender.get_or_none(Sender.name == value)
+        if sender is None:
+            known = ", ".join(n for (n,) in Sender.select(Sender.name).order_by(Sender.name).tuples()) or "none"
+            raise UserError(f'unknown sender "{value}" (known: {known})')
+        return Target(SENDER, sender.id, f"sender {value}")
+    known_seqs = known_sequences()
+    if value not in known_seqs:
+        raise UserError(f'no leads in sequence "{value}" (sequences with leads: {", ".join(known_seqs) or "none"})')
+    return Target(SEQUENCE, value, f"sequence {value}")
+
+
+def hold_reason(scope: str, reason: str | None) -> str:
+    """The `paused_reason` a pause by `scope` writes; its prefix tells later resumes who holds it."""
+    return f"{scope} paused: {reason}" if reason else f"{scope} paused"
+
+
+def _holder(reason: str | None) -> str | None:
+    """Which kind of pause holds an enrollment; None for pauses the engine made for other reasons."""
+    for scope in (LEAD, SENDER, SEQUENCE):
+        if reason and (reason == f"{scope} paused" or reason.startswith(f"{scope} paused: ")):
+            return scope
+    return SENDER if reason == AUTH_EXPIRED else None
+
+
+def _running_of(target: Target) -> peewee.ModelSelect:
+    column = {LEAD: Enrollment.lead, SENDER: Enrollment.sender, SEQUENCE: Enrollment.sequence}[target.scope]
+    return Enrollment.select().where(column == target.value, Enrollment.state.in_(RUNNING))
+
+
+def pause(target: Target, reason: str | None, now: dt.datetime) -> PauseResult:
+    """Pause the target's active enrollments; a paused sender also gets no new leads."""
+    result = PauseResult()
+    with db.atomic("IMMEDIATE"):
+        if target.scope == SENDER:
+            Sender.update(status="paused", paused_reason=reason or "paused with seqrun pause").where(
+                Sender.id == target.value).execute()
+        for (held,) in _running_of(target).where(Enrollment.state == "paused").select(
+                Enrollment.paused_reason).tuples():
+            result.unchanged[held or "no reason given"] += 1
+        ids = [e for (e,) in _running_of(target).where(Enrollment.state == "active").select(Enrollment.id).tuples()]
+        for chunk in _chunks(ids, BATCH):
+            result.changed += (Enrollment.update(state="paused", paused_reason=hold_reason(target.scope, reason),
+                                                 updated_at=now)
+                               .where(Enrollment.id.in_(chunk), Enrollment.state == "active").execute())
+    return result
+
+
+def resume(target: Target, now: dt.datetime) -> PauseResult:
+    """Resume the target's paused enrollments, due now (the engine re-checks windows and limits).
+
+    A resume lifts only its own kind of pause (and pauses the engine made): a lead paused by hand
+    stays paused when its sequence resumes, and nothing resumes while its sender is paused.
+    """
+    result = PauseResult()
+    with db.atomic("IMMEDIATE"):
+        if target.scope == SENDER:
+            Sender.update(status="active", paused_reason=None).where(Sender.id == target.value).execute()
+        query = (_running_of(target).where(Enrollment.state == "paused")
+                 .select(Enrollment.id, Enrollment.paused_reason, Sender.name, Sender.status)
+                 .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id)).tuples())
+        ids: list[int] = []
+        for enrollment_id, reason, sender, sender_status in query:
+            holder = _holder(reason)
+            if sender_status == "paused":
+                result.unchanged[f"sender {sender} is paused"] += 1
+            elif holder is not None and holder != target.scope:
+                result.unchanged[f"{holder} paused"] += 1
+            else:
+                ids.append(enrollment_id)
+        for chunk in _chunks(ids, BATCH):
+            result.changed += (Enrollment.update(state="active", paused_reason=None, due_at=now, updated_at=now)
+                               .where(Enrollment.id.in_(chunk), Enrollment.state == "paused").execute())
+    return result
+
+
+# --- senders --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SenderListing:
+    name: str
+    provider: str
+    account_type: str
+    timezone: str
+    status: str
+    paused_reason: str | None
+    configured: bool
+    enrollments: dict[str, int]  # state -> count
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": self.provider, "account_type": self.account_type,
+                "timezone": self.timezone, "status": self.status, "paused_reason": self.paused_reason,
+                "configured": self.configured, "enrollments": self.enrollments}
+
+
+def list_senders(config: Config) -> list[SenderListing]:
+    """Every sender in the store (configured ones first synced by the caller), with enrollment counts."""
+    counts: dict[int, dict[str, int]] = collections.defaultdict(dict)
+    query = (Enrollment.select(Enrollment.sender, Enrollment.state, peewee.fn.COUNT(Enrollment.id))
+             .where(Enrollment.sender.is_null(False)).group_by(Enrollment.sender, Enrollment.state).tuples())
+    for sender_id, state, count in query:
+        counts[sender_id][state] = count
+    configured = set(config.sender_names)
+    return [SenderListing(s.name, s.provider, s.account_type, s.timezone, s.status, s.paused_reason,
+                          s.name in configured, counts.get(s.id, {}))
+            for s in Sender.select().order_by(Sender.name)]

@@ -1,0 +1,1 @@
+"""Provider tests: the shared contract (`contract.py`) and one module per driver."""

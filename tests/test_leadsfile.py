@@ -1,0 +1,183 @@
+"""Reading lead CSVs: dialects, encodings, header checks and exact row messages."""
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+from runner.diagnostics import format_text
+from runner.leadsfile import LeadRow, detect_delimiter, normalize_column, parse_leads, read_leads
+
+HEADER = "linkedin_profile_url,full_name,company_name\n"
+
+
+def messages(data: bytes | str, *, required: tuple[str, ...] = ()) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return format_text(parse_leads(raw, "leads.csv", required_fields=required).diagnostics)
+
+
+def test_reads_rows_with_keys_canonical_urls_and_stripped_fields(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text(HEADER + " https://de.linkedin.com/in/Jane-Doe/ , Jane Doe ,\n"
+                    "linkedin.com/in/bob-roe,Bob Roe,Acme\n", encoding="utf-8")
+    leads = read_leads(str(path))
+    assert leads.diagnostics == []
+    assert leads.columns == ("linkedin_profile_url", "full_name", "company_name")
+    assert leads.rows == [
+        LeadRow(2, 2, {"linkedin_profile_url": "https://de.linkedin.com/in/Jane-Doe/", "full_name": "Jane Doe"},
+                "jane-doe", "https://www.linkedin.com/in/jane-doe"),
+        LeadRow(3, 3, {"linkedin_profile_url": "linkedin.com/in/bob-roe", "full_name": "Bob Roe",
+                       "company_name": "Acme"}, "bob-roe", "https://www.linkedin.com/in/bob-roe"),
+    ]
+    assert leads.good_rows == leads.rows
+
+
+def test_invalid_url_is_reported_with_file_and_row() -> None:
+    text = HEADER + "".join(f"https://www.linkedin.com/in/lead-{i},L,C\n" for i in range(5)) + "htps://x,X,Y\n"
+    assert messages(text) == ('leads.csv:7: error: row 7: linkedin_profile_url "htps://x" is not a LinkedIn '
+                              'profile URL (expected an http(s) URL, got scheme "htps")')
+
+
+def test_duplicates_within_file_name_the_first_row() -> None:
+    others = "".join(f"https://www.linkedin.com/in/lead-{i},L,\n" for i in range(6))
+    text = (HEADER + "https://www.linkedin.com/in/jane-doe,Jane,\n" + others
+            + "HTTPS://DE.LINKEDIN.COM/in/Jane-Doe?trk=1,Jane again,\n")
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == \
+        "leads.csv:9: error: row 9: duplicate of row 2 (https://www.linkedin.com/in/jane-doe)"
+    assert [r.row for r in leads.rows if r.errors] == [9]
+
+
+def test_missing_url_and_required_fields_are_row_errors() -> None:
+    text = HEADER + ",Jane,Acme\nhttps://www.linkedin.com/in/bob-roe,,Acme\n"
+    assert messages(text, required=("full_name",)) == (
+        "leads.csv:2: error: row 2: linkedin_profile_url is empty\n"
+        "leads.csv:3: error: row 3: required field full_name is empty")
+
+
+def test_rows_are_numbered_like_a_spreadsheet_and_positioned_by_line() -> None:
+    text = HEADER + '\nhttps://www.linkedin.com/in/jane-doe,"Jane\nDoe",\nhtps://x,B,\n'
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert [(r.row, r.line) for r in leads.rows] == [(3, 3), (4, 5)]
+    assert leads.rows[0].fields["full_name"] == "Jane\nDoe"
+    assert format_text(leads.diagnostics).startswith("leads.csv:5: error: row 4: ")
+
+
+def test_blank_and_empty_cell_lines_are_skipped() -> None:
+    text = "\n" + HEADER + ",,\n\n   ,  ,\nhttps://www.linkedin.com/in/jane-doe,Jane,\n"
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert leads.diagnostics == []
+    assert [r.row for r in leads.rows] == [6]
+
+
+def test_utf8_bom_is_accepted() -> None:
+    leads = parse_leads(codecs.BOM_UTF8 + (HEADER + "https://www.linkedin.com/in/jürgen,Jürgen,\n").encode(), "x.csv")
+    assert leads.diagnostics == []
+    assert leads.columns[0] == "linkedin_profile_url"
+    assert leads.rows[0].fields["full_name"] == "Jürgen"
+
+
+def test_utf16_with_bom_is_decoded() -> None:
+    raw = (HEADER + "https://www.linkedin.com/in/jürgen,Jürgen,\n").encode("utf-16")
+    leads = parse_leads(raw, "x.csv")
+    assert (leads.diagnostics, leads.encoding) == ([], "UTF-16")
+    assert leads.rows[0].key == "jürgen"
+
+
+def test_utf16_without_bom_is_refused() -> None:
+    raw = (HEADER + "https://www.linkedin.com/in/jane-doe,Jane,\n").encode("utf-16-le")
+    assert messages(raw) == ('leads.csv:1: error: line 1: the file contains NUL bytes, so it is not UTF-8 text '
+                             '(UTF-16 without a byte-order mark?); save it as UTF-8 (in Excel: "CSV UTF-8")')
+
+
+def test_non_utf8_is_refused_naming_the_row() -> None:
+    raw = (HEADER + "https://www.linkedin.com/in/jane-doe,Jane,\n"
+           + 'https://www.linkedin.com/in/j-m,"J\nM\u00fcller",\n').encode("cp1252")
+    assert messages(raw) == ('leads.csv:3: error: row 3: the file is not UTF-8 (it looks like Windows-1252, '
+                             'Excel\'s plain "CSV"): byte 0xfc is not valid; save it as UTF-8 (in Excel: "CSV UTF-8")')
+
+
+def test_semicolon_delimiter_is_detected() -> None:
+    text = "LinkedIn Profile URL;Full Name;Company, Inc.\nhttps://www.linkedin.com/in/jane-doe;Doe, Jane;Acme, Inc.\n"
+    leads = parse_leads(text.encode(), "x.csv")
+    assert (leads.diagnostics, leads.delimiter) == ([], ";")
+    assert leads.columns == ("linkedin_profile_url", "full_name", "company_inc")
+    assert leads.rows[0].fields["full_name"] == "Doe, Jane"
+
+
+def test_delimiter_detection_ignores_quoted_delimiters() -> None:
+    assert detect_delimiter('"a,b,c";"d"\n1,2,3,4,5\n') == ";"
+    assert detect_delimiter("a\tb\tc\n") == "\t"
+    assert detect_delimiter("a|b\n") == "|"
+    assert detect_delimiter("\n\nlinkedin_profile_url\n") == ","
+
+
+def test_column_names_are_normalised() -> None:
+    assert normalize_column(" Full Name ") == "full_name"
+    assert normalize_column("LinkedIn Profile-URL") == "linkedin_profile_url"
+    assert normalize_column("Straße") == "straße"
+
+
+def test_header_without_url_column_lists_the_columns() -> None:
+    assert messages("Name,E-Mail\nJane,j@x.io\n") == (
+        'leads.csv:1: error: header: no linkedin_profile_url column (found: "Name", "E-Mail"); '
+        "name the column holding profile URLs linkedin_profile_url")
+
+
+def test_header_missing_looks_like_data() -> None:
+    assert messages("https://www.linkedin.com/in/jane-doe,Jane\n") == (
+        "leads.csv:1: error: header: the first row looks like data, not a header; add a header row with a "
+        "linkedin_profile_url column")
+
+
+def test_duplicate_columns_are_an_error() -> None:
+    assert messages("linkedin_profile_url,Full Name,full_name\n") == (
+        'leads.csv:1: error: header: column "full_name" appears twice (columns 2 and 3: "Full Name" and "full_name")')
+
+
+def test_missing_required_column_is_one_file_error() -> None:
+    text = HEADER.replace(",full_name", "") + "https://www.linkedin.com/in/jane-doe,Acme\n"
+    assert messages(text, required=("full_name",)) == (
+        'leads.csv:1: error: header: required column "full_name" is missing '
+        "(found: linkedin_profile_url, company_name)")
+
+
+def test_extra_cells_are_an_error_unless_empty() -> None:
+    text = HEADER + "https://www.linkedin.com/in/jane-doe,Jane,Acme,,\nhttps://www.linkedin.com/in/bob-roe,Bob,Acme,oops\n"
+    assert messages(text) == "leads.csv:3: error: row 3: has 4 cells but the header has 3 columns"
+
+
+def test_unnamed_column_values_are_ignored_with_a_warning() -> None:
+    text = "linkedin_profile_url,,full_name\nhttps://www.linkedin.com/in/jane-doe,x,Jane\n"
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        "leads.csv:1: warning: header: column 2 has no name; the values (from row 2 on) are ignored")
+    assert leads.rows[0].fields == {"linkedin_profile_url": "https://www.linkedin.com/in/jane-doe", "full_name": "Jane"}
+    assert not leads.has_errors
+
+
+def test_nul_in_utf16_text_is_refused() -> None:
+    raw = codecs.BOM_UTF16_LE + (HEADER + "a\x00b,c,d\n").encode("utf-16-le")
+    assert messages(raw) == ('leads.csv:2: error: line 2: the file contains NUL characters; is it really a CSV '
+                             'file? If so, save it as UTF-8 (in Excel: "CSV UTF-8")')
+
+
+def test_empty_file_and_unreadable_file(tmp_path: Path) -> None:
+    assert messages(b"\n\n") == ("leads.csv: error: the file is empty; expected a header row with a "
+                                 "linkedin_profile_url column")
+    missing = read_leads(str(tmp_path / "nope.csv"))
+    assert format_text(missing.diagnostics) == (
+        f"{tmp_path / 'nope.csv'}: error: cannot read file: No such file or directory")
+
+
+def test_unclosed_quote_swallowing_the_file_is_reported() -> None:
+    text = HEADER + 'https://www.linkedin.com/in/jane-doe,"Jane,\n' + "x" * (17 * 1024 * 1024) + "\n"
+    out = messages(text)
+    assert out.startswith("leads.csv:2: error: line 2: cannot read the file as CSV: field larger than field limit")
+    assert out.endswith("(an unclosed quote?)")
+
+
+def test_hundred_thousand_rows_read_without_errors() -> None:
+    rows = "".join(f"https://www.linkedin.com/in/lead-{i},Lead {i},Co\n" for i in range(100_000))
+    leads = parse_leads((HEADER + rows).encode(), "big.csv")
+    assert not leads.diagnostics
+    assert len(leads.rows) == 100_000
