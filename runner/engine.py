@@ -38,6 +38,25 @@ class TickReport:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
+_ENR_FIELDS = [f for f in Enrollment._meta.sorted_fields]
+_LEAD_FIELDS = [f for f in Lead._meta.sorted_fields]
+_LOAD_SQL = (f"SELECT {', '.join('e.' + f.column_name for f in _ENR_FIELDS)}, "
+             f"{', '.join('l.' + f.column_name for f in _LEAD_FIELDS)} "
+             "FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE e.id = ?")
+
+
+def load_enrollment(enrollment_id: int) -> Enrollment:
+    """An enrollment with its lead, read with one plain query (peewee's query builder is the
+    slowest part of a tick otherwise)."""
+    row = db.execute_sql(_LOAD_SQL, (enrollment_id,)).fetchone()
+    n = len(_ENR_FIELDS)
+    lead = Lead(**{f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:])})
+    values = {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n]) if f.name != "lead"}
+    enr = Enrollment(**values)
+    enr.lead = lead
+    return enr
+
+
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -84,7 +103,7 @@ class Engine:
         return min(candidates) if candidates else None
 
     def _run(self, enrollment_id: int, now: dt.datetime, report: TickReport) -> None:
-        enr = Enrollment.select(Enrollment, Lead).join(Lead).where(Enrollment.id == enrollment_id).get()
+        enr = load_enrollment(enrollment_id)
         try:
             outcome = steps.advance(self.rt, enr, now)
             report.transitions += outcome.transitions

@@ -23,12 +23,15 @@ from .model import Calendar, Sequence
 from .providers import PROVIDERS
 from .providers.base import Account, Provider
 from .runtime import Notifier, Runtime, SenderRuntime
+from .templates import check_sequence_templates
 from .store import Sender
 
 
 def load_sequences(paths: Iterable[str]) -> dict[str, Sequence]:
     """Load sequences by file or directory; any error is fatal (a half-valid project never runs)."""
     seqs, diags, _ = load_paths(list(paths))
+    for seq in seqs:
+        diags += check_sequence_templates(seq)
     if has_errors(diags):
         raise UserError("fix the errors above before running (see `seqrun validate`)",
                         [d for d in diags if d.severity == "error"])
@@ -73,8 +76,9 @@ def sender_caps(sc: SenderConfig, row: Sender) -> SenderCaps:
 ProviderFor = Callable[[SenderConfig, Mapping[str, str]], Provider]
 
 
-def real_provider_for(config: Config, client: httpx.Client | None = None) -> ProviderFor:
-    """Providers as configured: the sandbox keeps its state beside the database so runs agree."""
+def real_provider_for(config: Config, client: httpx.Client | None = None, db_file: str = ":memory:") -> ProviderFor:
+    """Providers as configured. The sandbox keeps its simulated LinkedIn in a file beside the
+    database (unless `sandbox.state_path` says where), so that separate runs see the same world."""
 
     def make(sc: SenderConfig, credentials: Mapping[str, str]) -> Provider:
         factory = PROVIDERS.get(sc.provider)
@@ -83,6 +87,8 @@ def real_provider_for(config: Config, client: httpx.Client | None = None) -> Pro
         options: dict[str, Any] = {}
         if sc.provider == "sandbox":
             options = dict(config.sandbox)
+            if "state_path" not in options and db_file != ":memory:":
+                options["state_path"] = db_file + ".sandbox"
         return factory(**options)
 
     return make

@@ -213,10 +213,11 @@ _DOCS = st.fixed_dictionaries({"version": st.just(1), "name": st.sampled_from(["
         "timezone": st.sampled_from(["lead", "Europe/Berlin", "Nowhere/Land", "America"]),
         "hours": st.lists(st.sampled_from(["09:00-12:00", "11:00-24:00", "24:00-25:00", "x"]), max_size=3),
         "holidays": st.lists(st.sampled_from(["2026-02-29", "2028-02-29"]), max_size=2)}),
-        "limits": st.fixed_dictionaries({}, optional={"connect": st.sampled_from([0, 30, {"daily": 5, "min_gap": "0 h"}]),
-                                                      "jitter": st.sampled_from(["1 h", "P0D", 5])}),
-        "exit_when": st.lists(st.sampled_from(["replied", {"when": "tags and", "end": "x"}, {"when": "foo", "end": "y"}]),
-                              max_size=2),
+        "limits": st.fixed_dictionaries({}, optional={
+            "connect": st.sampled_from([0, 30, {"daily": 5, "min_gap": "0 h"}]),
+            "jitter": st.sampled_from(["1 h", "P0D", 5])}),
+        "exit_when": st.lists(st.sampled_from(["replied", {"when": "tags and", "end": "x"},
+                                               {"when": "foo", "end": "y"}]), max_size=2),
         "provider": st.sampled_from(["salesflow", "sandbox", "nope"])})
 
 

@@ -1,11 +1,72 @@
-"""PLACEHOLDER: the `seqrun status` command is being built in this session."""
+"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human."""
 from __future__ import annotations
+
+import datetime as dt
+import json
 
 import click
 
-from ..diagnostics import UserError
+from ..leads import open_project
+from ..loader import load_paths
+from ..report import status
+from ..store import open_store
 
 
-@click.command("status", hidden=True)
-def command() -> None:
-    raise UserError("seqrun status is not built yet")
+def loaded_sequences(root: str) -> dict:
+    """Sequences that load cleanly; status and export still work when one file has errors."""
+    import os
+
+    directory = os.path.join(root, "sequences")
+    if not os.path.isdir(directory):
+        return {}
+    seqs, _, _ = load_paths([directory])
+    return {s.name: s for s in seqs}
+
+
+@click.command("status")
+@click.option("--sequence", "-s", metavar="NAME", help="Only this sequence.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--db", "db_url", default=None, help="Database (default: SEQRUN_DB, the config's database, seqrun.db).")
+def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
+    """Show where every lead is, today's usage per sender against its limits, and what needs a human.
+
+    \b
+    Example:
+      seqrun status
+      seqrun status --sequence edges-full-flow --json
+    """
+    config, _, _ = open_project()
+    open_store(config.database_url(db_url))
+    report = status(config, loaded_sequences(config.root), dt.datetime.now(dt.timezone.utc), sequence=sequence)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return
+    if not report.sequences:
+        click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
+    for s in report.sequences:
+        total = sum(s["states"].values())
+        states = ", ".join(f"{k} {v}" for k, v in sorted(s["states"].items()))
+        click.echo(f"{s['name']}: {total} lead(s) ({states})" + ("" if s["loaded"] else "  [sequence file not loaded]"))
+        click.echo(f"  {'step':<24} {'leads here':>10} {'done':>6} {'skipped':>8} {'failed':>7} {'in flight':>10}")
+        for step in s["steps"]:
+            a = step["actions"]
+            click.echo(f"  {step['id']:<24} {step['leads_here']:>10} {a.get('done', 0):>6} {a.get('skipped', 0):>8} "
+                       f"{a.get('failed', 0):>7} {a.get('in_flight', 0):>10}")
+        if s["outcomes"]:
+            click.echo("  ended: " + ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()))
+        click.echo("")
+    if report.usage:
+        click.echo("Today per sender (used / limit)")
+        for u in report.usage:
+            cells = "  ".join(f"{a} {u['used'][a]}/{u['limits'][a]}" for a in u["limits"])
+            state = "" if u["status"] == "active" else f"  [paused: {u['paused_reason']}]"
+            click.echo(f"  {u['sender']:<12} {u['day']}  {cells}{state}")
+        click.echo("")
+    if report.attention:
+        click.echo(f"Needs attention ({report.attention_total})")
+        for a in report.attention:
+            click.echo(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}")
+        if report.attention_total > len(report.attention):
+            click.echo(f"  … and {report.attention_total - len(report.attention)} more (seqrun leads list --state failed)")
+    else:
+        click.echo("Nothing needs attention.")

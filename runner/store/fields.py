@@ -18,7 +18,8 @@ def to_db_time(value: dt.datetime) -> str:
 
 
 def from_db_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, _FMT).replace(tzinfo=dt.timezone.utc)
+    # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime.
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
 
 
 class UTCDateTimeField(peewee.Field):

@@ -1,0 +1,174 @@
+"""Read-only views of the store for people: the status overview and the audit-log export.
+
+`status(...)` gathers the funnel per sequence and step, today's usage per sender against its
+limits, and the leads that need a human (replied, failed, paused) with the reason. `export_rows`
+yields every action or event as a flat dict with times in UTC and in the lead's local time.
+Nothing here writes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from . import calendar as cal
+from .config import Config, default_limits
+from .model import Calendar, Sequence
+from .store import db
+from .store.fields import from_db_time
+
+ATTENTION_LIMIT = 50
+
+
+@dataclass
+class Status:
+    sequences: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    attention: list[dict[str, Any]] = field(default_factory=list)
+    attention_total: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sequences": self.sequences, "usage_today": self.usage, "attention": self.attention,
+                "attention_total": self.attention_total}
+
+
+def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, *, sequence: str | None = None) -> Status:
+    out = Status()
+    where, args = ("WHERE sequence = ?", (sequence,)) if sequence else ("", ())
+    names = [r[0] for r in db.execute_sql(f"SELECT DISTINCT sequence FROM enrollment {where} ORDER BY 1", args).fetchall()]
+    for name in names:
+        states = dict(db.execute_sql("SELECT state, COUNT(*) FROM enrollment WHERE sequence = ? GROUP BY state", (name,)).fetchall())
+        at_step = dict(db.execute_sql(
+            "SELECT step_id, COUNT(*) FROM enrollment WHERE sequence = ? AND state IN ('active', 'paused') GROUP BY step_id",
+            (name,)).fetchall())
+        done = defaultdict(dict)
+        for step_id, status_, n in db.execute_sql(
+                "SELECT step_id, status, COUNT(*) FROM action WHERE sequence = ? GROUP BY step_id, status", (name,)).fetchall():
+            done[step_id][status_] = n
+        outcomes = dict(db.execute_sql(
+            "SELECT outcome, COUNT(*) FROM enrollment WHERE sequence = ? AND outcome IS NOT NULL GROUP BY outcome ORDER BY 2 DESC",
+            (name,)).fetchall())
+        seq = sequences.get(name)
+        order = [s.id for s in seq.steps] if seq else sorted(set(at_step) | set(done))
+        steps = [{"id": sid, "leads_here": at_step.get(sid, 0), "actions": done.get(sid, {})}
+                 for sid in order if at_step.get(sid) or done.get(sid) or seq is not None]
+        out.sequences.append({"name": name, "loaded": seq is not None, "states": states, "outcomes": outcomes, "steps": steps})
+    out.usage = _usage_today(config, now)
+    out.attention, out.attention_total = _attention(sequence)
+    return out
+
+
+def _usage_today(config: Config, now: dt.datetime) -> list[dict[str, Any]]:
+    rows = []
+    for sid, name, account_type, tz, sender_status, reason in db.execute_sql(
+            "SELECT id, name, account_type, timezone, status, paused_reason FROM sender ORDER BY name").fetchall():
+        zone = cal.resolve_zone(Calendar(timezone="sender", fallback="UTC"), lead_tz=None, sender_tz=tz)
+        today = cal.local_date(now, zone).isoformat()
+        sc = config.sender(name)
+        caps = {**default_limits(account_type), **(dict(sc.limits) if sc else {})}
+        used = dict(db.execute_sql("SELECT action, SUM(used) FROM usage WHERE sender_id = ? AND day = ? GROUP BY action",
+                                   (sid, today)).fetchall())
+        rows.append({"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
+                     "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps})
+    return rows
+
+
+def _attention(sequence: str | None) -> tuple[list[dict[str, Any]], int]:
+    cond = "(e.outcome = 'replied' OR e.state IN ('failed', 'paused'))"
+    args: tuple[Any, ...] = ()
+    if sequence:
+        cond += " AND e.sequence = ?"
+        args = (sequence,)
+    total = db.execute_sql(f"SELECT COUNT(*) FROM enrollment e WHERE {cond}", args).fetchone()[0]
+    rows = db.execute_sql(
+        f"SELECT l.profile_url, e.sequence, e.step_id, e.state, e.outcome, e.last_error, e.paused_reason, e.updated_at "
+        f"FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE {cond} ORDER BY e.updated_at DESC LIMIT ?",
+        (*args, ATTENTION_LIMIT)).fetchall()
+    out = []
+    for url, seq, step, state, outcome, error, paused, updated in rows:
+        if outcome == "replied":
+            why = "replied: hand over to a human"
+        elif state == "failed":
+            why = f"failed: {error or 'unknown error'}"
+        else:
+            why = f"paused: {paused or 'no reason recorded'}"
+        out.append({"lead": url, "sequence": seq, "step": step, "state": state, "reason": why,
+                    "since": from_db_time(updated).isoformat()})
+    return out, total
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+ACTION_COLUMNS = ("action_id", "lead", "lead_key", "sender", "sequence", "step", "action", "variant", "template",
+                  "status", "planned_at_utc", "planned_at_local", "performed_at_utc", "performed_at_local",
+                  "lead_timezone", "provider_id", "conversation_id", "error_kind", "error_message", "idempotency_key",
+                  "content")
+EVENT_COLUMNS = ("event_id", "kind", "source", "occurred_at_utc", "received_at_utc", "lead", "lead_key", "sender",
+                 "sequence", "data")
+
+
+def export_rows(kind: str, sequences: Mapping[str, Sequence]) -> Iterator[dict[str, Any]]:
+    if kind == "actions":
+        yield from _action_rows(sequences)
+    else:
+        yield from _event_rows()
+
+
+def _local(t: str | None, zone: Any) -> str:
+    if t is None:
+        return ""
+    return from_db_time(t).astimezone(zone).isoformat()
+
+
+def _utc(t: str | None) -> str:
+    return from_db_time(t).isoformat() if t else ""
+
+
+def _lead_zone(sequences: Mapping[str, Sequence], seq_name: str, lead_tz: str | None, fields: str, sender_tz: str | None) -> Any:
+    seq = sequences.get(seq_name)
+    calendar = seq.calendar if seq else Calendar(timezone="lead", fallback="UTC")
+    tz = lead_tz or json.loads(fields or "{}").get("timezone")
+    return cal.resolve_zone(calendar, lead_tz=tz, sender_tz=sender_tz)
+
+
+def _action_rows(sequences: Mapping[str, Sequence]) -> Iterator[dict[str, Any]]:
+    cursor = db.execute_sql(
+        "SELECT a.id, l.profile_url, l.key, s.name, a.sequence, a.step_id, a.action, a.variant, a.template, a.status, "
+        "a.planned_at, a.performed_at, l.timezone, l.fields, s.timezone, a.provider_id, a.conversation_id, "
+        "a.error_kind, a.error_message, a.key, a.content "
+        "FROM action a JOIN lead l ON l.id = a.lead_id LEFT JOIN sender s ON s.id = a.sender_id ORDER BY a.id")
+    for (aid, url, key, sender, seq, step, action, variant, template, status_, planned, performed, lead_tz, fields,
+         sender_tz, provider_id, conversation_id, error_kind, error_message, idem, content) in cursor:
+        zone = _lead_zone(sequences, seq, lead_tz, fields, sender_tz)
+        yield {
+            "action_id": aid, "lead": url, "lead_key": key, "sender": sender or "", "sequence": seq, "step": step,
+            "action": action, "variant": variant or "", "template": template or "", "status": status_,
+            "planned_at_utc": _utc(planned), "planned_at_local": _local(planned, zone),
+            "performed_at_utc": _utc(performed), "performed_at_local": _local(performed, zone),
+            "lead_timezone": zone.key, "provider_id": provider_id or "", "conversation_id": conversation_id or "",
+            "error_kind": error_kind or "", "error_message": error_message or "", "idempotency_key": idem,
+            "content": content or "",
+        }
+
+
+def _event_rows() -> Iterator[dict[str, Any]]:
+    cursor = db.execute_sql(
+        "SELECT e.event_id, e.kind, e.source, e.occurred_at, e.received_at, l.profile_url, l.key, s.name, n.sequence, e.data "
+        "FROM event e LEFT JOIN lead l ON l.id = e.lead_id LEFT JOIN sender s ON s.id = e.sender_id "
+        "LEFT JOIN enrollment n ON n.id = e.enrollment_id ORDER BY e.occurred_at, e.id")
+    for event_id, kind, source, occurred, received, url, key, sender, seq, data in cursor:
+        yield {"event_id": event_id, "kind": kind, "source": source, "occurred_at_utc": _utc(occurred),
+               "received_at_utc": _utc(received), "lead": url or "", "lead_key": key or "", "sender": sender or "",
+               "sequence": seq or "", "data": data or "{}"}
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Neutralise cells a spreadsheet would run as a formula (CSV injection): prefix them with '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
