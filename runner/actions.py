@@ -27,7 +27,8 @@ from .providers.base import ActionResult, ErrorKind, ProviderError
 from .steps import (Ctx, Fail, Finish, Goto, Outcome, Sleep, _iso, _release_slot, close_action,
                     fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship,
                     save_enrollment)
-from .store import Action, Lead, Sender, db
+from .store.rows import insert_action, set_lead_json
+from .store import Action, Sender, db
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def _skip(ctx: Ctx, step: ActionStep, reason: str) -> Outcome:
     """Record a skipped action (visible in the audit log, never charged) and move on."""
     _release_slot(ctx)
     key = idempotency_key(ctx, step)
-    ctx.pending.append(lambda: Action.create(
+    ctx.pending.append(lambda: insert_action(
         key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
         step_id=step.id, action=action_name(step), attempt=ctx.enr.attempt, status="skipped",
         planned_at=ctx.now, started_at=ctx.now, error_message=reason))
@@ -179,7 +180,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
         ctx.pending.clear()
         if not limits.try_charge(ctx.seq, ctx.sender.caps, name, ctx.now):
             return None
-        act = Action.create(
+        act = insert_action(
             key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
             step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
             planned_at=ctx.now, started_at=ctx.now, **content)
@@ -225,7 +226,7 @@ def _succeeded(ctx: Ctx, step: ActionStep, act: Action, result: ActionResult) ->
     if result.provider_ids:
         merged = {**(ctx.lead.provider_ids or {}), **dict(result.provider_ids)}
         ctx.lead.provider_ids = merged
-        ctx.pending.append(lambda: Lead.update(provider_ids=merged).where(Lead.id == ctx.lead.id).execute())
+        ctx.pending.append(lambda: set_lead_json(ctx.lead.id, "provider_ids", merged))
     if ctx.sender.caps.first_action_at is None and step.action != "tag":
         _start_warmup(ctx, result.performed_at)
     return follow(ctx, step.id, step.then)
@@ -250,8 +251,8 @@ def _tag(ctx: Ctx, step: ActionStep) -> Outcome:
     lead_id = ctx.lead.id
 
     def write() -> None:
-        Lead.update(tags=tags).where(Lead.id == lead_id).execute()
-        Action.create(key=key, enrollment=ctx.enr.id, lead=lead_id, sender=ctx.sender.id, sequence=ctx.seq.name,
+        set_lead_json(lead_id, "tags", tags)
+        insert_action(key=key, enrollment=ctx.enr.id, lead=lead_id, sender=ctx.sender.id, sequence=ctx.seq.name,
                       step_id=step.id, action="tag", attempt=ctx.enr.attempt, status="done", planned_at=ctx.now,
                       started_at=ctx.now, performed_at=ctx.now, content=",".join(step.tags))
 
@@ -295,7 +296,7 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
         for write in ctx.pending:
             write()
         ctx.pending.clear()
-        act = Action.create(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
+        act = insert_action(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
                             status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
         ctx.facts["inflight"] = key

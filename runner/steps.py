@@ -26,6 +26,7 @@ from .jinja import compile_condition
 from .model import ActionStep, BranchStep, Condition, EndStep, Sequence, Target, WaitForStep, WaitStep
 from .providers.base import ActionResult, ErrorKind, LeadRef, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
+from .store.rows import close_action_row, set_lead_json
 from .store import Action, Enrollment, Lead, Sender, db
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ class Ctx:
     def zone(self):  # type: ignore[no-untyped-def]
         lead_tz = self.lead.timezone or (self.lead.fields or {}).get("timezone")
         return cal.resolve_zone(self.seq.calendar, lead_tz=lead_tz, sender_tz=self.sender.timezone)
+
+    @functools.cached_property
+    def blocked(self) -> bool:
+        """Looked up once per lead per tick: a block added meanwhile is seen at the next wake-up."""
+        return is_blocked(self.lead)
 
     @property
     def ref(self) -> LeadRef:
@@ -248,7 +254,7 @@ def fact_values(ctx: Ctx) -> dict[str, Any]:
         "lead_messaged_first": bool(f.get("lead_messaged_first")),
         "days_since_last_message": (ctx.now - last).total_seconds() / 86400 if last else None,
         "messages_sent": int(f.get("messages_sent", 0)),
-        "blocked": is_blocked(ctx.lead),
+        "blocked": ctx.blocked,
         "tags": list(ctx.lead.tags or []),
     }
 
@@ -278,7 +284,7 @@ def evaluate(ctx: Ctx, condition: Condition) -> bool:
 
 def check_exits(ctx: Ctx) -> Outcome | None:
     """Global exits, checked at every wake-up and before every action. Blocked leads always stop."""
-    if is_blocked(ctx.lead):
+    if ctx.blocked:
         return Finish("blocked")
     for ex in ctx.seq.exits:
         if ex.name == "replied" and ctx.facts.get("replied"):
@@ -322,7 +328,7 @@ def _learn_ids(ctx: Ctx, ids: Any) -> None:
         merged = {**(ctx.lead.provider_ids or {}), **dict(ids)}
         if merged != ctx.lead.provider_ids:
             ctx.lead.provider_ids = merged
-            ctx.pending.append(lambda: Lead.update(provider_ids=merged).where(Lead.id == ctx.lead.id).execute())
+            ctx.pending.append(lambda: set_lead_json(ctx.lead.id, "provider_ids", merged))
 
 
 # --- flow helpers ---------------------------------------------------------------------------------
@@ -486,7 +492,7 @@ def close_action(ctx: Ctx, act: Action, status: str, *, error: ProviderError | N
     limit_key = "inmail" if act.action == "inmail" else act.action
 
     def write() -> None:
-        act.save()
+        close_action_row(act)
         if refund:
             limits.refund(act.sequence, ctx.sender.id, limit_key, cal.local_date(act.started_at, sender_zone).isoformat())
 

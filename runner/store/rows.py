@@ -1,0 +1,38 @@
+"""Plain-SQL writes for the rows the interpreter touches on every step.
+
+peewee's query builder costs more than SQLite itself on these hot paths (an INSERT of an outbox
+row, the UPDATE that closes it), so they are written once here as fixed statements. The models stay
+the source of truth for columns and value conversion (`Field.db_value`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .models import Action, Lead, db
+
+_ACTION_FIELDS = [f for f in Action._meta.sorted_fields if f.name != "id"]
+_INSERT = (f"INSERT INTO action ({', '.join(f.column_name for f in _ACTION_FIELDS)}) "
+           f"VALUES ({', '.join('?' for _ in _ACTION_FIELDS)})")
+_CLOSE_FIELDS = [Action.status, Action.charged, Action.performed_at, Action.provider_id, Action.conversation_id,
+                 Action.error_kind, Action.error_message]
+_CLOSE = f"UPDATE action SET {', '.join(f.column_name + ' = ?' for f in _CLOSE_FIELDS)} WHERE id = ?"
+
+
+def insert_action(**values: Any) -> Action:
+    """Insert an outbox/ledger row; foreign keys are given as ids (enrollment=, lead=, sender=)."""
+    act = Action(**values)
+    params = [f.db_value(act.__data__.get(f.name, f.default() if callable(f.default) else f.default))
+              for f in _ACTION_FIELDS]
+    act.id = db.execute_sql(_INSERT, params).lastrowid
+    return act
+
+
+def close_action_row(act: Action) -> None:
+    db.execute_sql(_CLOSE, [f.db_value(getattr(act, f.name)) for f in _CLOSE_FIELDS] + [act.id])
+
+
+def set_lead_json(lead_id: int, column: str, value: Any) -> None:
+    """Update the JSON `tags` or `provider_ids` of a lead."""
+    assert column in ("tags", "provider_ids")
+    field = getattr(Lead, column)
+    db.execute_sql(f"UPDATE lead SET {column} = ? WHERE id = ?", (field.db_value(value), lead_id))
