@@ -25,7 +25,7 @@ from . import limits, templates
 from .model import ActionStep
 from .providers.base import ActionResult, ErrorKind, ProviderError
 from .steps import (Ctx, Fail, Finish, Goto, Outcome, Sleep, _iso, _release_slot, close_action,
-                    fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship,
+                    _learn_ids, fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship,
                     save_enrollment)
 from .store.rows import insert_action, set_lead_json
 from .store import Action, Sender, db
@@ -223,10 +223,7 @@ def _succeeded(ctx: Ctx, step: ActionStep, act: Action, result: ActionResult) ->
         f.update(invite_pending=False, withdrawn=True)
     elif step.action == "visit":
         f["visited"] = True
-    if result.provider_ids:
-        merged = {**(ctx.lead.provider_ids or {}), **dict(result.provider_ids)}
-        ctx.lead.provider_ids = merged
-        ctx.pending.append(lambda: set_lead_json(ctx.lead.id, "provider_ids", merged))
+    _learn_ids(ctx, result.provider_ids)
     if ctx.sender.caps.first_action_at is None and step.action != "tag":
         _start_warmup(ctx, result.performed_at)
     return follow(ctx, step.id, step.then)

@@ -1,0 +1,58 @@
+"""Benchmark: `seqrun simulate` of LEADS leads over DAYS days (default 100,000 x 30).
+
+Run: python bench/bench_simulate.py [LEADS] [DAYS] [SEQUENCE]
+
+Times the whole simulation (generating and enrolling the leads, every tick on the virtual clock,
+the report and the audit) and reads the process's peak memory. The baseline measured in the same
+run is generating and enrolling the same leads into an empty store without simulating anything:
+the floor any simulation pays. Targets: under 60 s and under 300 MB peak for 100k x 30 days.
+Prints figures; it is not a timed test.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import resource
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runner.config import load_project_config  # noqa: E402
+from runner.project import load_sequences  # noqa: E402
+from runner.simulate import SimOptions, enroll, run_simulation, synthetic_leads  # noqa: E402
+from runner.store import Sender, db, open_store  # noqa: E402
+
+START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+
+
+def main() -> None:
+    leads = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    days = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+    path = sys.argv[3] if len(sys.argv) > 3 else str(ROOT / "sequences" / "edges-full-flow.yaml")
+    seq = next(iter(load_sequences([path]).values()))
+    config = load_project_config(path, [seq])
+    with tempfile.TemporaryDirectory() as tmp:
+        open_store(str(pathlib.Path(tmp) / "baseline.db"), durable=False)
+        sender = Sender.create(name="s", provider="sandbox", account_id="s", created_at=START)
+        start = time.perf_counter()
+        enroll(seq, synthetic_leads(seq, leads, 0), [sender.id], START)
+        baseline = time.perf_counter() - start
+        db.close()
+        open_store(str(pathlib.Path(tmp) / "sim.db"), durable=False)
+        start = time.perf_counter()
+        report = run_simulation(seq, config, SimOptions(leads=leads, days=days, seed=0, start=START))
+        elapsed = time.perf_counter() - start
+        db.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"sequence {seq.name}: {leads:,} leads x {days} days, {report.ticks:,} ticks, {report.transitions:,} steps")
+    print(f"simulation:            {elapsed:7.1f} s   (target < 60 s)")
+    print(f"baseline (enroll only): {baseline:6.1f} s   ratio {elapsed / baseline:5.1f}x")
+    print(f"peak memory:           {peak_mb:7.0f} MB  (target < 300 MB)")
+    print(f"outcomes: {report.outcomes}; audit violations: {len(report.violations)}")
+
+
+if __name__ == "__main__":
+    main()
