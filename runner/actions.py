@@ -64,7 +64,7 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
             ctx.facts["slot"] = {"action": name, "day": slot.day}
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
-    act = _record(ctx, step, name, text=text, subject=subject, template=template, variant=variant)
+    act = _record(ctx, step, name, content=text, subject=subject, template=template, variant=variant)
     if act is None:  # the cap filled up between plan and charge (another runner): plan again
         return perform(ctx, step)
     try:
@@ -97,7 +97,10 @@ def _reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
         return _succeeded(ctx, step, act, result)
     log.info("lead %s step %s: action %s had not happened (reconciled); trying again", ctx.lead.key, step.id, key)
     close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "not performed (reconciled after an interruption)"))
-    ctx.enr.attempt += 1
+    if act.attempt == ctx.enr.attempt:
+        # A crash: nothing counted this attempt yet. After a TRANSIENT error the error's reaction
+        # already did, and counting it twice would halve the attempts `max_attempts` allows.
+        ctx.enr.attempt += 1
     _flush(ctx)
     return None
 
@@ -258,11 +261,9 @@ def _tag(ctx: Ctx, step: ActionStep) -> Outcome:
 
 
 def _notify(ctx: Ctx, step: ActionStep) -> Outcome:
-    import os
-
     headers = {}
     for header, env in step.headers_from_env.items():
-        value = os.environ.get(env)
+        value = ctx.rt.getenv(env)
         if value is None:
             return Fail(f'notify: environment variable {env} (for header {header}) is not set')
         headers[header] = value

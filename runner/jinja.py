@@ -22,8 +22,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 _TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "dame", "mx", "herr", "frau", "m", "mme", "mlle"}
 _CASED_RUN = re.compile(r"[^\W\d_]+")  # a run of letters, between hyphens and apostrophes
 _SUFFIXES = re.compile(
-    r"[\s,]+(inc|inc\.|llc|l\.l\.c\.|ltd|ltd\.|limited|gmbh|ag|sa|s\.a\.|sas|sarl|bv|b\.v\.|nv|plc|corp|corp\.|"
-    r"corporation|co|co\.|company|oy|ab|as|a/s|srl|s\.r\.l\.|spa|s\.p\.a\.|kg|ug|pty|pty\.? ltd\.?)$",
+    r"[\s,]+&?\s*(inc|inc\.|llc|l\.l\.c\.|ltd|ltd\.|limited|gmbh|ag|sa|s\.a\.|sas|sarl|bv|b\.v\.|nv|plc|corp|corp\.|"
+    r"corporation|co|co\.|company|oy|ab|as|a/s|srl|s\.r\.l\.|spa|s\.p\.a\.|kg|ug|pty|pty\.? ltd\.?|pvt|pvt\.|"
+    r"private|s\.l\.|sl|k\.k\.|kk|llp|lp)$",
     re.IGNORECASE,
 )
 
@@ -62,7 +63,14 @@ def company(value: Any) -> str:
     if _is_blank(value):
         return ""
     text = str(value).strip()
-    return _SUFFIXES.sub("", text).strip() or text
+    # Suffixes stack ("Kestrel Software Pvt. Ltd.", "Bauer GmbH & Co. KG"): strip until none is left.
+    stripped = text
+    while True:
+        shorter = _SUFFIXES.sub("", stripped).strip()
+        if shorter == stripped or not shorter:
+            break
+        stripped = shorter
+    return stripped or text
 
 
 FILTERS: dict[str, Callable[..., Any]] = {

@@ -34,6 +34,18 @@ MAX_DAYS_AHEAD = 400
 #: this, the n-th of many waiting leads would re-read n/cap full days. Only a hint: every day is still
 #: checked against the store, and releases or refunds move the hint back.
 _first_free: dict[tuple[int, str, str], dt.date] = {}
+_first_free_owner: object | None = None  # the connection the hints were learnt on
+
+
+def _hints() -> dict[tuple[int, str, str], dt.date]:
+    """The hints for the open store. Another connection (a second database in the same process,
+    or the store reopened) starts without any: hints describe one store's usage table."""
+    global _first_free_owner
+    connection = db.connection()
+    if connection is not _first_free_owner:
+        _first_free.clear()
+        _first_free_owner = connection
+    return _first_free
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +138,12 @@ def _unit(*parts: object) -> float:
 
 def _gap_seconds(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
     nominal = cal.open_seconds_per_day(calendar) / max(cap, 1)
+    return max(nominal, _min_gap_seconds(seq, action))
+
+
+def _min_gap_seconds(seq: Sequence, action: str) -> float:
     limit = seq.limits.per_action.get(action)
-    if limit is not None and limit.min_gap is not None:
-        nominal = max(nominal, float(limit.min_gap.seconds))
-    return nominal
+    return float(limit.min_gap.seconds) if limit is not None and limit.min_gap is not None else 0.0
 
 
 def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
@@ -148,7 +162,8 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
             return Slot(None)
         _reopen(sender.sender_id, seq.name, action, held_day)
     hint_key = (sender.sender_id, seq.name, action)
-    first = max(today, _first_free.get(hint_key, today))
+    hints = _hints()
+    first = max(today, hints.get(hint_key, today))
     all_full_so_far = True
     for offset in range((first - today).days, MAX_DAYS_AHEAD):
         day = today + dt.timedelta(days=offset)
@@ -156,21 +171,23 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
         used, reserved, total, last = _usage(sender.sender_id, day.isoformat(), action, seq.name)
         if used + reserved >= seq_cap or total + reserved >= sender_cap:
             if all_full_so_far:
-                _first_free[hint_key] = day + dt.timedelta(days=1)
+                hints[hint_key] = day + dt.timedelta(days=1)
             continue
         gap = _gap_seconds(seq, calendar, action, seq_cap)
         jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
         start = now if offset == 0 else _local_midnight(day, sender.zone)
         if last is not None:
             u = _unit(lead_key, action, day, used + reserved)
-            start = max(start, last + dt.timedelta(seconds=gap + (2 * u - 1) * jitter))
+            # Jitter spreads the slots, but never closer than `min_gap`: that one is a promise.
+            spacing = max(gap + (2 * u - 1) * jitter, _min_gap_seconds(seq, action))
+            start = max(start, last + dt.timedelta(seconds=spacing))
         else:
             # First slot of the day: a random fraction of one gap into the window, never at opening time.
             start = max(start, cal.next_open(calendar, zone, start) + dt.timedelta(seconds=_unit(lead_key, day) * gap))
         if start >= _local_midnight(day + dt.timedelta(days=1), sender.zone):
             # The day's slots are spread to its end: as full as a day at its cap, for every lead.
             if all_full_so_far:
-                _first_free[hint_key] = day + dt.timedelta(days=1)
+                hints[hint_key] = day + dt.timedelta(days=1)
             continue
         try:
             at = cal.next_open(calendar, zone, start)
@@ -214,8 +231,9 @@ def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime)
 
 def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
     key = (sender_id, sequence, action)
-    if key in _first_free:
-        _first_free[key] = min(_first_free[key], dt.date.fromisoformat(day))
+    hints = _hints()
+    if key in hints:
+        hints[key] = min(hints[key], dt.date.fromisoformat(day))
 
 
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:

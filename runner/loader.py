@@ -278,6 +278,7 @@ class _Builder:
             steps=steps,
             templates_dir=str(self.templates_dir),
             pos=self.pos(("name",)),
+            sender_positions=tuple(self.pos(("senders", i)) for i in range(len(data.get("senders", ())))),
         )
 
     def source_hash(self, raw: bytes) -> str:

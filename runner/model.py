@@ -320,6 +320,7 @@ class Sequence:
     steps: tuple[Step, ...]
     templates_dir: str  # absolute path of the templates directory used to resolve TemplateRefs
     pos: Pos
+    sender_positions: tuple[Pos, ...] = ()  # where each name in `senders` is written
 
     def step(self, step_id: str) -> Step:
         return self.steps[self.index[step_id]]

@@ -6,6 +6,7 @@ the simulator and then handed to `Engine`. Nothing in here reads the clock.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -51,6 +52,8 @@ class Runtime:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
+    #: where notify steps read the values of `headers_from_env` (simulate posts nothing, needs none)
+    getenv: Callable[[str], str | None] = os.environ.get
 
     def sender_by_name(self, name: str) -> SenderRuntime | None:
         return next((s for s in self.senders.values() if s.name == name), None)

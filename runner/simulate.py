@@ -159,7 +159,8 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
     runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=lambda sc, cred: provider,
-                            notifier=lambda url, headers, payload: posted.append(url), poll_every=options.poll_every)
+                            notifier=lambda url, headers, payload: posted.append(url), poll_every=options.poll_every,
+                            getenv=lambda name: "(simulated)")
     entered: Counter[str] = Counter()
     runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
     if options.leads_file:

@@ -440,6 +440,7 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         status = "skipped" if kind in (ErrorKind.ALREADY_CONNECTED, ErrorKind.INVITATION_PENDING) else "failed"
         close_action(ctx, act, status, error=err)
     if kind is ErrorKind.LIMIT_REACHED:
+        _retry_under_new_key(ctx, act)
         return Sleep(err.retry_at or cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now + dt.timedelta(hours=12)))
     if kind is ErrorKind.ALREADY_CONNECTED:
         f["connected"] = f["accepted"] = True
@@ -458,6 +459,7 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         f["invite_pending"] = False
         return follow(ctx, step.id, step.then)
     if kind is ErrorKind.AUTH_EXPIRED:
+        _retry_under_new_key(ctx, act)
         return PauseSender("auth expired")
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
         ctx.enr.attempt += 1
@@ -471,6 +473,13 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
             until = max(until, err.retry_at)
         return Sleep(until)
     return Fail(f"{kind.value}: {err.message}")
+
+
+def _retry_under_new_key(ctx: Ctx, act: Action | None) -> None:
+    """The refused action's outbox row is closed, and its key is taken: the retry of the same step
+    needs an idempotency key of its own (the key ends with the attempt)."""
+    if act is not None:
+        ctx.enr.attempt += 1
 
 
 def close_action(ctx: Ctx, act: Action, status: str, *, error: ProviderError | None = None,

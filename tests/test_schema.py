@@ -42,6 +42,11 @@ def test_shipped_copy_is_identical() -> None:
     assert json.loads(packaged) == SCHEMA
 
 
+def test_shipped_config_schema_copy_is_identical() -> None:
+    packaged = (ROOT / "runner" / "data" / "config.schema.json").read_bytes()
+    assert (ROOT / "schemas" / "config.schema.json").read_bytes() == packaged
+
+
 def test_action_enum_matches_model() -> None:
     generic = next(then["properties"]["action"]["enum"] for rule in DEFS["step"]["allOf"]
                    if "enum" in (then := rule["then"]).get("properties", {}).get("action", {}))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 
 from ..checks import check_project, check_sequence
-from ..diagnostics import Diagnostic, format_json, format_text, has_errors, sort_diagnostics
+from ..diagnostics import Diagnostic, UserError, error, format_json, format_text, has_errors, sort_diagnostics
 from ..loader import TemplatesDirs, build_sequence, expand_paths
 from ..model import Sequence
 from ..schemacheck import plural
@@ -41,7 +41,37 @@ def validate_paths(paths: list[str], *, leads_csv: str | None = None) -> tuple[l
             built.append(seq)
         diags += found
     diags += check_project(built)
+    diags += check_senders(built)
     return sort_diagnostics(diags), len(files)
+
+
+def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
+    """Names in a sequence's `senders:` must be senders of its project's seqrun.yaml (when it has one)."""
+    from ..config import find_config, load_config
+
+    diags: list[Diagnostic] = []
+    configs: dict[str, object] = {}
+    for seq in seqs:
+        found = find_config(seq.path)
+        if found is None or not seq.senders:
+            continue
+        key = str(found)
+        if key not in configs:
+            try:
+                configs[key] = load_config(found)
+            except UserError as exc:  # the config's own problems, reported once
+                configs[key] = None
+                diags += exc.diagnostics
+        config = configs[key]
+        if config is None:
+            continue
+        defined = [s.name for s in config.senders]  # type: ignore[attr-defined]
+        for name, pos in zip(seq.senders, seq.sender_positions):
+            if name not in defined:
+                diags.append(error(pos.file, pos.line, pos.column,
+                                   f'senders: "{name}" is not a sender in {found.name} '
+                                   f"(defined: {', '.join(defined) or 'none'})"))
+    return diags
 
 
 def summary(diags: list[Diagnostic], files: int) -> str:

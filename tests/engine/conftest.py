@@ -43,10 +43,10 @@ ALICE = SenderConfig(name="alice", provider="sandbox", account_id="acc-alice", t
                      full_name="Alice Example")
 
 TEMPLATES: dict[str, str] = {
-    "note.j2": "Hi {{ lead.full_name | first_name }}, let's connect.",
-    "thanks.j2": "Thanks for accepting, {{ lead.full_name | first_name }}!",
-    "intro.j2": "Hi {{ lead.full_name | first_name }}, I'm {{ sender.full_name }}.",
-    "follow_up.j2": "Any thoughts, {{ lead.full_name | first_name }}?",
+    "note.j2": "Hi {{ lead.full_name | first_name | fallback('there') }}, let's connect.",
+    "thanks.j2": "Thanks for accepting, {{ lead.full_name | first_name | fallback('there') }}!",
+    "intro.j2": "Hi {{ lead.full_name | first_name | fallback('there') }}, I'm {{ sender.full_name }}.",
+    "follow_up.j2": "Any thoughts, {{ lead.full_name | first_name | fallback('there') }}?",
 }
 
 CALENDAR = """\

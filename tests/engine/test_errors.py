@@ -1,0 +1,344 @@
+"""The engine's fixed reaction to each provider error kind (seed 001's table), asserted exactly."""
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+
+import pytest
+
+from runner import audit, steps
+from runner.cli import main
+from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
+from runner.store import Action, Enrollment, Sender
+
+from .conftest import MONDAY, UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
+
+FLOW = """\
+  - {id: connect, action: connect}
+  - {id: accepted, wait_for: accepted, timeout: 14 days, on_timeout: {end: not_accepted}}
+  - {id: first_message, action: message, template: intro.j2}
+  - end: messaged
+"""
+
+#: A relationship lookup (no action, no pacing) before the invite: backoff is visible on due_at alone.
+CHECK_FIRST = """\
+  - id: check
+    branch:
+      - when: connected
+        goto: first_message
+      - default: next
+""" + FLOW
+
+#: A message to a stranger: the sandbox answers NOT_CONNECTED, and the engine goes back to `connect`.
+MESSAGE_FIRST = """\
+  - {id: hello, action: message, template: intro.j2, end: messaged}
+  - {id: connect, action: connect}
+  - {id: accepted, wait_for: accepted, timeout: 14 days, on_timeout: {end: not_accepted}}
+  - {id: again, action: message, template: follow_up.j2, end: messaged_after_connect}
+"""
+
+#: Monday 10:00 in Berlin, well inside the window.
+OPEN = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+TUESDAY_MIDNIGHT = dt.datetime(2026, 3, 3, 0, 0, tzinfo=UTC)
+
+
+def until_called(h: EngineHarness, method: str, n: int = 1, days: float = 3) -> None:
+    h.run(days=days, stop=lambda: len(h.provider.called(method)) >= n)
+
+
+def no_errors(reports: list) -> bool:
+    return all(r.errors == 0 for r in reports)
+
+
+def error(kind: ErrorKind, message: str, **kw: object) -> ProviderError:
+    return ProviderError(kind, message, label=kind.value, **kw)  # type: ignore[arg-type]
+
+
+def test_limit_reached_sleeps_until_retry_at_and_refunds_the_charge(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.LIMIT_REACHED, "daily limit reached", retry_at=TUESDAY_MIDNIGHT))
+    reports = h.run(days=1, stop=lambda: h.provider.called("connect") != [])
+
+    (refused,) = h.actions("anna")
+    assert (refused.status, refused.charged, refused.error_kind, refused.error_message) == (
+        "failed", False, "LIMIT_REACHED", "daily limit reached")
+    assert h.used("connect", "2026-03-02") == 0
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.step_id, enr.due_at) == ("active", "connect", TUESDAY_MIDNIGHT)
+
+    # Tuesday: the same step tries again under a new idempotency key and goes through.
+    reports += h.run(days=2, stop=lambda: len(h.provider.called("connect")) == 2)
+    assert no_errors(reports)
+    refused, done = h.actions("anna")
+    assert done.status == "done" and done.key != refused.key
+    assert done.performed_at.astimezone(UTC).date() == dt.date(2026, 3, 3)
+    assert h.used("connect", "2026-03-03") == 1
+    assert h.enrollment("anna").last_error is None
+
+
+def test_already_connected_on_connect_counts_as_accepted(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW), sandbox={"accept_rate": 0.0})
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.ALREADY_CONNECTED, "already a 1st-degree connection"))
+    reports = h.run(days=1, stop=lambda: h.enrollment("anna").step_id != "connect")
+
+    (skipped,) = h.actions("anna")
+    assert (skipped.status, skipped.charged, skipped.error_kind) == ("skipped", False, "ALREADY_CONNECTED")
+    assert h.used("connect", "2026-03-02") == 0
+    enr = h.enrollment("anna")
+    assert (enr.facts["connected"], enr.facts["accepted"], enr.facts["invite_pending"]) == (True, True, False)
+    assert enr.step_id == "first_message"  # wait_for accepted passed at once
+    assert no_errors(reports)
+
+
+def test_invitation_pending_on_connect_waits_for_the_acceptance(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW), sandbox={"accept_rate": 0.0})
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.INVITATION_PENDING, "invitation inv-1 is still pending"))
+    until_called(h, "connect")
+
+    (skipped,) = h.actions("anna")
+    assert (skipped.status, skipped.charged, skipped.error_kind) == ("skipped", False, "INVITATION_PENDING")
+    assert h.used("connect", "2026-03-02") == 0
+    enr = h.enrollment("anna")
+    attempted = h.provider.calls[-1]
+    assert attempted.method == "connect"
+    assert (enr.step_id, enr.facts["invite_pending"]) == ("accepted", True)
+    assert enr.due_at == enr.step_entered_at + dt.timedelta(days=14)
+
+    # The acceptance arrives (a webhook): the lead wakes and moves on.
+    at = h.now + dt.timedelta(hours=3)
+    h.engine.apply_event(ProviderEvent("wh-1", "accepted", at, "acc-alice", "anna"), at, source="webhook")
+    enr = h.enrollment("anna")
+    assert (enr.due_at, enr.facts["accepted"]) == (at, True)
+    h.tick(at)
+    assert h.enrollment("anna").step_id == "first_message"
+
+
+def test_not_connected_on_message_goes_back_to_the_first_connect_step(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", MESSAGE_FIRST))
+    h.enroll(lead_row("anna"))
+    reports = h.run(days=2, stop=lambda: h.enrollment("anna").state != "active")
+
+    refused, connect, message = h.actions("anna")
+    assert (refused.step_id, refused.status, refused.charged, refused.error_kind) == (
+        "hello", "failed", False, "NOT_CONNECTED")
+    assert refused.error_message == "anna is not a 1st-degree connection"
+    assert (connect.step_id, connect.status) == ("connect", "done")
+    assert (message.step_id, message.status) == ("again", "done")
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome) == ("done", "messaged_after_connect")
+    assert h.used("message", "2026-03-02") == 1
+    assert no_errors(reports)
+
+
+def test_profile_not_accessible_fails_the_lead_with_the_reason(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW), sandbox={"inaccessible_rate": 1.0})
+    h.enroll(lead_row("anna"))
+    h.tick()
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.due_at) == ("failed", "failed", None)
+    assert enr.last_error == "PROFILE_NOT_ACCESSIBLE: the profile of anna is not accessible"
+    assert h.provider.called("connect") == []
+
+
+def test_invalid_input_on_an_action_fails_the_lead_and_refunds(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.INVALID_INPUT, "profile url is malformed"))
+    until_called(h, "connect")
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.last_error) == ("failed", "failed", "INVALID_INPUT: profile url is malformed")
+    (act,) = h.actions("anna")
+    assert (act.status, act.charged, act.error_kind, act.error_message) == (
+        "failed", False, "INVALID_INPUT", "profile url is malformed")
+    assert h.used("connect", "2026-03-02") == 0
+
+
+# --- AUTH_EXPIRED ---------------------------------------------------------------------------------
+
+SEQRUN_YAML = """\
+version: 1
+senders:
+  - {name: alice, provider: sandbox, account_id: acc-alice, timezone: Europe/Berlin, full_name: Alice Example}
+"""
+
+
+def resume_with_cli(h: EngineHarness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    (h.root / "seqrun.yaml").write_text(SEQRUN_YAML, encoding="utf-8")
+    monkeypatch.chdir(h.root)
+    monkeypatch.setattr("runner.commands.senders.utc_now", lambda: h.now)
+    db_file = str(h.root.parent / "t.db")
+    assert main(["senders", "resume", "alice", "--db", db_file]) == 0
+    return capsys.readouterr().out
+
+
+def test_auth_expired_in_a_poll_pauses_the_sender_and_its_leads_until_resumed(
+        make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"), lead_row("ben"), lead_row("cleo"))
+    h.run(until=OPEN + dt.timedelta(hours=1))
+    assert [e.state for e in Enrollment.select()] == ["active"] * 3
+    h.sandbox.expire_auth("acc-alice")
+
+    h.run(days=1)
+    sender = h.sender_row()
+    assert (sender.status, sender.paused_reason) == ("paused", "auth expired")
+    assert [(e.state, e.paused_reason) for e in Enrollment.select()] == [("paused", "auth expired")] * 3
+    calls_while_paused = len(h.provider.calls)
+    h.run(days=1)
+    assert len(h.provider.calls) == calls_while_paused  # a paused sender is neither polled nor used
+
+    h.sandbox.restore_auth("acc-alice")
+    out = resume_with_cli(h, monkeypatch, capsys)
+    assert out == "sender alice is active; resumed 3 enrollments\n"
+    assert (h.sender_row().status, h.sender_row().paused_reason) == ("active", None)
+    assert [(e.state, e.paused_reason, e.due_at) for e in Enrollment.select()] == [("active", None, h.now)] * 3
+    reports = h.run(days=3, stop=lambda: all(e.state == "done" for e in Enrollment.select()))
+    assert [e.outcome for e in Enrollment.select()] == ["messaged"] * 3
+    assert no_errors(reports)
+
+
+def test_auth_expired_on_an_action_pauses_the_sender_and_the_action_runs_after_resume(
+        make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"), lead_row("ben"))
+    h.provider.fail("connect", error(ErrorKind.AUTH_EXPIRED, "session expired"))
+    reports = h.run(days=1, stop=lambda: h.provider.called("connect") != [])
+
+    sender = h.sender_row()
+    assert (sender.status, sender.paused_reason) == ("paused", "auth expired")
+    assert [(e.state, e.paused_reason) for e in Enrollment.select()] == [("paused", "auth expired")] * 2
+    (refused,) = Action.select()
+    assert (refused.status, refused.charged, refused.error_kind) == ("failed", False, "AUTH_EXPIRED")
+
+    assert resume_with_cli(h, monkeypatch, capsys) == "sender alice is active; resumed 2 enrollments\n"
+    reports += h.run(days=2, stop=lambda: all(e.state == "done" for e in Enrollment.select()))
+    assert [e.outcome for e in Enrollment.select()] == ["messaged"] * 2
+    assert no_errors(reports)
+    connects = [a for a in Action.select().where(Action.action == "connect").order_by(Action.id)]
+    assert [a.status for a in connects] == ["failed", "done", "done"]
+    assert len({a.key for a in connects}) == 3
+
+
+# --- retries --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", [ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED])
+def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
+        make_harness: HarnessFactory, kind: ErrorKind) -> None:
+    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN, max_attempts=4)
+    h.enroll(lead_row("anna"))
+    h.provider.fail("relationship", error(kind, "upstream said no"), times=5)
+    rt = h.engine.rt
+    delays = []
+    for attempt in range(1, 5):
+        h.tick()
+        enr = h.enrollment("anna")
+        assert (enr.state, enr.attempt) == ("active", attempt)
+        delay = enr.due_at - h.now
+        nominal = rt.backoff_base * 2 ** (attempt - 1)
+        assert delay == steps.backoff(rt, attempt, key=f"{enr.id}:check")
+        assert nominal * 0.5 <= delay < nominal * 1.5  # jitter around the doubling base
+        delays.append(delay)
+        h.clock.now = enr.due_at
+    assert delays[2] > delays[0] and delays[3] > delays[1]  # doubling beats any jitter over two steps
+    h.tick()
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.due_at) == ("failed", "failed", None)
+    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 4 attempts)"
+    assert len(h.provider.called("relationship")) == 5
+
+
+def test_backoff_is_capped(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN)
+    rt = h.engine.rt
+    for attempt in (8, 12, 30):
+        assert rt.backoff_cap * 0.5 <= steps.backoff(rt, attempt, key="1:check") < rt.backoff_cap * 1.5
+
+
+def test_rate_limited_waits_at_least_until_retry_at(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN)
+    h.enroll(lead_row("anna"))
+    later = OPEN + dt.timedelta(minutes=10)
+    h.provider.fail("relationship", error(ErrorKind.RATE_LIMITED, "too many requests", retry_at=later))
+    h.tick()
+    assert h.enrollment("anna").due_at == later
+    h.tick(later)
+    enr = h.enrollment("anna")
+    assert (enr.step_id, enr.attempt, enr.last_error) == ("connect", 0, None)
+
+
+def test_transient_after_the_action_happened_is_reconciled_without_a_second_send(
+        make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "response lost"), after=True)
+    until_called(h, "connect")
+    (act,) = h.actions("anna")
+    enr = h.enrollment("anna")
+    assert (act.status, act.charged, enr.facts["inflight"], enr.attempt) == ("in_flight", True, act.key, 1)
+    assert h.sandbox.calls["connect"] == 1
+
+    h.tick(enr.due_at)
+    methods = [c.method for c in h.provider.calls]
+    assert methods[methods.index("connect") + 1:] == ["find_action"]  # reconciled first, nothing resent
+    assert h.provider.called("find_action")[0]["key"] == act.key
+    (act,) = h.actions("anna")
+    assert (act.status, act.charged) == ("done", True)
+    assert h.sandbox.calls["connect"] == 1
+    assert h.used("connect", "2026-03-02") == 1
+    enr = h.enrollment("anna")
+    assert (enr.step_id, "inflight" in enr.facts) == ("accepted", False)
+
+
+def test_transient_before_the_action_happened_is_retried_once_under_a_new_key(
+        make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"))
+    reports = h.run(days=1, stop=lambda: h.enrollment("anna").step_id != "connect")
+
+    lost, done = h.actions("anna")
+    assert (lost.key, lost.status, lost.charged) == ("1:connect:0:0", "failed", False)
+    assert lost.error_message == "not performed (reconciled after an interruption)"
+    assert (done.key, done.status) == ("1:connect:0:1", "done")
+    assert [c["key"] for c in h.provider.called("connect")] == ["1:connect:0:0", "1:connect:0:1"]
+    assert h.sandbox.calls["connect"] == 1
+    assert h.used("connect", "2026-03-02") == 1
+    assert no_errors(reports)
+
+
+def test_transient_on_every_attempt_fails_the_lead_after_max_attempts(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW), max_attempts=3)
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=10)
+    reports = h.run(days=2, stop=lambda: h.enrollment("anna").state != "active")
+
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome) == ("failed", "failed")
+    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 3 attempts)"
+    acts = h.actions("anna")
+    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(4)]
+    assert {a.status for a in acts} == {"failed"} and not any(a.charged for a in acts)
+    assert acts[-1].error_message == "gateway timeout (gave up after 3 attempts)"
+    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 4
+    assert h.used("connect", "2026-03-02") == 0
+    assert no_errors(reports)
+    assert audit.violations(h.sequences, h.engine.rt) == []
+
+
+def test_sandbox_injected_errors_never_break_a_promise(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW + ""), sandbox={
+        "errors": {"TRANSIENT": 0.15, "STATUS_429": 0.1, "LIMIT_REACHED": 0.02}, "accept_rate": 0.8})
+    h.enroll(*[lead_row(f"lead-{i:02d}") for i in range(12)])
+    reports = h.run(days=10)
+    assert no_errors(reports)
+    assert sum(h.sandbox.injected_errors.values()) > 0
+    assert audit.violations(h.sequences, h.engine.rt) == []
+    for enr in Enrollment.select():
+        assert enr.state in ("active", "done", "failed")
+        if enr.state == "failed":
+            assert enr.last_error
+    keys = [a.key for a in Action.select()]
+    assert len(keys) == len(set(keys))

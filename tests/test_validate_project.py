@@ -1,0 +1,42 @@
+"""validate across a project: sender names against seqrun.yaml; duration units in any case."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from runner.cli import main
+
+CONFIG = """\
+version: 1
+senders:
+  - {name: alice, provider: sandbox, account_id: acc-alice}
+  - {name: bob, provider: sandbox, account_id: acc-bob}
+"""
+
+
+@pytest.fixture()
+def project(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    (tmp_path / "sequences").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "seqrun.yaml").write_text(CONFIG, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_unknown_sender_is_an_error_at_its_position(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "sequences" / "a.yaml").write_text(
+        "version: 1\nname: a\nsenders: [alice, carol]\nsteps:\n  - {action: visit}\n", encoding="utf-8")
+    assert main(["validate", "sequences"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        'sequences/a.yaml:3:18: error: senders: "carol" is not a sender in seqrun.yaml (defined: alice, bob)',
+        "1 error in 1 file",
+    ]
+
+
+def test_known_senders_and_capitalised_units_are_fine(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "sequences" / "a.yaml").write_text(
+        "version: 1\nname: a\nsenders: [bob]\nsteps:\n  - {action: visit}\n  - wait: 3 Days\n"
+        "  - wait: 2 Business Days\n", encoding="utf-8")
+    assert main(["validate", "sequences"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["1 file ok"]
