@@ -71,9 +71,8 @@ class Engine:
         while limit is None or report.processed < limit:
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
             ids = self.due_ids(now, batch)
-            for enrollment_id in ids:
-                if self.claim(enrollment_id, now):
-                    self._run(enrollment_id, now, report)
+            for enrollment_id in self.claim_many(ids, now):
+                if self._run(enrollment_id, now, report):
                     report.processed += 1
             if len(ids) < batch:
                 break
@@ -92,6 +91,19 @@ class Engine:
             (to_db_time(now + self.rt.lease), self.rt.owner, enrollment_id, to_db_time(now)))
         return cursor.rowcount == 1
 
+    def claim_many(self, ids: list[int], now: dt.datetime) -> list[int]:
+        """Claim a batch with one guarded write (one transaction instead of one per lead); returns the
+        ids this runner got, in the order given (due order). A row another runner claimed first, or
+        that stopped being due, is not returned."""
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        got = {r[0] for r in db.execute_sql(
+            f"UPDATE enrollment SET due_at = ?, lease_owner = ? WHERE id IN ({marks}) AND state = 'active' "
+            f"AND due_at <= ? RETURNING id",
+            (to_db_time(now + self.rt.lease), self.rt.owner, *ids, to_db_time(now))).fetchall()}
+        return [i for i in ids if i in got]
+
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
         row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
@@ -102,8 +114,10 @@ class Engine:
             candidates.append(from_db_time(row[0]))
         return min(candidates) if candidates else None
 
-    def _run(self, enrollment_id: int, now: dt.datetime, report: TickReport) -> None:
+    def _run(self, enrollment_id: int, now: dt.datetime, report: TickReport) -> bool:
         enr = load_enrollment(enrollment_id)
+        if enr.state != "active" or enr.lease_owner != self.rt.owner:
+            return False  # paused (e.g. its sender's auth expired) since the batch was claimed
         try:
             outcome = steps.advance(self.rt, enr, now)
             report.transitions += outcome.transitions
@@ -113,6 +127,7 @@ class Engine:
             report.errors += 1
             log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
             self._record_crash(enr, now, exc)
+        return True
 
     def _record_crash(self, enr: Enrollment, now: dt.datetime, exc: Exception) -> None:
         """An unexpected error in our own code: retry with backoff, then fail the lead with the error kept."""

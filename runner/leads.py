@@ -36,6 +36,7 @@ from .leadsfile import DUPLICATE, URL_FIELD, LeadRow, LeadsFile, RowProblem, pro
 from .loader import load_paths
 from .model import Sequence
 from .project import sync_senders
+from .steps import release_slots
 from .store import Block, Enrollment, Lead, Sender, db
 from .store.fields import from_db_time, to_db_time
 from .urls import normalize_profile_url
@@ -525,6 +526,7 @@ def pause(target: Target, reason: str | None, now: dt.datetime) -> PauseResult:
                 Enrollment.paused_reason).tuples():
             result.unchanged[held or "no reason given"] += 1
         ids = [e for (e,) in _running_of(target).where(Enrollment.state == "active").select(Enrollment.id).tuples()]
+        release_slots(ids)  # resumed leads plan their slots again rather than all acting at once
         for chunk in _chunks(ids, BATCH):
             result.changed += (Enrollment.update(state="paused", paused_reason=hold_reason(target.scope, reason),
                                                  updated_at=now)

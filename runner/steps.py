@@ -181,9 +181,11 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
             enr.last_error = outcome.reason
             _finish(ctx, "failed", "failed")
         elif isinstance(outcome, Pause):
+            _release_slot(ctx)
             enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
         elif isinstance(outcome, PauseSender):
-            pause_sender(ctx.sender.id, outcome.reason, now)
+            _release_slot(ctx)
+            pause_sender(ctx.sender.id, outcome.reason, now, committing=enr.id)
             enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
         enr.facts = ctx.facts
         enr.updated_at = now
@@ -207,12 +209,38 @@ def _release_slot(ctx: Ctx) -> None:
         limits.release(ctx.seq.name, ctx.sender.id, slot["action"], slot["day"])
 
 
-def pause_sender(sender_id: int, reason: str, now: dt.datetime) -> None:
-    """Pause a sender and every running enrollment it owns (AUTH_EXPIRED, or `seqrun pause --sender`)."""
+def pause_sender(sender_id: int, reason: str, now: dt.datetime, *, committing: int | None = None) -> None:
+    """Pause a sender and every running enrollment it owns (AUTH_EXPIRED, or `seqrun pause --sender`).
+
+    `committing` is the enrollment whose step is being committed: its own slot is handled there.
+    """
     with db.atomic():
         Sender.update(status="paused", paused_reason=reason).where(Sender.id == sender_id).execute()
+        running = Enrollment.select(Enrollment.id).where(Enrollment.sender == sender_id, Enrollment.state == "active",
+                                                          Enrollment.id != (committing or 0))
+        release_slots([e for (e,) in running.tuples()])
         Enrollment.update(state="paused", paused_reason=reason, updated_at=now).where(
             Enrollment.sender == sender_id, Enrollment.state == "active").execute()
+
+
+def release_slots(enrollment_ids: list[int]) -> None:
+    """Leads being paused give back the pacing slots they sleep for, and plan again when resumed.
+
+    A kept slot would come due while the lead is paused, and every lead whose slot passed during the
+    pause would act at the moment of the resume, all at once.
+    """
+    for start in range(0, len(enrollment_ids), 500):
+        chunk = enrollment_ids[start:start + 500]
+        rows = db.execute_sql(
+            f"SELECT id, sequence, sender_id, facts FROM enrollment WHERE id IN ({', '.join('?' * len(chunk))}) "
+            "AND facts LIKE '%\"slot\"%'", chunk).fetchall()
+        for enrollment_id, sequence, sender_id, raw in rows:
+            facts = Enrollment.facts.python_value(raw)
+            slot = facts.pop("slot", None)
+            if slot and sender_id is not None:
+                limits.release(sequence, sender_id, slot["action"], slot["day"])
+                db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?",
+                               (Enrollment.facts.db_value(facts), enrollment_id))
 
 
 # --- facts, exits, conditions -----------------------------------------------------------------------
@@ -451,6 +479,11 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         return follow(ctx, step.id, getattr(step, "then", None))
     if kind is ErrorKind.NOT_CONNECTED:
         f["connected"] = False
+        if f.get("invite_pending"):
+            # Going back to connect would skip the pending invite and come straight back here, again
+            # and again without a wait, calling the provider every time.
+            return Fail(f"NOT_CONNECTED: {err.message} (the invitation is still pending: wait for it with "
+                        "`wait_for: accepted` before messaging)")
         target = first_connect_step(ctx.seq)
         if target is None:
             return Fail(f"NOT_CONNECTED: {err.message} (the sequence has no connect step to go back to)")

@@ -18,6 +18,9 @@ InMail subjects are reported at the step, as they live in the YAML.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import difflib
 import os
 from dataclasses import dataclass
@@ -152,15 +155,14 @@ def _lint_file(
     shown = template_path(seq, name)
     used_by = _used_by(seq, group)
     step_id = group[0].step.id
-    try:
-        ast = env.parse(source, name, filename)
-    except jinja2.TemplateSyntaxError as exc:
-        return [error(shown, exc.lineno or 1, 1, exc.message or "invalid template syntax", step_id)]
+    parsed = _parse_and_compile(seq.templates_dir, name, filename, source)
+    if isinstance(parsed, tuple):
+        line, message = parsed
+        return [error(shown, line, 1, message, step_id)]
+    ast, compile_problem = parsed.ast, parsed.compile_problem
     diags = [error(shown, line, 1, message, step_id) for line, message in _lint_ast(seq, env, source, ast, used_by)]
-    try:  # what only the compiler notices, e.g. a block defined twice (unknown filters are in already)
-        _lenient(env, ast).compile(source, name, filename)
-    except jinja2.TemplateSyntaxError as exc:
-        diags.append(error(shown, exc.lineno or 1, 1, exc.message or "invalid template", step_id))
+    if compile_problem is not None:
+        diags.append(error(shown, compile_problem[0], 1, compile_problem[1], step_id))
     if not included:  # an included file's text may sit inside an `if`: no lower bound from it alone
         diags.extend(_static_length(shown, ast, group, used_by, step_id))
     for line, other in _included_names(ast):
@@ -170,6 +172,28 @@ def _lint_file(
         else:
             diags.extend(_lint_file(seq, env, other, loaded_other, group, checked, included=True))
     return diags
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parsed:
+    ast: nodes.Template
+    compile_problem: tuple[int, str] | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_and_compile(templates_dir: str, name: str, filename: str, source: str) -> _Parsed | tuple[int, str]:
+    """Parse and compile one template text once, however many sequences use it (validate of a
+    large project re-checks the same few templates for every sequence). The AST is only read."""
+    env = environment(templates_dir)
+    try:
+        ast = env.parse(source, name, filename)
+    except jinja2.TemplateSyntaxError as exc:
+        return (exc.lineno or 1, exc.message or "invalid template syntax")
+    try:  # what only the compiler notices, e.g. a block defined twice (unknown filters are in already)
+        _lenient(env, ast).compile(source, name, filename)
+    except jinja2.TemplateSyntaxError as exc:
+        return _Parsed(ast, (exc.lineno or 1, exc.message or "invalid template"))
+    return _Parsed(ast, None)
 
 
 def _used_by(seq: Sequence, group: Iterable[TemplateUse]) -> str:

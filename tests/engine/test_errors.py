@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 
 import pytest
 
 from runner import audit, steps
 from runner.cli import main
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
-from runner.store import Action, Enrollment, Sender
+from runner.store import Action, Enrollment
 
-from .conftest import MONDAY, UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
+from .conftest import UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
 FLOW = """\
   - {id: connect, action: connect}
@@ -342,3 +341,22 @@ def test_sandbox_injected_errors_never_break_a_promise(make_harness: HarnessFact
             assert enr.last_error
     keys = [a.key for a in Action.select()]
     assert len(keys) == len(set(keys))
+
+
+def test_not_connected_while_the_invite_is_pending_fails_instead_of_spinning(make_harness: HarnessFactory) -> None:
+    # No wait_for between connect and message: going back to `connect` would skip the pending invite
+    # and come straight back to the message, again and again.
+    h = make_harness(sequence_yaml("s", """\
+  - {id: connect, action: connect}
+  - {id: hello, action: message, template: intro.j2}
+  - end: messaged
+"""), sandbox={"accept_rate": 0.0})
+    h.enroll(lead_row("anna"))
+    reports = h.run(days=1)
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome) == ("failed", "failed")
+    assert enr.last_error == ("NOT_CONNECTED: anna is not a 1st-degree connection (the invitation is still "
+                              "pending: wait for it with `wait_for: accepted` before messaging)")
+    assert [(a.action, a.status) for a in h.actions("anna")] == [("connect", "done"), ("message", "failed")]
+    assert len(h.provider.called("send_message")) == 1
+    assert no_errors(reports)

@@ -8,7 +8,7 @@ from runner import audit
 from runner.providers.base import Account, LeadRef
 from runner.store import Event
 
-from .conftest import ACCEPTING, MONDAY, UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
+from .conftest import ACCEPTING, MONDAY, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ALICE_ACCOUNT = Account(sender="alice", account_id="acc-alice")

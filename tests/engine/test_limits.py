@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from runner import audit
-from runner.leads import import_leads
+from runner.leads import SENDER, find_target, import_leads, pause, resume
 from runner.leadsfile import read_leads
-from runner.store import Action, Enrollment
+from runner.store import Action, Enrollment, Usage, open_store
 
-from .conftest import ALICE, MONDAY, UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
+from .conftest import ACCEPTING, ALICE, MONDAY, UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -174,3 +174,46 @@ def test_a_dst_week_keeps_every_action_inside_nine_to_five_local(make_harness: H
     assert first_monday_open.time() >= dt.time(9)
     assert len(done) > 30
     assert_clean(h)
+
+
+@pytest.mark.parametrize("how", ["auth-expired", "seqrun-pause"])
+def test_leads_resumed_after_a_pause_keep_their_pacing(make_harness: HarnessFactory, how: str) -> None:
+    limits = "limits:\n  connect: {daily: 10, min_gap: 30 minutes}\n"
+    h = make_harness(sequence_yaml("s", CONNECT_ONLY, limits=limits))
+    h.enroll(*leads(8, timezone="Europe/Berlin"))
+    h.tick()
+    assert Enrollment.select().where(Enrollment.due_at > MONDAY).count() == 8  # each sleeps for its slot
+    if how == "auth-expired":
+        h.sandbox.expire_auth("acc-alice")
+        h.tick(MONDAY + dt.timedelta(minutes=15))
+    else:
+        pause(find_target(SENDER, "alice"), "lunch", h.now)
+    assert {e.state for e in Enrollment.select()} == {"paused"}
+    h.sandbox.restore_auth("acc-alice")
+
+    # Resumed at 13:00 in Berlin: every slot before then has passed while the leads were paused.
+    resumed_at = h.clock.now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    resume(find_target(SENDER, "alice"), resumed_at)
+    h.run(days=2)
+    times = [a.performed_at for a in performed("connect")]
+    assert len(times) == 8
+    gaps = [(b - a).total_seconds() / 60 for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 30, gaps  # not a burst at the moment of the resume
+    assert times[0] > resumed_at
+    assert Usage.select().where(Usage.reserved != 0).count() == 0
+    assert_clean(h)
+
+
+def test_a_second_store_in_the_same_process_starts_with_empty_days(make_harness: HarnessFactory, tmp_path) -> None:
+    h = make_harness(sequence_yaml("s", CONNECT_ONLY, limits="limits:\n  connect: 1\n"))
+    h.enroll(*leads(4))
+    h.run(days=2)
+    assert per_day(performed("connect")) == {"Mon 03-02": 1, "Tue 03-03": 1}  # and two leads wait for Wed, Thu
+
+    # Same sender id, same sequence name, a new database: its Monday is empty, whatever the first knew.
+    open_store(str(tmp_path / "other.db"), durable=False)
+    other = EngineHarness(h.root, start=MONDAY, sandbox={"seed": 1, **ACCEPTING}, senders=(ALICE,), knobs={})
+    assert other.sender_id() == h.sender_id()
+    other.enroll(lead_row("zed"))
+    other.run(days=1)
+    assert per_day(performed("connect")) == {"Mon 03-02": 1}

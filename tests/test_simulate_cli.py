@@ -1,0 +1,93 @@
+"""`seqrun simulate` on the shipped example sequences: the funnel, the usage table and a clean audit."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from runner.cli import main
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EDGES = str(ROOT / "sequences" / "edges-full-flow.yaml")
+AB = str(ROOT / "sequences" / "two-senders-ab.yaml")
+CLEAN = "Audit: no action outside its window, no limit exceeded, nothing sent after a reply, nothing sent twice"
+
+
+def simulate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["simulate", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_simulate_prints_the_funnel_and_a_clean_audit(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = simulate(capsys, EDGES, "--leads", "300", "--days", "30", "--start", "2026-03-02", "--seed", "4")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "Simulated edges-full-flow: 300 leads over 30 days from Mon 2026-03-02 (seed 4)"
+    assert lines[2] == "Funnel by step"
+    assert lines[3].split() == ["step", "kind", "entered", "done", "skipped", "failed", "waiting"]
+    funnel = {line.split()[0]: line.split() for line in lines[4:lines.index("", 4)]}
+    assert list(funnel) == ["check", "visit", "visit+1", "connect", "accepted", "first_message", "first_message+1",
+                            "follow_up", "follow_up+1", "last_touch", "last_touch+1", "last_touch+2", "withdraw",
+                            "withdraw+1", "cool_down", "hand_over"]
+    # every lead starts at the check, and comes back to it after a cool-down
+    assert funnel["check"][1] == "branch" and int(funnel["check"][2]) == 300 + int(funnel["cool_down"][2])
+    assert "Outcomes" in lines and "Actions per sender per day (against the sequence's daily limit)" in lines
+    outcomes = lines[lines.index("Outcomes") + 1:lines.index("Actions per sender per day (against the sequence's "
+                                                             "daily limit)") - 1]
+    assert sum(int(line.split()[-2]) for line in outcomes) == 300  # ended + still in sequence
+    assert any(line.split()[0] == "not_accepted" for line in outcomes)
+    usage = lines[lines.index("Actions per sender per day (against the sequence's daily limit)") + 2:]
+    senders = {line.split()[0] for line in usage[:8] if line.startswith("  ") and line.split()[0] in ("alice", "bob")}
+    assert senders == {"alice", "bob"}
+    assert any(line.startswith("Acceptance to first message: median ") for line in lines)
+    assert lines[-1] == CLEAN
+
+
+def test_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = simulate(capsys, EDGES, "--leads", "200", "--days", "20", "--start", "2026-03-02", "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert (report["sequence"], report["leads"], report["days"]) == ("edges-full-flow", 200, 20)
+    assert (report["start"], report["end"]) == ("2026-03-02T00:00:00+00:00", "2026-03-22T00:00:00+00:00")
+    assert report["violations"] == []
+    assert sum(report["states"].values()) == 200
+    assert sum(report["outcomes"].values()) == report["states"].get("done", 0) + report["states"].get("failed", 0)
+    assert [s["id"] for s in report["steps"]][:4] == ["check", "visit", "visit+1", "connect"]
+    limits = {"visit": 60, "connect": 20, "message": 40, "withdraw": 20}
+    for row in report["usage"]:
+        assert row["used"] <= row["limit"] <= limits[row["action"]]  # warm-up included in the limit
+    assert report["ticks"] > 0 and report["transitions"] > 0
+
+
+def test_simulate_an_ab_test_with_two_senders(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRM_API_KEY", raising=False)  # simulate posts nothing, so it needs no key
+    code, out, err = simulate(capsys, AB, "--leads", "300", "--days", "21", "--start", "2026-03-02", "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["violations"] == []
+    (variants,) = report["variants"].values()
+    assert set(variants) == {"short", "story"} and variants["short"] > variants["story"]  # weights 60 / 40
+    assert {row["sender"] for row in report["usage"]} == {"alice", "bob"}
+
+
+def test_simulate_refuses_two_lead_sources(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text("linkedin_profile_url\nhttps://www.linkedin.com/in/anna\n", encoding="utf-8")
+    code, out, err = simulate(capsys, EDGES, "--leads", "10", "--leads-file", str(leads))
+    assert (code, out) == (2, "")
+    assert err == ("Usage: seqrun simulate [OPTIONS] SEQUENCE\nTry 'seqrun simulate --help' for help.\n\n"
+                   "Error: use either --leads or --leads-file, not both\n")
+
+
+def test_simulate_keeps_its_store_for_export(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "sim.db"
+    assert simulate(capsys, EDGES, "--leads", "40", "--days", "5", "--start", "2026-03-02", "--db", str(store))[0] == 0
+    monkeypatch.chdir(ROOT)
+    assert main(["export", "actions", "--db", str(store), "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and {r["sequence"] for r in rows} == {"edges-full-flow"}
+    code, _, err = simulate(capsys, EDGES, "--leads", "40", "--days", "5", "--db", str(store))
+    assert (code, err) == (1, f'error: database "{store}" already holds leads; simulate needs a new file\n')

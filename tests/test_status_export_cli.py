@@ -1,0 +1,165 @@
+"""`seqrun status` (text and --json) and `seqrun export actions|events` (csv and jsonl) after real runs."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import pathlib
+import types
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from runner.store import Enrollment, db, open_store
+from test_run_cli import Clock, Run, invoke, start_project
+
+UTC = dt.timezone.utc
+ACTIONS_HEADER = ("action_id,lead,lead_key,sender,sequence,step,action,variant,template,status,planned_at_utc,"
+                  "planned_at_local,performed_at_utc,performed_at_local,lead_timezone,provider_id,conversation_id,"
+                  "error_kind,error_message,idempotency_key,content")
+EVENTS_HEADER = "event_id,kind,source,occurred_at_utc,received_at_utc,lead,lead_key,sender,sequence,data"
+BEN = "https://www.linkedin.com/in/ben-okafor"
+
+
+@pytest.fixture
+def clock(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """The project of test_run_cli: three leads imported at a fixed moment."""
+    clock = start_project(tmp_path, monkeypatch)
+    yield clock
+    if not db.is_closed():
+        db.close()
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    capsys.readouterr()
+    return lambda *args: invoke(capsys, *args)
+
+
+@pytest.fixture
+def invited(tmp_path: pathlib.Path, clock: Clock, run: Run, monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
+    """All three invites sent at one moment (returned); then Ben paused by hand, two hours later the
+    acceptances polled. `seqrun status` reads its clock as that moment too."""
+    assert run("run", "--once")[0] == 0
+    open_store(str(tmp_path / "seqrun.db"))
+    sent = max(e.due_at for e in Enrollment.select())
+    db.close()
+    clock.now = sent
+    assert run("run", "--once") == (0, "3 lead(s) processed; 6 step(s); 0 event(s)\n", "")
+    assert run("pause", "--lead", BEN, "--reason", "asked to wait")[0] == 0
+    clock.now = sent + dt.timedelta(hours=2)
+    assert run("run", "--once")[1] == "2 lead(s) processed; 4 step(s); 3 event(s)\n"
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return clock.now.astimezone(tz)
+
+    monkeypatch.setattr("runner.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone))
+    return sent
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+def test_status_text(invited: dt.datetime, run: Run) -> None:
+    assert run("status") == (0, (
+        "intro: 3 lead(s) (active 2, paused 1)\n"
+        "  step                     leads here   done  skipped  failed  in flight\n"
+        "  connect                           0      3        0       0          0\n"
+        "  accepted                          1      0        0       0          0\n"
+        "  thanks                            2      0        0       0          0\n"
+        "  thanks+1                          0      0        0       0          0\n"
+        "\n"
+        "Today per sender (used / limit)\n"
+        "  alice        2026-03-03  visit 0/80  connect 3/25  message 0/50  inmail 0/20  withdraw 0/40\n"
+        "\n"
+        "Needs attention (1)\n"
+        f"  {BEN}  [intro @ accepted] paused: lead paused: asked to wait\n"), "")
+
+
+def test_status_json(invited: dt.datetime, run: Run) -> None:
+    code, out, err = run("status", "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["sequences"] == [{
+        "name": "intro", "loaded": True, "states": {"active": 2, "paused": 1}, "outcomes": {},
+        "steps": [{"id": "connect", "leads_here": 0, "actions": {"done": 3}},
+                  {"id": "accepted", "leads_here": 1, "actions": {}},
+                  {"id": "thanks", "leads_here": 2, "actions": {}},
+                  {"id": "thanks+1", "leads_here": 0, "actions": {}}]}]
+    assert report["usage_today"] == [{
+        "sender": "alice", "status": "active", "paused_reason": None, "day": "2026-03-03",
+        "used": {"visit": 0, "connect": 3, "message": 0, "inmail": 0, "withdraw": 0},
+        "limits": {"visit": 80, "connect": 25, "message": 50, "inmail": 20, "withdraw": 40}}]
+    (attention,) = report["attention"]
+    assert {k: v for k, v in attention.items() if k != "since"} == {
+        "lead": BEN, "sequence": "intro", "step": "accepted", "state": "paused",
+        "reason": "paused: lead paused: asked to wait"}
+    assert report["attention_total"] == 1
+
+
+def test_status_of_an_empty_project(clock: Clock, run: Run, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "seqrun.db").unlink()
+    code, out, _ = run("status", "--sequence", "intro")
+    assert code == 0
+    assert out.startswith("no leads yet in sequence intro; import some with `seqrun leads import`\n")
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+def export(run: Run, *args: str) -> str:
+    code, out, err = run("export", *args)
+    assert (code, err) == (0, "")
+    return out
+
+
+def test_export_actions_csv(invited: dt.datetime, run: Run) -> None:
+    out = export(run, "actions")
+    lines = out.split("\r\n")
+    assert lines[0] == ACTIONS_HEADER
+    rows = {r["lead_key"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert sorted(rows) == ["anna-meyer", "ben-okafor", "chloe-dubois"]
+    ben = rows["ben-okafor"]
+    new_york = ZoneInfo("America/New_York")
+    assert {k: ben[k] for k in ("lead", "sender", "sequence", "step", "action", "template", "status", "lead_timezone",
+                                "planned_at_utc", "planned_at_local", "performed_at_utc", "performed_at_local")} == {
+        "lead": BEN, "sender": "alice", "sequence": "intro", "step": "connect", "action": "connect",
+        "template": "note.j2", "status": "done", "lead_timezone": "America/New_York",
+        "planned_at_utc": invited.isoformat(), "planned_at_local": invited.astimezone(new_york).isoformat(),
+        "performed_at_utc": invited.isoformat(), "performed_at_local": invited.astimezone(new_york).isoformat()}
+    assert ben["performed_at_local"].endswith("-05:00") and ben["performed_at_utc"].endswith("+00:00")
+    # The name came from a CSV cell "=HYPERLINK(...)": a spreadsheet must not run it.
+    assert ben["content"] == "'=HYPERLINK(\"http://evil.example\"), let's connect."
+    assert ben["idempotency_key"].endswith(":connect:0:0") and ben["provider_id"].startswith("inv-")
+    chloe = rows["chloe-dubois"]
+    assert (chloe["lead_timezone"], chloe["performed_at_local"]) == (
+        "Europe/Berlin", invited.astimezone(ZoneInfo("Europe/Berlin")).isoformat())
+    assert rows["anna-meyer"]["content"] == "Anna Meyer, let's connect."
+
+
+def test_export_actions_jsonl_keeps_values_raw(invited: dt.datetime, run: Run) -> None:
+    rows = [json.loads(line) for line in export(run, "actions", "--format", "jsonl").splitlines()]
+    assert [list(r) for r in rows] == [ACTIONS_HEADER.split(",")] * 3
+    ben = next(r for r in rows if r["lead_key"] == "ben-okafor")
+    assert ben["content"] == "=HYPERLINK(\"http://evil.example\"), let's connect."
+    assert isinstance(ben["action_id"], int)
+
+
+def test_export_events_csv_and_jsonl(invited: dt.datetime, run: Run, tmp_path: pathlib.Path) -> None:
+    out = export(run, "events")
+    assert out.split("\r\n")[0] == EVENTS_HEADER
+    rows = list(csv.DictReader(io.StringIO(out)))
+    accepted_at = invited + dt.timedelta(hours=2)
+    polled_at = invited + dt.timedelta(hours=2)
+    assert [(r["kind"], r["source"], r["occurred_at_utc"], r["received_at_utc"], r["sender"], r["sequence"])
+            for r in rows] == [("accepted", "poll", accepted_at.isoformat(), polled_at.isoformat(), "alice", "intro")] * 3
+    assert sorted(r["lead_key"] for r in rows) == ["anna-meyer", "ben-okafor", "chloe-dubois"]
+    assert all(json.loads(r["data"])["invitation_id"].startswith("inv-") for r in rows)
+
+    target = tmp_path / "events.jsonl"
+    assert export(run, "events", "--format", "jsonl", "-o", str(target)) == ""
+    lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [list(r) for r in lines] == [EVENTS_HEADER.split(",")] * 3
+    assert [r["event_id"] for r in lines] == [r["event_id"] for r in rows]
