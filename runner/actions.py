@@ -20,11 +20,10 @@ import datetime as dt
 import logging
 from typing import Any
 
-from . import calendar as cal
 from . import limits, templates
 from .model import ActionStep
 from .providers.base import ActionResult, ErrorKind, ProviderError
-from .steps import (Ctx, Fail, Finish, Goto, Outcome, Sleep, _iso, _release_slot, close_action,
+from .steps import (Ctx, Fail, Finish, Outcome, Sleep, _iso, _release_slot, close_action,
                     _learn_ids, fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship,
                     save_enrollment)
 from .store.rows import insert_action, set_lead_json
@@ -90,6 +89,7 @@ def _reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
         # A POST cannot be asked about; one that may have been sent is not repeated blindly.
         close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "interrupted; not retried to avoid a double post"))
         return follow(ctx, step.id, step.then)
+    ctx.checkpoint()
     result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
                                              since=act.started_at - dt.timedelta(minutes=1))
     if result is not None:
@@ -113,6 +113,7 @@ def _flush(ctx: Ctx) -> None:
         ctx.pending.clear()
         ctx.enr.facts = ctx.facts
         save_enrollment(ctx.enr)
+    ctx.checkpoint()
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -190,6 +191,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
         ctx.facts["inflight"] = key
         ctx.enr.facts = ctx.facts
         save_enrollment(ctx.enr)
+    ctx.checkpoint()  # recorded and committed before the provider (or the notify URL) is called
     return act
 
 
@@ -300,7 +302,8 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
         ctx.facts["inflight"] = key
         ctx.enr.facts = ctx.facts
         save_enrollment(ctx.enr)
+    ctx.checkpoint()  # recorded and committed before the provider (or the notify URL) is called
     return act
 
 
-__all__ = ["perform", "action_name", "idempotency_key", "NOTE_MAX", "MESSAGE_MAX", "Goto", "cal"]
+__all__ = ["perform", "action_name", "idempotency_key", "NOTE_MAX", "MESSAGE_MAX"]

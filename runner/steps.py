@@ -87,6 +87,12 @@ class Ctx:
     now: dt.datetime
     facts: dict[str, Any]
     pending: list[Callable[[], None]] = field(default_factory=list)
+    txn: Any = None  # the lead's open transaction (see `advance`)
+
+    def checkpoint(self) -> None:
+        """Commit what this lead's steps have written so far: called before every external call."""
+        if self.txn is not None:
+            self.txn.commit()
 
     @functools.cached_property
     def zone(self):  # type: ignore[no-untyped-def]
@@ -117,16 +123,20 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     if enr.sequence_hash != seq.source_hash:
         log.info("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name, enr.step_id)
         enr.sequence_hash = seq.source_hash
-    ctx = Ctx(rt, enr, enr.lead, seq, sender, now, dict(enr.facts or {}))
-    for _ in range(rt.max_transitions):
-        outcome = _step_once(ctx)
-        result.transitions += 1
-        _commit(ctx, outcome)
-        if not isinstance(outcome, Goto) or ctx.enr.state != "active":
-            if ctx.enr.state != "active":
-                result.final = ctx.enr.outcome or ctx.enr.state
-            return result
-    _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+    # One transaction per lead, committed at every external call (`Ctx.checkpoint`) and at the end:
+    # steps that touch only our store (tags, waits, branches on stored facts) are not worth an fsync
+    # each, and losing them in a crash is harmless because nothing outside saw them; they run again.
+    with db.atomic() as txn:
+        ctx = Ctx(rt, enr, enr.lead, seq, sender, now, dict(enr.facts or {}), txn=txn)
+        for _ in range(rt.max_transitions):
+            outcome = _step_once(ctx)
+            result.transitions += 1
+            _commit(ctx, outcome)
+            if not isinstance(outcome, Goto) or ctx.enr.state != "active":
+                if ctx.enr.state != "active":
+                    result.final = ctx.enr.outcome or ctx.enr.state
+                return result
+        _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
     return result
 
 
@@ -157,39 +167,39 @@ def _step_once(ctx: Ctx) -> Outcome:
 
 
 def _commit(ctx: Ctx, outcome: Outcome) -> None:
+    """Write one transition (inside the lead's transaction; see `advance`)."""
     enr, now = ctx.enr, ctx.now
-    with db.atomic():
-        for write in ctx.pending:
-            write()
-        ctx.pending.clear()
-        if isinstance(outcome, Goto):
-            if outcome.step_id is None:
-                _finish(ctx, "done", "completed")
-            else:
-                enr.step_id = outcome.step_id
-                enr.attempt = 0
-                enr.step_entered_at = now
-                ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
-                if ctx.rt.observer is not None:
-                    ctx.rt.observer(ctx.seq.name, outcome.step_id)
-        elif isinstance(outcome, Sleep):
-            enr.due_at = outcome.until
-            enr.lease_owner = None
-        elif isinstance(outcome, Finish):
-            _finish(ctx, "done", outcome.outcome)
-        elif isinstance(outcome, Fail):
-            enr.last_error = outcome.reason
-            _finish(ctx, "failed", "failed")
-        elif isinstance(outcome, Pause):
-            _release_slot(ctx)
-            enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
-        elif isinstance(outcome, PauseSender):
-            _release_slot(ctx)
-            pause_sender(ctx.sender.id, outcome.reason, now, committing=enr.id)
-            enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
-        enr.facts = ctx.facts
-        enr.updated_at = now
-        save_enrollment(enr)
+    for write in ctx.pending:
+        write()
+    ctx.pending.clear()
+    if isinstance(outcome, Goto):
+        if outcome.step_id is None:
+            _finish(ctx, "done", "completed")
+        else:
+            enr.step_id = outcome.step_id
+            enr.attempt = 0
+            enr.step_entered_at = now
+            ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
+            if ctx.rt.observer is not None:
+                ctx.rt.observer(ctx.seq.name, outcome.step_id)
+    elif isinstance(outcome, Sleep):
+        enr.due_at = outcome.until
+        enr.lease_owner = None
+    elif isinstance(outcome, Finish):
+        _finish(ctx, "done", outcome.outcome)
+    elif isinstance(outcome, Fail):
+        enr.last_error = outcome.reason
+        _finish(ctx, "failed", "failed")
+    elif isinstance(outcome, Pause):
+        _release_slot(ctx)
+        enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+    elif isinstance(outcome, PauseSender):
+        _release_slot(ctx)
+        pause_sender(ctx.sender.id, outcome.reason, now, committing=enr.id)
+        enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+    enr.facts = ctx.facts
+    enr.updated_at = now
+    save_enrollment(enr)
 
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
@@ -323,6 +333,7 @@ def check_exits(ctx: Ctx) -> Outcome | None:
 
 
 def refresh_relationship(ctx: Ctx) -> None:
+    ctx.checkpoint()
     rel = ctx.sender.provider.relationship(ctx.sender.account, ctx.ref)
     f = ctx.facts
     f["connected"], f["invite_pending"] = rel.connected, rel.invite_pending
@@ -335,6 +346,7 @@ def refresh_relationship(ctx: Ctx) -> None:
 
 def refresh_conversation(ctx: Ctx) -> None:
     """Sync-before-send: what the thread says now. A lead message after the start means replied."""
+    ctx.checkpoint()
     conv = ctx.sender.provider.conversation(ctx.sender.account, ctx.ref)
     f = ctx.facts
     f["conversation_exists"] = conv.exists
