@@ -91,8 +91,14 @@ class Ctx:
 
     def checkpoint(self) -> None:
         """Commit what this lead's steps have written so far: called before every external call."""
+        self.save()
         if self.txn is not None:
             self.txn.commit()
+
+    def save(self) -> None:
+        """Write the enrollment row (its cursor and facts) once for all the transitions since the last save."""
+        self.enr.facts = self.facts
+        save_enrollment(self.enr)
 
     @functools.cached_property
     def zone(self):  # type: ignore[no-untyped-def]
@@ -135,8 +141,10 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
             if not isinstance(outcome, Goto) or ctx.enr.state != "active":
                 if ctx.enr.state != "active":
                     result.final = ctx.enr.outcome or ctx.enr.state
-                return result
-        _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+                break
+        else:
+            _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+        ctx.save()
     return result
 
 
@@ -167,7 +175,8 @@ def _step_once(ctx: Ctx) -> Outcome:
 
 
 def _commit(ctx: Ctx, outcome: Outcome) -> None:
-    """Write one transition (inside the lead's transaction; see `advance`)."""
+    """Apply one transition: the step's queued writes now, the enrollment row at the next save
+    (`Ctx.save`, at the next external call or when the lead's run ends; see `advance`)."""
     enr, now = ctx.enr, ctx.now
     for write in ctx.pending:
         write()
@@ -199,7 +208,6 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
         enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
     enr.facts = ctx.facts
     enr.updated_at = now
-    save_enrollment(enr)
 
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
