@@ -156,8 +156,15 @@ def test_run_once_paces_the_invites_then_sends_each_at_its_slot(tmp_path: pathli
 def test_dry_run_prints_what_is_due_and_changes_nothing(tmp_path: pathlib.Path, clock: Clock, run: Run) -> None:
     database = tmp_path / "seqrun.db"
     before = dump(database)
-    assert run("run", "--once", "--dry-run") == (
-        0, "dry run: 0 action(s) would be performed for 3 due lead(s); nothing was sent or saved\n", "")
+    assert run("run", "--once", "--dry-run") == (0, (
+        "later    connect  https://www.linkedin.com/in/anna-meyer  at 2026-03-03 10:04 UTC "
+        "(paced inside the window and the daily limit)\n"
+        "later    connect  https://www.linkedin.com/in/ben-okafor  at 2026-03-03 14:00 UTC "
+        "(paced inside the window and the daily limit)\n"
+        "later    connect  https://www.linkedin.com/in/chloe-dubois  at 2026-03-03 14:16 UTC "
+        "(paced inside the window and the daily limit)\n"
+        "dry run: 0 action(s) would be performed now and 3 paced for later, for 3 due lead(s); "
+        "nothing was sent or saved\n"), "")
     assert dump(database) == before  # not even the pacing reservations or the senders' sync
     assert not (tmp_path / "seqrun.db.sandbox").exists()
 
@@ -170,7 +177,8 @@ def test_dry_run_prints_what_is_due_and_changes_nothing(tmp_path: pathlib.Path, 
     assert run("run", "--once", "--dry-run") == (0, (
         "would connect  https://www.linkedin.com/in/anna-meyer  (as alice)\n"
         "    Anna Meyer, let's connect.\n"
-        "dry run: 1 action(s) would be performed for 1 due lead(s); nothing was sent or saved\n"), "")
+        "dry run: 1 action(s) would be performed now and 0 paced for later, for 1 due lead(s); "
+        "nothing was sent or saved\n"), "")
     assert dump(database) == before
     assert dump(tmp_path / "seqrun.db.sandbox") == sandbox_before
 

@@ -104,15 +104,28 @@ def _pass(config: Config, sequences: Mapping[str, Any]) -> TickReport:
         recovered = engine.recover(now)
         if recovered:
             log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
-        return engine.tick(now)
+        try:
+            return engine.tick(now)
+        finally:
+            _close_providers(engine)
+
+
+def _close_providers(engine: Engine) -> None:
+    """Drivers that hold something (the sandbox's state file) let go of it after each pass."""
+    for provider in {id(s.provider): s.provider for s in engine.rt.senders.values()}.values():
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
 
 
 def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
     provider = DryRunProvider(clock=utc_now)
+    now = utc_now()
     with httpx.Client(timeout=30.0) as client, db.atomic() as txn:
         try:
             engine = _runtime(config, sequences, client, provider)
-            report = engine.tick(utc_now())
+            report = engine.tick(now)
+            scheduled = _paced(now)
         finally:
             txn.rollback()  # everything the pass wrote goes: a dry run changes no state
     for p in provider.planned:
@@ -124,8 +137,29 @@ def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
             click.echo(f"    subject: {p.subject}")
         if p.text:
             click.echo("    " + p.text.replace("\n", "\n    "))
-    click.echo(f"dry run: {len(provider.planned)} action(s) would be performed for {report.processed} due lead(s); "
-               "nothing was sent or saved")
+    for when, action, url in scheduled[:DRY_RUN_SHOWN]:
+        click.echo(f"later    {action:<8} {url}  at {when} UTC (paced inside the window and the daily limit)")
+    if len(scheduled) > DRY_RUN_SHOWN:
+        click.echo(f"later    … and {len(scheduled) - DRY_RUN_SHOWN} more paced action(s)")
+    click.echo(f"dry run: {len(provider.planned)} action(s) would be performed now and {len(scheduled)} paced for "
+               f"later, for {report.processed} due lead(s); nothing was sent or saved")
+
+
+DRY_RUN_SHOWN = 20
+
+
+def _paced(now: dt.datetime) -> list[tuple[str, str, str]]:
+    """Actions the pass gave a pacing slot to (read before the rollback): when, what, for whom."""
+    import json
+
+    from ..store.fields import from_db_time, to_db_time
+
+    rows = db.execute_sql(
+        "SELECT e.due_at, e.facts, l.profile_url FROM enrollment e JOIN lead l ON l.id = e.lead_id "
+        "WHERE e.state = 'active' AND e.updated_at = ? AND e.facts LIKE '%\"slot\"%' ORDER BY e.due_at",
+        (to_db_time(now),)).fetchall()
+    return [(f"{from_db_time(due):%Y-%m-%d %H:%M}", json.loads(facts)["slot"]["action"], url)
+            for due, facts, url in rows]
 
 
 def _loop(config: Config, sequences: Mapping[str, Any], interval: int) -> None:
