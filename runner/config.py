@@ -31,7 +31,7 @@ from .diagnostics import Diagnostic, UserError, error, has_errors, sort_diagnost
 from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
-from .schemacheck import show
+from .schemacheck import TYPE_WORDS, show
 from .store.db import resolve_db_url
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
@@ -342,7 +342,7 @@ class _Checker:
         elif validator == "enum":
             self.add(path, "expected one of " + ", ".join(str(v) for v in value) + f", got {show(instance)}")
         elif validator == "type":
-            self.add(path, f"expected {_TYPE_WORDS.get(value, value)}, got {show(instance)}")
+            self.add(path, f"expected {TYPE_WORDS.get(value, value)}, got {show(instance)}")
         elif validator == "pattern":
             self.add(path, f'expected a name of lower-case letters, digits, "_" and "-" starting with a letter, '
                            f"got {show(instance)}")
@@ -396,15 +396,6 @@ class _Checker:
 
 
 _RELATIONS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "above", "exclusiveMaximum": "below"}
-_TYPE_WORDS = {
-    "integer": "a whole number",
-    "number": "a number",
-    "string": "text",
-    "array": "a list",
-    "object": "a mapping (key: value pairs)",
-    "boolean": "true or false",
-    "null": "nothing",
-}
 
 
 def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:

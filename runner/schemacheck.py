@@ -48,7 +48,7 @@ FIRST_STEP_ID = "start"
 _DURATION_KEYS = {"wait", "timeout", "min_gap", "jitter"}
 _TEMPLATE_KEYS = {"note", "template", "with_note", "without_note"}
 _TARGET_KEYS = {"goto", "on_timeout", "default"}
-_TYPE_WORDS = {
+TYPE_WORDS = {
     "integer": "a whole number",
     "number": "a number",
     "string": "text",
@@ -378,7 +378,7 @@ def _convert(err: ValidationError, report: _Reporter) -> None:
         report.add(path, f"expected {show(value)}, got {show(instance)}")
     elif validator == "type":
         report.add(path, _typed_value_message(path, instance)
-                   or f"expected {_TYPE_WORDS.get(value, value)}, got {show(instance)}")
+                   or f"expected {TYPE_WORDS.get(value, value)}, got {show(instance)}")
     elif validator == "pattern":
         report.add(path, _pattern_message(path, instance))
     elif validator == "minItems":

@@ -7,13 +7,12 @@ import io
 import json
 import pathlib
 import types
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from runner.store import Enrollment, db, open_store
-from test_run_cli import Clock, Run, invoke, start_project
+from test_run_cli import Clock, Run, clock, run  # noqa: F401 - the project of test_run_cli: three leads
 
 UTC = dt.timezone.utc
 ACTIONS_HEADER = ("action_id,lead,lead_key,sender,sequence,step,action,variant,template,status,planned_at_utc,"
@@ -23,19 +22,6 @@ EVENTS_HEADER = "event_id,kind,source,occurred_at_utc,received_at_utc,lead,lead_
 BEN = "https://www.linkedin.com/in/ben-okafor"
 
 
-@pytest.fixture
-def clock(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    """The project of test_run_cli: three leads imported at a fixed moment."""
-    clock = start_project(tmp_path, monkeypatch)
-    yield clock
-    if not db.is_closed():
-        db.close()
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    capsys.readouterr()
-    return lambda *args: invoke(capsys, *args)
 
 
 @pytest.fixture
