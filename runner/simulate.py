@@ -79,10 +79,16 @@ class SimReport:
 
 
 class VirtualClock:
+    """A clock moved by hand: the simulation's (and the tests') `clock=` for the sandbox."""
+
     def __init__(self, start: dt.datetime) -> None:
         self.now = start
 
     def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, delta: dt.timedelta | None = None, **units: float) -> dt.datetime:
+        self.now += delta if delta is not None else dt.timedelta(**units)
         return self.now
 
 

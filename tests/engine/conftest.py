@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
+from runner.simulate import VirtualClock
 from runner.config import Config, SenderConfig
 from runner.engine import Engine, TickReport
 from runner.model import Sequence
@@ -70,18 +71,7 @@ def lead_row(name: str, **fields: str) -> dict[str, str]:
             "full_name": f"{name.title()} Example", **fields}
 
 
-class FakeClock:
-    """The clock the sandbox reads; the harness moves it together with the engine's `now`."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, delta: dt.timedelta | None = None, **units: float) -> dt.datetime:
-        self.now += delta if delta is not None else dt.timedelta(**units)
-        return self.now
+FakeClock = VirtualClock  # a clock tests move by hand
 
 
 class Crash(BaseException):

@@ -17,24 +17,14 @@ from typing import Callable, Protocol
 
 import pytest
 
+from runner.simulate import VirtualClock
 from runner.providers.base import (Account, ActionResult, ErrorKind, LeadRef, PollResult, Provider,
                                    ProviderError)
 
 UTC = dt.timezone.utc
 
 
-class FakeClock:
-    """A clock tests move by hand: pass it where a driver takes `clock=`."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, delta: dt.timedelta | None = None, **units: float) -> dt.datetime:
-        self.now += delta if delta is not None else dt.timedelta(**units)
-        return self.now
+FakeClock = VirtualClock  # a clock tests move by hand
 
 
 class ProviderHarness(Protocol):
