@@ -5,7 +5,8 @@ import json
 
 import click
 
-from ..leads import SENDER, SenderListing, find_target, list_senders, open_project, resume
+from ..holds import SENDER, SenderListing, find_target, list_senders, resume
+from ..leads import open_project
 from ..project import sync_senders
 from .leads import db_option, open_db, utc_now
 from .pause import unchanged_line

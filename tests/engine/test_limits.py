@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from runner import audit
-from runner.leads import SENDER, find_target, import_leads, pause, resume
+from runner.holds import SENDER, find_target, pause, resume
+from runner.leads import import_leads
 from runner.leadsfile import read_leads
 from runner.store import Action, Enrollment, Usage, open_store
 
