@@ -23,11 +23,25 @@ from typing import Any
 from . import limits, templates
 from .model import ActionStep
 from .providers.base import ActionResult, ErrorKind, ProviderError
-from .steps import (Ctx, Fail, Finish, Outcome, Sleep, _iso, _release_slot, close_action,
-                    _learn_ids, fact_values, follow, on_provider_error, refresh_conversation, refresh_relationship,
-                    save_enrollment)
-from .store.rows import insert_action, set_lead_json
+from .steps import (
+    Ctx,
+    Fail,
+    Finish,
+    Outcome,
+    Sleep,
+    _iso,
+    _learn_ids,
+    _release_slot,
+    close_action,
+    fact_values,
+    follow,
+    on_provider_error,
+    refresh_conversation,
+    refresh_relationship,
+    save_enrollment,
+)
 from .store import Action, Sender, db
+from .store.rows import insert_action, set_lead_json
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from .diagnostics import Diagnostic, UserError, error, has_errors, sort_diagnostics, warning
+from .diagnostics import (
+    Diagnostic,
+    UserError,
+    error,
+    has_errors,
+    sort_diagnostics,
+    warning,
+)
 from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS

@@ -11,7 +11,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .providers.base import (Account, ActionResult, Conversation, LeadRef, PollResult, Relationship)
+from .providers.base import (
+    Account,
+    ActionResult,
+    Conversation,
+    LeadRef,
+    PollResult,
+    Relationship,
+)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,17 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .model import ActionStep, BranchStep, EndStep, MessageTemplate, Sequence, Step, Target, WaitForStep, WaitStep
+from .model import (
+    ActionStep,
+    BranchStep,
+    EndStep,
+    MessageTemplate,
+    Sequence,
+    Step,
+    Target,
+    WaitForStep,
+    WaitStep,
+)
 
 Shape = Literal["action", "wait", "wait_for", "branch", "end", "exit"]
 

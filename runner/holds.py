@@ -18,9 +18,9 @@ import peewee
 
 from .config import Config
 from .diagnostics import UserError
+from .leads import BATCH, RUNNING, _chunks, known_sequences, profile_key
 from .steps import release_slots
 from .store import Enrollment, Lead, Sender, db
-from .leads import BATCH, RUNNING, _chunks, known_sequences, profile_key
 
 LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
 #: The reason the engine writes when a provider says the sender's session expired (runner.steps).

@@ -29,7 +29,14 @@ import peewee
 
 from .config import Config, load_project_config, project_dir
 from .diagnostics import Diagnostic, UserError, has_errors
-from .leadsfile import DUPLICATE, URL_FIELD, LeadRow, LeadsFile, RowProblem, problem_kind
+from .leadsfile import (
+    DUPLICATE,
+    URL_FIELD,
+    LeadRow,
+    LeadsFile,
+    RowProblem,
+    problem_kind,
+)
 from .loader import load_paths
 from .model import Sequence
 from .project import sync_senders

@@ -22,11 +22,9 @@ import pathlib
 from typing import Iterable
 
 from . import checks
-from .diagnostics import Diagnostic, error, has_errors, sort_diagnostics
-from .model import (
-    Sequence,
-)
 from .builder import Builder
+from .diagnostics import Diagnostic, error, has_errors, sort_diagnostics
+from .model import Sequence
 from .paths import PROJECT_CONFIG, templates_dir_for
 from .schemacheck import check_schema, show
 from .yamlsrc import MAX_FILE_BYTES, load_yaml_bytes

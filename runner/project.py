@@ -23,8 +23,8 @@ from .model import Calendar, Sequence
 from .providers import PROVIDERS
 from .providers.base import Account, Provider
 from .runtime import Notifier, Runtime, SenderRuntime
-from .templates import check_sequence_templates
 from .store import Sender
+from .templates import check_sequence_templates
 
 
 def load_sequences(paths: Iterable[str]) -> dict[str, Sequence]:

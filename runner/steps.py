@@ -23,11 +23,26 @@ from typing import Any, Callable, Union
 from . import calendar as cal
 from . import limits, templates
 from .jinja import compile_condition
-from .model import ActionStep, BranchStep, Condition, EndStep, Sequence, Target, WaitForStep, WaitStep
-from .providers.base import ActionResult, ErrorKind, LeadRef, ProviderError, ProviderEvent
+from .model import (
+    ActionStep,
+    BranchStep,
+    Condition,
+    EndStep,
+    Sequence,
+    Target,
+    WaitForStep,
+    WaitStep,
+)
+from .providers.base import (
+    ActionResult,
+    ErrorKind,
+    LeadRef,
+    ProviderError,
+    ProviderEvent,
+)
 from .runtime import Runtime, SenderRuntime
-from .store.rows import close_action_row, set_lead_json
 from .store import Action, Enrollment, Lead, Sender, db
+from .store.rows import close_action_row, set_lead_json
 
 log = logging.getLogger(__name__)
 

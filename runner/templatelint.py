@@ -19,9 +19,8 @@ InMail subjects are reported at the step, as they live in the YAML.
 from __future__ import annotations
 
 import dataclasses
-import functools
-
 import difflib
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
@@ -31,7 +30,14 @@ from jinja2 import meta, nodes
 
 from .diagnostics import Diagnostic, error, sort_diagnostics
 from .jinja import FILTERS, attribute_uses, environment
-from .model import CONTEXT_NAMES, FACTS, ActionStep, MessageTemplate, Sequence, TemplateRef
+from .model import (
+    CONTEXT_NAMES,
+    FACTS,
+    ActionStep,
+    MessageTemplate,
+    Sequence,
+    TemplateRef,
+)
 
 NOTE_LIMIT = 300  # LinkedIn's limit for an invitation note
 MESSAGE_LIMIT = 8000  # LinkedIn's limit for a message body

@@ -326,7 +326,9 @@ def rendered_steps(seq: Sequence) -> list[ActionStep]:
 def project_senders(seq: Sequence) -> list[dict[str, str]]:
     """The senders this sequence may use, as templates see them (see `sender_fields`), from the
     project's seqrun.yaml or the embedded default. A broken seqrun.yaml raises UserError."""
-    from .config import load_project_config  # config pulls in the store and providers; load on use
+    from .config import (
+        load_project_config,  # config pulls in the store and providers; load on use
+    )
 
     config = load_project_config(seq.path, [seq])
     chosen = [s for s in config.senders if not seq.senders or s.name in seq.senders] or list(config.senders)

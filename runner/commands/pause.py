@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import click
 
-from ..holds import LEAD, SENDER, SEQUENCE, PauseResult, Target, find_target, pause, resume
+from ..holds import (
+    LEAD,
+    SENDER,
+    SEQUENCE,
+    PauseResult,
+    Target,
+    find_target,
+    pause,
+    resume,
+)
 from ..leads import open_project
 from ..project import sync_senders
 from .leads import db_option, open_db, utc_now

@@ -14,13 +14,20 @@ from typing import Any
 
 import click
 
+from .. import templates
 from ..diagnostics import UserError, format_text, has_errors, sort_diagnostics
 from ..leadsfile import URL_FIELD, LeadRow, LeadsFile, read_leads
 from ..loader import load_sequence
 from ..model import ActionStep, Sequence
 from ..schemacheck import plural
-from .. import templates
-from ..templates import MESSAGE_LIMIT, NOTE_LIMIT, Preview, preview_lead, project_senders, rendered_steps
+from ..templates import (
+    MESSAGE_LIMIT,
+    NOTE_LIMIT,
+    Preview,
+    preview_lead,
+    project_senders,
+    rendered_steps,
+)
 
 
 @click.command("render")

@@ -18,7 +18,13 @@ from ..diagnostics import UserError
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..leads import open_project
-from ..project import build_runtime, http_notifier, project_sequences, real_provider_for, sync_senders
+from ..project import (
+    build_runtime,
+    http_notifier,
+    project_sequences,
+    real_provider_for,
+    sync_senders,
+)
 from ..store import db, open_store
 from ..store.db import sqlite_path
 

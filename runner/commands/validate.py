@@ -13,7 +13,15 @@ from __future__ import annotations
 import click
 
 from ..checks import check_project, check_sequence
-from ..diagnostics import Diagnostic, UserError, error, format_json, format_text, has_errors, sort_diagnostics
+from ..diagnostics import (
+    Diagnostic,
+    UserError,
+    error,
+    format_json,
+    format_text,
+    has_errors,
+    sort_diagnostics,
+)
 from ..loader import TemplatesDirs, build_sequence, expand_paths
 from ..model import Sequence
 from ..schemacheck import plural

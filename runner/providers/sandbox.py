@@ -32,9 +32,28 @@ from typing import Callable, Iterator, Mapping
 
 from ..diagnostics import UserError
 from . import CAPABILITIES
-from .base import (Account, ActionResult, Conversation, ErrorKind, LeadRef, Message, PollResult,
-                   ProviderError, ProviderEvent, Relationship)
-from .sandbox_state import ACCOUNT, LEAD, UTC, AccountState, LeadState, LedgerEntry, Outage, StateFile
+from .base import (
+    Account,
+    ActionResult,
+    Conversation,
+    ErrorKind,
+    LeadRef,
+    Message,
+    PollResult,
+    ProviderError,
+    ProviderEvent,
+    Relationship,
+)
+from .sandbox_state import (
+    ACCOUNT,
+    LEAD,
+    UTC,
+    AccountState,
+    LeadState,
+    LedgerEntry,
+    Outage,
+    StateFile,
+)
 from .sandbox_world import Behaviour, Delay, World, auth_event_id, event_order
 
 NOTE_LIMIT = 300  # characters in a connection note (seed 001, all three APIs)

@@ -21,8 +21,20 @@ from statistics import NormalDist
 from typing import Any, Callable
 
 from .base import ProviderEvent
-from .sandbox_state import (ACCOUNT, LEAD, LEDGER, AccountState, Invite, LeadState, LedgerEntry, Note, Outage,
-                            Row, dump, load)
+from .sandbox_state import (
+    ACCOUNT,
+    LEAD,
+    LEDGER,
+    AccountState,
+    Invite,
+    LeadState,
+    LedgerEntry,
+    Note,
+    Outage,
+    Row,
+    dump,
+    load,
+)
 
 _NORMAL = NormalDist()
 _Z99 = _NORMAL.inv_cdf(0.99)

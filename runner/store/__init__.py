@@ -7,7 +7,18 @@ depends on today's model classes.
 from __future__ import annotations
 
 from .db import DEFAULT_DB, open_store, resolve_db_url
-from .models import (MODELS, Action, Block, Enrollment, Event, Lead, Sender, SyncCursor, Usage, db)
+from .models import (
+           MODELS,
+           Action,
+           Block,
+           Enrollment,
+           Event,
+           Lead,
+           Sender,
+           SyncCursor,
+           Usage,
+           db,
+)
 
 __all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Sender",
            "SyncCursor", "Usage", "db", "open_store", "resolve_db_url"]
