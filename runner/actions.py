@@ -35,10 +35,10 @@ from .steps import (
     close_action,
     fact_values,
     follow,
+    is_blocked,
     on_provider_error,
     refresh_conversation,
     refresh_relationship,
-    save_enrollment,
 )
 from .store import Action, Sender, db
 from .store.rows import insert_action, set_lead_json
@@ -58,9 +58,7 @@ def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
 
 
 def perform(ctx: Ctx, step: ActionStep) -> Outcome:
-    reconciled = _reconcile(ctx, step)
-    if reconciled is not None:
-        return reconciled
+    """Run an action step (an action left in flight was reconciled first, in `steps._step_once`)."""
     if step.action == "tag":
         return _tag(ctx, step)
     if step.action == "notify":
@@ -69,6 +67,9 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     if skipped is not None:
         return skipped
     name = action_name(step)
+    hold = ctx.rt.provider_holds.get((ctx.sender.id, name))
+    if hold is not None and ctx.now < hold:  # the provider said no for this sender until then
+        return Sleep(hold + dt.timedelta(seconds=60 * limits.unit(ctx.lead.key, name, hold)))
     held = ctx.facts.pop("slot", None)
     slot = limits.plan(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
                        lead_key=ctx.lead.key, held_day=held["day"] if held else None, now=ctx.now)
@@ -77,11 +78,14 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
             ctx.facts["slot"] = {"action": name, "day": slot.day}
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
+    if is_blocked(ctx.lead):  # read fresh: a block may have come in since the lead woke up
+        return Finish("blocked")
     act = _record(ctx, step, name, content=text, subject=subject, template=template, variant=variant)
     if act is None:  # the cap filled up between plan and charge (another runner): plan again
         return perform(ctx, step)
     try:
-        result = _call(ctx, step, text=text, subject=subject)
+        with ctx.outside():  # the outbox row and the charge are committed before the call
+            result = _call(ctx, step, text=text, subject=subject)
     except ProviderError as err:
         return on_provider_error(ctx, step, err, act)
     return _succeeded(ctx, step, act, result)
@@ -89,7 +93,10 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
 
 # --- reconciliation -------------------------------------------------------------------------------
 
-def _reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
+def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
+    """Settle an action of this step left in flight (a crash, or a timeout that may or may not have
+    reached LinkedIn): done if the provider says it happened, else failed and refunded. Returns the
+    step's outcome when it had happened, None when the step still has to run."""
     key = ctx.facts.get("inflight")
     if not key:
         return None
@@ -103,9 +110,9 @@ def _reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
         # A POST cannot be asked about; one that may have been sent is not repeated blindly.
         close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "interrupted; not retried to avoid a double post"))
         return follow(ctx, step.id, step.then)
-    ctx.checkpoint()
-    result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
-                                             since=act.started_at - dt.timedelta(minutes=1))
+    with ctx.outside():
+        result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
+                                                 since=act.started_at - dt.timedelta(minutes=1))
     if result is not None:
         log.info("lead %s step %s: action %s had happened (reconciled)", ctx.lead.key, step.id, key)
         return _succeeded(ctx, step, act, result)
@@ -120,14 +127,29 @@ def _reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
 
 
 def _flush(ctx: Ctx) -> None:
-    """Commit queued writes now (the step continues and may call the provider next)."""
-    with db.atomic():
-        for write in ctx.pending:
-            write()
-        ctx.pending.clear()
-        ctx.enr.facts = ctx.facts
-        save_enrollment(ctx.enr)
-    ctx.checkpoint()
+    """Write queued writes now (the step goes on; the next external call commits them)."""
+    for write in ctx.pending:
+        write()
+    ctx.pending.clear()
+    ctx.save()
+
+
+def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError) -> Outcome:
+    """Giving up after transient errors on an action that may have reached LinkedIn: ask once
+    whether it happened; refund the charge only when the provider says it did not."""
+    try:
+        with ctx.outside():
+            result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=act.key,
+                                                     since=act.started_at - dt.timedelta(minutes=1))
+    except ProviderError as again:
+        close_action(ctx, act, "failed", error=err, keep_charge=True,
+                     note=f"outcome unknown: the provider could not say whether it happened ({again.message})")
+        return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts; "
+                    "whether the last one reached LinkedIn is unknown)")
+    if result is not None:
+        return _succeeded(ctx, step, act, result)
+    close_action(ctx, act, "failed", error=err, note=f"gave up after {ctx.rt.max_attempts} attempts")
+    return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -203,9 +225,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
             step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
             planned_at=ctx.now, started_at=ctx.now, **content)
         ctx.facts["inflight"] = key
-        ctx.enr.facts = ctx.facts
-        save_enrollment(ctx.enr)
-    ctx.checkpoint()  # recorded and committed before the provider (or the notify URL) is called
+        ctx.save()
     return act
 
 
@@ -289,8 +309,10 @@ def _notify(ctx: Ctx, step: ActionStep) -> Outcome:
         "facts": {k: v for k, v in fact_values(ctx).items() if k != "tags"}, "at": _iso(ctx.now),
     }
     act = _record_local(ctx, step)
+    headers["Idempotency-Key"] = act.key  # so that a CRM can drop a repeated POST
     try:
-        ctx.rt.notifier(step.url or "", headers, payload)
+        with ctx.outside():  # recorded and committed before the POST
+            ctx.rt.notifier(step.url or "", headers, payload)
     except Exception as exc:  # noqa: BLE001 - a CRM outage must not lose the lead
         ctx.enr.attempt += 1
         if ctx.enr.attempt > ctx.rt.max_attempts:
@@ -314,9 +336,7 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
                             status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
         ctx.facts["inflight"] = key
-        ctx.enr.facts = ctx.facts
-        save_enrollment(ctx.enr)
-    ctx.checkpoint()  # recorded and committed before the provider (or the notify URL) is called
+        ctx.save()
     return act
 
 

@@ -1,7 +1,7 @@
 """Auditing the ledger: were the promises kept?
 
 Reads the store after a run or simulation and lists every broken promise in plain words: an action
-performed outside the calendar window in the lead's zone, more actions than a sender's (or a
+started outside the calendar window in the lead's zone, more actions than a sender's (or a
 sequence's) daily cap on a sender-local day, a message sent after the lead replied, or one step
 entry performed twice. An empty list is the expected answer; tests and `simulate` report it.
 """
@@ -31,9 +31,11 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
     entries: Counter[str] = Counter()
     replied_at = _reply_times()
     rows = db.execute_sql(
-        "SELECT a.key, a.sequence, a.step_id, a.action, a.performed_at, a.sender_id, a.lead_id, l.key, l.timezone, "
+        "SELECT a.key, a.sequence, a.step_id, a.action, COALESCE(a.started_at, a.performed_at), a.sender_id, a.lead_id, l.key, l.timezone, "
         "l.fields, a.charged FROM action a JOIN lead l ON l.id = a.lead_id WHERE a.status = 'done' AND a.action IN (?, ?, ?, ?, ?)",
         LINKEDIN_ACTIONS).fetchall()
+    # Judged at `started_at`, when seqrun decided and sent the request: a call in flight when the
+    # window closes (or the lead replies) may complete seconds later on LinkedIn's side.
     for key, seq_name, step_id, action, performed, sender_id, lead_id, lead_key, lead_tz, fields, charged in rows:
         seq, sender = sequences.get(seq_name), senders.get(sender_id)
         if seq is None or sender is None or performed is None:

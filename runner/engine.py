@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
@@ -64,15 +65,22 @@ class Engine:
 
     # --- the loop ----------------------------------------------------------------------------------
 
-    def tick(self, now: dt.datetime, *, limit: int | None = None) -> TickReport:
-        """Process everything due at `now` (at most `limit` leads). Safe to call as often as you like."""
+    def tick(self, now: dt.datetime, *, limit: int | None = None,
+             clock: Callable[[], dt.datetime] | None = None) -> TickReport:
+        """Process everything due at `now` (at most `limit` leads). Safe to call as often as you like.
+
+        With a `clock`, each lead is processed at the time the clock says when its turn comes (real
+        runs: provider calls take time, and a window may close during a long pass); without one,
+        every lead is processed at `now` (simulations and tests, whose clock moves only between ticks).
+        """
         report = TickReport()
         self.sync(now, report)
         while limit is None or report.processed < limit:
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
             ids = self.due_ids(now, batch)
             for enrollment_id in self.claim_many(ids, now):
-                if self._run(enrollment_id, now, report):
+                at = max(now, clock()) if clock is not None else now
+                if self._run(enrollment_id, at, report):
                     report.processed += 1
             if len(ids) < batch:
                 break
@@ -169,7 +177,15 @@ class Engine:
                 steps.pause_sender(sender.id, "auth expired", now)
             log.warning("sender %s: polling failed: %s", sender.name, err)
             return 0
-        applied = sum(self.apply_event(ev, now, source="poll", sender=sender) for ev in result.events)
+        applied, failed = 0, 0
+        for ev in result.events:
+            try:
+                applied += self.apply_event(ev, now, source="poll", sender=sender)
+            except Exception:  # noqa: BLE001 - one malformed event must not stop every lead
+                failed += 1
+                log.exception("sender %s: event %s (%s) could not be applied", sender.name, ev.event_id, ev.kind)
+        if failed:
+            return applied  # the cursor stays: the next poll brings the failed events again
         # Only now, after every event is stored, may the cursor move (seed 000).
         with db.atomic():
             if cursor is None:
@@ -213,7 +229,9 @@ class Engine:
         retried, so a crash between "recorded" and "marked done" never sends twice.
         """
         ids = [a.enrollment_id for a in Action.select(Action.enrollment).where(Action.status == "in_flight")]
-        if ids:
-            Enrollment.update(due_at=now, lease_owner=None).where(
-                Enrollment.id.in_(ids), Enrollment.state == "active").execute()
-        return len(ids)
+        if not ids:
+            return 0
+        # Only leads a run was working on (still leased). A lead that sleeps in a backoff after a
+        # timeout also has its action in flight on purpose; it keeps its backoff.
+        return Enrollment.update(due_at=now, lease_owner=None).where(
+            Enrollment.id.in_(ids), Enrollment.state == "active", Enrollment.lease_owner.is_null(False)).execute()

@@ -131,6 +131,11 @@ def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0
         (sender_id, sequence, action, day, used, reserved, stamp))
 
 
+def unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the parts: jitter that is the same on every run."""
+    return _unit(*parts)
+
+
 def _unit(*parts: object) -> float:
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64

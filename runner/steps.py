@@ -13,12 +13,15 @@ is retried: the idempotency key is `enrollment:step:entry:attempt`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
+
+import peewee
 
 from . import calendar as cal
 from . import limits, templates
@@ -92,6 +95,14 @@ class Advanced:
     final: str | None = None  # the outcome or state the lead ended in during this call
 
 
+class Interrupted(Exception):
+    """The lead was paused (or otherwise changed) by another process while this run worked on it.
+
+    Everything since the last commit is rolled back; the lead continues where it was when resumed
+    (an action already performed is reconciled then, through its outbox row).
+    """
+
+
 @dataclass
 class Ctx:
     rt: Runtime
@@ -103,17 +114,32 @@ class Ctx:
     facts: dict[str, Any]
     pending: list[Callable[[], None]] = field(default_factory=list)
     txn: Any = None  # the lead's open transaction (see `advance`)
+    db_state: str = "active"  # the enrollment's state as this run last read or wrote it
 
-    def checkpoint(self) -> None:
-        """Commit what this lead's steps have written so far: called before every external call."""
+    @contextlib.contextmanager
+    def outside(self) -> Iterator[None]:
+        """Around every external call (provider, notify URL): everything written so far is saved and
+        committed first, and no database lock is held while the call is in flight."""
         self.save()
-        if self.txn is not None:
-            self.txn.commit()
+        if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
+            self.txn.commit(begin=False)
+            try:
+                yield
+            finally:
+                db.begin("IMMEDIATE")
+        else:  # inside a dry run's outer transaction: nothing is committed for real anyway
+            if self.txn is not None:
+                self.txn.commit()
+            yield
 
     def save(self) -> None:
-        """Write the enrollment row (its cursor and facts) once for all the transitions since the last save."""
+        """Write the enrollment row (its cursor and facts) once for all the transitions since the last
+        save. Raises Interrupted when another process changed its state meanwhile (paused it)."""
         self.enr.facts = self.facts
-        save_enrollment(self.enr)
+        if not save_enrollment(self.enr, self.db_state):
+            raise Interrupted(f"enrollment {self.enr.id} is no longer {self.db_state}")
+        self.db_state = self.enr.state
+
 
     @functools.cached_property
     def zone(self):  # type: ignore[no-untyped-def]
@@ -122,7 +148,8 @@ class Ctx:
 
     @functools.cached_property
     def blocked(self) -> bool:
-        """Looked up once per lead per tick: a block added meanwhile is seen at the next wake-up."""
+        """For exits and conditions, looked up once per wake-up; `actions.perform` looks again, fresh,
+        right before it records an action."""
         return is_blocked(self.lead)
 
     @property
@@ -144,22 +171,27 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     if enr.sequence_hash != seq.source_hash:
         log.info("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name, enr.step_id)
         enr.sequence_hash = seq.source_hash
-    # One transaction per lead, committed at every external call (`Ctx.checkpoint`) and at the end:
-    # steps that touch only our store (tags, waits, branches on stored facts) are not worth an fsync
-    # each, and losing them in a crash is harmless because nothing outside saw them; they run again.
-    with db.atomic() as txn:
-        ctx = Ctx(rt, enr, enr.lead, seq, sender, now, dict(enr.facts or {}), txn=txn)
-        for _ in range(rt.max_transitions):
-            outcome = _step_once(ctx)
-            result.transitions += 1
-            _commit(ctx, outcome)
-            if not isinstance(outcome, Goto) or ctx.enr.state != "active":
-                if ctx.enr.state != "active":
-                    result.final = ctx.enr.outcome or ctx.enr.state
-                break
-        else:
-            _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
-        ctx.save()
+    # One IMMEDIATE transaction per lead, committed around every external call (`Ctx.outside`) and
+    # at the end: steps that touch only our store (tags, waits, branches on stored facts) are not
+    # worth an fsync each, and losing them in a crash is harmless because nothing outside saw them.
+    # IMMEDIATE: what the run reads (state, block list, usage) cannot change before it commits.
+    try:
+        with db.atomic("IMMEDIATE") as txn:
+            ctx = Ctx(rt, enr, enr.lead, seq, sender, now, dict(enr.facts or {}), txn=txn)
+            for _ in range(rt.max_transitions):
+                outcome = _step_once(ctx)
+                result.transitions += 1
+                _commit(ctx, outcome)
+                if not isinstance(outcome, Goto) or ctx.enr.state != "active":
+                    if ctx.enr.state != "active":
+                        result.final = ctx.enr.outcome or ctx.enr.state
+                    break
+            else:
+                _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+            ctx.save()
+    except Interrupted as exc:
+        log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc)
+        result.final = "interrupted"
     return result
 
 
@@ -178,6 +210,14 @@ def _step_once(ctx: Ctx) -> Outcome:
         return Goto(ctx.seq.steps[0].id)
     step = ctx.seq.step(ctx.enr.step_id)
     try:
+        if ctx.facts.get("inflight") and isinstance(step, ActionStep):
+            # Settle an action left in flight before anything else, exits included: a lead that
+            # ends here must not leave a performed action unrecorded (or a charge unrefunded).
+            from .actions import reconcile
+
+            settled = reconcile(ctx, step)
+            if settled is not None:
+                return settled
         if step.kind != "end":
             ended = check_exits(ctx)
             if ended is not None:
@@ -202,6 +242,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
         else:
             enr.step_id = outcome.step_id
             enr.attempt = 0
+            ctx.facts.pop("retries", None)
             enr.step_entered_at = now
             ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
             if ctx.rt.observer is not None:
@@ -220,6 +261,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
     elif isinstance(outcome, PauseSender):
         _release_slot(ctx)
         pause_sender(ctx.sender.id, outcome.reason, now, committing=enr.id)
+        ctx.db_state = "paused"  # pause_sender paused this row too
         enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
     enr.facts = ctx.facts
     enr.updated_at = now
@@ -292,13 +334,14 @@ def is_blocked(lead: Lead) -> bool:
 
 _ENROLLMENT_COLUMNS = ("sequence_hash", "step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
                        "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
-_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ?"
+_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ? AND state = ?"
 
 
-def save_enrollment(enr: Enrollment) -> None:
-    """The one write of a transition, as plain SQL: this runs for every step of every lead."""
+def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
+    """The enrollment row, written as plain SQL (this runs for every lead on every wake-up), only
+    if its state is still `expected_state`: False when another process paused or ended it."""
     values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _ENROLLMENT_COLUMNS]
-    db.execute_sql(_SAVE_SQL, (*values, enr.id))
+    return db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state)).rowcount == 1
 
 
 def fact_values(ctx: Ctx) -> dict[str, Any]:
@@ -356,8 +399,8 @@ def check_exits(ctx: Ctx) -> Outcome | None:
 
 
 def refresh_relationship(ctx: Ctx) -> None:
-    ctx.checkpoint()
-    rel = ctx.sender.provider.relationship(ctx.sender.account, ctx.ref)
+    with ctx.outside():
+        rel = ctx.sender.provider.relationship(ctx.sender.account, ctx.ref)
     f = ctx.facts
     f["connected"], f["invite_pending"] = rel.connected, rel.invite_pending
     if rel.invitation_id:
@@ -369,8 +412,8 @@ def refresh_relationship(ctx: Ctx) -> None:
 
 def refresh_conversation(ctx: Ctx) -> None:
     """Sync-before-send: what the thread says now. A lead message after the start means replied."""
-    ctx.checkpoint()
-    conv = ctx.sender.provider.conversation(ctx.sender.account, ctx.ref)
+    with ctx.outside():
+        conv = ctx.sender.provider.conversation(ctx.sender.account, ctx.ref)
     f = ctx.facts
     f["conversation_exists"] = conv.exists
     if conv.conversation_id:
@@ -504,7 +547,12 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         close_action(ctx, act, status, error=err)
     if kind is ErrorKind.LIMIT_REACHED:
         _retry_under_new_key(ctx, act)
-        return Sleep(err.retry_at or cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now + dt.timedelta(hours=12)))
+        until = err.retry_at or cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now + dt.timedelta(hours=12))
+        until = max(until, ctx.now + ctx.rt.backoff_base)  # a retry_at already past is no reason to spin
+        if isinstance(step, ActionStep):
+            name = "inmail" if step.action == "message" and step.inmail else step.action
+            ctx.rt.provider_holds[(ctx.sender.id, name)] = until
+        return Sleep(until)
     if kind is ErrorKind.ALREADY_CONNECTED:
         f["connected"] = f["accepted"] = True
         f["invite_pending"] = False
@@ -530,12 +578,18 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         _retry_under_new_key(ctx, act)
         return PauseSender("auth expired")
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
+        # `retries` is this step's budget; `attempt` only makes the next idempotency key unique (other
+        # reactions raise it too, and must not eat the budget).
+        retries = int(f.get("retries", 0)) + 1
+        f["retries"] = retries
         ctx.enr.attempt += 1
-        if ctx.enr.attempt > ctx.rt.max_attempts:
-            if act is not None:
-                close_action(ctx, act, "failed", error=err, note=f"gave up after {ctx.rt.max_attempts} attempts")
+        if retries > ctx.rt.max_attempts:
+            if act is not None and kind is ErrorKind.TRANSIENT:
+                from .actions import settle_unknown
+
+                return settle_unknown(ctx, step, act, err)
             return Fail(f"{kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
-        delay = backoff(ctx.rt, ctx.enr.attempt, key=f"{ctx.enr.id}:{step.id}")
+        delay = backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
         until = ctx.now + delay
         if err.retry_at is not None:
             until = max(until, err.retry_at)
@@ -551,8 +605,9 @@ def _retry_under_new_key(ctx: Ctx, act: Action | None) -> None:
 
 
 def close_action(ctx: Ctx, act: Action, status: str, *, error: ProviderError | None = None,
-                 result: ActionResult | None = None, note: str | None = None) -> None:
-    """Queue the final write of an outbox row (inside the step's commit); refund a charge not used."""
+                 result: ActionResult | None = None, note: str | None = None, keep_charge: bool = False) -> None:
+    """Queue the final write of an outbox row (inside the step's commit); refund a charge not used
+    (unless `keep_charge`: the action may have happened, and a limit is a promise)."""
     act.status = status
     if error is not None:
         act.error_kind = error.label or error.kind.value
@@ -561,7 +616,7 @@ def close_action(ctx: Ctx, act: Action, status: str, *, error: ProviderError | N
         act.performed_at = result.performed_at
         act.provider_id = result.provider_id or act.provider_id
         act.conversation_id = result.conversation_id or act.conversation_id
-    refund = act.charged and status != "done"
+    refund = act.charged and status != "done" and not keep_charge
     if refund:
         act.charged = False
     ctx.facts.pop("inflight", None)

@@ -207,7 +207,8 @@ def test_run_recovers_an_action_left_in_flight(tmp_path: pathlib.Path, clock: Cl
                   step_id="connect", action="connect", status="in_flight", charged=True, planned_at=NOW, started_at=NOW)
     # What a run killed mid-call leaves: the row in flight, the lead's reservation turned into it.
     facts = {k: v for k, v in anna.facts.items() if k != "slot"}
-    Enrollment.update(facts={**facts, "inflight": key}, due_at=NOW + dt.timedelta(minutes=10)).where(
+    # What a run killed mid-action leaves: the row in flight and its lease still on the lead.
+    Enrollment.update(facts={**facts, "inflight": key}, due_at=NOW + dt.timedelta(minutes=10), lease_owner="killed-run").where(
         Enrollment.id == anna.id).execute()
     db.close()
     clock.now = NOW + dt.timedelta(minutes=1)

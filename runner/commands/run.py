@@ -41,7 +41,7 @@ def single_runner(db_file: str) -> Iterator[None]:
     if db_file == ":memory:":
         yield
         return
-    with open(db_file + ".lock", "a+") as handle:
+    with open(os.path.realpath(db_file) + ".lock", "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -80,10 +80,22 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     with single_runner(sqlite_path(url)):
         if dry_run:
             _dry_run(config, sequences)
-        elif once:
-            click.echo(_summary(_pass(config, sequences)))
-        else:
-            _loop(config, sequences, interval)
+            return
+        with httpx.Client(timeout=30.0) as client:
+            # One engine for the whole process: its per-sender poll schedule lives in it.
+            engine = _runtime(config, sequences, client, db_file=db.database)
+            try:
+                # Once per process, before any lead moves: leads a killed run left mid-action are
+                # due now, and their step reconciles the action with the provider first.
+                recovered = engine.recover(utc_now())
+                if recovered:
+                    log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
+                if once:
+                    click.echo(_summary(_pass(engine)))
+                else:
+                    _loop(engine, interval)
+            finally:
+                _close_providers(engine)
 
 
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
@@ -103,17 +115,10 @@ def _planned_notify(url: str) -> Any:
     return Planned(sender="-", lead="-", action="notify", text=url)
 
 
-def _pass(config: Config, sequences: Mapping[str, Any]) -> TickReport:
-    with httpx.Client(timeout=30.0) as client:
-        engine = _runtime(config, sequences, client, db_file=db.database)
-        now = utc_now()
-        recovered = engine.recover(now)
-        if recovered:
-            log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
-        try:
-            return engine.tick(now)
-        finally:
-            _close_providers(engine)
+def _pass(engine: Engine) -> TickReport:
+    # Each lead is processed at the time it is reached (`clock`), not at the start of the pass:
+    # provider calls take real time, and windows and daily limits are judged when acting.
+    return engine.tick(utc_now(), clock=utc_now)
 
 
 def _close_providers(engine: Engine) -> None:
@@ -168,12 +173,9 @@ def _paced(now: dt.datetime) -> list[tuple[str, str, str]]:
             for due, facts, url in rows]
 
 
-def _loop(config: Config, sequences: Mapping[str, Any], interval: int) -> None:
-    state = {"passes": 0}
-
+def _loop(engine: Engine, interval: int) -> None:
     def one_pass() -> None:
-        report = _pass(config, sequences)
-        state["passes"] += 1
+        report = _pass(engine)
         if report.processed or report.events or report.errors:
             click.echo(f"{utc_now():%Y-%m-%d %H:%M:%S} {_summary(report)}")
 

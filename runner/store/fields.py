@@ -36,7 +36,9 @@ class UTCDateTimeField(peewee.Field):
 
 class JSONField(peewee.TextField):
     def db_value(self, value: Any) -> str | None:
-        return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        # default=str: provider payloads may carry datetimes and the like; store them as text.
+        return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                                                     default=str)
 
     def python_value(self, value: str | None) -> Any:
         return None if value is None else json.loads(value)

@@ -360,3 +360,29 @@ def test_not_connected_while_the_invite_is_pending_fails_instead_of_spinning(mak
     assert [(a.action, a.status) for a in h.actions("anna")] == [("connect", "done"), ("message", "failed")]
     assert len(h.provider.called("send_message")) == 1
     assert no_errors(reports)
+
+
+def test_limit_reached_holds_the_senders_other_leads_too(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(*[lead_row(name) for name in ("anna", "ben", "chloe")])
+    h.provider.fail("connect", error(ErrorKind.LIMIT_REACHED, "daily limit reached", retry_at=TUESDAY_MIDNIGHT))
+    h.run(days=1)
+    # One refusal is enough: the other leads wait for the provider's retry time instead of asking.
+    assert len(h.provider.called("connect")) == 1
+    assert all(h.enrollment(name).due_at >= TUESDAY_MIDNIGHT for name in ("anna", "ben", "chloe"))
+
+
+def test_an_event_that_cannot_be_applied_does_not_stop_the_leads(make_harness: HarnessFactory,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from runner.providers.base import PollResult
+    from runner.store import SyncCursor
+
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    bad = ProviderEvent(event_id="e1", kind="accepted", occurred_at=dt.datetime(2026, 3, 2, 9, 0),  # naive: unusable
+                        lead_key="anna")
+    h.provider.poll_events = lambda account, since: PollResult(events=(bad,), synced_until=h.now)  # type: ignore[method-assign]
+    h.run(days=1, stop=lambda: bool(h.provider.called("connect")))
+    assert len(h.provider.called("connect")) == 1  # the lead went on
+    assert SyncCursor.select().count() == 0  # the cursor stays, so the event comes again
+    assert "event e1 (accepted) could not be applied" in caplog.text

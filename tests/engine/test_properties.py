@@ -202,21 +202,23 @@ def test_the_audit_sees_broken_promises(make_harness: HarnessFactory) -> None:
     h.run(days=1)
     assert audit.violations(h.sequences, h.engine.rt) == []
     first, second = Action.select().where(Action.status == "done").order_by(Action.id)
-    Action.update(performed_at=dt.datetime(2026, 3, 2, 6, 30, tzinfo=UTC)).where(Action.id == first.id).execute()
+    # The audit judges an action at `started_at`, when seqrun sent it.
+    Action.update(started_at=dt.datetime(2026, 3, 2, 6, 30, tzinfo=UTC)).where(Action.id == first.id).execute()
     entry = second.key.rsplit(":", 1)[0]
     Action.create(key=f"{entry}:7", enrollment=second.enrollment_id, lead=second.lead_id, sender=second.sender_id,
                   sequence="s", step_id="s0", action="connect", status="done", planned_at=second.planned_at,
-                  performed_at=second.performed_at)
+                  started_at=second.started_at, performed_at=second.performed_at)
     Event.create(event_id="r1", kind="replied", source="poll", lead=second.lead_id, occurred_at=second.planned_at,
                  received_at=second.planned_at, data={})
     Action.create(key=f"{second.enrollment_id}:late:1:0", enrollment=second.enrollment_id, lead=second.lead_id,
                   sender=second.sender_id, sequence="s", step_id="s0", action="message", status="done",
-                  planned_at=second.planned_at, performed_at=second.performed_at + dt.timedelta(minutes=5))
+                  planned_at=second.planned_at, started_at=second.started_at + dt.timedelta(minutes=5),
+                  performed_at=second.performed_at + dt.timedelta(minutes=5))
 
     found = audit.violations(h.sequences, h.engine.rt)
     assert found == [
         "connect for lead-0 at 2026-03-02T06:30:00+00:00 is outside the window (Europe/Berlin local Mon 07:30)",
-        f"message to lead-1 at {(second.performed_at + dt.timedelta(minutes=5)).isoformat()} after the lead "
+        f"message to lead-1 at {(second.started_at + dt.timedelta(minutes=5)).isoformat()} after the lead "
         f"replied at {second.planned_at.isoformat()}",
         "sender alice: 3 connect actions in sequence s on 2026-03-02; the limit is 2",
         f"step entry {entry} was performed 2 times",

@@ -6,7 +6,8 @@ import datetime as dt
 import pytest
 
 from runner import audit
-from runner.providers.base import Account, LeadRef
+from runner.leads import block_profiles
+from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
 from runner.store import Action, Enrollment
 
 from .conftest import Crash, EngineHarness, HarnessFactory, lead_row, sequence_yaml
@@ -127,7 +128,8 @@ def test_a_recorded_in_flight_row_written_directly_is_reconciled(make_harness: H
     h.sandbox.connect(ALICE_ACCOUNT, ANNA, note=None, key=key)
     Action.create(key=key, enrollment=enr.id, lead=enr.lead_id, sender=h.sender_id(), sequence="s",
                   step_id="connect", action="connect", status="in_flight", charged=True, planned_at=at, started_at=at)
-    Enrollment.update(facts={"inflight": key}, due_at=at + dt.timedelta(minutes=10)).where(
+    # A crashed run leaves its lease on the lead (lease_owner) until it expires.
+    Enrollment.update(facts={"inflight": key}, due_at=at + dt.timedelta(minutes=10), lease_owner="crashed-run").where(
         Enrollment.id == enr.id).execute()
 
     engine = h.restart()
@@ -162,3 +164,31 @@ def test_an_interrupted_notify_is_not_posted_twice(make_harness: HarnessFactory)
     assert (act.status, act.error_message) == ("failed", "interrupted; not retried to avoid a double post")
     assert posted == ["https://crm.example.com/hook"] and h.notified == []
     assert (h.enrollment("anna").state, h.enrollment("anna").outcome) == ("done", "synced")
+
+
+def test_a_lead_that_exits_with_an_action_in_flight_settles_it_first(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", "  - {id: visit, action: visit}\n  - {id: connect, action: connect}\n"
+                                        "  - end: done\n"))
+    h.enroll(lead_row("anna"))
+    # The visit reaches LinkedIn but the answer is lost; before the retry, the lead is blocked.
+    h.provider.fail("visit", ProviderError(ErrorKind.TRANSIENT, "read timeout", label="TRANSIENT"), after=True)
+    h.run(days=1, stop=lambda: bool(h.provider.called("visit")))
+    block_profiles([("anna", "https://www.linkedin.com/in/anna")], "asked us to stop", h.now)
+    h.run(days=1)
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome) == ("done", "blocked")
+    assert [(a.status, a.charged) for a in h.actions("anna")] == [("done", True)]
+    assert len(h.provider.called("find_action")) == 1
+    assert h.engine.recover(h.now) == 0
+    assert audit.violations(h.sequences, h.engine.rt) == []
+
+
+def test_recover_leaves_a_lead_sleeping_in_backoff_alone(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", "  - {id: visit, action: visit}\n  - end: done\n"))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("visit", ProviderError(ErrorKind.TRANSIENT, "read timeout", label="TRANSIENT"))
+    h.run(days=1, stop=lambda: bool(h.provider.called("visit")))
+    due = h.enrollment("anna").due_at
+    assert due > h.now  # backing off, with its action in flight on purpose
+    assert h.engine.recover(h.now) == 0
+    assert h.enrollment("anna").due_at == due
