@@ -224,8 +224,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
             key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
             step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
             planned_at=ctx.now, started_at=ctx.now, **content)
-        ctx.facts["inflight"] = key
-        ctx.save()
+        ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
     return act
 
 
@@ -335,8 +334,7 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
         act = insert_action(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
                             status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
-        ctx.facts["inflight"] = key
-        ctx.save()
+        ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
     return act
 
 
