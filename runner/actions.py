@@ -225,6 +225,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
             step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
             planned_at=ctx.now, started_at=ctx.now, **content)
         ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
+        ctx.dirty = True
     return act
 
 
@@ -335,6 +336,7 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
                             status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
         ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
+        ctx.dirty = True
     return act
 
 

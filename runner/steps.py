@@ -115,12 +115,16 @@ class Ctx:
     pending: list[Callable[[], None]] = field(default_factory=list)
     txn: Any = None  # the lead's open transaction (see `advance`)
     db_state: str = "active"  # the enrollment's state as this run last read or wrote it
+    dirty: bool = False  # a transition or an outbox key not yet written to the enrollment row
 
     @contextlib.contextmanager
     def outside(self) -> Iterator[None]:
         """Around every external call (provider, notify URL): everything written so far is saved and
-        committed first, and no database lock is held while the call is in flight."""
-        self.save()
+        committed first, and no database lock is held while the call is in flight. (Facts the
+        steps merely observed since the last save may wait for the next one: losing them in a crash
+        only means asking again.)"""
+        if self.dirty:
+            self.save()
         if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
             self.txn.commit(begin=False)
             try:
@@ -139,6 +143,7 @@ class Ctx:
         if not save_enrollment(self.enr, self.db_state):
             raise Interrupted(f"enrollment {self.enr.id} is no longer {self.db_state}")
         self.db_state = self.enr.state
+        self.dirty = False
 
 
     @functools.cached_property
@@ -265,6 +270,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
         enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
     enr.facts = ctx.facts
     enr.updated_at = now
+    ctx.dirty = True
 
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
