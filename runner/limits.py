@@ -163,8 +163,8 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
         # The lead woke at its slot: its reservation turns into the charge that follows, so the day
         # is no emptier and the hint stays; only a slot given up re-opens its day.
         _bump(sender.sender_id, held_day, action, seq.name, reserved=-1)
-        if held_day <= today.isoformat() and cal.is_open(calendar, zone, now) and _room(seq, sender, action, today):
-            return Slot(None)
+        if held_day <= today.isoformat() and cal.is_open(calendar, zone, now):
+            return Slot(None)  # `try_charge` makes the hard check when the action is recorded
         _reopen(sender.sender_id, seq.name, action, held_day)
     hint_key = (sender.sender_id, seq.name, action)
     hints = _hints()
