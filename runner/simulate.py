@@ -9,6 +9,7 @@ the time from acceptance to the first message, and an audit of the ledger (`runn
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import statistics
@@ -64,6 +65,8 @@ class SimReport:
     usage: list[dict[str, Any]] = field(default_factory=list)
     accept_to_message_hours: dict[str, float | int | None] = field(default_factory=dict)
     variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per sender and action, leads holding a paced slot after the end, and the last day booked
+    booked: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     ticks: int = 0
     transitions: int = 0
@@ -74,6 +77,7 @@ class SimReport:
             "start": self.start.isoformat(), "end": self.end.isoformat(), "steps": self.steps,
             "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
+            "booked_after_end": self.booked,
             "violations": self.violations, "ticks": self.ticks, "transitions": self.transitions,
         }
 
@@ -227,11 +231,7 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
     report.states = dict(db.execute_sql(
         "SELECT state, COUNT(*) FROM enrollment WHERE sequence = ? GROUP BY state", (seq.name,)).fetchall())
     for sender in rt.senders.values():
-        caps = sender.caps
-        fresh = Sender.get_by_id(sender.id)
-        import dataclasses
-
-        caps = dataclasses.replace(caps, first_action_at=fresh.first_action_at)
+        caps = dataclasses.replace(sender.caps, first_action_at=Sender.get_by_id(sender.id).first_action_at)
         for day, action, used in db.execute_sql(
                 "SELECT day, action, SUM(used) FROM usage WHERE sender_id = ? GROUP BY day, action ORDER BY day, action",
                 (sender.id,)).fetchall():
@@ -239,6 +239,10 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
                 continue
             seq_cap, sender_cap = caps_for(seq, caps, action, dt.date.fromisoformat(day))
             report.usage.append({"sender": sender.name, "day": day, "action": action, "used": used, "limit": seq_cap})
+        for action, day, waiting in db.execute_sql(
+                "SELECT action, MAX(day), SUM(reserved) FROM usage WHERE sender_id = ? AND reserved > 0 GROUP BY action",
+                (sender.id,)).fetchall():
+            report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
     hours = []
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     for (facts_json,) in db.execute_sql("SELECT facts FROM enrollment WHERE sequence = ?", (seq.name,)).fetchall():

@@ -119,6 +119,12 @@ def format_report(r: SimReport, seed: int) -> str:
         out.append(f"  {sender:<12} {action:<9} {len(rows):>5} {total:>7} {top:>8} {rows[-1]['limit']:>6} {at_limit:>14}")
     if not summary:
         out.append("  (no actions performed)")
+    long_queues = [b for b in r.booked if dt.date.fromisoformat(b["until"]) > r.end.date() + dt.timedelta(days=7)]
+    if long_queues:
+        out.append("")
+        out.append("Queues past the end (leads holding a paced slot; more senders or higher limits shorten them)")
+        for b in long_queues:
+            out.append(f"  {b['sender']:<12} {b['action']:<9} {b['leads']:>7} leads, booked until {b['until']}")
     out.append("")
     h = r.accept_to_message_hours
     if h.get("count"):
