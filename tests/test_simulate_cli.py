@@ -91,3 +91,18 @@ def test_simulate_keeps_its_store_for_export(capsys: pytest.CaptureFixture[str],
     assert rows and {r["sequence"] for r in rows} == {"edges-full-flow"}
     code, _, err = simulate(capsys, EDGES, "--leads", "40", "--days", "5", "--db", str(store))
     assert (code, err) == (1, f'error: database "{store}" already holds leads; simulate needs a new file\n')
+
+
+def test_simulate_shows_queues_that_outlast_the_period(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = simulate(capsys, EDGES, "--leads", "800", "--days", "3", "--start", "2026-03-02", "--json")
+    assert code == 0
+    booked = json.loads(out)["booked_after_end"]
+    visits = {b["sender"]: b for b in booked if b["action"] == "visit"}
+    assert set(visits) == {"alice", "bob"}
+    assert all(b["until"] > "2026-03-12" and b["leads"] > 100 for b in visits.values())
+    code, out, _ = simulate(capsys, EDGES, "--leads", "800", "--days", "3", "--start", "2026-03-02")
+    lines = out.splitlines()
+    start = lines.index("Queues past the end (leads holding a paced slot; more senders or higher limits shorten them)")
+    queued = [line.split() for line in lines[start + 1:lines.index("", start)]]
+    assert {(row[0], row[1]) for row in queued} >= {("alice", "visit"), ("bob", "visit")}
+    assert all(row[3:6] == ["leads,", "booked", "until"] for row in queued)
