@@ -174,8 +174,10 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
         result.final = "paused"
         return result
     if enr.sequence_hash != seq.source_hash:
-        log.info("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name, enr.step_id)
-        enr.sequence_hash = seq.source_hash
+        # `sequence_hash` keeps the version the lead started on (for the audit); the lead goes on in
+        # the edited sequence from the step it is at, which `_cannot_run` checked still exists.
+        log.debug("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name,
+                  enr.step_id)
     # One IMMEDIATE transaction per lead, committed around every external call (`Ctx.outside`) and
     # at the end: steps that touch only our store (tags, waits, branches on stored facts) are not
     # worth an fsync each, and losing them in a crash is harmless because nothing outside saw them.
@@ -338,7 +340,7 @@ def is_blocked(lead: Lead) -> bool:
     return db.execute_sql("SELECT 1 FROM block WHERE key = ? LIMIT 1", (lead.key,)).fetchone() is not None
 
 
-_ENROLLMENT_COLUMNS = ("sequence_hash", "step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
+_ENROLLMENT_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
                        "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
 _SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ? AND state = ?"
 
