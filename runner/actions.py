@@ -71,8 +71,14 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     if hold is not None and ctx.now < hold:  # the provider said no for this sender until then
         return Sleep(hold + dt.timedelta(seconds=60 * limits.unit(ctx.lead.key, name, hold)))
     held = ctx.facts.pop("slot", None)
-    slot = limits.plan(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
-                       lead_key=ctx.lead.key, held_day=held["day"] if held else None, now=ctx.now)
+    if _first_after_acceptance(ctx, step):
+        if held:
+            limits.release(ctx.seq.name, ctx.sender.id, held["action"], held["day"])
+        slot = limits.plan_first(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
+                                 lead_key=ctx.lead.key, now=ctx.now)
+    else:
+        slot = limits.plan(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
+                           lead_key=ctx.lead.key, held_day=held["day"] if held else None, now=ctx.now)
     if slot.at is not None:
         if slot.day is not None:
             ctx.facts["slot"] = {"action": name, "day": slot.day}
@@ -92,6 +98,12 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
 
 
 # --- reconciliation -------------------------------------------------------------------------------
+
+def _first_after_acceptance(ctx: Ctx, step: ActionStep) -> bool:
+    """The thank-you right after a lead accepted: worth sending while the acceptance is fresh, so it
+    goes ahead of follow-ups and cold messages waiting in the sender's queue."""
+    return step.action == "message" and bool(ctx.facts.get("accepted_at")) and not ctx.facts.get("messages_sent")
+
 
 def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
     """Settle an action of this step left in flight (a crash, or a timeout that may or may not have

@@ -215,6 +215,37 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
     return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)
 
 
+def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
+               lead_key: str, now: dt.datetime) -> Slot:
+    """The fast lane for a time-sensitive action (the first message after an acceptance).
+
+    It takes today's unused capacity ahead of the reserved queue (a lead whose reserved slot finds
+    the day full plans again), paced only against the actions really performed: at least a quarter
+    of the nominal gap (or `min_gap`) after the sender's last one. It never reserves.
+    """
+    if not cal.is_open(calendar, zone, now):
+        return Slot(cal.next_open(calendar, zone, now) + dt.timedelta(seconds=60 * _unit(lead_key, action, now)))
+    today = cal.local_date(now, sender.zone)
+    seq_cap, _ = caps_for(seq, sender, action, today)
+    if not _room(seq, sender, action, today):
+        tomorrow = _local_midnight(today + dt.timedelta(days=1), sender.zone)
+        return Slot(cal.next_open(calendar, zone, tomorrow) + dt.timedelta(seconds=60 * _unit(lead_key, action, today)))
+    spacing = max(_min_gap_seconds(seq, action), 0.25 * _gap_seconds(seq, calendar, action, seq_cap))
+    last = _last_performed(sender.sender_id, action, now - dt.timedelta(days=1))
+    if last is not None and now < last + dt.timedelta(seconds=spacing):
+        return Slot(last + dt.timedelta(seconds=spacing * (1 + 0.2 * _unit(lead_key, action, last))))
+    return Slot(None)
+
+
+def _last_performed(sender_id: int, action: str, since: dt.datetime) -> dt.datetime | None:
+    from .store.fields import from_db_time, to_db_time
+
+    row = db.execute_sql(
+        "SELECT MAX(started_at) FROM action WHERE sender_id = ? AND action = ? AND status IN ('done', 'in_flight') "
+        "AND planned_at >= ?", (sender_id, action, to_db_time(since))).fetchone()
+    return from_db_time(row[0]) if row and row[0] else None
+
+
 def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
 

@@ -415,6 +415,7 @@ def refresh_relationship(ctx: Ctx) -> None:
         f["invitation_id"] = rel.invitation_id
     if rel.connected and f.get("invited"):
         f["accepted"] = True
+        f.setdefault("accepted_at", _iso(rel.connected_at or ctx.now))
     _learn_ids(ctx, rel.provider_ids)
 
 

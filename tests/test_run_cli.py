@@ -146,11 +146,17 @@ def test_run_once_paces_the_invites_then_sends_each_at_its_slot(tmp_path: pathli
     assert acts["anna-meyer"].content == "Anna Meyer, let's connect."
     assert (tmp_path / "seqrun.db.sandbox").is_file()  # the simulated LinkedIn outlives the process
 
-    # Two hours later the sandbox reports the acceptances; the thank-you notes follow at their slots.
+    # Two hours later the sandbox reports the acceptances. A thank-you after an acceptance takes the
+    # fast lane: Ben's goes out at once (New York is open); Anna's and Chloe's windows in Berlin have
+    # closed, so theirs go when the window opens tomorrow.
     clock.now = last + dt.timedelta(hours=2)
     code, out, _ = run("run", "--once")
-    assert (code, out) == (0, "3 lead(s) processed; 6 step(s); 3 event(s)\n")
-    assert {e.step_id for e in enrollments(tmp_path).values()} == {"thanks"}
+    assert (code, out) == (0, "3 lead(s) processed; 7 step(s); 3 event(s); ended: messaged 1\n")
+    after = enrollments(tmp_path)
+    assert {k: (e.state, e.step_id) for k, e in after.items()} == {
+        "anna-meyer": ("active", "thanks"), "ben-okafor": ("done", "thanks+1"), "chloe-dubois": ("active", "thanks")}
+    opening = dt.datetime(2026, 3, 4, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+    assert all(opening <= after[k].due_at < opening + dt.timedelta(minutes=2) for k in ("anna-meyer", "chloe-dubois"))
 
 
 def test_dry_run_prints_what_is_due_and_changes_nothing(tmp_path: pathlib.Path, clock: Clock, run: Run) -> None:

@@ -106,3 +106,14 @@ def test_simulate_shows_queues_that_outlast_the_period(capsys: pytest.CaptureFix
     queued = [line.split() for line in lines[start + 1:lines.index("", start)]]
     assert {(row[0], row[1]) for row in queued} >= {("alice", "visit"), ("bob", "visit")}
     assert all(row[3:6] == ["leads,", "booked", "until"] for row in queued)
+
+
+def test_a_thank_you_after_an_acceptance_does_not_wait_behind_the_queue(capsys: pytest.CaptureFixture[str]) -> None:
+    # 3,000 leads on warming-up senders: the already-connected leads' first messages and the follow-ups
+    # fill the message slots, and the first message after an acceptance still goes out within hours
+    # (the fast lane; in the plain first-come queue the median here was about 50 hours).
+    code, out, _ = simulate(capsys, EDGES, "--leads", "3000", "--days", "21", "--start", "2026-03-02", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["violations"] == []
+    hours = report["accept_to_first_message_hours"]
+    assert hours["count"] > 20 and hours["median"] < 24
