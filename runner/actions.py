@@ -45,8 +45,6 @@ from .store.rows import insert_action, set_lead_json
 
 log = logging.getLogger(__name__)
 
-NOTE_MAX = 300
-MESSAGE_MAX = 8000
 
 
 def action_name(step: ActionStep) -> str:
@@ -352,4 +350,4 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
     return act
 
 
-__all__ = ["perform", "action_name", "idempotency_key", "NOTE_MAX", "MESSAGE_MAX"]
+__all__ = ["perform", "action_name", "idempotency_key", "reconcile", "settle_unknown"]

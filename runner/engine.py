@@ -92,13 +92,6 @@ class Engine:
             (to_db_time(now), limit)).fetchall()
         return [r[0] for r in rows]
 
-    def claim(self, enrollment_id: int, now: dt.datetime) -> bool:
-        """One guarded write: only the runner whose UPDATE changed the row may work on the lead."""
-        cursor = db.execute_sql(
-            "UPDATE enrollment SET due_at = ?, lease_owner = ? WHERE id = ? AND state = 'active' AND due_at <= ?",
-            (to_db_time(now + self.rt.lease), self.rt.owner, enrollment_id, to_db_time(now)))
-        return cursor.rowcount == 1
-
     def claim_many(self, ids: list[int], now: dt.datetime) -> list[int]:
         """Claim a batch with one guarded write (one transaction instead of one per lead); returns the
         ids this runner got, in the order given (due order). A row another runner claimed first, or

@@ -8,7 +8,6 @@ here, at start-up, never in the middle of a tick.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import pathlib
 from typing import Any, Callable, Iterable, Mapping
 
@@ -119,7 +118,3 @@ def http_notifier(client: httpx.Client) -> Notifier:
         response.raise_for_status()
 
     return notify
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
