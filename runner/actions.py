@@ -46,7 +46,6 @@ from .store.rows import insert_action, set_lead_json
 log = logging.getLogger(__name__)
 
 
-
 def action_name(step: ActionStep) -> str:
     return "inmail" if step.action == "message" and step.inmail else step.action
 
