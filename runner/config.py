@@ -38,7 +38,7 @@ from .diagnostics import (
 from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
-from .schemacheck import TYPE_WORDS, show
+from .schemacheck import show, simple_message
 from .store.db import resolve_db_url
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
@@ -346,22 +346,13 @@ class _Checker:
             for key in value:
                 if isinstance(instance, dict) and key not in instance:
                     self.add(path, f'missing required key "{key}"')
-        elif validator == "enum":
-            self.add(path, "expected one of " + ", ".join(str(v) for v in value) + f", got {show(instance)}")
-        elif validator == "type":
-            self.add(path, f"expected {TYPE_WORDS.get(value, value)}, got {show(instance)}")
         elif validator == "pattern":
             self.add(path, f'expected a name of lower-case letters, digits, "_" and "-" starting with a letter, '
                            f"got {show(instance)}")
-        elif validator == "minLength":
-            self.add(path, "expected non-empty text")
-        elif validator in _RELATIONS:
-            kind = "a whole number" if err.schema.get("type") == "integer" else "a number"
-            self.add(path, f"expected {kind} {_RELATIONS[validator]} {value}, got {show(instance)}")
         elif validator in ("minItems", "maxItems"):
             self.add(path, f"expected [median, max] in hours, like [30, 504], got {len(instance)} numbers")
-        else:  # no special wording: jsonschema's text is accurate (no secrets reach here)
-            self.add(path, err.message)
+        else:  # shared wording, else jsonschema's text, which is accurate (no secrets reach here)
+            self.add(path, simple_message(err) or err.message)
 
     def _semantics(self, data: dict[str, Any]) -> None:
         first_line: dict[str, int] = {}
@@ -402,7 +393,6 @@ class _Checker:
                          f"{kind} accounts; the account risks restrictions", severity="warning")
 
 
-_RELATIONS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "above", "exclusiveMaximum": "below"}
 
 
 def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:

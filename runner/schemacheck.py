@@ -372,13 +372,8 @@ def _convert(err: ValidationError, report: _Reporter) -> None:
         missing = [k for k in value if isinstance(instance, dict) and k not in instance]
         for key in missing:
             report.add(path, f'missing required key "{key}"')
-    elif validator == "enum":
-        report.add(path, "expected one of " + ", ".join(str(v) for v in value) + f", got {show(instance)}")
-    elif validator == "const":
-        report.add(path, f"expected {show(value)}, got {show(instance)}")
     elif validator == "type":
-        report.add(path, _typed_value_message(path, instance)
-                   or f"expected {TYPE_WORDS.get(value, value)}, got {show(instance)}")
+        report.add(path, _typed_value_message(path, instance) or simple_message(err) or err.message)
     elif validator == "pattern":
         report.add(path, _pattern_message(path, instance))
     elif validator == "minItems":
@@ -386,12 +381,25 @@ def _convert(err: ValidationError, report: _Reporter) -> None:
         report.add(path, f"expected at least {plural(value, word)}, got {len(instance)}")
     elif validator == "uniqueItems":
         _report_duplicate_items(path, instance, report)
-    elif validator == "minLength":
-        report.add(path, "expected non-empty text")
-    elif validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        report.add(path, _range_message(validator, value, err.schema, instance))
-    else:  # a constraint this module has no wording for yet: jsonschema's text is still accurate
-        report.add(path, err.message)
+    else:  # a constraint with no special wording here: jsonschema's text is still accurate
+        report.add(path, simple_message(err) or err.message)
+
+
+def simple_message(err: ValidationError) -> str | None:
+    """Plain words for the constraints whose message does not depend on where they are (shared with
+    the seqrun.yaml checks in `runner.config`); None for the others."""
+    validator, value, instance = err.validator, err.validator_value, err.instance
+    if validator == "enum":
+        return "expected one of " + ", ".join(str(v) for v in value) + f", got {show(instance)}"
+    if validator == "const":
+        return f"expected {show(value)}, got {show(instance)}"
+    if validator == "type":
+        return f"expected {TYPE_WORDS.get(value, value)}, got {show(instance)}"
+    if validator == "minLength":
+        return "expected non-empty text"
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return _range_message(validator, value, err.schema, instance)
+    return None
 
 
 def _last_key(path: Path) -> str:

@@ -139,13 +139,13 @@ def test_schema_errors_are_positioned_and_name_senders(tmp_path: pathlib.Path, m
         'seqrun.yaml:2:1: error: databse: unknown key "databse" (expected one of: version, database, senders, sandbox)',
         "seqrun.yaml:7:19: error: senders[name=alice].account_type: expected one of classic, sales_navigator, "
         'got "premium"',
-        "seqrun.yaml:8:23: error: senders[name=alice].limits.connect: expected a whole number at least 0, got -1",
+        "seqrun.yaml:8:23: error: senders[name=alice].limits.connect: expected a whole number of at least 0, got -1",
         'seqrun.yaml:8:27: error: senders[name=alice].limits.poke: unknown key "poke" (expected one of: visit, '
         "connect, message, inmail, withdraw)",
         'seqrun.yaml:9:5: error: senders[1]: missing required key "account_id"',
         'seqrun.yaml:9:11: error: senders[1].name: expected a name of lower-case letters, digits, "_" and "-" '
         'starting with a letter, got "Bob"',
-        "seqrun.yaml:11:24: error: sandbox.accept_rate: expected a number at most 1, got 1.5",
+        "seqrun.yaml:11:24: error: sandbox.accept_rate: expected a number of at most 1, got 1.5",
     ]
 
 
@@ -321,7 +321,7 @@ def test_sandbox_option_errors(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
         'seqrun.yaml:4:12: error: sandbox.errors.BOOM: unknown key "BOOM" (expected one of: LIMIT_REACHED, '
         "NOT_CONNECTED, ALREADY_CONNECTED, INVITATION_PENDING, PROFILE_NOT_ACCESSIBLE, INVALID_INPUT, AUTH_EXPIRED, "
         "STATUS_429, TRANSIENT, NOT_FOUND)",
-        "seqrun.yaml:4:34: error: sandbox.errors.TRANSIENT: expected a number at most 1, got 2",
+        "seqrun.yaml:4:34: error: sandbox.errors.TRANSIENT: expected a number of at most 1, got 2",
         "seqrun.yaml:5:23: error: sandbox.reauth_after_hours: expected a number above 0, got 0",
         'seqrun.yaml:6:3: error: sandbox.sede: unknown key "sede" (expected one of: seed, accept_rate, '
         "accept_delay_hours, reply_rate, reply_delay_hours, connected_rate, pending_rate, messaged_first_rate, "
