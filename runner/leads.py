@@ -43,6 +43,7 @@ from .project import sync_senders
 from .store import Block, Enrollment, Lead, Sender, db
 from .store.fields import from_db_time, to_db_time
 from .urls import normalize_profile_url
+from .versions import remember
 
 BATCH = 500  # keys per IN (...) query: below the 999 variables old SQLite builds allow
 RUNNING = ("active", "paused")
@@ -134,6 +135,7 @@ def import_leads(leads: LeadsFile, seq: Sequence, config: Config, *, senders: Se
                             f"or use --skip-invalid to import the {good} good {'row' if good == 1 else 'rows'}",
                             result.rejected)
         if accepted:
+            remember(seq, now)  # the version these leads start on, kept for as long as they run
             assignment = _assign(accepted, history, allowed)
             _write(accepted, history, assignment, seq, now, result, progress)
             result.assigned.update(allowed.name_of[s] for s in assignment)

@@ -17,9 +17,10 @@ Two entry points for two kinds of callers:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from . import checks
 from .builder import Builder
@@ -134,6 +135,26 @@ def build_sequence(path: str, display: str | None = None, *,
     builder = Builder(doc, path, templates_dir or templates_dir_for(path))
     seq = builder.build(raw)
     return seq, sort_diagnostics(builder.diags)
+
+
+def build_stored(source: str, templates: Mapping[str, str], *, path: str, templates_dir: str,
+                 version_hash: str) -> tuple[Sequence | None, list[Diagnostic]]:
+    """Rebuild a stored version of a sequence (`runner.versions`) from its text alone: its YAML and
+    its templates as they were, whatever the files say now. Checked like a file; None on errors."""
+    raw = source.encode("utf-8")
+    doc, diags = load_yaml_bytes(raw, path)
+    if doc is None or not isinstance(doc.data, dict):
+        return None, diags
+    diags = check_schema(doc)
+    if diags:
+        return None, sort_diagnostics(diags)
+    builder = Builder(doc, path, pathlib.Path(templates_dir), stored_templates=templates)
+    seq = builder.build(raw)
+    diags = builder.diags + checks.check_sequence(seq)
+    if has_errors(diags):
+        return None, sort_diagnostics(diags)
+    # The stored hash names the version, even if a later seqrun were to hash the same text otherwise.
+    return dataclasses.replace(seq, source_hash=version_hash), sort_diagnostics(diags)
 
 
 # --- reading ------------------------------------------------------------------------------------

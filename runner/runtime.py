@@ -57,6 +57,23 @@ class Runtime:
     provider_holds: dict[tuple[int, str], dt.datetime] = field(default_factory=dict)
     #: where notify steps read the values of `headers_from_env` (simulate posts nothing, needs none)
     getenv: Callable[[str], str | None] = os.environ.get
+    #: a stored version of a sequence by its hash (runner.versions.load_version), None if not stored
+    load_version: Callable[[str], Sequence | None] | None = None
+    _versions: dict[str, Sequence | None] = field(default_factory=dict)
+
+    def sequence_for(self, name: str, version: str) -> Sequence | None:
+        """The version of sequence `name` a lead runs (see runner.versions): the loaded file when the
+        lead started on it, else the stored version, rebuilt once per process. None when the sequence
+        has no file any more or the version is not stored."""
+        current = self.sequences.get(name)
+        if current is None or current.source_hash == version:
+            return current
+        if version not in self._versions:
+            from .versions import with_current_policy
+
+            old = self.load_version(version) if self.load_version is not None else None
+            self._versions[version] = None if old is None else with_current_policy(old, current)
+        return self._versions[version]
 
     def sender_by_name(self, name: str) -> SenderRuntime | None:
         return next((s for s in self.senders.values() if s.name == name), None)

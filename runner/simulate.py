@@ -28,6 +28,7 @@ from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
          "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
@@ -144,6 +145,7 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
             "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
             "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
         count = len(enrollments)
+        remember(seq, now)
     return count
 
 

@@ -166,18 +166,14 @@ class Ctx:
 
 def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     result = Advanced()
-    seq = rt.sequences.get(enr.sequence)
+    # The version the lead started on (runner.versions): an edited file never changes what it does.
+    seq = rt.sequence_for(enr.sequence, enr.sequence_hash)
     sender = rt.senders.get(enr.sender_id) if enr.sender_id is not None else None
-    problem = _cannot_run(enr, seq, sender)
+    problem = _cannot_run(rt, enr, seq, sender)
     if problem is not None or seq is None or sender is None:
         _commit_simple(enr, Pause(problem or "not runnable"), now)
         result.final = "paused"
         return result
-    if enr.sequence_hash != seq.source_hash:
-        # `sequence_hash` keeps the version the lead started on (for the audit); the lead goes on in
-        # the edited sequence from the step it is at, which `_cannot_run` checked still exists.
-        log.debug("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name,
-                  enr.step_id)
     # One IMMEDIATE transaction per lead, committed around every external call (`Ctx.outside`) and
     # at the end: steps that touch only our store (tags, waits, branches on stored facts) are not
     # worth an fsync each, and losing them in a crash is harmless because nothing outside saw them.
@@ -202,7 +198,10 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     return result
 
 
-def _cannot_run(enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:
+def _cannot_run(rt: Runtime, enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:
+    if seq is None and enr.sequence in rt.sequences:
+        return (f'the version of sequence "{enr.sequence}" this lead started on is not stored; move it with '
+                f'`seqrun leads migrate --sequence {enr.sequence}`')
     if seq is None:
         return f'sequence "{enr.sequence}" is not loaded (renamed or removed?)'
     if sender is None:
@@ -669,7 +668,7 @@ def apply_event_to_enrollment(rt: Runtime, enr: Enrollment, event: ProviderEvent
 
 
 def _waiting_for(rt: Runtime, enr: Enrollment, event: str) -> bool:
-    seq = rt.sequences.get(enr.sequence)
+    seq = rt.sequence_for(enr.sequence, enr.sequence_hash)
     if seq is None or enr.step_id not in seq.index:
         return False
     step = seq.step(enr.step_id)

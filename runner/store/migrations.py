@@ -75,6 +75,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             reserved INTEGER NOT NULL DEFAULT 0, last_at TEXT)""",
         "CREATE UNIQUE INDEX usage_key ON usage (sender_id, day, action, sequence)",
     ]),
+    # The exact text of every version of a sequence that leads started on (runner.versions): an
+    # enrollment's `sequence_hash` names its row, so a lead runs the version it started on.
+    (2, "sequence versions", [
+        """CREATE TABLE sequence_version (
+            id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, sequence TEXT NOT NULL, path TEXT NOT NULL,
+            source TEXT NOT NULL, templates TEXT NOT NULL DEFAULT '{}', templates_dir TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX sequence_version_sequence ON sequence_version (sequence, created_at)",
+        "CREATE INDEX enrollment_version ON enrollment (sequence, sequence_hash, state)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

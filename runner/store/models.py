@@ -11,6 +11,8 @@
 - Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
   provider's event id so that re-deliveries and overlapping polls are harmless.
 - SyncCursor: per-sender `last_synced_at` for inbox/connection polling (seed 000's lastSyncedAtUtc).
+- SequenceVersion: the exact text (YAML and templates) of a version of a sequence, by the hash an
+  enrollment's `sequence_hash` holds: the version the lead started on and runs (runner.versions).
 - Usage: actions performed (and pacing slots reserved) per sender, sender-local day, action and
   sequence; a sender's total for a day is the sum over its sequences.
 """
@@ -139,4 +141,14 @@ class Usage(BaseModel):
         indexes = ((("sender", "day", "action", "sequence"), True),)
 
 
-MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage)
+class SequenceVersion(BaseModel):
+    hash = peewee.TextField(unique=True)
+    sequence = peewee.TextField()
+    path = peewee.TextField()  # the file it was loaded from, as given then
+    source = peewee.TextField()  # the YAML
+    templates = JSONField(default=dict)  # template name -> text
+    templates_dir = peewee.TextField()
+    created_at = UTCDateTimeField()
+
+
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage, SequenceVersion)

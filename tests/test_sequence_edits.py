@@ -1,0 +1,184 @@
+"""Editing a sequence while leads are in it: versions, the report before a run, `leads migrate`, status.
+
+The project is test_run_cli's (three leads, one sandbox sender that accepts every invite after two
+hours), with a sequence whose steps after the acceptance have positional ids (`accepted+1`, ...).
+`at_the_wait` brings every lead to `accepted+2`, the wait after the thank-you message.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+from typing import Iterator
+
+import pytest
+
+from runner.cli import main
+from runner.providers import PROVIDERS
+from runner.providers.sandbox import SandboxProvider
+from runner.store import Action, Enrollment, SequenceVersion, db, open_store
+from test_run_cli import Clock, Run, invoke, run, write_project  # noqa: F401 - fixtures
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+
+HEAD = """\
+version: 1
+name: intro
+fields:
+  full_name: required
+  timezone: optional
+calendar:
+  timezone: lead
+  fallback: Europe/Berlin
+  hours: ["09:00-17:00"]
+exit_when: [replied, blocked]
+steps:
+  - {id: connect, action: connect, note: note.j2}
+  - {id: accepted, wait_for: accepted, timeout: 14 days, on_timeout: {end: not_accepted}}
+"""
+TAIL = """\
+  - {action: message, template: thanks.j2}
+  - wait: 3 days
+  - {action: message, template: follow_up.j2}
+  - end: messaged
+"""
+V1 = HEAD + TAIL
+#: A tag step inserted before the thank-you: every positional id after `accepted` moves by one.
+INSERTED = HEAD + "  - {action: tag, tags: [accepted]}\n" + TAIL
+
+KEYS = ("anna-meyer", "ben-okafor", "chloe-dubois")
+#: The follow-up as V1's template words it, for the three leads (Ben's name is a formula in the CSV).
+OLD_FOLLOW_UPS = {"Any thoughts, Anna?", 'Any thoughts, =HYPERLINK("http://evil.example")?', "Any thoughts, Chloé?"}
+
+
+def sequence_file(root: pathlib.Path) -> pathlib.Path:
+    return root / "sequences" / "intro.yaml"
+
+
+@pytest.fixture
+def clock(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """test_run_cli's project with the sequence V1 and three leads imported at NOW."""
+    write_project(tmp_path)
+    sequence_file(tmp_path).write_text(V1, encoding="utf-8")
+    (tmp_path / "templates" / "follow_up.j2").write_text("Any thoughts, {{ lead.full_name | first_name }}?\n",
+                                                         encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    clock = Clock(NOW)
+    for module in ("run", "leads", "senders"):
+        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+    monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: SandboxProvider(clock=clock, **options))
+    assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
+    yield clock
+    if not db.is_closed():
+        db.close()
+
+
+def state(root: pathlib.Path) -> dict[str, tuple[str, str | None]]:
+    open_store(str(root / "seqrun.db"))
+    try:
+        return {e.lead.key: (e.state, e.step_id) for e in Enrollment.select()}
+    finally:
+        db.close()
+
+
+def sent(root: pathlib.Path) -> dict[str, list[tuple[str, str | None]]]:
+    """Per lead, the actions performed: (action, template), in order."""
+    open_store(str(root / "seqrun.db"))
+    try:
+        out: dict[str, list[tuple[str, str | None]]] = {k: [] for k in KEYS}
+        for a in Action.select().where(Action.status == "done").order_by(Action.id):
+            out[a.lead.key].append((a.action, a.template))
+        return out
+    finally:
+        db.close()
+
+
+def next_due(root: pathlib.Path, step: str | None = None) -> dt.datetime:
+    """When the last lead (at `step`, if given) is due."""
+    open_store(str(root / "seqrun.db"))
+    try:
+        return max(e.due_at for e in Enrollment.select() if e.due_at is not None and step in (None, e.step_id))
+    finally:
+        db.close()
+
+
+def run_until(root: pathlib.Path, clock: Clock, run: Run, end: dt.datetime) -> None:
+    """`run --once` at every moment a lead is due, until `end` or until no lead is active."""
+    while clock.now < end:
+        assert run("run", "--once")[0] == 0
+        open_store(str(root / "seqrun.db"))
+        try:
+            due = [e.due_at for e in Enrollment.select().where(Enrollment.state == "active")]
+        finally:
+            db.close()
+        if not due:
+            return
+        clock.now = max(min(due), clock.now + dt.timedelta(minutes=1))
+
+
+@pytest.fixture
+def at_the_wait(tmp_path: pathlib.Path, clock: Clock, run: Run) -> Clock:
+    """Invites sent, accepted two hours later, thank-you sent the next morning: all at accepted+2."""
+    assert run("run", "--once")[0] == 0
+    clock.now = next_due(tmp_path)
+    assert run("run", "--once")[0] == 0  # the invites
+    clock.now += dt.timedelta(hours=2)
+    assert run("run", "--once")[0] == 0  # the acceptances; Ben's thank-you (New York is open)
+    clock.now = dt.datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
+    assert run("run", "--once")[0] == 0  # Anna's and Chloe's thank-yous, paced in the window
+    clock.now = max(clock.now, next_due(tmp_path, "accepted+1"))
+    assert run("run", "--once")[0] == 0
+    assert state(tmp_path) == {k: ("active", "accepted+2") for k in KEYS}
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2")] for k in KEYS}
+    return clock
+
+
+def test_inserting_a_step_never_sends_the_message_again(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)  # the 3-day wait is over
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    # Each lead goes on in the version it started on: the follow-up, not the thank-you again.
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+    assert state(tmp_path) == {k: ("done", "accepted+4") for k in KEYS}
+
+
+def contents(root: pathlib.Path, template: str) -> set[str]:
+    open_store(str(root / "seqrun.db"))
+    try:
+        return {a.content for a in Action.select().where(Action.template == template, Action.status == "done")}
+    finally:
+        db.close()
+
+
+def test_a_reworded_template_reaches_only_the_leads_that_start_after_it(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                        run: Run) -> None:
+    (tmp_path / "templates" / "follow_up.j2").write_text("New words, {{ lead.full_name | first_name }}.\n",
+                                                         encoding="utf-8")
+    (tmp_path / "new.csv").write_text("linkedin_profile_url,full_name\nhttps://www.linkedin.com/in/dan-roe,Dan Roe\n",
+                                      encoding="utf-8")
+    assert run("leads", "import", "new.csv", "--sequence", "intro")[0] == 0
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert contents(tmp_path, "follow_up.j2") == OLD_FOLLOW_UPS
+    open_store(str(tmp_path / "seqrun.db"))
+    try:
+        versions = {v.hash: v for v in SequenceVersion.select()}
+        by_lead = {e.lead.key: e.sequence_hash for e in Enrollment.select()}
+    finally:
+        db.close()
+    assert len(versions) == 2 and by_lead["dan-roe"] != by_lead["anna-meyer"]
+    assert versions[by_lead["anna-meyer"]].templates["follow_up.j2"] == "Any thoughts, {{ lead.full_name | first_name }}?\n"
+    assert versions[by_lead["dan-roe"]].templates["follow_up.j2"] == "New words, {{ lead.full_name | first_name }}.\n"
+    assert versions[by_lead["dan-roe"]].source == V1
+
+
+def test_leads_go_on_when_a_template_they_need_is_deleted(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(V1.replace("follow_up.j2", "bump.j2"), encoding="utf-8")
+    (tmp_path / "templates" / "bump.j2").write_text("Bump, {{ lead.full_name | first_name }}.\n", encoding="utf-8")
+    (tmp_path / "templates" / "follow_up.j2").unlink()
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert contents(tmp_path, "follow_up.j2") == OLD_FOLLOW_UPS
+    assert state(tmp_path) == {k: ("done", "accepted+4") for k in KEYS}
