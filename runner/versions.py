@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 from collections import defaultdict
 from typing import Mapping
 
@@ -132,13 +133,20 @@ def edit_report(sequences: Mapping[str, Sequence]) -> list[Diagnostic]:
     return diags
 
 
+def shown(path: str) -> str:
+    """A file as messages show it: relative to the current directory when inside it."""
+    here = os.getcwd() + os.sep
+    return os.path.relpath(path) if os.path.isabs(path) and path.startswith(here) else path
+
+
 def _report_sequence(seq: Sequence, versions: dict[str, dict[str | None, int]], running: int) -> list[Diagnostic]:
-    at_name = (seq.path, seq.pos.line, seq.pos.column)
+    file = shown(seq.path)
+    at_name = (file, seq.pos.line, seq.pos.column)
     earlier = sum(sum(steps.values()) for steps in versions.values())
     move = f"seqrun leads migrate --sequence {seq.name}"
-    diags = [warning(*at_name, f"{plural(earlier, 'lead')} of the {running} running in sequence {seq.name} "
-                               f"{'runs' if earlier == 1 else 'run'} an earlier version of this file and "
-                               f"{'keeps' if earlier == 1 else 'keep'} to it until moved with `{move}`")]
+    diags = [warning(*at_name, f"{earlier} of the {plural(running, 'running lead')} of sequence {seq.name} started "
+                               f"on an earlier version of this file and {'keeps' if earlier == 1 else 'keep'} to it "
+                               f"until moved with `{move}`")]
     dates = version_dates(versions)
     for version, steps in sorted(versions.items(), key=lambda kv: (dates.get(kv[0], dt.datetime.max.replace(
             tzinfo=dt.timezone.utc)), kv[0])):
@@ -152,11 +160,11 @@ def _report_sequence(seq: Sequence, versions: dict[str, dict[str | None, int]], 
                                                "that is not stored (imported before seqrun kept versions); they "
                                                f"are paused when due until moved with `{move}`"))
                 continue
-            diags += _report_step(seq, old, step_id, leads, move)
+            diags += _report_step(seq, file, old, step_id, leads, move)
     return diags
 
 
-def _report_step(seq: Sequence, old: Sequence, step_id: str, leads: str, move: str) -> list[Diagnostic]:
+def _report_step(seq: Sequence, file: str, old: Sequence, step_id: str, leads: str, move: str) -> list[Diagnostic]:
     if step_id not in old.index or same_step(old, seq, step_id):
         return []  # the same step in both: a move takes them there without a map
     was = describe(old.step(step_id))
@@ -164,9 +172,9 @@ def _report_step(seq: Sequence, old: Sequence, step_id: str, leads: str, move: s
     if step_id in seq.index:
         step = seq.step(step_id)
         why = "a positional id that moved" if is_positional(step_id) else "an id whose step changed"
-        return [warning(seq.path, step.pos.line, step.pos.column,
+        return [warning(file, step.pos.line, step.pos.column,
                         f"steps[id={step_id}]: {leads} stand at {step_id} ({was}) in the version they started on; "
                         f"in this file {step_id} is {describe(step)} ({why}): {hint}", step_id)]
-    return [warning(seq.path, seq.pos.line, seq.pos.column,
+    return [warning(file, seq.pos.line, seq.pos.column,
                     f"{leads} stand at step {step_id} ({was}), which this file no longer has (removed or renamed): "
                     f"{hint}")]

@@ -182,3 +182,62 @@ def test_leads_go_on_when_a_template_they_need_is_deleted(tmp_path: pathlib.Path
     run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
     assert contents(tmp_path, "follow_up.j2") == OLD_FOLLOW_UPS
     assert state(tmp_path) == {k: ("done", "accepted+4") for k in KEYS}
+
+
+# --- the report before a run ----------------------------------------------------------------------
+
+SUMMARY = ("sequences/intro.yaml:2:7: warning: 3 of the 3 running leads of sequence intro started on an earlier "
+           "version of this file and keep to it until moved with `seqrun leads migrate --sequence intro`\n")
+SHIFTED = ("sequences/intro.yaml:15:5: warning: steps[id=accepted+2]: 3 leads stand at accepted+2 (wait 3 days) in the "
+           "version they started on; in this file accepted+2 is message thanks.j2 (a positional id that moved): they "
+           "keep to their version; to move them, map the step: "
+           "`seqrun leads migrate --sequence intro --map accepted+2=STEP`\n")
+#: V1 with the acceptance step renamed: every id after it is new.
+RENAMED = V1.replace("{id: accepted,", "{id: invite_accepted,")
+
+
+def test_run_reports_the_shifted_positional_ids_before_it_runs(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                               run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    assert run("run", "--once") == (0, "0 lead(s) processed; 0 step(s); 0 event(s)\n", SUMMARY + SHIFTED)
+
+
+def test_run_reports_leads_on_a_step_the_file_no_longer_has(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                            run: Run) -> None:
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    assert run("run", "--once", "--dry-run")[2] == SUMMARY + (
+        "sequences/intro.yaml:2:7: warning: 3 leads stand at step accepted+2 (wait 3 days), which this file no longer "
+        "has (removed or renamed): they keep to their version; to move them, map the step: "
+        "`seqrun leads migrate --sequence intro --map accepted+2=STEP`\n")
+
+
+def test_a_reworded_template_is_reported_once_for_the_sequence(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                               run: Run) -> None:
+    (tmp_path / "templates" / "follow_up.j2").write_text("New words.\n", encoding="utf-8")
+    assert run("run", "--once")[2] == SUMMARY  # every step is the same: a move needs no map
+
+
+def test_nothing_is_reported_while_the_files_are_unchanged(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                           run: Run) -> None:
+    assert run("run", "--once")[2] == ""
+    assert run("validate", "sequences") == (0, "1 file ok\n", "")
+
+
+def test_validate_compares_the_files_with_the_project_database(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                               run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    expected = SUMMARY + SHIFTED + "2 warnings in 1 file\n"
+    assert run("validate", "sequences") == (0, expected, "")
+    assert run("validate", "--strict", "sequences/intro.yaml") == (1, expected, "")
+    assert run("validate", "--db", "seqrun.db", "sequences") == (0, expected, "")
+    assert run("validate", "--db", "other.db", "sequences") == (0, "1 file ok\n", "")  # none there: nothing to compare
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_validate_without_a_database_creates_none(tmp_path: pathlib.Path, run: Run,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    assert run("validate", "sequences") == (0, "1 file ok\n", "")
+    assert not (tmp_path / "seqrun.db").exists()

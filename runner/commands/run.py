@@ -14,7 +14,7 @@ import httpx
 import schedule
 
 from ..config import Config
-from ..diagnostics import UserError
+from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..leads import open_project
@@ -27,6 +27,7 @@ from ..project import (
 )
 from ..store import db, open_store
 from ..store.db import sqlite_path
+from ..versions import edit_report
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
     url = config.database_url(db_url)
     open_store(url)
+    # Before anything runs: what the files' edits mean for the leads already in them.
+    report = edit_report(sequences)
+    if report:
+        click.echo(format_text(report), err=True)
     with single_runner(sqlite_path(url)):
         if dry_run:
             _dry_run(config, sequences)
