@@ -241,3 +241,140 @@ def test_validate_without_a_database_creates_none(tmp_path: pathlib.Path, run: R
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     assert run("validate", "sequences") == (0, "1 file ok\n", "")
     assert not (tmp_path / "seqrun.db").exists()
+
+
+# --- leads migrate --------------------------------------------------------------------------------
+
+def versions_of(root: pathlib.Path) -> dict[str, str]:
+    open_store(str(root / "seqrun.db"))
+    try:
+        return {e.lead.key: e.sequence_hash for e in Enrollment.select()}
+    finally:
+        db.close()
+
+
+def test_migrate_needs_a_map_for_a_shifted_step(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    assert run("leads", "migrate", "--sequence", "intro") == (1, "", (
+        "sequences/intro.yaml:15:5: error: steps[id=accepted+2]: 3 leads stand at accepted+2, which is wait 3 days in "
+        "their version and message thanks.j2 here: say where they go with --map accepted+2=STEP\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert versions_of(tmp_path) == before
+
+
+def test_migrate_refuses_a_map_that_would_repeat_the_message(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                             run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    # Onto the tag before the thank-you: from there the lead would meet the thank-you again.
+    assert run("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=accepted+1") == (1, "", (
+        "sequences/intro.yaml:14:5: error: steps[id=accepted+1]: moving leads here is refused: 3 leads from "
+        "accepted+2 would repeat message thanks.j2 at step accepted+2, which they already had\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    # Onto the thank-you itself: the id they stand on, which now names the message.
+    assert run("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=accepted+2") == (1, "", (
+        "sequences/intro.yaml:15:5: error: steps[id=accepted+2]: moving leads here is refused: 3 leads from "
+        "accepted+2 would repeat message thanks.j2, which they already had\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert versions_of(tmp_path) == before
+
+
+def test_migrate_moves_the_leads_in_one_go(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    args = ("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=accepted+3")
+    moving = "sequence intro: 3 leads on earlier versions\n  accepted+2 -> accepted+3  3 leads\n"
+    assert run(*args, "--dry-run") == (0, moving + "dry run: 3 leads would move to the current version; nothing "
+                                              "changed\n", "")
+    assert versions_of(tmp_path) == before
+    assert run(*args) == (0, moving + "moved 3 leads to the current version of intro\n", "")
+    assert set(versions_of(tmp_path).values()) != set(before.values())
+    assert run(*args) == (0, "sequence intro: no running lead is on an earlier version; nothing to move\n", "")
+    assert run("run", "--once")[2] == ""  # nothing left on an earlier version
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+    assert state(tmp_path) == {k: ("done", "accepted+5") for k in KEYS}
+
+
+def test_migrate_without_a_map_when_every_step_is_the_same(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                           run: Run) -> None:
+    (tmp_path / "templates" / "follow_up.j2").write_text("New words, {{ lead.full_name | first_name }}.\n",
+                                                         encoding="utf-8")
+    assert run("leads", "migrate", "--sequence", "intro") == (0, (
+        "sequence intro: 3 leads on earlier versions\n"
+        "  accepted+2 -> accepted+2  3 leads\n"
+        "moved 3 leads to the current version of intro\n"), "")
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert contents(tmp_path, "follow_up.j2") == {"New words, Anna.", 'New words, =HYPERLINK("http://evil.example").',
+                                                  "New words, Chloé."}
+
+
+def test_migrate_a_renamed_step(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    assert run("leads", "migrate", "--sequence", "intro") == (1, "", (
+        "sequences/intro.yaml:2:7: error: 3 leads stand at step accepted+2 (wait 3 days in their version), which "
+        "this file does not have: say where they go with --map accepted+2=STEP\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert run("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=invite_accepted+2")[0] == 0
+    assert state(tmp_path) == {k: ("active", "invite_accepted+2") for k in KEYS}
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+
+
+def test_migrate_refuses_a_second_invite_and_unknown_steps(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                          run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    refused = "error: nothing was moved; 3 leads of sequence intro stay on their version\n"
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=connect") == (1, "", (
+        "sequences/intro.yaml:12:5: error: steps[id=connect]: moving leads here is refused: 3 leads from accepted+2 "
+        "would repeat connect note.j2, which they already had\n" + refused))
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=nope", "--map", "nope=accepted+3") == (1, "", (
+        'sequences/intro.yaml:2:7: error: --map accepted+2=nope: this file has no step "nope"\n'
+        'sequences/intro.yaml:2:7: error: --map nope=accepted+3: no earlier version of sequence intro that leads run '
+        'has a step "nope"\n'
+        "error: nothing was moved\n"))
+    code, out, err = run("leads", "migrate", "-s", "intro", "--map", "accepted+2")
+    assert (code, out) == (2, "")
+    assert 'Invalid value for --map: "accepted+2": expected OLD=NEW, two step ids' in err
+
+
+def test_migrate_refuses_leads_with_an_action_in_flight_and_keeps_paused_leads_paused(
+        tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    assert run("pause", "--lead", "https://www.linkedin.com/in/ben-okafor")[0] == 0
+    open_store(str(tmp_path / "seqrun.db"))
+    anna = Enrollment.select().join_from(Enrollment, Enrollment.lead.rel_model).where(
+        Enrollment.lead.rel_model.key == "anna-meyer").get()
+    Enrollment.update(facts={**anna.facts, "inflight": "k"}).where(Enrollment.id == anna.id).execute()
+    db.close()
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (1, "", (
+        "sequences/intro.yaml:2:7: error: 1 lead at step accepted+2 has an action in flight: run `seqrun run --once` "
+        "to settle it, then move it\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    open_store(str(tmp_path / "seqrun.db"))
+    Enrollment.update(facts=anna.facts).where(Enrollment.id == anna.id).execute()
+    db.close()
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3")[0] == 0
+    assert state(tmp_path) == {"anna-meyer": ("active", "accepted+3"), "ben-okafor": ("paused", "accepted+3"),
+                               "chloe-dubois": ("active", "accepted+3")}
+
+
+def test_a_lead_moved_from_a_wait_to_a_wait_keeps_waiting_from_when_it_began(tmp_path: pathlib.Path,
+                                                                               at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    open_store(str(tmp_path / "seqrun.db"))
+    entered = {e.lead.key: e.step_entered_at for e in Enrollment.select()}
+    db.close()
+    at_the_wait.now = dt.datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3")[0] == 0
+    assert run("run", "--once")[0] == 0
+    open_store(str(tmp_path / "seqrun.db"))
+    due = {e.lead.key: (e.step_id, e.due_at) for e in Enrollment.select()}
+    db.close()
+    assert due == {k: ("accepted+3", entered[k] + dt.timedelta(days=3)) for k in KEYS}

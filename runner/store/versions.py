@@ -95,12 +95,11 @@ def performed_actions(enrollment_ids: list[int]) -> dict[int, list[tuple[str, st
 def move_enrollment(enrollment_id: int, *, expected_version: str, version_hash: str, step_id: str | None,
                     new_step: bool, facts: Mapping[str, Any], now: dt.datetime) -> bool:
     """Put a running lead on another version (and step), due now so that it plans again. A lead that
-    changes step starts it afresh (attempt 0, entered now). False when the row changed meanwhile."""
+    changes step starts it with attempt 0 but keeps the time it entered its step: a wait it is moved
+    to counts from when it began waiting. False when the row changed meanwhile."""
     stamp = to_db_time(now)
-    fresh = ", attempt = 0, step_entered_at = ?" if new_step else ""
+    fresh = ", attempt = 0" if new_step else ""
     args: tuple[Any, ...] = (version_hash, step_id, Enrollment.facts.db_value(dict(facts)), stamp, stamp)
-    if new_step:
-        args += (stamp,)
     # A paused lead stays paused (its due time is set again when it is resumed); an active one is due now.
     cursor = db.execute_sql(
         f"UPDATE enrollment SET sequence_hash = ?, step_id = ?, facts = ?, updated_at = ?, "
