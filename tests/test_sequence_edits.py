@@ -7,6 +7,7 @@ hours), with a sequence whose steps after the acceptance have positional ids (`a
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
 from typing import Iterator
 
@@ -378,3 +379,34 @@ def test_a_lead_moved_from_a_wait_to_a_wait_keeps_waiting_from_when_it_began(tmp
     due = {e.lead.key: (e.step_id, e.due_at) for e in Enrollment.select()}
     db.close()
     assert due == {k: ("accepted+3", entered[k] + dt.timedelta(days=3)) for k in KEYS}
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+def test_status_shows_the_leads_on_earlier_versions(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    version = versions_of(tmp_path)["anna-meyer"][:12]
+    code, out, err = run("status")
+    assert (code, err) == (0, "")
+    assert out.split("\n\n")[0] == (
+        "intro: 3 lead(s) (active 3)\n"
+        "  step                     leads here   done  skipped  failed  in flight\n"
+        "  connect                           0      3        0       0          0\n"
+        "  invite_accepted                   0      0        0       0          0\n"
+        "  invite_accepted+1                 0      0        0       0          0\n"
+        "  invite_accepted+2                 0      0        0       0          0\n"
+        "  invite_accepted+3                 0      0        0       0          0\n"
+        "  invite_accepted+4                 0      0        0       0          0\n"
+        "  accepted+1 (not in file)          0      3        0       0          0\n"
+        "  on earlier versions: 3 lead(s), kept there until moved with `seqrun leads migrate --sequence intro`\n"
+        f"    version {version} (2026-03-03 10:00 UTC): accepted+2 3 (not in file)")
+    code, out, err = run("status", "--json")
+    (report,) = json.loads(out)["sequences"]
+    assert report["steps"][-1] == {"id": "accepted+1", "leads_here": 0, "actions": {"done": 3}, "in_file": False}
+    assert report["on_earlier_versions"] == 3
+    assert report["versions"] == [{"version": version, "current": False, "stored_at": "2026-03-03T10:00:00+00:00",
+                                   "leads": 3, "steps": {"accepted+2": 3}, "steps_not_in_file": ["accepted+2"]}]
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=invite_accepted+2")[0] == 0
+    code, out, err = run("status")
+    assert "earlier versions" not in out
+    assert "  invite_accepted+2                 3      0        0       0          0\n" in out

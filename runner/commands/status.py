@@ -23,6 +23,21 @@ def loaded_sequences(root: str) -> dict:
     return {s.name: s for s in seqs}
 
 
+def _echo_earlier_versions(s: dict) -> None:
+    """Leads that keep to an earlier version of the file, per version and step (runner.versions)."""
+    if not s["on_earlier_versions"]:
+        return
+    click.echo(f"  on earlier versions: {s['on_earlier_versions']} lead(s), kept there until moved with "
+               f"`seqrun leads migrate --sequence {s['name']}`")
+    for v in s["versions"]:
+        if v["current"]:
+            continue
+        stored = dt.datetime.fromisoformat(v["stored_at"]).strftime("%Y-%m-%d %H:%M UTC") if v["stored_at"] else "not stored"
+        steps = ", ".join(f"{step} {n}" + (" (not in file)" if step in v["steps_not_in_file"] else "")
+                          for step, n in v["steps"].items())
+        click.echo(f"    version {v['version']} ({stored}): {steps}")
+
+
 @click.command("status")
 @click.option("--sequence", "-s", metavar="NAME", help="Only this sequence.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
@@ -50,10 +65,12 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
         click.echo(f"  {'step':<24} {'leads here':>10} {'done':>6} {'skipped':>8} {'failed':>7} {'in flight':>10}")
         for step in s["steps"]:
             a = step["actions"]
-            click.echo(f"  {step['id']:<24} {step['leads_here']:>10} {a.get('done', 0):>6} {a.get('skipped', 0):>8} "
+            shown = step["id"] + ("" if step.get("in_file", True) else " (not in file)")
+            click.echo(f"  {shown:<24} {step['leads_here']:>10} {a.get('done', 0):>6} {a.get('skipped', 0):>8} "
                        f"{a.get('failed', 0):>7} {a.get('in_flight', 0):>10}")
         if s["outcomes"]:
             click.echo("  ended: " + ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()))
+        _echo_earlier_versions(s)
         click.echo("")
     if report.usage:
         click.echo("Today per sender (used / limit)")
