@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import pathlib
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -410,3 +411,49 @@ def test_status_shows_the_leads_on_earlier_versions(tmp_path: pathlib.Path, at_t
     code, out, err = run("status")
     assert "earlier versions" not in out
     assert "  invite_accepted+2                 3      0        0       0          0\n" in out
+
+
+def test_leads_on_an_earlier_version_follow_the_current_calendar(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                 run: Run) -> None:
+    # Hours are a promise about the whole sequence: narrowing them holds for every lead at once.
+    sequence_file(tmp_path).write_text(INSERTED.replace('hours: ["09:00-17:00"]', 'hours: ["13:00-14:00"]'),
+                                       encoding="utf-8")
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    open_store(str(tmp_path / "seqrun.db"))
+    try:
+        follow_ups = [a for a in Action.select() if a.template == "follow_up.j2"]
+        local = {a.lead.key: a.performed_at.astimezone(ZoneInfo(a.lead.timezone or "Europe/Berlin")).hour
+                 for a in follow_ups}
+    finally:
+        db.close()
+    assert local == {k: 13 for k in KEYS}
+    assert sent(tmp_path)["anna-meyer"] == [("connect", "note.j2"), ("message", "thanks.j2"),
+                                            ("message", "follow_up.j2")]
+
+
+def test_leads_on_a_version_that_is_not_stored_wait_to_be_moved(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                 run: Run) -> None:
+    # As if imported by a seqrun that kept no versions, from a file that has changed since.
+    open_store(str(tmp_path / "seqrun.db"))
+    Enrollment.update(sequence_hash="0123456789abcdef").execute()
+    db.close()
+    at_the_wait.now = dt.datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    code, out, err = run("run", "--once")
+    assert (code, out) == (0, "3 lead(s) processed; 0 step(s); 0 event(s); ended: paused 3\n")
+    assert err == (
+        "sequences/intro.yaml:2:7: warning: 3 of the 3 running leads of sequence intro started on an earlier version "
+        "of this file and keep to it until moved with `seqrun leads migrate --sequence intro`\n"
+        "sequences/intro.yaml:2:7: warning: 3 leads at step accepted+2 run a version of sequence intro that is not "
+        "stored (imported before seqrun kept versions); they are paused when due until moved with "
+        "`seqrun leads migrate --sequence intro`\n")
+    assert run("leads", "list", "--state", "paused")[1].count(
+        "the version of sequence \"intro\" this lead started on is not stored; move it with "
+        "`seqrun leads migrate --sequence intro`") == 3
+    # Without the earlier text only ids the author wrote map by themselves; a positional one is mapped.
+    assert run("leads", "migrate", "-s", "intro")[0] == 1
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+2")[0] == 0
+    assert run("resume", "--sequence", "intro")[0] == 0
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
