@@ -67,7 +67,7 @@ def clock(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     clock = Clock(NOW)
-    for module in ("run", "leads", "senders"):
+    for module in ("run", "leads", "senders", "pause"):
         monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: SandboxProvider(clock=clock, **options))
     assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
