@@ -27,7 +27,7 @@ from .diagnostics import Diagnostic, warning
 from .loader import build_stored
 from .model import ActionStep, BranchStep, EndStep, Sequence, Step, WaitForStep, WaitStep
 from .schemacheck import plural
-from .store.versions import running_by_version, save_version, stored_version, version_dates
+from .store.versions import running_steps, running_versions, save_version, stored_version, version_dates
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +120,13 @@ def edit_report(sequences: Mapping[str, Sequence]) -> list[Diagnostic]:
     repeat nor strand an action. But the person editing must know that the edit does not reach
     those leads until they are moved (`seqrun leads migrate`), and where a move needs a step map.
     """
-    groups: dict[str, dict[str, dict[str | None, int]]] = defaultdict(lambda: defaultdict(dict))
+    groups: dict[str, dict[str, dict[str | None, int]]] = defaultdict(dict)
     running: dict[str, int] = defaultdict(int)
-    for name, version, step_id, count in running_by_version():
+    for name, version, count in running_versions():
         if name in sequences:
             running[name] += count
             if version != sequences[name].source_hash:
-                groups[name][version][step_id] = count
+                groups[name][version] = running_steps(name, version)
     diags: list[Diagnostic] = []
     for name, versions in sorted(groups.items()):
         diags += _report_sequence(sequences[name], versions, running[name])

@@ -11,6 +11,7 @@ Exit 0 when there is no error (warnings allowed unless `--strict`), 1 otherwise.
 from __future__ import annotations
 
 import os
+import pathlib
 
 import click
 
@@ -64,24 +65,20 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
     """What an edit means for the leads already running (runner.versions.edit_report), for each
     project whose database exists: `--db`, else as the other commands find it. A database is never
     created here (validate runs in CI, where there is none)."""
-    from ..config import find_config, load_config
+    from ..config import find_config
     from ..store import db, open_store
-    from ..store.db import resolve_db_url, sqlite_path
+    from ..store.db import sqlite_path
     from ..versions import edit_report
 
     by_url: dict[str, list[Sequence]] = {}
+    urls: dict[pathlib.Path | None, str | None] = {}  # per seqrun.yaml: most files share one
     for seq in seqs:
         found = find_config(seq.path)
-        if found is not None:
-            try:
-                url = load_config(found).database_url(db_url)
-            except UserError:  # the config's own problems are reported by check_senders
-                continue
-        elif db_url is not None:
-            url = resolve_db_url(db_url)
-        else:
-            continue
-        by_url.setdefault(url, []).append(seq)
+        if found not in urls:
+            urls[found] = _database_of(found, db_url)
+        url = urls[found]
+        if url is not None:
+            by_url.setdefault(url, []).append(seq)
     diags: list[Diagnostic] = []
     for url, group in by_url.items():
         path = sqlite_path(url)
@@ -123,6 +120,19 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
                                    f'senders: "{name}" is not a sender in {found.name} '
                                    f"(defined: {', '.join(defined) or 'none'})"))
     return diags
+
+
+def _database_of(config: pathlib.Path | None, db_url: str | None) -> str | None:
+    """The database of the project whose seqrun.yaml is `config`, as `run` finds it (`--db` first)."""
+    from ..config import load_config
+    from ..store.db import resolve_db_url
+
+    if config is None:
+        return resolve_db_url(db_url) if db_url is not None else None
+    try:
+        return load_config(config).database_url(db_url)
+    except UserError:  # the config's own problems are reported by check_senders
+        return None
 
 
 def summary(diags: list[Diagnostic], files: int) -> str:

@@ -61,6 +61,21 @@ def running_by_version(sequence: str | None = None) -> list[tuple[str, str, str 
         "GROUP BY sequence, sequence_hash, step_id ORDER BY sequence, sequence_hash, step_id", args).fetchall()]
 
 
+def running_versions() -> list[tuple[str, str, int]]:
+    """(sequence, version hash, running leads) for every version leads run: read from the index
+    `enrollment_version` alone, so that `run` can check at every start even with millions of leads."""
+    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+        "SELECT sequence, sequence_hash, COUNT(*) FROM enrollment WHERE state IN ('active', 'paused') "
+        "GROUP BY sequence, sequence_hash ORDER BY sequence, sequence_hash").fetchall()]
+
+
+def running_steps(sequence: str, version_hash: str) -> dict[str | None, int]:
+    """Running leads per step of one version of a sequence."""
+    return dict(db.execute_sql(
+        "SELECT step_id, COUNT(*) FROM enrollment WHERE sequence = ? AND sequence_hash = ? "
+        "AND state IN ('active', 'paused') GROUP BY step_id", (sequence, version_hash)).fetchall())
+
+
 @dataclass(frozen=True)
 class RunningLead:
     enrollment_id: int
