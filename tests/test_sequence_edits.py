@@ -7,6 +7,7 @@ hours), with a sequence whose steps after the acceptance have positional ids (`a
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import pathlib
 from typing import Iterator
@@ -457,3 +458,14 @@ def test_leads_on_a_version_that_is_not_stored_wait_to_be_moved(tmp_path: pathli
     run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
     assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
                               for k in KEYS}
+
+
+def test_migrate_waits_for_a_running_seqrun_to_stop(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    database = tmp_path / "seqrun.db"
+    before = versions_of(tmp_path)
+    with open(str(database) + ".lock", "a+") as other_runner:
+        fcntl.flock(other_runner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (
+            1, "", f'error: another "seqrun run" is already working on {database}\n')
+    assert versions_of(tmp_path) == before
