@@ -1,4 +1,5 @@
-"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads."""
+"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads, and
+move running leads to the current version of an edited sequence (`migrate`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -48,13 +49,14 @@ def utc_now() -> dt.datetime:
 
 @click.group("leads")
 def command() -> None:
-    """Import leads from CSV, block profiles, list leads.
+    """Import leads from CSV, block profiles, list leads, move leads to an edited sequence's version.
 
     \b
     Example:
       seqrun leads import leads.csv --sequence founders-q1
       seqrun leads block https://www.linkedin.com/in/jane-doe --reason "asked not to be contacted"
       seqrun leads list --sequence founders-q1 --state paused
+      seqrun leads migrate --sequence founders-q1 --dry-run
     """
 
 
