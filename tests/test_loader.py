@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from runner.checks import check_sequence
 from runner.diagnostics import has_errors
-from runner.loader import build_sequence, expand_paths, load_paths, load_sequence
+from runner.loader import build_sequence, build_stored, expand_paths, load_paths, load_sequence
 from runner.model import (
     ActionStep,
     BranchStep,
@@ -377,6 +377,30 @@ def test_source_hash_covers_yaml_and_referenced_templates(tmp_path: pathlib.Path
     assert changed != first.source_hash
     pathlib.Path(path).write_text(HASHED + "# a comment\n")
     assert load_sequence(path)[0].source_hash not in (first.source_hash, changed)
+
+
+def test_source_hash_and_texts_cover_the_templates_a_template_includes(tmp_path: pathlib.Path) -> None:
+    templates = {"note.j2": "Hi", "intro.j2": "Hello{% include 'sig.j2' %}", "sig.j2": "{% import 'm.j2' as m %}",
+                 "m.j2": "", "unused.j2": "x"}
+    path = project(tmp_path, HASHED, templates)
+    first, _ = load_sequence(path)
+    assert first is not None
+    assert dict(first.templates) == {k: v for k, v in templates.items() if k != "unused.j2"}
+    assert first.source == HASHED
+    (tmp_path / "templates" / "m.j2").write_text("{# changed #}")
+    assert load_sequence(path)[0].source_hash != first.source_hash
+
+
+def test_a_stored_version_is_rebuilt_from_its_text_alone(tmp_path: pathlib.Path) -> None:
+    path = project(tmp_path, HASHED, {"note.j2": "Hi", "intro.j2": "Hello"})
+    first, _ = load_sequence(path)
+    assert first is not None
+    for name in ("note.j2", "intro.j2"):
+        (tmp_path / "templates" / name).unlink()
+    again, diags = build_stored(first.source, dict(first.templates), path=path, templates_dir=first.templates_dir,
+                                version_hash=first.source_hash)
+    assert diags == [] and again is not None
+    assert (again.steps, again.templates, again.source_hash) == (first.steps, first.templates, first.source_hash)
 
 
 # --- errors while building, and what load_sequence returns ----------------------------------------
