@@ -469,3 +469,29 @@ def test_migrate_waits_for_a_running_seqrun_to_stop(tmp_path: pathlib.Path, at_t
         assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (
             1, "", f'error: another "seqrun run" is already working on {database}\n')
     assert versions_of(tmp_path) == before
+
+
+def test_validate_names_an_explicit_id_whose_step_changed(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                          run: Run) -> None:
+    sequence_file(tmp_path).write_text(V1.replace("  - wait: 3 days\n", "  - {id: pause, wait: 3 days}\n"),
+                                       encoding="utf-8")
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=pause")[0] == 0
+    sequence_file(tmp_path).write_text(V1.replace("  - wait: 3 days\n", "  - {id: pause, wait: 5 days}\n"),
+                                       encoding="utf-8")
+    assert run("validate", "sequences") == (0, SUMMARY + (
+        "sequences/intro.yaml:15:5: warning: steps[id=pause]: 3 leads stand at pause (wait 3 days) in the version "
+        "they started on; in this file pause is wait 5 days (an id whose step changed): they keep to their version; "
+        "to move them, map the step: `seqrun leads migrate --sequence intro --map pause=STEP`\n"
+        "2 warnings in 1 file\n"), "")
+
+
+def test_validate_says_when_it_cannot_read_the_database(tmp_path: pathlib.Path, run: Run,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    (tmp_path / "broken.db").write_bytes(b"not a database, " * 64)
+    assert run("validate", "--db", "broken.db", "sequences") == (0, (
+        'broken.db: warning: the sequences were not compared with the leads in this database: database "broken.db" '
+        "cannot be opened: file is not a database\n"
+        "1 warning in 1 file\n"), "")

@@ -24,6 +24,7 @@ from ..diagnostics import (
     format_text,
     has_errors,
     sort_diagnostics,
+    warning,
 )
 from ..loader import TemplatesDirs, build_sequence, expand_paths
 from ..model import Sequence
@@ -84,10 +85,12 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
         path = sqlite_path(url)
         if path == ":memory:" or not os.path.isfile(path):
             continue
-        open_store(url)
         try:
-            names = {s.name: s for s in group}
-            diags += edit_report(names)
+            open_store(url)
+            diags += edit_report({s.name: s for s in group})
+        except UserError as exc:  # a database validate cannot read is no reason to fail the files
+            diags.append(warning(path, 0, 0, f"the sequences were not compared with the leads in this database: "
+                                             f"{exc.message or exc}"))
         finally:
             db.close()
     return diags
