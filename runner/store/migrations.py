@@ -75,6 +75,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             reserved INTEGER NOT NULL DEFAULT 0, last_at TEXT)""",
         "CREATE UNIQUE INDEX usage_key ON usage (sender_id, day, action, sequence)",
     ]),
+    (3, "leases", [
+        # Leads a runner holds: read at every start-up (to take back a gone runner's leads) and by
+        # `seqrun status`; small, because a lead's lease is cleared when it sleeps, pauses or ends.
+        "CREATE INDEX enrollment_leased ON enrollment (lease_owner) WHERE state = 'active' AND lease_owner IS NOT NULL",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

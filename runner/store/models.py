@@ -5,7 +5,9 @@
 - Lead: one person, unique by normalised profile `key`; CSV columns in `fields`.
 - Block: the do-not-contact list, by key (a lead may be blocked before it is imported).
 - Enrollment: a lead in a sequence with a sticky sender; `state` active|paused|done|failed; the
-  interpreter's cursor (`step_id`, `attempt`, `due_at`) and what it learnt (`facts`).
+  interpreter's cursor (`step_id`, `attempt`, `due_at`) and what it learnt (`facts`);
+  `lease_owner` is the runner (`host:pid:nonce`, see runner/leases.py) that claimed it and has not
+  finished with it (indexed for active rows since migration 3).
 - Action: the ledger and outbox. A row is written (in_flight) and committed before the provider is
   called, and marked done/failed after; `key` (enrollment:step:attempt) is the idempotency key.
 - Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
