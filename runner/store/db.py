@@ -6,7 +6,8 @@ or `:memory:`. Precedence: `--db` option, then `SEQRUN_DB`, then the config's `d
 
 SQLite runs in WAL mode (readers alongside the one writer), with foreign keys on, a busy timeout, and
 `synchronous=FULL` so that a committed "in flight" action survives even a power cut — the outbox
-depends on it. Throwaway simulation databases may ask for `durable=False`.
+depends on it. Throwaway simulation databases may ask for `durable=False`. Past the busy timeout,
+a lock another process holds is waited for (`models.Database`), never an error.
 """
 from __future__ import annotations
 
