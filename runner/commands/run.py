@@ -131,7 +131,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     if not sequences:
         raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
     url = config.database_url(db_url)
-    open_store(url)
+    open_store(url, writable=True)  # a run that cannot record what it does must not start
     with single_runner(sqlite_path(url)):
         if dry_run:
             _dry_run(config, sequences)
