@@ -9,6 +9,7 @@ is reconciled by the next run, never sent twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import logging
@@ -30,8 +31,10 @@ from ..leads import open_project
 from ..project import (
     build_runtime,
     http_notifier,
+    missing_environment,
     project_sequences,
     real_provider_for,
+    running_sequences,
     sync_senders,
 )
 from ..store import db, open_store
@@ -132,6 +135,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
     url = config.database_url(db_url)
     open_store(url, writable=True)  # a run that cannot record what it does must not start
+    _check_environment(sequences)
     with single_runner(sqlite_path(url)):
         if dry_run:
             _dry_run(config, sequences)
@@ -147,6 +151,22 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if signum is not None:
         click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+
+
+def _check_environment(sequences: Mapping[str, Any]) -> None:
+    """Every environment variable the sequences with leads in them need is set, or nothing starts:
+    otherwise each lead would stop at the step that needs it, one by one. A sequence without leads
+    only gets a warning (its leads pause at that step until the variable is set)."""
+    missing = missing_environment(sequences)
+    running = running_sequences()
+    for seq, diag in missing:
+        if seq.name not in running:
+            click.echo(dataclasses.replace(diag, severity="warning").format() + " (the sequence has no leads yet; "
+                       "leads that reach this step will be paused)", err=True)
+    errors = [diag for seq, diag in missing if seq.name in running]
+    if errors:
+        raise UserError("set the environment variables above and start seqrun run again; the leads of these "
+                        "sequences would stop at these steps", errors)
 
 
 def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interval: int) -> int | None:
