@@ -1,7 +1,8 @@
 """The `seqrun` command line: the only place where exceptions become exit codes and text on a terminal.
 
-Exit codes: 0 ok; 1 user error (bad input, failed validation); 2 usage error (click); 3 unexpected
-bug (with a "please report" line; the traceback only with --debug); 130 on Ctrl-C.
+Exit codes: 0 ok (also `run` stopped by SIGTERM); 1 user error (bad input, failed validation, a
+read-only database); 2 usage error (click); 3 unexpected bug (with a "please report" line; the
+traceback only with --debug); 130 on Ctrl-C.
 
 Each command lives in `runner/commands/<name>.py` as a click command or group named `command`;
 `COMMANDS` below is the literal registry. Command functions raise `UserError` for user mistakes and
