@@ -1,7 +1,8 @@
 """Read-only views of the store for people: the status overview and the audit-log export.
 
 `status(...)` gathers the funnel per sequence and step, today's usage per sender against its
-limits, and the leads that need a human (replied, failed, paused) with the reason. `export_rows`
+limits, the leads that need a human (replied, failed, paused) with the reason, and the leads a run
+holds (leased) and by whom. `export_rows`
 yields every action or event as a flat dict with times in UTC and in the lead's local time.
 Nothing here writes.
 """
@@ -14,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from . import calendar as cal
+from . import leases
 from .config import Config, default_limits
 from .model import Calendar, Sequence
 from .store import db
 from .store.fields import from_db_time
+from .store.leases import lease_holders
 from .store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
@@ -29,10 +32,12 @@ class Status:
     usage: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)
     attention_total: int = 0
+    #: leads a run claimed and has not finished with, per runner (see runner/leases.py)
+    leased: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "usage_today": self.usage, "attention": self.attention,
-                "attention_total": self.attention_total}
+                "attention_total": self.attention_total, "leased": self.leased}
 
 
 def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, *, sequence: str | None = None) -> Status:
@@ -67,6 +72,8 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
                               "versions": versions, "on_earlier_versions": sum(v["leads"] for v in earlier)})
     out.usage = _usage_today(config, now)
     out.attention, out.attention_total = _attention(sequence)
+    out.leased = [{"runner": owner, "leads": count, "until": until.isoformat(), "holder": leases.describe(owner)}
+                  for owner, (count, until) in lease_holders().items()]
     return out
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .leases import new_identity
 from .limits import SenderCaps
 from .model import Sequence
 from .providers.base import Account, Provider
@@ -49,7 +49,11 @@ class Runtime:
     backoff_cap: dt.timedelta = dt.timedelta(hours=1)
     batch: int = 500
     max_transitions: int = 64  # per lead per tick; a sequence cannot spin (validate rejects cycles without a wait)
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: this runner's identity on the leases it takes (`host:pid:nonce`, see runner/leases.py)
+    owner: str = field(default_factory=new_identity)
+    #: asked between leads and before every external call: True once the process was asked to stop
+    #: (SIGINT/SIGTERM); the run then hands back what it has not started and returns
+    stop_requested: Callable[[], bool] = lambda: False
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
     #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED): other

@@ -103,6 +103,14 @@ class Interrupted(Exception):
     """
 
 
+class Stopping(Exception):
+    """The process was asked to stop (SIGINT/SIGTERM) before this lead's next external call.
+
+    Nothing has been called since the last commit, so everything since is rolled back as with
+    `Interrupted`; the engine hands the lead back, due at once, for the next run.
+    """
+
+
 @dataclass
 class Ctx:
     rt: Runtime
@@ -122,7 +130,9 @@ class Ctx:
         """Around every external call (provider, notify URL): everything written so far is saved and
         committed first, and no database lock is held while the call is in flight. (Facts the
         steps merely observed since the last save may wait for the next one: losing them in a crash
-        only means asking again.)"""
+        only means asking again.) A run asked to stop makes no new call: it stops here (`Stopping`)."""
+        if self.rt.stop_requested():
+            raise Stopping(f"enrollment {self.enr.id}: stopping before the next call")
         if self.dirty:
             self.save()
         if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
@@ -195,7 +205,14 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     except Interrupted as exc:
         log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc)
         result.final = "interrupted"
+    except Stopping:
+        log.info("lead %s: the run is stopping; the lead continues at step %s next time", enr.lead.key, enr.step_id)
+        result.final = STOPPED
     return result
+
+
+#: `Advanced.final` of a lead left alone because the run is stopping
+STOPPED = "stopped"
 
 
 def _cannot_run(rt: Runtime, enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:
@@ -263,12 +280,12 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
         _finish(ctx, "failed", "failed")
     elif isinstance(outcome, Pause):
         _release_slot(ctx)
-        enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+        enr.state, enr.paused_reason, enr.due_at, enr.lease_owner = "paused", outcome.reason, now, None
     elif isinstance(outcome, PauseSender):
         _release_slot(ctx)
         pause_sender(ctx.sender.id, outcome.reason, now, committing=enr.id)
         ctx.db_state = "paused"  # pause_sender paused this row too
-        enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+        enr.state, enr.paused_reason, enr.due_at, enr.lease_owner = "paused", outcome.reason, now, None
     enr.facts = ctx.facts
     enr.updated_at = now
     ctx.dirty = True
@@ -276,13 +293,14 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
     enr.state, enr.paused_reason, enr.due_at, enr.updated_at = "paused", outcome.reason, now, now
+    enr.lease_owner = None
     enr.save()
 
 
 def _finish(ctx: Ctx, state: str, outcome: str) -> None:
     _release_slot(ctx)
     ctx.enr.state, ctx.enr.outcome = state, outcome
-    ctx.enr.finished_at, ctx.enr.due_at = ctx.now, None
+    ctx.enr.finished_at, ctx.enr.due_at, ctx.enr.lease_owner = ctx.now, None, None
 
 
 def _release_slot(ctx: Ctx) -> None:

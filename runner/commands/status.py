@@ -79,6 +79,11 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
             state = "" if u["status"] == "active" else f"  [paused: {u['paused_reason']}]"
             click.echo(f"  {u['sender']:<12} {u['day']}  {cells}{state}")
         click.echo("")
+    if report.leased:
+        click.echo("Leased (claimed by a run that has not finished with them)")
+        for lease in report.leased:
+            click.echo(f"  {lease['leads']} lead(s) by {lease['holder']}, until {lease['until'][:16].replace('T', ' ')} UTC")
+        click.echo("")
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")
         for a in report.attention:

@@ -85,6 +85,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX sequence_version_sequence ON sequence_version (sequence, created_at)",
         "CREATE INDEX enrollment_version ON enrollment (sequence, sequence_hash, state)",
     ]),
+    (3, "leases", [
+        # Leads a runner holds: read at every start-up (to take back a gone runner's leads) and by
+        # `seqrun status`; small, because a lead's lease is cleared when it sleeps, pauses or ends.
+        "CREATE INDEX enrollment_leased ON enrollment (lease_owner) WHERE state = 'active' AND lease_owner IS NOT NULL",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]
