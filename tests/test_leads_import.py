@@ -345,3 +345,18 @@ def test_hundred_thousand_rows_import_in_one_go(project: pathlib.Path) -> None:
     assert result.imported == 100_000  # type: ignore[attr-defined]
     assert dict(result.assigned) == {"alice": 50_000, "bob": 50_000}  # type: ignore[attr-defined]
     assert Enrollment.select().where(Enrollment.state == "active").count() == 100_000
+
+
+def test_a_stray_quote_imports_nothing_even_with_skip_invalid(project: pathlib.Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    rows = "".join(f"https://www.linkedin.com/in/lead-{i},Lead {i},Co\n" for i in range(30))
+    path = csv(project, ROWS + 'https://www.linkedin.com/in/dan-ek,"Dan Ek,Co\n' + rows)
+    for extra in ((), ("--skip-invalid",)):
+        code, out, err = run(capsys, "leads", "import", path, "--sequence", "founders-q1", *extra)
+        assert (code, out) == (1, "")
+        assert err == (
+            'leads.csv:5: error: row 5: the quote (") that opens the cell in column full_name is never closed, so '
+            "the cell runs to the end of the file and takes in 30 more lines; close the quote, or remove it\n"
+            "error: nothing imported: the file cannot be read as a lead list\n")
+    reopen(project)
+    assert (Lead.select().count(), Enrollment.select().count()) == (0, 0)

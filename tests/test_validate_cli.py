@@ -175,3 +175,15 @@ def test_missing_template_is_reported_once_with_real_template_lint(tmp_path: pat
     monkeypatch.chdir(tmp_path)
     assert run(capsys, "seq") == (1, 'seq/m.yaml:5:33: error: steps[id=start+1].template: template "gone.j2" not '
                                      "found in templates/\n1 error in 1 file\n", "")
+
+
+def test_leads_with_a_stray_quote_fail_validation(proj: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(proj, a=GOOD)
+    rows = [f"https://www.linkedin.com/in/lead-{i},Lead {i}\n" for i in range(17)]
+    (proj / "leads.csv").write_text("linkedin_profile_url,full_name\n" + "".join(rows[:5])
+                                    + 'https://www.linkedin.com/in/jane-doe,"Jane\n' + "".join(rows[5:]), encoding="utf-8")
+    code, out, _ = run(capsys, "--leads", "leads.csv", "seq")
+    assert code == 1
+    assert out.splitlines()[0] == (
+        'leads.csv:7: error: row 7: the quote (") that opens the cell in column full_name is never closed, so the '
+        "cell runs to the end of the file and takes in 12 more lines; close the quote, or remove it")

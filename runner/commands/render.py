@@ -60,6 +60,9 @@ def command(sequence: str, leads_csv: str, step_id: str | None, row_number: int 
     steps = _select_steps(seq, step_id)
     sender = _select_sender(seq, sender_name)
     leads = read_leads(leads_csv, required_fields=[f.name for f in seq.fields if f.required])
+    if leads.fatal:  # the rows read so far cannot be trusted either (a stray quote, a broken header)
+        raise UserError(f"nothing rendered: {leads_csv} cannot be read as a lead list",
+                        [d for d in leads.diagnostics if d.severity == "error"])
     if not leads.rows:
         raise UserError(f"{leads_csv} has no leads to render", leads.diagnostics)
     rows = _select_rows(leads, row_number)
