@@ -5,7 +5,7 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -22,7 +22,7 @@ from ..leads import (
     unblock_profile,
 )
 from ..leadsfile import read_leads
-from ..store import open_store
+from ..store import health, open_store
 from ..store.models import ENROLLMENT_STATES
 
 DB_HELP = "Database: a SQLite path or sqlite:///path. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
@@ -190,14 +190,15 @@ def list_command(sequence: str | None, state: str | None, as_json: bool, db_url:
     """
     config, _, _ = open_project()
     open_db(config, db_url)
-    rows = list_leads(sequence=sequence, state=state)
+    with health.reading():
+        rows = list(list_leads(sequence=sequence, state=state))  # all read before any is printed
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
         return
     _print_table(rows)
 
 
-def _print_table(rows: Iterator[LeadListing]) -> None:
+def _print_table(rows: list[LeadListing]) -> None:
     header = ("PROFILE", "NAME", "SEQUENCE", "STATE", "STEP", "SENDER", "DUE / OUTCOME / REASON")
     table = [header] + [_cells(r) for r in rows]
     if len(table) == 1:

@@ -9,7 +9,7 @@ import click
 from ..leads import open_project
 from ..loader import load_paths
 from ..report import status
-from ..store import open_store
+from ..store import health, open_store
 
 
 def loaded_sequences(root: str) -> dict:
@@ -37,7 +37,9 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     """
     config, _, _ = open_project()
     open_store(config.database_url(db_url))
-    report = status(config, loaded_sequences(config.root), dt.datetime.now(dt.timezone.utc), sequence=sequence)
+    sequences = loaded_sequences(config.root)
+    with health.reading():
+        report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return
