@@ -26,6 +26,7 @@ from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
 from .store.fields import to_db_time
+from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Engine:
         with db.atomic():
             fresh = Enrollment.get_by_id(enr.id)
             fresh.attempt += 1
-            fresh.last_error = f"{type(exc).__name__}: {exc}"
+            fresh.last_error = redact_secrets(f"{type(exc).__name__}: {exc}")
             fresh.updated_at = now
             if fresh.attempt > self.rt.max_attempts:
                 fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None

@@ -248,3 +248,25 @@ def test_status_and_leads_list_on_a_damaged_database(project: pathlib.Path, caps
     db_path = project / "seqrun.db"
     assert run(capsys, *args) == (1, "", f"error: the database {db_path} cannot be read: database disk image is "
                                          f"malformed; {check_hint(db_path)}\n")
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+
+def test_urls_in_an_export_are_redacted(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Rows written before the store redacted them (or by another tool) still leave redacted.
+    with sqlite3.connect(project / "seqrun.db") as conn:
+        conn.execute("UPDATE action SET content = 'https://crm.example.com/h?api_key=sk_live_1&x=1', "
+                     "error_message = 'failed for https://u:p@crm.example.com/h' WHERE id = 1")
+        conn.execute("INSERT INTO event (event_id, kind, source, sender_id, lead_id, occurred_at, received_at, data) "
+                     "VALUES ('e1', 'accepted', 'webhook', 1, 1, '2026-03-03T10:00:00+00:00', "
+                     "'2026-03-03T10:00:00+00:00', '{\"callback\": \"https://x.example/cb?token=t0k\"}')")
+    conn.close()
+    code, out, _ = run(capsys, "export", "actions")
+    assert code == 0 and "sk_live_1" not in out and "u:p@" not in out
+    assert "https://crm.example.com/h?api_key=***&x=1" in out and "failed for https://***@crm.example.com/h" in out
+    code, out, _ = run(capsys, "export", "actions", "--format", "jsonl")
+    assert code == 0 and "sk_live_1" not in out and "https://crm.example.com/h?api_key=***&x=1" in out
+    for fmt in ("csv", "jsonl"):
+        code, out, _ = run(capsys, "export", "events", "--format", fmt)
+        assert code == 0 and "t0k" not in out and "https://x.example/cb?token=***" in out

@@ -13,6 +13,7 @@ from ..leads import open_project
 from ..outfile import atomic_output, check_output, owned_files
 from ..report import ACTION_COLUMNS, EVENT_COLUMNS, export_rows, spreadsheet_safe
 from ..store import db, health, open_store
+from ..urls import redact_secrets
 from .status import loaded_sequences
 
 NOTHING_EXPORTED = "nothing was exported"
@@ -63,13 +64,18 @@ def _write(handle: IO[str], what: str, fmt: str, rows: Iterable[dict[str, Any]])
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\r\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
+            writer.writerow({k: spreadsheet_safe(_redacted(v)) for k, v in row.items()})
             count += 1
     else:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps({k: _redacted(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def _redacted(value: Any) -> Any:
+    """A URL's password or token never leaves in an export, whatever the database holds."""
+    return redact_secrets(value) if isinstance(value, str) else value
 
 
 def _check_count(what: str, written: int, expected: int) -> None:
