@@ -10,6 +10,7 @@ from ..leads import open_project
 from ..loader import load_paths
 from ..report import status
 from ..store import health, open_store
+from ..terminal import json_printable, printable
 
 
 def loaded_sequences(root: str) -> dict:
@@ -41,7 +42,7 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     with health.reading():
         report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
         return
     if not report.sequences:
         click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
@@ -61,13 +62,14 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
         click.echo("Today per sender (used / limit)")
         for u in report.usage:
             cells = "  ".join(f"{a} {u['used'][a]}/{u['limits'][a]}" for a in u["limits"])
-            state = "" if u["status"] == "active" else f"  [paused: {u['paused_reason']}]"
+            state = "" if u["status"] == "active" else f"  [paused: {printable(str(u['paused_reason']))}]"
             click.echo(f"  {u['sender']:<12} {u['day']}  {cells}{state}")
         click.echo("")
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")
         for a in report.attention:
-            click.echo(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}")
+            # Reasons quote provider errors and what people typed: never raw on a terminal.
+            click.echo(printable(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}"))
         if report.attention_total > len(report.attention):
             click.echo(f"  … and {report.attention_total - len(report.attention)} more (seqrun leads list --state failed)")
     else:
