@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USER
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # click's form of Ctrl-C (KeyboardInterrupt) inside a command
+        click.echo("Interrupted.", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()

@@ -165,6 +165,19 @@ def test_standalone_exit_codes_through_click(proj: pathlib.Path) -> None:
     assert result.output.splitlines()[-1] == "1 error in 1 file"
 
 
+def test_ctrl_c_says_interrupted_and_exits_130(proj: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    write(proj, a=GOOD)
+
+    def interrupted(seq: Sequence) -> list:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("runner.templates.check_sequence_templates", interrupted)
+    code, out, err = run(capsys, "seq")
+    assert (code, out) == (130, "")
+    assert err.strip() == "Interrupted."
+
+
 def test_missing_template_is_reported_once_with_real_template_lint(tmp_path: pathlib.Path,
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
