@@ -318,6 +318,16 @@ def test_block_csv_with_bad_rows_blocks_nothing(project: pathlib.Path, capsys: p
     assert Block.select().count() == 0
 
 
+def test_block_csv_ignores_control_characters_outside_the_url(project: pathlib.Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # A do-not-contact list is about profiles: a stray escape in a name must not keep them reachable.
+    (project / "dnc.csv").write_text("linkedin_profile_url,full_name\nhttps://www.linkedin.com/in/zed-z,Zed\x1b[0m\n",
+                                     encoding="utf-8")
+    assert run(capsys, "leads", "block", "dnc.csv") == (0, "blocked 1 profile\n", "")
+    reopen(project)
+    assert [b.key for b in Block.select()] == ["zed-z"]
+
+
 def test_list_table_and_filters(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv(project, "https://www.linkedin.com/in/jane-doe,Jane Doe,Acme\n", "a.csv")
     api_import(project, "a.csv", "founders-q1", NOW)
