@@ -1,9 +1,9 @@
 """Files seqrun writes for the user (exports): never over a file seqrun owns, never half-written.
 
 `-o seqrun.db` once truncated the database to a CSV header. `check_output` refuses any path that is
-(or, through a link, points to) the database and its `-wal`/`-shm`/`-journal` companions, the sandbox
-state file and its companions, `seqrun.yaml`, or anything inside the project's `sequences/` and
-`templates/` directories. `atomic_output` writes to a temporary file in the target's directory and
+(or, through a link, points to) the database, its `-wal`/`-shm`/`-journal` companions and its run
+lock, the sandbox state file and its companions, `seqrun.yaml`, or anything inside the project's
+`sequences/` and `templates/` directories. `atomic_output` writes to a temporary file in the target's directory and
 renames it over the target only when everything was written, so that a failed export leaves the
 previous file as it was and no partial file behind.
 """
@@ -24,6 +24,9 @@ SEQUENCES_DIR = "sequences"
 #: SQLite's companion files, and what to call them.
 _COMPANIONS = (("", ""), ("-wal", "'s write-ahead log"), ("-shm", "'s shared-memory file"),
                ("-journal", "'s rollback journal"))
+#: The file `seqrun run` locks so that only one runner works on a database (see commands/run.py):
+#: replaced by a rename, it would let a second runner in.
+_RUN_LOCK = (".lock", "'s lock file")
 
 
 def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
@@ -31,10 +34,10 @@ def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
     """Real path -> what it is, for every file seqrun owns in this project. `databases` are URLs:
     the one in use and the project's own (they differ under --db)."""
     owned: dict[str, str] = {}
-    files = [(sqlite_path(url), "the database") for url in databases]
-    for base, name in [*files, (sandbox_state, "the sandbox state file")]:
+    files = [(sqlite_path(url), "the database", (*_COMPANIONS, _RUN_LOCK)) for url in databases]
+    for base, name, companions in [*files, (sandbox_state, "the sandbox state file", _COMPANIONS)]:
         if base and base != ":memory:":
-            for suffix, what in _COMPANIONS:
+            for suffix, what in companions:
                 owned.setdefault(os.path.realpath(base + suffix), name + what)
     owned[os.path.realpath(config_path or os.path.join(root, PROJECT_CONFIG))] = "the project's configuration"
     return owned

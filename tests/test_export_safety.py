@@ -100,6 +100,7 @@ def leftovers(directory: pathlib.Path) -> list[str]:
     ("seqrun.db-wal", "the database's write-ahead log"),
     ("seqrun.db-shm", "the database's shared-memory file"),
     ("seqrun.db-journal", "the database's rollback journal"),
+    ("seqrun.db.lock", "the database's lock file"),
     ("seqrun.yaml", "the project's configuration"),
     ("sandbox-state.db", "the sandbox state file"),
     ("sandbox-state.db-wal", "the sandbox state file's write-ahead log"),
