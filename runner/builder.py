@@ -49,6 +49,7 @@ from .model import (
     Warmup,
 )
 from .schemacheck import PathNames, show
+from .urls import url_secrets
 from .yamlsrc import Path, YamlDoc
 
 #: `default: next` in a branch means "the following step"; no step may take the name.
@@ -298,6 +299,8 @@ class Builder:
         if action == "message":
             template, variants = self.message_body(path, raw)
             self.check_inmail(path, raw)
+        if action == "notify":
+            self.check_notify_url(path + ("url",), raw["url"])
         return ActionStep(
             step_id, pos, action,
             note=note,
@@ -347,6 +350,14 @@ class Builder:
                      key=True)
         if inmail and "subject" not in raw:
             self.err(path + ("inmail",), 'an InMail needs a "subject"', key=True)
+
+    def check_notify_url(self, path: Path, url: str) -> None:
+        """Credentials in a URL would end up in the database, logs and exports: refuse them, unshown."""
+        found = url_secrets(url)
+        if found:
+            self.err(path, f"the URL carries a credential ({', '.join(found)}); secrets do not belong in a sequence: "
+                           "put the value in an environment variable and send it as a header with headers_from_env, "
+                           "e.g. headers_from_env: {Authorization: CRM_TOKEN} (the URL is not shown)")
 
     def template_ref(self, path: Path, name: str) -> TemplateRef:
         ref = TemplateRef(name, self.pos(path))

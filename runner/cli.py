@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .diagnostics import UserError
+from .terminal import printable
 
 #: module name under runner.commands -> command name(s) it provides (a click command or group).
 COMMANDS: tuple[str, ...] = (
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USER
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # click's form of Ctrl-C (KeyboardInterrupt) inside a command
+        click.echo("Interrupted.", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 logging.getLogger("runner").debug("unexpected error", exc_info=True)
             exc_type, exc_value = sys.exc_info()[:2]
-            click.echo(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {exc_value}", err=True)
+            click.echo(printable(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {exc_value}",
+                                 multiline=True), err=True)
             click.echo("This is a bug in seqrun; please report it with the command you ran "
                        "(run again with --debug to see the traceback).", err=True)
             code = EXIT_BUG

@@ -31,6 +31,7 @@ from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
 from .store.fields import to_db_time
 from .store.leases import lease_holders, release_claims, release_leases_of
+from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class Engine:
         with db.atomic():
             fresh = Enrollment.get_by_id(enr.id)
             fresh.attempt += 1
-            fresh.last_error = f"{type(exc).__name__}: {exc}"
+            fresh.last_error = redact_secrets(f"{type(exc).__name__}: {exc}")
             fresh.updated_at = now
             fresh.lease_owner = None  # it sleeps in its backoff; nobody is working on it
             if fresh.attempt > self.rt.max_attempts:

@@ -128,7 +128,7 @@ def build_sequence(path: str, display: str | None = None, *,
     if not isinstance(doc.data, dict):
         line, col = doc.pos(())
         return None, [error(name, line, col, "expected a mapping of keys (version, name, steps, ...) at the "
-                                             f"top of the file, got {_kind_of(doc.data)}")]
+                                             f"top of the file, got {_kind_of(doc.data, raw, name)}")]
     diags = check_schema(doc)
     if diags:
         return None, sort_diagnostics(diags)
@@ -185,7 +185,23 @@ def _read(path: str, name: str) -> tuple[bytes | None, list[Diagnostic]]:
         return None, [error(name, 0, 0, f"cannot read file: {exc.strerror or exc}")]
 
 
-def _kind_of(value: object) -> str:
+def _kind_of(value: object, raw: bytes, name: str) -> str:
     if isinstance(value, list):
         return "a list"
-    return f"the value {show(value)}"
+    if not isinstance(value, str):
+        return f"the value {show(value)}"
+    # A whole text file (a CSV given in place of a sequence) reads as one long string: quote its first
+    # line, not the file.
+    lines = raw.decode("utf-8", "replace").splitlines()
+    number, first = next(((i, line.strip()) for i, line in enumerate(lines, 1) if line.strip()), (1, value))
+    if len(lines) <= 1 and len(value) <= _QUOTED:
+        return f"the value {show(value)}"
+    shown = f"text starting {show(first if len(first) <= _QUOTED else first[:_QUOTED] + '…')}"
+    if len(lines) > 1:
+        shown += f" (line {number} of {len(lines)})"
+    if name.lower().endswith(".csv") or "linkedin_profile_url" in first:
+        shown += "; is this a lead CSV? Give the sequence's YAML file here"
+    return shown
+
+
+_QUOTED = 60  # characters of a line quoted in a message

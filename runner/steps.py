@@ -46,6 +46,7 @@ from .providers.base import (
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, db
 from .store.rows import close_action_row, set_lead_json
+from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
     elif isinstance(outcome, Finish):
         _finish(ctx, "done", outcome.outcome)
     elif isinstance(outcome, Fail):
-        enr.last_error = outcome.reason
+        enr.last_error = redact_secrets(outcome.reason)
         _finish(ctx, "failed", "failed")
     elif isinstance(outcome, Pause):
         _release_slot(ctx)

@@ -431,6 +431,8 @@ def check_templates_for_leads(
     required = [f.name for f in seq.fields if f.required]
     leads = read_leads(leads_path, required_fields=required)
     diags = list(leads.diagnostics)
+    if leads.fatal:  # no row of a file that cannot be read is worth rendering
+        return sort_diagnostics(diags)
     if senders is None:
         try:
             senders = project_senders(seq)

@@ -248,6 +248,19 @@ def test_root_must_be_a_mapping(tmp_path: pathlib.Path) -> None:
                                'got the value "just text"']
 
 
+def test_a_csv_given_as_a_sequence_is_quoted_by_its_first_line(tmp_path: pathlib.Path) -> None:
+    rows = "".join(f"https://www.linkedin.com/in/lead-{i},Lead {i},Company {i} with a long name\n" for i in range(500))
+    path = project(tmp_path, "linkedin_profile_url,full_name,company_name\n" + rows, name="leads.csv")
+    _, diags = build_sequence(path)
+    assert messages(diags) == ['expected a mapping of keys (version, name, steps, ...) at the top of the file, '
+                               'got text starting "linkedin_profile_url,full_name,company_name" (line 1 of 501); '
+                               "is this a lead CSV? Give the sequence's YAML file here"]
+    long_line = "word " * 40
+    _, diags = build_sequence(project(tmp_path, long_line + "\n", name="long.yaml"))
+    assert messages(diags) == ['expected a mapping of keys (version, name, steps, ...) at the top of the file, '
+                               f'got text starting "{long_line[:60]}…"']
+
+
 def test_schema_errors_are_positioned(tmp_path: pathlib.Path) -> None:
     text = BASE + "steps:\n  - id: follow_up\n    wiat: 3 days\n  - wait: 3 dayz\n"
     _, diags = build_sequence(project(tmp_path, text), display="seq.yaml")

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -23,8 +23,9 @@ from ..leads import (
     unblock_profile,
 )
 from ..leadsfile import read_leads
-from ..store import open_store
+from ..store import health, open_store
 from ..store.models import ENROLLMENT_STATES
+from ..terminal import json_printable, printable
 
 DB_HELP = "Database: a SQLite path or sqlite:///path. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
 
@@ -251,14 +252,15 @@ def list_command(sequence: str | None, state: str | None, as_json: bool, db_url:
     """
     config, _, _ = open_project()
     open_db(config, db_url)
-    rows = list_leads(sequence=sequence, state=state)
+    with health.reading():
+        rows = list(list_leads(sequence=sequence, state=state))  # all read before any is printed
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False)))
         return
     _print_table(rows)
 
 
-def _print_table(rows: Iterator[LeadListing]) -> None:
+def _print_table(rows: list[LeadListing]) -> None:
     header = ("PROFILE", "NAME", "SEQUENCE", "STATE", "STEP", "SENDER", "DUE / OUTCOME / REASON")
     table = [header] + [_cells(r) for r in rows]
     if len(table) == 1:
@@ -277,7 +279,8 @@ def _cells(r: LeadListing) -> tuple[str, ...]:
     else:
         status = r.outcome or ""
     state = (r.state or "-") + (" (blocked)" if r.blocked else "")
-    return (r.profile_url, r.full_name or "", r.sequence or "-", state, r.step or "", r.sender or "", status)
+    cells = (r.profile_url, r.full_name or "", r.sequence or "-", state, r.step or "", r.sender or "", status)
+    return tuple(printable(cell) for cell in cells)  # names and reasons come from CSVs and people
 
 
 def _count(n: int, word: str) -> str:

@@ -39,6 +39,8 @@ from ..project import (
 )
 from ..store import db, open_store
 from ..store.db import sqlite_path
+from ..terminal import printable
+from ..urls import redact_url
 from ..versions import edit_report
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,7 @@ def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client,
 def _planned_notify(url: str) -> Any:
     from ..dryrun import Planned
 
-    return Planned(sender="-", lead="-", action="notify", text=url)
+    return Planned(sender="-", lead="-", action="notify", text=redact_url(url))
 
 
 def _pass(engine: Engine) -> TickReport:
@@ -245,14 +247,14 @@ def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
         finally:
             txn.rollback()  # everything the pass wrote goes: a dry run changes no state
     for p in provider.planned:
-        line = f"would {p.action:<8} {p.lead}"
+        line = f"would {p.action:<8} {printable(p.lead)}"
         if p.sender != "-":
             line += f"  (as {p.sender})"
         click.echo(line)
         if p.subject:
-            click.echo(f"    subject: {p.subject}")
+            click.echo(f"    subject: {printable(p.subject)}")
         if p.text:
-            click.echo("    " + p.text.replace("\n", "\n    "))
+            click.echo("    " + printable(p.text, multiline=True).replace("\n", "\n    "))
     for when, action, url in scheduled[:DRY_RUN_SHOWN]:
         click.echo(f"later    {action:<8} {url}  at {when} UTC (paced inside the window and the daily limit)")
     if len(scheduled) > DRY_RUN_SHOWN:

@@ -9,7 +9,8 @@ import click
 from ..leads import open_project
 from ..loader import load_paths
 from ..report import status
-from ..store import open_store
+from ..store import health, open_store
+from ..terminal import json_printable, printable
 
 
 def loaded_sequences(root: str) -> dict:
@@ -52,9 +53,11 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     """
     config, _, _ = open_project()
     open_store(config.database_url(db_url))
-    report = status(config, loaded_sequences(config.root), dt.datetime.now(dt.timezone.utc), sequence=sequence)
+    sequences = loaded_sequences(config.root)
+    with health.reading():
+        report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
         return
     if not report.sequences:
         click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
@@ -76,7 +79,7 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
         click.echo("Today per sender (used / limit)")
         for u in report.usage:
             cells = "  ".join(f"{a} {u['used'][a]}/{u['limits'][a]}" for a in u["limits"])
-            state = "" if u["status"] == "active" else f"  [paused: {u['paused_reason']}]"
+            state = "" if u["status"] == "active" else f"  [paused: {printable(str(u['paused_reason']))}]"
             click.echo(f"  {u['sender']:<12} {u['day']}  {cells}{state}")
         click.echo("")
     if report.leased:
@@ -87,7 +90,8 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")
         for a in report.attention:
-            click.echo(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}")
+            # Reasons quote provider errors and what people typed: never raw on a terminal.
+            click.echo(printable(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}"))
         if report.attention_total > len(report.attention):
             click.echo(f"  … and {report.attention_total - len(report.attention)} more (seqrun leads list --state failed)")
     else:
