@@ -226,6 +226,7 @@ def _render(ctx: Ctx, step: ActionStep) -> tuple[str | None, str | None, str | N
 
 def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | None:
     """Write the outbox row and the limit charge, and commit, before the provider is called."""
+    ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
     with db.atomic():
         for write in ctx.pending:
@@ -349,6 +350,7 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
 
 
 def _record_local(ctx: Ctx, step: ActionStep) -> Action:
+    ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
     with db.atomic():
         for write in ctx.pending:

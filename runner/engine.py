@@ -138,10 +138,10 @@ class Engine:
             return False  # paused (e.g. its sender's auth expired) since the batch was claimed
         try:
             outcome = steps.advance(self.rt, enr, now)
-            if outcome.final == steps.STOPPED:
-                release_claims([enr.id], self.rt.owner, now)
-                return False
             report.transitions += outcome.transitions
+            if outcome.final == steps.STOPPED:
+                release_claims([enr.id], self.rt.owner, now)  # the rest of its work is the next run's
+                return False
             if outcome.final:
                 report.outcomes[outcome.final] += 1
         except Exception as exc:  # noqa: BLE001 - one bad lead must not stop the others

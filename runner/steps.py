@@ -107,8 +107,9 @@ class Interrupted(Exception):
 class Stopping(Exception):
     """The process was asked to stop (SIGINT/SIGTERM) before this lead's next external call.
 
-    Nothing has been called since the last commit, so everything since is rolled back as with
-    `Interrupted`; the engine hands the lead back, due at once, for the next run.
+    Raised by `Ctx.stop_if_asked` after it committed what the lead has done so far (the same commit
+    that precedes every external call), so what remains is exactly the state a crash right before
+    the call would leave; the engine hands the lead back, due at once, for the next run.
     """
 
 
@@ -132,8 +133,7 @@ class Ctx:
         committed first, and no database lock is held while the call is in flight. (Facts the
         steps merely observed since the last save may wait for the next one: losing them in a crash
         only means asking again.) A run asked to stop makes no new call: it stops here (`Stopping`)."""
-        if self.rt.stop_requested():
-            raise Stopping(f"enrollment {self.enr.id}: stopping before the next call")
+        self.stop_if_asked()
         if self.dirty:
             self.save()
         if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
@@ -146,6 +146,18 @@ class Ctx:
             if self.txn is not None:
                 self.txn.commit()
             yield
+
+    def stop_if_asked(self) -> None:
+        """When the run was asked to stop: commit what is done and raise `Stopping`. Called where no
+        external call is half-done: before an action is recorded and before every call. (Steps that
+        touch only the store go on: a lead that can end or go to sleep without a call does.)"""
+        if not self.rt.stop_requested():
+            return
+        if self.dirty:
+            self.save()
+        if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
+            self.txn.commit()  # and begin again: the unwinding `atomic` ends an empty transaction
+        raise Stopping(f"enrollment {self.enr.id}: the run is stopping")
 
     def save(self) -> None:
         """Write the enrollment row (its cursor and facts) once for all the transitions since the last

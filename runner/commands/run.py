@@ -107,9 +107,10 @@ class StopSignals:
             return
         self.signum = signum
         self._event.set()
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        said = ("Ctrl-C: stopping after the call in flight (Ctrl-C again to stop at once)" if signum == signal.SIGINT
+                else f"{signal.Signals(signum).name}: stopping after the call in flight")
         with contextlib.suppress(Exception):  # never fail inside a signal handler
-            click.echo(f"{name}: stopping after the call in flight (Ctrl-C again to stop at once)", err=True)
+            click.echo(said, err=True)
 
 
 @click.command("run")

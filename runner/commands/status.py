@@ -46,6 +46,8 @@ def _echo_earlier_versions(s: dict) -> None:
 def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     """Show where every lead is, today's usage per sender against its limits, and what needs a human.
 
+    Leads a run has claimed and not finished with are listed with the run that holds them.
+
     \b
     Example:
       seqrun status
