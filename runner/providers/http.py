@@ -56,11 +56,11 @@ def redact(text: str) -> str:
     """`text` without any registered secret and without URL query strings (tokens ride in them)."""
     if not text:
         return text
+    if "?" in text:
+        text = _QUERY.sub(lambda m: f"{m.group(1)}?{MASK}", text)
     for secret in sorted(_SECRETS, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
-    if "?" in text:
-        text = _QUERY.sub(lambda m: f"{m.group(1)}?{MASK}", text)
     return text
 
 
