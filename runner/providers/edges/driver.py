@@ -123,8 +123,9 @@ class EdgesProvider:
 
     def __init__(self, client: httpx.Client, *, clock: Callable[[], dt.datetime] = utc_now,
                  budget: RequestBudget | None = None, sleep: Callable[[float], None] = time.sleep,
-                 page_delay: float = PAGE_DELAY) -> None:
+                 page_delay: float = PAGE_DELAY, owns_client: bool = False) -> None:
         self.client = client
+        self._owns_client = owns_client
         self._clock = clock
         self._budget = budget
         self._sleep = sleep
@@ -136,7 +137,9 @@ class EdgesProvider:
         self.requests = 0  # HTTP requests made, for reports
 
     def close(self) -> None:
-        """Nothing to let go of: the client belongs to whoever built it."""
+        """Close the client when the driver was given it to own (built for it by the registry)."""
+        if self._owns_client:
+            self.client.close()
 
     # --- Provider: reading ----------------------------------------------------------------------
 
