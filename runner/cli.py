@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "pause",
     "senders",
+    "fake",
 )
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
