@@ -13,6 +13,7 @@ import click
 import httpx
 import schedule
 
+from ..capabilities import require_capabilities
 from ..config import Config
 from ..diagnostics import UserError
 from ..dryrun import DryRunProvider
@@ -75,6 +76,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     sequences = project_sequences(config)
     if not sequences:
         raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
+    require_capabilities(sequences.values(), config.senders)
     url = config.database_url(db_url)
     open_store(url)
     with single_runner(sqlite_path(url)):

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..capabilities import require_capabilities
 from ..config import load_project_config
 from ..diagnostics import UserError
 from ..project import load_sequences
@@ -55,6 +56,7 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
         raise click.UsageError("use either --leads or --leads-file, not both")
     seq = next(iter(load_sequences([sequence]).values()))
     config = load_project_config(sequence, [seq])
+    require_capabilities([seq], config.senders)
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
                          accept_rate=accept_rate, reply_rate=reply_rate,
                          start=start.replace(tzinfo=dt.timezone.utc) if start else next_monday(dt.date.today()))

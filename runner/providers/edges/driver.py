@@ -97,6 +97,10 @@ SLUGS = {
 PAGE_DELAY = 2.0  # seconds between pages (Edges' pagination guide)
 MAX_PAGES = 1000  # a list longer than this is a provider bug, not a reason to loop forever
 MEMO_SIZE = 50_000  # keys remembered for replay within one process
+#: How long connections and sent invitations read from Edges answer relationship questions. An
+#: acceptance seen a minute late only delays a wait; our own invites and withdrawals update the
+#: cache at once, and reconciliation always reads afresh.
+FRESH_FOR = dt.timedelta(seconds=60)
 
 
 def utc_now() -> dt.datetime:
@@ -123,13 +127,15 @@ class EdgesProvider:
 
     def __init__(self, client: httpx.Client, *, clock: Callable[[], dt.datetime] = utc_now,
                  budget: RequestBudget | None = None, sleep: Callable[[float], None] = time.sleep,
-                 page_delay: float = PAGE_DELAY, owns_client: bool = False) -> None:
+                 page_delay: float = PAGE_DELAY, fresh_for: dt.timedelta = FRESH_FOR,
+                 owns_client: bool = False) -> None:
         self.client = client
         self._owns_client = owns_client
         self._clock = clock
         self._budget = budget
         self._sleep = sleep
         self.page_delay = page_delay
+        self.fresh_for = fresh_for
         self._me: dict[str, str] = {}
         self._known: dict[str, _Known] = {}
         self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
@@ -431,7 +437,7 @@ class EdgesProvider:
         """Connections (incrementally) and pending invitations (all), at most once per instant."""
         known = self._account(account)
         now = self._now()
-        if known.at == now and not force:
+        if known.at is not None and known.at <= now < known.at + self.fresh_for and not force:
             return known
         newest = known.newest
         for item in self._pages(account, SLUGS["connections"], None, {},
