@@ -182,6 +182,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             from .wire import SIMULATED_KEY, WireSession
 
             wire = stack.enter_context(WireSession(clock, options.seed, sandbox_options, options.provider))
+            wire.register(allowed)
             provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
@@ -190,7 +191,11 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:
                     sender.account = dataclasses.replace(sender.account, credentials={"api_key": SIMULATED_KEY})
-        report = _simulate(seq, options, clock, runtime, rows, progress)
+        introduce = None
+        if wire is not None:
+            account_ids = {sid: sender.account.account_id for sid, sender in runtime.senders.items()}
+            introduce = lambda: wire.introduce_leads(account_ids)  # noqa: E731
+        report = _simulate(seq, options, clock, runtime, rows, progress, introduce)
         if wire is not None:
             compared = wire.compare(seq.name)
             report.wire = compared.to_json()
@@ -199,7 +204,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
 
 
 def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: Runtime, rows: Mapping[str, Any],
-              progress: Callable[[float], None] | None) -> SimReport:
+              progress: Callable[[float], None] | None, before_start: Callable[[], None] | None = None) -> SimReport:
     entered: Counter[str] = Counter()
     runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
     if options.leads_file:
@@ -208,6 +213,8 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
         lead_rows = synthetic_leads(seq, options.leads, options.seed)
     count = enroll(seq, lead_rows, [r.id for r in rows.values()], options.start)
     entered[seq.steps[0].id] += count
+    if before_start is not None:
+        before_start()
     engine = Engine(runtime)
     end = options.start + dt.timedelta(days=options.days)
     report = SimReport(seq.name, count, options.days, options.start, end)

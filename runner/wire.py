@@ -69,6 +69,7 @@ class WireSession:
         self.fakes: dict[str, Any] = {}
         self.drivers: dict[str, Provider] = {}
         self.wired: set[str] = set()  # names of the senders acting through a fake
+        self._providers: dict[str, str] = {}  # sender name -> provider name
 
     def __enter__(self) -> WireSession:
         return self
@@ -82,10 +83,18 @@ class WireSession:
     def is_wired(self, sc: SenderConfig) -> bool:
         return self.provider_name(sc) in FAKES
 
+    def register(self, senders: list[SenderConfig]) -> None:
+        """Note which senders act through a fake (drivers are shared, so not all of them ask for one)."""
+        for sc in senders:
+            if self.is_wired(sc):
+                self.wired.add(sc.name)
+                self._providers[sc.name] = self.provider_name(sc)
+
     def driver(self, sc: SenderConfig) -> Provider:
         """The real driver of the sender's provider, talking to that provider's fake."""
         name = self.provider_name(sc)
         self.wired.add(sc.name)
+        self._providers[sc.name] = name
         if name not in self.drivers:
             options = {k: v for k, v in self._sandbox.items() if k not in ("seed", "state_path")}
             fake = FAKES[name](FakeClock(self._clock), self._seed, options)
@@ -95,6 +104,19 @@ class WireSession:
             self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
                                                  page_delay=0.0)
         return self.drivers[name]
+
+    def introduce_leads(self, account_ids: Mapping[int, str]) -> None:
+        """Every enrolled lead exists in its sender's fake from the start (see `EdgesFake.introduce`)."""
+        by_sender: dict[int, list[str]] = collections.defaultdict(list)
+        for sender_id, url in db.execute_sql(
+                "SELECT e.sender_id, l.profile_url FROM enrollment e JOIN lead l ON l.id = e.lead_id").fetchall():
+            by_sender[sender_id].append(url)
+        names = dict(db.execute_sql("SELECT id, name FROM sender").fetchall())
+        for sender_id, urls in by_sender.items():
+            sender = names.get(sender_id)
+            if sender in self.wired and sender_id in account_ids:
+                name = self.provider or self._providers[sender]
+                self.fakes[name].introduce(account_ids[sender_id], urls)
 
     def compare(self, sequence: str) -> WireReport:
         """The fakes' ledgers against the audit log (actions done at a provider)."""

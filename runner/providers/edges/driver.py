@@ -10,8 +10,9 @@ How each question is answered (docs/providers/edges.md has the long version):
   and `linkedin-extract-sent-invitations` (all pages), cached per account for one instant;
 - conversation: `linkedin-get-thread-url`, then `linkedin-extract-messages` of that thread; who wrote
   each message is told by comparing with the sender's own id from `linkedin-me` (`id`);
-- events: connections newer than `since` are acceptances; conversations whose `last_message` is
-  newer than `since` and not from the sender are replies;
+- events: connections newer than `since` are acceptances (the first sync, without `since`, is a
+  baseline and reports none); conversations whose `last_message` is newer than `since` and not
+  from the sender are replies;
 - find_action: the driver's own memo of keys (same process), else what Edges shows: the lead's
   invitation sent since, our message in the thread since; a visit cannot be seen (None).
 Every action input carries `custom_data: {"seqrun_key": key}` so that Edges' own logs name our key.
@@ -291,7 +292,9 @@ class EdgesProvider:
             if key is None:
                 continue
             known.connections[key] = (at, str(item.get("linkedin_profile_id")))
-            if (since is None or at > since) and at <= now:
+            # The first sync (no cursor yet) is a baseline: connections made before seqrun ever
+            # looked are not acceptances of its invites.
+            if since is not None and at > since:
                 event_id = f"edges:{account.account_id}:accepted:{key}:{_iso(at)}"
                 events[event_id] = ProviderEvent(event_id, "accepted", at, account.account_id, key,
                                                  data={"linkedin_profile_id": item.get("linkedin_profile_id")})
@@ -300,7 +303,7 @@ class EdgesProvider:
                                 and _time(item.get("last_activity_at"), now) <= since):
             last = item.get("last_message") or {}
             at = _time(last.get("delivered_at"), now)
-            if str(last.get("linkedin_profile_id")) == own or (since is not None and at <= since) or at > now:
+            if str(last.get("linkedin_profile_id")) == own or (since is not None and at <= since):
                 continue
             key = _participant_key(item, own)
             if key is None:
@@ -312,7 +315,9 @@ class EdgesProvider:
             events[event_id] = ProviderEvent(event_id, "replied", at, account.account_id, key, thread,
                                              {"message_id": last.get("message_id")})
         ordered = sorted(events.values(), key=lambda e: (e.occurred_at, e.event_id))
-        return PollResult(tuple(ordered), synced_until=now)
+        # Edges' clock is the authority on when things happened; a cursor behind its newest event
+        # would bring that event again forever (the fake's clock may run ahead of ours).
+        return PollResult(tuple(ordered), synced_until=max([now] + [e.occurred_at for e in ordered]))
 
     # --- senders check ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Control endpoints (documented in docs/providers/edges.md), all JSON:
   GET  /_fake/ledger                      -> {"actions": [...]}
   POST /_fake/auth {"identity_id", "state": "expired"|"ok"}   (delivers the webhook when configured)
   POST /_fake/webhooks {"event": "AUTH_EXPIRED"|"AUTH_SUCCESS", "identity_id", "reason"}
+  POST /_fake/profiles {"identity_id", "linkedin_profile_urls": [...]}  (who exists, before lists show them)
 """
 from __future__ import annotations
 
@@ -400,6 +401,19 @@ class EdgesFake:
         used = len(self._recent(identity, slug, self.clock()))
         return {"limit": limit, "remaining": max(0, limit - used), "window": "24h"}
 
+    def introduce(self, identity: str, urls: list[str]) -> int:
+        """Profiles that exist in the simulated network from now on, as the identity sees them.
+
+        The simulated LinkedIn decides who a lead is (already connected, pending, …) the first time
+        anything asks about it; lists (connections, invitations) only show leads decided already.
+        Real lists show everyone, so `simulate --wire` introduces its leads before the first tick."""
+        now = self.clock()
+        with self.world._lock:
+            for url in urls:
+                key, _ = normalize_profile_url(url)
+                self.world._world.lead(identity, key, now)
+        return len(urls)
+
     # --- world helpers ------------------------------------------------------------------------------
 
     def _leads(self, identity: str) -> list[tuple[str, Any]]:
@@ -499,6 +513,14 @@ class EdgesFake:
             return {"ms": self.latency_ms}
         if name == "ledger":
             return {"actions": list(self.ledger)}
+        if name == "profiles":
+            urls = data.get("linkedin_profile_urls")
+            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+                raise EdgesError(400, "BAD_INPUT", "linkedin_profile_urls must be a list of URLs", scope="request")
+            try:
+                return {"introduced": self.introduce(str(data.get("identity_id", "")), urls)}
+            except ValueError as exc:
+                raise EdgesError(400, "INVALID_INPUT", f"not a LinkedIn profile URL ({exc})") from None
         if name == "auth":
             identity = str(data.get("identity_id", ""))
             if data.get("state") == "expired":
