@@ -198,7 +198,7 @@ def retry_time(response: httpx.Response, body: ErrorBody, now: dt.datetime) -> d
 
 def status_kind(status: int) -> ErrorKind:
     """The kind a status means when the body names no label the driver knows."""
-    if status == 401:
+    if status in (401, 402, 403):  # the key is wrong, or its workspace may not do this
         return ErrorKind.API_KEY_REJECTED
     if status == 404:
         return ErrorKind.NOT_FOUND
