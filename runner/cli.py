@@ -106,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         else:
             logging.getLogger("runner").debug("unexpected error", exc_info=True)
+        from .providers.http import redact
+
         exc_type, exc_value = sys.exc_info()[:2]
-        click.echo(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {exc_value}", err=True)
+        what = redact(str(exc_value))  # a URL's query string or a credential never reaches the terminal
+        click.echo(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {what}", err=True)
         click.echo("This is a bug in seqrun; please report it with the command you ran "
                    "(run again with --debug to see the traceback).", err=True)
         code = EXIT_BUG
