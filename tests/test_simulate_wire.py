@@ -11,7 +11,7 @@ from runner.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EDGES = str(ROOT / "sequences" / "edges-full-flow.yaml")
-ARGS = ("--leads", "24", "--days", "8", "--start", "2026-03-02", "--seed", "5", "--json")
+ARGS = ("--leads", "16", "--days", "7", "--start", "2026-03-02", "--seed", "5", "--json")
 
 
 def simulate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:

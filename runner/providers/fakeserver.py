@@ -93,7 +93,9 @@ class FakeHTTPServer:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeHTTPServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="seqrun-fake", daemon=True)
+        # A short poll interval: `stop` waits for the serving loop to notice, and tests stop servers often.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="seqrun-fake", daemon=True)
         self._thread.start()
         return self
 
