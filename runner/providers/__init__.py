@@ -2,7 +2,9 @@
 
 `CAPABILITIES` covers every provider a sequence may name (the sequence schema's `provider` enum is
 checked against it); `PROVIDERS` maps the providers that have a driver in this version to their
-factory. Adding a provider is one module plus one entry in each dict.
+factory. Adding a provider is one module plus one entry in each dict; an HTTP provider also gets
+its public API in `BASE_URLS`, its default request rate in `DEFAULT_REQUESTS_PER_MINUTE`, and its
+fake server in `runner.wire.FAKES`.
 """
 from __future__ import annotations
 
