@@ -13,6 +13,7 @@ import pytest
 
 from runner.cli import main
 from runner.providers import PROVIDERS
+from runner.providers.edges import fake_reads
 from runner.providers.edges.driver import EdgesProvider
 from runner.providers.edges.fake import EdgesFake
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer
@@ -104,7 +105,7 @@ def test_senders_check_reports_ready_and_stores_the_own_id(project: pathlib.Path
                                                            fake: tuple[EdgesFake, FakeHTTPServer, Clock],
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     app = fake[0]
-    own = app._me("0a92b125-alice", {}, {}, NOW)["id"]
+    own = fake_reads.me(app, "0a92b125-alice", {}, {}, NOW)["id"]
     assert main(["senders", "check"]) == 0
     assert capsys.readouterr().out == (
         f"alice: ready (edges); credentials ok; account ok; LinkedIn id {own}; "

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
+from runner.providers.edges import fake_reads
 from runner.providers.edges.driver import EdgesProvider
 from runner.providers.edges.webhook import parse_webhook
 from runner.providers.fakeserver import FakeHTTPServer
@@ -117,7 +118,8 @@ def test_an_expired_session_is_auth_expired_and_senders_check_says_what_to_do(h:
                              "then `seqrun senders resume alice`")
     h.control("POST", "auth", identity_id="identity-alice", state="ok")
     check = EdgesProvider(h.client, clock=h.clock).check(h.account)
-    assert (check.ready, check.profile_id) == (True, str(h.fake._me("identity-alice", {}, {}, START)["id"]))
+    own = fake_reads.me(h.fake, "identity-alice", {}, {}, START)["id"]
+    assert (check.ready, check.profile_id) == (True, str(own))
     assert check.limits["connect"] == {"limit": 25, "remaining": 25, "window": "24h"}
 
 

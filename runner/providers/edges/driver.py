@@ -1,13 +1,12 @@
 """The Edges driver (edges.run, seed 001): every `Provider` call as live runs of Edges actions.
 
-Wire: `POST {base}/actions/{slug}/run/live` with `X-API-Key`, body `{"identity_ids": [identity],
-"input": {…}, "parameters": {…}}` (singular `input`); the answer is the action's output itself.
-Lists follow `X-Pagination-Next` (a full URL, same POST body) with `page_delay` seconds between pages.
-Errors are `{"error_label", "message", "params", …}` bodies mapped through `LABELS`.
+Wire (`api.EdgesAPI`): `POST {base}/actions/{slug}/run/live` with `X-API-Key`, body
+`{"identity_ids": [identity], "input": {…}, "parameters": {…}}` (singular `input`); the answer is
+the action's output itself. Lists follow `X-Pagination-Next`; errors map through `api.LABELS`.
 
 How each question is answered (docs/providers/edges.md has the long version):
 - relationship: `linkedin-extract-connections` (newest first, walked down to what is already known)
-  and `linkedin-extract-sent-invitations` (all pages), cached per account for one instant;
+  and `linkedin-extract-sent-invitations` (all pages), cached per account for `fresh_for` (60 s);
 - conversation: `linkedin-get-thread-url`, then `linkedin-extract-messages` of that thread; who wrote
   each message is told by comparing with the sender's own id from `linkedin-me` (`id`);
 - events: connections newer than `since` are acceptances (the first sync, without `since`, is a
@@ -24,7 +23,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 
@@ -43,60 +42,13 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import (
-    ErrorBody,
-    RequestBudget,
-    budget_key,
-    credential,
-    error_from_response,
-    json_body,
-    parse_time,
-    redact,
-    transport_error,
-)
+from ..http import RequestBudget, json_body, parse_time
+from .api import PAGE_DELAY, SLUGS, EdgesAPI
+from .api import text as _str
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 
-#: Edges' error labels (seed 001 and the error reference) -> our vocabulary.
-LABELS: dict[str, ErrorKind] = {
-    "LIMIT_REACHED": ErrorKind.LIMIT_REACHED,
-    "NOT_CONNECTED": ErrorKind.NOT_CONNECTED,
-    "ALREADY_CONNECTED": ErrorKind.ALREADY_CONNECTED,
-    "INVITATION_PENDING": ErrorKind.INVITATION_PENDING,
-    "PROFILE_NOT_ACCESSIBLE": ErrorKind.PROFILE_NOT_ACCESSIBLE,
-    "AUTH_EXPIRED": ErrorKind.AUTH_EXPIRED,
-    "INTEGRATION_ERROR": ErrorKind.AUTH_EXPIRED,  # the identity's LinkedIn integration is not usable
-    "INVALID_INPUT": ErrorKind.INVALID_INPUT,
-    "BAD_INPUT": ErrorKind.INVALID_INPUT,
-    "BAD_PARAMETERS": ErrorKind.INVALID_INPUT,
-    "SN_ACCOUNT_UPGRADE": ErrorKind.INVALID_INPUT,
-    "STATUS_429": ErrorKind.RATE_LIMITED,
-    "LK_ERROR": ErrorKind.TRANSIENT,
-    "LK_524": ErrorKind.TRANSIENT,
-    "GENERIC_ERROR": ErrorKind.TRANSIENT,
-    "NO_DATA_LOADED": ErrorKind.TRANSIENT,
-    "STATUS_404": ErrorKind.NOT_FOUND,
-    "NO_RESULT": ErrorKind.NOT_FOUND,
-    "NO_ACCESS": ErrorKind.API_KEY_REJECTED,  # 402: the workspace's plan or credits do not cover the action
-}
-
-SLUGS = {
-    "me": "linkedin-me",
-    "visit": "linkedin-visit-profile",
-    "connect": "linkedin-connect-profile",
-    "connect_sn": "salesnavigator-connect-profile",
-    "message": "linkedin-message-profile",
-    "inmail": "linkedin-inmail-profile",
-    "withdraw": "linkedin-withdraw-invitation",
-    "invitations": "linkedin-extract-sent-invitations",
-    "connections": "linkedin-extract-connections",
-    "conversations": "linkedin-extract-conversations",
-    "messages": "linkedin-extract-messages",
-    "thread": "linkedin-get-thread-url",
-}
-PAGE_DELAY = 2.0  # seconds between pages (Edges' pagination guide)
-MAX_PAGES = 1000  # a list longer than this is a provider bug, not a reason to loop forever
 MEMO_SIZE = 50_000  # keys remembered for replay within one process
 #: How long connections and sent invitations read from Edges answer relationship questions. An
 #: acceptance seen a minute late only delays a wait; our own invites and withdrawals update the
@@ -131,17 +83,19 @@ class EdgesProvider:
                  page_delay: float = PAGE_DELAY, fresh_for: dt.timedelta = FRESH_FOR,
                  owns_client: bool = False) -> None:
         self.client = client
+        self.api = EdgesAPI(client, clock=clock, budget=budget, sleep=sleep, page_delay=page_delay)
         self._owns_client = owns_client
         self._clock = clock
-        self._budget = budget
-        self._sleep = sleep
-        self.page_delay = page_delay
         self.fresh_for = fresh_for
         self._me: dict[str, str] = {}
         self._known: dict[str, _Known] = {}
         self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
             collections.OrderedDict()
-        self.requests = 0  # HTTP requests made, for reports
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made, for reports."""
+        return self.api.requests
 
     def close(self) -> None:
         """Close the client when the driver was given it to own (built for it by the registry)."""
@@ -169,7 +123,7 @@ class EdgesProvider:
         if url is None:
             return Conversation(None)
         own = self.me(account)
-        items = list(self._pages(account, SLUGS["messages"], {"linkedin_thread_url": url}, {}))
+        items = list(self.api.pages(account, SLUGS["messages"], {"linkedin_thread_url": url}, {}))
         messages = sorted((Message(str(m.get("message_id")), _time(m.get("delivered_at")),
                                    str(m.get("linkedin_profile_id")) != own) for m in items),
                           key=lambda m: (m.sent_at, m.message_id))
@@ -181,7 +135,7 @@ class EdgesProvider:
     def visit(self, account: Account, lead: LeadRef, *, key: str) -> ActionResult:
         if (done := self._replay(account, lead, "visit", key)) is not None:
             return done
-        output = self._live(account, SLUGS["visit"], self._input(lead, key), {})
+        output = self.api.live(account, SLUGS["visit"], self._input(lead, key), {})
         ids = self._ids(output if isinstance(output, Mapping) else {})
         return self._remember(account, lead, "visit", key, ActionResult(performed_at=self._now(), provider_ids=ids))
 
@@ -193,7 +147,7 @@ class EdgesProvider:
             slug, data = SLUGS["connect_sn"], {"sales_navigator_profile_id": sn_id, "custom_data": {"seqrun_key": key}}
         else:
             slug, data = SLUGS["connect"], self._input(lead, key)
-        output = self._live(account, slug, data, {"message": note} if note else {})
+        output = self.api.live(account, slug, data, {"message": note} if note else {})
         out = output if isinstance(output, Mapping) else {}
         sent_at = _time(out.get("connection_sent_date"), self._now())
         if sent_at.date() == self._now().date() and sent_at.time() == dt.time():
@@ -212,7 +166,7 @@ class EdgesProvider:
         parameters: dict[str, Any] = {"message": text}
         if inmail:
             parameters["subject"] = subject or ""
-        output = self._live(account, SLUGS[action], self._input(lead, key), parameters)
+        output = self.api.live(account, SLUGS[action], self._input(lead, key), parameters)
         out = output if isinstance(output, Mapping) else {}
         if out.get("is_sent") is False:
             raise ProviderError(ErrorKind.TRANSIENT, "Edges answered is_sent: false", label="NOT_SENT")
@@ -236,7 +190,7 @@ class EdgesProvider:
                                 label="NO_RESULT")
         if invitation_id is not None and invitation_id.startswith("urn:") and invitation_id != urn:
             raise ProviderError(ErrorKind.NOT_FOUND, f"invitation {invitation_id} is not pending", label="NO_RESULT")
-        self._live(account, SLUGS["withdraw"],
+        self.api.live(account, SLUGS["withdraw"],
                    {"linkedin_invitation_urn": urn, "linkedin_invitation_type": "CONNECTION",
                     "custom_data": {"seqrun_key": key}}, {})
         known.invitations.pop(lead.key, None)
@@ -285,7 +239,7 @@ class EdgesProvider:
         own = self.me(account)
         events: dict[str, ProviderEvent] = {}
         known = self._account(account)
-        for item in self._pages(account, SLUGS["connections"], None, {},
+        for item in self.api.pages(account, SLUGS["connections"], None, {},
                                 stop=lambda item: since is not None and _time(item.get("connected_at"), now) <= since):
             at = _time(item.get("connected_at"), now)
             key = _lead_key(item)
@@ -298,7 +252,7 @@ class EdgesProvider:
                 event_id = f"edges:{account.account_id}:accepted:{key}:{_iso(at)}"
                 events[event_id] = ProviderEvent(event_id, "accepted", at, account.account_id, key,
                                                  data={"linkedin_profile_id": item.get("linkedin_profile_id")})
-        for item in self._pages(account, SLUGS["conversations"], {}, {"read": True},
+        for item in self.api.pages(account, SLUGS["conversations"], {}, {"read": True},
                                 stop=lambda item: since is not None
                                 and _time(item.get("last_activity_at"), now) <= since):
             last = item.get("last_message") or {}
@@ -325,7 +279,7 @@ class EdgesProvider:
         """The sender's own LinkedIn id (`linkedin-me` → `id`), once per process."""
         own = self._me.get(account.account_id)
         if own is None:
-            output = self._live(account, SLUGS["me"], None, {})
+            output = self.api.live(account, SLUGS["me"], None, {})
             value = output.get("id") if isinstance(output, Mapping) else None
             if value is None:
                 raise ProviderError(ErrorKind.TRANSIENT, "linkedin-me returned no id", label="NO_DATA_LOADED")
@@ -352,7 +306,7 @@ class EdgesProvider:
         found: dict[str, Any] = {}
         for action in ("visit", "connect", "message"):
             try:
-                response = self._send(account, "GET", f"identities/{account.account_id}/actions/{SLUGS[action]}/limits")
+                response = self.api.send(account, "GET", f"identities/{account.account_id}/actions/{SLUGS[action]}/limits")
             except ProviderError as err:
                 log.info("sender %s: limits of %s not available: %s", account.sender, action, err.message)
                 continue
@@ -362,73 +316,6 @@ class EdgesProvider:
         return found
 
     # --- the wire ---------------------------------------------------------------------------------
-
-    def _live(self, account: Account, slug: str, data: Mapping[str, Any] | None,
-              parameters: Mapping[str, Any]) -> Any:
-        response = self._send(account, "POST", f"actions/{slug}/run/live", json=self._body(account, data, parameters))
-        return json_body(response)
-
-    def _body(self, account: Account, data: Mapping[str, Any] | None, parameters: Mapping[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {"identity_ids": [account.account_id], "parameters": dict(parameters)}
-        if data is not None:
-            body["input"] = dict(data)
-        return body
-
-    def _pages(self, account: Account, slug: str, data: Mapping[str, Any] | None, parameters: Mapping[str, Any], *,
-               stop: Callable[[Mapping[str, Any]], bool] | None = None) -> Iterator[Mapping[str, Any]]:
-        """Every item of a list action, page by page through `X-Pagination-Next`, newest first;
-        the walk ends after the page holding the first item `stop` says is old enough."""
-        body = self._body(account, data, parameters)
-        url: str = f"actions/{slug}/run/live"
-        for page in range(MAX_PAGES):
-            if page:
-                self._sleep(self.page_delay)
-            response = self._send(account, "POST", url, json=body)
-            items = json_body(response)
-            if not isinstance(items, list):
-                raise ProviderError(ErrorKind.TRANSIENT, f"{slug} returned no list", label="NO_DATA_LOADED")
-            done = False
-            for item in items:
-                if isinstance(item, Mapping):
-                    if stop is not None and stop(item):
-                        done = True
-                    yield item
-            following = response.headers.get("X-Pagination-Next")
-            if done or not following:
-                return
-            url = self._same_origin(following)
-        raise ProviderError(ErrorKind.TRANSIENT, f"{slug}: more than {MAX_PAGES} pages", label="PAGINATION")
-
-    def _same_origin(self, url: str) -> str:
-        """A next-page URL may only point at the API we talk to: it will carry our API key."""
-        target, base = httpx.URL(url), self.client.base_url
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            raise ProviderError(ErrorKind.TRANSIENT, f"refusing a next-page URL on another host ({target.host})",
-                                label="PAGINATION")
-        return str(target)
-
-    def _send(self, account: Account, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        api_key = credential(account.credentials, "api_key", account.sender)
-        key_bucket = budget_key("edges-key", api_key)
-        if self._budget is not None:
-            self._budget.acquire(key_bucket, budget_key("edges-account", account.account_id))
-        self.requests += 1
-        try:
-            response = self.client.request(method, url, headers={"X-API-Key": api_key}, **kwargs)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, "Edges") from None
-        if response.status_code < 400:
-            return response
-        raw = json_body(response)
-        raw = raw if isinstance(raw, Mapping) else {}
-        params = raw.get("params") if isinstance(raw.get("params"), Mapping) else {}
-        body = ErrorBody(_str(raw.get("error_label")), redact(str(raw.get("message") or "")), params)
-        err = error_from_response(response, body, self._now(), labels=LABELS, provider="Edges")
-        if err.kind is ErrorKind.RATE_LIMITED and err.retry_at is not None and self._budget is not None:
-            self._budget.blocked(key_bucket, err.retry_at)
-        if err.kind is ErrorKind.AUTH_EXPIRED:
-            err.message += f" (identity {account.account_id}: reconnect LinkedIn in Edges)"
-        raise err
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -445,7 +332,7 @@ class EdgesProvider:
         if known.at is not None and known.at <= now < known.at + self.fresh_for and not force:
             return known
         newest = known.newest
-        for item in self._pages(account, SLUGS["connections"], None, {},
+        for item in self.api.pages(account, SLUGS["connections"], None, {},
                                 stop=lambda item: newest is not None and _time(item.get("connected_at"), now) < newest):
             key = _lead_key(item)
             if key is not None:
@@ -453,7 +340,7 @@ class EdgesProvider:
                 known.connections[key] = (at, str(item.get("linkedin_profile_id")))
                 known.newest = at if known.newest is None else max(known.newest, at)
         invitations: dict[str, dict[str, Any]] = {}
-        for item in self._pages(account, SLUGS["invitations"], None, {}):
+        for item in self.api.pages(account, SLUGS["invitations"], None, {}):
             key = _lead_key(item)
             if key is not None:
                 invitations[key] = dict(item)
@@ -468,7 +355,7 @@ class EdgesProvider:
         url = known.threads.get(lead.key)
         if url is not None:
             return url
-        output = self._live(account, SLUGS["thread"], {"linkedin_profile_url": lead.profile_url}, {})
+        output = self.api.live(account, SLUGS["thread"], {"linkedin_profile_url": lead.profile_url}, {})
         found = output.get("linkedin_thread_url") if isinstance(output, Mapping) else None
         if isinstance(found, str) and found:
             known.threads[lead.key] = found  # a 1:1 thread never changes: worth keeping
@@ -505,10 +392,6 @@ class EdgesProvider:
         while len(self._memo) > MEMO_SIZE:
             self._memo.popitem(last=False)
         return result
-
-
-def _str(value: object) -> str | None:
-    return None if value is None or value == "" else str(value)
 
 
 def _iso(value: dt.datetime) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import collections
 import datetime as dt
-import hashlib
 import itertools
 import json
 import random
@@ -39,6 +38,8 @@ from ...urls import normalize_profile_url
 from ..base import Account, ErrorKind, LeadRef, ProviderError
 from ..fakeserver import FakeClock, Reply
 from ..sandbox import SandboxProvider
+from . import fake_reads
+from .fake_shapes import EdgesError, cursor, iso, number_id, profile_url, thread_url, urn
 
 UTC = dt.timezone.utc
 PREFIX = "/v1"
@@ -70,14 +71,6 @@ _FROM_SANDBOX = {
 _BODY_KEYS = {"identity_ids", "input", "parameters", "identity_mode"}
 
 
-class EdgesError(Exception):
-    def __init__(self, status: int, label: str, message: str, *, params: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None, scope: str = "input") -> None:
-        super().__init__(message)
-        self.status, self.label, self.message = status, label, message
-        self.params, self.headers, self.scope = dict(params or {}), dict(headers or {}), scope
-
-
 @dataclass
 class Rule:
     label: str
@@ -85,15 +78,6 @@ class Rule:
     count: int | None
     probability: float | None
     after: bool  # the action takes effect, then the error is answered (a lost response)
-
-
-def number_id(text: str) -> int:
-    """A stable numeric LinkedIn id, like Edges' `linkedin_profile_id`."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big")
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class EdgesFake:
@@ -220,9 +204,9 @@ class EdgesFake:
         out: dict[str, str] = {"Content-Type": "application/json"}
         origin = f"http://{headers.get('host', '127.0.0.1')}{path}"
         if offset + size < len(items):
-            out["X-Pagination-Next"] = f"{origin}?cursor={_cursor(offset + size)}"
+            out["X-Pagination-Next"] = f"{origin}?cursor={cursor(offset + size)}"
         if offset > 0:
-            out["X-Pagination-Previous"] = f"{origin}?cursor={_cursor(max(0, offset - size))}"
+            out["X-Pagination-Previous"] = f"{origin}?cursor={cursor(max(0, offset - size))}"
         return 200, out, json.dumps(page).encode()
 
     # --- actions ------------------------------------------------------------------------------------
@@ -242,14 +226,14 @@ class EdgesFake:
             return call()
         except ProviderError as err:
             status, label = _FROM_SANDBOX.get(err.kind, (424, "GENERIC_ERROR"))
-            params = {"postponed_until": _iso(err.retry_at)} if err.retry_at and label == "LIMIT_REACHED" else {}
+            params = {"postponed_until": iso(err.retry_at)} if err.retry_at and label == "LIMIT_REACHED" else {}
             raise EdgesError(status, label, err.message, params=params,
                              scope="identity" if label == "AUTH_EXPIRED" else "input") from None
 
     def _record(self, identity: str, slug: str, given: Mapping[str, Any], lead: LeadRef | None, now: dt.datetime,
                 **ids: Any) -> None:
         custom = given.get("custom_data") if isinstance(given.get("custom_data"), dict) else {}
-        self.ledger.append({"at": _iso(now), "identity_id": identity, "action": ACTION_SLUGS[slug], "slug": slug,
+        self.ledger.append({"at": iso(now), "identity_id": identity, "action": ACTION_SLUGS[slug], "slug": slug,
                             "lead": lead.key if lead else None, "linkedin_profile_url": lead.profile_url if lead else None,
                             "seqrun_key": custom.get("seqrun_key"), "custom_data": custom, **ids})
         self._done.setdefault((identity, slug), collections.deque()).append(now)
@@ -267,8 +251,8 @@ class EdgesFake:
         if note is not None and (not isinstance(note, str) or len(note) > 300):
             raise EdgesError(400, "BAD_PARAMETERS", "parameters.message must be a string of at most 300 characters")
         done = self._sandbox(lambda: self.world.connect(_account(identity), lead, note=note or None, key=self._key()))
-        self._record(identity, slug, given, lead, now, invitation_urn=_urn(done.invitation_id))
-        return {"connected": False, "pending": True, "message": note or "", "connection_sent_date": _iso(now),
+        self._record(identity, slug, given, lead, now, invitation_urn=urn(done.invitation_id))
+        return {"connected": False, "pending": True, "message": note or "", "connection_sent_date": iso(now),
                 "linkedin_profile_id": number_id(lead.key), "sales_navigator_profile_id": None}
 
     def _connect_sn(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:
@@ -287,112 +271,29 @@ class EdgesFake:
         self.texts[done.provider_id] = text
         slug = "linkedin-inmail-profile" if inmail else "linkedin-message-profile"
         self._record(identity, slug, given, lead, now, message_id=done.provider_id, thread_id=done.conversation_id)
-        return {"is_sent": True, "delivered_at": _iso(now), "linkedin_message_id": done.provider_id,
-                "linkedin_thread_id": done.conversation_id, "linkedin_thread_url": _thread_url(done.conversation_id),
+        return {"is_sent": True, "delivered_at": iso(now), "linkedin_message_id": done.provider_id,
+                "linkedin_thread_id": done.conversation_id, "linkedin_thread_url": thread_url(done.conversation_id),
                 "message": text, "reply": None}
 
     def _inmail(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:
         return self._message(identity, given, parameters, now, inmail=True)
 
     def _withdraw(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:
-        urn = given.get("linkedin_invitation_urn")
-        if not isinstance(urn, str) or not urn.startswith("urn:li:fsd_invitation:"):
+        wanted = given.get("linkedin_invitation_urn")
+        if not isinstance(wanted, str) or not wanted.startswith("urn:li:fsd_invitation:"):
             raise EdgesError(400, "BAD_INPUT", "input.linkedin_invitation_urn must look like urn:li:fsd_invitation:123")
         found = next(((key, inv) for key, state in self._leads(identity)
-                      for inv in state.invites if _urn(inv.invitation_id) == urn), None)
+                      for inv in state.invites if urn(inv.invitation_id) == wanted), None)
         if found is None or not found[1].pending_at(now):
-            raise EdgesError(424, "STATUS_404", f"invitation {urn} not found or no longer pending")
+            raise EdgesError(424, "STATUS_404", f"invitation {wanted} not found or no longer pending")
         key = found[0]
-        lead = LeadRef(key, _profile_url(key))
+        lead = LeadRef(key, profile_url(key))
         self._sandbox(lambda: self.world.withdraw(_account(identity), lead, invitation_id=found[1].invitation_id,
                                                   key=self._key()))
-        self._record(identity, "linkedin-withdraw-invitation", given, lead, now, invitation_urn=urn)
-        return {"linkedin_invitation_id": int(urn.rsplit(":", 1)[1]), "linkedin_invitation_urn": urn}
+        self._record(identity, "linkedin-withdraw-invitation", given, lead, now, invitation_urn=wanted)
+        return {"linkedin_invitation_id": int(wanted.rsplit(":", 1)[1]), "linkedin_invitation_urn": wanted}
 
     # --- reads --------------------------------------------------------------------------------------
-
-    def _me(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:
-        handle = f"identity-{number_id(identity)}"
-        return {"id": number_id("identity:" + identity), "first_name": "Fake", "last_name": "Sender",
-                "full_name": "Fake Sender", "job_title": "Founder", "object_urn": f"urn:li:member:{number_id(identity)}",
-                "handle": handle, "linkedin_profile_url": _profile_url(handle), "profile_image_url": None,
-                "sales_navigator_profile_id": None, "premium_subscriber": False}
-
-    def _connections(self, identity: str, given: dict[str, Any], parameters: dict[str, Any],
-                     now: dt.datetime) -> list[Any]:
-        rows = []
-        for key, state in self._leads(identity):
-            since = state.connected_since(now)
-            if since is not None and state.profile != "inaccessible":
-                rows.append({"connected_at": _iso(since), "linkedin_profile_id": number_id(key),
-                             "linkedin_profile_url": _profile_url(key), "linkedin_profile_handle": key,
-                             "full_name": key.replace("-", " ").title()})
-        return sorted(rows, key=lambda r: (r["connected_at"], r["linkedin_profile_id"]), reverse=True)
-
-    def _invitations(self, identity: str, given: dict[str, Any], parameters: dict[str, Any],
-                     now: dt.datetime) -> list[Any]:
-        rows = []
-        for key, state in self._leads(identity):
-            invite = state.pending_invite(now)
-            if invite is not None and invite.sent_at <= now:
-                urn = _urn(invite.invitation_id)
-                rows.append({"linkedin_invitation_id": int(urn.rsplit(":", 1)[1]), "linkedin_invitation_urn": urn,
-                             "sent_date": _iso(invite.sent_at), "linkedin_profile_url": _profile_url(key),
-                             "job_title": None, "full_name": key.replace("-", " ").title(), "first_name": None,
-                             "last_name": None, "sales_navigator_profile_id": None,
-                             "linkedin_profile_id": number_id(key)})
-        return sorted(rows, key=lambda r: (r["sent_date"], r["linkedin_invitation_id"]), reverse=True)
-
-    def _conversations(self, identity: str, given: dict[str, Any], parameters: dict[str, Any],
-                       now: dt.datetime) -> list[Any]:
-        own = number_id("identity:" + identity)
-        rows = []
-        for key, state in self._leads(identity):
-            if not state.thread_open(now):
-                continue
-            notes = state.visible_messages(now)
-            if not notes:
-                continue
-            last = notes[-1]
-            thread = self.world._world.thread_id(identity, key)
-            lead_id = number_id(key)
-            rows.append({"linkedin_thread_id": thread, "linkedin_thread_url": _thread_url(thread),
-                         "participants": [{"linkedin_profile_id": lead_id, "linkedin_profile_url": _profile_url(key)}],
-                         "last_activity_at": _iso(last.sent_at),
-                         "last_message": {"linkedin_profile_id": lead_id if last.from_lead else own,
-                                          "content": self._text(last.message_id, last.from_lead),
-                                          "delivered_at": _iso(last.sent_at), "message_id": last.message_id},
-                         "unread_count": 1 if last.from_lead else 0, "read": not last.from_lead})
-        if parameters.get("read") is False:
-            rows = [r for r in rows if not r["read"]]
-        return sorted(rows, key=lambda r: (r["last_activity_at"], r["linkedin_thread_id"]), reverse=True)
-
-    def _messages(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> list[Any]:
-        url = given.get("linkedin_thread_url")
-        if not isinstance(url, str) or not url:
-            raise EdgesError(400, "BAD_INPUT", "input.linkedin_thread_url is required")
-        thread = [p for p in urllib.parse.urlsplit(url).path.split("/") if p][-1] if "/" in url else url
-        with self.world._lock:
-            owner = self.world._world.thread_owner(thread)
-            if owner is None or owner[0] != identity:
-                raise EdgesError(424, "NO_RESULT", f"no thread {thread} for this identity")
-            state = self.world._world.leads[owner]
-        own, lead_id = number_id("identity:" + identity), number_id(owner[1])
-        if not state.thread_open(now):
-            return []
-        return [{"message_id": m.message_id, "linkedin_thread_id": thread, "position": i,
-                 "delivered_at": _iso(m.sent_at), "linkedin_profile_id": lead_id if m.from_lead else own,
-                 "content": self._text(m.message_id, m.from_lead)}
-                for i, m in enumerate(state.visible_messages(now))]
-
-    def _thread(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:
-        lead = self._lead(given)
-        with self.world._lock:
-            state = self.world._world.lead(identity, lead.key, now)
-        if state.profile == "inaccessible":
-            raise EdgesError(424, "PROFILE_NOT_ACCESSIBLE", f"the profile of {lead.key} is not accessible")
-        open_ = state.thread_open(now)
-        return {"linkedin_thread_url": _thread_url(self.world._world.thread_id(identity, lead.key)) if open_ else None}
 
     def _limits(self, identity: str, slug: str) -> dict[str, Any]:
         limit = self.smart_limits.get(slug)
@@ -444,7 +345,7 @@ class EdgesFake:
         if len(recent) >= limit:
             until = recent[0] + dt.timedelta(hours=24)
             raise EdgesError(429, "LIMIT_REACHED", f"daily Smart Limit of {limit} reached for {slug}",
-                             params={"postponed_until": _iso(until), "appendix": "24h"}, scope="identity")
+                             params={"postponed_until": iso(until), "appendix": "24h"}, scope="identity")
 
     def _key(self) -> str:
         return f"fake-{next(self._keys)}"
@@ -472,7 +373,7 @@ class EdgesFake:
         params: dict[str, Any] = {}
         headers: dict[str, str] = {}
         if rule.label == "LIMIT_REACHED":
-            params["postponed_until"] = _iso(dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), UTC))
+            params["postponed_until"] = iso(dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), UTC))
         elif rule.label in ("STATUS_429", "RATE_LIMITED"):
             params["retry_after"] = 60
             headers["Retry-After"] = "60"
@@ -493,7 +394,7 @@ class EdgesFake:
                     self.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
                 else:
                     self.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
-            return {"now": _iso(self.clock())}
+            return {"now": iso(self.clock())}
         if name == "errors":
             if method == "DELETE":
                 self._rules.clear()
@@ -541,7 +442,7 @@ class EdgesFake:
         if not self.webhook_url:
             return None
         payload = {"event_type": "integration", "event": event, "identity_uid": identity,
-                   "created_at": _iso(self.clock()), "data": {"reason": reason}}
+                   "created_at": iso(self.clock()), "data": {"reason": reason}}
         headers = {WEBHOOK_SECRET_HEADER: self.webhook_secret} if self.webhook_secret else {}
         try:
             status: int | None = httpx.post(self.webhook_url, json=payload, headers=headers, timeout=10.0).status_code
@@ -562,37 +463,20 @@ class EdgesFake:
 
 
 _HANDLERS: dict[str, Callable[..., Any]] = {
-    "linkedin-me": EdgesFake._me,
+    "linkedin-me": fake_reads.me,
     "linkedin-visit-profile": EdgesFake._visit,
     "linkedin-connect-profile": EdgesFake._connect,
     "salesnavigator-connect-profile": EdgesFake._connect_sn,
     "linkedin-message-profile": EdgesFake._message,
     "linkedin-inmail-profile": EdgesFake._inmail,
     "linkedin-withdraw-invitation": EdgesFake._withdraw,
-    "linkedin-extract-connections": EdgesFake._connections,
-    "linkedin-extract-sent-invitations": EdgesFake._invitations,
-    "linkedin-extract-conversations": EdgesFake._conversations,
-    "linkedin-extract-messages": EdgesFake._messages,
-    "linkedin-get-thread-url": EdgesFake._thread,
+    "linkedin-extract-connections": fake_reads.connections,
+    "linkedin-extract-sent-invitations": fake_reads.invitations,
+    "linkedin-extract-conversations": fake_reads.conversations,
+    "linkedin-extract-messages": fake_reads.messages,
+    "linkedin-get-thread-url": fake_reads.thread,
 }
 
 
 def _account(identity: str) -> Account:
     return Account(sender=identity, account_id=identity)
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
-
-
-def _urn(invitation_id: str | None) -> str:
-    digits = int(hashlib.blake2b(str(invitation_id).encode(), digest_size=6).hexdigest(), 16)
-    return f"urn:li:fsd_invitation:{digits}"
-
-
-def _profile_url(key: str) -> str:
-    return f"https://www.linkedin.com/in/{key}"
-
-
-def _thread_url(thread_id: str | None) -> str | None:
-    return f"https://www.linkedin.com/messaging/thread/{thread_id}/" if thread_id else None
