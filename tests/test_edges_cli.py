@@ -161,3 +161,16 @@ def test_run_once_performs_the_flow_over_http_and_the_ledger_agrees(
     exported = capsys.readouterr().out
     everything = output.out + output.err + exported + caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in everything
+
+
+def test_debug_output_of_a_failing_check_shows_no_secret(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = SECRET[::-1]
+    monkeypatch.setenv("EDGES_API_KEY", wrong)
+    assert main(["--debug", "senders", "check"]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err + caplog.text
+    assert "API key rejected" in text and "HTTP Request: POST http://127.0.0.1:" in text  # httpx's own log
+    assert wrong not in text and SECRET not in text

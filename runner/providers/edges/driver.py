@@ -44,6 +44,7 @@ from ..base import (
 )
 from ..http import RequestBudget, json_body, parse_time
 from .api import PAGE_DELAY, SLUGS, EdgesAPI
+from .webhook import parse_webhook
 from .api import text as _str
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,11 @@ class EdgesProvider:
         # Edges' clock is the authority on when things happened; a cursor behind its newest event
         # would bring that event again forever (the fake's clock may run ahead of ours).
         return PollResult(tuple(ordered), synced_until=max([now] + [e.occurred_at for e in ordered]))
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, *, secret: str,
+                      received_at: dt.datetime) -> list[ProviderEvent]:
+        """Integration webhooks (AUTH_EXPIRED, AUTH_SUCCESS) behind the shared secret; see `webhook`."""
+        return parse_webhook(headers, body, secret=secret, received_at=received_at)
 
     # --- senders check ----------------------------------------------------------------------------
 
