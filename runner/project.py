@@ -104,7 +104,7 @@ def http_driver_options(config: Config, sc: SenderConfig) -> dict[str, Any]:
     rates = [s.requests_per_minute or DEFAULT_REQUESTS_PER_MINUTE[s.provider] for s in config.senders
              if s.provider == sc.provider and s.base_url == sc.base_url]
     client = make_client(sc.base_url or BASE_URLS[sc.provider])
-    return {"client": client, "owns_client": True, "budget": RequestBudget(min(rates or [DEFAULT_REQUESTS_PER_MINUTE[sc.provider]]))}
+    return {"client": client, "owns_client": True, "budget": RequestBudget(min(rates))}
 
 
 def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mapping[str, Sender], *,

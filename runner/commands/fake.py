@@ -27,7 +27,8 @@ def command() -> None:
               help="Environment variable holding the shared secret sent in X-Webhook-Secret.")
 @click.option("--api-key-env", default=None,
               help="Accept only the key in this environment variable (default: any non-empty key).")
-@click.option("--seed", type=int, default=None, help="Seed of the simulated LinkedIn (default: seqrun.yaml's sandbox seed).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the simulated LinkedIn (default: seqrun.yaml's sandbox seed).")
 @click.option("--rate", type=click.IntRange(1, 100_000), default=None,
               help="API requests per minute per key before 429 (default: unlimited).")
 @click.option("--no-smart-limits", is_flag=True, help="Do not enforce Edges' daily Smart Limits.")

@@ -214,7 +214,8 @@ class EdgesProvider:
             sent = _time(invitation.get("sent_date"), since) if invitation else None
             if invitation is not None and sent is not None and sent >= since:
                 urn = _str(invitation.get("linkedin_invitation_urn"))
-                return ActionResult(performed_at=sent, provider_id=urn, invitation_id=urn, provider_ids=self._ids(invitation))
+                return ActionResult(performed_at=sent, provider_id=urn, invitation_id=urn,
+                                    provider_ids=self._ids(invitation))
             connection = known.connections.get(lead.key)
             if connection is not None and connection[0] >= since:  # sent and already accepted
                 return ActionResult(performed_at=since, provider_ids={"edges_profile_id": connection[1]})
@@ -312,7 +313,8 @@ class EdgesProvider:
         found: dict[str, Any] = {}
         for action in ("visit", "connect", "message"):
             try:
-                response = self.api.send(account, "GET", f"identities/{account.account_id}/actions/{SLUGS[action]}/limits")
+                path = f"identities/{account.account_id}/actions/{SLUGS[action]}/limits"
+                response = self.api.send(account, "GET", path)
             except ProviderError as err:
                 log.info("sender %s: limits of %s not available: %s", account.sender, action, err.message)
                 continue

@@ -234,7 +234,8 @@ class EdgesFake:
                 **ids: Any) -> None:
         custom = given.get("custom_data") if isinstance(given.get("custom_data"), dict) else {}
         self.ledger.append({"at": iso(now), "identity_id": identity, "action": ACTION_SLUGS[slug], "slug": slug,
-                            "lead": lead.key if lead else None, "linkedin_profile_url": lead.profile_url if lead else None,
+                            "lead": lead.key if lead else None,
+                            "linkedin_profile_url": lead.profile_url if lead else None,
                             "seqrun_key": custom.get("seqrun_key"), "custom_data": custom, **ids})
         self._done.setdefault((identity, slug), collections.deque()).append(now)
 
