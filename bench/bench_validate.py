@@ -24,7 +24,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import checks, loader, schemacheck  # noqa: E402
+from runner import builder, checks, loader, schemacheck  # noqa: E402
 from runner.commands.validate import validate_paths  # noqa: E402
 from runner.loader import load_paths  # noqa: E402
 
@@ -139,7 +139,8 @@ def make_project(root: pathlib.Path, count: int) -> list[str]:
 def forget_per_run_caches() -> None:
     """Each round starts like a fresh `seqrun validate` run, except that the schema stays compiled."""
     schemacheck._known_valid.cache_clear()
-    loader._compiled_condition.cache_clear()
+    builder._compiled_condition.cache_clear()
+    builder._included.cache_clear()
     checks._parse_condition.cache_clear()
 
 

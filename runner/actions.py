@@ -28,7 +28,9 @@ from .steps import (
     Fail,
     Finish,
     Outcome,
+    Pause,
     Sleep,
+    Stopping,
     _iso,
     _learn_ids,
     _release_slot,
@@ -116,9 +118,11 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
     if act.action in ("tag",):
         return _succeeded(ctx, step, act, ActionResult(performed_at=ctx.now))
     if act.action == "notify":
-        # A POST cannot be asked about; one that may have been sent is not repeated blindly.
-        close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "interrupted; not retried to avoid a double post"))
-        return follow(ctx, step.id, step.then)
+        # A POST cannot be asked about. It goes again under the same Idempotency-Key, so the
+        # receiver can drop it if the first one arrived.
+        log.info("lead %s step %s: notify %s was interrupted; posting it again with the same key",
+                 ctx.lead.key, step.id, key)
+        return _notify(ctx, step, act)
     with ctx.outside():
         result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
                                                  since=act.started_at - dt.timedelta(minutes=1))
@@ -305,23 +309,32 @@ def _tag(ctx: Ctx, step: ActionStep) -> Outcome:
     return follow(ctx, step.id, step.then)
 
 
-def _notify(ctx: Ctx, step: ActionStep) -> Outcome:
+def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
+    """POST the lead to the step's URL: recorded first (`act`, whose key is the Idempotency-Key),
+    then posted; `act` is given when a POST interrupted by a crash goes again under its key."""
     headers = {}
     for header, env in step.headers_from_env.items():
         value = ctx.rt.getenv(env)
         if value is None:
-            return Fail(f'notify: environment variable {env} (for header {header}) is not set')
+            # `seqrun run` refuses to start without them; this is a lead that reached the step in a
+            # sequence that had no leads then. Paused, not failed: set the variable and resume it.
+            return Pause(f"notify: environment variable {env} (for header {header}) is not set; "
+                         "set it, restart seqrun run and resume the lead")
         headers[header] = value
+    at = act.started_at if act is not None and act.started_at else ctx.now
     payload = {
         "sequence": ctx.seq.name, "step": step.id, "lead": {**(ctx.lead.fields or {}), "linkedin_profile_url": ctx.lead.profile_url},
         "tags": list(ctx.lead.tags or []), "sender": ctx.sender.name,
-        "facts": {k: v for k, v in fact_values(ctx).items() if k != "tags"}, "at": _iso(ctx.now),
+        "facts": {k: v for k, v in fact_values(ctx).items() if k != "tags"}, "at": _iso(at),
     }
-    act = _record_local(ctx, step)
+    if act is None:
+        act = _record_local(ctx, step)
     headers["Idempotency-Key"] = act.key  # so that a CRM can drop a repeated POST
     try:
         with ctx.outside():  # recorded and committed before the POST
             ctx.rt.notifier(step.url or "", headers, payload)
+    except Stopping:
+        raise
     except Exception as exc:  # noqa: BLE001 - a CRM outage must not lose the lead
         ctx.enr.attempt += 1
         if ctx.enr.attempt > ctx.rt.max_attempts:

@@ -14,11 +14,14 @@ import hashlib
 import os
 import pathlib
 import zoneinfo
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+import jinja2
+from jinja2 import meta
 
 from .diagnostics import Diagnostic, error
 from .durations import DurationError, parse_duration, parse_time_range
-from .jinja import ConditionError, compile_condition
+from .jinja import ConditionError, compile_condition, environment
 from .model import (
     LIMITED_ACTIONS,
     WEEKDAYS,
@@ -46,6 +49,7 @@ from .model import (
     Warmup,
 )
 from .schemacheck import PathNames, show
+from .urls import url_secrets
 from .yamlsrc import Path, YamlDoc
 
 #: `default: next` in a branch means "the following step"; no step may take the name.
@@ -64,7 +68,8 @@ _CONDITION_HINTS = {
 class Builder:
     """Turns a schema-valid document into a `Sequence`, collecting value errors on the way."""
 
-    def __init__(self, doc: YamlDoc, path: str, templates_dir: pathlib.Path) -> None:
+    def __init__(self, doc: YamlDoc, path: str, templates_dir: pathlib.Path,
+                 stored_templates: Mapping[str, str] | None = None) -> None:
         self.doc, self.path = doc, path
         self.file = doc.file
         self.templates_dir = templates_dir
@@ -72,6 +77,10 @@ class Builder:
         self.ids = self.names.ids
         self.diags: list[Diagnostic] = []
         self.templates_found: dict[str, bool] = {}
+        #: a stored version's templates (runner.versions): read from here instead of templates/
+        self.stored_templates = stored_templates
+        #: the text of every template the sequence uses, those they include included (`build`)
+        self.template_texts: dict[str, str] = {}
 
     # helpers
 
@@ -123,18 +132,49 @@ class Builder:
             templates_dir=str(self.templates_dir),
             pos=self.pos(("name",)),
             sender_positions=tuple(self.pos(("senders", i)) for i in range(len(data.get("senders", ())))),
+            source=raw.decode("utf-8", errors="replace"),
+            templates=tuple(sorted(self.template_texts.items())),
         )
 
     def source_hash(self, raw: bytes) -> str:
-        """sha256 over the YAML bytes and, in name order, each existing template's name and bytes."""
+        """sha256 over the YAML bytes and, in name order, the name and bytes of each existing template
+        the sequence uses, and of the templates those include or import (by a constant name).
+
+        The hash names a version of the sequence (`runner.versions`): everything that decides what a
+        lead is sent is in it. The texts are kept in `template_texts` for the version's record.
+        """
         digest = hashlib.sha256(raw)
-        for name in sorted(n for n, found in self.templates_found.items() if found):
+        pending = sorted(n for n, found in self.templates_found.items() if found)
+        texts: dict[str, bytes] = {}
+        while pending:
+            name = pending.pop()
+            if name in texts:
+                continue
+            data = self.template_bytes(name)
+            if data is None:
+                continue
+            texts[name] = data
+            pending.extend(n for n in _included(data) if n not in texts and self.template_exists(n))
+        for name in sorted(texts):
             digest.update(b"\0" + name.encode("utf-8") + b"\0")
-            try:
-                digest.update((self.templates_dir / name).read_bytes())
-            except OSError as exc:  # vanished since it was found: say so rather than hash nothing
-                self.err(("name",), f'cannot read template "{name}": {exc.strerror or exc}')
+            digest.update(texts[name])
+        self.template_texts = {name: data.decode("utf-8", errors="replace") for name, data in texts.items()}
         return digest.hexdigest()
+
+    def template_exists(self, name: str) -> bool:
+        if self.stored_templates is not None:
+            return name in self.stored_templates
+        return (self.templates_dir / name).is_file()
+
+    def template_bytes(self, name: str) -> bytes | None:
+        if self.stored_templates is not None:
+            text = self.stored_templates.get(name)
+            return None if text is None else text.encode("utf-8")
+        try:
+            return (self.templates_dir / name).read_bytes()
+        except OSError as exc:  # vanished since it was found: say so rather than hash nothing
+            self.err(("name",), f'cannot read template "{name}": {exc.strerror or exc}')
+            return None
 
     # calendar, limits, exits
 
@@ -259,6 +299,8 @@ class Builder:
         if action == "message":
             template, variants = self.message_body(path, raw)
             self.check_inmail(path, raw)
+        if action == "notify":
+            self.check_notify_url(path + ("url",), raw["url"])
         return ActionStep(
             step_id, pos, action,
             note=note,
@@ -309,6 +351,14 @@ class Builder:
         if inmail and "subject" not in raw:
             self.err(path + ("inmail",), 'an InMail needs a "subject"', key=True)
 
+    def check_notify_url(self, path: Path, url: str) -> None:
+        """Credentials in a URL would end up in the database, logs and exports: refuse them, unshown."""
+        found = url_secrets(url)
+        if found:
+            self.err(path, f"the URL carries a credential ({', '.join(found)}); secrets do not belong in a sequence: "
+                           "put the value in an environment variable and send it as a header with headers_from_env, "
+                           "e.g. headers_from_env: {Authorization: CRM_TOKEN} (the URL is not shown)")
+
     def template_ref(self, path: Path, name: str) -> TemplateRef:
         ref = TemplateRef(name, self.pos(path))
         parts = pathlib.PurePosixPath(name).parts
@@ -316,7 +366,7 @@ class Builder:
             self.err(path, f"template names are relative to templates/ and stay inside it, got {show(name)}")
             return ref
         if name not in self.templates_found:
-            self.templates_found[name] = (self.templates_dir / name).is_file()
+            self.templates_found[name] = self.template_exists(name)
         if not self.templates_found[name]:
             self.err(path, f"template {show(name)} not found in {self.shown_dir_of(name)}")
         return ref
@@ -413,3 +463,14 @@ def _close_zone(name: str) -> str | None:
 @functools.cache
 def _all_zones() -> list[str]:
     return sorted(zoneinfo.available_timezones())
+
+
+@functools.lru_cache(maxsize=1024)
+def _included(data: bytes) -> tuple[str, ...]:
+    """Templates a template includes, imports or extends by a constant name (a template that does
+    not parse includes nothing here: template lint reports it)."""
+    try:
+        ast = environment().parse(data.decode("utf-8"))
+    except (jinja2.TemplateSyntaxError, UnicodeDecodeError):
+        return ()
+    return tuple(n for n in meta.find_referenced_templates(ast) if isinstance(n, str))

@@ -1,7 +1,8 @@
 """The `seqrun` command line: the only place where exceptions become exit codes and text on a terminal.
 
-Exit codes: 0 ok; 1 user error (bad input, failed validation); 2 usage error (click); 3 unexpected
-bug (with a "please report" line; the traceback only with --debug); 130 on Ctrl-C.
+Exit codes: 0 ok (also `run` stopped by SIGTERM); 1 user error (bad input, failed validation, a
+read-only database); 2 usage error (click); 3 unexpected bug (with a "please report" line; the
+traceback only with --debug); 130 on Ctrl-C.
 
 Each command lives in `runner/commands/<name>.py` as a click command or group named `command`;
 `COMMANDS` below is the literal registry. Command functions raise `UserError` for user mistakes and
@@ -18,6 +19,7 @@ import click
 
 from . import __version__
 from .diagnostics import UserError
+from .terminal import printable
 
 #: module name under runner.commands -> command name(s) it provides (a click command or group).
 COMMANDS: tuple[str, ...] = (
@@ -90,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USER
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # click's form of Ctrl-C (KeyboardInterrupt) inside a command
+        click.echo("Interrupted.", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
@@ -101,19 +103,39 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = EXIT_OK
-    except Exception:  # noqa: BLE001 - the last line of defence: a bug, not a user mistake
-        if debug:
-            traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, not a user mistake
+        problem = _storage_problem(exc)
+        if problem is not None:  # a read-only database, found at the first write: the user's to fix
+            click.echo(problem.render(), err=True)
+            code = EXIT_USER
         else:
-            logging.getLogger("runner").debug("unexpected error", exc_info=True)
-        from .providers.http import redact
+            if debug:
+                traceback.print_exc()
+            else:
+                logging.getLogger("runner").debug("unexpected error", exc_info=True)
+            from .providers.http import redact
 
-        exc_type, exc_value = sys.exc_info()[:2]
-        what = redact(str(exc_value))  # a URL's query string or a credential never reaches the terminal
-        click.echo(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {what}", err=True)
-        click.echo("This is a bug in seqrun; please report it with the command you ran "
-                   "(run again with --debug to see the traceback).", err=True)
-        code = EXIT_BUG
+            exc_type, exc_value = sys.exc_info()[:2]
+            what = redact(str(exc_value))  # a URL's query string or a credential never reaches the terminal
+            click.echo(printable(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {what}",
+                                 multiline=True), err=True)
+            click.echo("This is a bug in seqrun; please report it with the command you ran "
+                       "(run again with --debug to see the traceback).", err=True)
+            code = EXIT_BUG
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _storage_problem(exc: BaseException) -> UserError | None:
+    from .store.db import storage_problem
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        problem = storage_problem(current)
+        if problem is not None:
+            return problem
+        current = current.__cause__ or current.__context__
+    return None

@@ -387,6 +387,19 @@ class _Checker:
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
+        if data.get("sandbox"):
+            self._sandbox(data["sandbox"])
+
+    def _sandbox(self, options: dict[str, Any]) -> None:
+        """Options that are fine one by one but not together: reported here, not when simulate starts."""
+        from .providers.sandbox import option_problems  # the sandbox module loads only when needed
+
+        for path, message in option_problems(options):
+            if path[0].endswith("_rate"):  # a sum of rates: shown at the first one set, named as the block
+                line, col = self.doc.pos(("sandbox", *path), key=True)
+                self.diags.append(error(self.doc.file, line, col, f"sandbox: {message}"))
+            else:
+                self.add(("sandbox", *path), message)
 
     def _timezone(self, path: YamlPath, zone: str) -> None:
         if zone in _zones():

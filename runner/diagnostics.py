@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Iterable, Literal
 
+from .terminal import json_printable, printable
+
 Severity = Literal["error", "warning"]
 
 
@@ -35,7 +37,7 @@ class Diagnostic:
             where += f":{self.line}"
             if self.column:
                 where += f":{self.column}"
-        return f"{where}: {self.severity}: {self.message}"
+        return printable(f"{where}: {self.severity}: {self.message}")  # messages may quote a lead's text
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -63,7 +65,7 @@ def format_text(diags: Iterable[Diagnostic]) -> str:
 
 
 def format_json(diags: Iterable[Diagnostic]) -> str:
-    return json.dumps([d.to_json() for d in diags], indent=2, ensure_ascii=False)
+    return json_printable(json.dumps([d.to_json() for d in diags], indent=2, ensure_ascii=False))
 
 
 class SeqrunError(Exception):
@@ -84,5 +86,5 @@ class UserError(SeqrunError):
     def render(self) -> str:
         parts = [format_text(self.diagnostics)] if self.diagnostics else []
         if self.message:
-            parts.append(f"error: {self.message}")
+            parts.append(printable(f"error: {self.message}", multiline=True))
         return "\n".join(parts)

@@ -12,6 +12,10 @@ One tick:
 Errors in one lead never stop the loop: the error is recorded on the enrollment and the retry policy
 applied. Configuration errors are raised before the first tick by whoever builds the `Runtime`.
 Time is always a parameter; the engine never reads the clock.
+
+A run asked to stop (`Runtime.stop_requested`) finishes the external call in flight, commits it,
+makes no new one, and hands the leads it claimed and did not get to back (due at once, no owner);
+at start-up `take_back_leases` does the same for the leases of runners that are gone (a kill -9).
 """
 from __future__ import annotations
 
@@ -21,11 +25,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import steps
+from . import leases, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
 from .store.fields import to_db_time
+from .store.leases import lease_holders, release_claims, release_leases_of
+from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,7 @@ class TickReport:
     events: int = 0
     errors: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    stopped: bool = False  # the pass ended early because the run was asked to stop
 
 
 _ENR_FIELDS = [f for f in Enrollment._meta.sorted_fields]
@@ -75,16 +82,26 @@ class Engine:
         """
         report = TickReport()
         self.sync(now, report)
-        while limit is None or report.processed < limit:
+        while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
             ids = self.due_ids(now, batch)
-            for enrollment_id in self.claim_many(ids, now):
+            claimed = self.claim_many(ids, now)
+            for index, enrollment_id in enumerate(claimed):
+                if self._stopping(report):
+                    # Hand back what this pass claimed and did not start: due at once for the next run.
+                    release_claims(claimed[index:], self.rt.owner, now)
+                    return report
                 at = max(now, clock()) if clock is not None else now
                 if self._run(enrollment_id, at, report):
                     report.processed += 1
             if len(ids) < batch:
                 break
         return report
+
+    def _stopping(self, report: TickReport) -> bool:
+        if self.rt.stop_requested():
+            report.stopped = True
+        return report.stopped
 
     def due_ids(self, now: dt.datetime, limit: int) -> list[int]:
         rows = db.execute_sql(
@@ -121,10 +138,17 @@ class Engine:
             return False  # paused (e.g. its sender's auth expired) since the batch was claimed
         try:
             outcome = steps.advance(self.rt, enr, now)
+            if outcome.final == steps.STOPPED:
+                release_claims([enr.id], self.rt.owner, now)
+                return False
             report.transitions += outcome.transitions
             if outcome.final:
                 report.outcomes[outcome.final] += 1
         except Exception as exc:  # noqa: BLE001 - one bad lead must not stop the others
+            if _interrupted(exc):
+                # A Ctrl-C that surfaced as another error (a rollback failing while it unwound) is
+                # still a Ctrl-C: the process stops; it is not this lead's failure.
+                raise KeyboardInterrupt from exc
             report.errors += 1
             log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
             self._record_crash(enr, now, exc)
@@ -135,8 +159,9 @@ class Engine:
         with db.atomic():
             fresh = Enrollment.get_by_id(enr.id)
             fresh.attempt += 1
-            fresh.last_error = f"{type(exc).__name__}: {exc}"
+            fresh.last_error = redact_secrets(f"{type(exc).__name__}: {exc}")
             fresh.updated_at = now
+            fresh.lease_owner = None  # it sleeps in its backoff; nobody is working on it
             if fresh.attempt > self.rt.max_attempts:
                 fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None
             else:
@@ -149,6 +174,8 @@ class Engine:
         """Poll every active sender whose poll is due; returns the number of new events applied."""
         total = 0
         for sender in self.rt.senders.values():
+            if self.rt.stop_requested():
+                break
             due = self._next_poll.get(sender.id)
             if due is not None and due > now:
                 continue
@@ -230,3 +257,25 @@ class Engine:
         # timeout also has its action in flight on purpose; it keeps its backoff.
         return Enrollment.update(due_at=now, lease_owner=None).where(
             Enrollment.id.in_(ids), Enrollment.state == "active", Enrollment.lease_owner.is_null(False)).execute()
+
+    def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
+        """At start-up: leads leased by runners that are gone (killed, or stopped without handing
+        them back) are due at `now` instead of when their lease runs out. Returns, per gone runner,
+        how many leads came back. Leases of runners that may still run are left alone."""
+        gone = {owner: count for owner, (count, _) in lease_holders().items()
+                if leases.is_gone(owner, me=self.rt.owner)}
+        if gone:
+            release_leases_of(list(gone), now)
+        return gone
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of `exc`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

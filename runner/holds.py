@@ -126,7 +126,8 @@ def resume(target: Target, now: dt.datetime) -> PauseResult:
             else:
                 ids.append(enrollment_id)
         for chunk in _chunks(ids, BATCH):
-            result.changed += (Enrollment.update(state="active", paused_reason=None, due_at=now, updated_at=now)
+            result.changed += (Enrollment.update(state="active", paused_reason=None, due_at=now, lease_owner=None,
+                                                 updated_at=now)
                                .where(Enrollment.id.in_(chunk), Enrollment.state == "paused").execute())
     return result
 

@@ -30,6 +30,7 @@ import peewee
 from .config import Config, load_project_config, project_dir
 from .diagnostics import Diagnostic, UserError, has_errors
 from .leadsfile import (
+    CONTROL_CHARACTER,
     DUPLICATE,
     URL_FIELD,
     LeadRow,
@@ -43,6 +44,7 @@ from .project import sync_senders
 from .store import Block, Enrollment, Lead, Sender, db
 from .store.fields import from_db_time, to_db_time
 from .urls import normalize_profile_url
+from .versions import remember
 
 BATCH = 500  # keys per IN (...) query: below the 999 variables old SQLite builds allow
 RUNNING = ("active", "paused")
@@ -134,6 +136,7 @@ def import_leads(leads: LeadsFile, seq: Sequence, config: Config, *, senders: Se
                             f"or use --skip-invalid to import the {good} good {'row' if good == 1 else 'rows'}",
                             result.rejected)
         if accepted:
+            remember(seq, now)  # the version these leads start on, kept for as long as they run
             assignment = _assign(accepted, history, allowed)
             _write(accepted, history, assignment, seq, now, result, progress)
             result.assigned.update(allowed.name_of[s] for s in assignment)
@@ -369,8 +372,10 @@ def profile_key(url: str) -> tuple[str, str]:
 
 
 def profiles_from_file(leads: LeadsFile) -> list[tuple[str, str]]:
-    """Every profile of a CSV for blocking; a duplicate is harmless there, any other problem is not."""
-    problems = [leads.row_error(row, p) for row in leads.rows for p in row.errors if problem_kind(p) != DUPLICATE]
+    """Every profile of a CSV for blocking; a duplicate or a control character in a name is harmless
+    there (the profile URL is what counts, and a bad one is its own problem), any other problem is not."""
+    harmless = (DUPLICATE, CONTROL_CHARACTER)
+    problems = [leads.row_error(row, p) for row in leads.rows for p in row.errors if problem_kind(p) not in harmless]
     if leads.fatal or problems:
         file_level = [d for d in leads.diagnostics if not d.message.startswith("row ") or leads.fatal]
         raise UserError("nothing blocked: fix the rows above first", problems + file_level)

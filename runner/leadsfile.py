@@ -5,6 +5,10 @@ Excel writes), UTF-16/32 with a BOM, and `,` `;` tab or `|` as the delimiter (de
 header line). Anything else is refused with a message naming the row, rather than guessed at:
 a wrong guess would put mangled names into messages that real people receive.
 
+A quoted cell may span lines, but one that swallows other rows (a line holding a LinkedIn profile
+URL, or a quote still open at the end of the file) makes the whole file unreadable: a stray quote
+must never turn a thousand leads into one. Control characters other than tab are refused per row.
+
 Rows are numbered as a spreadsheet shows them (the header is row 1, blank lines count); `line` is
 where the row starts in the file, which differs only after cells spanning several lines.
 Values are stripped and empty values are left out of `fields`, so "missing" and "empty" are the
@@ -64,6 +68,7 @@ MISSING_URL = "no profile URL"
 MISSING_FIELD = "missing required field"
 DUPLICATE = "duplicate in file"
 EXTRA_CELLS = "more cells than columns"
+CONTROL_CHARACTER = "control character"
 
 
 def problem_kind(message: str) -> str:
@@ -184,7 +189,7 @@ def _report_bad_utf8(raw: bytes, exc: UnicodeDecodeError, result: LeadsFile) -> 
     text = raw.decode("utf-8", "surrogateescape")
     row, line = bad_line, bad_line
     try:
-        for index, start, _cells, end in _records(text, detect_delimiter(text)):
+        for index, start, _cells, end in _records(_lines(text), detect_delimiter(text)):
             if end >= bad_line:
                 row, line = index, start
                 break
@@ -233,9 +238,17 @@ class _CsvError(Exception):
         self.line = line
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str], int]]:
+_Record = tuple[int, int, list[str], int]  # (spreadsheet row, first line, cells, last line)
+
+
+def _lines(text: str) -> list[str]:
+    """The file's lines as the csv module sees them (\n, \r\n or a bare \r ends a line)."""
+    return list(io.StringIO(text, newline=""))
+
+
+def _records(lines: list[str], delimiter: str) -> Iterator[_Record]:
     """(spreadsheet row, first line, cells, last line) for every record, blank lines included."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter)
     end = 0
     index = 0
     while True:
@@ -250,6 +263,76 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str], i
         yield index, start, cells, end
 
 
+# --- quotes that swallow rows ---------------------------------------------------------------------
+#
+# The csv module reads a cell that opens with a quote up to the next quote, line breaks and all, and
+# at the end of the file it quietly closes whatever is open. One stray quote can thus turn the rest
+# of a file into a single cell. Cells may span lines (spreadsheets write multi-line notes that way),
+# so the rule is narrower: a cell may not hold a line that looks like another lead row (it carries
+# a LinkedIn profile URL), and a quote may not be left open at the end of the file.
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_PROFILE_URL = re.compile(r"linkedin\.com/(?:in|pub|sales/lead|sales/people)/", re.IGNORECASE)
+
+
+class _QuoteError(Exception):
+    """A quote that makes one cell take in other rows: the rest of the file cannot be trusted."""
+
+    def __init__(self, message: str, row: int, line: int) -> None:
+        super().__init__(message)
+        self.row, self.line = row, line
+
+
+def _open_quote_cell(raw: str, delimiter: str) -> int | None:
+    """The index of the cell whose opening quote is still open at the end of `raw`, else None.
+
+    Mirrors the csv module: only a quote at the very start of a cell opens a quoted cell; `""`
+    inside it is a literal quote; anything else is literal up to the next delimiter.
+    """
+    quoted = re.compile(r'"(?:[^"]|"")*"')
+    unquoted = re.compile(f"[^{re.escape(delimiter)}\r\n]*")
+    at, cell = 0, 0
+    while at < len(raw):
+        if raw[at] == '"':
+            match = quoted.match(raw, at)
+            if match is None:
+                return cell
+            at = match.end()
+        at = unquoted.match(raw, at).end()  # type: ignore[union-attr] - `*` always matches
+        if at < len(raw) and raw[at] == delimiter:
+            cell += 1
+        else:
+            cell = 0  # a line break ends the record
+        at += 1
+    return None
+
+
+# --- control characters -----------------------------------------------------------------------------
+#
+# A lead's text ends up on terminals (`leads list`, `render`) and in messages. Control characters
+# other than tab and the line breaks of a multi-line cell are refused, not stripped: an escape
+# sequence (a terminal title change, a cursor move) or a bare carriage return hiding the start of a
+# line is never what the person who filled the spreadsheet meant, and stripping would hide that.
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_MAYBE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")  # CRLF line ends are fine
+_CONTROL_NAMES = {0x07: "BEL", 0x08: "backspace", 0x0B: "vertical tab", 0x0C: "form feed", 0x0D: "carriage return",
+                  0x1B: "ESC", 0x7F: "DEL", 0x90: "DCS", 0x9B: "CSI", 0x9C: "ST", 0x9D: "OSC"}
+
+
+def _control_characters(fields: dict[str, str]) -> list[str]:
+    problems = []
+    for column, value in fields.items():
+        found = _CONTROL.search(value)
+        if found:
+            code = ord(found.group())
+            name = f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else ""
+            problems.append(RowProblem(f"{column} contains the control character U+{code:04X}{name}; such characters "
+                                       "can take over a terminal and have no place in a message; remove it",
+                                       CONTROL_CHARACTER))
+    return problems
+
+
 class _Parser:
     def __init__(self, result: LeadsFile, required: tuple[str, ...]) -> None:
         self.result = result
@@ -257,7 +340,9 @@ class _Parser:
         self.required = tuple(f for f in dict.fromkeys(required) if f != URL_FIELD)
 
     def parse(self, text: str) -> None:
-        records = _records(text, self.result.delimiter)
+        self.lines = _lines(text)
+        self.controls = _MAYBE_CONTROL.search(text) is not None  # one scan spares 100k rows a check each
+        records = self._checked(_records(self.lines, self.result.delimiter))
         try:
             header = self._header(records)
             if header is not None:
@@ -265,8 +350,48 @@ class _Parser:
         except _CsvError as exc:
             self.result.diagnostics.append(error(self.name, exc.line, 0, f"line {exc.line}: cannot read the file "
                                                  f"as CSV: {exc} (an unclosed quote?)"))
+        except _QuoteError as exc:
+            self.result.diagnostics.append(error(self.name, exc.line, 0, f"row {exc.row}: {exc}"))
 
-    def _header(self, records: Iterator[tuple[int, int, list[str], int]]) -> tuple[int, list[tuple[int, str]]] | None:
+    def _checked(self, records: Iterator[_Record]) -> Iterator[_Record]:
+        """The records, stopping at the first quoted cell that swallows other rows."""
+        last = len(self.lines)
+        for record in records:
+            _index, start, _cells, end = record
+            if end == last:
+                self._check_open_quote(record)
+            if end > start:
+                self._check_swallowed_rows(record)
+            yield record
+
+    def _check_open_quote(self, record: _Record) -> None:
+        index, start, _cells, end = record
+        cell = _open_quote_cell("".join(self.lines[start - 1:end]), self.result.delimiter)
+        if cell is None:
+            return
+        lines = end - start
+        more = f" and takes in {lines} more line{'s' if lines > 1 else ''}" if lines else ""
+        raise _QuoteError(f'the quote (") that opens the cell in column {self._column(cell)} is never closed, so '
+                          f"the cell runs to the end of the file{more}; close the quote, or remove it", index, start)
+
+    def _check_swallowed_rows(self, record: _Record) -> None:
+        index, start, cells, _end = record
+        breaks_before = 0
+        for i, cell in enumerate(cells):
+            parts = _LINE_BREAK.split(cell)
+            for j, part in enumerate(parts[1:], 1):
+                if _PROFILE_URL.search(part):
+                    shown = part if len(part) <= 80 else part[:79] + "…"
+                    raise _QuoteError(f"the quoted cell in column {self._column(i)} runs over {len(parts)} lines "
+                                      f"and takes in what looks like another row on line {start + breaks_before + j} "
+                                      f'("{shown}"); a closing quote (") is probably missing', index, start)
+            breaks_before += len(parts) - 1
+
+    def _column(self, index: int) -> str:
+        columns = self.result.columns
+        return columns[index] if index < len(columns) and columns[index] else str(index + 1)
+
+    def _header(self, records: Iterator[_Record]) -> tuple[int, list[tuple[int, str]]] | None:
         for _index, line, cells, _end in records:
             if any(c.strip() for c in cells):
                 return self._check_header(line, cells)
@@ -307,13 +432,13 @@ class _Parser:
         found = ", ".join(f'"{c.strip()}"' for c in cells if c.strip())
         return f"header: no {URL_FIELD} column (found: {found}); name the column holding profile URLs {URL_FIELD}"
 
-    def _rows(self, records: Iterator[tuple[int, int, list[str], int]], header_line: int,
+    def _rows(self, records: Iterator[_Record], header_line: int,
               named: list[tuple[int, str]]) -> None:
         width = len(self.result.columns)
         unnamed = [i for i, c in enumerate(self.result.columns) if not c]
         seen: dict[str, int] = {}
         rows = self.result.rows
-        for index, line, cells, _end in records:
+        for index, line, cells, end in records:
             if not any(c.strip() for c in cells):
                 continue  # blank lines, and the ",,,," lines spreadsheets write for empty rows
             fields = {}
@@ -322,7 +447,11 @@ class _Parser:
                     value = cells[i].strip()
                     if value:
                         fields[column] = value
+            if end > line:  # a cell spans lines: a line break in it is "\n", whatever the file's line ends
+                fields = {column: value.replace("\r\n", "\n") for column, value in fields.items()}
             errors: list[str] = []
+            if self.controls:
+                errors += _control_characters(fields)
             if len(cells) > width and any(c.strip() for c in cells[width:]):
                 errors.append(RowProblem(f"has {len(cells)} cells but the header has {width} columns", EXTRA_CELLS))
             if unnamed and any(i < len(cells) and cells[i].strip() for i in unnamed):

@@ -17,9 +17,10 @@ Two entry points for two kinds of callers:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from . import checks
 from .builder import Builder
@@ -127,13 +128,33 @@ def build_sequence(path: str, display: str | None = None, *,
     if not isinstance(doc.data, dict):
         line, col = doc.pos(())
         return None, [error(name, line, col, "expected a mapping of keys (version, name, steps, ...) at the "
-                                             f"top of the file, got {_kind_of(doc.data)}")]
+                                             f"top of the file, got {_kind_of(doc.data, raw, name)}")]
     diags = check_schema(doc)
     if diags:
         return None, sort_diagnostics(diags)
     builder = Builder(doc, path, templates_dir or templates_dir_for(path))
     seq = builder.build(raw)
     return seq, sort_diagnostics(builder.diags)
+
+
+def build_stored(source: str, templates: Mapping[str, str], *, path: str, templates_dir: str,
+                 version_hash: str) -> tuple[Sequence | None, list[Diagnostic]]:
+    """Rebuild a stored version of a sequence (`runner.versions`) from its text alone: its YAML and
+    its templates as they were, whatever the files say now. Checked like a file; None on errors."""
+    raw = source.encode("utf-8")
+    doc, diags = load_yaml_bytes(raw, path)
+    if doc is None or not isinstance(doc.data, dict):
+        return None, diags
+    diags = check_schema(doc)
+    if diags:
+        return None, sort_diagnostics(diags)
+    builder = Builder(doc, path, pathlib.Path(templates_dir), stored_templates=templates)
+    seq = builder.build(raw)
+    diags = builder.diags + checks.check_sequence(seq)
+    if has_errors(diags):
+        return None, sort_diagnostics(diags)
+    # The stored hash names the version, even if a later seqrun were to hash the same text otherwise.
+    return dataclasses.replace(seq, source_hash=version_hash), sort_diagnostics(diags)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -164,7 +185,23 @@ def _read(path: str, name: str) -> tuple[bytes | None, list[Diagnostic]]:
         return None, [error(name, 0, 0, f"cannot read file: {exc.strerror or exc}")]
 
 
-def _kind_of(value: object) -> str:
+def _kind_of(value: object, raw: bytes, name: str) -> str:
     if isinstance(value, list):
         return "a list"
-    return f"the value {show(value)}"
+    if not isinstance(value, str):
+        return f"the value {show(value)}"
+    # A whole text file (a CSV given in place of a sequence) reads as one long string: quote its first
+    # line, not the file.
+    lines = raw.decode("utf-8", "replace").splitlines()
+    number, first = next(((i, line.strip()) for i, line in enumerate(lines, 1) if line.strip()), (1, value))
+    if len(lines) <= 1 and len(value) <= _QUOTED:
+        return f"the value {show(value)}"
+    shown = f"text starting {show(first if len(first) <= _QUOTED else first[:_QUOTED] + '…')}"
+    if len(lines) > 1:
+        shown += f" (line {number} of {len(lines)})"
+    if name.lower().endswith(".csv") or "linkedin_profile_url" in first:
+        shown += "; is this a lead CSV? Give the sequence's YAML file here"
+    return shown
+
+
+_QUOTED = 60  # characters of a line quoted in a message

@@ -309,7 +309,7 @@ class Sequence:
     name: str
     version: int
     path: str  # the YAML file as given to the loader
-    source_hash: str  # sha256 of the YAML bytes and every template it uses
+    source_hash: str  # sha256 of the YAML bytes and every template it uses: names the version
     description: str
     provider: str | None
     senders: tuple[str, ...]  # empty = every sender in the project
@@ -321,6 +321,10 @@ class Sequence:
     templates_dir: str  # absolute path of the templates directory used to resolve TemplateRefs
     pos: Pos
     sender_positions: tuple[Pos, ...] = ()  # where each name in `senders` is written
+    #: the exact text of this version (runner.versions stores it): the YAML, and each template it
+    #: uses by name, those they include too; rendering reads templates from here, not from the disk
+    source: str = ""
+    templates: tuple[tuple[str, str], ...] = ()
 
     def step(self, step_id: str) -> Step:
         return self.steps[self.index[step_id]]

@@ -8,6 +8,7 @@ here, at start-up, never in the middle of a tick.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
 from typing import Any, Callable, Iterable, Mapping
 
@@ -15,15 +16,15 @@ import httpx
 
 from .calendar import resolve_zone
 from .config import Config, SenderConfig, default_limits, resolve_credentials
-from .diagnostics import UserError, has_errors
+from .diagnostics import Diagnostic, UserError, error, has_errors
 from .limits import SenderCaps
 from .loader import load_paths
-from .model import Calendar, Sequence
+from .model import ActionStep, Calendar, Sequence
 from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
 from .providers.base import Account, Provider
 from .providers.http import RequestBudget, make_client, register_secret
 from .runtime import Notifier, Runtime, SenderRuntime
-from .store import Sender
+from .store import Enrollment, Sender
 from .templates import check_sequence_templates
 
 
@@ -125,7 +126,33 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
                           profile_id=sc.profile_id, credentials=credentials)
         senders[row.id] = SenderRuntime(caps=sender_caps(sc, row), account=account, provider=provider,
                                         full_name=sc.full_name or sc.name, timezone=sc.timezone)
+    from .versions import load_version
+
+    knobs.setdefault("load_version", load_version)
     return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
+
+
+def missing_environment(sequences: Mapping[str, Sequence],
+                        getenv: Callable[[str], str | None] = os.environ.get) -> list[tuple[Sequence, Diagnostic]]:
+    """Every environment variable a sequence needs (the `headers_from_env` of its notify steps) that
+    is not set, as a diagnostic at the step that needs it."""
+    out: list[tuple[Sequence, Diagnostic]] = []
+    for seq in sequences.values():
+        for step in seq.steps:
+            if not isinstance(step, ActionStep):
+                continue
+            for header, variable in step.headers_from_env.items():
+                if getenv(variable) is None:
+                    out.append((seq, error(seq.path, step.pos.line, step.pos.column,
+                                           f"steps[id={step.id}].headers_from_env.{header}: environment variable "
+                                           f"{variable} is not set", step.id)))
+    return out
+
+
+def running_sequences() -> set[str]:
+    """Sequences with leads in them that are not finished (active or paused)."""
+    query = Enrollment.select(Enrollment.sequence).where(Enrollment.state.in_(("active", "paused"))).distinct()
+    return {name for (name,) in query.tuples()}
 
 
 def http_notifier(client: httpx.Client) -> Notifier:

@@ -1,7 +1,8 @@
 """Read-only views of the store for people: the status overview and the audit-log export.
 
 `status(...)` gathers the funnel per sequence and step, today's usage per sender against its
-limits, and the leads that need a human (replied, failed, paused) with the reason. `export_rows`
+limits, the leads that need a human (replied, failed, paused) with the reason, and the leads a run
+holds (leased) and by whom. `export_rows`
 yields every action or event as a flat dict with times in UTC and in the lead's local time.
 Nothing here writes.
 """
@@ -14,10 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from . import calendar as cal
+from . import leases
 from .config import Config, default_limits
 from .model import Calendar, Sequence
 from .store import db
 from .store.fields import from_db_time
+from .store.leases import lease_holders
+from .store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
 
@@ -28,10 +32,12 @@ class Status:
     usage: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)
     attention_total: int = 0
+    #: leads a run claimed and has not finished with, per runner (see runner/leases.py)
+    leased: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "usage_today": self.usage, "attention": self.attention,
-                "attention_total": self.attention_total}
+                "attention_total": self.attention_total, "leased": self.leased}
 
 
 def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, *, sequence: str | None = None) -> Status:
@@ -40,9 +46,14 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
     names = [r[0] for r in db.execute_sql(f"SELECT DISTINCT sequence FROM enrollment {where} ORDER BY 1", args).fetchall()]
     for name in names:
         states = dict(db.execute_sql("SELECT state, COUNT(*) FROM enrollment WHERE sequence = ? GROUP BY state", (name,)).fetchall())
-        at_step = dict(db.execute_sql(
-            "SELECT step_id, COUNT(*) FROM enrollment WHERE sequence = ? AND state IN ('active', 'paused') GROUP BY step_id",
-            (name,)).fetchall())
+        seq = sequences.get(name)
+        versions = _versions(name, seq)
+        # "Leads here" counts the leads on the file's version: an id means another step in another.
+        at_step: dict[str, int] = defaultdict(int)
+        for v in versions:
+            if v["current"] or seq is None:
+                for step_id, n in v["steps"].items():
+                    at_step[step_id] += n
         done = defaultdict(dict)
         for step_id, status_, n in db.execute_sql(
                 "SELECT step_id, status, COUNT(*) FROM action WHERE sequence = ? GROUP BY step_id, status", (name,)).fetchall():
@@ -50,14 +61,39 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
         outcomes = dict(db.execute_sql(
             "SELECT outcome, COUNT(*) FROM enrollment WHERE sequence = ? AND outcome IS NOT NULL GROUP BY outcome ORDER BY 2 DESC",
             (name,)).fetchall())
-        seq = sequences.get(name)
         order = [s.id for s in seq.steps] if seq else sorted(set(at_step) | set(done))
         steps = [{"id": sid, "leads_here": at_step.get(sid, 0), "actions": done.get(sid, {})}
                  for sid in order if at_step.get(sid) or done.get(sid) or seq is not None]
-        out.sequences.append({"name": name, "loaded": seq is not None, "states": states, "outcomes": outcomes, "steps": steps})
+        # Actions of steps an edit removed or renamed stay in the counts, marked (runner.versions).
+        steps += [{"id": sid, "leads_here": 0, "actions": done[sid], "in_file": False}
+                  for sid in sorted(set(done) - set(order))]
+        earlier = [v for v in versions if not v["current"]] if seq is not None else []
+        out.sequences.append({"name": name, "loaded": seq is not None, "states": states, "outcomes": outcomes, "steps": steps,
+                              "versions": versions, "on_earlier_versions": sum(v["leads"] for v in earlier)})
     out.usage = _usage_today(config, now)
     out.attention, out.attention_total = _attention(sequence)
+    out.leased = [{"runner": owner, "leads": count, "until": until.isoformat(), "holder": leases.describe(owner)}
+                  for owner, (count, until) in lease_holders().items()]
     return out
+
+
+def _versions(name: str, seq: Sequence | None) -> list[dict[str, Any]]:
+    """The running leads of a sequence by the version they run (runner.versions): the file's first,
+    then the others oldest first; for each, its leads per step and the steps the file does not have."""
+    groups: dict[str, dict[str, int]] = defaultdict(dict)
+    for _, version, step_id, n in running_by_version(name):
+        groups[version][step_id or "-"] = n
+    dates = version_dates(groups)
+    current = seq.source_hash if seq is not None else None
+    out = []
+    for version, steps in groups.items():
+        stored = dates.get(version)
+        out.append({"version": version[:12], "current": version == current,
+                    "stored_at": stored.isoformat() if stored else None, "leads": sum(steps.values()),
+                    "steps": dict(sorted(steps.items())),
+                    "steps_not_in_file": sorted(s for s in steps if seq is not None and s not in seq.index)})
+    never = dt.datetime.max.replace(tzinfo=dt.timezone.utc).isoformat()
+    return sorted(out, key=lambda v: (not v["current"], v["stored_at"] or never, v["version"]))
 
 
 def _usage_today(config: Config, now: dt.datetime) -> list[dict[str, Any]]:

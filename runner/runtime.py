@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from .leases import new_identity
 from .limits import SenderCaps
 from .model import Sequence
 from .providers.base import Account, Provider
@@ -49,7 +49,11 @@ class Runtime:
     backoff_cap: dt.timedelta = dt.timedelta(hours=1)
     batch: int = 500
     max_transitions: int = 64  # per lead per tick; a sequence cannot spin (validate rejects cycles without a wait)
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: this runner's identity on the leases it takes (`host:pid:nonce`, see runner/leases.py)
+    owner: str = field(default_factory=new_identity)
+    #: asked between leads and before every external call: True once the process was asked to stop
+    #: (SIGINT/SIGTERM); the run then hands back what it has not started and returns
+    stop_requested: Callable[[], bool] = lambda: False
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
     #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED): other
@@ -57,6 +61,23 @@ class Runtime:
     provider_holds: dict[tuple[int, str], dt.datetime] = field(default_factory=dict)
     #: where notify steps read the values of `headers_from_env` (simulate posts nothing, needs none)
     getenv: Callable[[str], str | None] = os.environ.get
+    #: a stored version of a sequence by its hash (runner.versions.load_version), None if not stored
+    load_version: Callable[[str], Sequence | None] | None = None
+    _versions: dict[str, Sequence | None] = field(default_factory=dict)
+
+    def sequence_for(self, name: str, version: str) -> Sequence | None:
+        """The version of sequence `name` a lead runs (see runner.versions): the loaded file when the
+        lead started on it, else the stored version, rebuilt once per process. None when the sequence
+        has no file any more or the version is not stored."""
+        current = self.sequences.get(name)
+        if current is None or current.source_hash == version:
+            return current
+        if version not in self._versions:
+            from .versions import with_current_policy
+
+            old = self.load_version(version) if self.load_version is not None else None
+            self._versions[version] = None if old is None else with_current_policy(old, current)
+        return self._versions[version]
 
     def sender_by_name(self, name: str) -> SenderRuntime | None:
         return next((s for s in self.senders.values() if s.name == name), None)

@@ -35,6 +35,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from .diagnostics import Diagnostic, error
 from .durations import DurationError, parse_duration, parse_time_range
 from .model import ACTIONS
+from .urls import redact_url
 from .yamlsrc import Path, YamlDoc
 
 #: Keys that say what kind of step a mapping is, in the schema's order of precedence. `end` is a
@@ -452,7 +453,7 @@ def _pattern_message(path: Path, value: str) -> str:
     if key == "holidays":
         return f'expected a date like "2026-12-24", got {show(value)}'
     if key == "url":
-        return f'expected an http:// or https:// URL, got {show(value)}'
+        return f'expected an http:// or https:// URL, got {show(redact_url(value))}'
     if key == "tags":
         return f'expected a tag of letters, digits, "_", ":" and "-", got {show(value)}'
     if parent == "headers_from_env":

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import audit
 from .config import Config
+from .diagnostics import UserError
 from .engine import Engine
 from .leadsfile import read_leads
 from .limits import caps_for
@@ -29,6 +30,7 @@ from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
          "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
@@ -149,6 +151,7 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
             "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
             "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
         count = len(enrollments)
+        remember(seq, now)
     return count
 
 
@@ -163,6 +166,9 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     """Simulate `seq` in the already opened (empty) store. See the module docstring."""
     clock = VirtualClock(options.start)
     sandbox_options = dict(config.sandbox)
+    # The simulated LinkedIn of a simulation lives and dies with it, on its own virtual clock: it
+    # never reads or writes the state file that `seqrun run` shares between its processes.
+    sandbox_options.pop("state_path", None)
     sandbox_options["seed"] = options.seed
     if options.accept_rate is not None:
         sandbox_options["accept_rate"] = options.accept_rate
@@ -172,6 +178,8 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     # Simulated senders need no credentials: the sandbox and the fakes accept what seqrun generates.
     allowed = [dataclasses.replace(s, credentials_env={}) for s in config.senders
                if not seq.senders or s.name in seq.senders]
+    if not allowed:
+        raise UserError(_no_senders(seq, config))
     sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={})
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
@@ -236,6 +244,15 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     if progress:
         progress(1.0)
     return report
+
+
+def _no_senders(seq: Sequence, config: Config) -> str:
+    where = config.path or "the embedded default config"
+    if not config.senders:
+        return (f"{where} defines no senders, so nobody can send for sequence \"{seq.name}\"; add one under "
+                "`senders:` (see docs/config.md), or simulate without a seqrun.yaml to use the built-in sandbox sender")
+    return (f"sequence \"{seq.name}\" runs on senders {', '.join(seq.senders)}, but {where} defines only "
+            f"{', '.join(s.name for s in config.senders)}")
 
 
 def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:

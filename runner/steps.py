@@ -46,6 +46,7 @@ from .providers.base import (
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, db
 from .store.rows import close_action_row, set_lead_json
+from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
 #: The pause reason of a sender whose provider refused its API key (a configuration error).
@@ -105,6 +106,14 @@ class Interrupted(Exception):
     """
 
 
+class Stopping(Exception):
+    """The process was asked to stop (SIGINT/SIGTERM) before this lead's next external call.
+
+    Nothing has been called since the last commit, so everything since is rolled back as with
+    `Interrupted`; the engine hands the lead back, due at once, for the next run.
+    """
+
+
 @dataclass
 class Ctx:
     rt: Runtime
@@ -124,7 +133,9 @@ class Ctx:
         """Around every external call (provider, notify URL): everything written so far is saved and
         committed first, and no database lock is held while the call is in flight. (Facts the
         steps merely observed since the last save may wait for the next one: losing them in a crash
-        only means asking again.)"""
+        only means asking again.) A run asked to stop makes no new call: it stops here (`Stopping`)."""
+        if self.rt.stop_requested():
+            raise Stopping(f"enrollment {self.enr.id}: stopping before the next call")
         if self.dirty:
             self.save()
         if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
@@ -168,18 +179,14 @@ class Ctx:
 
 def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     result = Advanced()
-    seq = rt.sequences.get(enr.sequence)
+    # The version the lead started on (runner.versions): an edited file never changes what it does.
+    seq = rt.sequence_for(enr.sequence, enr.sequence_hash)
     sender = rt.senders.get(enr.sender_id) if enr.sender_id is not None else None
-    problem = _cannot_run(enr, seq, sender)
+    problem = _cannot_run(rt, enr, seq, sender)
     if problem is not None or seq is None or sender is None:
         _commit_simple(enr, Pause(problem or "not runnable"), now)
         result.final = "paused"
         return result
-    if enr.sequence_hash != seq.source_hash:
-        # `sequence_hash` keeps the version the lead started on (for the audit); the lead goes on in
-        # the edited sequence from the step it is at, which `_cannot_run` checked still exists.
-        log.debug("lead %s: sequence %s changed since it started; continuing at step %s", enr.lead.key, seq.name,
-                  enr.step_id)
     # One IMMEDIATE transaction per lead, committed around every external call (`Ctx.outside`) and
     # at the end: steps that touch only our store (tags, waits, branches on stored facts) are not
     # worth an fsync each, and losing them in a crash is harmless because nothing outside saw them.
@@ -201,10 +208,20 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     except Interrupted as exc:
         log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc)
         result.final = "interrupted"
+    except Stopping:
+        log.info("lead %s: the run is stopping; the lead continues at step %s next time", enr.lead.key, enr.step_id)
+        result.final = STOPPED
     return result
 
 
-def _cannot_run(enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:
+#: `Advanced.final` of a lead left alone because the run is stopping
+STOPPED = "stopped"
+
+
+def _cannot_run(rt: Runtime, enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:
+    if seq is None and enr.sequence in rt.sequences:
+        return (f'the version of sequence "{enr.sequence}" this lead started on is not stored; move it with '
+                f'`seqrun leads migrate --sequence {enr.sequence}`')
     if seq is None:
         return f'sequence "{enr.sequence}" is not loaded (renamed or removed?)'
     if sender is None:
@@ -262,16 +279,16 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
     elif isinstance(outcome, Finish):
         _finish(ctx, "done", outcome.outcome)
     elif isinstance(outcome, Fail):
-        enr.last_error = outcome.reason
+        enr.last_error = redact_secrets(outcome.reason)
         _finish(ctx, "failed", "failed")
     elif isinstance(outcome, Pause):
         _release_slot(ctx)
-        enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+        enr.state, enr.paused_reason, enr.due_at, enr.lease_owner = "paused", outcome.reason, now, None
     elif isinstance(outcome, PauseSender):
         _release_slot(ctx)
         pause_sender(ctx.sender.id, outcome.reason, now, committing=enr.id)
         ctx.db_state = "paused"  # pause_sender paused this row too
-        enr.state, enr.paused_reason, enr.due_at = "paused", outcome.reason, now
+        enr.state, enr.paused_reason, enr.due_at, enr.lease_owner = "paused", outcome.reason, now, None
     enr.facts = ctx.facts
     enr.updated_at = now
     ctx.dirty = True
@@ -279,13 +296,14 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
     enr.state, enr.paused_reason, enr.due_at, enr.updated_at = "paused", outcome.reason, now, now
+    enr.lease_owner = None
     enr.save()
 
 
 def _finish(ctx: Ctx, state: str, outcome: str) -> None:
     _release_slot(ctx)
     ctx.enr.state, ctx.enr.outcome = state, outcome
-    ctx.enr.finished_at, ctx.enr.due_at = ctx.now, None
+    ctx.enr.finished_at, ctx.enr.due_at, ctx.enr.lease_owner = ctx.now, None, None
 
 
 def _release_slot(ctx: Ctx) -> None:
@@ -674,7 +692,7 @@ def apply_event_to_enrollment(rt: Runtime, enr: Enrollment, event: ProviderEvent
 
 
 def _waiting_for(rt: Runtime, enr: Enrollment, event: str) -> bool:
-    seq = rt.sequences.get(enr.sequence)
+    seq = rt.sequence_for(enr.sequence, enr.sequence_hash)
     if seq is None or enr.step_id not in seq.index:
         return False
     step = seq.step(enr.step_id)

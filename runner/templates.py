@@ -233,8 +233,32 @@ def render_variant(
     return Rendered(text, ref.name, variant.name if variant else None, subject)
 
 
+def sequence_environment(seq: Sequence) -> jinja2.Environment:
+    """The environment a sequence's templates render in: the texts stored with its version first
+    (`Sequence.templates`: what a lead gets never changes with the files), then templates/ for a
+    name the version does not hold (an include by a computed name)."""
+    return _environment_for(seq.source_hash, seq.templates_dir, seq.templates)
+
+
+@functools.lru_cache(maxsize=64)
+def _environment_for(source_hash: str, templates_dir: str, texts: tuple[tuple[str, str], ...]) -> jinja2.Environment:
+    shared = environment(templates_dir)  # cached and shared: never change it, overlay it
+    return shared.overlay(loader=jinja2.ChoiceLoader([jinja2.DictLoader(dict(texts)), shared.loader]))
+
+
+def _inline_template(seq: Sequence, source: str) -> jinja2.Template:
+    return _compiled_inline(seq.source_hash, seq.templates_dir, seq.templates, source)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_inline(source_hash: str, templates_dir: str, texts: tuple[tuple[str, str], ...],
+                     source: str) -> jinja2.Template:
+    """Compiled once: compiling costs far more than rendering, and subjects are rendered per lead."""
+    return _environment_for(source_hash, templates_dir, texts).from_string(source)
+
+
 def _render_file(seq: Sequence, name: str, context: Mapping[str, object], what: str) -> str:
-    env = environment(seq.templates_dir)
+    env = sequence_environment(seq)
     try:
         template = env.get_template(name)
     except jinja2.TemplateNotFound:
@@ -251,18 +275,12 @@ def _render_subject(seq: Sequence, step: ActionStep, context: Mapping[str, objec
     assert step.subject is not None
     label, what = f"steps[id={step.id}].subject", f"InMail subject of step {step.id}"
     try:
-        template = _inline_template(seq.templates_dir, step.subject)
+        template = _inline_template(seq, step.subject)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateRenderError(label, exc.lineno or 0, f"{what} has a syntax error: {exc.message}") from None
     subject = _render(template, context, label, what).strip()
     check_output(subject, what, label, MESSAGE_LIMIT)
     return subject
-
-
-@functools.lru_cache(maxsize=256)
-def _inline_template(templates_dir: str, source: str) -> jinja2.Template:
-    """Compiled once: compiling costs far more than rendering, and subjects are rendered per lead."""
-    return environment(templates_dir).from_string(source)
 
 
 def _render(template: jinja2.Template, context: Mapping[str, object], label: str, what: str) -> str:
@@ -413,6 +431,8 @@ def check_templates_for_leads(
     required = [f.name for f in seq.fields if f.required]
     leads = read_leads(leads_path, required_fields=required)
     diags = list(leads.diagnostics)
+    if leads.fatal:  # no row of a file that cannot be read is worth rendering
+        return sort_diagnostics(diags)
     if senders is None:
         try:
             senders = project_senders(seq)

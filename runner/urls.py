@@ -12,6 +12,11 @@ Public handles are case-insensitive on LinkedIn, so the key folds case. Member t
 (`/in/ACoAA…`) and Sales Navigator ids (`/sales/lead/ACwAA…`) are base64-like and case-sensitive,
 so they keep their case; Sales Navigator keys are prefixed `sn:` because the same person has a
 different id there than in their public URL, and we cannot map one to the other offline.
+
+Secrets in URLs: `url_secrets` says what in a URL is a credential (a user name or password, query
+parameters named like api_key, token, secret, sig…) without repeating it; sequences refuse such
+URLs. `redact_url` and `redact_secrets` (for any text holding URLs, such as error messages) replace
+the values with `***` wherever a URL reaches the store or an export, as a second line of defence.
 """
 from __future__ import annotations
 
@@ -153,3 +158,49 @@ def _sales(ref: str) -> tuple[str, str]:
     if not _SALES_ID.fullmatch(sales_id):
         raise ValueError(f'Sales Navigator id "{sales_id}" is not valid')
     return f"sn:{sales_id}", f"{CANONICAL_HOST}/sales/lead/{sales_id}"
+
+
+# --- secrets in URLs ------------------------------------------------------------------------------
+
+REDACTED = "***"
+# Query (or fragment) parameter names that carry credentials: api_key, X-Api-Key, access_token,
+# client_secret, Signature (S3, Azure SAS), hapikey (HubSpot)…; "monkey" or "tokens_left" do not.
+_SECRET_PARAM = re.compile(r"(?:^|[^a-z0-9])(?:api[-_]?key|apikey|hapikey|key|token|secret|password|passwd|pwd|"
+                           r"pass|sig|signature|auth|authorization|credentials?|session|sessionid|jwt|bearer|li_at)$")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*)@")
+_PARAM = re.compile(r"([?&#;])([^=&#;]*)=([^&#;]*)")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+
+
+def _secret_param(name: str) -> bool:
+    return _SECRET_PARAM.search(unquote(name).lower()) is not None
+
+
+def _split_query(url: str) -> tuple[str, str]:
+    """(everything before the query or fragment, the rest)."""
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    return url[:cut], url[cut:]
+
+
+def url_secrets(url: str) -> list[str]:
+    """What in `url` is a credential, named without its value: "a user name or password",
+    'query parameter "api_key"'; empty when nothing is."""
+    found = ["a user name or password"] if _USERINFO.match(url) else []
+    _, rest = _split_query(url)
+    found += [f'query parameter "{m.group(2)}"' for m in _PARAM.finditer(rest) if _secret_param(m.group(2))]
+    return found
+
+
+def redact_url(url: str) -> str:
+    """`url` with its user name/password and the values of secret-looking parameters replaced by ***."""
+    url = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", url, count=1)
+    head, rest = _split_query(url)
+    return head + _PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}" if _secret_param(m.group(2))
+                             else m.group(), rest)
+
+
+def redact_secrets(text: str) -> str:
+    """Every URL in `text` redacted (see `redact_url`); other text is left as it is."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)

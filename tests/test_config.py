@@ -333,3 +333,29 @@ def test_sandbox_schema_matches_the_provider() -> None:
     sandbox = load_schema()["$defs"]["sandbox"]
     assert tuple(sandbox["properties"]) == OPTIONS
     assert sandbox["properties"]["errors"]["propertyNames"]["enum"] == [k.value for k in ErrorKind]
+
+
+def test_sandbox_options_that_only_fail_together_are_errors_on_load(tmp_path: pathlib.Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each value passes the schema; simulate used to refuse them only when it started, without a line.
+    text = """\
+        version: 1
+        sandbox:
+          accept_delay_hours: [10, 1]
+          connected_rate: 0.9
+          pending_rate: 0.2
+          errors: {STATUS_429: 0.6, TRANSIENT: 0.5}
+        """
+    assert errors_of(tmp_path, text, monkeypatch) == [
+        "seqrun.yaml:3:23: error: sandbox.accept_delay_hours: the median (10) is above the maximum (1); write "
+        "[median, max] in hours",
+        "seqrun.yaml:4:3: error: sandbox: inaccessible_rate, connected_rate, pending_rate, messaged_first_rate and "
+        "recent_conversation_rate add up to 1.155 (counting the defaults of those not set); together they may not "
+        "exceed 1",
+        "seqrun.yaml:6:11: error: sandbox.errors: the probabilities add up to 1.1; together they may not exceed 1",
+    ]
+
+
+def test_sandbox_delays_must_be_above_zero(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert errors_of(tmp_path, "version: 1\nsandbox:\n  reply_delay_hours: [0, 5]\n", monkeypatch) == [
+        "seqrun.yaml:3:23: error: sandbox.reply_delay_hours[0]: expected a number above 0, got 0"]

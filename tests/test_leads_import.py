@@ -318,6 +318,16 @@ def test_block_csv_with_bad_rows_blocks_nothing(project: pathlib.Path, capsys: p
     assert Block.select().count() == 0
 
 
+def test_block_csv_ignores_control_characters_outside_the_url(project: pathlib.Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # A do-not-contact list is about profiles: a stray escape in a name must not keep them reachable.
+    (project / "dnc.csv").write_text("linkedin_profile_url,full_name\nhttps://www.linkedin.com/in/zed-z,Zed\x1b[0m\n",
+                                     encoding="utf-8")
+    assert run(capsys, "leads", "block", "dnc.csv") == (0, "blocked 1 profile\n", "")
+    reopen(project)
+    assert [b.key for b in Block.select()] == ["zed-z"]
+
+
 def test_list_table_and_filters(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv(project, "https://www.linkedin.com/in/jane-doe,Jane Doe,Acme\n", "a.csv")
     api_import(project, "a.csv", "founders-q1", NOW)
@@ -345,3 +355,18 @@ def test_hundred_thousand_rows_import_in_one_go(project: pathlib.Path) -> None:
     assert result.imported == 100_000  # type: ignore[attr-defined]
     assert dict(result.assigned) == {"alice": 50_000, "bob": 50_000}  # type: ignore[attr-defined]
     assert Enrollment.select().where(Enrollment.state == "active").count() == 100_000
+
+
+def test_a_stray_quote_imports_nothing_even_with_skip_invalid(project: pathlib.Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    rows = "".join(f"https://www.linkedin.com/in/lead-{i},Lead {i},Co\n" for i in range(30))
+    path = csv(project, ROWS + 'https://www.linkedin.com/in/dan-ek,"Dan Ek,Co\n' + rows)
+    for extra in ((), ("--skip-invalid",)):
+        code, out, err = run(capsys, "leads", "import", path, "--sequence", "founders-q1", *extra)
+        assert (code, out) == (1, "")
+        assert err == (
+            'leads.csv:5: error: row 5: the quote (") that opens the cell in column full_name is never closed, so '
+            "the cell runs to the end of the file and takes in 30 more lines; close the quote, or remove it\n"
+            "error: nothing imported: the file cannot be read as a lead list\n")
+    reopen(project)
+    assert (Lead.select().count(), Enrollment.select().count()) == (0, 0)

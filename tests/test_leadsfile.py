@@ -5,7 +5,7 @@ import codecs
 from pathlib import Path
 
 from runner.diagnostics import format_text
-from runner.leadsfile import LeadRow, detect_delimiter, normalize_column, parse_leads, read_leads
+from runner.leadsfile import LeadRow, detect_delimiter, normalize_column, parse_leads, problem_kind, read_leads
 
 HEADER = "linkedin_profile_url,full_name,company_name\n"
 
@@ -181,3 +181,90 @@ def test_hundred_thousand_rows_read_without_errors() -> None:
     leads = parse_leads((HEADER + rows).encode(), "big.csv")
     assert not leads.diagnostics
     assert len(leads.rows) == 100_000
+
+
+# --- stray quotes: a quoted cell must never swallow other rows silently ---------------------------
+
+def _rows(first: int, count: int) -> str:
+    return "".join(f"https://www.linkedin.com/in/lead-{i},Lead {i},Co\n" for i in range(first, first + count))
+
+
+def test_a_quote_left_open_swallowing_the_rest_of_the_file_is_refused_with_its_row() -> None:
+    # The adversarial case: 1,000 rows, row 11 opens a quote that nothing closes.
+    text = HEADER + _rows(0, 9) + 'https://www.linkedin.com/in/lead-9,"Lead 9,Co\n' + _rows(10, 990)
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        'leads.csv:11: error: row 11: the quote (") that opens the cell in column full_name is never closed, so '
+        "the cell runs to the end of the file and takes in 990 more lines; close the quote, or remove it")
+    assert leads.fatal
+    assert leads.good_rows == leads.rows[:9]
+
+
+def test_a_quote_left_open_in_the_last_row_is_refused() -> None:
+    for tail in ('https://www.linkedin.com/in/jane-doe,"Jane Doe,Acme\n', 'https://www.linkedin.com/in/jane-doe,"Jane'):
+        leads = parse_leads((HEADER + tail).encode(), "leads.csv")
+        assert format_text(leads.diagnostics) == (
+            'leads.csv:2: error: row 2: the quote (") that opens the cell in column full_name is never closed, so '
+            "the cell runs to the end of the file; close the quote, or remove it"), tail
+        assert leads.fatal
+
+
+def test_a_quoted_cell_taking_in_other_rows_is_refused_even_when_a_later_quote_closes_it() -> None:
+    text = (HEADER + _rows(0, 1) + 'https://www.linkedin.com/in/jane-doe,"Jane,Acme\n' + _rows(1, 3)
+            + 'https://www.linkedin.com/in/bob-roe,"Roe, Bob",Acme\n' + _rows(4, 5))
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        "leads.csv:3: error: row 3: the quoted cell in column full_name runs over 5 lines and takes in what looks "
+        'like another row on line 4 ("https://www.linkedin.com/in/lead-1,Lead 1,Co"); a closing quote (") is '
+        "probably missing")
+    assert leads.fatal
+
+
+def test_quoted_cells_may_still_span_lines() -> None:
+    text = (HEADER + 'https://www.linkedin.com/in/jane-doe,"Jane\nDoe","Acme\r\nLabs"\n'
+            + 'https://www.linkedin.com/in/bob-roe,Bob,"Roe ""&"" Sons\nsee linkedin.com/company/roe"')
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert leads.diagnostics == []
+    assert [r.fields for r in leads.rows] == [
+        {"linkedin_profile_url": "https://www.linkedin.com/in/jane-doe", "full_name": "Jane\nDoe",
+         "company_name": "Acme\nLabs"},
+        {"linkedin_profile_url": "https://www.linkedin.com/in/bob-roe", "full_name": "Bob",
+         "company_name": 'Roe "&" Sons\nsee linkedin.com/company/roe'},
+    ]
+
+
+def test_literal_quotes_inside_unquoted_cells_are_not_mistaken_for_an_open_quote() -> None:
+    text = HEADER + 'https://www.linkedin.com/in/jane-doe,Jane "JJ" Doe,15" Displays'
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert leads.diagnostics == []
+    assert leads.rows[0].fields["company_name"] == '15" Displays'
+
+
+# --- control characters: terminal escapes and bare carriage returns never get in ---------------------
+
+def test_control_characters_are_refused_with_row_column_and_code() -> None:
+    text = (HEADER + "https://www.linkedin.com/in/jane-doe,Jane\x1b]0;pwned\x07 Doe,Acme\n"
+            + 'https://www.linkedin.com/in/bob-roe,"Bob\rRoe",Acme\tLabs\n'
+            + "https://www.linkedin.com/in/ann-lee,Ann,\x9b31mRed\n"
+            + "https://www.linkedin.com/in/max-mo,Max,Mo\x7f\n")
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        "leads.csv:2: error: row 2: full_name contains the control character U+001B (ESC); such characters can "
+        "take over a terminal and have no place in a message; remove it\n"
+        "leads.csv:3: error: row 3: full_name contains the control character U+000D (carriage return); such "
+        "characters can take over a terminal and have no place in a message; remove it\n"
+        "leads.csv:5: error: row 4: company_name contains the control character U+009B (CSI); such characters can "
+        "take over a terminal and have no place in a message; remove it\n"
+        "leads.csv:6: error: row 5: company_name contains the control character U+007F (DEL); such characters can "
+        "take over a terminal and have no place in a message; remove it")
+    assert not leads.fatal
+    assert [r.row for r in leads.rows if r.ok] == []
+    assert {problem_kind(e) for r in leads.rows for e in r.errors} == {"control character"}
+
+
+def test_tabs_and_line_breaks_inside_quoted_cells_are_kept() -> None:
+    text = HEADER + 'https://www.linkedin.com/in/jane-doe,Jane\tDoe,"Acme\r\nLabs"\r\n'
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert leads.diagnostics == []
+    assert leads.rows[0].fields == {"linkedin_profile_url": "https://www.linkedin.com/in/jane-doe",
+                                    "full_name": "Jane\tDoe", "company_name": "Acme\nLabs"}

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from runner.checks import check_sequence
 from runner.diagnostics import has_errors
-from runner.loader import build_sequence, expand_paths, load_paths, load_sequence
+from runner.loader import build_sequence, build_stored, expand_paths, load_paths, load_sequence
 from runner.model import (
     ActionStep,
     BranchStep,
@@ -248,6 +248,19 @@ def test_root_must_be_a_mapping(tmp_path: pathlib.Path) -> None:
                                'got the value "just text"']
 
 
+def test_a_csv_given_as_a_sequence_is_quoted_by_its_first_line(tmp_path: pathlib.Path) -> None:
+    rows = "".join(f"https://www.linkedin.com/in/lead-{i},Lead {i},Company {i} with a long name\n" for i in range(500))
+    path = project(tmp_path, "linkedin_profile_url,full_name,company_name\n" + rows, name="leads.csv")
+    _, diags = build_sequence(path)
+    assert messages(diags) == ['expected a mapping of keys (version, name, steps, ...) at the top of the file, '
+                               'got text starting "linkedin_profile_url,full_name,company_name" (line 1 of 501); '
+                               "is this a lead CSV? Give the sequence's YAML file here"]
+    long_line = "word " * 40
+    _, diags = build_sequence(project(tmp_path, long_line + "\n", name="long.yaml"))
+    assert messages(diags) == ['expected a mapping of keys (version, name, steps, ...) at the top of the file, '
+                               f'got text starting "{long_line[:60]}…"']
+
+
 def test_schema_errors_are_positioned(tmp_path: pathlib.Path) -> None:
     text = BASE + "steps:\n  - id: follow_up\n    wiat: 3 days\n  - wait: 3 dayz\n"
     _, diags = build_sequence(project(tmp_path, text), display="seq.yaml")
@@ -377,6 +390,30 @@ def test_source_hash_covers_yaml_and_referenced_templates(tmp_path: pathlib.Path
     assert changed != first.source_hash
     pathlib.Path(path).write_text(HASHED + "# a comment\n")
     assert load_sequence(path)[0].source_hash not in (first.source_hash, changed)
+
+
+def test_source_hash_and_texts_cover_the_templates_a_template_includes(tmp_path: pathlib.Path) -> None:
+    templates = {"note.j2": "Hi", "intro.j2": "Hello{% include 'sig.j2' %}", "sig.j2": "{% import 'm.j2' as m %}",
+                 "m.j2": "", "unused.j2": "x"}
+    path = project(tmp_path, HASHED, templates)
+    first, _ = load_sequence(path)
+    assert first is not None
+    assert dict(first.templates) == {k: v for k, v in templates.items() if k != "unused.j2"}
+    assert first.source == HASHED
+    (tmp_path / "templates" / "m.j2").write_text("{# changed #}")
+    assert load_sequence(path)[0].source_hash != first.source_hash
+
+
+def test_a_stored_version_is_rebuilt_from_its_text_alone(tmp_path: pathlib.Path) -> None:
+    path = project(tmp_path, HASHED, {"note.j2": "Hi", "intro.j2": "Hello"})
+    first, _ = load_sequence(path)
+    assert first is not None
+    for name in ("note.j2", "intro.j2"):
+        (tmp_path / "templates" / name).unlink()
+    again, diags = build_stored(first.source, dict(first.templates), path=path, templates_dir=first.templates_dir,
+                                version_hash=first.source_hash)
+    assert diags == [] and again is not None
+    assert (again.steps, again.templates, again.source_hash) == (first.steps, first.templates, first.source_hash)
 
 
 # --- errors while building, and what load_sequence returns ----------------------------------------

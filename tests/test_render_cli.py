@@ -215,3 +215,17 @@ def test_invalid_sequence_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest
         f"templates{os.sep}\n"
         "error: fix the errors above first (see `seqrun validate`)\n"
     )
+
+
+def test_a_stray_quote_is_refused_and_nothing_is_rendered(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    project = copy_project(tmp_path)
+    rows = [f"https://www.linkedin.com/in/lead-{i},Lead {i},Co\n" for i in range(22)]
+    (project / "leads.csv").write_text("linkedin_profile_url,full_name,company_name\n" + "".join(rows[:2])
+                                       + 'https://www.linkedin.com/in/jane-doe,"Jane Doe,Acme\n' + "".join(rows[2:]),
+                                       encoding="utf-8")
+    monkeypatch.chdir(project)
+    assert render(capsys, "--step", "connect") == (1, "", (
+        'leads.csv:4: error: row 4: the quote (") that opens the cell in column full_name is never closed, so the '
+        "cell runs to the end of the file and takes in 20 more lines; close the quote, or remove it\n"
+        "error: nothing rendered: leads.csv cannot be read as a lead list\n"))

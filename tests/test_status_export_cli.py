@@ -69,12 +69,17 @@ def test_status_json(invited: dt.datetime, run: Run) -> None:
     code, out, err = run("status", "--json")
     assert (code, err) == (0, "")
     report = json.loads(out)
+    version = report["sequences"][0]["versions"][0]["version"]
+    assert len(version) == 12 and int(version, 16) >= 0  # the start of the file's hash (runner.versions)
     assert report["sequences"] == [{
         "name": "intro", "loaded": True, "states": {"active": 2, "paused": 1}, "outcomes": {},
         "steps": [{"id": "connect", "leads_here": 0, "actions": {"done": 3}},
                   {"id": "accepted", "leads_here": 1, "actions": {}},
                   {"id": "thanks", "leads_here": 2, "actions": {}},
-                  {"id": "thanks+1", "leads_here": 0, "actions": {}}]}]
+                  {"id": "thanks+1", "leads_here": 0, "actions": {}}],
+        "versions": [{"version": version, "current": True, "stored_at": "2026-03-03T10:00:00+00:00", "leads": 3,
+                      "steps": {"accepted": 1, "thanks": 2}, "steps_not_in_file": []}],
+        "on_earlier_versions": 0}]
     assert report["usage_today"] == [{
         "sender": "alice", "status": "active", "paused_reason": None, "day": "2026-03-03",
         "used": {"visit": 0, "connect": 3, "message": 0, "inmail": 0, "withdraw": 0},

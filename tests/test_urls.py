@@ -101,3 +101,42 @@ def test_sales_navigator_ids_are_case_sensitive() -> None:
     upper = normalize_profile_url("https://www.linkedin.com/sales/lead/ACwAAAbCdEfGh")[0]
     lower = normalize_profile_url("https://www.linkedin.com/sales/lead/ACwAAAbCdEfGH")[0]
     assert upper != lower
+
+
+# --- credentials in URLs --------------------------------------------------------------------------
+
+from runner.urls import redact_secrets, redact_url, url_secrets  # noqa: E402
+
+
+@pytest.mark.parametrize(("url", "found"), [
+    ("https://crm.example.com/hooks/seqrun?source=linkedin", []),
+    ("https://crm.example.com/hooks?monkey=1&keys=2&tokens_left=3", []),
+    ("https://user:pass@crm.example.com/hook", ["a user name or password"]),
+    ("https://user@crm.example.com/hook", ["a user name or password"]),
+    ("https://crm.example.com/hook?api_key=abc&x=1", ['query parameter "api_key"']),
+    ("https://crm.example.com/hook?X-Api-Key=abc", ['query parameter "X-Api-Key"']),
+    ("https://crm.example.com/hook?access_token=a&token=b&Signature=c&sig=d&hapikey=e&password=f&client_secret=g"
+     "&key=h&auth=i", ['query parameter "access_token"', 'query parameter "token"', 'query parameter "Signature"',
+                       'query parameter "sig"', 'query parameter "hapikey"', 'query parameter "password"',
+                       'query parameter "client_secret"', 'query parameter "key"', 'query parameter "auth"']),
+    ("https://u:p@crm.example.com/hook#access_token=x", ["a user name or password",
+                                                         'query parameter "access_token"']),
+])
+def test_url_secrets_names_what_it_found_without_values(url: str, found: list[str]) -> None:
+    assert url_secrets(url) == found
+
+
+def test_redact_url_keeps_everything_but_the_secrets() -> None:
+    assert redact_url("https://user:pass@crm.example.com:8443/hook?api_key=abc&x=1&Token=t%20u#frag") == \
+        "https://***@crm.example.com:8443/hook?api_key=***&x=1&Token=***#frag"
+    assert redact_url("https://crm.example.com/hook?x=1") == "https://crm.example.com/hook?x=1"
+
+
+def test_redact_secrets_finds_urls_in_any_text() -> None:
+    text = ("notify failed: Client error '401 Unauthorized' for url 'https://crm.example.com/h?token=s3cr3t&a=b'\n"
+            "also http://admin:hunter2@10.0.0.1/x, and no URL here: token=plain")
+    assert redact_secrets(text) == (
+        "notify failed: Client error '401 Unauthorized' for url 'https://crm.example.com/h?token=***&a=b'\n"
+        "also http://***@10.0.0.1/x, and no URL here: token=plain")
+    assert redact_secrets("Hi Jane, see https://example.com/page?ref=li") == \
+        "Hi Jane, see https://example.com/page?ref=li"

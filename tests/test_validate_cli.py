@@ -165,6 +165,19 @@ def test_standalone_exit_codes_through_click(proj: pathlib.Path) -> None:
     assert result.output.splitlines()[-1] == "1 error in 1 file"
 
 
+def test_ctrl_c_says_interrupted_and_exits_130(proj: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    write(proj, a=GOOD)
+
+    def interrupted(seq: Sequence) -> list:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("runner.templates.check_sequence_templates", interrupted)
+    code, out, err = run(capsys, "seq")
+    assert (code, out) == (130, "")
+    assert err.strip() == "Interrupted."
+
+
 def test_missing_template_is_reported_once_with_real_template_lint(tmp_path: pathlib.Path,
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,3 +188,15 @@ def test_missing_template_is_reported_once_with_real_template_lint(tmp_path: pat
     monkeypatch.chdir(tmp_path)
     assert run(capsys, "seq") == (1, 'seq/m.yaml:5:33: error: steps[id=start+1].template: template "gone.j2" not '
                                      "found in templates/\n1 error in 1 file\n", "")
+
+
+def test_leads_with_a_stray_quote_fail_validation(proj: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(proj, a=GOOD)
+    rows = [f"https://www.linkedin.com/in/lead-{i},Lead {i}\n" for i in range(17)]
+    (proj / "leads.csv").write_text("linkedin_profile_url,full_name\n" + "".join(rows[:5])
+                                    + 'https://www.linkedin.com/in/jane-doe,"Jane\n' + "".join(rows[5:]), encoding="utf-8")
+    code, out, _ = run(capsys, "--leads", "leads.csv", "seq")
+    assert code == 1
+    assert out.splitlines()[0] == (
+        'leads.csv:7: error: row 7: the quote (") that opens the cell in column full_name is never closed, so the '
+        "cell runs to the end of the file and takes in 12 more lines; close the quote, or remove it")

@@ -4,25 +4,33 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from typing import IO, Any, Iterable
 
 import click
 
+from ..diagnostics import UserError
 from ..leads import open_project
+from ..outfile import atomic_output, check_output, owned_files
 from ..report import ACTION_COLUMNS, EVENT_COLUMNS, export_rows, spreadsheet_safe
-from ..store import open_store
+from ..store import db, health, open_store
+from ..urls import redact_secrets
 from .status import loaded_sequences
+
+NOTHING_EXPORTED = "nothing was exported"
 
 
 @click.command("export")
 @click.argument("what", type=click.Choice(["actions", "events"]))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of standard output.")
+              help="Write to this file instead of standard output (replaced only once the export is complete).")
 @click.option("--db", "db_url", default=None, help="Database (default: SEQRUN_DB, the config's database, seqrun.db).")
 def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None:
     """Export the audit log: every action with lead, sender, sequence, step, variant, planned and
     performed times (UTC and the lead's local time), outcome, provider ids and error; or every event
     with its time and source. CSV cells that a spreadsheet would run as a formula are neutralised.
+    An output file is written whole or not at all, and never over the database or another file
+    seqrun owns.
 
     \b
     Example:
@@ -30,19 +38,48 @@ def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None
       seqrun export events --format jsonl
     """
     config, _, _ = open_project()
-    open_store(config.database_url(db_url))
-    rows = export_rows(what, loaded_sequences(config.root))
-    columns = ACTION_COLUMNS if what == "actions" else EVENT_COLUMNS
-    handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
-        if fmt == "csv":
-            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\r\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-        else:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
+    url = config.database_url(db_url)
+    if output:
+        owned = owned_files(root=config.root, config_path=config.path, databases=(url, config.database_url()),
+                            sandbox_state=config.sandbox.get("state_path"))
+        check_output(output, root=config.root, owned=owned)
+    open_store(url)
+    sequences = loaded_sequences(config.root)
+    # One read transaction: the count and the rows come from the same snapshot of the database.
+    with health.reading(NOTHING_EXPORTED), db.atomic():
+        health.quick_check(NOTHING_EXPORTED)
+        expected = health.count_rows("action" if what == "actions" else "event")
         if output:
-            handle.close()
+            with atomic_output(output) as handle:
+                written = _write(handle, what, fmt, export_rows(what, sequences))
+                _check_count(what, written, expected)
+        else:
+            _check_count(what, _write(sys.stdout, what, fmt, export_rows(what, sequences)), expected)
+
+
+def _write(handle: IO[str], what: str, fmt: str, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    if fmt == "csv":
+        columns = ACTION_COLUMNS if what == "actions" else EVENT_COLUMNS
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\r\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: spreadsheet_safe(_redacted(v)) for k, v in row.items()})
+            count += 1
+    else:
+        for row in rows:
+            handle.write(json.dumps({k: _redacted(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _redacted(value: Any) -> Any:
+    """A URL's password or token never leaves in an export, whatever the database holds."""
+    return redact_secrets(value) if isinstance(value, str) else value
+
+
+def _check_count(what: str, written: int, expected: int) -> None:
+    """Every row must have come out: a join that lost rows to damage would just make the file shorter."""
+    if written != expected:
+        raise UserError(f"the database {db.database} is inconsistent: only {written} of {expected} {what} could be "
+                        f"read; {NOTHING_EXPORTED}; {health.check_command('integrity_check', 'foreign_key_check')}")

@@ -1,11 +1,12 @@
-"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads."""
+"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads, and
+move running leads to the current version of an edited sequence (`migrate`)."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -22,8 +23,9 @@ from ..leads import (
     unblock_profile,
 )
 from ..leadsfile import read_leads
-from ..store import open_store
+from ..store import health, open_store
 from ..store.models import ENROLLMENT_STATES
+from ..terminal import json_printable, printable
 
 DB_HELP = "Database: a SQLite path or sqlite:///path. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
 
@@ -48,13 +50,14 @@ def utc_now() -> dt.datetime:
 
 @click.group("leads")
 def command() -> None:
-    """Import leads from CSV, block profiles, list leads.
+    """Import leads from CSV, block profiles, list leads, move leads to an edited sequence's version.
 
     \b
     Example:
       seqrun leads import leads.csv --sequence founders-q1
       seqrun leads block https://www.linkedin.com/in/jane-doe --reason "asked not to be contacted"
       seqrun leads list --sequence founders-q1 --state paused
+      seqrun leads migrate --sequence founders-q1 --dry-run
     """
 
 
@@ -175,6 +178,65 @@ def unblock_command(url: str, db_url: str | None) -> None:
     click.echo(f"unblocked {canonical}")
 
 
+@command.command("migrate")
+@click.option("--sequence", "-s", "sequence", required=True, metavar="NAME",
+              help="The sequence whose leads move to the version in its file now.")
+@click.option("--map", "maps", multiple=True, metavar="OLD=NEW",
+              help="Leads at step OLD of their version go to step NEW of the current file (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would move; change nothing.")
+@db_option
+def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url: str | None) -> None:
+    """Move the running leads of a sequence from the version they started on to its current file.
+
+    A lead keeps to the version of the sequence it started on, whatever the file says later. This
+    moves the active and paused ones to the file as it is now. A step whose id names the same step
+    in both versions maps to itself; every other step a lead stands on needs --map OLD=NEW. A move
+    that would make a lead repeat an action it already had (an invite, a message, ...) is refused,
+    and then nothing moves. Stop `seqrun run` first.
+
+    \b
+    Example:
+      seqrun leads migrate --sequence founders-q1 --dry-run
+      seqrun leads migrate --sequence founders-q1 --map accepted+2=accepted+3
+    """
+    from ..commands.run import single_runner
+    from ..migrate import migrate_leads
+    from ..store import db
+    from ..store.db import sqlite_path
+
+    mapping = _parse_maps(maps)
+    config, seq, warnings = open_project(sequence)
+    assert seq is not None
+    echo_warnings(list(config.warnings) + warnings)
+    open_db(config, db_url)
+    with single_runner(sqlite_path(db.database)):
+        plan = migrate_leads(seq, mapping, utc_now(), dry_run=dry_run)
+    if not plan.moves:
+        click.echo(f"sequence {seq.name}: no running lead is on an earlier version; nothing to move")
+        return
+    click.echo(f"sequence {seq.name}: {_count(len(plan.moves), 'lead')} on earlier versions")
+    width = max(len(a) for a, _, _ in plan.routes())
+    for old, new, n in plan.routes():
+        click.echo(f"  {old.ljust(width)} -> {new}  {_count(n, 'lead')}")
+    if dry_run:
+        click.echo(f"dry run: {_count(len(plan.moves), 'lead')} would move to the current version; nothing changed")
+    else:
+        click.echo(f"moved {_count(len(plan.moves), 'lead')} to the current version of {seq.name}")
+
+
+def _parse_maps(maps: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in maps:
+        old, sep, new = item.partition("=")
+        old, new = old.strip(), new.strip()
+        if not sep or not old or not new:
+            raise click.BadParameter(f'"{item}": expected OLD=NEW, two step ids', param_hint="--map")
+        if old in out:
+            raise click.BadParameter(f'step "{old}" is mapped twice', param_hint="--map")
+        out[old] = new
+    return out
+
+
 @command.command("list")
 @click.option("--sequence", "-s", metavar="NAME", help="Only leads enrolled in this sequence.")
 @click.option("--state", type=click.Choice(ENROLLMENT_STATES), help="Only leads whose enrollment is in this state.")
@@ -190,14 +252,15 @@ def list_command(sequence: str | None, state: str | None, as_json: bool, db_url:
     """
     config, _, _ = open_project()
     open_db(config, db_url)
-    rows = list_leads(sequence=sequence, state=state)
+    with health.reading():
+        rows = list(list_leads(sequence=sequence, state=state))  # all read before any is printed
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False)))
         return
     _print_table(rows)
 
 
-def _print_table(rows: Iterator[LeadListing]) -> None:
+def _print_table(rows: list[LeadListing]) -> None:
     header = ("PROFILE", "NAME", "SEQUENCE", "STATE", "STEP", "SENDER", "DUE / OUTCOME / REASON")
     table = [header] + [_cells(r) for r in rows]
     if len(table) == 1:
@@ -216,7 +279,8 @@ def _cells(r: LeadListing) -> tuple[str, ...]:
     else:
         status = r.outcome or ""
     state = (r.state or "-") + (" (blocked)" if r.blocked else "")
-    return (r.profile_url, r.full_name or "", r.sequence or "-", state, r.step or "", r.sender or "", status)
+    cells = (r.profile_url, r.full_name or "", r.sequence or "-", state, r.step or "", r.sender or "", status)
+    return tuple(printable(cell) for cell in cells)  # names and reasons come from CSVs and people
 
 
 def _count(n: int, word: str) -> str:

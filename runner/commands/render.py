@@ -20,6 +20,7 @@ from ..leadsfile import URL_FIELD, LeadRow, LeadsFile, read_leads
 from ..loader import load_sequence
 from ..model import ActionStep, Sequence
 from ..schemacheck import plural
+from ..terminal import json_printable, printable
 from ..templates import (
     MESSAGE_LIMIT,
     NOTE_LIMIT,
@@ -60,6 +61,9 @@ def command(sequence: str, leads_csv: str, step_id: str | None, row_number: int 
     steps = _select_steps(seq, step_id)
     sender = _select_sender(seq, sender_name)
     leads = read_leads(leads_csv, required_fields=[f.name for f in seq.fields if f.required])
+    if leads.fatal:  # the rows read so far cannot be trusted either (a stray quote, a broken header)
+        raise UserError(f"nothing rendered: {leads_csv} cannot be read as a lead list",
+                        [d for d in leads.diagnostics if d.severity == "error"])
     if not leads.rows:
         raise UserError(f"{leads_csv} has no leads to render", leads.diagnostics)
     rows = _select_rows(leads, row_number)
@@ -69,7 +73,8 @@ def command(sequence: str, leads_csv: str, step_id: str | None, row_number: int 
     results = [(row, preview) for row in rows if row.ok for preview in
                preview_lead(seq, row.fields, row.key or "", sender, steps=steps, all_variants=all_variants)]
     if output_format == "json":
-        click.echo(json.dumps([_as_json(row, preview) for row, preview in results], indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps([_as_json(row, preview) for row, preview in results], indent=2,
+                                             ensure_ascii=False)))
     else:
         _echo_text(rows, results)
     failed = sum(preview.error is not None for _, preview in results)
@@ -136,19 +141,19 @@ def _echo_text(rows: list[LeadRow], results: list[tuple[LeadRow, Preview]]) -> N
         if not first:
             click.echo()
         first = False
-        click.echo(f"=== row {row.row}: {row.fields.get(URL_FIELD, row.profile_url)} ===")
+        click.echo(printable(f"=== row {row.row}: {row.fields.get(URL_FIELD, row.profile_url)} ==="))
         for preview in by_row[row.row]:
             click.echo()
             if preview.rendered is None:
                 assert preview.error is not None
                 click.echo(f"--- {_heading(preview)}: CANNOT BE SENT")
-                click.echo(f"error: {preview.error.message}")
+                click.echo(printable(f"error: {preview.error.message}", multiline=True))
                 continue
             rendered = preview.rendered
             click.echo(f"--- {_heading(preview)} ({rendered.length} of {_limit(preview)} characters)")
             if rendered.subject is not None:
-                click.echo(f"Subject: {rendered.subject}")
-            click.echo(rendered.text)
+                click.echo(printable(f"Subject: {rendered.subject}"))
+            click.echo(printable(rendered.text, multiline=True))  # what a template or a lead put there, escaped
 
 
 def _as_json(row: LeadRow, preview: Preview) -> dict[str, Any]:

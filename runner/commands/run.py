@@ -1,12 +1,22 @@
-"""`seqrun run`: process every lead that is due, once (for cron) or on a loop."""
+"""`seqrun run`: process every lead that is due, once (for cron) or on a loop.
+
+Stopping: SIGINT (Ctrl-C) and SIGTERM ask the run to stop. The call in flight finishes and is
+committed, no new call starts, the leads claimed and not started are handed back (due at once), and
+the process exits 130 after SIGINT, 0 after SIGTERM (a stop that was asked for and carried out; what
+systemd and Docker send). A second Ctrl-C stops at once: an action already recorded and maybe sent
+is reconciled by the next run, never sent twice.
+"""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import logging
 import os
-import time
+import signal
+import threading
+from types import FrameType
 from typing import Any, Iterator, Mapping
 
 import click
@@ -15,19 +25,24 @@ import schedule
 
 from ..capabilities import require_capabilities
 from ..config import Config
-from ..diagnostics import UserError
+from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..leads import open_project
 from ..project import (
     build_runtime,
     http_notifier,
+    missing_environment,
     project_sequences,
     real_provider_for,
+    running_sequences,
     sync_senders,
 )
 from ..store import db, open_store
 from ..store.db import sqlite_path
+from ..terminal import printable
+from ..urls import redact_url
+from ..versions import edit_report
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +57,14 @@ def single_runner(db_file: str) -> Iterator[None]:
     if db_file == ":memory:":
         yield
         return
-    with open(os.path.realpath(db_file) + ".lock", "a+") as handle:
+    path = os.path.realpath(db_file) + ".lock"
+    try:
+        # Read-only is enough for flock, so a lock file left read-only (another user's) still works.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot open the lock file {path}: {exc.strerror}; seqrun run needs to create it "
+                        f"beside the database (check the permissions of {os.path.dirname(path)})") from None
+    with open(fd, "rb") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -51,6 +73,44 @@ def single_runner(db_file: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM set a flag that the engine reads between leads and before every external
+    call; the run stops at the next safe point. A second SIGINT raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, seconds: float) -> None:
+        """Sleep between passes; returns early when a stop is asked for."""
+        self._event.wait(seconds)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.signum = signum
+        self._event.set()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        with contextlib.suppress(Exception):  # never fail inside a signal handler
+            click.echo(f"{name}: stopping after the call in flight (Ctrl-C again to stop at once)", err=True)
 
 
 @click.command("run")
@@ -63,8 +123,9 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     """Run the project's sequences: every lead that is due moves on, honouring windows and limits.
 
     With --once it processes what is due and exits (put it in cron); without, it keeps going every
-    --interval seconds until Ctrl-C. --dry-run prints what would be sent now and leaves the
-    database and LinkedIn untouched.
+    --interval seconds until Ctrl-C or SIGTERM, which finish the call in flight and stop (exit 130
+    after Ctrl-C, 0 after SIGTERM; a second Ctrl-C stops at once). --dry-run prints what would be
+    sent now and leaves the database and LinkedIn untouched.
 
     \b
     Example:
@@ -78,26 +139,72 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
     require_capabilities(sequences.values(), config.senders)
     url = config.database_url(db_url)
-    open_store(url)
+    open_store(url, writable=True)  # a run that cannot record what it does must not start
+    # Before anything runs: what the files' edits mean for the leads already in them.
+    report = edit_report(sequences)
+    if report:
+        click.echo(format_text(report), err=True)
+    _check_environment(sequences)
     with single_runner(sqlite_path(url)):
         if dry_run:
             _dry_run(config, sequences)
             return
-        with httpx.Client(timeout=30.0) as client:
-            # One engine for the whole process: its per-sender poll schedule lives in it.
-            engine = _runtime(config, sequences, client, db_file=db.database)
-            try:
-                # Once per process, before any lead moves: leads a killed run left mid-action are
-                # due now, and their step reconciles the action with the provider first.
-                recovered = engine.recover(utc_now())
-                if recovered:
-                    log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
-                if once:
-                    click.echo(_summary(_pass(engine)))
-                else:
-                    _loop(engine, interval)
-            finally:
-                _close_providers(engine)
+        try:
+            signum = _operate(config, sequences, once=once, interval=interval)
+        except KeyboardInterrupt:
+            signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next run reconciles)
+    if signum == signal.SIGINT:
+        from ..cli import EXIT_INTERRUPTED
+
+        click.echo("Interrupted.", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    if signum is not None:
+        click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+
+
+def _check_environment(sequences: Mapping[str, Any]) -> None:
+    """Every environment variable the sequences with leads in them need is set, or nothing starts:
+    otherwise each lead would stop at the step that needs it, one by one. A sequence without leads
+    only gets a warning (its leads pause at that step until the variable is set)."""
+    missing = missing_environment(sequences)
+    running = running_sequences()
+    for seq, diag in missing:
+        if seq.name not in running:
+            click.echo(dataclasses.replace(diag, severity="warning").format() + " (the sequence has no leads yet; "
+                       "leads that reach this step will be paused)", err=True)
+    errors = [diag for seq, diag in missing if seq.name in running]
+    if errors:
+        raise UserError("set the environment variables above and start seqrun run again; the leads of these "
+                        "sequences would stop at these steps", errors)
+
+
+def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interval: int) -> int | None:
+    """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
+    with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
+        # One engine for the whole process: its per-sender poll schedule lives in it.
+        engine = _runtime(config, sequences, client, db_file=db.database)
+        engine.rt.stop_requested = stop.requested
+        try:
+            _recover(engine)
+            if once:
+                click.echo(_summary(_pass(engine)))
+            else:
+                _loop(engine, interval, stop)
+        finally:
+            _close_providers(engine)
+    return stop.signum
+
+
+def _recover(engine: Engine) -> None:
+    """Once per process, before any lead moves."""
+    now = utc_now()
+    # Leads a killed run left mid-action are due now; their step reconciles the action first.
+    recovered = engine.recover(now)
+    if recovered:
+        log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
+    # Leads claimed by a run that is gone come back now, not when its lease runs out.
+    for owner, count in engine.take_back_leases(now).items():
+        log.warning("took back %d lead(s) leased by a run that is gone (%s)", count, owner)
 
 
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
@@ -114,7 +221,7 @@ def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client,
 def _planned_notify(url: str) -> Any:
     from ..dryrun import Planned
 
-    return Planned(sender="-", lead="-", action="notify", text=url)
+    return Planned(sender="-", lead="-", action="notify", text=redact_url(url))
 
 
 def _pass(engine: Engine) -> TickReport:
@@ -142,14 +249,14 @@ def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
         finally:
             txn.rollback()  # everything the pass wrote goes: a dry run changes no state
     for p in provider.planned:
-        line = f"would {p.action:<8} {p.lead}"
+        line = f"would {p.action:<8} {printable(p.lead)}"
         if p.sender != "-":
             line += f"  (as {p.sender})"
         click.echo(line)
         if p.subject:
-            click.echo(f"    subject: {p.subject}")
+            click.echo(f"    subject: {printable(p.subject)}")
         if p.text:
-            click.echo("    " + p.text.replace("\n", "\n    "))
+            click.echo("    " + printable(p.text, multiline=True).replace("\n", "\n    "))
     for when, action, url in scheduled[:DRY_RUN_SHOWN]:
         click.echo(f"later    {action:<8} {url}  at {when} UTC (paced inside the window and the daily limit)")
     if len(scheduled) > DRY_RUN_SHOWN:
@@ -175,7 +282,7 @@ def _paced(now: dt.datetime) -> list[tuple[str, str, str]]:
             for due, facts, url in rows]
 
 
-def _loop(engine: Engine, interval: int) -> None:
+def _loop(engine: Engine, interval: int, stop: StopSignals) -> None:
     def one_pass() -> None:
         report = _pass(engine)
         if report.processed or report.events or report.errors:
@@ -185,10 +292,11 @@ def _loop(engine: Engine, interval: int) -> None:
     scheduler = schedule.Scheduler()
     scheduler.every(interval).seconds.do(one_pass)
     one_pass()
-    click.echo(f"running every {interval} s; Ctrl-C to stop", err=True)
-    while True:
+    if not stop.requested():
+        click.echo(f"running every {interval} s; Ctrl-C to stop", err=True)
+    while not stop.requested():
         scheduler.run_pending()
-        time.sleep(max(0.5, min(interval, scheduler.idle_seconds or interval)))
+        stop.wait(max(0.5, min(interval, scheduler.idle_seconds or interval)))
 
 
 def _summary(report: TickReport) -> str:

@@ -20,6 +20,11 @@ from ..simulate import SimOptions, SimReport, run_simulation
 from ..store import Enrollment, open_store
 
 
+#: The days a simulation may start on: the calendar, time zones and the store's timestamps are sure
+#: in this range, with room after it for the longest simulation and the waits it books beyond its end.
+FIRST_START, LAST_START = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
+
+
 def next_monday(today: dt.date) -> dt.datetime:
     days = (7 - today.weekday()) % 7 or 7
     return dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tzinfo=dt.timezone.utc)
@@ -66,6 +71,8 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
         raise click.UsageError("use either --leads or --leads-file, not both")
     if provider is not None and not wire:
         raise click.UsageError("--provider needs --wire")
+    if start is not None and not FIRST_START <= start.date() <= LAST_START:
+        raise UserError(f"--start {start.date().isoformat()}: choose a day from {FIRST_START} to {LAST_START}")
     seq = next(iter(load_sequences([sequence]).values()))
     config = load_project_config(sequence, [seq])
     require_capabilities([seq], config.senders, provider=provider)

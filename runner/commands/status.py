@@ -9,7 +9,8 @@ import click
 from ..leads import open_project
 from ..loader import load_paths
 from ..report import status
-from ..store import open_store
+from ..store import health, open_store
+from ..terminal import json_printable, printable
 
 
 def loaded_sequences(root: str) -> dict:
@@ -21,6 +22,21 @@ def loaded_sequences(root: str) -> dict:
         return {}
     seqs, _, _ = load_paths([directory])
     return {s.name: s for s in seqs}
+
+
+def _echo_earlier_versions(s: dict) -> None:
+    """Leads that keep to an earlier version of the file, per version and step (runner.versions)."""
+    if not s["on_earlier_versions"]:
+        return
+    click.echo(f"  on earlier versions: {s['on_earlier_versions']} lead(s), kept there until moved with "
+               f"`seqrun leads migrate --sequence {s['name']}`")
+    for v in s["versions"]:
+        if v["current"]:
+            continue
+        stored = dt.datetime.fromisoformat(v["stored_at"]).strftime("%Y-%m-%d %H:%M UTC") if v["stored_at"] else "not stored"
+        steps = ", ".join(f"{step} {n}" + (" (not in file)" if step in v["steps_not_in_file"] else "")
+                          for step, n in v["steps"].items())
+        click.echo(f"    version {v['version']} ({stored}): {steps}")
 
 
 @click.command("status")
@@ -37,9 +53,11 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     """
     config, _, _ = open_project()
     open_store(config.database_url(db_url))
-    report = status(config, loaded_sequences(config.root), dt.datetime.now(dt.timezone.utc), sequence=sequence)
+    sequences = loaded_sequences(config.root)
+    with health.reading():
+        report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
         return
     if not report.sequences:
         click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
@@ -50,22 +68,30 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
         click.echo(f"  {'step':<24} {'leads here':>10} {'done':>6} {'skipped':>8} {'failed':>7} {'in flight':>10}")
         for step in s["steps"]:
             a = step["actions"]
-            click.echo(f"  {step['id']:<24} {step['leads_here']:>10} {a.get('done', 0):>6} {a.get('skipped', 0):>8} "
+            shown = step["id"] + ("" if step.get("in_file", True) else " (not in file)")
+            click.echo(f"  {shown:<24} {step['leads_here']:>10} {a.get('done', 0):>6} {a.get('skipped', 0):>8} "
                        f"{a.get('failed', 0):>7} {a.get('in_flight', 0):>10}")
         if s["outcomes"]:
             click.echo("  ended: " + ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()))
+        _echo_earlier_versions(s)
         click.echo("")
     if report.usage:
         click.echo("Today per sender (used / limit)")
         for u in report.usage:
             cells = "  ".join(f"{a} {u['used'][a]}/{u['limits'][a]}" for a in u["limits"])
-            state = "" if u["status"] == "active" else f"  [paused: {u['paused_reason']}]"
+            state = "" if u["status"] == "active" else f"  [paused: {printable(str(u['paused_reason']))}]"
             click.echo(f"  {u['sender']:<12} {u['day']}  {cells}{state}")
+        click.echo("")
+    if report.leased:
+        click.echo("Leased (claimed by a run that has not finished with them)")
+        for lease in report.leased:
+            click.echo(f"  {lease['leads']} lead(s) by {lease['holder']}, until {lease['until'][:16].replace('T', ' ')} UTC")
         click.echo("")
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")
         for a in report.attention:
-            click.echo(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}")
+            # Reasons quote provider errors and what people typed: never raw on a terminal.
+            click.echo(printable(f"  {a['lead']}  [{a['sequence']} @ {a['step']}] {a['reason']}"))
         if report.attention_total > len(report.attention):
             click.echo(f"  … and {report.attention_total - len(report.attention)} more (seqrun leads list --state failed)")
     else:

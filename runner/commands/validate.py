@@ -10,6 +10,9 @@ Exit 0 when there is no error (warnings allowed unless `--strict`), 1 otherwise.
 """
 from __future__ import annotations
 
+import os
+import pathlib
+
 import click
 
 from ..checks import check_project, check_sequence
@@ -21,18 +24,22 @@ from ..diagnostics import (
     format_text,
     has_errors,
     sort_diagnostics,
+    warning,
 )
 from ..loader import TemplatesDirs, build_sequence, expand_paths
 from ..model import Sequence
 from ..schemacheck import plural
 
 
-def validate_paths(paths: list[str], *, leads_csv: str | None = None) -> tuple[list[Diagnostic], int]:
+def validate_paths(paths: list[str], *, leads_csv: str | None = None,
+                   db_url: str | None = None) -> tuple[list[Diagnostic], int]:
     """Every diagnostic for the sequence files named by `paths`, and how many files were checked.
 
     Each file is built even when some of its values are wrong, so its semantic and template
     problems are reported in the same run. Templates are rendered for the rows of `leads_csv` only
-    for sequences with no error of their own (a broken sequence would fail on every row).
+    for sequences with no error of their own (a broken sequence would fail on every row). Sequences
+    without errors are compared with the leads running in the project's database, when it has one
+    (`check_running_leads`).
     """
     from ..templates import check_sequence_templates, check_templates_for_leads
 
@@ -50,7 +57,43 @@ def validate_paths(paths: list[str], *, leads_csv: str | None = None) -> tuple[l
         diags += found
     diags += check_project(built)
     diags += check_senders(built)
+    broken = {d.file for d in diags if d.severity == "error"}
+    diags += check_running_leads([s for s in built if s.path not in broken], db_url)
     return sort_diagnostics(diags), len(files)
+
+
+def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagnostic]:
+    """What an edit means for the leads already running (runner.versions.edit_report), for each
+    project whose database exists: `--db`, else as the other commands find it. A database is never
+    created here (validate runs in CI, where there is none)."""
+    from ..config import find_config
+    from ..store import db, open_store
+    from ..store.db import sqlite_path
+    from ..versions import edit_report
+
+    by_url: dict[str, list[Sequence]] = {}
+    urls: dict[pathlib.Path | None, str | None] = {}  # per seqrun.yaml: most files share one
+    for seq in seqs:
+        found = find_config(seq.path)
+        if found not in urls:
+            urls[found] = _database_of(found, db_url)
+        url = urls[found]
+        if url is not None:
+            by_url.setdefault(url, []).append(seq)
+    diags: list[Diagnostic] = []
+    for url, group in by_url.items():
+        path = sqlite_path(url)
+        if path == ":memory:" or not os.path.isfile(path):
+            continue
+        try:
+            open_store(url)
+            diags += edit_report({s.name: s for s in group})
+        except UserError as exc:  # a database validate cannot read is no reason to fail the files
+            diags.append(warning(path, 0, 0, f"the sequences were not compared with the leads in this database: "
+                                             f"{exc.message or exc}"))
+        finally:
+            db.close()
+    return diags
 
 
 def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
@@ -86,6 +129,19 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
     return diags
 
 
+def _database_of(config: pathlib.Path | None, db_url: str | None) -> str | None:
+    """The database of the project whose seqrun.yaml is `config`, as `run` finds it (`--db` first)."""
+    from ..config import load_config
+    from ..store.db import resolve_db_url
+
+    if config is None:
+        return resolve_db_url(db_url) if db_url is not None else None
+    try:
+        return load_config(config).database_url(db_url)
+    except UserError:  # the config's own problems are reported by check_senders
+        return None
+
+
 def summary(diags: list[Diagnostic], files: int) -> str:
     """`2 errors, 1 warning in 3 files`, or `3 files ok`."""
     errors = sum(d.severity == "error" for d in diags)
@@ -103,11 +159,17 @@ def summary(diags: list[Diagnostic], files: int) -> str:
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
 @click.option("--leads", "leads_csv", type=click.Path(exists=True, dir_okay=False),
               help="A lead CSV: also render every template for every row and report what would fail.")
-def command(paths: tuple[str, ...], output_format: str, strict: bool, leads_csv: str | None) -> None:
+@click.option("--db", "db_url", metavar="URL",
+              help="The database whose running leads the files are compared with (default: the project's, "
+                   "as `run` finds it, when it exists).")
+def command(paths: tuple[str, ...], output_format: str, strict: bool, leads_csv: str | None,
+            db_url: str | None) -> None:
     """Check sequence files and their templates; report every problem with its file and line.
 
     PATHS are sequence files or directories (searched for *.yaml and *.yml). Exits 0 when there
-    are no errors (warnings are allowed unless --strict), 1 otherwise.
+    are no errors (warnings are allowed unless --strict), 1 otherwise. When the project has a
+    database, the files are also compared with the leads running in it: leads that stay on an
+    earlier version of an edited sequence, and the steps a move to this version would need mapped.
 
     \b
     Example:
@@ -115,7 +177,7 @@ def command(paths: tuple[str, ...], output_format: str, strict: bool, leads_csv:
       seqrun validate --strict --leads leads.csv sequences/founders.yaml
       seqrun validate --format json sequences/ > problems.json
     """
-    diags, files = validate_paths(list(paths), leads_csv=leads_csv)
+    diags, files = validate_paths(list(paths), leads_csv=leads_csv, db_url=db_url)
     if output_format == "json":
         click.echo(format_json(diags))
     else:

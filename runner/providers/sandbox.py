@@ -28,7 +28,7 @@ import inspect
 import math
 import threading
 from collections import Counter
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ..diagnostics import UserError
 from . import CAPABILITIES
@@ -487,3 +487,32 @@ def _error_shares(errors: Mapping[str, float]) -> tuple[tuple[ErrorKind, float],
 
 #: Options a `sandbox:` block in seqrun.yaml may set (everything but the clock).
 OPTIONS: tuple[str, ...] = tuple(name for name in inspect.signature(SandboxProvider).parameters if name != "clock")
+
+#: The profile shares, drawn as disjoint slices of one draw (see `_shares`).
+PROFILE_RATES = ("inaccessible_rate", "connected_rate", "pending_rate", "messaged_first_rate",
+                 "recent_conversation_rate")
+
+
+def option_problems(options: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """What the schema cannot see in a schema-valid `sandbox:` block: (path inside the block, message).
+
+    seqrun.yaml's loader reports these with their line, so that simulate never starts on options
+    the constructor would refuse.
+    """
+    defaults = {name: p.default for name, p in inspect.signature(SandboxProvider).parameters.items()}
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name in ("accept_delay_hours", "reply_delay_hours"):
+        if name in options and options[name][0] > options[name][1]:
+            median, maximum = options[name]
+            problems.append(((name,), f"the median ({median!r}) is above the maximum ({maximum!r}); "
+                                      "write [median, max] in hours"))
+    given = [name for name in PROFILE_RATES if name in options]
+    total = sum(options.get(name, defaults[name]) for name in PROFILE_RATES)
+    if given and total > 1.0 + 1e-9:
+        problems.append(((given[0],), f"{', '.join(PROFILE_RATES[:-1])} and {PROFILE_RATES[-1]} add up to "
+                                      f"{total:g} (counting the defaults of those not set); together they may "
+                                      "not exceed 1"))
+    total = sum((options.get("errors") or {}).values())
+    if total > 1.0 + 1e-9:
+        problems.append((("errors",), f"the probabilities add up to {total:g}; together they may not exceed 1"))
+    return problems

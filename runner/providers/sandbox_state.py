@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from ..diagnostics import UserError
 from .base import ActionResult
 
 UTC = dt.timezone.utc
@@ -204,12 +206,29 @@ class StateFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise UserError(f"sandbox state file {path}: directory {directory} does not exist "
+                            "(sandbox.state_path in seqrun.yaml)")
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            foreign = [name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                       if not name.startswith("sandbox_")]
+            if foreign:
+                raise UserError(f"{path} is not a sandbox state file (it holds other tables: {', '.join(foreign[:3])}); "
+                                "point sandbox.state_path at a file of its own")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise UserError(f"sandbox state file {path} cannot be used: {exc}; delete it to start the simulated "
+                            "LinkedIn afresh, or point sandbox.state_path elsewhere") from None
+        except UserError:
+            self._db.close()
+            raise
         self._data_version: int | None = None
         self._seq = 0
 

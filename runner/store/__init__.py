@@ -15,10 +15,11 @@ from .models import (
            Event,
            Lead,
            Sender,
+           SequenceVersion,
            SyncCursor,
            Usage,
            db,
 )
 
 __all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Sender",
-           "SyncCursor", "Usage", "db", "open_store", "resolve_db_url"]
+           "SequenceVersion", "SyncCursor", "Usage", "db", "open_store", "resolve_db_url"]

@@ -6,7 +6,8 @@ or `:memory:`. Precedence: `--db` option, then `SEQRUN_DB`, then the config's `d
 
 SQLite runs in WAL mode (readers alongside the one writer), with foreign keys on, a busy timeout, and
 `synchronous=FULL` so that a committed "in flight" action survives even a power cut — the outbox
-depends on it. Throwaway simulation databases may ask for `durable=False`.
+depends on it. Throwaway simulation databases may ask for `durable=False`. Past the busy timeout,
+a lock another process holds is waited for (`models.Database`), never an error.
 """
 from __future__ import annotations
 
@@ -49,8 +50,12 @@ def _redact(url: str) -> str:
     return url
 
 
-def open_store(url: str, *, durable: bool = True) -> peewee.SqliteDatabase:
-    """Bind the models to the database at `url`, apply migrations, return the database."""
+def open_store(url: str, *, durable: bool = True, writable: bool = False) -> peewee.SqliteDatabase:
+    """Bind the models to the database at `url`, apply migrations, return the database.
+
+    With `writable`, make sure now that it can be written (for commands that must not start
+    otherwise, like `seqrun run`); other commands learn it at their first write (`storage_problem`).
+    """
     path = sqlite_path(url)
     if path != ":memory:":
         parent = pathlib.Path(path).expanduser().resolve().parent
@@ -68,6 +73,32 @@ def open_store(url: str, *, durable: bool = True) -> peewee.SqliteDatabase:
     try:
         db.connect(reuse_if_open=True)
         migrate(db)
+        if writable:
+            _try_a_write()
     except peewee.DatabaseError as exc:
-        raise UserError(f'database "{path}" cannot be opened: {exc}') from None
+        raise storage_problem(exc, path) or UserError(f'database "{path}" cannot be opened: {exc}') from None
     return db
+
+
+def _try_a_write() -> None:
+    """A write statement that changes nothing, rolled back: SQLite refuses it on a read-only database
+    (a file or directory without write access, a read-only mount, an immutable file)."""
+    with db.atomic() as txn:
+        db.execute_sql("UPDATE schema_migrations SET version = version WHERE 0")
+        txn.rollback()
+
+
+def storage_problem(exc: BaseException, path: str | None = None) -> UserError | None:
+    """A database error that is about the file and its directory, said as what the user can fix;
+    None for any other error."""
+    text = str(exc)
+    path = path or str(db.database)
+    where = os.path.dirname(os.path.abspath(path))
+    if text.startswith("attempt to write a readonly database"):
+        return UserError(f'database "{path}" is read-only: seqrun needs to write it, and to create '
+                         f'{os.path.basename(path)}-wal and -shm beside it in {where}; check the permissions of '
+                         "both (and that the disk is not mounted read-only)")
+    if text.startswith("unable to open database file"):
+        return UserError(f'database "{path}" cannot be opened: SQLite needs to read and write it and to create '
+                         f'{os.path.basename(path)}-wal and -shm beside it; check that {where} is writable')
+    return None

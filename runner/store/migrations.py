@@ -75,6 +75,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             reserved INTEGER NOT NULL DEFAULT 0, last_at TEXT)""",
         "CREATE UNIQUE INDEX usage_key ON usage (sender_id, day, action, sequence)",
     ]),
+    # The exact text of every version of a sequence that leads started on (runner.versions): an
+    # enrollment's `sequence_hash` names its row, so a lead runs the version it started on.
+    (2, "sequence versions", [
+        """CREATE TABLE sequence_version (
+            id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, sequence TEXT NOT NULL, path TEXT NOT NULL,
+            source TEXT NOT NULL, templates TEXT NOT NULL DEFAULT '{}', templates_dir TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX sequence_version_sequence ON sequence_version (sequence, created_at)",
+        "CREATE INDEX enrollment_version ON enrollment (sequence, sequence_hash, state)",
+    ]),
+    (3, "leases", [
+        # Leads a runner holds: read at every start-up (to take back a gone runner's leads) and by
+        # `seqrun status`; small, because a lead's lease is cleared when it sleeps, pauses or ends.
+        "CREATE INDEX enrollment_leased ON enrollment (lease_owner) WHERE state = 'active' AND lease_owner IS NOT NULL",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -5,22 +5,80 @@
 - Lead: one person, unique by normalised profile `key`; CSV columns in `fields`.
 - Block: the do-not-contact list, by key (a lead may be blocked before it is imported).
 - Enrollment: a lead in a sequence with a sticky sender; `state` active|paused|done|failed; the
-  interpreter's cursor (`step_id`, `attempt`, `due_at`) and what it learnt (`facts`).
+  interpreter's cursor (`step_id`, `attempt`, `due_at`) and what it learnt (`facts`);
+  `lease_owner` is the runner (`host:pid:nonce`, see runner/leases.py) that claimed it and has not
+  finished with it (indexed for active rows since migration 3).
 - Action: the ledger and outbox. A row is written (in_flight) and committed before the provider is
   called, and marked done/failed after; `key` (enrollment:step:attempt) is the idempotency key.
 - Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
   provider's event id so that re-deliveries and overlapping polls are harmless.
 - SyncCursor: per-sender `last_synced_at` for inbox/connection polling (seed 000's lastSyncedAtUtc).
+- SequenceVersion: the exact text (YAML and templates) of a version of a sequence, by the hash an
+  enrollment's `sequence_hash` holds: the version the lead started on and runs (runner.versions).
 - Usage: actions performed (and pacing slots reserved) per sender, sender-local day, action and
   sequence; a sender's total for a day is the sum over its sequences.
 """
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
 import peewee
 
 from .fields import JSONField, UTCDateTimeField
 
-db = peewee.SqliteDatabase(None)
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Database(peewee.SqliteDatabase):
+    """SQLite that waits for another process's write lock instead of failing.
+
+    SQLite itself waits up to the busy timeout; past it, a statement fails with "database is
+    locked". Another process holding the lock longer is normal (a big import, a backup, a `seqrun
+    pause` in a long transaction), so whatever can be tried again is: every BEGIN (transactions
+    take the write lock at BEGIN, IMMEDIATE, so nothing inside one waits for it) and every statement
+    outside a transaction. They are retried with a growing pause, logged, for as long as it takes;
+    Ctrl-C still stops the process while it waits.
+    """
+
+    #: pauses between attempts (seconds); the busy timeout already waited before each one fails
+    backoff: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+    #: how to pause (tests inject one that does not sleep)
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        self._patiently(lambda: super(Database, self).begin(lock_type))
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        if not self.is_closed() and self.connection().in_transaction:
+            # Inside a transaction a failed statement cannot simply run again; IMMEDIATE
+            # transactions hold the write lock from BEGIN, so this only fails for a reason.
+            return super().execute_sql(sql, params)
+        return self._patiently(lambda: super(Database, self).execute_sql(sql, params))
+
+    def _patiently(self, attempt: Callable[[], T]) -> T:
+        waited = 0
+        while True:
+            try:
+                return attempt()
+            except peewee.OperationalError as exc:
+                if not is_locked(exc):
+                    raise
+                pause = self.backoff[min(waited, len(self.backoff) - 1)]
+                if waited % 10 == 0:
+                    log.warning("the database is locked by another process; waiting for it (attempt %d)",
+                                waited + 1)
+                waited += 1
+                self.sleep(pause)
+
+
+def is_locked(exc: BaseException) -> bool:
+    return str(exc).startswith(("database is locked", "database table is locked"))
+
+
+db = Database(None, lock_type="IMMEDIATE")
 
 ENROLLMENT_STATES = ("active", "paused", "done", "failed")
 ACTION_STATUSES = ("in_flight", "done", "failed", "skipped")
@@ -139,4 +197,14 @@ class Usage(BaseModel):
         indexes = ((("sender", "day", "action", "sequence"), True),)
 
 
-MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage)
+class SequenceVersion(BaseModel):
+    hash = peewee.TextField(unique=True)
+    sequence = peewee.TextField()
+    path = peewee.TextField()  # the file it was loaded from, as given then
+    source = peewee.TextField()  # the YAML
+    templates = JSONField(default=dict)  # template name -> text
+    templates_dir = peewee.TextField()
+    created_at = UTCDateTimeField()
+
+
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage, SequenceVersion)

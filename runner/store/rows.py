@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..urls import redact_secrets
 from .models import Action, Lead, db
 
 _ACTION_FIELDS = [f for f in Action._meta.sorted_fields if f.name != "id"]
@@ -15,11 +16,16 @@ _INSERT = (f"INSERT INTO action ({', '.join(f.column_name for f in _ACTION_FIELD
            f"VALUES ({', '.join('?' for _ in _ACTION_FIELDS)})")
 _CLOSE_FIELDS = [Action.status, Action.charged, Action.performed_at, Action.provider_id, Action.conversation_id,
                  Action.error_kind, Action.error_message]
+# A URL's password or token must never be stored, wherever it came from (a notify URL, an error text).
+_REDACTED = ("content", "error_message")
 _CLOSE = f"UPDATE action SET {', '.join(f.column_name + ' = ?' for f in _CLOSE_FIELDS)} WHERE id = ?"
 
 
 def insert_action(**values: Any) -> Action:
     """Insert an outbox/ledger row; foreign keys are given as ids (enrollment=, lead=, sender=)."""
+    for name in _REDACTED:
+        if values.get(name):
+            values[name] = redact_secrets(values[name])
     act = Action(**values)
     params = [f.db_value(act.__data__.get(f.name, f.default() if callable(f.default) else f.default))
               for f in _ACTION_FIELDS]
@@ -28,6 +34,8 @@ def insert_action(**values: Any) -> Action:
 
 
 def close_action_row(act: Action) -> None:
+    if act.error_message:
+        act.error_message = redact_secrets(act.error_message)
     db.execute_sql(_CLOSE, [f.db_value(getattr(act, f.name)) for f in _CLOSE_FIELDS] + [act.id])
 
 

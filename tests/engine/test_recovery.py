@@ -146,17 +146,17 @@ def test_a_recorded_in_flight_row_written_directly_is_reconciled(make_harness: H
     assert h.enrollment("anna").step_id == "accepted"
 
 
-def test_an_interrupted_notify_is_not_posted_twice(make_harness: HarnessFactory) -> None:
+def test_an_interrupted_notify_is_posted_again_under_the_same_idempotency_key(make_harness: HarnessFactory) -> None:
     steps = """\
   - {id: crm, action: notify, url: "https://crm.example.com/hook"}
   - end: synced
 """
     h = make_harness(sequence_yaml("s", steps))
     h.enroll(lead_row("anna"))
-    posted: list[str] = []
+    posted: list[tuple[str, str, object]] = []
 
-    def dying(url: str, headers: object, payload: object) -> None:
-        posted.append(url)
+    def dying(url: str, headers: dict[str, str], payload: object) -> None:
+        posted.append((url, headers["Idempotency-Key"], payload))
         raise Crash("killed mid-POST")
 
     h.engine.rt.notifier = dying
@@ -164,10 +164,15 @@ def test_an_interrupted_notify_is_not_posted_twice(make_harness: HarnessFactory)
         h.tick()
     engine = h.restart()
     assert engine.recover(h.now) == 1
-    engine.tick(h.now)
+    later = h.now + dt.timedelta(minutes=5)
+    again: list[tuple[str, str, object]] = []
+    engine.rt.notifier = lambda url, headers, payload: again.append((url, headers["Idempotency-Key"], payload))
+    engine.tick(later)
     (act,) = h.actions("anna")
-    assert (act.status, act.error_message) == ("failed", "interrupted; not retried to avoid a double post")
-    assert posted == ["https://crm.example.com/hook"] and h.notified == []
+    assert (act.status, act.error_message) == ("done", None)
+    # The same POST, body included (its "at" is when it was first recorded), under the same key: a
+    # CRM that got the first one can drop this one.
+    assert again == posted and posted[0][1] == act.key
     assert (h.enrollment("anna").state, h.enrollment("anna").outcome) == ("done", "synced")
 
 

@@ -1,0 +1,69 @@
+"""A damaged database file is the user's to repair, not a bug, and never a reason for a partial answer.
+
+Reads that cover the whole store (export, status, `leads list`) run inside `reading()`: SQLite's
+"database disk image is malformed" and its kin become a `UserError` naming the file and the command
+that checks it. Export also runs `quick_check` first and `count_rows` afterwards: rows that SQLite
+loses without noticing (a lead gone from under its actions) would otherwise just make the file shorter.
+"""
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sqlite3
+from typing import Iterator
+
+import peewee
+
+from ..diagnostics import UserError
+from .models import db
+
+#: SQLite result codes that mean the file itself cannot be read (extended codes share the prefix).
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_FORMAT")
+
+
+def check_command(*pragmas: str) -> str:
+    path = db.database
+    return f"check it with: sqlite3 {shlex.quote(path)} " + " ".join(f'"PRAGMA {p}"' for p in pragmas)
+
+
+@contextlib.contextmanager
+def reading(consequence: str = "") -> Iterator[None]:
+    """Turn a read error caused by a damaged file into a UserError; `consequence` is added to it
+    (e.g. "nothing was exported")."""
+    try:
+        yield
+    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+        cause = _sqlite_error(exc)
+        name = getattr(cause, "sqlite_errorname", "") or ""
+        if not name.startswith(_DAMAGE):
+            raise
+        raise UserError(f"the database {db.database} cannot be read: {cause}; {_with(consequence)}"
+                        f"{check_command('integrity_check')}") from None
+
+
+def quick_check(consequence: str = "") -> None:
+    """SQLite's structural check of every table and index (cheaper than integrity_check)."""
+    with reading(consequence):
+        result = [row[0] for row in db.execute_sql("PRAGMA quick_check").fetchall()]
+    if result != ["ok"]:
+        raise UserError(f"the database {db.database} is damaged (SQLite's quick_check found problems); "
+                        f"{_with(consequence)}{check_command('integrity_check')}")
+
+
+def count_rows(table: str) -> int:
+    assert table in ("action", "event")
+    return db.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def _with(consequence: str) -> str:
+    return f"{consequence}; " if consequence else ""
+
+
+def _sqlite_error(exc: BaseException) -> BaseException:
+    """The sqlite3 exception under peewee's wrapper (peewee re-raises it as its own class)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlite3.Error):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc

@@ -1,0 +1,497 @@
+"""Editing a sequence while leads are in it: versions, the report before a run, `leads migrate`, status.
+
+The project is test_run_cli's (three leads, one sandbox sender that accepts every invite after two
+hours), with a sequence whose steps after the acceptance have positional ids (`accepted+1`, ...).
+`at_the_wait` brings every lead to `accepted+2`, the wait after the thank-you message.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import pathlib
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from runner.cli import main
+from runner.providers import PROVIDERS
+from runner.providers.sandbox import SandboxProvider
+from runner.store import Action, Enrollment, SequenceVersion, db, open_store
+from test_run_cli import Clock, Run, invoke, run, write_project  # noqa: F401 - fixtures
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+
+HEAD = """\
+version: 1
+name: intro
+fields:
+  full_name: required
+  timezone: optional
+calendar:
+  timezone: lead
+  fallback: Europe/Berlin
+  hours: ["09:00-17:00"]
+exit_when: [replied, blocked]
+steps:
+  - {id: connect, action: connect, note: note.j2}
+  - {id: accepted, wait_for: accepted, timeout: 14 days, on_timeout: {end: not_accepted}}
+"""
+TAIL = """\
+  - {action: message, template: thanks.j2}
+  - wait: 3 days
+  - {action: message, template: follow_up.j2}
+  - end: messaged
+"""
+V1 = HEAD + TAIL
+#: A tag step inserted before the thank-you: every positional id after `accepted` moves by one.
+INSERTED = HEAD + "  - {action: tag, tags: [accepted]}\n" + TAIL
+
+KEYS = ("anna-meyer", "ben-okafor", "chloe-dubois")
+#: The follow-up as V1's template words it, for the three leads (Ben's name is a formula in the CSV).
+OLD_FOLLOW_UPS = {"Any thoughts, Anna?", 'Any thoughts, =HYPERLINK("http://evil.example")?', "Any thoughts, Chloé?"}
+
+
+def sequence_file(root: pathlib.Path) -> pathlib.Path:
+    return root / "sequences" / "intro.yaml"
+
+
+@pytest.fixture
+def clock(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """test_run_cli's project with the sequence V1 and three leads imported at NOW."""
+    write_project(tmp_path)
+    sequence_file(tmp_path).write_text(V1, encoding="utf-8")
+    (tmp_path / "templates" / "follow_up.j2").write_text("Any thoughts, {{ lead.full_name | first_name }}?\n",
+                                                         encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    clock = Clock(NOW)
+    for module in ("run", "leads", "senders", "pause"):
+        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+    monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: SandboxProvider(clock=clock, **options))
+    assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
+    yield clock
+    if not db.is_closed():
+        db.close()
+
+
+def state(root: pathlib.Path) -> dict[str, tuple[str, str | None]]:
+    open_store(str(root / "seqrun.db"))
+    try:
+        return {e.lead.key: (e.state, e.step_id) for e in Enrollment.select()}
+    finally:
+        db.close()
+
+
+def sent(root: pathlib.Path) -> dict[str, list[tuple[str, str | None]]]:
+    """Per lead, the actions performed: (action, template), in order."""
+    open_store(str(root / "seqrun.db"))
+    try:
+        out: dict[str, list[tuple[str, str | None]]] = {k: [] for k in KEYS}
+        for a in Action.select().where(Action.status == "done").order_by(Action.id):
+            out[a.lead.key].append((a.action, a.template))
+        return out
+    finally:
+        db.close()
+
+
+def next_due(root: pathlib.Path, step: str | None = None) -> dt.datetime:
+    """When the last lead (at `step`, if given) is due."""
+    open_store(str(root / "seqrun.db"))
+    try:
+        return max(e.due_at for e in Enrollment.select() if e.due_at is not None and step in (None, e.step_id))
+    finally:
+        db.close()
+
+
+def run_until(root: pathlib.Path, clock: Clock, run: Run, end: dt.datetime) -> None:
+    """`run --once` at every moment a lead is due, until `end` or until no lead is active."""
+    while clock.now < end:
+        assert run("run", "--once")[0] == 0
+        open_store(str(root / "seqrun.db"))
+        try:
+            due = [e.due_at for e in Enrollment.select().where(Enrollment.state == "active")]
+        finally:
+            db.close()
+        if not due:
+            return
+        clock.now = max(min(due), clock.now + dt.timedelta(minutes=1))
+
+
+@pytest.fixture
+def at_the_wait(tmp_path: pathlib.Path, clock: Clock, run: Run) -> Clock:
+    """Invites sent, accepted two hours later, thank-you sent the next morning: all at accepted+2."""
+    assert run("run", "--once")[0] == 0
+    clock.now = next_due(tmp_path)
+    assert run("run", "--once")[0] == 0  # the invites
+    clock.now += dt.timedelta(hours=2)
+    assert run("run", "--once")[0] == 0  # the acceptances; Ben's thank-you (New York is open)
+    clock.now = dt.datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
+    assert run("run", "--once")[0] == 0  # Anna's and Chloe's thank-yous, paced in the window
+    clock.now = max(clock.now, next_due(tmp_path, "accepted+1"))
+    assert run("run", "--once")[0] == 0
+    assert state(tmp_path) == {k: ("active", "accepted+2") for k in KEYS}
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2")] for k in KEYS}
+    return clock
+
+
+def test_inserting_a_step_never_sends_the_message_again(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)  # the 3-day wait is over
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    # Each lead goes on in the version it started on: the follow-up, not the thank-you again.
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+    assert state(tmp_path) == {k: ("done", "accepted+4") for k in KEYS}
+
+
+def contents(root: pathlib.Path, template: str) -> set[str]:
+    open_store(str(root / "seqrun.db"))
+    try:
+        return {a.content for a in Action.select().where(Action.template == template, Action.status == "done")}
+    finally:
+        db.close()
+
+
+def test_a_reworded_template_reaches_only_the_leads_that_start_after_it(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                        run: Run) -> None:
+    (tmp_path / "templates" / "follow_up.j2").write_text("New words, {{ lead.full_name | first_name }}.\n",
+                                                         encoding="utf-8")
+    (tmp_path / "new.csv").write_text("linkedin_profile_url,full_name\nhttps://www.linkedin.com/in/dan-roe,Dan Roe\n",
+                                      encoding="utf-8")
+    assert run("leads", "import", "new.csv", "--sequence", "intro")[0] == 0
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert contents(tmp_path, "follow_up.j2") == OLD_FOLLOW_UPS
+    open_store(str(tmp_path / "seqrun.db"))
+    try:
+        versions = {v.hash: v for v in SequenceVersion.select()}
+        by_lead = {e.lead.key: e.sequence_hash for e in Enrollment.select()}
+    finally:
+        db.close()
+    assert len(versions) == 2 and by_lead["dan-roe"] != by_lead["anna-meyer"]
+    assert versions[by_lead["anna-meyer"]].templates["follow_up.j2"] == "Any thoughts, {{ lead.full_name | first_name }}?\n"
+    assert versions[by_lead["dan-roe"]].templates["follow_up.j2"] == "New words, {{ lead.full_name | first_name }}.\n"
+    assert versions[by_lead["dan-roe"]].source == V1
+
+
+def test_leads_go_on_when_a_template_they_need_is_deleted(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(V1.replace("follow_up.j2", "bump.j2"), encoding="utf-8")
+    (tmp_path / "templates" / "bump.j2").write_text("Bump, {{ lead.full_name | first_name }}.\n", encoding="utf-8")
+    (tmp_path / "templates" / "follow_up.j2").unlink()
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert contents(tmp_path, "follow_up.j2") == OLD_FOLLOW_UPS
+    assert state(tmp_path) == {k: ("done", "accepted+4") for k in KEYS}
+
+
+# --- the report before a run ----------------------------------------------------------------------
+
+SUMMARY = ("sequences/intro.yaml:2:7: warning: 3 of the 3 running leads of sequence intro started on an earlier "
+           "version of this file and keep to it until moved with `seqrun leads migrate --sequence intro`\n")
+SHIFTED = ("sequences/intro.yaml:15:5: warning: steps[id=accepted+2]: 3 leads stand at accepted+2 (wait 3 days) in the "
+           "version they started on; in this file accepted+2 is message thanks.j2 (a positional id that moved): they "
+           "keep to their version; to move them, map the step: "
+           "`seqrun leads migrate --sequence intro --map accepted+2=STEP`\n")
+#: V1 with the acceptance step renamed: every id after it is new.
+RENAMED = V1.replace("{id: accepted,", "{id: invite_accepted,")
+
+
+def test_run_reports_the_shifted_positional_ids_before_it_runs(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                               run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    assert run("run", "--once") == (0, "0 lead(s) processed; 0 step(s); 0 event(s)\n", SUMMARY + SHIFTED)
+
+
+def test_run_reports_leads_on_a_step_the_file_no_longer_has(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                            run: Run) -> None:
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    assert run("run", "--once", "--dry-run")[2] == SUMMARY + (
+        "sequences/intro.yaml:2:7: warning: 3 leads stand at step accepted+2 (wait 3 days), which this file no longer "
+        "has (removed or renamed): they keep to their version; to move them, map the step: "
+        "`seqrun leads migrate --sequence intro --map accepted+2=STEP`\n")
+
+
+def test_a_reworded_template_is_reported_once_for_the_sequence(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                               run: Run) -> None:
+    (tmp_path / "templates" / "follow_up.j2").write_text("New words.\n", encoding="utf-8")
+    assert run("run", "--once")[2] == SUMMARY  # every step is the same: a move needs no map
+
+
+def test_nothing_is_reported_while_the_files_are_unchanged(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                           run: Run) -> None:
+    assert run("run", "--once")[2] == ""
+    assert run("validate", "sequences") == (0, "1 file ok\n", "")
+
+
+def test_validate_compares_the_files_with_the_project_database(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                               run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    expected = SUMMARY + SHIFTED + "2 warnings in 1 file\n"
+    assert run("validate", "sequences") == (0, expected, "")
+    assert run("validate", "--strict", "sequences/intro.yaml") == (1, expected, "")
+    assert run("validate", "--db", "seqrun.db", "sequences") == (0, expected, "")
+    assert run("validate", "--db", "other.db", "sequences") == (0, "1 file ok\n", "")  # none there: nothing to compare
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_validate_without_a_database_creates_none(tmp_path: pathlib.Path, run: Run,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    assert run("validate", "sequences") == (0, "1 file ok\n", "")
+    assert not (tmp_path / "seqrun.db").exists()
+
+
+# --- leads migrate --------------------------------------------------------------------------------
+
+def versions_of(root: pathlib.Path) -> dict[str, str]:
+    open_store(str(root / "seqrun.db"))
+    try:
+        return {e.lead.key: e.sequence_hash for e in Enrollment.select()}
+    finally:
+        db.close()
+
+
+def test_migrate_needs_a_map_for_a_shifted_step(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    assert run("leads", "migrate", "--sequence", "intro") == (1, "", (
+        "sequences/intro.yaml:15:5: error: steps[id=accepted+2]: 3 leads stand at accepted+2, which is wait 3 days in "
+        "their version and message thanks.j2 here: say where they go with --map accepted+2=STEP\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert versions_of(tmp_path) == before
+
+
+def test_migrate_refuses_a_map_that_would_repeat_the_message(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                             run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    # Onto the tag before the thank-you: from there the lead would meet the thank-you again.
+    assert run("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=accepted+1") == (1, "", (
+        "sequences/intro.yaml:14:5: error: steps[id=accepted+1]: moving leads here is refused: 3 leads from "
+        "accepted+2 would repeat message thanks.j2 at step accepted+2, which they already had\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    # Onto the thank-you itself: the id they stand on, which now names the message.
+    assert run("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=accepted+2") == (1, "", (
+        "sequences/intro.yaml:15:5: error: steps[id=accepted+2]: moving leads here is refused: 3 leads from "
+        "accepted+2 would repeat message thanks.j2, which they already had\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert versions_of(tmp_path) == before
+
+
+def test_migrate_moves_the_leads_in_one_go(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    args = ("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=accepted+3")
+    moving = "sequence intro: 3 leads on earlier versions\n  accepted+2 -> accepted+3  3 leads\n"
+    assert run(*args, "--dry-run") == (0, moving + "dry run: 3 leads would move to the current version; nothing "
+                                              "changed\n", "")
+    assert versions_of(tmp_path) == before
+    assert run(*args) == (0, moving + "moved 3 leads to the current version of intro\n", "")
+    assert set(versions_of(tmp_path).values()) != set(before.values())
+    assert run(*args) == (0, "sequence intro: no running lead is on an earlier version; nothing to move\n", "")
+    assert run("run", "--once")[2] == ""  # nothing left on an earlier version
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+    assert state(tmp_path) == {k: ("done", "accepted+5") for k in KEYS}
+
+
+def test_migrate_without_a_map_when_every_step_is_the_same(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                           run: Run) -> None:
+    (tmp_path / "templates" / "follow_up.j2").write_text("New words, {{ lead.full_name | first_name }}.\n",
+                                                         encoding="utf-8")
+    assert run("leads", "migrate", "--sequence", "intro") == (0, (
+        "sequence intro: 3 leads on earlier versions\n"
+        "  accepted+2 -> accepted+2  3 leads\n"
+        "moved 3 leads to the current version of intro\n"), "")
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert contents(tmp_path, "follow_up.j2") == {"New words, Anna.", 'New words, =HYPERLINK("http://evil.example").',
+                                                  "New words, Chloé."}
+
+
+def test_migrate_a_renamed_step(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    assert run("leads", "migrate", "--sequence", "intro") == (1, "", (
+        "sequences/intro.yaml:2:7: error: 3 leads stand at step accepted+2 (wait 3 days in their version), which "
+        "this file does not have: say where they go with --map accepted+2=STEP\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert run("leads", "migrate", "--sequence", "intro", "--map", "accepted+2=invite_accepted+2")[0] == 0
+    assert state(tmp_path) == {k: ("active", "invite_accepted+2") for k in KEYS}
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+
+
+def test_migrate_refuses_a_second_invite_and_unknown_steps(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                          run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    refused = "error: nothing was moved; 3 leads of sequence intro stay on their version\n"
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=connect") == (1, "", (
+        "sequences/intro.yaml:12:5: error: steps[id=connect]: moving leads here is refused: 3 leads from accepted+2 "
+        "would repeat connect note.j2, which they already had\n" + refused))
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=nope", "--map", "nope=accepted+3") == (1, "", (
+        'sequences/intro.yaml:2:7: error: --map accepted+2=nope: this file has no step "nope"\n'
+        'sequences/intro.yaml:2:7: error: --map nope=accepted+3: no earlier version of sequence intro that leads run '
+        'has a step "nope"\n'
+        "error: nothing was moved\n"))
+    code, out, err = run("leads", "migrate", "-s", "intro", "--map", "accepted+2")
+    assert (code, out) == (2, "")
+    assert 'Invalid value for --map: "accepted+2": expected OLD=NEW, two step ids' in err
+
+
+def test_migrate_refuses_leads_with_an_action_in_flight_and_keeps_paused_leads_paused(
+        tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    assert run("pause", "--lead", "https://www.linkedin.com/in/ben-okafor")[0] == 0
+    open_store(str(tmp_path / "seqrun.db"))
+    anna = Enrollment.select().join_from(Enrollment, Enrollment.lead.rel_model).where(
+        Enrollment.lead.rel_model.key == "anna-meyer").get()
+    Enrollment.update(facts={**anna.facts, "inflight": "k"}).where(Enrollment.id == anna.id).execute()
+    db.close()
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (1, "", (
+        "sequences/intro.yaml:2:7: error: 1 lead at step accepted+2 has an action in flight: run `seqrun run --once` "
+        "to settle it, then move it\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    open_store(str(tmp_path / "seqrun.db"))
+    Enrollment.update(facts=anna.facts).where(Enrollment.id == anna.id).execute()
+    db.close()
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3")[0] == 0
+    assert state(tmp_path) == {"anna-meyer": ("active", "accepted+3"), "ben-okafor": ("paused", "accepted+3"),
+                               "chloe-dubois": ("active", "accepted+3")}
+
+
+def test_a_lead_moved_from_a_wait_to_a_wait_keeps_waiting_from_when_it_began(tmp_path: pathlib.Path,
+                                                                               at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    open_store(str(tmp_path / "seqrun.db"))
+    entered = {e.lead.key: e.step_entered_at for e in Enrollment.select()}
+    db.close()
+    at_the_wait.now = dt.datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3")[0] == 0
+    assert run("run", "--once")[0] == 0
+    open_store(str(tmp_path / "seqrun.db"))
+    due = {e.lead.key: (e.step_id, e.due_at) for e in Enrollment.select()}
+    db.close()
+    assert due == {k: ("accepted+3", entered[k] + dt.timedelta(days=3)) for k in KEYS}
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+def test_status_shows_the_leads_on_earlier_versions(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    version = versions_of(tmp_path)["anna-meyer"][:12]
+    code, out, err = run("status")
+    assert (code, err) == (0, "")
+    assert out.split("\n\n")[0] == (
+        "intro: 3 lead(s) (active 3)\n"
+        "  step                     leads here   done  skipped  failed  in flight\n"
+        "  connect                           0      3        0       0          0\n"
+        "  invite_accepted                   0      0        0       0          0\n"
+        "  invite_accepted+1                 0      0        0       0          0\n"
+        "  invite_accepted+2                 0      0        0       0          0\n"
+        "  invite_accepted+3                 0      0        0       0          0\n"
+        "  invite_accepted+4                 0      0        0       0          0\n"
+        "  accepted+1 (not in file)          0      3        0       0          0\n"
+        "  on earlier versions: 3 lead(s), kept there until moved with `seqrun leads migrate --sequence intro`\n"
+        f"    version {version} (2026-03-03 10:00 UTC): accepted+2 3 (not in file)")
+    code, out, err = run("status", "--json")
+    (report,) = json.loads(out)["sequences"]
+    assert report["steps"][-1] == {"id": "accepted+1", "leads_here": 0, "actions": {"done": 3}, "in_file": False}
+    assert report["on_earlier_versions"] == 3
+    assert report["versions"] == [{"version": version, "current": False, "stored_at": "2026-03-03T10:00:00+00:00",
+                                   "leads": 3, "steps": {"accepted+2": 3}, "steps_not_in_file": ["accepted+2"]}]
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=invite_accepted+2")[0] == 0
+    code, out, err = run("status")
+    assert "earlier versions" not in out
+    assert "  invite_accepted+2                 3      0        0       0          0\n" in out
+
+
+def test_leads_on_an_earlier_version_follow_the_current_calendar(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                 run: Run) -> None:
+    # Hours are a promise about the whole sequence: narrowing them holds for every lead at once.
+    sequence_file(tmp_path).write_text(INSERTED.replace('hours: ["09:00-17:00"]', 'hours: ["13:00-14:00"]'),
+                                       encoding="utf-8")
+    at_the_wait.now = dt.datetime(2026, 3, 8, 9, 0, tzinfo=UTC)
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    open_store(str(tmp_path / "seqrun.db"))
+    try:
+        follow_ups = [a for a in Action.select() if a.template == "follow_up.j2"]
+        local = {a.lead.key: a.performed_at.astimezone(ZoneInfo(a.lead.timezone or "Europe/Berlin")).hour
+                 for a in follow_ups}
+    finally:
+        db.close()
+    assert local == {k: 13 for k in KEYS}
+    assert sent(tmp_path)["anna-meyer"] == [("connect", "note.j2"), ("message", "thanks.j2"),
+                                            ("message", "follow_up.j2")]
+
+
+def test_leads_on_a_version_that_is_not_stored_wait_to_be_moved(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                 run: Run) -> None:
+    # As if imported by a seqrun that kept no versions, from a file that has changed since.
+    open_store(str(tmp_path / "seqrun.db"))
+    Enrollment.update(sequence_hash="0123456789abcdef").execute()
+    db.close()
+    at_the_wait.now = dt.datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    code, out, err = run("run", "--once")
+    assert (code, out) == (0, "3 lead(s) processed; 0 step(s); 0 event(s); ended: paused 3\n")
+    assert err == (
+        "sequences/intro.yaml:2:7: warning: 3 of the 3 running leads of sequence intro started on an earlier version "
+        "of this file and keep to it until moved with `seqrun leads migrate --sequence intro`\n"
+        "sequences/intro.yaml:2:7: warning: 3 leads at step accepted+2 run a version of sequence intro that is not "
+        "stored (imported before seqrun kept versions); they are paused when due until moved with "
+        "`seqrun leads migrate --sequence intro`\n")
+    assert run("leads", "list", "--state", "paused")[1].count(
+        "the version of sequence \"intro\" this lead started on is not stored; move it with "
+        "`seqrun leads migrate --sequence intro`") == 3
+    # Without the earlier text only ids the author wrote map by themselves; a positional one is mapped.
+    assert run("leads", "migrate", "-s", "intro")[0] == 1
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+2")[0] == 0
+    assert run("resume", "--sequence", "intro")[0] == 0
+    run_until(tmp_path, at_the_wait, run, dt.datetime(2026, 3, 12, tzinfo=UTC))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("message", "follow_up.j2")]
+                              for k in KEYS}
+
+
+def test_migrate_waits_for_a_running_seqrun_to_stop(tmp_path: pathlib.Path, at_the_wait: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    database = tmp_path / "seqrun.db"
+    before = versions_of(tmp_path)
+    with open(str(database) + ".lock", "a+") as other_runner:
+        fcntl.flock(other_runner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (
+            1, "", f'error: another "seqrun run" is already working on {database}\n')
+    assert versions_of(tmp_path) == before
+
+
+def test_validate_names_an_explicit_id_whose_step_changed(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                          run: Run) -> None:
+    sequence_file(tmp_path).write_text(V1.replace("  - wait: 3 days\n", "  - {id: pause, wait: 3 days}\n"),
+                                       encoding="utf-8")
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=pause")[0] == 0
+    sequence_file(tmp_path).write_text(V1.replace("  - wait: 3 days\n", "  - {id: pause, wait: 5 days}\n"),
+                                       encoding="utf-8")
+    assert run("validate", "sequences") == (0, SUMMARY + (
+        "sequences/intro.yaml:15:5: warning: steps[id=pause]: 3 leads stand at pause (wait 3 days) in the version "
+        "they started on; in this file pause is wait 5 days (an id whose step changed): they keep to their version; "
+        "to move them, map the step: `seqrun leads migrate --sequence intro --map pause=STEP`\n"
+        "2 warnings in 1 file\n"), "")
+
+
+def test_validate_says_when_it_cannot_read_the_database(tmp_path: pathlib.Path, run: Run,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    (tmp_path / "broken.db").write_bytes(b"not a database, " * 64)
+    assert run("validate", "--db", "broken.db", "sequences") == (0, (
+        'broken.db: warning: the sequences were not compared with the leads in this database: database "broken.db" '
+        "cannot be opened: file is not a database\n"
+        "1 warning in 1 file\n"), "")
