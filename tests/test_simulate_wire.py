@@ -49,3 +49,10 @@ def test_provider_needs_wire_and_a_fake(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["simulate", EDGES, "--wire", "--provider", "connectsafely", "--leads", "2", "--days", "1"]) == 1
     assert capsys.readouterr().err == ("error: --provider connectsafely: no fake server for it in this version "
                                        "(available: edges)\n")
+
+
+def test_wire_without_http_senders_says_nothing_went_over_http(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", EDGES, "--leads", "3", "--days", "1", "--start", "2026-03-02", "--wire"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [x for x in out if x.startswith("Wire: ")] == [
+        "Wire: every sender acts through the sandbox; nothing went over HTTP (try --provider edges)"]

@@ -156,9 +156,11 @@ def format_report(r: SimReport, seed: int) -> str:
         parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
         out.append(f"A/B variants at {step_id}: {parts}")
     out.append("")
-    if r.wire is not None:
+    if r.wire is not None and not r.wire["providers"]:
+        out.append("Wire: every sender acts through the sandbox; nothing went over HTTP (try --provider edges)")
+    elif r.wire is not None:
         w = r.wire
-        line = (f"Wire: {', '.join(w['providers']) or 'no HTTP provider'} over HTTP on 127.0.0.1, {w['requests']:,} "
+        line = (f"Wire: {', '.join(w['providers'])} over HTTP on 127.0.0.1, {w['requests']:,} "
                 f"requests; the fake's ledger has {w['ledger_actions']:,} actions, the audit log {w['audit_actions']:,}")
         out.append(line + ("; they agree, none performed twice" if not w["mismatches"] else "; they DISAGREE"))
     if r.violations:
