@@ -58,6 +58,9 @@ CEILINGS: dict[str, dict[str, int]] = {
 #: LinkedIn automation vendor ships to every account, and well under what subscriptions allow.
 _UNDOCUMENTED_DEFAULTS: dict[str, int] = {"inmail": 20, "withdraw": 40}
 
+#: Credentials each provider's driver needs, named in the sender's credentials_env.
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",)}
+
 # Keys people use when they paste a credential straight into the file.
 _SECRET_KEY = re.compile(r"(api_?key|apikey|token|secret|password|passwd|cookie|li_at|bearer|credentials?)$",
                          re.IGNORECASE)
@@ -79,6 +82,8 @@ class SenderConfig:
     full_name: str | None = None
     limits: Mapping[str, int] = field(default_factory=dict)
     credentials_env: Mapping[str, str] = field(default_factory=dict)
+    base_url: str | None = None  # the provider API's base URL; None: the provider's public API
+    requests_per_minute: int | None = None  # the API request rate of the sender's key; None: the default
     pos: Pos | None = None
 
     @property
@@ -224,6 +229,7 @@ def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
         account_type=raw.get("account_type", "classic"), timezone=raw.get("timezone", "UTC"),
         profile_id=raw.get("profile_id"), full_name=raw.get("full_name"),
         limits=dict(raw.get("limits") or {}), credentials_env=dict(raw.get("credentials_env") or {}),
+        base_url=raw.get("base_url"), requests_per_minute=raw.get("requests_per_minute"),
         pos=Pos(doc.file, line, col))
 
 
@@ -331,6 +337,10 @@ class _Checker:
             for key in instance:
                 if key not in err.schema.get("properties", {}) and path + (key,) not in secret_keys:
                     self.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
+        elif path[-1:] == ("base_url",) and validator == "pattern":
+            # Never echo the value: a URL may carry a token in its query string.
+            self.add(path, 'expected an http(s) URL without query string or fragment, like '
+                           '"https://api.edges.run/v1" (the value is not shown)')
         elif path[-1:] == ("credentials_env",) and validator == "type":
             self.add(path, "expected a mapping of credential names to environment variable names, like "
                            "{api_key: SALESFLOW_API_KEY} (the value is not shown)")
@@ -367,6 +377,13 @@ class _Checker:
                 available = ", ".join(sorted(PROVIDERS))
                 self.add(base + ("provider",), f"provider {sender['provider']} has no driver in this version "
                                                f"(available: {available})")
+            required = REQUIRED_CREDENTIALS.get(sender["provider"], ())
+            missing = [c for c in required if c not in (sender.get("credentials_env") or {})]
+            if missing:
+                example = ", ".join(f"{c}: {sender['provider'].upper()}_{c.upper()}" for c in missing)
+                self.add(base, f"provider {sender['provider']} needs credentials_env with {', '.join(missing)} "
+                               f"(the name of the environment variable holding it), e.g. "
+                               f"credentials_env: {{{example}}}")
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})

@@ -195,6 +195,8 @@ class Engine:
         except ProviderError as err:
             if err.kind is ErrorKind.AUTH_EXPIRED:
                 steps.pause_sender(sender.id, "auth expired", now)
+            elif err.kind is ErrorKind.API_KEY_REJECTED:
+                steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
             log.warning("sender %s: polling failed: %s", sender.name, err)
             return 0
         applied, failed = 0, 0

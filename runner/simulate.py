@@ -9,6 +9,7 @@ the time from acceptance to the first message, and an audit of the ledger (`runn
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -52,6 +53,8 @@ class SimOptions:
     reply_rate: float | None = None
     start: dt.datetime = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
     poll_every: dt.timedelta = dt.timedelta(minutes=30)
+    wire: bool = False  # the senders' real drivers against their fake servers over HTTP
+    provider: str | None = None  # with `wire`: every sender through this provider
 
 
 @dataclass
@@ -72,6 +75,7 @@ class SimReport:
     violations: list[str] = field(default_factory=list)
     ticks: int = 0
     transitions: int = 0
+    wire: dict[str, Any] | None = None  # with --wire: requests made, ledger against audit
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,7 @@ class SimReport:
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
             "booked_after_end": self.booked,
             "violations": self.violations, "ticks": self.ticks, "transitions": self.transitions,
+            **({"wire": self.wire} if self.wire is not None else {}),
         }
 
 
@@ -170,15 +175,44 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     if options.reply_rate is not None:
         sandbox_options["reply_rate"] = options.reply_rate
     provider = SandboxProvider(clock=clock, **sandbox_options)
-    allowed = [s for s in config.senders if not seq.senders or s.name in seq.senders]
+    # Simulated senders need no credentials: the sandbox and the fakes accept what seqrun generates.
+    allowed = [dataclasses.replace(s, credentials_env={}) for s in config.senders
+               if not seq.senders or s.name in seq.senders]
     if not allowed:
         raise UserError(_no_senders(seq, config))
     sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={})
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
-    runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=lambda sc, cred: provider,
-                            notifier=lambda url, headers, payload: posted.append(url), poll_every=options.poll_every,
-                            getenv=lambda name: "(simulated)")
+    with contextlib.ExitStack() as stack:
+        wire = None
+        provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731
+        if options.wire:
+            from .wire import SIMULATED_KEY, WireSession
+
+            wire = stack.enter_context(WireSession(clock, options.seed, sandbox_options, options.provider))
+            wire.register(allowed)
+            provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
+        runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
+                                notifier=lambda url, headers, payload: posted.append(url),
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
+        if wire is not None:
+            for sender in runtime.senders.values():
+                if sender.name in wire.wired:
+                    sender.account = dataclasses.replace(sender.account, credentials={"api_key": SIMULATED_KEY})
+        introduce = None
+        if wire is not None:
+            account_ids = {sid: sender.account.account_id for sid, sender in runtime.senders.items()}
+            introduce = lambda: wire.introduce_leads(account_ids)  # noqa: E731
+        report = _simulate(seq, options, clock, runtime, rows, progress, introduce)
+        if wire is not None:
+            compared = wire.compare(seq.name)
+            report.wire = compared.to_json()
+            report.violations += [f"wire: {m}" for m in compared.mismatches]
+    return report
+
+
+def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: Runtime, rows: Mapping[str, Any],
+              progress: Callable[[float], None] | None, before_start: Callable[[], None] | None = None) -> SimReport:
     entered: Counter[str] = Counter()
     runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
     if options.leads_file:
@@ -187,6 +221,8 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         lead_rows = synthetic_leads(seq, options.leads, options.seed)
     count = enroll(seq, lead_rows, [r.id for r in rows.values()], options.start)
     entered[seq.steps[0].id] += count
+    if before_start is not None:
+        before_start()
     engine = Engine(runtime)
     end = options.start + dt.timedelta(days=options.days)
     report = SimReport(seq.name, count, options.days, options.start, end)

@@ -49,6 +49,8 @@ from .store.rows import close_action_row, set_lead_json
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
+#: The pause reason of a sender whose provider refused its API key (a configuration error).
+API_KEY_REJECTED = "API key rejected"
 
 #: Facts that only the provider can tell; a branch that reads them refreshes them first.
 RELATIONSHIP_FACTS = frozenset({"connected", "invite_pending", "accepted"})
@@ -616,6 +618,9 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
     if kind is ErrorKind.AUTH_EXPIRED:
         _retry_under_new_key(ctx, act)
         return PauseSender("auth expired")
+    if kind is ErrorKind.API_KEY_REJECTED:  # configuration, not the LinkedIn session: fix the key, then resume
+        _retry_under_new_key(ctx, act)
+        return PauseSender(API_KEY_REJECTED)
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
         # `retries` is this step's budget; `attempt` only makes the next idempotency key unique (other
         # reactions raise it too, and must not eat the budget).

@@ -167,7 +167,7 @@ def test_provider_without_driver(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
     text = SENDER.replace("sandbox", "salesflow")
     assert errors_of(tmp_path, text, monkeypatch) == [
         "seqrun.yaml:4:15: error: senders[name=alice].provider: provider salesflow has no driver in this version "
-        "(available: sandbox)"]
+        "(available: edges, sandbox)"]
 
 
 def test_unknown_timezone_suggests(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -320,7 +320,7 @@ def test_sandbox_option_errors(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
         "got 3 numbers",
         'seqrun.yaml:4:12: error: sandbox.errors.BOOM: unknown key "BOOM" (expected one of: LIMIT_REACHED, '
         "NOT_CONNECTED, ALREADY_CONNECTED, INVITATION_PENDING, PROFILE_NOT_ACCESSIBLE, INVALID_INPUT, AUTH_EXPIRED, "
-        "STATUS_429, TRANSIENT, NOT_FOUND)",
+        "API_KEY_REJECTED, STATUS_429, TRANSIENT, NOT_FOUND)",
         "seqrun.yaml:4:34: error: sandbox.errors.TRANSIENT: expected a number of at most 1, got 2",
         "seqrun.yaml:5:23: error: sandbox.reauth_after_hours: expected a number above 0, got 0",
         'seqrun.yaml:6:3: error: sandbox.sede: unknown key "sede" (expected one of: seed, accept_rate, '

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..capabilities import require_capabilities
 from ..config import load_project_config
 from ..diagnostics import UserError
 from ..project import load_sequences
@@ -41,9 +42,13 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First simulated day (UTC); default next Monday.")
 @click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--wire", is_flag=True,
+              help="Run the senders' real drivers against their fake servers over HTTP on 127.0.0.1.")
+@click.option("--provider", metavar="NAME", default=None,
+              help="With --wire: every sender acts through this provider (e.g. edges), no credentials needed.")
 def command(sequence: str, leads_n: int | None, leads_file: str | None, days: int, seed: int,
             accept_rate: float | None, reply_rate: float | None, start: dt.datetime | None,
-            db_url: str | None, as_json: bool) -> None:
+            db_url: str | None, as_json: bool, wire: bool, provider: str | None) -> None:
     """Simulate SEQUENCE on a virtual clock against a simulated LinkedIn.
 
     Uses the same interpreter as `seqrun run`, with the senders of seqrun.yaml (or the embedded
@@ -55,15 +60,24 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
     Example:
       seqrun simulate sequences/edges-full-flow.yaml --leads 10000 --days 30
       seqrun simulate sequences/two-senders-ab.yaml --leads-file examples/leads.csv --db sim.db --json
+      seqrun simulate sequences/edges-full-flow.yaml --wire --provider edges --leads 2000 --days 30
+
+    With --wire the senders' real drivers (every sender's with --provider NAME) talk over HTTP on
+    127.0.0.1 to the provider's fake server, which plays the same simulated LinkedIn on the same
+    virtual clock; the report adds the requests made and checks the fake's ledger of performed
+    actions against seqrun's audit log.
     """
     if leads_n is not None and leads_file is not None:
         raise click.UsageError("use either --leads or --leads-file, not both")
+    if provider is not None and not wire:
+        raise click.UsageError("--provider needs --wire")
     if start is not None and not FIRST_START <= start.date() <= LAST_START:
         raise UserError(f"--start {start.date().isoformat()}: choose a day from {FIRST_START} to {LAST_START}")
     seq = next(iter(load_sequences([sequence]).values()))
     config = load_project_config(sequence, [seq])
+    require_capabilities([seq], config.senders, provider=provider)
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
-                         accept_rate=accept_rate, reply_rate=reply_rate,
+                         accept_rate=accept_rate, reply_rate=reply_rate, wire=wire, provider=provider,
                          start=start.replace(tzinfo=dt.timezone.utc) if start else next_monday(dt.date.today()))
     with tempfile.TemporaryDirectory(prefix="seqrun-sim-") as tmp:
         path = db_url or os.path.join(tmp, "simulation.db")
@@ -142,6 +156,13 @@ def format_report(r: SimReport, seed: int) -> str:
         parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
         out.append(f"A/B variants at {step_id}: {parts}")
     out.append("")
+    if r.wire is not None and not r.wire["providers"]:
+        out.append("Wire: every sender acts through the sandbox; nothing went over HTTP (try --provider edges)")
+    elif r.wire is not None:
+        w = r.wire
+        line = (f"Wire: {', '.join(w['providers'])} over HTTP on 127.0.0.1, {w['requests']:,} "
+                f"requests; the fake's ledger has {w['ledger_actions']:,} actions, the audit log {w['audit_actions']:,}")
+        out.append(line + ("; they agree, none performed twice" if not w["mismatches"] else "; they DISAGREE"))
     if r.violations:
         out.append(f"Audit: {len(r.violations)} violation(s):")
         out.extend(f"  {v}" for v in r.violations[:50])

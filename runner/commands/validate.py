@@ -97,14 +97,15 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
 
 
 def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
-    """Names in a sequence's `senders:` must be senders of its project's seqrun.yaml (when it has one)."""
+    """Names in a sequence's `senders:` must be senders of its project's seqrun.yaml (when it has one),
+    and their providers must be able to perform every step."""
     from ..config import find_config, load_config
 
     diags: list[Diagnostic] = []
     configs: dict[str, object] = {}
     for seq in seqs:
         found = find_config(seq.path)
-        if found is None or not seq.senders:
+        if found is None:
             continue
         key = str(found)
         if key not in configs:
@@ -116,6 +117,9 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
         config = configs[key]
         if config is None:
             continue
+        from ..capabilities import check_capabilities
+
+        diags += check_capabilities(seq, config.senders)  # type: ignore[attr-defined]
         defined = [s.name for s in config.senders]  # type: ignore[attr-defined]
         for name, pos in zip(seq.senders, seq.sender_positions):
             if name not in defined:

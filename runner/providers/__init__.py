@@ -2,7 +2,9 @@
 
 `CAPABILITIES` covers every provider a sequence may name (the sequence schema's `provider` enum is
 checked against it); `PROVIDERS` maps the providers that have a driver in this version to their
-factory. Adding a provider is one module plus one entry in each dict.
+factory. Adding a provider is one module plus one entry in each dict; an HTTP provider also gets
+its public API in `BASE_URLS`, its default request rate in `DEFAULT_REQUESTS_PER_MINUTE`, and its
+fake server in `runner.wire.FAKES`.
 """
 from __future__ import annotations
 
@@ -25,7 +27,25 @@ def _sandbox_factory(**options: object) -> Provider:
     return SandboxProvider(**options)  # type: ignore[arg-type]
 
 
+def _edges_factory(**options: object) -> Provider:
+    from .edges.driver import EdgesProvider
+
+    return EdgesProvider(**options)  # type: ignore[arg-type]
+
+
 #: provider name -> factory(**options) for the drivers shipped in this version.
 PROVIDERS: dict[str, Callable[..., Provider]] = {
     "sandbox": _sandbox_factory,
+    "edges": _edges_factory,
+}
+
+#: The public API of each HTTP provider, used when a sender's config gives no `base_url`.
+BASE_URLS: dict[str, str] = {
+    "edges": "https://api.edges.run/v1",
+}
+
+#: API requests per minute per key when a sender's config gives no `requests_per_minute`
+#: (Edges' smallest plan, Trial, allows 30).
+DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {
+    "edges": 30,
 }

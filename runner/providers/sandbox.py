@@ -43,6 +43,7 @@ from .base import (
     ProviderError,
     ProviderEvent,
     Relationship,
+    SenderCheck,
 )
 from .sandbox_state import (
     ACCOUNT,
@@ -238,6 +239,15 @@ class SandboxProvider:
                 self._inject("poll_events", acc, "", number, now)
             self._world.realise_due(acc.account_id, now)
             return PollResult(tuple(self._world.window(acc.account_id, since, now)), synced_until=now)
+
+    def check(self, account: Account) -> SenderCheck:
+        """`seqrun senders check`: the simulated session works unless an outage is running."""
+        with self._call(None) as now:
+            outage = self._world.account(account.account_id).outage_at(now)
+        if outage is not None:
+            return SenderCheck(False, "ok", "auth expired", profile_id=account.profile_id,
+                               problem=f"the simulated LinkedIn session of {account.account_id} expired")
+        return SenderCheck(True, "ok", "ok (simulated)", profile_id=account.profile_id)
 
     # --- world controls (tests and simulate) -----------------------------------------------
 

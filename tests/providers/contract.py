@@ -207,6 +207,18 @@ class ProviderContract:
         assert times == sorted(times)
         assert all(e.account_id in (None, harness.account.account_id) for e in first.events)
 
+    def test_poll_events_walks_every_page(self, harness: ProviderHarness) -> None:
+        """More acceptances than a provider's page (Edges: 40 connections) all come back, once."""
+        start = harness.now()
+        leads = [harness.fresh_lead() for _ in range(45)]
+        for lead in leads:
+            self.connect(harness, lead)
+        for lead in leads:
+            harness.make_accept(lead)
+        polled = harness.provider.poll_events(harness.account, since=start)
+        accepted = [e.lead_key for e in polled.events if e.kind == "accepted"]
+        assert sorted(accepted) == sorted(lead.key for lead in leads)
+
     # --- reconciliation and errors ---------------------------------------------------------------
 
     def test_find_action_answers_from_performed_keys(self, harness: ProviderHarness) -> None:

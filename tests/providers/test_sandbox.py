@@ -580,7 +580,7 @@ def test_option_errors_are_user_errors() -> None:
          "recent_conversation_rate add up to 1.155; together they may not exceed 1"),
         (dict(errors={"BOOM": 0.1}), "sandbox.errors: unknown error kind 'BOOM'; expected one of LIMIT_REACHED, "
          "NOT_CONNECTED, ALREADY_CONNECTED, INVITATION_PENDING, PROFILE_NOT_ACCESSIBLE, INVALID_INPUT, "
-         "AUTH_EXPIRED, STATUS_429, TRANSIENT, NOT_FOUND"),
+         "AUTH_EXPIRED, API_KEY_REJECTED, STATUS_429, TRANSIENT, NOT_FOUND"),
         (dict(errors={"TRANSIENT": 0.7, "STATUS_429": 0.7}),
          "sandbox.errors: the probabilities add up to 1.4; together they may not exceed 1"),
     ]
