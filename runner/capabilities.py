@@ -12,7 +12,7 @@ from typing import Iterable
 from .config import SenderConfig
 from .diagnostics import Diagnostic, UserError, error
 from .model import ActionStep, Sequence
-from .providers import CAPABILITIES
+from .providers import CAPABILITIES, why_not
 
 #: the ability each provider action needs (an InMail is a message step with `inmail: true`)
 PROVIDER_ACTIONS = ("visit", "connect", "message", "withdraw")
@@ -38,9 +38,15 @@ def check_capabilities(seq: Sequence, senders: Iterable[SenderConfig], *,
             name = provider or sender.provider
             can = CAPABILITIES.get(name, frozenset())
             if ability not in can:
+                reason = why_not(name, ability)
+                because = f": {reason}" if reason else f" (it can: {', '.join(sorted(can)) or 'nothing'})"
                 diags.append(error(step.pos.file, step.pos.line, step.pos.column,
                                    f"steps[id={step.id}]: sender {sender.name} acts through {name}, which cannot "
-                                   f"{_VERBS[ability]} (it can: {', '.join(sorted(can)) or 'nothing'})", step=step.id))
+                                   f"{_VERBS[ability]}{because}", step=step.id))
+            elif step.action == "connect" and step.note is not None and (reason := why_not(name, "note")):
+                diags.append(error(step.pos.file, step.pos.line, step.pos.column,
+                                   f"steps[id={step.id}].note: sender {sender.name} acts through {name}, which "
+                                   f"cannot send a note with the invitation: {reason}", step=step.id))
     return diags
 
 

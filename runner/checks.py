@@ -39,7 +39,7 @@ from .model import (
     WaitForStep,
     WaitStep,
 )
-from .providers import CAPABILITIES
+from .providers import CAPABILITIES, why_not
 from .templatelint import SENDER_FIELDS, SEQUENCE_FIELDS
 
 _CAPABILITY_WORDS = {
@@ -304,9 +304,15 @@ def _provider_cannot(seq: Sequence) -> Iterator[Diagnostic]:
     can = CAPABILITIES[seq.provider]
     for step in seq.steps:
         if isinstance(step, ActionStep) and step.limit_key is not None and step.limit_key not in can:
+            reason = why_not(seq.provider, step.limit_key)
             yield error(step.pos.file, step.pos.line, step.pos.column,
-                        f"{_label(step)}: the {seq.provider} provider cannot {_CAPABILITY_WORDS[step.limit_key]}",
-                        step.id)
+                        f"{_label(step)}: the {seq.provider} provider cannot {_CAPABILITY_WORDS[step.limit_key]}"
+                        + (f": {reason}" if reason else ""), step.id)
+        elif isinstance(step, ActionStep) and step.action == "connect" and step.note is not None \
+                and (reason := why_not(seq.provider, "note")):
+            yield error(step.pos.file, step.pos.line, step.pos.column,
+                        f"{_label(step)}.note: the {seq.provider} provider cannot send a note with the invitation: "
+                        f"{reason}", step.id)
 
 
 def _limit_warnings(seq: Sequence) -> Iterator[Diagnostic]:

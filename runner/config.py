@@ -59,7 +59,12 @@ CEILINGS: dict[str, dict[str, int]] = {
 _UNDOCUMENTED_DEFAULTS: dict[str, int] = {"inmail": 20, "withdraw": 40}
 
 #: Credentials each provider's driver needs, named in the sender's credentials_env.
-REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",)}
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "salesflow-campaign": ("api_key",)}
+
+#: Sender keys only some providers take (each required there): key -> providers.
+PROVIDER_SETTINGS: dict[str, tuple[str, ...]] = {"campaign_id": ("salesflow-campaign",),
+                                                  "app_base_url": ("salesflow-campaign",)}
+_REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {"salesflow-campaign": ("campaign_id",)}
 
 # Keys people use when they paste a credential straight into the file.
 _SECRET_KEY = re.compile(r"(api_?key|apikey|token|secret|password|passwd|cookie|li_at|bearer|credentials?)$",
@@ -84,7 +89,15 @@ class SenderConfig:
     credentials_env: Mapping[str, str] = field(default_factory=dict)
     base_url: str | None = None  # the provider API's base URL; None: the provider's public API
     requests_per_minute: int | None = None  # the API request rate of the sender's key; None: the default
+    campaign_id: str | None = None  # salesflow-campaign: the campaign its leads are imported into
+    app_base_url: str | None = None  # salesflow-campaign: where GetCampaignStatistics is
     pos: Pos | None = None
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """Provider-specific settings handed to the driver with the account (`Account.settings`)."""
+        values = {"campaign_id": self.campaign_id, "app_base_url": self.app_base_url}
+        return {k: v for k, v in values.items() if v is not None}
 
     @property
     def daily_limits(self) -> dict[str, int]:
@@ -230,7 +243,8 @@ def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
         profile_id=raw.get("profile_id"), full_name=raw.get("full_name"),
         limits=dict(raw.get("limits") or {}), credentials_env=dict(raw.get("credentials_env") or {}),
         base_url=raw.get("base_url"), requests_per_minute=raw.get("requests_per_minute"),
-        pos=Pos(doc.file, line, col))
+        campaign_id=None if raw.get("campaign_id") is None else str(raw["campaign_id"]),
+        app_base_url=raw.get("app_base_url"), pos=Pos(doc.file, line, col))
 
 
 def _anchor_database(value: str | None, root: pathlib.Path) -> str | None:
@@ -337,7 +351,7 @@ class _Checker:
             for key in instance:
                 if key not in err.schema.get("properties", {}) and path + (key,) not in secret_keys:
                     self.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
-        elif path[-1:] == ("base_url",) and validator == "pattern":
+        elif path[-1:] in (("base_url",), ("app_base_url",)) and validator == "pattern":
             # Never echo the value: a URL may carry a token in its query string.
             self.add(path, 'expected an http(s) URL without query string or fragment, like '
                            '"https://api.edges.run/v1" (the value is not shown)')
@@ -384,11 +398,23 @@ class _Checker:
                 self.add(base, f"provider {sender['provider']} needs credentials_env with {', '.join(missing)} "
                                f"(the name of the environment variable holding it), e.g. "
                                f"credentials_env: {{{example}}}")
+            self._provider_settings(base, sender)
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
         if data.get("sandbox"):
             self._sandbox(data["sandbox"])
+
+    def _provider_settings(self, base: YamlPath, sender: dict[str, Any]) -> None:
+        provider = sender["provider"]
+        for key, providers in PROVIDER_SETTINGS.items():
+            if key in sender and provider not in providers:
+                self.add(base + (key,), f"only a sender with provider {' or '.join(providers)} takes {key} "
+                                        f"(this one acts through {provider})", key=True)
+        for key in _REQUIRED_SETTINGS.get(provider, ()):
+            if key not in sender:
+                self.add(base, f'provider {provider} needs "{key}": the Salesflow campaign this sender\'s leads are '
+                               f"imported into (its number, from the campaign's address in Salesflow)")
 
     def _sandbox(self, options: dict[str, Any]) -> None:
         """Options that are fine one by one but not together: reported here, not when simulate starts."""

@@ -123,7 +123,7 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
         provider = shared.get(share) or provider_for(sc, credentials)
         shared.setdefault(share, provider)
         account = Account(sender=sc.name, account_id=sc.account_id, account_type=sc.account_type,
-                          profile_id=sc.profile_id, credentials=credentials)
+                          profile_id=sc.profile_id, credentials=credentials, settings=sc.settings)
         senders[row.id] = SenderRuntime(caps=sender_caps(sc, row), account=account, provider=provider,
                                         full_name=sc.full_name or sc.name, timezone=sc.timezone)
     from .versions import load_version

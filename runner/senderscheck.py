@@ -60,7 +60,7 @@ def check(senders: list[SenderConfig], provider_for: Callable[[SenderConfig, Map
         provider = shared.get(share) or provider_for(sc, credentials)
         shared.setdefault(share, provider)
         account = Account(sender=sc.name, account_id=sc.account_id, account_type=sc.account_type,
-                          profile_id=sc.profile_id, credentials=credentials)
+                          profile_id=sc.profile_id, credentials=credentials, settings=sc.settings)
         reports.append(_one(sc, provider, account))
     for provider in shared.values():
         close = getattr(provider, "close", None)

@@ -184,7 +184,8 @@ class Ctx:
 
     @property
     def ref(self) -> LeadRef:
-        return LeadRef(key=self.lead.key, profile_url=self.lead.profile_url, provider_ids=dict(self.lead.provider_ids or {}))
+        return LeadRef(key=self.lead.key, profile_url=self.lead.profile_url, provider_ids=dict(self.lead.provider_ids or {}),
+                       fields={k: str(v) for k, v in (self.lead.fields or {}).items() if v is not None})
 
 
 # --- the loop for one lead ------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def test_provider_without_driver(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
     text = SENDER.replace("sandbox", "salesflow")
     assert errors_of(tmp_path, text, monkeypatch) == [
         "seqrun.yaml:4:15: error: senders[name=alice].provider: provider salesflow has no driver in this version "
-        "(available: edges, sandbox)"]
+        "(available: edges, salesflow-campaign, sandbox)"]
 
 
 def test_unknown_timezone_suggests(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

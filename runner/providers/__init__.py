@@ -18,7 +18,29 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "salesflow": frozenset({"connect", "message", "inmail", "withdraw"}),
     "edges": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
     "connectsafely": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
+    # A Salesflow campaign (the v1 public API, seed 002) visits, invites, messages and withdraws on
+    # its own: seqrun's `connect` imports the lead into it, and seqrun follows what happens.
+    "salesflow-campaign": frozenset({"connect"}),
 }
+
+_CAMPAIGN = ("the Salesflow campaign does that itself; seqrun only imports leads into the campaign (connect) "
+             "and follows what happens (wait_for accepted / replied, tag, notify, branch, end)")
+
+#: Why a provider cannot do what it cannot, where the reason helps the person writing the sequence;
+#: "note" is a connect step with a note. `seqrun validate` shows the reason with the refusal.
+WHY_NOT: dict[str, dict[str, str]] = {
+    "salesflow-campaign": {
+        "visit": _CAMPAIGN, "message": _CAMPAIGN, "inmail": _CAMPAIGN,
+        "withdraw": "the Salesflow campaign withdraws invitations itself (its own settings); seqrun hears of it "
+                    "as INVITATION_WITHDRAWN",
+        "note": "the campaign sends its own invitation message (members/Import takes no note); remove `note:`",
+    },
+}
+
+
+def why_not(provider: str, ability: str) -> str | None:
+    """The reason `provider` cannot do `ability` (visit, connect, message, inmail, withdraw, note), if known."""
+    return WHY_NOT.get(provider, {}).get(ability)
 
 
 def _sandbox_factory(**options: object) -> Provider:
@@ -33,19 +55,29 @@ def _edges_factory(**options: object) -> Provider:
     return EdgesProvider(**options)  # type: ignore[arg-type]
 
 
+def _salesflow_campaign_factory(**options: object) -> Provider:
+    from .salesflow_campaign.driver import CampaignProvider
+
+    return CampaignProvider(**options)  # type: ignore[arg-type]
+
+
 #: provider name -> factory(**options) for the drivers shipped in this version.
 PROVIDERS: dict[str, Callable[..., Provider]] = {
     "sandbox": _sandbox_factory,
     "edges": _edges_factory,
+    "salesflow-campaign": _salesflow_campaign_factory,
 }
 
 #: The public API of each HTTP provider, used when a sender's config gives no `base_url`.
 BASE_URLS: dict[str, str] = {
     "edges": "https://api.edges.run/v1",
+    "salesflow-campaign": "https://mvc.salesflow.io/api",
 }
 
 #: API requests per minute per key when a sender's config gives no `requests_per_minute`
 #: (Edges' smallest plan, Trial, allows 30).
 DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {
     "edges": 30,
+    # Salesflow documents no request rate for its v1 API; one request every two seconds is gentle.
+    "salesflow-campaign": 30,
 }

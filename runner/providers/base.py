@@ -70,6 +70,8 @@ class Account:
     account_type: str = "classic"  # classic | sales_navigator
     profile_id: str | None = None  # the sender's own LinkedIn profile id (to tell who wrote last)
     credentials: Mapping[str, str] = field(default_factory=dict)
+    #: provider-specific settings of the sender from seqrun.yaml (Salesflow campaigns: campaign_id)
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show credentials
         return f"Account(sender={self.sender!r}, account_id={self.account_id!r}, account_type={self.account_type!r})"
@@ -82,6 +84,8 @@ class LeadRef:
     key: str
     profile_url: str
     provider_ids: Mapping[str, str] = field(default_factory=dict)  # e.g. {"profile_id": "ACoAA…"}
+    #: the lead's fields (full_name, company_name, …) for providers that take them along (an import)
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +194,4 @@ class SenderCheck:
     profile_id: str | None = None  # the sender's own LinkedIn id, as the provider names it
     limits: Mapping[str, Any] = field(default_factory=dict)  # the provider's own limits, where it tells them
     problem: str | None = None  # what is wrong and what to do, when not ready
+    details: Mapping[str, Any] = field(default_factory=dict)  # more the provider tells (a campaign's status)

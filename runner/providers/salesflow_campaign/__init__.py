@@ -1,0 +1,8 @@
+"""Salesflow campaigns (the v1 public API of seed 002): the driver, the webhook parser and the fake,
+side by side. seqrun imports leads into a sender's Salesflow campaign and follows what the campaign
+does: connections, replies and withdrawn invitations, by webhook and by polling."""
+from __future__ import annotations
+
+from .driver import CampaignProvider
+
+__all__ = ["CampaignProvider"]
