@@ -199,6 +199,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:
                     sender.account = dataclasses.replace(sender.account, credentials={"api_key": SIMULATED_KEY})
+                    sender.account = wire.prepare(sim_config.sender(sender.name), sender.account)  # type: ignore[arg-type]
         introduce = None
         if wire is not None:
             account_ids = {sid: sender.account.account_id for sid, sender in runtime.senders.items()}

@@ -7,7 +7,9 @@ fakes accept the key seqrun generates. Drivers run with their pagination spacing
 budget off, because the virtual clock does not move inside a tick (a real run spaces them).
 
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
-the same actions under the same idempotency keys, none performed twice.
+the same actions under the same idempotency keys, none performed twice. A provider whose API takes
+no key of ours (Salesflow's `members/Import`) leaves `seqrun_key` empty in its ledger: its actions
+are matched by action and lead instead.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any, Callable, Mapping
 from .config import SenderConfig
 from .diagnostics import UserError
 from .providers import PROVIDERS
-from .providers.base import Provider
+from .providers.base import Account, Provider
 from .providers.fakeserver import FakeClock, FakeHTTPServer
 from .providers.http import make_client
 from .store import db
@@ -38,9 +40,23 @@ def _edges_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
     return EdgesFake(clock=clock, seed=seed, smart_limits=None, sandbox=sandbox)
 
 
+def _campaign_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
+    import datetime as dt_
+
+    from .providers.salesflow_campaign.fake import CampaignFake, Pace
+
+    # The campaign keeps up with the sequence's own connect limit (which the audit checks) and, as
+    # Salesflow's campaigns do, messages an hour after an acceptance and withdraws after three weeks.
+    pace = Pace(invite_every=dt_.timedelta(minutes=5), invites_per_day=None)
+    return CampaignFake(clock=clock, seed=seed, sandbox=sandbox, pace=pace)
+
+
 FAKES["edges"] = _edges_fake
+FAKES["salesflow-campaign"] = _campaign_fake
 #: where each provider's API lives on its fake server
-PATHS = {"edges": "/v1"}
+PATHS = {"edges": "/v1", "salesflow-campaign": "/api"}
+#: the actions the audit log records as done at a provider
+AUDITED = ("visit", "connect", "message", "inmail", "withdraw")
 
 
 @dataclass
@@ -50,6 +66,7 @@ class WireReport:
     ledger_actions: int = 0  # actions the fakes performed
     audit_actions: int = 0  # actions seqrun recorded as done at a provider
     mismatches: list[str] = field(default_factory=list)
+    events: dict[str, dict[str, int]] = field(default_factory=dict)  # source (poll, webhook) -> kind -> count
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,6 +122,16 @@ class WireSession:
                                                  page_delay=0.0)
         return self.drivers[name]
 
+    def prepare(self, sc: SenderConfig, account: Account) -> Account:
+        """The account as the sender's fake needs it: a simulated sender of a provider that works
+        through a campaign (Salesflow) gets a running campaign of its own in the fake."""
+        fake = self.fakes.get(self.provider_name(sc))
+        add_campaign = getattr(fake, "add_campaign", None)
+        if add_campaign is None or account.settings.get("campaign_id"):
+            return account
+        settings = {**account.settings, "campaign_id": str(add_campaign(account.account_id))}
+        return dataclasses.replace(account, settings=settings)
+
     def introduce_leads(self, account_ids: Mapping[int, str]) -> None:
         """Every enrolled lead exists in its sender's fake from the start (see `EdgesFake.introduce`)."""
         by_sender: dict[int, list[str]] = collections.defaultdict(list)
@@ -125,16 +152,29 @@ class WireSession:
         ledger: collections.Counter[str] = collections.Counter()
         for fake in self.fakes.values():
             for entry in fake.ledger:
-                ledger[str(entry.get("seqrun_key"))] += 1
+                if entry.get("action", "connect") in AUDITED:
+                    ledger[str(entry.get("seqrun_key") or f"{entry.get('action')} of {entry.get('lead')}")] += 1
         report.ledger_actions = sum(ledger.values())
         marks = ", ".join("?" * len(self.wired)) or "NULL"
         wired = {sid for sid, in db.execute_sql(f"SELECT id FROM sender WHERE name IN ({marks})",
                                                 sorted(self.wired)).fetchall()}
         rows = db.execute_sql(
-            "SELECT key, action, sender_id FROM action WHERE sequence = ? AND status = 'done' "
-            "AND action IN ('visit', 'connect', 'message', 'inmail', 'withdraw')", (sequence,)).fetchall()
-        audit = {key: action for key, action, sender_id in rows if sender_id in wired}
+            "SELECT a.key, a.action, a.sender_id, l.key FROM action a JOIN lead l ON l.id = a.lead_id "
+            "WHERE a.sequence = ? AND a.status = 'done' "
+            "AND a.action IN ('visit', 'connect', 'message', 'inmail', 'withdraw')", (sequence,)).fetchall()
+        keyless = {name for name, fake in self.fakes.items() if any(not e.get("seqrun_key") for e in fake.ledger)}
+        names = dict(db.execute_sql("SELECT id, name FROM sender").fetchall())
+        by_lead = {sid for sid in wired if (self.provider or self._providers.get(names.get(sid, ""))) in keyless}
+        audit: dict[str, str] = {}
+        for key, action, sender_id, lead in rows:
+            if sender_id in wired:
+                # A provider that takes no key of ours is matched by action and lead.
+                audit[f"{action} of {lead}" if sender_id in by_lead else key] = action
         report.audit_actions = len(audit)
+        for source, kind, count in db.execute_sql(
+                f"SELECT source, kind, COUNT(*) FROM event WHERE sender_id IN ({marks}) GROUP BY source, kind "
+                "ORDER BY source, kind", sorted(wired)).fetchall() if wired else ():
+            report.events.setdefault(source, {})[kind] = count
         for key, times in sorted(ledger.items()):
             if times > 1:
                 report.mismatches.append(f"the fake performed {key} {times} times")
@@ -144,3 +184,4 @@ class WireSession:
             if key not in ledger:
                 report.mismatches.append(f"the audit log shows {action} {key} done, which the fake never performed")
         return report
+

@@ -163,6 +163,9 @@ def format_report(r: SimReport, seed: int) -> str:
         line = (f"Wire: {', '.join(w['providers'])} over HTTP on 127.0.0.1, {w['requests']:,} "
                 f"requests; the fake's ledger has {w['ledger_actions']:,} actions, the audit log {w['audit_actions']:,}")
         out.append(line + ("; they agree, none performed twice" if not w["mismatches"] else "; they DISAGREE"))
+        for source, kinds in sorted((w.get("events") or {}).items()):
+            counts = ", ".join(f"{n:,} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
+            out.append(f"Events from the fakes by {'polling' if source == 'poll' else source}: {counts}")
     if r.violations:
         out.append(f"Audit: {len(r.violations)} violation(s):")
         out.extend(f"  {v}" for v in r.violations[:50])

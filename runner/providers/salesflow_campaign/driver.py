@@ -215,6 +215,10 @@ class CampaignProvider:
         data = {MEMBER_ID: member.member_id, "campaign_id": campaign}
         if member.connected:
             at = member.connected_at or member.connected_seen or self._now()
+            if member.date_added is not None and member.connected_at is not None and member.connected_at < \
+                    member.date_added and member.connected_seen is not None:
+                # Connected before it joined the campaign: the campaign found out, and so do we, now.
+                at = member.connected_seen
             yield ProviderEvent(event_id(account.account_id, campaign, who, "accepted"), "accepted", at,
                                 account.account_id, member.key, data=data)
         if member.has_reply:
