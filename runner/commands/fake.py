@@ -1,4 +1,5 @@
-"""`seqrun fake edges`: a fake provider API on 127.0.0.1, to try a real driver without an account."""
+"""`seqrun fake edges|salesflow-campaign`: a fake provider API on 127.0.0.1, to try a real driver
+without an account."""
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ def command() -> None:
     \b
     Example:
       seqrun fake edges --port 8787
+      seqrun fake salesflow-campaign --port 8788
     """
 
 
@@ -70,6 +72,73 @@ def edges_command(port: int, webhook_url: str | None, webhook_secret_env: str, a
     except OSError as exc:
         raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
     click.echo(f"fake Edges API on {server.url}/v1 (use it as base_url); control endpoints under {server.url}/_fake/")
+    click.echo("Ctrl-C to stop", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+
+
+@command.command("salesflow-campaign")
+@click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--token-env", default=None,
+              help="Accept only the API token in this environment variable (default: any non-empty token).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the simulated LinkedIn (default: seqrun.yaml's sandbox seed).")
+@click.option("--invite-every", type=click.FloatRange(0.0, min_open=True), default=20.0, show_default=True,
+              metavar="MINUTES", help="A campaign sends one invitation every so many minutes.")
+@click.option("--invites-per-day", type=click.IntRange(1, 100_000), default=25, show_default=True,
+              help="At most this many invitations per campaign per day (UTC).")
+def campaign_command(port: int, token_env: str | None, seed: int | None, invite_every: float,
+                     invites_per_day: int) -> None:
+    """A fake Salesflow v1 API (campaigns): `base_url: http://127.0.0.1:PORT/api` in a sender.
+
+    The campaigns of the project's salesflow-campaign senders exist from the start (others are
+    made on first use). Each campaign invites its members at its own pace, messages them an hour
+    after they accept, and withdraws invitations after three weeks, on a simulated LinkedIn that
+    takes the project's `sandbox:` options. Webhooks set up with `seqrun senders webhooks` are
+    delivered as the fake's clock passes the events. Control endpoints:
+    docs/providers/salesflow-campaign.md.
+
+    \b
+    Example:
+      seqrun fake salesflow-campaign --port 8788
+      curl -X POST localhost:8788/_fake/clock -d '{"advance_seconds": 86400}'
+    """
+    import datetime as dt
+
+    from ..providers.fakeserver import FakeHTTPServer
+    from ..providers.http import install_log_redaction
+    from ..providers.salesflow_campaign.fake import CampaignFake, Pace
+
+    install_log_redaction()
+    config = load_project_config()
+    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
+    tokens = None
+    if token_env is not None:
+        value = os.environ.get(token_env, "")
+        if not value:
+            raise UserError(f"environment variable {token_env} (--token-env) is not set")
+        tokens = {value}
+    accounts: dict[str, list[int]] = {}
+    for sender in config.senders:
+        if sender.provider == "salesflow-campaign" and sender.campaign_id:
+            accounts.setdefault(sender.account_id, []).append(int(sender.campaign_id))
+    pace = Pace(invite_every=dt.timedelta(minutes=invite_every), invites_per_day=invites_per_day)
+    fake = CampaignFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)), tokens=tokens,
+                        sandbox=sandbox, pace=pace)
+    for account, campaigns in accounts.items():
+        for number in campaigns:
+            fake.campaigns.campaign(account, number)
+    try:
+        server = FakeHTTPServer(fake, port=port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    click.echo(f"fake Salesflow v1 API on {server.url}/api (use it as base_url); control endpoints under "
+               f"{server.url}/_fake/")
+    if accounts:
+        click.echo("campaigns: " + ", ".join(f"account {a} campaign {c}" for a, cs in accounts.items() for c in cs))
     click.echo("Ctrl-C to stop", err=True)
     try:
         server.serve_forever()

@@ -40,7 +40,7 @@ from ..base import (
     SenderCheck,
 )
 from ..http import RequestBudget
-from . import admin
+from . import admin, webhook
 from .api import CampaignAPI
 from .members import MEMBER_ID, PROVIDER, Member, event_id, lead_key
 
@@ -229,6 +229,13 @@ class CampaignProvider:
             at = member.withdrawn_seen or self._now()
             yield ProviderEvent(event_id(account.account_id, campaign, who, "invite_withdrawn"), "invite_withdrawn",
                                 at, account.account_id, member.key, data=data)
+
+    def parse_webhook(self, body: bytes, *, token: str, account: Account, secret: str, received_at: dt.datetime,
+                      resolve: webhook.Resolve | None = None) -> list[ProviderEvent]:
+        """A campaign webhook delivered to the sender's URL (the token is the URL's last segment);
+        see `webhook.parse_webhook`. The daemon mounts the endpoint."""
+        return webhook.parse_webhook(body, token=token, account=account, secret=secret, received_at=received_at,
+                                     resolve=resolve)
 
     # --- senders check and the campaign's set-up (admin.py has the calls) -------------------------
 

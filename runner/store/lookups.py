@@ -1,0 +1,18 @@
+"""Finding a lead by what a provider calls it, for webhooks that name a member only by the
+provider's own id (a Salesflow MemberId learnt when the lead was imported into a campaign)."""
+from __future__ import annotations
+
+import re
+
+from .models import db
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def lead_key_by_provider_id(name: str, value: str) -> str | None:
+    """The key of a lead whose `provider_ids` hold `name: value`, or None."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"not a provider id name: {name!r}")
+    row = db.execute_sql("SELECT key FROM lead WHERE json_extract(provider_ids, ?) = ? ORDER BY id LIMIT 1",
+                         (f"$.{name}", value)).fetchone()
+    return row[0] if row else None
