@@ -27,9 +27,10 @@ class SenderReport:
     profile_id: str | None = None
     limits: Mapping[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # e.g. a Salesflow campaign's status
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"limits": dict(self.limits)}
+        return dataclasses.asdict(self) | {"limits": dict(self.limits), "details": dict(self.details)}
 
 
 def selected(config: Config, names: Iterable[str]) -> list[SenderConfig]:
@@ -77,7 +78,7 @@ def _one(sc: SenderConfig, provider: Provider, account: Account) -> SenderReport
         status = "rejected" if err.kind is ErrorKind.API_KEY_REJECTED else "unknown"
         result = SenderCheck(False, status, "unknown", problem=redact(err.message))
     return SenderReport(sc.name, sc.provider, result.ready, result.credentials, result.account_status,
-                        result.profile_id, dict(result.limits), result.problem)
+                        result.profile_id, dict(result.limits), result.problem, dict(result.details))
 
 
 def store_profile_ids(reports: list[SenderReport], config: Config) -> int:

@@ -62,16 +62,18 @@ def command() -> None:
 
 
 @command.command("import")
-@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False))
+@click.argument("csv_path", metavar="[CSV]", type=click.Path(dir_okay=False), required=False)
 @click.option("--sequence", "-s", "sequence", required=True, metavar="NAME",
               help="The sequence to enroll the leads in (its `name`, from sequences/).")
+@click.option("--from-campaign", "from_campaign", metavar="SENDER",
+              help="Instead of a CSV: the members of this salesflow-campaign sender's Salesflow campaign.")
 @click.option("--sender", "senders", multiple=True, metavar="NAME",
               help="Only assign these senders (repeatable). Default: the sequence's senders.")
 @click.option("--skip-invalid", is_flag=True,
               help="Import the good rows and list the rejected ones (default: import nothing if any row is bad).")
 @db_option
-def import_command(csv_path: str, sequence: str, senders: tuple[str, ...], skip_invalid: bool,
-                   db_url: str | None) -> None:
+def import_command(csv_path: str | None, sequence: str, from_campaign: str | None, senders: tuple[str, ...],
+                   skip_invalid: bool, db_url: str | None) -> None:
     """Enroll the leads of a CSV file in a sequence.
 
     The CSV needs a header row with a linkedin_profile_url column, plus the fields the sequence
@@ -80,14 +82,32 @@ def import_command(csv_path: str, sequence: str, senders: tuple[str, ...], skip_
     rejected, unless --skip-invalid is given. Leads already in the database get their fields
     updated; each lead keeps the sender it had before, new leads go to the least busy sender.
 
+    With --from-campaign SENDER instead of a CSV, the members of that salesflow-campaign sender's
+    Salesflow campaign are brought under seqrun (ListContacts by campaign), all with that sender,
+    under the same rules; a member's row number is its place in the campaign's list, from 2.
+
     \b
     Example:
       seqrun leads import leads.csv --sequence founders-q1
       seqrun leads import leads.csv -s founders-q1 --sender alice --skip-invalid
+      seqrun leads import --from-campaign carol --sequence salesflow-campaign
     """
+    if (csv_path is None) == (from_campaign is None):
+        raise click.UsageError("give a CSV file or --from-campaign SENDER (one of them)")
+    if from_campaign is not None and any(name != from_campaign for name in senders):
+        raise click.UsageError("--from-campaign SENDER puts every member with that sender; leave out --sender")
     config, seq, warnings = open_project(sequence)
     assert seq is not None
-    leads = read_leads(csv_path, required_fields=[f.name for f in seq.fields if f.required])
+    required = [f.name for f in seq.fields if f.required]
+    if from_campaign is not None:
+        from ..campaigns import campaign_leads, campaign_sender
+
+        source = f"campaign {campaign_sender(config, from_campaign).campaign_id} of {from_campaign}"
+        leads = campaign_leads(config, from_campaign, source, required_fields=required)
+        senders = (from_campaign,)
+    else:
+        assert csv_path is not None
+        leads = read_leads(csv_path, required_fields=required)
     echo_warnings(list(config.warnings) + warnings + leads.diagnostics)
     open_db(config, db_url)
     with _ProgressBar() as bar:
@@ -159,6 +179,25 @@ def block_command(target: str, reason: str | None, db_url: str | None) -> None:
     if result.running:
         click.echo(f"{_count(result.running, 'lead')} in a running sequence will end with outcome \"blocked\" at "
                    "the next step")
+    _leave_campaigns(config, [key for key, _ in profiles])
+
+
+def _leave_campaigns(config: Config, keys: list[str]) -> None:
+    """Blocked leads of salesflow-campaign senders leave their Salesflow campaign (DeleteContact)."""
+    from ..campaigns import remove_from_campaigns
+    from ..diagnostics import UserError
+
+    removals = remove_from_campaigns(config, keys)
+    for r in removals:
+        if r.member_id is not None:
+            click.echo(f"removed {r.profile_url} from the Salesflow campaign of {r.sender} (member {r.member_id})")
+    failed = [r for r in removals if r.problem is not None]
+    for r in failed:
+        click.echo(f"could not remove {r.profile_url} from the Salesflow campaign of {r.sender}: {r.problem}",
+                   err=True)
+    if failed:
+        raise UserError(f"{_count(len(failed), 'blocked lead')} may still be in a Salesflow campaign; the block "
+                        "stands; run the same command again to retry the removal")
 
 
 @command.command("unblock")

@@ -10,19 +10,21 @@ from ..diagnostics import UserError
 from ..holds import SENDER, SenderListing, find_target, list_senders, resume
 from ..leads import open_project
 from ..project import sync_senders
+from ..terminal import printable
 from .leads import db_option, open_db, utc_now
 from .pause import unchanged_line
 
 
 @click.group("senders")
 def command() -> None:
-    """List senders, check them with their providers, and resume a paused one.
+    """List senders, check them with their providers, resume a paused one, set up webhooks.
 
     \b
     Example:
       seqrun senders list
       seqrun senders check
       seqrun senders resume alice
+      seqrun senders webhooks carol --url https://hooks.example.com
     """
 
 
@@ -131,4 +133,55 @@ def _check_line(r: Any) -> str:
         shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}" if isinstance(v, dict)
                           else f"{action} {v}" for action, v in r.limits.items())
         parts.append(f"provider limits left: {shown}")
+    campaign = (r.details or {}).get("campaign")
+    if campaign:
+        text = f"campaign {campaign.get('id')}"
+        if campaign.get("name"):
+            text += f' "{printable(str(campaign["name"]))}"'
+        text += f" {campaign.get('status') or 'status unknown'}"
+        statistics = (r.details or {}).get("statistics") or {}
+        if statistics:
+            text += ": " + ", ".join(f"{value} {name.lower()}" for name, value in statistics.items())
+        parts.append(text)
     return "; ".join(parts)
+
+
+@command.command("webhooks")
+@click.argument("name")
+@click.option("--url", "base_url", required=True, metavar="URL",
+              help="The public address of the seqrun daemon that receives webhooks (https://…).")
+@click.option("--remove", is_flag=True, help="Detach the webhook from the campaign and delete it.")
+def webhooks_command(name: str, base_url: str, remove: bool) -> None:
+    """Set up (or remove) the campaign webhooks of a salesflow-campaign sender.
+
+    Creates a webhook in Salesflow pointing at URL/webhooks/salesflow-campaign/NAME/TOKEN, where
+    TOKEN is derived from the secret in the sender's credentials_env.webhook_secret (the daemon
+    refuses deliveries without it), and attaches it to the sender's campaign for
+    MEMBER_CONNECTED, REPLY_DETECTED and INVITATION_WITHDRAWN. It lists the webhooks first, so
+    running it again changes nothing. With --remove it detaches the webhook from the campaign and
+    deletes it. The token is never shown.
+
+    \b
+    Example:
+      seqrun senders webhooks carol --url https://hooks.example.com
+      seqrun senders webhooks carol --url https://hooks.example.com --remove
+    """
+    from ..campaigns import campaign_sender, set_up_webhook
+
+    config, _, _ = open_project()
+    sender = campaign_sender(config, name)
+    change, shown = set_up_webhook(config, sender, base_url, remove=remove)
+    if remove:
+        if change.webhook_id is None:
+            click.echo(f"{name}: no webhook for {shown} in campaign {sender.campaign_id}; nothing to remove")
+            return
+        detached = ", ".join(change.detached) or "nothing"
+        click.echo(f"{name}: webhook {change.webhook_id} detached from campaign {sender.campaign_id} ({detached})"
+                   + ("; deleted" if change.deleted else "; kept: still attached to other campaigns"))
+        return
+    state = "created" if change.created else "found"
+    click.echo(f"{name}: webhook {change.webhook_id} {state} for {shown}")
+    if change.attached:
+        click.echo(f"  attached to campaign {sender.campaign_id} for {', '.join(change.attached)}")
+    if change.already:
+        click.echo(f"  already attached to campaign {sender.campaign_id} for {', '.join(change.already)}")

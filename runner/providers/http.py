@@ -73,6 +73,7 @@ def redact_url(url: httpx.URL | str) -> str:
 
 
 _installed = False
+_TRACEBACKS = logging.Formatter()
 
 
 def install_log_redaction() -> None:
@@ -85,6 +86,10 @@ def install_log_redaction() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The traceback text is made by the handler's formatter, after this factory: make it now,
+            # redacted (an exception's message may quote a URL with its token); formatters use it.
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken format string is the caller's bug; leave it as is

@@ -244,3 +244,20 @@ def test_the_token_is_in_no_log_line(h: CampaignHarness, caplog: pytest.LogCaptu
 
 def test_pace_defaults_are_a_campaigns() -> None:
     assert QUICK.invites_per_day is None and Pace().invites_per_day == 25
+
+
+def test_a_logged_traceback_carries_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    """A failure logged with its traceback (the engine does, for a lead that failed unexpectedly) is
+    formatted by the handler after the record was made: its text is redacted too."""
+    from runner.providers.http import install_log_redaction, register_secret
+
+    install_log_redaction()
+    register_secret(TOKEN)
+    caplog.set_level(logging.ERROR)
+    try:
+        raise RuntimeError(f"failed at https://mvc.salesflow.io/api/members?token={TOKEN}&accountId=321")
+    except RuntimeError:
+        logging.getLogger("runner.test").exception("lead %s failed", "jane-doe")
+    formatted = logging.Formatter("%(message)s").format(caplog.records[-1])
+    assert "RuntimeError: failed at https://mvc.salesflow.io/api/members?[redacted]" in formatted
+    assert TOKEN not in formatted and TOKEN not in caplog.text

@@ -242,6 +242,24 @@ class CampaignProvider:
     def check(self, account: Account) -> SenderCheck:
         return admin.check(self.api, account)
 
+    def setup_webhook(self, account: Account, url: str) -> admin.WebhookChange:
+        """Create the webhook for `url` and attach it to the campaign for runOn 1, 2, 7 (idempotent)."""
+        return admin.ensure_webhook(self.api, account, url)
+
+    def remove_webhook(self, account: Account, url: str) -> admin.WebhookChange:
+        return admin.remove_webhook(self.api, account, url)
+
+    def campaign_members(self, account: Account) -> list[admin.CampaignMember]:
+        """Every member of the sender's campaign, for `seqrun leads import --from-campaign`."""
+        return admin.campaign_members(self.api, account)
+
+    def remove_member(self, account: Account, lead: LeadRef) -> str | None:
+        """DeleteContact of the lead from the sender's campaign (`seqrun leads block`); its MemberId,
+        or None when it is not a member there."""
+        removed = admin.delete_member(self.api, account, lead, lead.provider_ids.get(MEMBER_ID))
+        self._members[account.account_id].pop(lead.key, None)
+        return removed
+
     # --- helpers ----------------------------------------------------------------------------------
 
     def _now(self) -> dt.datetime:
