@@ -35,3 +35,38 @@ def test_a_busy_port_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None
         port = busy.getsockname()[1]
         assert main(["fake", "edges", "--port", str(port)]) == 1
     assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_campaign_fake_token_variable_must_be_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fake", "salesflow-campaign", "--port", "0", "--token-env", "FAKE_KEY"]) == 1
+    assert capsys.readouterr().err == "error: environment variable FAKE_KEY (--token-env) is not set\n"
+
+
+def test_campaign_fake_on_a_busy_port_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["fake", "salesflow-campaign", "--port", str(port)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_campaign_fake_knows_the_projects_campaigns(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.providers.fakeserver import FakeHTTPServer
+
+    (tmp_path / "seqrun.yaml").write_text("""\
+version: 1
+senders:
+  - {name: carol, provider: salesflow-campaign, account_id: "321", campaign_id: 456,
+     credentials_env: {api_key: SALESFLOW_TOKEN}}
+""", encoding="utf-8")
+    served = []
+    monkeypatch.setattr(FakeHTTPServer, "serve_forever", lambda self: served.append(self._server.app))
+    assert main(["fake", "salesflow-campaign", "--port", "0", "--invites-per-day", "10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("fake Salesflow v1 API on http://127.0.0.1:") and out[0].endswith("/_fake/")
+    assert out[1] == "campaigns: account 321 campaign 456"
+    (app,) = served
+    campaign = app.campaigns.campaigns[456]
+    assert (campaign.account, campaign.status, campaign.pace.invites_per_day) == ("321", "CAMPAIGN_RUNNING", 10)
