@@ -187,6 +187,11 @@ def _precheck(ctx: Ctx, step: ActionStep) -> Outcome | None:
         refresh_relationship(ctx)
         if not f.get("invite_pending"):
             return _skip(ctx, step, "no pending invitation to withdraw")
+        if step.invite == "ours" and not f.get("invited"):
+            # `invited` is set only when this sequence's connect step sent the invite: one sent by
+            # hand or by another tool is the user's, and withdrawing it is their explicit choice.
+            return _skip(ctx, step, "the pending invitation was not sent by this sequence "
+                                    "(`invite: any` withdraws it anyway)")
     elif step.action == "message":
         refresh_conversation(ctx)
         if f.get("replied"):

@@ -269,6 +269,7 @@ class Builder:
             tags=tuple(raw.get("tags", ())),
             url=raw.get("url"),
             headers_from_env=dict(raw.get("headers_from_env", {})),
+            invite=raw.get("invite", "ours"),
             then=self.then(path, raw),
         )
 

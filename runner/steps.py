@@ -410,10 +410,13 @@ def refresh_relationship(ctx: Ctx) -> None:
     with ctx.outside():
         rel = ctx.sender.provider.relationship(ctx.sender.account, ctx.ref)
     f = ctx.facts
+    was_pending = bool(f.get("invite_pending"))
     f["connected"], f["invite_pending"] = rel.connected, rel.invite_pending
     if rel.invitation_id:
         f["invitation_id"] = rel.invitation_id
-    if rel.connected and f.get("invited"):
+    # An invite seen pending (ours, or one sent elsewhere) that is now a connection was accepted:
+    # `wait_for: accepted` counts both; `invited` tells whether this sequence sent it.
+    if rel.connected and (f.get("invited") or was_pending):
         f["accepted"] = True
         f.setdefault("accepted_at", _iso(rel.connected_at or ctx.now))
     _learn_ids(ctx, rel.provider_ids)

@@ -250,3 +250,51 @@ def test_reply_after_the_last_poll_is_caught_by_sync_before_send(make_harness: H
     assert h.provider.calls[-1].method == "conversation"  # the sync that stopped the send
     assert [a.step_id for a in h.actions("anna")] == ["connect", "first_message"]
     assert_clean(h)
+
+
+def test_timeout_does_not_withdraw_an_invite_the_sequence_did_not_send(make_harness: HarnessFactory) -> None:
+    # An invite was already pending (sent by hand or another tool): connect is skipped, and the
+    # withdraw after the timeout leaves that invite alone (the docs: "the pending invite this
+    # sequence sent").
+    h = make_harness(sequence_yaml("s", SEED_001), sandbox={"pending_rate": 1.0, "accept_rate": 0.0},
+                     poll_every=dt.timedelta(hours=6))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.run(days=20, stop=lambda: finished(h))
+
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome) == ("done", "not_accepted")
+    connect, withdraw = h.actions("anna")
+    assert (connect.status, connect.error_message) == ("skipped", "invitation already pending")
+    assert (withdraw.action, withdraw.status, withdraw.charged, withdraw.error_message) == (
+        "withdraw", "skipped", False,
+        "the pending invitation was not sent by this sequence (`invite: any` withdraws it anyway)")
+    assert h.provider.called("withdraw") == []
+    assert enr.facts["invite_pending"] is True and "withdrawn" not in enr.facts
+    assert h.used("withdraw", "2026-03-16") == 0
+
+
+def test_withdraw_with_invite_any_removes_an_invite_sent_elsewhere(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", SEED_001.replace("{id: withdraw, action: withdraw}",
+                                                         "{id: withdraw, action: withdraw, invite: any}")),
+                     sandbox={"pending_rate": 1.0, "accept_rate": 0.0}, poll_every=dt.timedelta(hours=6))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.run(days=20, stop=lambda: finished(h))
+
+    connect, withdraw = h.actions("anna")
+    assert (withdraw.action, withdraw.status, withdraw.charged) == ("withdraw", "done", True)
+    assert len(h.provider.called("withdraw")) == 1
+    assert h.enrollment("anna").facts["invite_pending"] is False
+
+
+def test_wait_for_accepted_counts_the_acceptance_of_an_invite_sent_elsewhere(make_harness: HarnessFactory) -> None:
+    # Decided and documented: the lead is connected either way, which is what the next message
+    # needs. Seen at the timeout's last look (no poll in between), it is an acceptance all the same.
+    h = make_harness(sequence_yaml("s", SEED_001), sandbox={"pending_rate": 1.0},
+                     poll_every=dt.timedelta(days=30))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.run(days=16, stop=lambda: h.actions("anna", action="message") != [])
+
+    enr = h.enrollment("anna")
+    assert (enr.facts["accepted"], enr.facts.get("invited")) == (True, None)
+    assert enr.facts["accepted_at"] == (MONDAY + dt.timedelta(hours=2)).isoformat()  # when LinkedIn says
+    assert [a.action for a in h.actions("anna")] == ["connect", "message"]
