@@ -161,6 +161,23 @@ def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError) 
     return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
 
 
+# --- the audit trail of an action -----------------------------------------------------------------
+
+def audit_fields(ctx: Ctx, step: ActionStep) -> dict[str, Any]:
+    """What the audit log keeps with an action, as known when it is recorded: the zones it was judged
+    in (so that exports never depend on the sequence files), the lead's relationship (NULL when this
+    step did not check it) and, for messages, whether the message starts a conversation."""
+    f = ctx.facts
+    relationship = None
+    if step.action in ("visit", "connect", "message", "withdraw") and "connected" in f:
+        relationship = "connected" if f["connected"] else "invite_pending" if f.get("invite_pending") else "not_connected"
+    conversation = None
+    if step.action == "message":
+        conversation = "existing" if f.get("conversation_id") or f.get("conversation_exists") else "started"
+    return {"lead_timezone": ctx.zone.key, "sender_timezone": ctx.sender.caps.zone.key,
+            "relationship": relationship, "conversation": conversation}
+
+
 # --- checks ---------------------------------------------------------------------------------------
 
 def _skip(ctx: Ctx, step: ActionStep, reason: str) -> Outcome:
@@ -170,7 +187,7 @@ def _skip(ctx: Ctx, step: ActionStep, reason: str) -> Outcome:
     ctx.pending.append(lambda: insert_action(
         key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
         step_id=step.id, action=action_name(step), attempt=ctx.enr.attempt, status="skipped",
-        planned_at=ctx.now, started_at=ctx.now, error_message=reason))
+        planned_at=ctx.now, started_at=ctx.now, error_message=reason, **audit_fields(ctx, step)))
     return follow(ctx, step.id, step.then)
 
 
@@ -237,7 +254,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
         act = insert_action(
             key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
             step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
-            planned_at=ctx.now, started_at=ctx.now, **content)
+            planned_at=ctx.now, started_at=ctx.now, **content, **audit_fields(ctx, step))
         ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
         ctx.dirty = True
     return act
@@ -299,12 +316,13 @@ def _tag(ctx: Ctx, step: ActionStep) -> Outcome:
     ctx.lead.tags = tags
     key = idempotency_key(ctx, step)
     lead_id = ctx.lead.id
+    audit = audit_fields(ctx, step)
 
     def write() -> None:
         set_lead_json(lead_id, "tags", tags)
         insert_action(key=key, enrollment=ctx.enr.id, lead=lead_id, sender=ctx.sender.id, sequence=ctx.seq.name,
                       step_id=step.id, action="tag", attempt=ctx.enr.attempt, status="done", planned_at=ctx.now,
-                      started_at=ctx.now, performed_at=ctx.now, content=",".join(step.tags))
+                      started_at=ctx.now, performed_at=ctx.now, content=",".join(step.tags), **audit)
 
     ctx.pending.append(write)
     return follow(ctx, step.id, step.then)
@@ -348,7 +366,8 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
         ctx.pending.clear()
         act = insert_action(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
-                            status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
+                            status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url,
+                            **audit_fields(ctx, step))
         ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
         ctx.dirty = True
     return act

@@ -28,6 +28,7 @@ from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .store.rows import last_enrollment_id, record_first_steps
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
          "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
@@ -140,9 +141,11 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
         ids = [r[0] for r in db.execute_sql("SELECT id FROM lead ORDER BY id").fetchall()]
         enrollments = [(lead_id, seq.name, seq.source_hash, sender_ids[i % len(sender_ids)], seq.steps[0].id, stamp, stamp, stamp, stamp)
                        for i, lead_id in enumerate(ids)]
+        before = last_enrollment_id()
         cursor.executemany(
             "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
             "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
+        record_first_steps(before)
         count = len(enrollments)
     return count
 

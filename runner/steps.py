@@ -45,7 +45,7 @@ from .providers.base import (
 )
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, db
-from .store.rows import close_action_row, set_lead_json
+from .store.rows import close_action_row, insert_transition, set_lead_json
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
             enr.attempt = 0
             ctx.facts.pop("retries", None)
             enr.step_entered_at = now
+            insert_transition(enr.id, ctx.lead.id, ctx.seq.name, outcome.step_id, now)
             ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
             if ctx.rt.observer is not None:
                 ctx.rt.observer(ctx.seq.name, outcome.step_id)

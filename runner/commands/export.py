@@ -1,4 +1,4 @@
-"""`seqrun export`: the audit log (actions or events) as CSV or JSON lines."""
+"""`seqrun export`: the audit log (actions, events, step transitions, enrollments) as CSV or JSON lines."""
 from __future__ import annotations
 
 import csv
@@ -8,31 +8,35 @@ import sys
 import click
 
 from ..leads import open_project
-from ..report import ACTION_COLUMNS, EVENT_COLUMNS, export_rows, spreadsheet_safe
+from ..report import EXPORTS, export_rows, spreadsheet_safe
 from ..store import open_store
-from .status import loaded_sequences
 
 
 @click.command("export")
-@click.argument("what", type=click.Choice(["actions", "events"]))
+@click.argument("what", type=click.Choice(list(EXPORTS)))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file instead of standard output.")
 @click.option("--db", "db_url", default=None, help="Database (default: SEQRUN_DB, the config's database, seqrun.db).")
 def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None:
-    """Export the audit log: every action with lead, sender, sequence, step, variant, planned and
-    performed times (UTC and the lead's local time), outcome, provider ids and error; or every event
-    with its time and source. CSV cells that a spreadsheet would run as a formula are neutralised.
+    """Export the audit log, from the database alone: every action (lead, sender, step, variant,
+    planned and performed times in UTC and the lead's local time, both time zones, the lead's
+    relationship, new or existing conversation, whether it was charged to a limit, outcome, provider
+    ids, error); every event (acceptances, replies, blocks and unblocks); every step transition (lead,
+    step, entered at); or every enrollment (state, outcome, start and finish). CSV cells that a
+    spreadsheet would run as a formula are neutralised.
 
     \b
     Example:
       seqrun export actions --format csv -o actions.csv
       seqrun export events --format jsonl
+      seqrun export transitions -o transitions.csv
+      seqrun export enrollments
     """
     config, _, _ = open_project()
     open_store(config.database_url(db_url))
-    rows = export_rows(what, loaded_sequences(config.root))
-    columns = ACTION_COLUMNS if what == "actions" else EVENT_COLUMNS
+    rows = export_rows(what)
+    columns = EXPORTS[what]
     handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "csv":

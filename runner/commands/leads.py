@@ -171,7 +171,7 @@ def unblock_command(url: str, db_url: str | None) -> None:
     config, _, _ = open_project()
     key, canonical = profile_key(url)
     open_db(config, db_url)
-    unblock_profile(key, canonical)
+    unblock_profile(key, canonical, utc_now())
     click.echo(f"unblocked {canonical}")
 
 

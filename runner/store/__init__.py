@@ -16,9 +16,10 @@ from .models import (
            Lead,
            Sender,
            SyncCursor,
+           Transition,
            Usage,
            db,
 )
 
 __all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Sender",
-           "SyncCursor", "Usage", "db", "open_store", "resolve_db_url"]
+           "SyncCursor", "Transition", "Usage", "db", "open_store", "resolve_db_url"]
