@@ -143,9 +143,10 @@ def _flush(ctx: Ctx) -> None:
     ctx.save()
 
 
-def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError) -> Outcome:
+def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError, gave_up: str) -> Outcome:
     """Giving up after transient errors on an action that may have reached LinkedIn: ask once
-    whether it happened; refund the charge only when the provider says it did not."""
+    whether it happened; refund the charge only when the provider says it did not. (A charge kept
+    marks the action's outcome as unknown: `seqrun leads retry` asks the provider again first.)"""
     try:
         with ctx.outside():
             result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=act.key,
@@ -153,12 +154,11 @@ def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError) 
     except ProviderError as again:
         close_action(ctx, act, "failed", error=err, keep_charge=True,
                      note=f"outcome unknown: the provider could not say whether it happened ({again.message})")
-        return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts; "
-                    "whether the last one reached LinkedIn is unknown)")
+        return Fail(f"{err.kind.value}: {err.message} ({gave_up}; whether the last attempt reached LinkedIn is unknown)")
     if result is not None:
         return _succeeded(ctx, step, act, result)
-    close_action(ctx, act, "failed", error=err, note=f"gave up after {ctx.rt.max_attempts} attempts")
-    return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
+    close_action(ctx, act, "failed", error=err, note=gave_up)
+    return Fail(f"{err.kind.value}: {err.message} ({gave_up})")
 
 
 # --- the audit trail of an action -----------------------------------------------------------------

@@ -95,6 +95,7 @@ class Config:
     senders: tuple[SenderConfig, ...]
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
+    retry_budget_hours: float = 24.0  # `retry.budget_hours`
 
     @property
     def sender_names(self) -> tuple[str, ...]:
@@ -213,8 +214,10 @@ def _build(doc: YamlDoc, file: pathlib.Path, warnings: tuple[Diagnostic, ...]) -
     sandbox = dict(data.get("sandbox") or {})
     if "state_path" in sandbox:
         sandbox["state_path"] = str(file.parent / pathlib.Path(sandbox["state_path"]).expanduser())
+    retry = data.get("retry") or {}
     return Config(path=doc.file, root=str(file.parent), database=_anchor_database(data.get("database"), file.parent),
-                  senders=senders, sandbox=sandbox, warnings=warnings)
+                  senders=senders, sandbox=sandbox, warnings=warnings,
+                  retry_budget_hours=float(retry.get("budget_hours", 24.0)))
 
 
 def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:

@@ -107,6 +107,7 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
                           profile_id=sc.profile_id, credentials=credentials)
         senders[row.id] = SenderRuntime(caps=sender_caps(sc, row), account=account, provider=provider,
                                         full_name=sc.full_name or sc.name, timezone=sc.timezone)
+    knobs.setdefault("retry_budget", dt.timedelta(hours=config.retry_budget_hours))
     return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
 
 

@@ -168,7 +168,8 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         sandbox_options["reply_rate"] = options.reply_rate
     provider = SandboxProvider(clock=clock, **sandbox_options)
     allowed = [s for s in config.senders if not seq.senders or s.name in seq.senders]
-    sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={})
+    sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={},
+                        retry_budget_hours=config.retry_budget_hours)
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
     runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=lambda sc, cred: provider,

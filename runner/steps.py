@@ -250,6 +250,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
             enr.step_id = outcome.step_id
             enr.attempt = 0
             ctx.facts.pop("retries", None)
+            ctx.facts.pop("retrying_since", None)
             enr.step_entered_at = now
             insert_transition(enr.id, ctx.lead.id, ctx.seq.name, outcome.step_id, now)
             ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
@@ -591,23 +592,32 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         _retry_under_new_key(ctx, act)
         return PauseSender("auth expired")
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
-        # `retries` is this step's budget; `attempt` only makes the next idempotency key unique (other
-        # reactions raise it too, and must not eat the budget).
+        # `retries` counts this step's failures (the backoff's exponent) and `retrying_since` starts
+        # its time budget; `attempt` only makes the next idempotency key unique (other reactions
+        # raise it too, and must not shorten the backoff).
         retries = int(f.get("retries", 0)) + 1
         f["retries"] = retries
+        since = _parse(f.get("retrying_since")) or ctx.now
+        f["retrying_since"] = _iso(since)
         ctx.enr.attempt += 1
-        if retries > ctx.rt.max_attempts:
+        until = ctx.now + backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
+        if err.retry_at is not None:
+            until = max(until, err.retry_at)
+        if until > since + ctx.rt.retry_budget:
+            gave_up = (f"gave up after {retries} {'attempt' if retries == 1 else 'attempts'} in "
+                       f"{_hours(ctx.now - since)}; the retry budget is {_hours(ctx.rt.retry_budget)}")
             if act is not None and kind is ErrorKind.TRANSIENT:
                 from .actions import settle_unknown
 
-                return settle_unknown(ctx, step, act, err)
-            return Fail(f"{kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
-        delay = backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
-        until = ctx.now + delay
-        if err.retry_at is not None:
-            until = max(until, err.retry_at)
+                return settle_unknown(ctx, step, act, err, gave_up)
+            return Fail(f"{kind.value}: {err.message} ({gave_up})")
         return Sleep(until)
     return Fail(f"{kind.value}: {err.message}")
+
+
+def _hours(span: dt.timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{round(minutes)} min" if minutes < 60 else f"{round(minutes / 60, 1):g} h"
 
 
 def _retry_under_new_key(ctx: Ctx, act: Action | None) -> None:

@@ -136,7 +136,8 @@ def test_schema_errors_are_positioned_and_name_senders(tmp_path: pathlib.Path, m
         sandbox: {accept_rate: 1.5}
         """
     assert errors_of(tmp_path, text, monkeypatch) == [
-        'seqrun.yaml:2:1: error: databse: unknown key "databse" (expected one of: version, database, senders, sandbox)',
+        'seqrun.yaml:2:1: error: databse: unknown key "databse" (expected one of: version, database, senders, retry, '
+        'sandbox)',
         "seqrun.yaml:7:19: error: senders[name=alice].account_type: expected one of classic, sales_navigator, "
         'got "premium"',
         "seqrun.yaml:8:23: error: senders[name=alice].limits.connect: expected a whole number of at least 0, got -1",
@@ -333,3 +334,15 @@ def test_sandbox_schema_matches_the_provider() -> None:
     sandbox = load_schema()["$defs"]["sandbox"]
     assert tuple(sandbox["properties"]) == OPTIONS
     assert sandbox["properties"]["errors"]["propertyNames"]["enum"] == [k.value for k in ErrorKind]
+
+
+def test_retry_budget(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "version: 1\nretry: {budget_hours: 6.5}\n")
+    assert load_config(tmp_path).retry_budget_hours == 6.5
+    write(tmp_path, "version: 1\n")
+    assert load_config(tmp_path).retry_budget_hours == 24.0
+    assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: 0, tries: 3}\n", monkeypatch) == [
+        "seqrun.yaml:2:23: error: retry.budget_hours: expected a number above 0, got 0",
+        'seqrun.yaml:2:26: error: retry.tries: unknown key "tries" (expected one of: budget_hours)',
+    ]

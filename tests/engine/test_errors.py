@@ -226,9 +226,9 @@ def test_auth_expired_on_an_action_pauses_the_sender_and_the_action_runs_after_r
 @pytest.mark.parametrize("kind", [ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED])
 def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
         make_harness: HarnessFactory, kind: ErrorKind) -> None:
-    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN, max_attempts=4)
+    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN, retry_budget=dt.timedelta(minutes=20))
     h.enroll(lead_row("anna"))
-    h.provider.fail("relationship", error(kind, "upstream said no"), times=5)
+    h.provider.fail("relationship", error(kind, "upstream said no"), times=10)
     rt = h.engine.rt
     delays = []
     for attempt in range(1, 5):
@@ -242,11 +242,28 @@ def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
         delays.append(delay)
         h.clock.now = enr.due_at
     assert delays[2] > delays[0] and delays[3] > delays[1]  # doubling beats any jitter over two steps
+    assert sum(delays, dt.timedelta()) <= rt.retry_budget
+    # The fifth failure's backoff would end after the 20-minute budget: the lead fails, error kept.
+    assert sum(delays, dt.timedelta()) + steps.backoff(rt, 5, key=f"{enr.id}:check") > rt.retry_budget
     h.tick()
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome, enr.due_at) == ("failed", "failed", None)
-    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 4 attempts)"
+    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 5 attempts in 11 min; the retry budget is 20 min)"
     assert len(h.provider.called("relationship")) == 5
+
+
+def test_a_run_of_transient_errors_within_the_budget_does_not_fail_the_lead(make_harness: HarnessFactory) -> None:
+    # Seven failures in a row (the old fixed count gave up after five, within minutes): the default
+    # budget of 24 hours rides them out.
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=7)
+    reports = h.run(days=2, stop=lambda: h.enrollment("anna").step_id != "connect")
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.step_id, enr.last_error) == ("active", "accepted", None)
+    assert "retries" not in enr.facts and "retrying_since" not in enr.facts
+    assert len(h.provider.called("connect")) == 8 and h.sandbox.calls["connect"] == 1
+    assert no_errors(reports)
 
 
 def test_backoff_is_capped(make_harness: HarnessFactory) -> None:
@@ -308,20 +325,21 @@ def test_transient_before_the_action_happened_is_retried_once_under_a_new_key(
     assert no_errors(reports)
 
 
-def test_transient_on_every_attempt_fails_the_lead_after_max_attempts(make_harness: HarnessFactory) -> None:
-    h = make_harness(sequence_yaml("s", FLOW), max_attempts=3)
+def test_transient_on_every_attempt_fails_the_lead_when_the_budget_is_spent(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW), retry_budget=dt.timedelta(hours=2))
     h.enroll(lead_row("anna"))
-    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=10)
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=50)
     reports = h.run(days=2, stop=lambda: h.enrollment("anna").state != "active")
 
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome) == ("failed", "failed")
-    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 3 attempts)"
+    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 6 attempts in 1.8 h; the retry budget is 2 h)"
     acts = h.actions("anna")
-    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(4)]
+    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(6)]
     assert {a.status for a in acts} == {"failed"} and not any(a.charged for a in acts)
-    assert acts[-1].error_message == "gateway timeout (gave up after 3 attempts)"
-    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 4
+    assert acts[-1].error_message == "gateway timeout (gave up after 6 attempts in 1.8 h; the retry budget is 2 h)"
+    assert acts[-1].started_at - acts[0].started_at <= dt.timedelta(hours=2)
+    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 6
     assert h.used("connect", "2026-03-02") == 0
     assert no_errors(reports)
     assert audit.violations(h.sequences, h.engine.rt) == []
