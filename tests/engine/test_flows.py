@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 from zoneinfo import ZoneInfo
 
 from runner import audit
@@ -298,3 +299,23 @@ def test_wait_for_accepted_counts_the_acceptance_of_an_invite_sent_elsewhere(mak
     assert (enr.facts["accepted"], enr.facts.get("invited")) == (True, None)
     assert enr.facts["accepted_at"] == (MONDAY + dt.timedelta(hours=2)).isoformat()  # when LinkedIn says
     assert [a.action for a in h.actions("anna")] == ["connect", "message"]
+
+
+def test_shipped_edges_flow_sends_a_lead_with_a_pending_invite_straight_to_waiting_for_acceptance(
+        make_harness: HarnessFactory) -> None:
+    # A lead whose invite was already pending (sent before the sequence) must not queue behind
+    # weeks of visits: it waits for the acceptance at once, and is thanked soon after it.
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    templates = {p.name: p.read_text(encoding="utf-8").rstrip("\n") for p in (repo / "templates").glob("*.j2")}
+    h = make_harness({"edges-full-flow": (repo / "sequences" / "edges-full-flow.yaml").read_text(encoding="utf-8")},
+                     templates=templates, sandbox={"pending_rate": 1.0, "accept_delay_hours": (5, 5)})
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    enr = h.enrollment("anna")
+    assert enr.step_id == "accepted" and h.actions("anna") == []
+    h.run(days=2, stop=lambda: h.actions("anna", action="message") != [])
+    (message,) = h.actions("anna")
+    accepted = dt.datetime.fromisoformat(h.enrollment("anna").facts["accepted_at"])
+    assert (message.step_id, message.status) == ("first_message", "done")
+    assert accepted <= message.performed_at < accepted + dt.timedelta(minutes=30)
+    assert h.provider.called("visit") == [] and h.provider.called("connect") == []
