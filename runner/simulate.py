@@ -5,7 +5,8 @@ calendar — with two differences: the clock is virtual (it jumps straight to th
 is due) and every sender acts through one shared `SandboxProvider` driven by that clock. Leads are
 generated (deterministically from the seed) or read from a CSV. The report is computed from the
 store afterwards: the funnel per step and outcome, actions per sender per day against the limits,
-the time from acceptance to the first message, and an audit of the ledger (`runner.audit`).
+the time from acceptance to the first message, every pause of a sender (a `SimulatedHuman` renews
+an expired session after a set delay, as a person would), and an audit of the ledger (`runner.audit`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import audit
 from .config import Config
 from .engine import Engine
+from .holds import AUTH_EXPIRED, SENDER, Target, resume
 from .leadsfile import read_leads
 from .limits import caps_for
 from .model import ActionStep, Sequence
@@ -51,6 +53,9 @@ class SimOptions:
     reply_rate: float | None = None
     start: dt.datetime = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
     poll_every: dt.timedelta = dt.timedelta(minutes=30)
+    #: how long after seqrun paused a sender (its session expired) the simulated human has
+    #: re-authenticated it and run `seqrun senders resume`; None: `sandbox.reauth_after_hours` (24 h)
+    reauth_after: dt.timedelta | None = None
 
 
 @dataclass
@@ -69,6 +74,9 @@ class SimReport:
     #: per sender and action, leads holding a paced slot after the end, and the last day booked
     booked: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: every time a sender was paused: who, why, from, until (None: still paused at the end), hours
+    pauses: list[dict[str, Any]] = field(default_factory=list)
+    reauth_after_hours: float = 0.0
     ticks: int = 0
     transitions: int = 0
 
@@ -79,7 +87,8 @@ class SimReport:
             "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
             "booked_after_end": self.booked,
-            "violations": self.violations, "ticks": self.ticks, "transitions": self.transitions,
+            "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
+            "ticks": self.ticks, "transitions": self.transitions,
         }
 
 
@@ -95,6 +104,59 @@ class VirtualClock:
     def advance(self, delta: dt.timedelta | None = None, **units: float) -> dt.datetime:
         self.now += delta if delta is not None else dt.timedelta(**units)
         return self.now
+
+
+class SimulatedHuman:
+    """The person behind the senders: when seqrun pauses a sender because its session expired, they
+    re-authenticate it `delay` later and run `seqrun senders resume` (the same code). Every pause,
+    of any reason, is recorded for the report; only expired sessions are renewed."""
+
+    def __init__(self, runtime: Runtime, provider: SandboxProvider, delay: dt.timedelta) -> None:
+        self.rt, self.provider, self.delay = runtime, provider, delay
+        self.pauses: list[dict[str, Any]] = []
+        self._open: dict[int, dict[str, Any]] = {}  # sender id -> its current pause
+        self._renew_at: dict[int, dt.datetime] = {}
+
+    def notice(self, now: dt.datetime) -> None:
+        """After a tick: senders paused since the last look."""
+        for sender_id, name, reason in db.execute_sql(
+                "SELECT id, name, paused_reason FROM sender WHERE status = 'paused'").fetchall():
+            if sender_id in self._open:
+                continue
+            pause = {"sender": name, "reason": reason or "no reason recorded", "from": now.isoformat(),
+                     "until": None, "hours": None}
+            self._open[sender_id] = pause
+            self.pauses.append(pause)
+            if reason == AUTH_EXPIRED:
+                self._renew_at[sender_id] = now + self.delay
+
+    def act(self, now: dt.datetime) -> None:
+        """Before a tick: renew the sessions whose time has come and resume their senders."""
+        for sender_id, at in sorted(self._renew_at.items()):
+            if at > now:
+                continue
+            del self._renew_at[sender_id]
+            sender = self.rt.senders[sender_id]
+            self.provider.restore_auth(sender.account.account_id)
+            resume(Target(SENDER, sender_id, f"sender {sender.name}"), now)
+            self._close(sender_id, now)
+
+    def next_at(self) -> dt.datetime | None:
+        return min(self._renew_at.values(), default=None)
+
+    def finish(self, end: dt.datetime) -> None:
+        """Pauses still open at the end count up to it (their `until` stays None)."""
+        for pause in self._open.values():
+            pause["hours"] = _hours_between(pause["from"], end)
+
+    def _close(self, sender_id: int, now: dt.datetime) -> None:
+        pause = self._open.pop(sender_id)
+        pause["until"] = now.isoformat()
+        pause["hours"] = _hours_between(pause["from"], now)
+
+
+def _hours_between(start: str, end: dt.datetime) -> float:
+    return round((end - dt.datetime.fromisoformat(start)).total_seconds() / 3600, 1)
 
 
 def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
@@ -162,6 +224,8 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     clock = VirtualClock(options.start)
     sandbox_options = dict(config.sandbox)
     sandbox_options["seed"] = options.seed
+    reauth_after = options.reauth_after or dt.timedelta(hours=float(sandbox_options.get("reauth_after_hours", 24.0)))
+    sandbox_options["reauth_after_hours"] = reauth_after.total_seconds() / 3600
     if options.accept_rate is not None:
         sandbox_options["accept_rate"] = options.accept_rate
     if options.reply_rate is not None:
@@ -184,21 +248,26 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     count = enroll(seq, lead_rows, [r.id for r in rows.values()], options.start)
     entered[seq.steps[0].id] += count
     engine = Engine(runtime)
+    human = SimulatedHuman(runtime, provider, reauth_after)
     end = options.start + dt.timedelta(days=options.days)
     report = SimReport(seq.name, count, options.days, options.start, end)
     now = options.start
     while now < end:
         clock.now = now
+        human.act(now)
         tick = engine.tick(now)
+        human.notice(now)
         report.ticks += 1
         report.transitions += tick.transitions
         if progress:
             progress((now - options.start) / (end - options.start))
-        nxt = engine.next_due()
+        nxt = min((t for t in (engine.next_due(), human.next_at()) if t is not None), default=None)
         if nxt is None:
             break
         now = max(nxt, now + dt.timedelta(seconds=1))
     clock.now = end
+    human.finish(end)
+    report.pauses, report.reauth_after_hours = human.pauses, round(reauth_after.total_seconds() / 3600, 2)
     _fill_report(report, seq, runtime, entered, end)
     report.violations = audit.violations({seq.name: seq}, runtime)
     if progress:

@@ -1,6 +1,7 @@
 """`seqrun simulate` on the shipped example sequences: the funnel, the usage table and a clean audit."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pathlib
 
@@ -117,3 +118,41 @@ def test_a_thank_you_after_an_acceptance_does_not_wait_behind_the_queue(capsys: 
     assert code == 0 and report["violations"] == []
     hours = report["accept_to_first_message_hours"]
     assert hours["count"] > 20 and hours["median"] < 24
+
+
+def test_an_expired_session_is_renewed_by_the_simulated_person_and_reported_first(
+        capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every sender's session expires on its first call: without a person to renew it, the whole
+    # campaign would stand still for the whole month with no word in the report.
+    project = tmp_path / "p"
+    (project / "sequences").mkdir(parents=True)
+    (project / "templates").mkdir()
+    for p in (ROOT / "templates").glob("*.j2"):
+        (project / "templates" / p.name).write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
+    (project / "sequences" / "edges-full-flow.yaml").write_text(pathlib.Path(EDGES).read_text(encoding="utf-8"),
+                                                                encoding="utf-8")
+    (project / "seqrun.yaml").write_text(
+        "version: 1\nsenders:\n  - {name: alice, provider: sandbox, account_id: acc-alice, timezone: Europe/Berlin}\n"
+        "sandbox: {errors: {AUTH_EXPIRED: 0.002}}\n", encoding="utf-8")
+    code, out, err = simulate(capsys, str(project / "sequences" / "edges-full-flow.yaml"), "--leads", "200",
+                              "--days", "10", "--start", "2026-03-02", "--reauth-after", "6", "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["reauth_after_hours"] == 6
+    pauses = report["sender_pauses"]
+    assert pauses and all(p["sender"] == "alice" and p["reason"] == "auth expired" for p in pauses)
+    for p in pauses[:-1]:
+        assert p["hours"] == 6.0 and p["until"] is not None
+    # the leads went on after each renewal: most of them are past their first step
+    assert report["steps"][1]["entered"] > 150
+
+    code, out, err = simulate(capsys, str(project / "sequences" / "edges-full-flow.yaml"), "--leads", "200",
+                              "--days", "10", "--start", "2026-03-02", "--reauth-after", "6")
+    lines = out.splitlines()
+    assert lines[2] == ("Senders paused (no actions while paused; a person renews an expired session after 6 h, "
+                        "see --reauth-after)")
+    first = dt.datetime.fromisoformat(pauses[0]["from"])
+    assert lines[3] == (f"  alice           6.0 h  auth expired: {first:%a %Y-%m-%d %H:%M} UTC to "
+                        f"{first + dt.timedelta(hours=6):%a %Y-%m-%d %H:%M}")
+    total = sum(p["hours"] for p in pauses)
+    assert f"  alice        paused {total:.1f} h in total ({100 * total / 240:.0f}% of the simulated time)" in lines

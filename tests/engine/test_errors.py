@@ -8,7 +8,7 @@ import pytest
 from runner import audit, steps
 from runner.cli import main
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
-from runner.store import Action, Enrollment
+from runner.store import Action, Enrollment, Event
 
 from .conftest import UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
@@ -404,3 +404,23 @@ def test_an_event_that_cannot_be_applied_does_not_stop_the_leads(make_harness: H
     assert len(h.provider.called("connect")) == 1  # the lead went on
     assert SyncCursor.select().count() == 0  # the cursor stays, so the event comes again
     assert "event e1 (accepted) could not be applied" in caplog.text
+
+
+def test_an_expiry_seen_after_the_session_was_renewed_does_not_pause_the_resumed_sender(
+        make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The session expires on a call; the paused sender is not polled, so the expiry event is still
+    # unread when the user renews the session and resumes it. The next poll brings the old expiry
+    # and the renewal together: the sender stays active.
+    h = make_harness(sequence_yaml("s", FLOW), start=OPEN, poll_every=dt.timedelta(hours=2))
+    h.enroll(lead_row("anna"))
+    h.tick()  # the first poll, before anything expired
+    h.sandbox.expire_auth("acc-alice")
+    h.run(days=1, stop=lambda: h.sender_row().status == "paused")
+    assert h.now < OPEN + dt.timedelta(hours=2)  # paused by a call for the lead, before the next poll
+    h.clock.now = OPEN + dt.timedelta(hours=3)
+    h.sandbox.restore_auth("acc-alice")
+    assert resume_with_cli(h, monkeypatch, capsys) == "sender alice is active; resumed 1 enrollment\n"
+    h.run(days=1, stop=lambda: h.provider.called("connect") != [] and h.actions("anna", action="connect") != [])
+    assert (h.sender_row().status, h.sender_row().paused_reason) == ("active", None)
+    assert [e.kind for e in Event.select().order_by(Event.occurred_at)] == ["auth_expired", "auth_restored"]
+    assert h.actions("anna", action="connect")[-1].status == "done"
