@@ -71,6 +71,8 @@ class SimReport:
     usage: list[dict[str, Any]] = field(default_factory=list)
     accept_to_message_hours: dict[str, float | int | None] = field(default_factory=dict)
     variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per message step: messages sent and the replies each brought
+    replies: list[dict[str, Any]] = field(default_factory=list)
     #: per sender and action, leads holding a paced slot after the end, and the last day booked
     booked: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -86,6 +88,7 @@ class SimReport:
             "start": self.start.isoformat(), "end": self.end.isoformat(), "steps": self.steps,
             "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
+            "replies_per_message": self.replies,
             "booked_after_end": self.booked,
             "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
             "ticks": self.ticks, "transitions": self.transitions,
@@ -275,6 +278,23 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     return report
 
 
+def _reply_yield(seq: Sequence, replied_at: Mapping[int, dt.datetime]) -> list[dict[str, Any]]:
+    """Per message step: messages sent, and replies it brought (a reply is credited to the last
+    message the lead received before it), so each follow-up's yield shows."""
+    sent: Counter[str] = Counter()
+    last_before: dict[int, str] = {}
+    for enrollment_id, step_id, performed in db.execute_sql(
+            "SELECT enrollment_id, step_id, performed_at FROM action WHERE sequence = ? AND action IN ('message', 'inmail') "
+            "AND status = 'done' ORDER BY performed_at", (seq.name,)).fetchall():
+        sent[step_id] += 1
+        reply = replied_at.get(enrollment_id)
+        if reply is not None and from_db_time(performed) <= reply:
+            last_before[enrollment_id] = step_id
+    replies = Counter(last_before.values())
+    return [{"step": step.id, "sent": sent[step.id], "replies": replies[step.id]}
+            for step in seq.steps if isinstance(step, ActionStep) and step.action == "message"]
+
+
 def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
     from .diagnostics import UserError, has_errors
 
@@ -318,10 +338,14 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
             report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
     hours = []
     variants: dict[str, Counter[str]] = defaultdict(Counter)
-    for (facts_json,) in db.execute_sql("SELECT facts FROM enrollment WHERE sequence = ?", (seq.name,)).fetchall():
+    replied_at: dict[int, dt.datetime] = {}
+    for enrollment_id, facts_json in db.execute_sql("SELECT id, facts FROM enrollment WHERE sequence = ?",
+                                                    (seq.name,)).fetchall():
         import json
 
         facts = json.loads(facts_json)
+        if facts.get("replied_at"):
+            replied_at[enrollment_id] = dt.datetime.fromisoformat(facts["replied_at"])
         if facts.get("accepted_at") and facts.get("first_message_at"):
             delta = dt.datetime.fromisoformat(facts["first_message_at"]) - dt.datetime.fromisoformat(facts["accepted_at"])
             if delta.total_seconds() >= 0:
@@ -329,6 +353,7 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
         for step_id, name in (facts.get("variants") or {}).items():
             variants[step_id][name] += 1
     report.variants = {k: dict(v) for k, v in variants.items()}
+    report.replies = _reply_yield(seq, replied_at)
     if hours:
         hours.sort()
         report.accept_to_message_hours = {"count": len(hours), "median": round(statistics.median(hours), 1),

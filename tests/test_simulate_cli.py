@@ -35,8 +35,7 @@ def test_simulate_prints_the_funnel_and_a_clean_audit(capsys: pytest.CaptureFixt
     # every lead starts at the check, and comes back to it after a cool-down
     assert funnel["check"][1] == "branch" and int(funnel["check"][2]) == 300 + int(funnel["cool_down"][2])
     assert "Outcomes" in lines and "Actions per sender per day (against the sequence's daily limit)" in lines
-    outcomes = lines[lines.index("Outcomes") + 1:lines.index("Actions per sender per day (against the sequence's "
-                                                             "daily limit)") - 1]
+    outcomes = lines[lines.index("Outcomes") + 1:lines.index("", lines.index("Outcomes"))]
     assert sum(int(line.split()[-2]) for line in outcomes) == 300  # ended + still in sequence
     assert any(line.split()[0] == "not_accepted" for line in outcomes)
     usage = lines[lines.index("Actions per sender per day (against the sequence's daily limit)") + 2:]
@@ -156,3 +155,24 @@ def test_an_expired_session_is_renewed_by_the_simulated_person_and_reported_firs
                         f"{first + dt.timedelta(hours=6):%a %Y-%m-%d %H:%M}")
     total = sum(p["hours"] for p in pauses)
     assert f"  alice        paused {total:.1f} h in total ({100 * total / 240:.0f}% of the simulated time)" in lines
+
+
+def test_follow_ups_have_a_reply_yield_of_their_own(capsys: pytest.CaptureFixture[str]) -> None:
+    # Replies are drawn per message received (decaying along the sequence), not once per lead: a
+    # lead who ignored the first message may answer a follow-up, and the report shows each yield.
+    args = (EDGES, "--leads", "300", "--days", "30", "--start", "2026-03-02", "--seed", "4", "--reply-rate", "0.5",
+            "--accept-rate", "0.8")
+    code, out, err = simulate(capsys, *args, "--json")
+    assert (code, err) == (0, "")
+    yields = {m["step"]: m for m in json.loads(out)["replies_per_message"]}
+    assert list(yields) == ["first_message", "follow_up", "last_touch"]
+    rates = [yields[s]["replies"] / yields[s]["sent"] for s in yields]
+    assert all(yields[s]["replies"] > 0 for s in yields)
+    assert rates[0] > rates[1] > rates[2]  # the decay
+    code, out, err = simulate(capsys, *args)
+    lines = out.splitlines()
+    i = lines.index("Replies per message (each reply counts for the last message before it)")
+    assert lines[i + 1].split() == ["step", "sent", "replies", "yield"]
+    first = yields["first_message"]
+    assert lines[i + 2].split() == ["first_message", str(first["sent"]), str(first["replies"]),
+                                    f"{100 * first['replies'] / first['sent']:.1f}%"]

@@ -32,7 +32,7 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Simulated days.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the simulated LinkedIn and the leads.")
 @click.option("--accept-rate", type=click.FloatRange(0, 1), default=None, help="Share of invites accepted (default 0.35).")
-@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None, help="Share of messaged leads who reply (default 0.15).")
+@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None, help="Chance of a reply to the first message (default 0.15); later messages: times sandbox.reply_decay each.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First simulated day (UTC); default next Monday.")
 @click.option("--reauth-after", "reauth_hours", type=click.FloatRange(0, min_open=True), default=None, metavar="HOURS",
               help="Hours until a person renews a sender whose session expired and resumes it "
@@ -131,6 +131,13 @@ def format_report(r: SimReport, seed: int) -> str:
         out.append(f"  {outcome:<22} {n:>8}  {100 * n / max(r.leads, 1):5.1f}%")
     running = r.states.get("active", 0) + r.states.get("paused", 0)
     out.append(f"  {'(still in sequence)':<22} {running:>8}  {100 * running / max(r.leads, 1):5.1f}%")
+    if any(m["sent"] for m in r.replies):
+        out.append("")
+        out.append("Replies per message (each reply counts for the last message before it)")
+        out.append(f"  {'step':<22} {'sent':>8} {'replies':>8} {'yield':>7}")
+        for m in r.replies:
+            rate = f"{100 * m['replies'] / m['sent']:6.1f}%" if m["sent"] else f"{'-':>7}"
+            out.append(f"  {m['step']:<22} {m['sent']:>8} {m['replies']:>8} {rate}")
     out.append("")
     out.append("Actions per sender per day (against the sequence's daily limit)")
     summary: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
