@@ -346,3 +346,15 @@ def test_retry_budget(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -
         "seqrun.yaml:2:23: error: retry.budget_hours: expected a number above 0, got 0",
         'seqrun.yaml:2:26: error: retry.tries: unknown key "tries" (expected one of: budget_hours)',
     ]
+
+
+def test_a_secret_pasted_where_another_value_belongs_is_not_echoed(tmp_path: pathlib.Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    text = SENDER + "    full_name: 7\n    limits: {connect: sk_live_4eC39HqLyjWDarjtT1zdp7dc}\nsandbox: {seed: ghp_abc123}\n"
+    assert errors_of(tmp_path, text, monkeypatch) == [
+        "seqrun.yaml:6:16: error: senders[name=alice].full_name: expected text, got 7",
+        "seqrun.yaml:7:23: error: senders[name=alice].limits.connect: expected a whole number, got a value that "
+        "looks like a secret (not shown)",
+        "seqrun.yaml:8:17: error: sandbox.seed: expected a whole number, got a value that looks like a secret "
+        "(not shown)",
+    ]
