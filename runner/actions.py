@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from . import calendar as cal
 from . import limits, templates
 from .model import ActionStep
 from .providers.base import ActionResult, ErrorKind, ProviderError
@@ -56,10 +57,12 @@ def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
 
 def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     """Run an action step (an action left in flight was reconciled first, in `steps._step_once`)."""
-    if step.action == "tag":
-        return _tag(ctx, step)
-    if step.action == "notify":
-        return _notify(ctx, step)
+    if step.action in ("tag", "notify"):
+        if is_blocked(ctx.lead):  # read fresh, as before every action: a block may have come in since
+            return Finish("blocked")
+        if step.in_window and not cal.is_open(ctx.seq.calendar, ctx.zone, ctx.now):
+            return Sleep(cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now))
+        return _tag(ctx, step) if step.action == "tag" else _notify(ctx, step)
     skipped = _precheck(ctx, step)
     if skipped is not None:
         return skipped

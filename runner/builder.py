@@ -270,6 +270,7 @@ class Builder:
             url=raw.get("url"),
             headers_from_env=dict(raw.get("headers_from_env", {})),
             invite=raw.get("invite", "ours"),
+            in_window=bool(raw.get("in_window", False)),
             then=self.then(path, raw),
         )
 

@@ -319,3 +319,63 @@ def test_shipped_edges_flow_sends_a_lead_with_a_pending_invite_straight_to_waiti
     assert (message.step_id, message.status) == ("first_message", "done")
     assert accepted <= message.performed_at < accepted + dt.timedelta(minutes=30)
     assert h.provider.called("visit") == [] and h.provider.called("connect") == []
+
+
+def test_notify_runs_at_any_hour_unless_the_step_asks_for_the_window(make_harness: HarnessFactory) -> None:
+    # MONDAY is 08:00 in Berlin, an hour before the window opens.
+    steps = """\
+  - {id: crm, action: notify, url: "https://crm.example.com/hook"}
+  - {id: crm_in_hours, action: notify, url: "https://crm.example.com/hook2", in_window: true}
+  - {id: mark, action: tag, tags: [synced], in_window: true}
+  - end: synced
+"""
+    h = make_harness(sequence_yaml("s", steps))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    assert [url for url, _ in h.notified] == ["https://crm.example.com/hook"]  # at 08:00: any hour
+    enr = h.enrollment("anna")
+    assert (enr.step_id, enr.due_at) == ("crm_in_hours", MONDAY + dt.timedelta(hours=1))  # 09:00 Berlin
+    h.run(days=1, stop=lambda: finished(h))
+    assert [url for url, _ in h.notified] == ["https://crm.example.com/hook", "https://crm.example.com/hook2"]
+    second, tag = h.actions("anna")[1:]
+    assert second.performed_at == tag.performed_at == MONDAY + dt.timedelta(hours=1)
+
+
+def test_without_the_replied_exit_a_replied_lead_goes_on_until_a_message_step(make_harness: HarnessFactory) -> None:
+    # As documented: no message ever goes to a lead who replied, but without `replied` in
+    # `exit_when` the other steps go on (a sequence may handle replies itself).
+    from runner.providers.base import ProviderEvent
+
+    steps = """\
+  - wait: 2 hours
+  - {id: look, action: visit}
+  - {id: hello, action: message, template: intro.j2}
+  - end: messaged
+"""
+    h = make_harness(sequence_yaml("s", steps, exits=""), start=MONDAY + dt.timedelta(hours=2))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    h.engine.apply_event(ProviderEvent("ev-1", "replied", h.now, "acc-alice", "anna"), h.now, source="webhook")
+    h.run(days=1, stop=lambda: finished(h))
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.step_id) == ("done", "replied", "hello")
+    assert [(a.action, a.status) for a in h.actions("anna")] == [("visit", "done")]
+    assert h.provider.called("send_message") == []
+
+
+def test_a_blocked_lead_ends_at_its_next_wake_up_whatever_exit_when_says(make_harness: HarnessFactory) -> None:
+    from runner.leads import block_profiles
+
+    steps = """\
+  - {id: pause, wait: 2 hours}
+  - {id: look, action: visit}
+  - end: visited
+"""
+    h = make_harness(sequence_yaml("s", steps, exits=""))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    block_profiles([("anna", "https://www.linkedin.com/in/anna")], None, h.now)
+    h.run(days=1, stop=lambda: finished(h))
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.step_id) == ("done", "blocked", "pause")
+    assert h.actions("anna") == []
