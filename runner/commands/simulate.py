@@ -32,7 +32,9 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Simulated days.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the simulated LinkedIn and the leads.")
 @click.option("--accept-rate", type=click.FloatRange(0, 1), default=None, help="Share of invites accepted (default 0.35).")
-@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None, help="Chance of a reply to the first message (default 0.15); later messages: times sandbox.reply_decay each.")
+@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None,
+              help="Chance of a reply to the first message (default 0.15); each later message: times "
+                   "sandbox.reply_decay.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First simulated day (UTC); default next Monday.")
 @click.option("--reauth-after", "reauth_hours", type=click.FloatRange(0, min_open=True), default=None, metavar="HOURS",
               help="Hours until a person renews a sender whose session expired and resumes it "

@@ -6,8 +6,10 @@ the source of truth for columns and value conversion (`Field.db_value`).
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from .fields import to_db_time
 from .models import Action, Lead, db
 
 _ACTION_FIELDS = [f for f in Action._meta.sorted_fields if f.name != "id"]
@@ -41,9 +43,9 @@ def set_lead_json(lead_id: int, column: str, value: Any) -> None:
 _INSERT_TRANSITION = "INSERT INTO transition (enrollment_id, lead_id, sequence, step_id, entered_at) VALUES (?, ?, ?, ?, ?)"
 
 
-def insert_transition(enrollment_id: int, lead_id: int, sequence: str, step_id: str, entered_at: Any) -> None:
+def insert_transition(enrollment_id: int, lead_id: int, sequence: str, step_id: str, entered_at: dt.datetime) -> None:
     """A lead entered a step (the audit log's step transitions)."""
-    db.execute_sql(_INSERT_TRANSITION, (enrollment_id, lead_id, sequence, step_id, Action.planned_at.db_value(entered_at)))
+    db.execute_sql(_INSERT_TRANSITION, (enrollment_id, lead_id, sequence, step_id, to_db_time(entered_at)))
 
 
 def record_first_steps(after_id: int) -> None:
