@@ -100,7 +100,7 @@ def _reopen_unknown_action(enrollment_id: int) -> int:
 
 def _put_back(enrollment_id: int, now: dt.datetime) -> bool:
     enr = Enrollment.get_by_id(enrollment_id)
-    facts = {k: v for k, v in (enr.facts or {}).items() if k not in ("retries", "retrying_since")}
+    facts = {k: v for k, v in (enr.facts or {}).items() if k not in ("retries", "retry_seconds")}
     # The next attempt gets an idempotency key of its own: the failed attempt's key is taken.
     return Enrollment.update(
         state="active", outcome=None, finished_at=None, last_error=None, due_at=now, lease_owner=None,

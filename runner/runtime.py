@@ -47,8 +47,8 @@ class Runtime:
     max_attempts: int = 5  # for our own unexpected errors and notify POSTs
     backoff_base: dt.timedelta = dt.timedelta(minutes=1)
     backoff_cap: dt.timedelta = dt.timedelta(hours=1)
-    #: how long a step keeps retrying transient and rate-limit errors (from its first one) before the
-    #: lead fails with the error kept (`retry.budget_hours` in seqrun.yaml)
+    #: how much backoff a step may spend retrying transient and rate-limit errors before the lead
+    #: fails with the error kept (`retry.budget_hours` in seqrun.yaml)
     retry_budget: dt.timedelta = dt.timedelta(hours=24)
     batch: int = 500
     max_transitions: int = 64  # per lead per tick; a sequence cannot spin (validate rejects cycles without a wait)

@@ -250,7 +250,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
             enr.step_id = outcome.step_id
             enr.attempt = 0
             ctx.facts.pop("retries", None)
-            ctx.facts.pop("retrying_since", None)
+            ctx.facts.pop("retry_seconds", None)
             enr.step_entered_at = now
             insert_transition(enr.id, ctx.lead.id, ctx.seq.name, outcome.step_id, now)
             ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
@@ -592,25 +592,26 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         _retry_under_new_key(ctx, act)
         return PauseSender("auth expired")
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
-        # `retries` counts this step's failures (the backoff's exponent) and `retrying_since` starts
-        # its time budget; `attempt` only makes the next idempotency key unique (other reactions
-        # raise it too, and must not shorten the backoff).
+        # `retries` counts this step's failures (the backoff's exponent) and `retry_seconds` the
+        # backoff spent on them: the budget is time spent waiting to retry, so a lead that also
+        # waits for its paced slot or the window (days, maybe) is not failed by a single error.
+        # `attempt` only makes the next idempotency key unique (other reactions raise it too).
         retries = int(f.get("retries", 0)) + 1
         f["retries"] = retries
-        since = _parse(f.get("retrying_since")) or ctx.now
-        f["retrying_since"] = _iso(since)
+        spent = dt.timedelta(seconds=float(f.get("retry_seconds", 0)))
         ctx.enr.attempt += 1
         until = ctx.now + backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
         if err.retry_at is not None:
             until = max(until, err.retry_at)
-        if until > since + ctx.rt.retry_budget:
-            gave_up = (f"gave up after {retries} {'attempt' if retries == 1 else 'attempts'} in "
-                       f"{_hours(ctx.now - since)}; the retry budget is {_hours(ctx.rt.retry_budget)}")
+        if spent + (until - ctx.now) > ctx.rt.retry_budget:
+            gave_up = (f"gave up after {retries} {'attempt' if retries == 1 else 'attempts'} and {_hours(spent)} "
+                       f"of backoff; the retry budget is {_hours(ctx.rt.retry_budget)}")
             if act is not None and kind is ErrorKind.TRANSIENT:
                 from .actions import settle_unknown
 
                 return settle_unknown(ctx, step, act, err, gave_up)
             return Fail(f"{kind.value}: {err.message} ({gave_up})")
+        f["retry_seconds"] = (spent + (until - ctx.now)).total_seconds()
         return Sleep(until)
     return Fail(f"{kind.value}: {err.message}")
 

@@ -26,11 +26,11 @@ def test_retry_needs_a_selection(clock: Clock, run: Run) -> None:
 
 
 def test_retry_dry_run_lists_then_retry_puts_them_back(clock: Clock, run: Run, tmp_path: pathlib.Path) -> None:
-    fail(tmp_path, "anna-meyer", "TRANSIENT: gateway timeout (gave up after 24 attempts in 23.1 h; the retry budget is 24 h)")
+    fail(tmp_path, "anna-meyer", "TRANSIENT: gateway timeout (gave up after 29 attempts and 23.5 h of backoff; the retry budget is 24 h)")
     fail(tmp_path, "ben-okafor", "template error: templates/note.j2:1: boom")
     assert run("leads", "retry", "--all", "--dry-run") == (0, (
         "would retry 2 failed leads:\n"
-        f"  {ANNA}  [intro @ connect] TRANSIENT: gateway timeout (gave up after 24 attempts in 23.1 h; the retry "
+        f"  {ANNA}  [intro @ connect] TRANSIENT: gateway timeout (gave up after 29 attempts and 23.5 h of backoff; the retry "
         "budget is 24 h)\n"
         f"  {BEN}  [intro @ connect] template error: templates/note.j2:1: boom\n"), "")
     assert run("leads", "retry", "--lead", BEN, "--sequence", "intro", "--sender", "alice") == (

@@ -248,7 +248,7 @@ def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
     h.tick()
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome, enr.due_at) == ("failed", "failed", None)
-    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 5 attempts in 11 min; the retry budget is 20 min)"
+    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 5 attempts and 11 min of backoff; the retry budget is 20 min)"
     assert len(h.provider.called("relationship")) == 5
 
 
@@ -261,7 +261,7 @@ def test_a_run_of_transient_errors_within_the_budget_does_not_fail_the_lead(make
     reports = h.run(days=2, stop=lambda: h.enrollment("anna").step_id != "connect")
     enr = h.enrollment("anna")
     assert (enr.state, enr.step_id, enr.last_error) == ("active", "accepted", None)
-    assert "retries" not in enr.facts and "retrying_since" not in enr.facts
+    assert "retries" not in enr.facts and "retry_seconds" not in enr.facts
     assert len(h.provider.called("connect")) == 8 and h.sandbox.calls["connect"] == 1
     assert no_errors(reports)
 
@@ -333,13 +333,13 @@ def test_transient_on_every_attempt_fails_the_lead_when_the_budget_is_spent(make
 
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome) == ("failed", "failed")
-    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 6 attempts in 1.8 h; the retry budget is 2 h)"
+    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 7 attempts and 1.1 h of backoff; the retry budget is 2 h)"
     acts = h.actions("anna")
-    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(6)]
+    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(7)]
     assert {a.status for a in acts} == {"failed"} and not any(a.charged for a in acts)
-    assert acts[-1].error_message == "gateway timeout (gave up after 6 attempts in 1.8 h; the retry budget is 2 h)"
-    assert acts[-1].started_at - acts[0].started_at <= dt.timedelta(hours=2)
-    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 6
+    assert acts[-1].error_message == "gateway timeout (gave up after 7 attempts and 1.1 h of backoff; the retry budget is 2 h)"
+    assert dt.timedelta(hours=1) < dt.timedelta(seconds=enr.facts["retry_seconds"]) <= dt.timedelta(hours=2)
+    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 7
     assert h.used("connect", "2026-03-02") == 0
     assert no_errors(reports)
     assert audit.violations(h.sequences, h.engine.rt) == []
@@ -424,3 +424,19 @@ def test_an_expiry_seen_after_the_session_was_renewed_does_not_pause_the_resumed
     assert (h.sender_row().status, h.sender_row().paused_reason) == ("active", None)
     assert [e.kind for e in Event.select().order_by(Event.occurred_at)] == ["auth_expired", "auth_restored"]
     assert h.actions("anna", action="connect")[-1].status == "done"
+
+
+def test_time_waiting_for_the_window_does_not_count_against_the_retry_budget(make_harness: HarnessFactory) -> None:
+    # One error on Friday evening, the window closes, one more on Monday morning: two errors and
+    # three minutes of backoff, well inside a one-hour budget, although 64 hours passed between them.
+    friday = dt.datetime(2026, 3, 6, 15, 59, tzinfo=UTC)  # 16:59 in Berlin; the window closes at 17:00
+    h = make_harness(sequence_yaml("s", FLOW), start=friday, retry_budget=dt.timedelta(hours=1))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("relationship", error(ErrorKind.TRANSIENT, "gateway timeout"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"))
+    h.run(days=4, stop=lambda: h.enrollment("anna").step_id != "connect" or h.enrollment("anna").state != "active")
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.step_id, enr.last_error) == ("active", "accepted", None)
+    connects = h.actions("anna", action="connect")
+    assert [a.status for a in connects] == ["failed", "done"]
+    assert connects[0].started_at.astimezone(dt.timezone(dt.timedelta(hours=1))).strftime("%a") == "Mon"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from runner import audit, retry
 from runner.config import Config
@@ -14,9 +15,18 @@ from .test_errors import FLOW, error, until_called
 
 def test_a_lead_failed_after_its_budget_continues_after_a_retry(make_harness: HarnessFactory) -> None:
     h = make_harness(sequence_yaml("s", FLOW), retry_budget=dt.timedelta(hours=1))
-    h.enroll(lead_row("anna"), lead_row("ben"))
-    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=7)
+    h.enroll(lead_row("anna"))
+    outage = [True]
+    inner = h.provider.connect
+
+    def connect(account: Any, lead: Any, *, note: str | None, key: str) -> Any:
+        if outage[0]:
+            raise error(ErrorKind.TRANSIENT, "gateway timeout")
+        return inner(account, lead, note=note, key=key)
+
+    h.provider.connect = connect  # type: ignore[method-assign]
     h.run(days=1, stop=lambda: h.enrollment("anna").state == "failed")
+    outage[0] = False
     failed = h.enrollment("anna")
     assert failed.state == "failed" and failed.last_error.startswith("TRANSIENT: gateway timeout (gave up after ")
 
@@ -31,7 +41,7 @@ def test_a_lead_failed_after_its_budget_continues_after_a_retry(make_harness: Ha
     assert (len(result.retried), result.reopened, dict(result.unchanged)) == (1, 0, {})
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome, enr.finished_at, enr.last_error, enr.due_at) == ("active", None, None, None, h.now)
-    assert enr.attempt == failed.attempt + 1 and "retries" not in enr.facts and "retrying_since" not in enr.facts
+    assert enr.attempt == failed.attempt + 1 and "retries" not in enr.facts and "retry_seconds" not in enr.facts
     h.run(days=1, stop=lambda: h.enrollment("anna").step_id != "connect")
     assert h.enrollment("anna").step_id == "accepted"
     keys = [a.key for a in h.actions("anna")]
@@ -49,8 +59,9 @@ def test_retry_asks_the_provider_about_an_action_of_unknown_outcome_before_sendi
     h.provider.fail("find_action", error(ErrorKind.TRANSIENT, "ledger unavailable"))
     until_called(h, "find_action")
     enr = h.enrollment("anna")
-    assert (enr.state, enr.last_error) == ("failed", "TRANSIENT: response lost (gave up after 1 attempt in 0 min; the "
-                                           "retry budget is 0 min; whether the last attempt reached LinkedIn is unknown)")
+    assert (enr.state, enr.last_error) == ("failed", "TRANSIENT: response lost (gave up after 1 attempt and 0 min of "
+                                           "backoff; the retry budget is 0 min; whether the last attempt reached "
+                                           "LinkedIn is unknown)")
     (unknown,) = h.actions("anna")
     assert (unknown.status, unknown.charged) == ("failed", True)
 
