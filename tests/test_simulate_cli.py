@@ -70,6 +70,9 @@ def test_simulate_an_ab_test_with_two_senders(capsys: pytest.CaptureFixture[str]
     (variants,) = report["variants"].values()
     assert set(variants) == {"short", "story"} and variants["short"] > variants["story"]  # weights 60 / 40
     assert {row["sender"] for row in report["usage"]} == {"alice", "bob"}
+    # As documented: the notify step's variable stands in as a placeholder; no lead fails on it.
+    crm = next(step for step in report["steps"] if step["id"] == "crm")
+    assert crm["done"] > 0 and crm["failed"] == 0
 
 
 def test_simulate_refuses_two_lead_sources(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
