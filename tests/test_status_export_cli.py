@@ -16,7 +16,8 @@ from test_run_cli import Clock, Run, clock, run  # noqa: F401 - the project of t
 
 UTC = dt.timezone.utc
 ACTIONS_HEADER = ("action_id,lead,lead_key,sender,sequence,step,action,variant,template,status,planned_at_utc,"
-                  "planned_at_local,performed_at_utc,performed_at_local,lead_timezone,provider_id,conversation_id,"
+                  "planned_at_local,performed_at_utc,performed_at_local,lead_timezone,sender_timezone,relationship,"
+                  "conversation,charged,provider_id,conversation_id,"
                   "error_kind,error_message,idempotency_key,content")
 EVENTS_HEADER = "event_id,kind,source,occurred_at_utc,received_at_utc,lead,lead_key,sender,sequence,data"
 BEN = "https://www.linkedin.com/in/ben-okafor"
@@ -121,6 +122,10 @@ def test_export_actions_csv(invited: dt.datetime, run: Run) -> None:
         "planned_at_utc": invited.isoformat(), "planned_at_local": invited.astimezone(new_york).isoformat(),
         "performed_at_utc": invited.isoformat(), "performed_at_local": invited.astimezone(new_york).isoformat()}
     assert ben["performed_at_local"].endswith("-05:00") and ben["performed_at_utc"].endswith("+00:00")
+    # What an auditor needs beside it: the sender's zone (its days), the relationship the connect
+    # step checked, and that the invite was charged to the connect limit.
+    assert {k: ben[k] for k in ("sender_timezone", "relationship", "conversation", "charged")} == {
+        "sender_timezone": "Europe/Berlin", "relationship": "not_connected", "conversation": "", "charged": "True"}
     # The name came from a CSV cell "=HYPERLINK(...)": a spreadsheet must not run it.
     assert ben["content"] == "'=HYPERLINK(\"http://evil.example\"), let's connect."
     assert ben["idempotency_key"].endswith(":connect:0:0") and ben["provider_id"].startswith("inv-")
@@ -154,3 +159,70 @@ def test_export_events_csv_and_jsonl(invited: dt.datetime, run: Run, tmp_path: p
     lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert [list(r) for r in lines] == [EVENTS_HEADER.split(",")] * 3
     assert [r["event_id"] for r in lines] == [r["event_id"] for r in rows]
+
+
+def test_export_from_another_directory_takes_time_zones_from_the_database(
+        invited: dt.datetime, run: Run, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Chloé has no time zone: the calendar's fallback (Europe/Berlin) was used when she was invited,
+    # and the export says so wherever it runs, not UTC because no project is in sight.
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # no project above it
+    out = export(run, "actions", "--db", str(tmp_path / "seqrun.db"))
+    rows = {r["lead_key"]: r for r in csv.DictReader(io.StringIO(out))}
+    chloe = rows["chloe-dubois"]
+    assert (chloe["lead_timezone"], chloe["performed_at_local"]) == (
+        "Europe/Berlin", invited.astimezone(ZoneInfo("Europe/Berlin")).isoformat())
+    assert (rows["ben-okafor"]["lead_timezone"], rows["anna-meyer"]["lead_timezone"]) == (
+        "America/New_York", "Europe/Berlin")
+
+
+TRANSITIONS_HEADER = "transition_id,enrollment_id,lead,lead_key,sequence,step,entered_at_utc"
+ENROLLMENTS_HEADER = ("enrollment_id,lead,lead_key,sequence,sender,sender_timezone,state,step,outcome,started_at_utc,"
+                      "finished_at_utc,last_error,paused_reason")
+
+
+def test_export_transitions_lists_every_step_entered(invited: dt.datetime, run: Run) -> None:
+    out = export(run, "transitions")
+    assert out.split("\r\n")[0] == TRANSITIONS_HEADER
+    rows = list(csv.DictReader(io.StringIO(out)))
+    anna = [(r["step"], r["entered_at_utc"]) for r in rows if r["lead_key"] == "anna-meyer"]
+    accepted = invited + dt.timedelta(hours=2)
+    assert anna == [("connect", "2026-03-03T10:00:00+00:00"), ("accepted", invited.isoformat()),
+                    ("thanks", accepted.isoformat())]
+    ben = [r["step"] for r in rows if r["lead_key"] == "ben-okafor"]
+    assert ben == ["connect", "accepted"]  # paused at `accepted` before the acceptance was polled
+
+
+def test_export_enrollments_gives_state_outcome_and_finish(invited: dt.datetime, run: Run, clock: Clock) -> None:
+    for hours in range(3, 48, 3):  # until Anna's thank-you went out in her window
+        clock.now = invited + dt.timedelta(hours=hours)
+        assert run("run", "--once")[0] == 0
+    out = export(run, "enrollments", "--format", "jsonl")
+    rows = {r["lead_key"]: r for r in map(json.loads, out.splitlines())}
+    assert list(rows["anna-meyer"]) == ENROLLMENTS_HEADER.split(",")
+    anna = rows["anna-meyer"]
+    assert {k: anna[k] for k in ("sequence", "sender", "sender_timezone", "state", "step", "outcome",
+                                 "started_at_utc", "last_error", "paused_reason")} == {
+        "sequence": "intro", "sender": "alice", "sender_timezone": "Europe/Berlin", "state": "done", "step": "thanks+1",
+        "outcome": "messaged", "started_at_utc": "2026-03-03T10:00:00+00:00", "last_error": "", "paused_reason": ""}
+    assert invited < dt.datetime.fromisoformat(anna["finished_at_utc"]) <= clock.now
+    ben = rows["ben-okafor"]
+    assert (ben["state"], ben["outcome"], ben["finished_at_utc"], ben["paused_reason"]) == (
+        "paused", "", "", "lead paused: asked to wait")
+
+
+def test_export_events_has_blocks_and_unblocks_with_their_time(invited: dt.datetime, run: Run, clock: Clock) -> None:
+    clock.now = invited + dt.timedelta(hours=3)
+    assert run("leads", "block", BEN, "--reason", "asked not to be contacted")[0] == 0
+    assert run("leads", "block", "https://www.linkedin.com/in/never-imported")[0] == 0
+    clock.now = invited + dt.timedelta(hours=4)
+    assert run("leads", "unblock", BEN)[0] == 0
+    rows = [r for r in csv.DictReader(io.StringIO(export(run, "events"))) if r["kind"] in ("blocked", "unblocked")]
+    assert [(r["kind"], r["source"], r["occurred_at_utc"], r["lead"], r["lead_key"], json.loads(r["data"]))
+            for r in rows] == [
+        ("blocked", "cli", (invited + dt.timedelta(hours=3)).isoformat(), BEN, "ben-okafor",
+         {"profile_url": BEN, "reason": "asked not to be contacted"}),
+        ("blocked", "cli", (invited + dt.timedelta(hours=3)).isoformat(), "https://www.linkedin.com/in/never-imported",
+         "", {"profile_url": "https://www.linkedin.com/in/never-imported"}),
+        ("unblocked", "cli", (invited + dt.timedelta(hours=4)).isoformat(), BEN, "ben-okafor", {"profile_url": BEN}),
+    ]
