@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
@@ -68,19 +69,27 @@ class Slot:
 
 
 def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone: ZoneInfo,
-         today: dt.date | None = None) -> float:
+         today: dt.date | None = None) -> Fraction:
     """Warm-up factor for `day`: from `start` on the sender's first day up to 1 after `days` days.
 
+    Exact: `start` is read as the decimal the user wrote (0.2 is 1/5), so day 7 of a 14-day ramp
+    from 0.2 is exactly 3/5, and 3/5 of a cap of 20 is 12, not 13 (binary floating point gives
+    0.6000000000000001, which rounds up to one action too many).
     A sender that has not acted yet starts today (`today`, default `day` itself).
     """
     if limits.warmup is None:
-        return 1.0
+        return Fraction(1)
     first = cal.local_date(first_action_at, zone) if first_action_at else (today or day)
     n = max(0, (day - first).days)
     if n >= limits.warmup.days:
-        return 1.0
-    start = limits.warmup.start
-    return start + (1.0 - start) * n / limits.warmup.days
+        return Fraction(1)
+    start = Fraction(repr(limits.warmup.start))
+    return start + (1 - start) * Fraction(n, limits.warmup.days)
+
+
+def ramped(cap: int, factor: Fraction) -> int:
+    """A cap scaled by a warm-up factor, rounded up (a ramped cap of a non-zero cap is at least 1)."""
+    return math.ceil(cap * factor) if cap and factor < 1 else cap
 
 
 def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
@@ -93,10 +102,7 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
     limit = seq.limits.per_action.get(action)
     seq_cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
     factor = ramp(seq.limits, sender.first_action_at, day, sender.zone, today)
-    if factor < 1.0:
-        seq_cap = math.ceil(seq_cap * factor) if seq_cap else 0
-        sender_cap = math.ceil(sender_cap * factor) if sender_cap else 0
-    return seq_cap, sender_cap
+    return ramped(seq_cap, factor), ramped(sender_cap, factor)
 
 
 def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int, dt.datetime | None]:
