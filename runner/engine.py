@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import steps
+from . import limits, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
@@ -84,6 +84,7 @@ class Engine:
                     report.processed += 1
             if len(ids) < batch:
                 break
+        limits.fill_gaps(self.rt, now)  # capacity given back during the pass goes to waiting leads
         return report
 
     def due_ids(self, now: dt.datetime, limit: int) -> list[int]:

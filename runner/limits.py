@@ -5,30 +5,51 @@ cap (seqrun.yaml override, else the documented LinkedIn default for the account 
 sequences, and the sequence's `limits` for its own actions. A warm-up ramp scales both for new
 senders, counted from the sender's first performed action.
 
-Pacing spreads a day's actions across the window instead of bursting at opening time: each sender
-keeps, per day and action, the time of its last slot; the next slot is one nominal gap later
-(open time per day / cap, or `min_gap` if larger) with deterministic jitter, moved into the lead's
-window. A lead that gets a future slot *reserves* it (so that the next lead gets the slot after,
-and thousands of waiting leads do not all wake at the same instant) and sleeps until then.
+Pacing spreads a day's actions over each lead's own window. The open time of a lead's day (in its
+zone) is cut into as many equal shares as the day's cap (fewer when `min_gap` needs it); the middle
+of each share, moved by deterministic jitter, is a *point*. A lead that has to wait books a free
+point of its window on the first sender-day with room, picked at random among the free ones (so
+the day's actions are spread evenly in every zone, not bunched at the opening), and sleeps until
+then. A point is free when it keeps the *spacing* (`min_gap`, and at least a quarter of the nominal
+gap) from every point the sender has booked or used for that action, whichever sequence, lane or
+zone it came from (the `pace` table). Capacity a lead gives back (it exited, was skipped, or its
+action did not happen) is not left unused: `fill_gaps` moves the earliest later bookings into it.
+
+A lead that wakes at its point acts; one that wakes more than `LATE` after it (the process was down,
+or busy) is placed again over what is left of the window instead of acting at once, so a restart
+never sends a burst. The first message after an acceptance takes the earliest moment that keeps
+the spacing, ahead of the queue (`plan_first`).
 
 Reservations only pace; the promise "never exceeded" is kept by the hard check in `try_charge`,
-which counts performed (charged) actions and is done in the same transaction that records the
-action in the outbox. A charge is refunded when the provider says the action did not happen.
+which counts performed (charged) actions, checks the spacing from the last performed one, and is
+done in the same transaction that records the action in the outbox. A charge is refunded when the
+provider says the action did not happen.
 """
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
 from .model import Calendar, Limits, Sequence
 from .store import db
+from .store.fields import from_db_time, to_db_time
 
 MAX_DAYS_AHEAD = 400
+#: A lead that wakes later than this after its booked point (downtime, a long pass) does not act at
+#: once: it is placed again over what remains of the window.
+LATE = dt.timedelta(minutes=15)
+#: The spacing floor, as a share of the nominal gap (open time per day / cap): at most four actions
+#: of a kind by one sender in any stretch of one nominal gap.
+FLOOR_SHARE = Fraction(1, 4)
 
 #: (sender id, sequence, action) -> the first sender-local day that may still have room. Days before
 #: it are known to be full (used + reserved at the cap), so `plan` does not scan them again: without
@@ -62,10 +83,11 @@ class SenderCaps:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """A decision: perform now (`at is None`), or sleep until `at` holding a reservation on `day`."""
+    """A decision: perform now (`at is None`), or sleep until `at`, holding the booking `hold`
+    (kept in the lead's facts as "slot": action, sender-local day, booked point) when not None."""
 
     at: dt.datetime | None
-    day: str | None = None
+    hold: dict[str, str] | None = None
 
 
 def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone: ZoneInfo,
@@ -83,8 +105,13 @@ def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone
     n = max(0, (day - first).days)
     if n >= limits.warmup.days:
         return Fraction(1)
-    start = Fraction(repr(limits.warmup.start))
-    return start + (1 - start) * Fraction(n, limits.warmup.days)
+    return _ramp_factor(limits.warmup.start, limits.warmup.days, n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ramp_factor(start: float, days: int, n: int) -> Fraction:
+    begin = Fraction(repr(start))
+    return begin + (1 - begin) * Fraction(n, days)
 
 
 def ramped(cap: int, factor: Fraction) -> int:
@@ -105,28 +132,21 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
     return ramped(seq_cap, factor), ramped(sender_cap, factor)
 
 
-def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int, dt.datetime | None]:
-    """(sequence used, sequence reserved, sender total used, last slot) for one day."""
+def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int]:
+    """(sequence used, sequence reserved, sender total used) for one day."""
     rows = db.execute_sql(
-        "SELECT sequence, used, reserved, last_at FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
+        "SELECT sequence, used, reserved FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
         (sender_id, day, action)).fetchall()
     used = reserved = total = 0
-    last: str | None = None
-    for seq_name, u, r, last_at in rows:
+    for seq_name, u, r in rows:
         total += u
         if seq_name == sequence:
             used, reserved = u, r
-        if last_at and (last is None or last_at > last):
-            last = last_at
-    from .store.fields import from_db_time
-
-    return used, reserved, total, from_db_time(last) if last else None
+    return used, reserved, total
 
 
 def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0, reserved: int = 0,
           last_at: dt.datetime | None = None) -> None:
-    from .store.fields import to_db_time
-
     stamp = to_db_time(last_at) if last_at else None
     db.execute_sql(
         "INSERT INTO usage (sender_id, sequence, action, day, used, reserved, last_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -157,21 +177,148 @@ def _min_gap_seconds(seq: Sequence, action: str) -> float:
     return float(limit.min_gap.seconds) if limit is not None and limit.min_gap is not None else 0.0
 
 
-def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
-         lead_key: str, held_day: str | None, now: dt.datetime) -> Slot:
-    """Decide when the lead may perform `action`: now, or at a reserved future slot.
+def spacing_seconds(seq: Sequence, sender: SenderCaps, action: str) -> float:
+    """The least time between this sequence's `action` and any other of the sender's: `min_gap`,
+    and never less than a quarter of the nominal gap (open time per day / cap before warm-up)."""
+    sender_cap = sender.caps.get(action, 0)
+    limit = seq.limits.per_action.get(action)
+    cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
+    nominal = cal.open_seconds_per_day(seq.calendar) / max(cap, 1)
+    return max(_min_gap_seconds(seq, action), float(nominal * FLOOR_SHARE))
 
-    `held_day` is the day of a reservation the lead already holds (it has woken up at its slot).
-    The caller must run this inside a write transaction.
+
+# --- points ---------------------------------------------------------------------------------------
+
+def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+
+
+@functools.lru_cache(maxsize=16384)
+def _grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter: float,
+          spacing: float) -> tuple[dt.datetime, ...]:
+    """The points of local date `date` in `zone`: the middles of `count` equal shares of its open
+    time (fewer when `spacing` needs it), each moved by up to half of `jitter`, so that neighbours
+    are one share apart give or take `jitter`, and never closer than `spacing`."""
+    windows = cal.windows_on(calendar, zone, date)
+    if not windows or count < 1:
+        return ()
+    marks = [0.0]
+    for start, end in windows:
+        marks.append(marks[-1] + (end - start).total_seconds())
+    total = marks[-1]
+    count = max(1, min(count, int(total // spacing) if spacing > 0 else count))
+    share = total / count
+    jitter = min(jitter / 2, max(0.0, (share - spacing) / 2))
+    points = []
+    for i in range(count):
+        offset = (i + 0.5) * share + jitter * (2 * _unit(zone.key, date, i) - 1)
+        offset = min(max(offset, 0.0), total - 1.0)
+        k = bisect.bisect_right(marks, offset) - 1
+        points.append(windows[k][0] + dt.timedelta(seconds=math.floor(offset - marks[k])))
+    return tuple(points)
+
+
+def _candidates(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
+                cap: int, spacing: float, after: dt.datetime) -> list[dt.datetime]:
+    """The lead's points on sender-local `day` that are later than `after`, in time order."""
+    lo, hi = _local_midnight(day, sender.zone), _local_midnight(day + dt.timedelta(days=1), sender.zone)
+    lo = max(lo, after)
+    if lo >= hi:
+        return []
+    gap = _gap_seconds(seq, calendar, action, cap)
+    jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
+    first, last = cal.local_date(lo, zone), cal.local_date(hi, zone)
+    out: list[dt.datetime] = []
+    date = first - dt.timedelta(days=1)  # a window may run past midnight into the sender's day
+    while date <= last:
+        out.extend(p for p in _grid(calendar, zone, date, cap, float(jitter), spacing) if lo < p < hi)
+        date += dt.timedelta(days=1)
+    return out
+
+
+def _occupied(sender_id: int, action: str, lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, float]]:
+    """The sender's booked and used points of `action` between `lo` and `hi`, in time order."""
+    rows = db.execute_sql("SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND at >= ? AND at <= ? "
+                          "ORDER BY at", (sender_id, action, to_db_time(lo), to_db_time(hi))).fetchall()
+    return [(from_db_time(at), spacing) for at, spacing in rows]
+
+
+class _Taken:
+    """Occupied points around a span, answering "does `t` keep its distance from all of them?"."""
+
+    def __init__(self, points: list[tuple[dt.datetime, float]], spacing: float) -> None:
+        self.times = [p for p, _ in points]
+        self.spacings = [s for _, s in points]
+        self.spacing = spacing
+        self.reach = dt.timedelta(seconds=max([spacing, *self.spacings]))
+
+    def conflict(self, t: dt.datetime) -> dt.datetime | None:
+        """The latest moment `t` would have to move past to keep its distance, None when free."""
+        i = bisect.bisect_left(self.times, t - self.reach)
+        blocked: dt.datetime | None = None
+        while i < len(self.times) and self.times[i] <= t + self.reach:
+            need = dt.timedelta(seconds=max(self.spacing, self.spacings[i]))
+            if abs(self.times[i] - t) < need:
+                end = self.times[i] + need
+                blocked = end if blocked is None else max(blocked, end)
+            i += 1
+        return blocked
+
+
+def _taken(sender_id: int, action: str, lo: dt.datetime, hi: dt.datetime, spacing: float) -> _Taken:
+    margin = dt.timedelta(days=1)  # spacings are far below a day; this also covers other sequences'
+    return _Taken(_occupied(sender_id, action, lo - margin, hi + margin), spacing)
+
+
+def _book(sender: SenderCaps, seq: Sequence, action: str, day: dt.date, at: dt.datetime, spacing: float,
+          enrollment_id: int | None) -> Slot:
+    _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state, enrollment_id) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'booked', ?)",
+                   (sender.sender_id, action, seq.name, day.isoformat(), to_db_time(at), spacing, enrollment_id))
+    return Slot(at, {"action": action, "day": day.isoformat(), "at": at.isoformat()})
+
+
+def _unbook(sender_id: int, sequence: str, action: str, day: str, at: str | None) -> None:
+    """Delete a booking's point (bookings made before points existed have none) and its count."""
+    if at is not None:
+        db.execute_sql("DELETE FROM pace WHERE id = (SELECT id FROM pace WHERE sender_id = ? AND action = ? AND "
+                       "sequence = ? AND at = ? AND state = 'booked' LIMIT 1)",
+                       (sender_id, action, sequence, to_db_time(dt.datetime.fromisoformat(at))))
+    _bump(sender_id, day, action, sequence, reserved=-1)
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
+         lead_key: str, held: dict[str, str] | None, now: dt.datetime, enrollment_id: int | None = None) -> Slot:
+    """Decide when the lead may perform `action`: now, or at a booked future point.
+
+    `held` is the booking the lead already holds (it has woken up at its point). The caller must
+    run this inside a write transaction.
     """
+    spacing = spacing_seconds(seq, sender, action)
+    if held is not None:
+        due = dt.datetime.fromisoformat(held["at"]) if held.get("at") else None
+        today = cal.local_date(now, sender.zone).isoformat()
+        on_time = held["day"] <= today and (due is None or now - due <= LATE)
+        if on_time and cal.is_open(calendar, zone, now):
+            wait = _too_close(sender.sender_id, action, now, spacing)
+            if wait is None:
+                # The booking turns into the charge that follows (`try_charge` makes the hard check).
+                _unbook(sender.sender_id, seq.name, action, held["day"], held.get("at"))
+                return Slot(None)
+            if (due is None or wait - due <= LATE) and cal.is_open(calendar, zone, wait):
+                return Slot(wait, held)  # another action went out just before: keep the distance
+        # Late (downtime), or the window closed meanwhile: placed again over what remains.
+        release(seq.name, sender.sender_id, action, held["day"], held.get("at"))
+    return _place(seq, sender, action, calendar=calendar, zone=zone, lead_key=lead_key, now=now,
+                  spacing=spacing, enrollment_id=enrollment_id)
+
+
+def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo, lead_key: str,
+           now: dt.datetime, spacing: float, enrollment_id: int | None) -> Slot:
     today = cal.local_date(now, sender.zone)
-    if held_day is not None:
-        # The lead woke at its slot: its reservation turns into the charge that follows, so the day
-        # is no emptier and the hint stays; only a slot given up re-opens its day.
-        _bump(sender.sender_id, held_day, action, seq.name, reserved=-1)
-        if held_day <= today.isoformat() and cal.is_open(calendar, zone, now):
-            return Slot(None)  # `try_charge` makes the hard check when the action is recorded
-        _reopen(sender.sender_id, seq.name, action, held_day)
     hint_key = (sender.sender_id, seq.name, action)
     hints = _hints()
     first = max(today, hints.get(hint_key, today))
@@ -179,96 +326,126 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
     for offset in range((first - today).days, MAX_DAYS_AHEAD):
         day = today + dt.timedelta(days=offset)
         seq_cap, sender_cap = caps_for(seq, sender, action, day, today)
-        used, reserved, total, last = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+        used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
         if used + reserved >= seq_cap or total + reserved >= sender_cap:
             if all_full_so_far:
                 hints[hint_key] = day + dt.timedelta(days=1)
             continue
-        gap = _gap_seconds(seq, calendar, action, seq_cap)
-        jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
-        start = now if offset == 0 else _local_midnight(day, sender.zone)
-        if last is not None:
-            u = _unit(lead_key, action, day, used + reserved)
-            # Jitter spreads the slots, but never closer than `min_gap`: that one is a promise.
-            spacing = max(gap + (2 * u - 1) * jitter, _min_gap_seconds(seq, action))
-            start = max(start, last + dt.timedelta(seconds=spacing))
-        else:
-            # First slot of the day: a random fraction of one gap into the window, never at opening time.
-            start = max(start, cal.next_open(calendar, zone, start) + dt.timedelta(seconds=_unit(lead_key, day) * gap))
-        if start >= _local_midnight(day + dt.timedelta(days=1), sender.zone):
-            # The day's slots are spread to its end: as full as a day at its cap, for every lead.
-            if all_full_so_far:
-                hints[hint_key] = day + dt.timedelta(days=1)
-            continue
-        try:
-            at = cal.next_open(calendar, zone, start)
-        except ValueError:
-            return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)  # the calendar has no window at all
-        if cal.local_date(at, sender.zone) != day:
-            # No room in this lead's windows that day. When the day already has slots placed past this
-            # lead's window, or is a weekend or holiday, the hint moves on: a lead in a later zone
-            # might still have fitted, and leaving that slot unused is the price of not re-reading
-            # every such day for every waiting lead. An empty window day stays open for others.
-            if last is None and cal.is_window_day(calendar, day):
-                all_full_so_far = False
-            continue
-        if at <= now:
-            if _room(seq, sender, action, today):
-                return Slot(None)
-            continue
-        _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1, last_at=at)
-        return Slot(at, day.isoformat())
-    return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)
+        all_full_so_far = False  # a day with room, even if not in this lead's window
+        at = _free_point(seq, sender, action, calendar, zone, day, seq_cap, spacing, now, lead_key)
+        if at is not None:
+            return _book(sender, seq, action, day, at, spacing, enrollment_id)
+    return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD))  # the calendar has no window at all
+
+
+def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
+                cap: int, spacing: float, now: dt.datetime, lead_key: str) -> dt.datetime | None:
+    """A free point of the lead's window on sender-local `day`, picked at random among the free
+    ones (deterministically per lead), or None."""
+    points = _candidates(seq, sender, action, calendar, zone, day, cap, spacing, now)
+    if not points:
+        return None
+    taken = _taken(sender.sender_id, action, points[0], points[-1], spacing)
+    start = int(_unit(lead_key, action, day) * len(points))
+    for k in range(len(points)):
+        at = points[(start + k) % len(points)]
+        if taken.conflict(at) is None:
+            return at
+    return None
+
+
+def _too_close(sender_id: int, action: str, now: dt.datetime, spacing: float) -> dt.datetime | None:
+    """When an action performed lately is too close to `now`: the first moment that keeps the
+    distance from it; None when `now` is fine."""
+    taken = _Taken(_used_before(sender_id, action, now), spacing)
+    return taken.conflict(now)
+
+
+def _used_before(sender_id: int, action: str, now: dt.datetime) -> list[tuple[dt.datetime, float]]:
+    rows = db.execute_sql("SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND state = 'used' "
+                          "AND at >= ? AND at <= ? ORDER BY at",
+                          (sender_id, action, to_db_time(now - dt.timedelta(days=1)), to_db_time(now))).fetchall()
+    return [(from_db_time(at), s) for at, s in rows]
 
 
 def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
-               lead_key: str, now: dt.datetime) -> Slot:
+               lead_key: str, now: dt.datetime, enrollment_id: int | None = None) -> Slot:
     """The fast lane for a time-sensitive action (the first message after an acceptance).
 
-    It takes today's unused capacity ahead of the reserved queue (a lead whose reserved slot finds
-    the day full plans again), paced only against the actions really performed: at least a quarter
-    of the nominal gap (or `min_gap`) after the sender's last one. It never reserves.
+    In the lead's window it takes the earliest moment that keeps the spacing from every booked and
+    used point, ahead of the queue (it books that moment even when queued bookings fill the day; a
+    queued lead whose point finds the day full moves to the next day). Outside the window it wakes
+    at a random moment of the next open day, so such messages spread over the day instead of all
+    going out at the opening.
     """
+    spacing = spacing_seconds(seq, sender, action)
     if not cal.is_open(calendar, zone, now):
-        return Slot(cal.next_open(calendar, zone, now) + dt.timedelta(seconds=60 * _unit(lead_key, action, now)))
+        return Slot(_random_open_moment(calendar, zone, now, _unit(lead_key, action, now)))
     today = cal.local_date(now, sender.zone)
-    seq_cap, _ = caps_for(seq, sender, action, today)
     if not _room(seq, sender, action, today):
         tomorrow = _local_midnight(today + dt.timedelta(days=1), sender.zone)
-        return Slot(cal.next_open(calendar, zone, tomorrow) + dt.timedelta(seconds=60 * _unit(lead_key, action, today)))
-    spacing = max(_min_gap_seconds(seq, action), 0.25 * _gap_seconds(seq, calendar, action, seq_cap))
-    last = _last_performed(sender.sender_id, action, now - dt.timedelta(days=1))
-    if last is not None and now < last + dt.timedelta(seconds=spacing):
-        return Slot(last + dt.timedelta(seconds=spacing * (1 + 0.2 * _unit(lead_key, action, last))))
-    return Slot(None)
+        return Slot(_random_open_moment(calendar, zone, tomorrow, _unit(lead_key, action, today)))
+    end = cal.window_end(calendar, zone, now)
+    taken = _taken(sender.sender_id, action, now, end, spacing)
+    at = now
+    while (blocked := taken.conflict(at)) is not None:
+        at = blocked
+    if at == now:
+        return Slot(None)
+    if at >= end or cal.local_date(at, sender.zone) != today:
+        tomorrow = _local_midnight(today + dt.timedelta(days=1), sender.zone)
+        return Slot(_random_open_moment(calendar, zone, max(end, tomorrow) if at >= end else tomorrow,
+                                        _unit(lead_key, action, today)))
+    return _book(sender, seq, action, today, at, spacing, enrollment_id)
 
 
-def _last_performed(sender_id: int, action: str, since: dt.datetime) -> dt.datetime | None:
-    from .store.fields import from_db_time, to_db_time
-
-    row = db.execute_sql(
-        "SELECT MAX(started_at) FROM action WHERE sender_id = ? AND action = ? AND status IN ('done', 'in_flight') "
-        "AND planned_at >= ?", (sender_id, action, to_db_time(since))).fetchone()
-    return from_db_time(row[0]) if row and row[0] else None
-
-
-def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+def _random_open_moment(calendar: Calendar, zone: ZoneInfo, after: dt.datetime, u: float) -> dt.datetime:
+    """A moment at fraction `u` of the open time left on the first window day after `after`."""
+    try:
+        start = cal.next_open(calendar, zone, after)
+    except ValueError:
+        return after + dt.timedelta(days=MAX_DAYS_AHEAD)  # the calendar has no window at all
+    date = start.astimezone(zone).date()
+    spans = [(max(a, start), b) for a, b in cal.windows_on(calendar, zone, date) if b > start]
+    if not spans:
+        spans = [(start, cal.window_end(calendar, zone, start))]
+    total = sum((b - a).total_seconds() for a, b in spans)
+    offset = u * total
+    for a, b in spans:
+        length = (b - a).total_seconds()
+        if offset < length:
+            return a + dt.timedelta(seconds=math.floor(offset))
+        offset -= length
+    return spans[-1][0]
 
 
 def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
     seq_cap, sender_cap = caps_for(seq, sender, action, day)
-    used, _, total, _ = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    used, _, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
     return used < seq_cap and total < sender_cap
 
 
 def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime) -> bool:
-    """Count one performed action against today's caps; False (and nothing charged) when full."""
+    """Count one performed action against today's caps and record its point; False (and nothing
+    charged) when the day is full or the sender's last such action is closer than the spacing."""
     today = cal.local_date(now, sender.zone)
     if not _room(seq, sender, action, today):
         return False
+    spacing = spacing_seconds(seq, sender, action)
+    if _too_close(sender.sender_id, action, now, spacing) is not None:
+        return False
     _bump(sender.sender_id, today.isoformat(), action, seq.name, used=1, last_at=now)
+    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'used')",
+                   (sender.sender_id, action, seq.name, today.isoformat(), to_db_time(now), spacing))
     return True
+
+
+# --- capacity given back --------------------------------------------------------------------------
+
+#: (sender id, sequence, action) -> the earliest sender-local day given back since `fill_gaps` last
+#: ran in this process: `fill_gaps` moves bookings from later days into it.
+_vacated: dict[tuple[int, str, str], str] = {}
 
 
 def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
@@ -276,6 +453,7 @@ def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
     hints = _hints()
     if key in hints:
         hints[key] = min(hints[key], dt.date.fromisoformat(day))
+    _vacated[key] = min(_vacated.get(key, day), day)
 
 
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
@@ -285,7 +463,67 @@ def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
                    (sender_id, day, action, sequence))
 
 
-def release(sequence: str, sender_id: int, action: str, day: str) -> None:
-    """Give back a reservation the lead no longer needs (it exited, or the action was skipped)."""
+def release(sequence: str, sender_id: int, action: str, day: str, at: str | None = None) -> None:
+    """Give back a booking the lead no longer needs (it exited, or the action was skipped); `at` is
+    the booked point (the "at" of the lead's slot)."""
     _reopen(sender_id, sequence, action, day)
-    _bump(sender_id, day, action, sequence, reserved=-1)
+    _unbook(sender_id, sequence, action, day, at)
+
+
+def fill_gaps(rt: Any, now: dt.datetime) -> int:
+    """Move bookings into days that got capacity back (a lead exited, skipped or was refunded),
+    earliest bookings first, each to a free point of its lead's window; returns how many moved.
+
+    Without this, a day's freed capacity stays unused while the leads that could use it sleep
+    until their later points. Leads being worked on (leased) are left alone.
+    """
+    moved = 0
+    while _vacated:
+        (sender_id, sequence, action), day = _vacated.popitem()
+        seq, sender = rt.sequences.get(sequence), rt.senders.get(sender_id)
+        if seq is None or sender is None:
+            continue
+        today = cal.local_date(now, sender.caps.zone)
+        target = max(today, dt.date.fromisoformat(day))
+        with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
+            moved += _pull_forward(seq, sender.caps, sender.timezone, action, target, now)
+    return moved
+
+
+def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str, day: dt.date, now: dt.datetime) -> int:
+    seq_cap, sender_cap = caps_for(seq, sender, action, day)
+    used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    room = min(seq_cap - used - reserved, sender_cap - total - reserved)
+    if room <= 0:
+        return 0
+    spacing = spacing_seconds(seq, sender, action)
+    rows = db.execute_sql(
+        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields FROM pace p "
+        "JOIN enrollment e ON e.id = p.enrollment_id JOIN lead l ON l.id = e.lead_id "
+        "WHERE p.sender_id = ? AND p.action = ? AND p.sequence = ? AND p.state = 'booked' AND p.day > ? "
+        "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
+        (sender.sender_id, action, seq.name, day.isoformat(), room * 4)).fetchall()
+    moved = 0
+    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields in rows:
+        if moved >= room:
+            break
+        facts = json.loads(facts_json)
+        slot = facts.get("slot")
+        if not slot or slot.get("action") != action or slot.get("day") != old_day:
+            continue
+        zone = cal.resolve_zone(seq.calendar, lead_tz=lead_tz or json.loads(fields).get("timezone"), sender_tz=sender_tz)
+        at = _free_point(seq, sender, action, seq.calendar, zone, day, seq_cap, spacing, now, lead_key)
+        if at is None:
+            continue
+        facts["slot"] = {"action": action, "day": day.isoformat(), "at": at.isoformat()}
+        changed = db.execute_sql(
+            "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
+            (json.dumps(facts, ensure_ascii=False, sort_keys=True, separators=(",", ":")), to_db_time(at),
+             enrollment_id)).rowcount
+        if changed != 1:
+            continue
+        db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day.isoformat(), to_db_time(at), pace_id))
+        _bump(sender.sender_id, old_day, action, seq.name, reserved=-1)
+        _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+        moved += 1
+    return moved

@@ -33,7 +33,7 @@ def violations(sequences: dict[str, Sequence], rt: Runtime, rows: list[tuple[str
     """Broken limit promises among `rows`: (sequence, action, started_at, sender id) of done actions."""
     known = {s.id for s in rt.senders.values()}
     rows = [r for r in rows if r[0] in sequences and r[3] in known]
-    return _caps(sequences, rt, rows)
+    return _caps(sequences, rt, rows) + _spacing(sequences, rt, rows)
 
 
 def _warmup_factor(seq: Sequence, first: dt.date | None, day: dt.date) -> Fraction:

@@ -14,11 +14,12 @@ from .models import (
            Enrollment,
            Event,
            Lead,
+           Pace,
            Sender,
            SyncCursor,
            Usage,
            db,
 )
 
-__all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Sender",
+__all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Pace", "Sender",
            "SyncCursor", "Usage", "db", "open_store", "resolve_db_url"]
