@@ -9,7 +9,7 @@ project, then times, best of several rounds:
 - `load_paths`: reading, positioned YAML, schema, model and semantic checks;
 - `validate_paths`: the whole `seqrun validate` pipeline, template lint included.
 
-Run: python bench/bench_validate.py [FILES]
+Run: python bench/bench_validate.py [FILES]   (or --smoke: 5 files, one round, to prove it works)
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import checks, loader, schemacheck  # noqa: E402
+from runner import checks, schemacheck  # noqa: E402
 from runner.commands.validate import validate_paths  # noqa: E402
 from runner.loader import load_paths  # noqa: E402
 
@@ -139,7 +139,6 @@ def make_project(root: pathlib.Path, count: int) -> list[str]:
 def forget_per_run_caches() -> None:
     """Each round starts like a fresh `seqrun validate` run, except that the schema stays compiled."""
     schemacheck._known_valid.cache_clear()
-    loader._compiled_condition.cache_clear()
     checks._parse_condition.cache_clear()
 
 
@@ -153,7 +152,7 @@ def best_of(rounds: int, fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def main(count: int) -> None:
+def main(count: int, rounds: int = ROUNDS) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
         files = make_project(root, count)
@@ -171,12 +170,12 @@ def main(count: int) -> None:
                 with open(file, encoding="utf-8") as fh:
                     loader(fh.read())
 
-        safe = best_of(ROUNDS, lambda: read_all(yaml.safe_load))
-        csafe = best_of(ROUNDS, lambda: read_all(lambda text: yaml.load(text, Loader=yaml.CSafeLoader)))
-        loaded = best_of(ROUNDS, lambda: load_paths([str(root / "sequences")]))
-        validated = best_of(ROUNDS, lambda: validate_paths([str(root / "sequences")]))
+        safe = best_of(rounds, lambda: read_all(yaml.safe_load))
+        csafe = best_of(rounds, lambda: read_all(lambda text: yaml.load(text, Loader=yaml.CSafeLoader)))
+        loaded = best_of(rounds, lambda: load_paths([str(root / "sequences")]))
+        validated = best_of(rounds, lambda: validate_paths([str(root / "sequences")]))
 
-    print(f"{count} sequence files, best of {ROUNDS} rounds")
+    print(f"{count} sequence files, best of {rounds} rounds")
     print(f"  yaml.safe_load (baseline)    {safe * 1000:8.1f} ms")
     print(f"  yaml CSafeLoader             {csafe * 1000:8.1f} ms")
     print(f"  load_paths (+ checks)        {loaded * 1000:8.1f} ms   {loaded / safe:5.2f}x baseline")
@@ -185,4 +184,6 @@ def main(count: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    smoke = "--smoke" in sys.argv
+    main(int(args[0]) if args else (5 if smoke else 200), 1 if smoke else ROUNDS)

@@ -66,6 +66,7 @@ def _hints() -> dict[tuple[int, str, str], dt.date]:
     connection = db.connection()
     if connection is not _first_free_owner:
         _first_free.clear()
+        _reach.clear()
         _first_free_owner = connection
     return _first_free
 
@@ -218,56 +219,58 @@ def _grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter:
     return tuple(points)
 
 
-def _candidates(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
-                cap: int, spacing: float, after: dt.datetime) -> list[dt.datetime]:
-    """The lead's points on sender-local `day` that are later than `after`, in time order."""
+def _segments(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
+              cap: int, spacing: float, after: dt.datetime) -> list[tuple[tuple[dt.datetime, ...], int, int]]:
+    """The lead's points on sender-local `day` later than `after`, as (grid, first, end) slices of
+    the grids of the lead-local dates that overlap the day, in time order."""
     lo, hi = _local_midnight(day, sender.zone), _local_midnight(day + dt.timedelta(days=1), sender.zone)
     lo = max(lo, after)
     if lo >= hi:
         return []
     gap = _gap_seconds(seq, calendar, action, cap)
-    jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
-    first, last = cal.local_date(lo, zone), cal.local_date(hi, zone)
-    out: list[dt.datetime] = []
-    date = first - dt.timedelta(days=1)  # a window may run past midnight into the sender's day
+    jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap)
+    out = []
+    date = cal.local_date(lo, zone) - dt.timedelta(days=1)  # a window may run past midnight into the day
+    last = cal.local_date(hi, zone)
     while date <= last:
-        out.extend(p for p in _grid(calendar, zone, date, cap, float(jitter), spacing) if lo < p < hi)
+        grid = _grid(calendar, zone, date, cap, jitter, spacing)
+        first, end = bisect.bisect_right(grid, lo), bisect.bisect_left(grid, hi)
+        if end > first:
+            out.append((grid, first, end))
         date += dt.timedelta(days=1)
     return out
 
 
-def _occupied(sender_id: int, action: str, lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, float]]:
-    """The sender's booked and used points of `action` between `lo` and `hi`, in time order."""
-    rows = db.execute_sql("SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND at >= ? AND at <= ? "
-                          "ORDER BY at", (sender_id, action, to_db_time(lo), to_db_time(hi))).fetchall()
-    return [(from_db_time(at), spacing) for at, spacing in rows]
+#: (sender id, action) -> the largest spacing of any point stored for it, as far as this process
+#: knows: how far around a moment `_conflict` has to look.
+_reach: dict[tuple[int, str], float] = {}
 
 
-class _Taken:
-    """Occupied points around a span, answering "does `t` keep its distance from all of them?"."""
-
-    def __init__(self, points: list[tuple[dt.datetime, float]], spacing: float) -> None:
-        self.times = [p for p, _ in points]
-        self.spacings = [s for _, s in points]
-        self.spacing = spacing
-        self.reach = dt.timedelta(seconds=max([spacing, *self.spacings]))
-
-    def conflict(self, t: dt.datetime) -> dt.datetime | None:
-        """The latest moment `t` would have to move past to keep its distance, None when free."""
-        i = bisect.bisect_left(self.times, t - self.reach)
-        blocked: dt.datetime | None = None
-        while i < len(self.times) and self.times[i] <= t + self.reach:
-            need = dt.timedelta(seconds=max(self.spacing, self.spacings[i]))
-            if abs(self.times[i] - t) < need:
-                end = self.times[i] + need
-                blocked = end if blocked is None else max(blocked, end)
-            i += 1
-        return blocked
+def _reach_of(sender_id: int, action: str, spacing: float) -> float:
+    key = (sender_id, action)
+    _hints()  # another store forgets what this one knew
+    if key not in _reach:
+        row = db.execute_sql("SELECT MAX(spacing) FROM pace WHERE sender_id = ? AND action = ?", key).fetchone()
+        _reach[key] = float(row[0] or 0.0)
+    _reach[key] = max(_reach[key], spacing)
+    return _reach[key]
 
 
-def _taken(sender_id: int, action: str, lo: dt.datetime, hi: dt.datetime, spacing: float) -> _Taken:
-    margin = dt.timedelta(days=1)  # spacings are far below a day; this also covers other sequences'
-    return _Taken(_occupied(sender_id, action, lo - margin, hi + margin), spacing)
+def _conflict(sender_id: int, action: str, t: dt.datetime, spacing: float, *, used_only: bool = False) -> dt.datetime | None:
+    """The moment `t` would have to move past to keep its distance from the sender's booked and used
+    points of `action` (only the performed ones with `used_only`); None when `t` is free."""
+    reach = dt.timedelta(seconds=_reach_of(sender_id, action, spacing))
+    rows = db.execute_sql(
+        "SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND at > ? AND at < ?"
+        + (" AND state = 'used'" if used_only else ""),
+        (sender_id, action, to_db_time(t - reach), to_db_time(t + reach))).fetchall()
+    blocked: dt.datetime | None = None
+    for at_text, other in rows:
+        at = from_db_time(at_text)
+        need = dt.timedelta(seconds=max(spacing, other))
+        if abs(at - t) < need:
+            blocked = at + need if blocked is None else max(blocked, at + need)
+    return blocked
 
 
 def _book(sender: SenderCaps, seq: Sequence, action: str, day: dt.date, at: dt.datetime, spacing: float,
@@ -341,15 +344,20 @@ def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar
 def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
                 cap: int, spacing: float, now: dt.datetime, lead_key: str) -> dt.datetime | None:
     """A free point of the lead's window on sender-local `day`, picked at random among the free
-    ones (deterministically per lead), or None."""
-    points = _candidates(seq, sender, action, calendar, zone, day, cap, spacing, now)
-    if not points:
+    ones (deterministically per lead: the first free one from a random start), or None."""
+    segments = _segments(seq, sender, action, calendar, zone, day, cap, spacing, now)
+    total = sum(end - first for _, first, end in segments)
+    if not total:
         return None
-    taken = _taken(sender.sender_id, action, points[0], points[-1], spacing)
-    start = int(_unit(lead_key, action, day) * len(points))
-    for k in range(len(points)):
-        at = points[(start + k) % len(points)]
-        if taken.conflict(at) is None:
+    start = int(_unit(lead_key, action, day) * total)
+    for k in range(total):
+        index = (start + k) % total
+        for grid, first, end in segments:
+            if index < end - first:
+                at = grid[first + index]
+                break
+            index -= end - first
+        if _conflict(sender.sender_id, action, at, spacing) is None:
             return at
     return None
 
@@ -357,15 +365,7 @@ def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calend
 def _too_close(sender_id: int, action: str, now: dt.datetime, spacing: float) -> dt.datetime | None:
     """When an action performed lately is too close to `now`: the first moment that keeps the
     distance from it; None when `now` is fine."""
-    taken = _Taken(_used_before(sender_id, action, now), spacing)
-    return taken.conflict(now)
-
-
-def _used_before(sender_id: int, action: str, now: dt.datetime) -> list[tuple[dt.datetime, float]]:
-    rows = db.execute_sql("SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND state = 'used' "
-                          "AND at >= ? AND at <= ? ORDER BY at",
-                          (sender_id, action, to_db_time(now - dt.timedelta(days=1)), to_db_time(now))).fetchall()
-    return [(from_db_time(at), s) for at, s in rows]
+    return _conflict(sender_id, action, now, spacing, used_only=True)
 
 
 def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
@@ -386,9 +386,8 @@ def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Cale
         tomorrow = _local_midnight(today + dt.timedelta(days=1), sender.zone)
         return Slot(_random_open_moment(calendar, zone, tomorrow, _unit(lead_key, action, today)))
     end = cal.window_end(calendar, zone, now)
-    taken = _taken(sender.sender_id, action, now, end, spacing)
     at = now
-    while (blocked := taken.conflict(at)) is not None:
+    while at < end and (blocked := _conflict(sender.sender_id, action, at, spacing)) is not None:
         at = blocked
     if at == now:
         return Slot(None)
