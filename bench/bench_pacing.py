@@ -6,9 +6,9 @@ Simulates each sequence (default: every file in sequences/, with the project's s
 prints two figures per action kind:
 
 - quota use: actions performed / the day's cap (warm-up applied), summed over *backlog days*: the
-  sender-local window days (of the sequence's calendar, in the sender's zone) that began with leads
-  already booked for that action on a later day, i.e. days with more work waiting than the cap
-  allows. Goal: at least 97 %.
+  sender-local window days (of the sequence's calendar, in the sender's zone, wholly inside the
+  simulated period) that began with leads already booked for that action on a later day, i.e. days
+  with more work waiting than the cap allows. Goal: at least 97 %.
 - opening bunch: the share of actions that fall in the first tenth of the open time of their day,
   in the lead's own zone (uniform pacing gives 10 %). Goal: at most 13 %. First messages after an
   acceptance are shown on their own line as well.
@@ -102,14 +102,15 @@ def measure(seq: Sequence, path: str, options: SimOptions) -> dict[str, object]:
         report = run_simulation(seq, config, options, progress=progress)
         elapsed = time.perf_counter() - started
         assert watch is not None
-        quota = quota_use(seq, config, watch.backlog)
+        quota = quota_use(seq, config, watch.backlog, options.start, end)
         bunch = opening_bunch(seq)
         db.close()
     return {"elapsed": elapsed, "quota": quota, "bunch": bunch, "violations": report.violations}
 
 
-def quota_use(seq: Sequence, config, backlog: set[tuple[int, str, str]]) -> dict[str, tuple[int, int, int]]:  # type: ignore[no-untyped-def]
-    """action -> (used, cap, backlog days) summed over the backlog days."""
+def quota_use(seq: Sequence, config, backlog: set[tuple[int, str, str]], start: dt.datetime,  # type: ignore[no-untyped-def]
+              end: dt.datetime) -> dict[str, tuple[int, int, int]]:
+    """action -> (used, cap, backlog days) summed over the backlog days wholly inside [start, end)."""
     senders = {row.id: row for row in Sender.select()}
     configs = {s.name: s for s in config.senders}
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -120,6 +121,10 @@ def quota_use(seq: Sequence, config, backlog: set[tuple[int, str, str]]) -> dict
         date = dt.date.fromisoformat(day)
         if not cal.is_window_day(seq.calendar, date):
             continue  # no window of the sequence in the sender's zone: the cap is not meant for it
+        zone = ZoneInfo(row.timezone)
+        midnight = dt.datetime.combine(date, dt.time(0), tzinfo=zone)
+        if midnight < start or midnight + dt.timedelta(days=1) > end:
+            continue  # a day cut by the start or the end of the simulation
         caps = sender_caps(configs[row.name], row)
         cap, _ = caps_for(seq, caps, action, date)
         entry = out[action]

@@ -51,15 +51,16 @@ LATE = dt.timedelta(minutes=15)
 #: of a kind by one sender in any stretch of one nominal gap.
 FLOOR_SHARE = Fraction(1, 4)
 
-#: (sender id, sequence, action) -> the first sender-local day that may still have room. Days before
-#: it are known to be full (used + reserved at the cap), so `plan` does not scan them again: without
-#: this, the n-th of many waiting leads would re-read n/cap full days. Only a hint: every day is still
-#: checked against the store, and releases or refunds move the hint back.
-_first_free: dict[tuple[int, str, str], dt.date] = {}
+#: (sender id, sequence, action, lead zone) -> the first sender-local day that may still have room
+#: for a lead of that zone. Days before it are known to be full (used + reserved at the cap, or no
+#: free point in the zone's windows), so `plan` does not scan them again: without this, the n-th of
+#: many waiting leads would re-read n/cap full days. Only a hint: every day is still checked against
+#: the store, and releases, refunds and moved bookings move the hint back.
+_first_free: dict[tuple[int, str, str, str], dt.date] = {}
 _first_free_owner: object | None = None  # the connection the hints were learnt on
 
 
-def _hints() -> dict[tuple[int, str, str], dt.date]:
+def _hints() -> dict[tuple[int, str, str, str], dt.date]:
     """The hints for the open store. Another connection (a second database in the same process,
     or the store reopened) starts without any: hints describe one store's usage table."""
     global _first_free_owner
@@ -117,7 +118,7 @@ def _ramp_factor(start: float, days: int, n: int) -> Fraction:
 
 def ramped(cap: int, factor: Fraction) -> int:
     """A cap scaled by a warm-up factor, rounded up (a ramped cap of a non-zero cap is at least 1)."""
-    return math.ceil(cap * factor) if cap and factor < 1 else cap
+    return math.ceil(cap * factor) if cap and factor.numerator < factor.denominator else cap
 
 
 def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
@@ -129,6 +130,8 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
     sender_cap = sender.caps.get(action, 0)
     limit = seq.limits.per_action.get(action)
     seq_cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
+    if seq.limits.warmup is None:
+        return seq_cap, sender_cap  # the common case, without fractions
     factor = ramp(seq.limits, sender.first_action_at, day, sender.zone, today)
     return ramped(seq_cap, factor), ramped(sender_cap, factor)
 
@@ -322,7 +325,9 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
 def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo, lead_key: str,
            now: dt.datetime, spacing: float, enrollment_id: int | None) -> Slot:
     today = cal.local_date(now, sender.zone)
-    hint_key = (sender.sender_id, seq.name, action)
+    # Per zone: a day with room but no free point in this zone's windows (a weekend, a day whose
+    # points here are all taken) is as full as a day at its cap for every lead of the zone.
+    hint_key = (sender.sender_id, seq.name, action, zone.key)
     hints = _hints()
     first = max(today, hints.get(hint_key, today))
     all_full_so_far = True
@@ -334,10 +339,11 @@ def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar
             if all_full_so_far:
                 hints[hint_key] = day + dt.timedelta(days=1)
             continue
-        all_full_so_far = False  # a day with room, even if not in this lead's window
         at = _free_point(seq, sender, action, calendar, zone, day, seq_cap, spacing, now, lead_key)
         if at is not None:
             return _book(sender, seq, action, day, at, spacing, enrollment_id)
+        if all_full_so_far:
+            hints[hint_key] = day + dt.timedelta(days=1)
     return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD))  # the calendar has no window at all
 
 
@@ -449,10 +455,17 @@ _vacated: dict[tuple[int, str, str], str] = {}
 
 def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
     key = (sender_id, sequence, action)
-    hints = _hints()
-    if key in hints:
-        hints[key] = min(hints[key], dt.date.fromisoformat(day))
+    _rehint(key, day)
     _vacated[key] = min(_vacated.get(key, day), day)
+
+
+def _rehint(key: tuple[int, str, str], day: str) -> None:
+    """A point or a count on `day` was given back: no zone may skip that day any more."""
+    hints = _hints()
+    freed = dt.date.fromisoformat(day)
+    for hint_key, first in hints.items():
+        if hint_key[:3] == key and first > freed:
+            hints[hint_key] = freed
 
 
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
@@ -524,5 +537,6 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
         db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day.isoformat(), to_db_time(at), pace_id))
         _bump(sender.sender_id, old_day, action, seq.name, reserved=-1)
         _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+        _rehint((sender.sender_id, seq.name, action), old_day)  # for new leads; no cascade of moves
         moved += 1
     return moved
