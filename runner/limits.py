@@ -316,8 +316,10 @@ def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, 
                 return Slot(None)
             if (due is None or wait - due <= LATE) and cal.is_open(calendar, zone, wait):
                 return Slot(wait, held)  # another action went out just before: keep the distance
-        # Late (downtime), or the window closed meanwhile: placed again over what remains.
-        release(seq.name, sender.sender_id, action, held["day"], held.get("at"))
+        # Late (downtime), or the window closed meanwhile: placed again over what remains, at the
+        # day's pace (no catch-up of the missed points: `fill_gaps` is for capacity given back).
+        _rehint((sender.sender_id, seq.name, action), held["day"])
+        _unbook(sender.sender_id, seq.name, action, held["day"], held.get("at"))
     return _place(seq, sender, action, calendar=calendar, zone=zone, lead_key=lead_key, now=now,
                   spacing=spacing, enrollment_id=enrollment_id)
 
@@ -363,6 +365,30 @@ def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calend
                 at = grid[first + index]
                 break
             index -= end - first
+        if _conflict(sender.sender_id, action, at, spacing) is None:
+            return at
+    return None
+
+
+def _free_moment(sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date, spacing: float,
+                 now: dt.datetime, lead_key: str, tries: int = 16) -> dt.datetime | None:
+    """A random moment of the lead's windows on sender-local `day` after `now` that keeps the
+    spacing, or None after a few tries (for capacity given back after its points have passed)."""
+    lo, hi = _local_midnight(day, sender.zone), _local_midnight(day + dt.timedelta(days=1), sender.zone)
+    lo = max(lo, now + dt.timedelta(seconds=1))
+    spans = []
+    date = cal.local_date(lo, zone) - dt.timedelta(days=1) if lo < hi else hi.date()
+    while lo < hi and date <= cal.local_date(hi, zone):
+        spans += [(max(a, lo), min(b, hi)) for a, b in cal.windows_on(calendar, zone, date) if b > lo and a < hi]
+        date += dt.timedelta(days=1)
+    total = sum((b - a).total_seconds() for a, b in spans)
+    for k in range(tries if total >= 1 else 0):
+        offset = _unit(lead_key, action, day, "moment", k) * total
+        for a, b in spans:
+            if offset < (b - a).total_seconds():
+                at = a + dt.timedelta(seconds=math.floor(offset))
+                break
+            offset -= (b - a).total_seconds()
         if _conflict(sender.sender_id, action, at, spacing) is None:
             return at
     return None
@@ -525,6 +551,8 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
             continue
         zone = cal.resolve_zone(seq.calendar, lead_tz=lead_tz or json.loads(fields).get("timezone"), sender_tz=sender_tz)
         at = _free_point(seq, sender, action, seq.calendar, zone, day, seq_cap, spacing, now, lead_key)
+        if at is None:  # the freed points have passed: any free moment of what is left will do
+            at = _free_moment(sender, action, seq.calendar, zone, day, spacing, now, lead_key)
         if at is None:
             continue
         facts["slot"] = {"action": action, "day": day.isoformat(), "at": at.isoformat()}

@@ -12,7 +12,8 @@ from collections import Counter
 from zoneinfo import ZoneInfo
 
 from runner import audit, limits, pacing_audit
-from runner.store import Action, Sender, db
+from runner.leads import block_profiles
+from runner.store import Action, Enrollment, Sender, db
 from runner.store.rows import insert_action
 
 from .conftest import ALICE, MONDAY, UTC, HarnessFactory, lead_row, sequence_yaml
@@ -226,4 +227,19 @@ def test_every_weekday_uses_the_whole_cap_while_leads_wait(make_harness: Harness
     h.run(days=5)
     per_day = Counter(a.started_at.astimezone(BERLIN).date().isoformat() for a in performed("connect"))
     assert [per_day[f"2026-03-0{d}"] for d in range(2, 7)] == [20, 20, 20, 20, 20]
+    assert audit.violations(h.sequences, h.engine.rt) == []
+
+
+def test_capacity_a_booked_lead_gives_back_goes_to_the_next_lead_in_line(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", CONNECT_ONLY, limits="limits:\n  connect: 5\n"))
+    h.enroll(*leads(12, timezone="Europe/Berlin"))
+    h.tick()  # 08:00 in Berlin: five leads booked for Monday, five for Tuesday, two for Wednesday
+    booked = {e.lead.key: e.facts["slot"]["day"] for e in Enrollment.select()}
+    assert Counter(booked.values()) == {"2026-03-02": 5, "2026-03-03": 5, "2026-03-04": 2}
+    # Two of Monday's leads are blocked: they give their slots back when they wake.
+    monday = sorted(k for k, day in booked.items() if day == "2026-03-02")[:2]
+    block_profiles([(key, f"https://www.linkedin.com/in/{key}") for key in monday], "asked us to stop", h.now)
+    h.run(until=dt.datetime(2026, 3, 2, 23, 0, tzinfo=UTC))
+    assert {k: h.enrollment(k).outcome for k in monday} == {k: "blocked" for k in monday}
+    assert h.used("connect", "2026-03-02") == 5  # two of Tuesday's leads moved into the freed capacity
     assert audit.violations(h.sequences, h.engine.rt) == []
