@@ -10,7 +10,7 @@ zone) is cut into as many equal shares as the day's cap (fewer when `min_gap` ne
 of each share, moved by deterministic jitter, is a *point*. A lead that has to wait books a free
 point of its window on the first sender-day with room, picked at random among the free ones (so
 the day's actions are spread evenly in every zone, not bunched at the opening), and sleeps until
-then. A point is free when it keeps the *spacing* (`min_gap`, and at least a quarter of the nominal
+then (the arithmetic of points is `runner.pacing_grid`). A point is free when it keeps the *spacing* (`min_gap`, and at least a quarter of the nominal
 gap) from every point the sender has booked or used for that action, whichever sequence, lane or
 zone it came from (the `pace` table). Capacity a lead gives back (it exited, was skipped, or its
 action did not happen) is not left unused: `fill_gaps` moves the earliest later bookings into it.
@@ -27,10 +27,8 @@ provider says the action did not happen.
 """
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import functools
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
+from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
 from .store import db
 from .store.fields import from_db_time, to_db_time
@@ -161,14 +160,8 @@ def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0
         (sender_id, sequence, action, day, used, reserved, stamp))
 
 
-def unit(*parts: object) -> float:
-    """A deterministic number in [0, 1) from the parts: jitter that is the same on every run."""
-    return _unit(*parts)
-
-
-def _unit(*parts: object) -> float:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+unit = _unit = grids.unit  # deterministic jitter, the same on every run
+_local_midnight = grids.local_midnight
 
 
 def _gap_seconds(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
@@ -193,55 +186,14 @@ def spacing_seconds(seq: Sequence, sender: SenderCaps, action: str) -> float:
 
 # --- points ---------------------------------------------------------------------------------------
 
-def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
-
-
-@functools.lru_cache(maxsize=16384)
-def _grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter: float,
-          spacing: float) -> tuple[dt.datetime, ...]:
-    """The points of local date `date` in `zone`: the middles of `count` equal shares of its open
-    time (fewer when `spacing` needs it), each moved by up to half of `jitter`, so that neighbours
-    are one share apart give or take `jitter`, and never closer than `spacing`."""
-    windows = cal.windows_on(calendar, zone, date)
-    if not windows or count < 1:
-        return ()
-    marks = [0.0]
-    for start, end in windows:
-        marks.append(marks[-1] + (end - start).total_seconds())
-    total = marks[-1]
-    count = max(1, min(count, int(total // spacing) if spacing > 0 else count))
-    share = total / count
-    jitter = min(jitter / 2, max(0.0, (share - spacing) / 2))
-    points = []
-    for i in range(count):
-        offset = (i + 0.5) * share + jitter * (2 * _unit(zone.key, date, i) - 1)
-        offset = min(max(offset, 0.0), total - 1.0)
-        k = bisect.bisect_right(marks, offset) - 1
-        points.append(windows[k][0] + dt.timedelta(seconds=math.floor(offset - marks[k])))
-    return tuple(points)
-
-
 def _segments(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
-              cap: int, spacing: float, after: dt.datetime) -> list[tuple[tuple[dt.datetime, ...], int, int]]:
-    """The lead's points on sender-local `day` later than `after`, as (grid, first, end) slices of
-    the grids of the lead-local dates that overlap the day, in time order."""
-    lo, hi = _local_midnight(day, sender.zone), _local_midnight(day + dt.timedelta(days=1), sender.zone)
-    lo = max(lo, after)
-    if lo >= hi:
-        return []
+              cap: int, spacing: float, after: dt.datetime) -> list[tuple[grids.Grid, int, int]]:
+    """The lead's points on sender-local `day` later than `after` (see `pacing_grid.slices`)."""
+    lo = max(_local_midnight(day, sender.zone), after)
+    hi = _local_midnight(day + dt.timedelta(days=1), sender.zone)
     gap = _gap_seconds(seq, calendar, action, cap)
     jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap)
-    out = []
-    date = cal.local_date(lo, zone) - dt.timedelta(days=1)  # a window may run past midnight into the day
-    last = cal.local_date(hi, zone)
-    while date <= last:
-        grid = _grid(calendar, zone, date, cap, jitter, spacing)
-        first, end = bisect.bisect_right(grid, lo), bisect.bisect_left(grid, hi)
-        if end > first:
-            out.append((grid, first, end))
-        date += dt.timedelta(days=1)
-    return out
+    return grids.slices(calendar, zone, lo, hi, cap, jitter, spacing)
 
 
 #: (sender id, action) -> the largest spacing of any point stored for it, as far as this process
@@ -374,21 +326,12 @@ def _free_moment(sender: SenderCaps, action: str, calendar: Calendar, zone: Zone
                  now: dt.datetime, lead_key: str, tries: int = 16) -> dt.datetime | None:
     """A random moment of the lead's windows on sender-local `day` after `now` that keeps the
     spacing, or None after a few tries (for capacity given back after its points have passed)."""
-    lo, hi = _local_midnight(day, sender.zone), _local_midnight(day + dt.timedelta(days=1), sender.zone)
-    lo = max(lo, now + dt.timedelta(seconds=1))
-    spans = []
-    date = cal.local_date(lo, zone) - dt.timedelta(days=1) if lo < hi else hi.date()
-    while lo < hi and date <= cal.local_date(hi, zone):
-        spans += [(max(a, lo), min(b, hi)) for a, b in cal.windows_on(calendar, zone, date) if b > lo and a < hi]
-        date += dt.timedelta(days=1)
-    total = sum((b - a).total_seconds() for a, b in spans)
-    for k in range(tries if total >= 1 else 0):
-        offset = _unit(lead_key, action, day, "moment", k) * total
-        for a, b in spans:
-            if offset < (b - a).total_seconds():
-                at = a + dt.timedelta(seconds=math.floor(offset))
-                break
-            offset -= (b - a).total_seconds()
+    lo = max(_local_midnight(day, sender.zone), now + dt.timedelta(seconds=1))
+    spans = grids.open_spans(calendar, zone, lo, _local_midnight(day + dt.timedelta(days=1), sender.zone))
+    if sum((b - a).total_seconds() for a, b in spans) < 1:
+        return None
+    for k in range(tries):
+        at = grids.moment_at(spans, _unit(lead_key, action, day, "moment", k))
         if _conflict(sender.sender_id, action, at, spacing) is None:
             return at
     return None
@@ -424,30 +367,14 @@ def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Cale
     if at == now:
         return Slot(None)
     if at >= end or cal.local_date(at, sender.zone) != today:
-        tomorrow = _local_midnight(today + dt.timedelta(days=1), sender.zone)
-        return Slot(_random_open_moment(calendar, zone, max(end, tomorrow) if at >= end else tomorrow,
-                                        _unit(lead_key, action, today)))
+        # No moment left in this window: a random moment of the lead's next open time.
+        after = end if at >= end else _local_midnight(today + dt.timedelta(days=1), sender.zone)
+        return Slot(_random_open_moment(calendar, zone, after, _unit(lead_key, action, today)))
     return _book(sender, seq, action, today, at, spacing, enrollment_id)
 
 
 def _random_open_moment(calendar: Calendar, zone: ZoneInfo, after: dt.datetime, u: float) -> dt.datetime:
-    """A moment at fraction `u` of the open time left on the first window day after `after`."""
-    try:
-        start = cal.next_open(calendar, zone, after)
-    except ValueError:
-        return after + dt.timedelta(days=MAX_DAYS_AHEAD)  # the calendar has no window at all
-    date = start.astimezone(zone).date()
-    spans = [(max(a, start), b) for a, b in cal.windows_on(calendar, zone, date) if b > start]
-    if not spans:
-        spans = [(start, cal.window_end(calendar, zone, start))]
-    total = sum((b - a).total_seconds() for a, b in spans)
-    offset = u * total
-    for a, b in spans:
-        length = (b - a).total_seconds()
-        if offset < length:
-            return a + dt.timedelta(seconds=math.floor(offset))
-        offset -= length
-    return spans[-1][0]
+    return grids.random_open_moment(calendar, zone, after, u, dt.timedelta(days=MAX_DAYS_AHEAD))
 
 
 def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
