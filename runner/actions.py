@@ -75,15 +75,15 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     held = ctx.facts.pop("slot", None)
     if _first_after_acceptance(ctx, step):
         if held:
-            limits.release(ctx.seq.name, ctx.sender.id, held["action"], held["day"])
+            limits.release(ctx.seq.name, ctx.sender.id, held["action"], held["day"], held.get("at"))
         slot = limits.plan_first(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
-                                 lead_key=ctx.lead.key, now=ctx.now)
+                                 lead_key=ctx.lead.key, now=ctx.now, enrollment_id=ctx.enr.id)
     else:
         slot = limits.plan(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
-                           lead_key=ctx.lead.key, held_day=held["day"] if held else None, now=ctx.now)
+                           lead_key=ctx.lead.key, held=held, now=ctx.now, enrollment_id=ctx.enr.id)
     if slot.at is not None:
-        if slot.day is not None:
-            ctx.facts["slot"] = {"action": name, "day": slot.day}
+        if slot.hold is not None:
+            ctx.facts["slot"] = slot.hold
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
     if is_blocked(ctx.lead):  # read fresh: a block may have come in since the lead woke up

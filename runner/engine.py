@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import leases, steps
+from . import leases, limits, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
@@ -96,6 +96,7 @@ class Engine:
                     report.processed += 1
             if len(ids) < batch:
                 break
+        limits.fill_gaps(self.rt, now)  # capacity given back during the pass goes to waiting leads
         return report
 
     def _stopping(self, report: TickReport) -> bool:

@@ -323,7 +323,7 @@ def _finish(ctx: Ctx, state: str, outcome: str) -> None:
 def _release_slot(ctx: Ctx) -> None:
     slot = ctx.facts.pop("slot", None)
     if slot:
-        limits.release(ctx.seq.name, ctx.sender.id, slot["action"], slot["day"])
+        limits.release(ctx.seq.name, ctx.sender.id, slot["action"], slot["day"], slot.get("at"))
 
 
 def pause_sender(sender_id: int, reason: str, now: dt.datetime, *, committing: int | None = None) -> None:
@@ -355,7 +355,7 @@ def release_slots(enrollment_ids: list[int]) -> None:
             facts = Enrollment.facts.python_value(raw)
             slot = facts.pop("slot", None)
             if slot and sender_id is not None:
-                limits.release(sequence, sender_id, slot["action"], slot["day"])
+                limits.release(sequence, sender_id, slot["action"], slot["day"], slot.get("at"))
                 db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?",
                                (Enrollment.facts.db_value(facts), enrollment_id))
 

@@ -14,6 +14,7 @@ from .models import (
            Enrollment,
            Event,
            Lead,
+           Pace,
            Sender,
            SequenceVersion,
            SyncCursor,
@@ -22,5 +23,5 @@ from .models import (
            db,
 )
 
-__all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Sender", "SequenceVersion",
+__all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Pace", "Sender", "SequenceVersion",
            "SyncCursor", "Transition", "Usage", "db", "open_store", "resolve_db_url"]

@@ -105,6 +105,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             sequence TEXT NOT NULL, step_id TEXT NOT NULL, entered_at TEXT NOT NULL)""",
         "CREATE INDEX transition_enrollment ON transition (enrollment_id)",
     ]),
+    (5, "pacing points", [
+        # Where each paced action of a sender is booked (`booked`, held by an enrollment) or was
+        # performed (`used`), so that every new slot keeps its distance from all of them.
+        """CREATE TABLE pace (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            action TEXT NOT NULL, sequence TEXT NOT NULL, day TEXT NOT NULL, at TEXT NOT NULL,
+            spacing REAL NOT NULL, state TEXT NOT NULL,
+            enrollment_id INTEGER REFERENCES enrollment (id) ON DELETE CASCADE,
+            CHECK (state IN ('booked', 'used')))""",
+        "CREATE INDEX pace_time ON pace (sender_id, action, at)",
+        "CREATE INDEX pace_holder ON pace (enrollment_id) WHERE enrollment_id IS NOT NULL",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

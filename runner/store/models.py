@@ -20,6 +20,8 @@
   enrollment's `sequence_hash` holds: the version the lead started on and runs (runner.versions).
 - Usage: actions performed (and pacing slots reserved) per sender, sender-local day, action and
   sequence; a sender's total for a day is the sum over its sequences.
+- Pace: the moments of a sender's paced actions, booked by a waiting enrollment or used by one that
+  acted, each with the spacing it keeps from the others (runner.limits).
 """
 from __future__ import annotations
 
@@ -222,4 +224,18 @@ class SequenceVersion(BaseModel):
     created_at = UTCDateTimeField()
 
 
-MODELS = (Sender, Lead, Block, Enrollment, Action, Event, Transition, SyncCursor, Usage, SequenceVersion)
+class Pace(BaseModel):
+    sender = peewee.ForeignKeyField(Sender, on_delete="CASCADE")
+    action = peewee.TextField()
+    sequence = peewee.TextField()
+    day = peewee.TextField()  # YYYY-MM-DD in the sender's time zone
+    at = UTCDateTimeField()
+    spacing = peewee.FloatField()  # seconds this point keeps from the sender's other points of the action
+    state = peewee.TextField()  # booked | used
+    enrollment = peewee.ForeignKeyField(Enrollment, null=True, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("sender", "action", "at"), False),)
+
+
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, Transition, SyncCursor, Usage, SequenceVersion, Pace)

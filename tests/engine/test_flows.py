@@ -78,8 +78,13 @@ def test_invite_without_note_then_first_message_starts_a_new_conversation(make_h
     connect, message = h.actions("anna")
     assert (connect.action, connect.status, connect.content, connect.template) == ("connect", "done", None, None)
     assert h.provider.called("connect")[0]["note"] is None
-    # Monday 09:00 Berlin opens the window; the first slot is within one pacing gap (8 h / 25) of it.
-    assert berlin(connect.performed_at) >= "Mon 09:00" and berlin(connect.performed_at) < "Mon 09:20"
+    # Enrolled before Monday's window opened: the invite takes one of Monday's points, which are
+    # spread over the whole window (8 h / 25 apart), not bunched at the opening.
+    assert berlin(connect.performed_at) >= "Mon 09:00" and berlin(connect.performed_at) < "Mon 17:00"
+    opening = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+    share = 8 * 3600 / 25
+    offset = (connect.performed_at - opening).total_seconds()
+    assert abs(offset - (round(offset / share - 0.5) + 0.5) * share) <= 0.1 * share + 1  # the middle of a share, give or take half the jitter
     (sent,) = h.provider.called("send_message")
     assert sent["conversation_id"] is None  # no note, no thread: the message starts one (seed 000)
     assert sent["text"] == "Hi Anna, I'm Alice Example."
