@@ -19,6 +19,8 @@ from .diagnostics import UserError
 from .leadsfile import DUPLICATE, MISSING_FIELD, MISSING_URL, URL_FIELD, LeadRow, LeadsFile, RowProblem
 from .providers.base import Account, LeadRef, ProviderError
 from .providers.http import MASK, redact, register_secret
+from .providers.salesflow_campaign.admin import WebhookChange
+from .providers.salesflow_campaign.driver import CampaignProvider
 from .providers.salesflow_campaign.members import PROVIDER
 from .providers.salesflow_campaign.webhook import ROUTE, webhook_url
 from .store import Enrollment, Lead, Sender
@@ -38,13 +40,14 @@ def campaign_sender(config: Config, name: str) -> SenderConfig:
     return sender
 
 
-def _driver_and_account(config: Config, sender: SenderConfig) -> tuple[object, Account]:
+def _driver_and_account(config: Config, sender: SenderConfig) -> tuple[CampaignProvider, Account]:
     from .project import real_provider_for
 
     credentials = resolve_credentials(sender)
     for value in credentials.values():
         register_secret(value)
     driver = real_provider_for(config)(sender, credentials)
+    assert isinstance(driver, CampaignProvider), f"{sender.provider} built {type(driver).__name__}"
     account = Account(sender=sender.name, account_id=sender.account_id, account_type=sender.account_type,
                       profile_id=sender.profile_id, credentials=credentials, settings=sender.settings)
     return driver, account
@@ -54,7 +57,8 @@ def shown_url(base_url: str, sender: str) -> str:
     return f"{base_url.rstrip('/')}/{ROUTE}/{sender}/{MASK}"
 
 
-def set_up_webhook(config: Config, sender: SenderConfig, base_url: str, *, remove: bool = False) -> tuple[object, str]:
+def set_up_webhook(config: Config, sender: SenderConfig, base_url: str, *,
+                   remove: bool = False) -> tuple[WebhookChange, str]:
     """Create and attach (or detach and delete) the sender's webhook; (the change, the URL as shown)."""
     if not _BASE_URL.fullmatch(base_url):
         raise UserError("--url: expected the daemon's public http(s) address without query string or fragment, "
@@ -70,11 +74,11 @@ def set_up_webhook(config: Config, sender: SenderConfig, base_url: str, *, remov
     url = webhook_url(base_url, account, secret)
     register_secret(url.rsplit("/", 1)[1])  # the token: never in a log line or an error from here on
     try:
-        change = driver.remove_webhook(account, url) if remove else driver.setup_webhook(account, url)  # type: ignore[attr-defined]
+        change = driver.remove_webhook(account, url) if remove else driver.setup_webhook(account, url)
     except ProviderError as err:
         raise UserError(f"sender {sender.name}: {redact(err.message)}") from None
     finally:
-        getattr(driver, "close", lambda: None)()
+        driver.close()
     return change, shown_url(base_url, sender.name)
 
 
@@ -99,7 +103,7 @@ def remove_from_campaigns(config: Config, keys: Iterable[str]) -> list[Removal]:
             .join(Lead).switch(Enrollment).join(Sender)
             .where(Lead.key.in_(wanted), Sender.name.in_(list(campaign_senders))).tuples())
     seen: set[tuple[str, str]] = set()
-    drivers: dict[str, tuple[object, Account]] = {}
+    drivers: dict[str, tuple[CampaignProvider, Account]] = {}
     out: list[Removal] = []
     try:
         for key, url, provider_ids, name in rows:
@@ -111,14 +115,14 @@ def remove_from_campaigns(config: Config, keys: Iterable[str]) -> list[Removal]:
                     drivers[name] = _driver_and_account(config, campaign_senders[name])
                 driver, account = drivers[name]
                 ref = LeadRef(key=key, profile_url=url, provider_ids=dict(provider_ids or {}))
-                removed = driver.remove_member(account, ref)  # type: ignore[attr-defined]
+                removed = driver.remove_member(account, ref)
                 out.append(Removal(url, name, member_id=removed))
             except (ProviderError, UserError) as err:
                 message = err.message if isinstance(err, ProviderError) else str(err)
                 out.append(Removal(url, name, problem=redact(message)))
     finally:
         for driver, _ in drivers.values():
-            getattr(driver, "close", lambda: None)()
+            driver.close()
     return out
 
 
@@ -129,11 +133,11 @@ def campaign_leads(config: Config, name: str, source: str, *, required_fields: I
     sender = campaign_sender(config, name)
     driver, account = _driver_and_account(config, sender)
     try:
-        members = driver.campaign_members(account)  # type: ignore[attr-defined]
+        members = driver.campaign_members(account)
     except ProviderError as err:
         raise UserError(f"sender {name}: could not list campaign {sender.campaign_id}: {redact(err.message)}") from None
     finally:
-        getattr(driver, "close", lambda: None)()
+        driver.close()
     required = list(required_fields)
     rows: list[LeadRow] = []
     seen: dict[str, int] = {}

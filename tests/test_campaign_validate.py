@@ -70,7 +70,8 @@ def test_a_sequence_written_for_the_provider_says_the_same_without_a_project(
     monkeypatch.chdir(tmp_path)
     assert main(["validate", "s.yaml"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"s.yaml:5:5: error: steps[id=look]: the salesflow-campaign provider cannot visit profiles: {CAMPAIGN}"
+    assert lines[0] == ("s.yaml:5:5: error: steps[id=look]: the salesflow-campaign provider cannot visit profiles: "
+                        f"{CAMPAIGN}")
     assert lines[1] == ("s.yaml:6:5: error: steps[id=join].note: the salesflow-campaign provider cannot send a note "
                         "with the invitation: the campaign sends its own invitation message (members/Import takes no "
                         "note); remove `note:`")

@@ -62,7 +62,8 @@ senders:
      credentials_env: {api_key: SALESFLOW_TOKEN}}
 """, encoding="utf-8")
     served = []
-    monkeypatch.setattr(FakeHTTPServer, "serve_forever", lambda self: served.append(self._server.app))
+    # Serve in the background instead of blocking, so that the command returns (and stops it).
+    monkeypatch.setattr(FakeHTTPServer, "serve_forever", lambda self: served.append(self.start()._server.app))
     assert main(["fake", "salesflow-campaign", "--port", "0", "--invites-per-day", "10"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("fake Salesflow v1 API on http://127.0.0.1:") and out[0].endswith("/_fake/")

@@ -116,7 +116,8 @@ def test_a_member_without_url_is_found_by_its_member_id() -> None:
     payload = {**SAMPLE, "MemberUrl": None, "MemberId": 46875434}
     (event,) = parse(payload, resolve=lambda name, value: "jane-doe" if (name, value) ==
                      ("salesflow_member_id", "46875434") else None)
-    assert (event.lead_key, event.event_id) == ("jane-doe", f"salesflow-campaign:{ACCOUNT}:{CAMPAIGN}:jane-doe:accepted")
+    assert (event.lead_key, event.event_id) == \
+        ("jane-doe", f"salesflow-campaign:{ACCOUNT}:{CAMPAIGN}:jane-doe:accepted")
     (unresolved,) = parse(payload)
     assert (unresolved.lead_key, unresolved.event_id.split(":")[3]) == (None, "member-46875434")
 
