@@ -174,3 +174,37 @@ def test_debug_output_of_a_failing_check_shows_no_secret(project: pathlib.Path, 
     text = out.out + out.err + caplog.text
     assert "API key rejected" in text and "HTTP Request: POST http://127.0.0.1:" in text  # httpx's own log
     assert wrong not in text and SECRET not in text
+
+
+def test_a_key_read_with_a_line_break_works_and_never_shows(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                            fake: tuple[EdgesFake, FakeHTTPServer, Clock],
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    # An env file saved with Windows line endings gives the key a trailing "\r": httpx refuses such
+    # a header and its error quoted the key (b'edg_live_…\r'), past the redaction of the exact value.
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("EDGES_API_KEY", SECRET + "\r")
+    assert main(["senders", "check"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("alice: ready (edges); credentials ok; account ok;")
+    assert SECRET not in out.out + out.err + caplog.text
+
+
+def test_a_key_no_http_header_can_carry_is_a_user_error_that_does_not_show_it(
+        project: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    bad = SECRET[:8] + "\u00e9\n" + SECRET[8:]
+    monkeypatch.setenv("EDGES_API_KEY", bad)
+    assert main(["senders", "check"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ("alice: NOT READY (edges): sender alice: environment variable EDGES_API_KEY "
+                       "(credentials_env.api_key) holds a line break, a control character or a non-ASCII character, "
+                       "which an HTTP header cannot carry (the value is not shown); export it, then check again\n")
+    assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--once"]) == 1
+    run = capsys.readouterr()
+    assert "holds a line break, a control character or a non-ASCII character" in run.err
+    text = out.out + out.err + run.out + run.err + caplog.text
+    assert SECRET[8:] not in text and SECRET[:8] + "\u00e9" not in text

@@ -245,6 +245,18 @@ def test_no_secret_in_any_log_line_or_error(h: EdgesHarness, caplog: pytest.LogC
     assert "token=" not in text
 
 
+@pytest.mark.parametrize("bad", [SECRET + "\r", SECRET + "\n", SECRET[:9] + "\u00e9" + SECRET[9:]])
+def test_a_key_no_header_can_carry_is_refused_before_a_request_and_not_shown(
+        h: EdgesHarness, bad: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    account = Account(sender="alice", account_id="identity-alice", credentials={"api_key": bad})
+    err = expect_error(ErrorKind.API_KEY_REJECTED, lambda: h.provider.visit(account, lead("ann"), key="v"))
+    assert err.message == ("sender alice: its api_key holds a line break, a control character or a non-ASCII "
+                           "character, which an HTTP header cannot carry (the value is not shown)")
+    assert sum(h.fake.requests.values()) == 0
+    assert SECRET[9:] not in caplog.text
+
+
 def test_redact_masks_query_strings_and_registered_secrets() -> None:
     assert redact(f"GET https://api.example/v1/x?token={SECRET}&a=1 failed with {SECRET}") == \
         "GET https://api.example/v1/x?[redacted] failed with [redacted]"
