@@ -17,6 +17,7 @@ from runner.providers.edges import fake_reads
 from runner.providers.edges.driver import EdgesProvider
 from runner.providers.edges.fake import EdgesFake
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer
+from runner.providers.http import register_secret
 from runner.store import Action, Enrollment, Sender, db, open_store
 
 from tests.providers.edges_harness import CERTAIN, SECRET
@@ -208,3 +209,16 @@ def test_a_key_no_http_header_can_carry_is_a_user_error_that_does_not_show_it(
     assert "holds a line break, a control character or a non-ASCII character" in run.err
     text = out.out + out.err + run.out + run.err + caplog.text
     assert SECRET[8:] not in text and SECRET[:8] + "\u00e9" not in text
+
+
+def test_the_debug_traceback_of_a_bug_shows_no_secret(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        register_secret(SECRET)  # as reading the sender's credentials does
+        raise RuntimeError(f"refused {SECRET} at https://crm.example/hook?token=tb-token-77ff")
+
+    monkeypatch.setattr("runner.senderscheck.check", broken)
+    assert main(["--debug", "senders", "check"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "RuntimeError: refused [redacted] at" in err
+    assert SECRET not in err and "tb-token-77ff" not in err

@@ -73,6 +73,7 @@ def redact_url(url: httpx.URL | str) -> str:
 
 
 _installed = False
+_TRACEBACKS = logging.Formatter()
 
 
 def install_log_redaction() -> None:
@@ -92,6 +93,11 @@ def install_log_redaction() -> None:
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[0] is not None:
+            # Handlers format the traceback later, from exc_info, unless exc_text is already there.
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     logging.setLogRecordFactory(factory)
