@@ -157,11 +157,17 @@ def test_run_once_performs_the_flow_over_http_and_the_ledger_agrees(
     for entry in ledger:
         if entry["action"] == "message":
             assert done[entry["seqrun_key"]].conversation_id == entry["thread_id"]
+    db.close()
+    assert main(["--debug", "run", "--once"]) == 0  # debug logs too
     output = capsys.readouterr()
     assert main(["export", "actions", "--format", "jsonl"]) == 0
+    assert main(["export", "events", "--format", "jsonl"]) == 0
     exported = capsys.readouterr().out
+    assert '"kind": "accepted"' in exported
     everything = output.out + output.err + exported + caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in everything
+    stored = b"".join(path.read_bytes() for path in project.iterdir() if path.name.startswith("seqrun.db"))
+    assert SECRET.encode() not in stored  # the database, its WAL, its lock file
 
 
 def test_debug_output_of_a_failing_check_shows_no_secret(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
