@@ -147,6 +147,36 @@ def _walk_pages(h: EdgesHarness) -> None:
     assert h.slept == [2.0, 2.0]
 
 
+class Flaky(httpx.HTTPTransport):
+    """Real HTTP, except that the requests numbered in `fail_at` (from 1) never get an answer."""
+
+    def __init__(self, fail_at: set[int]) -> None:
+        super().__init__()
+        self.fail_at, self.count = fail_at, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        if self.count in self.fail_at:
+            raise httpx.ReadTimeout("no answer", request=request)
+        return super().handle_request(request)
+
+
+def test_a_walk_of_connections_cut_short_is_walked_again_in_full() -> None:
+    h = EdgesHarness(smart_limits=None)
+    try:
+        leads = [lead(f"w-{i:02d}") for i in range(45)]
+        for i, who in enumerate(leads):  # accepted a minute apart: the oldest five are on page 2
+            h.provider.connect(h.account, who, note=None, key=f"c-{i}")
+            h.advance(dt.timedelta(minutes=1))
+        h.advance(dt.timedelta(hours=3))
+        with make_client(h.server.url + "/v1", transport=Flaky(fail_at={2})) as client:
+            driver = EdgesProvider(client, clock=h.clock, sleep=lambda s: None)
+            expect_error(ErrorKind.TRANSIENT, lambda: driver.relationship(h.account, leads[-1]))
+            assert driver.relationship(h.account, leads[0]).connected
+    finally:
+        h.close()
+
+
 def test_a_next_page_on_another_host_is_refused() -> None:
     class Elsewhere:
         def handle(self, method: str, target: str, headers: Any, body: bytes) -> Any:

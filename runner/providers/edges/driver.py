@@ -339,14 +339,16 @@ class EdgesProvider:
         now = self._now()
         if known.at is not None and known.at <= now < known.at + self.fresh_for and not force:
             return known
-        newest = known.newest
+        newest, seen = known.newest, known.newest
         for item in self.api.pages(account, SLUGS["connections"], None, {},
                                 stop=lambda item: newest is not None and _time(item.get("connected_at"), now) < newest):
             key = _lead_key(item)
             if key is not None:
                 at = _time(item.get("connected_at"), now)
                 known.connections[key] = (at, str(item.get("linkedin_profile_id")))
-                known.newest = at if known.newest is None else max(known.newest, at)
+                seen = at if seen is None else max(seen, at)
+        # Only a walk that reached its end moves the mark: one cut short by an error is walked again.
+        known.newest = seen
         invitations: dict[str, dict[str, Any]] = {}
         for item in self.api.pages(account, SLUGS["invitations"], None, {}):
             key = _lead_key(item)
