@@ -58,6 +58,49 @@ def test_the_fake_refuses_inputs_plural_like_edges(h: EdgesHarness) -> None:
     assert (body["error_label"], body["message"]) == ("BAD_INPUT", "body must NOT have additional properties (inputs)")
 
 
+SN_ID = "ACwAAB3xQ9kLmN2pR7sT4uV8wX1yZ5aBcDeFgHi"
+SN_LEAD = LeadRef(key=f"sn:{SN_ID}", profile_url=f"https://www.linkedin.com/sales/lead/{SN_ID}")
+
+
+def test_the_fake_takes_the_documented_sales_navigator_profile_id(h: EdgesHarness) -> None:
+    response = httpx.post(f"{h.server.url}/v1/actions/salesnavigator-connect-profile/run/live",
+                          headers={"X-API-Key": SECRET},
+                          json={"identity_ids": ["identity-alice"], "input": {"sales_navigator_profile_id": SN_ID}})
+    assert response.status_code == 200, response.text
+    assert (response.json()["pending"], response.json()["sales_navigator_profile_id"]) == (True, SN_ID)
+    (entry,) = h.control("GET", "ledger")["actions"]
+    assert (entry["slug"], entry["lead"]) == ("salesnavigator-connect-profile", f"sn:{SN_ID}")
+
+
+def test_a_sales_navigator_sender_invites_a_lead_given_by_its_sales_navigator_url(h: EdgesHarness) -> None:
+    account = Account(sender="alice", account_id="identity-alice", account_type="sales_navigator",
+                      credentials={"api_key": SECRET})
+    seen: list[httpx.Request] = []
+    h.client.event_hooks["request"].append(seen.append)
+    h.provider.connect(account, SN_LEAD, note=None, key="sn-1")
+    assert seen[0].url.path == "/v1/actions/salesnavigator-connect-profile/run/live"
+    assert json.loads(seen[0].content)["input"] == {"sales_navigator_profile_id": SN_ID,
+                                                    "custom_data": {"seqrun_key": "sn-1"}}
+    # Edges lists people by their LinkedIn URL; a sent invitation also names the Sales Navigator id.
+    restarted = EdgesProvider(h.client, clock=h.clock, sleep=lambda s: None)
+    assert restarted.relationship(account, SN_LEAD).invite_pending
+    assert restarted.find_action(account, SN_LEAD, action="connect", key="sn-1", since=START) is not None
+    restarted.withdraw(account, SN_LEAD, invitation_id=None, key="sn-w")
+    assert [e["action"] for e in h.control("GET", "ledger")["actions"]] == ["connect", "withdraw"]
+
+
+def test_a_lead_given_by_its_sales_navigator_url_is_found_connected_by_the_id_the_invite_returned(
+        h: EdgesHarness) -> None:
+    account = Account(sender="alice", account_id="identity-alice", account_type="sales_navigator",
+                      credentials={"api_key": SECRET})
+    done = h.provider.connect(account, SN_LEAD, note=None, key="sn-1")
+    h.advance(dt.timedelta(hours=3))  # accepted after two
+    known = LeadRef(SN_LEAD.key, SN_LEAD.profile_url, provider_ids=dict(done.provider_ids))
+    restarted = EdgesProvider(h.client, clock=h.clock, sleep=lambda s: None)
+    relationship = restarted.relationship(account, known)
+    assert (relationship.connected, relationship.invite_pending) == (True, False)
+
+
 # --- error labels -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("label", "kind"), [
