@@ -129,6 +129,20 @@ def test_status_429_retries_after_retry_after(h: EdgesHarness) -> None:
     assert err.retry_at == START + dt.timedelta(seconds=60)
 
 
+def test_a_retry_after_at_the_root_of_the_error_body_is_honoured() -> None:
+    # Edges' pages write `retry_after` without saying where; seqrun reads it in `params` or at the root.
+    class Busy:
+        def handle(self, method: str, target: str, headers: Any, body: bytes) -> Any:
+            return 429, {"Content-Type": "application/json"}, json.dumps(
+                {"error_label": "STATUS_429", "message": "slow down", "status_code": 429, "retry_after": 120}).encode()
+
+    with FakeHTTPServer(Busy()) as server, make_client(server.url + "/v1") as client:
+        driver = EdgesProvider(client, clock=lambda: START, sleep=lambda s: None)
+        account = Account(sender="alice", account_id="i", credentials={"api_key": SECRET})
+        err = expect_error(ErrorKind.RATE_LIMITED, lambda: driver.visit(account, lead("ann"), key="v"))
+        assert err.retry_at == START + dt.timedelta(seconds=120)
+
+
 def test_smart_limit_of_the_fake_answers_limit_reached_with_postponed_until() -> None:
     h = EdgesHarness(smart_limits={"linkedin-visit-profile": 2})
     try:
