@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import logging
 import pathlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -228,3 +228,32 @@ def test_the_debug_traceback_of_a_bug_shows_no_secret(project: pathlib.Path, mon
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "RuntimeError: refused [redacted] at" in err
     assert SECRET not in err and "tb-token-77ff" not in err
+
+
+def test_a_429_is_not_retried_before_its_reset_across_runs(project: pathlib.Path,
+                                                           fake: tuple[EdgesFake, FakeHTTPServer, Clock],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Edges' STATUS_429 asks for an hour; seqrun's own backoff would retry after about a minute.
+    app, server, clock = fake
+    inner = app.handle
+    visits: list[dt.datetime] = []
+
+    def handle(method: str, target: str, headers: Any, body: bytes) -> Any:
+        if "linkedin-visit-profile" in target:
+            visits.append(clock.now)
+            if len(visits) == 1:
+                refusal = {"error_label": "STATUS_429", "error_scope": "identity", "error_ref": "r-1",
+                           "message": "LinkedIn rate limit", "status_code": 429, "params": {}}
+                return 429, {"Content-Type": "application/json", "Retry-After": "3600"}, json.dumps(refusal).encode()
+        return inner(method, target, headers, body)
+
+    monkeypatch.setattr(app, "handle", handle)
+    (project / "one.csv").write_text(LEADS.splitlines()[0] + "\n" + LEADS.splitlines()[1] + "\n", encoding="utf-8")
+    assert main(["leads", "import", "one.csv", "--sequence", "intro"]) == 0
+    for _ in range(16):  # a cron job running `run --once` every 5 minutes
+        assert main(["run", "--once"]) == 0
+        clock.now += dt.timedelta(minutes=5)
+    assert len(visits) == 2 and visits[1] - visits[0] == dt.timedelta(hours=1), visits
+    open_store(str(project / "seqrun.db"))
+    assert [a.status for a in Action.select().where(Action.action == "visit").order_by(Action.id)] == [
+        "failed", "done"]
