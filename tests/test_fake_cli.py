@@ -35,3 +35,17 @@ def test_a_busy_port_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None
         port = busy.getsockname()[1]
         assert main(["fake", "edges", "--port", str(port)]) == 1
     assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_the_accepted_key_is_read_as_seqrun_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # seqrun drops the line break a key saved with Windows line ends carries; the fake must too, or
+    # it refuses the very key it was given.
+    from runner.providers.fakeserver import FakeHTTPServer
+
+    served: list[object] = []
+    monkeypatch.setattr(FakeHTTPServer, "serve_forever", lambda self: served.append(self._server.app))
+    monkeypatch.setattr(FakeHTTPServer, "stop", lambda self: self._server.server_close())
+    monkeypatch.setenv("FAKE_KEY", "edg-fake-key-123\r\n")
+    assert main(["fake", "edges", "--port", "0", "--api-key-env", "FAKE_KEY"]) == 0
+    (app,) = served
+    assert app.api_keys == {"edg-fake-key-123"}  # type: ignore[attr-defined]
