@@ -101,6 +101,18 @@ def test_a_lead_given_by_its_sales_navigator_url_is_found_connected_by_the_id_th
     assert (relationship.connected, relationship.invite_pending) == (True, False)
 
 
+@pytest.mark.parametrize(("name", "body", "message"), [
+    ("clock", {"advance_seconds": "soon"}, "/_fake/clock: could not convert string to float: 'soon'"),
+    ("clock", {"now": "tomorrow"}, "/_fake/clock: Invalid isoformat string: 'tomorrow'"),
+    ("errors", {"label": "LK_ERROR", "count": "x"}, "/_fake/errors: invalid literal for int() with base 10: 'x'"),
+])
+def test_a_control_call_with_a_bad_value_is_a_400_that_says_why(h: EdgesHarness, name: str, body: dict[str, Any],
+                                                                 message: str) -> None:
+    response = httpx.post(f"{h.server.url}/_fake/{name}", json=body)
+    assert response.status_code == 400
+    assert (response.json()["error_label"], response.json()["message"]) == ("BAD_INPUT", message)
+
+
 # --- error labels -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("label", "kind"), [

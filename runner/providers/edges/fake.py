@@ -121,7 +121,11 @@ class EdgesFake:
             return self._error(EdgesError(400, "BAD_INPUT", "body is not valid JSON", scope="request"))
         try:
             if path.startswith("/_fake/"):
-                return self._json(200, self._control(method, path[len("/_fake/"):], data))
+                name = path[len("/_fake/"):]
+                try:
+                    return self._json(200, self._control(method, name, data))
+                except (ValueError, TypeError) as exc:  # a value of the wrong kind in a control call
+                    raise EdgesError(400, "BAD_INPUT", f"/_fake/{name}: {exc}", scope="request") from None
             with self._lock:
                 return self._api(method, path, query, headers, data)
         except EdgesError as err:
