@@ -50,10 +50,10 @@ MESSAGE_LABELS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), 
     (r"connections_unavailable|connections (are )?(temporarily )?unavailable", "CONNECTIONS_UNAVAILABLE"),
     (r"no pending invitation|invitation not found|no invitation (was )?found", "NO_PENDING_INVITATION"),
     (r"already connected|already a (1st[- ]degree )?connection", "ALREADY_CONNECTED"),
-    (r"invitation (is )?(already )?pending|already (been )?(sent|invited)|pending invitation already", "INVITATION_PENDING"),
+    (r"invitation\b.*\bpending|already (been )?(sent|invited)|pending invitation already", "INVITATION_PENDING"),
     (r"not connected|not a (1st[- ]degree )?connection|only message (your )?connections|must be connected",
      "NOT_CONNECTED"),
-    (r"profile (is )?(not found|not accessible|unavailable|private)|not visible|cannot (view|access)",
+    (r"profile\b.*?\b(not found|not accessible|unavailable|private)|not visible|cannot (view|access)",
      "PROFILE_NOT_ACCESSIBLE"),
 ))
 
@@ -71,8 +71,8 @@ def error_body(raw: object) -> tuple[ErrorBody, str | None]:
     label: str | None = None
     if isinstance(error, Mapping):  # Zod
         issues = error.get("issues") if isinstance(error.get("issues"), list) else []
-        parts = [f"{'.'.join(str(p) for p in i.get('path') or []) or 'body'}: {i.get('message', 'invalid')}"
-                 for i in issues if isinstance(i, Mapping)]
+        parts = [": ".join(x for x in ('.'.join(str(p) for p in i.get('path') or []), str(i.get('message', 'invalid')))
+                           if x) for i in issues if isinstance(i, Mapping)]
         message = "; ".join(parts) or str(error.get("message") or error.get("name") or "invalid request")
         label = str(error.get("name") or "ZodError")
     else:
@@ -87,7 +87,9 @@ def error_body(raw: object) -> tuple[ErrorBody, str | None]:
         params["postponed_until"] = resets.group(1)
     lowered = message.lower()
     if label is None:
-        label = next((lab for pattern, lab in MESSAGE_LABELS if pattern.search(lowered)), None) or code
+        label = next((lab for pattern, lab in MESSAGE_LABELS if pattern.search(lowered)), None)
+    if label is None and code is not None:
+        label = code.upper() if code.upper() in LABELS else code
     return ErrorBody(label, redact(message), params), quota.group(1).upper() if quota else None
 
 
@@ -102,7 +104,7 @@ def to_error(response: httpx.Response, now: dt.datetime, *, not_found: ErrorKind
         action = quota_action or header
         is_quota = action in QUOTA_ACTIONS or "postponed_until" in body.params
         body = ErrorBody("QUOTA_REACHED" if is_quota else "RATE_LIMITED", body.message, body.params)
-    elif status == 404 and body.label is None:
+    elif status == 404 and body.label not in LABELS:  # no label, or a `code` we do not know
         body = ErrorBody("NOT_FOUND", body.message, body.params)
         labels["NOT_FOUND"] = not_found
     elif status == 502 and body.label is None:

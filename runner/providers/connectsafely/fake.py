@@ -271,7 +271,9 @@ class ConnectSafelyFake:
 
     def lead_by_id(self, profile_id: str) -> LeadRef:
         if profile_id.startswith("urn:li:"):
-            key = self._urns.get(profile_id)
+            # A URN the fake handed out, or one naming a member token (a lead known only by it).
+            token = profile_id.rsplit(":", 1)[-1]
+            key = self._urns.get(profile_id) or (token if token.startswith("ACoA") and len(token) >= 24 else None)
             if key is None:
                 raise CSError(404, f"Profile {profile_id} not found or not accessible")
             return LeadRef(key, f"https://www.linkedin.com/in/{key}")

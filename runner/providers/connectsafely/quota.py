@@ -29,10 +29,14 @@ class QuotaState:
     used: int | None
     remaining: int
     reset: dt.datetime | None
+    window: str | None = None  # "week", "day", when the answer says
 
     def to_json(self) -> dict[str, Any]:
-        return {"limit": self.limit, "used": self.used, "remaining": self.remaining,
-                "reset_at": self.reset.isoformat() if self.reset else None}
+        out: dict[str, Any] = {"limit": self.limit, "used": self.used, "remaining": self.remaining}
+        if self.window:
+            out["window"] = self.window
+        out["reset_at"] = self.reset.isoformat() if self.reset else None
+        return out
 
 
 class QuotaBook:
@@ -84,7 +88,7 @@ class QuotaBook:
         return action
 
     def load(self, account_id: str, body: object, now: dt.datetime) -> dict[str, QuotaState]:
-        """`GET /account/{id}/quota`: `{"quotas": [{"action", "limit", "used", "remaining", "reset"}]}`
+        """`GET /account/{id}/quota`: `{"quotas": [{"action", "limit", "used", "remaining", "window", "reset"}]}`
         (or the same keyed by action); returns what it learnt."""
         quotas = body.get("quotas") if isinstance(body, Mapping) else None
         items: list[tuple[str, Any]] = []
@@ -103,7 +107,8 @@ class QuotaBook:
             if remaining is None:
                 continue
             reset = parse_moment(item.get("reset") or item.get("resetsAt") or item.get("resetAt"))
-            found[action.upper()] = state = QuotaState(limit, used, remaining, reset)
+            window = str(item["window"]) if item.get("window") else None
+            found[action.upper()] = state = QuotaState(limit, used, remaining, reset, window)
             self._set(account_id, action.upper(), state)
         self.mark_loaded(account_id)
         return found
