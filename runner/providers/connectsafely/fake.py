@@ -449,7 +449,7 @@ class ConnectSafelyFake:
                 since = self._delivered.get(account)
                 for note in state.messages:
                     # Messages from before the lead was first seen are history, not deliveries.
-                    if note.from_lead and state.first_seen < note.sent_at <= now \
+                    if note.from_lead and state.first_seen <= note.sent_at <= now \
                             and (since is None or note.sent_at > since):
                         due.append((note.sent_at, account, key, note))
             for account in {acc for (acc, _) in self.world._world.leads}:
