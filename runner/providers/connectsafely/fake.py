@@ -366,17 +366,20 @@ class ConnectSafelyFake:
 
     def _control(self, method: str, name: str, data: Any, query: Mapping[str, str]) -> Any:
         data = data if isinstance(data, dict) else {}
-        with self._lock:
-            if name == "clock":
-                if method == "POST":
+        # Deliveries are posted outside the lock: a receiver may call the API back meanwhile.
+        if name == "clock":
+            if method == "POST":
+                with self._lock:
                     if "now" in data:
                         when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
                         self.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
                     else:
                         self.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
-                    if self.webhook_url:
-                        self.deliver_due()
-                return {"now": iso(self.clock())}
+                self.deliver_due()
+            return {"now": iso(self.clock())}
+        if name == "webhooks":
+            return {"delivered": self.deliver_due()}
+        with self._lock:
             if name == "errors":
                 return self._control_errors(method, data)
             if name == "latency":
@@ -400,8 +403,6 @@ class ConnectSafelyFake:
             if name == "replies":
                 return self._reply_now(str(data.get("account_id", "default")), str(data.get("profile_id", "")),
                                        str(data.get("text") or "Thanks, happy to talk."))
-            if name == "webhooks":
-                return {"delivered": self.deliver_due()}
         raise CSError(404, f"no control endpoint /_fake/{name}")
 
     def _control_errors(self, method: str, data: Mapping[str, Any]) -> Any:
@@ -436,6 +437,20 @@ class ConnectSafelyFake:
         return {"message_urn": f"urn:li:messagingMessage:{message_id}", "at": iso(now)}
 
     # --- webhooks -------------------------------------------------------------------------------------
+
+    def deliver_every(self, seconds: float, stop: threading.Event) -> threading.Thread:
+        """Deliver due replies every `seconds` until `stop` is set (`seqrun fake connectsafely`)."""
+
+        def loop() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.deliver_due()
+                except Exception:  # noqa: BLE001 - a fake's delivery bug must not stop the fake
+                    log.exception("fake ConnectSafely: webhook delivery failed")
+
+        thread = threading.Thread(target=loop, name="seqrun-fake-webhooks", daemon=True)
+        thread.start()
+        return thread
 
     def deliver_due(self) -> list[dict[str, Any]]:
         """POST a signed `message.received` for every lead message that became visible since the last
