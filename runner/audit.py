@@ -2,8 +2,9 @@
 
 Reads the store after a run or simulation and lists every broken promise in plain words: an action
 started outside the calendar window in the lead's zone, more actions than a sender's (or a
-sequence's) daily cap on a sender-local day, a message sent after the lead replied, or one step
-entry performed twice. An empty list is the expected answer; tests and `simulate` report it.
+sequence's) daily cap on a sender-local day, more than a provider's quota in its window (a week
+for ConnectSafely's invitations), a message sent after the lead replied, or one step entry
+performed twice. An empty list is the expected answer; tests and `simulate` report it.
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from collections import Counter
 from . import calendar as cal
 from .limits import caps_for
 from .model import Sequence
+from .providers import QUOTAS
+from .providers.quotas import by_window
 from .runtime import Runtime
 from .store import Sender, db
 from .store.fields import from_db_time
+from .store.quota_usage import performed_times
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 
@@ -66,6 +70,19 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
     for entry, n in sorted(entries.items()):
         if n > 1:
             found.append(f"step entry {entry} was performed {n} times")
+    return found + _quota_violations(rt)
+
+
+def _quota_violations(rt: Runtime) -> list[str]:
+    """Every provider quota window (a ConnectSafely week) with more performed actions than the quota."""
+    found = []
+    for sender in rt.senders.values():
+        provider = getattr(sender.provider, "name", "")
+        for quota in QUOTAS.get(provider, ()):
+            for start, n in by_window(quota, performed_times(sender.id, quota.action)).items():
+                if n > quota.limit:
+                    found.append(f"sender {sender.name}: {n} {quota.action} actions in the {quota.period} from "
+                                 f"{start:%Y-%m-%d %H:%M} UTC; {provider}'s quota is {quota.describe()}")
     return found
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Iterable
 
 UTC = dt.timezone.utc
 PERIODS = ("day", "week")
@@ -41,3 +42,12 @@ class Quota:
         """`90 a week (from Monday 00:00 UTC)`."""
         when = "from Monday 00:00 UTC" if self.period == "week" else "from 00:00 UTC"
         return f"{self.limit} a {self.period} ({when})"
+
+
+def by_window(quota: Quota, times: Iterable[dt.datetime]) -> dict[dt.datetime, int]:
+    """How many of `times` fall in each of the quota's windows, by window start (in time order)."""
+    counts: dict[dt.datetime, int] = {}
+    for at in times:
+        start = quota.window(at)[0]
+        counts[start] = counts.get(start, 0) + 1
+    return dict(sorted(counts.items()))
