@@ -2,5 +2,6 @@
 
 `driver.py` (the `Provider`), `api.py` (the wire and budgets), `errors.py` (three error body shapes),
 `quota.py` (weekly and daily quotas), `shapes.py` (time and id formats), `webhook.py`
-(`message.received`), `fake.py` and `fake_routes.py` (the fake API for `seqrun fake connectsafely`).
+(`message.received`), and the fake API of `seqrun fake connectsafely`: `fake.py` (dispatch, budgets,
+quotas, webhook deliveries), `fake_routes.py` (the endpoints), `fake_control.py` (`/_fake/` levers).
 """

@@ -9,7 +9,7 @@ quota puts the account on a 24-hour hold), per-minute budgets with `X-RateLimit-
 `Retry-After`, and signed `message.received` webhooks. It keeps no idempotency keys; it records
 every action it performed in a ledger.
 
-Control endpoints (documented in docs/providers/connectsafely.md), all JSON:
+Control endpoints (`fake_control`; documented in docs/providers/connectsafely.md), all JSON:
   GET  /_fake/clock                       -> {"now"}
   POST /_fake/clock {"now": ISO} | {"advance_seconds": n}   (then delivers due webhooks)
   POST /_fake/errors {"kind", "path": "/connect"|null, "count": n | "probability": p, "after", "shape"}
@@ -34,7 +34,6 @@ import random
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import httpx
@@ -45,7 +44,9 @@ from ..fakeserver import FakeClock, Reply
 from ..quotas import Quota
 from ..sandbox import SandboxProvider
 from ..sandbox_state import Note
+from . import fake_control
 from . import fake_routes as routes
+from .fake_control import Rule
 from .fake_routes import CSError, Request, invalid
 from .shapes import PROFILE_URN, THREAD_URN, iso
 from .webhook import SIGNATURE_HEADER, sign
@@ -59,36 +60,6 @@ HOLD = dt.timedelta(hours=24)  # asking past the invitation quota puts the accou
 #: per-minute budgets: per API key, and per account by kind of call (inbox reads are unlimited)
 BUDGETS = {"key": 60, "read": 30, "write": 15, "account": 10}
 WEBHOOK_RETRIES = (10.0, 20.0)  # seconds before the second and third attempt
-#: kind -> (status, message, shape, extra) of an injected error; see docs/providers/connectsafely.md
-INJECTABLE: dict[str, tuple[int, str]] = {
-    "UNAUTHORIZED": (401, "Unauthorized: invalid or missing API key"),
-    "SUBSCRIPTION": (403, "Trial expired or no active subscription"),
-    "ACCOUNT_NOT_FOUND": (404, "Account not found"),
-    "PROFILE_NOT_ACCESSIBLE": (404, "Profile not found or not accessible"),
-    "NOT_FOUND": (404, "Not found"),
-    "ALREADY_CONNECTED": (400, "Already connected to this profile"),
-    "INVITATION_PENDING": (400, "An invitation to this profile is already pending"),
-    "NOT_CONNECTED": (400, "Cannot send message: the recipient is not a 1st-degree connection"),
-    "NO_PENDING_INVITATION": (404, "No pending invitation found for this profile"),
-    "AUTH_EXPIRED": (400, "LinkedIn session expired for this account: re-authenticate it in the dashboard"),
-    "VALIDATION": (400, "Invalid request body"),
-    "RATE_LIMITED": (429, "Too many requests: 15 writes per minute for this account"),
-    "QUOTA_CONNECT": (429, "Rate limit exceeded for CONNECT"),
-    "SERVER_ERROR": (500, "Internal server error"),
-    "CONNECTIONS_UNAVAILABLE": (502, "CONNECTIONS_UNAVAILABLE: LinkedIn connections are temporarily unavailable"),
-}
-SHAPES = ("error", "code", "plain", "zod")
-
-
-@dataclass
-class Rule:
-    kind: str
-    path: str | None
-    count: int | None
-    probability: float | None
-    after: bool  # the action takes effect, then the error is answered (a lost response)
-    shape: str
-
 
 class ConnectSafelyFake:
     """The fake ConnectSafely API over one simulated LinkedIn. See the module docstring."""
@@ -115,10 +86,10 @@ class ConnectSafelyFake:
         self.requests: collections.Counter[str] = collections.Counter()  # per route pattern
         self.webhooks: list[dict[str, Any]] = []  # deliveries: message_urn, attempts, status
         self.refused_over_quota: collections.Counter[str] = collections.Counter()  # per quota action
-        self._rules: list[Rule] = []
-        self._random = random.Random(seed)
+        self.rules: list[Rule] = []
+        self.random = random.Random(seed)
         self._keys = itertools.count(1)
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._sleep = sleep
         self._minutes: dict[str, tuple[int, int]] = {}  # budget bucket -> (minute, requests in it)
         self._holds: dict[str, dt.datetime] = {}  # account -> on hold until
@@ -141,7 +112,7 @@ class ConnectSafelyFake:
                 raise CSError(400, "body is not valid JSON") from None
             if split.path.startswith("/_fake/"):
                 return self._json(200, self._control(method, split.path[len("/_fake/"):], data, query))
-            with self._lock:
+            with self.lock:
                 return self._api(method, split.path, query, headers, data)
         except CSError as err:
             return self._json(err.status, err.body(), err.headers)
@@ -167,15 +138,15 @@ class ConnectSafelyFake:
             raise CSError(404, "Account not found")
         now = self.clock()
         budget_headers = self._budget(key, account, kind, now)
-        rule = self._injected(pattern)
+        rule = fake_control.injected(self, pattern)
         if rule is not None and not rule.after:
-            raise self._injected_error(rule, now)
+            raise fake_control.injected_error(self, rule, now)
         if kind != "account":
             self._check_session(account, now)
         self._last_quota: dict[str, str] | None = None
         answer = handler(self, account, Request(params, query, body), now)
         if rule is not None:  # `after`: it happened, but the caller hears an error
-            raise self._injected_error(rule, now)
+            raise fake_control.injected_error(self, rule, now)
         return self._json(200, answer, self._last_quota or budget_headers)
 
     def _authorise(self, headers: Mapping[str, str]) -> str:
@@ -227,11 +198,11 @@ class ConnectSafelyFake:
                 hold = self._holds[account] = now + HOLD  # overshoot: LinkedIn holds the account
             extra = {"holdUntil": iso(hold)} if hold is not None else {}
             raise CSError(429, f"Rate limit exceeded for {action}: {len(done)}/{quota.limit} used. Resets at "
-                               f"{iso(end)}", extra=extra, headers=self._quota_headers(action, quota, len(done), end))
+                               f"{iso(end)}", extra=extra, headers=self.quota_headers(action, quota, len(done), end))
         self._done[(account, action)].append(now)
-        self._last_quota = self._quota_headers(action, quota, len(done) + 1, end)
+        self._last_quota = self.quota_headers(action, quota, len(done) + 1, end)
 
-    def _quota_headers(self, action: str, quota: Quota, used: int, end: dt.datetime) -> dict[str, str]:
+    def quota_headers(self, action: str, quota: Quota, used: int, end: dt.datetime) -> dict[str, str]:
         return {"X-RateLimit-Action": action, "X-RateLimit-Limit": str(quota.limit), "X-RateLimit-Used": str(used),
                 "X-RateLimit-Remaining": str(max(0, quota.limit - used)), "X-RateLimit-Reset": iso(end)}
 
@@ -332,110 +303,6 @@ class ConnectSafelyFake:
                 self.profile_urn(key)
         return len(urls)
 
-    # --- injected errors ----------------------------------------------------------------------------
-
-    def _injected(self, pattern: str) -> Rule | None:
-        for rule in self._rules:
-            if rule.path is not None and rule.path.strip("/") != pattern:
-                continue
-            if rule.count is not None:
-                if rule.count <= 0:
-                    continue
-                rule.count -= 1
-                return rule
-            if rule.probability is not None and self._random.random() < rule.probability:
-                return rule
-        return None
-
-    def _injected_error(self, rule: Rule, now: dt.datetime) -> CSError:
-        status, message = INJECTABLE[rule.kind]
-        extra: dict[str, Any] = {}
-        headers: dict[str, str] = {}
-        if rule.kind == "RATE_LIMITED":
-            headers = {"Retry-After": "60", "X-RateLimit-Action": "WRITE", "X-RateLimit-Limit": "15",
-                       "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": iso(now + dt.timedelta(seconds=60))}
-        elif rule.kind == "QUOTA_CONNECT":
-            end = QUOTAS["CONNECT"].window(now)[1]
-            message = f"Rate limit exceeded for CONNECT: 90/90 used. Resets at {iso(end)}"
-            extra = {"holdUntil": iso(now + HOLD)}
-            headers = self._quota_headers("CONNECT", QUOTAS["CONNECT"], 90, end)
-        code = "validation_error" if rule.kind == "VALIDATION" else rule.kind.lower()
-        return CSError(status, message, shape=rule.shape, code=code, extra=extra, headers=headers)
-
-    # --- control ------------------------------------------------------------------------------------
-
-    def _control(self, method: str, name: str, data: Any, query: Mapping[str, str]) -> Any:
-        data = data if isinstance(data, dict) else {}
-        # Deliveries are posted outside the lock: a receiver may call the API back meanwhile.
-        if name == "clock":
-            if method == "POST":
-                with self._lock:
-                    if "now" in data:
-                        when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
-                        self.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
-                    else:
-                        self.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
-                self.deliver_due()
-            return {"now": iso(self.clock())}
-        if name == "webhooks":
-            return {"delivered": self.deliver_due()}
-        with self._lock:
-            if name == "errors":
-                return self._control_errors(method, data)
-            if name == "latency":
-                self.latency_ms = max(0.0, float(data.get("ms", 0)))
-                return {"ms": self.latency_ms}
-            if name == "ledger":
-                return {"actions": list(self.ledger)}
-            if name == "quotas":
-                account = str(query.get("account_id") or data.get("account_id") or "default")
-                return {"quotas": [self.quota_usage(account, a, self.clock()) for a in self.quota_limits]}
-            if name == "auth":
-                account = str(data.get("account_id", ""))
-                (self.world.expire_auth if data.get("state") == "expired" else self.world.restore_auth)(account)
-                return {"account_id": account, "state": data.get("state", "ok")}
-            if name == "profiles":
-                ids = data.get("profile_ids")
-                if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                    raise CSError(400, "profile_ids must be a list of public profile ids")
-                account = str(data.get("account_id", "default"))
-                return {"introduced": self.introduce(account, [f"https://www.linkedin.com/in/{i}" for i in ids])}
-            if name == "replies":
-                return self._reply_now(str(data.get("account_id", "default")), str(data.get("profile_id", "")),
-                                       str(data.get("text") or "Thanks, happy to talk."))
-        raise CSError(404, f"no control endpoint /_fake/{name}")
-
-    def _control_errors(self, method: str, data: Mapping[str, Any]) -> Any:
-        if method == "DELETE":
-            self._rules.clear()
-            return {"rules": 0}
-        kind = str(data.get("kind", ""))
-        if kind not in INJECTABLE:
-            raise CSError(400, f"unknown kind {kind!r}; expected one of {', '.join(sorted(INJECTABLE))}")
-        shape = str(data.get("shape") or "error")
-        if shape not in SHAPES:
-            raise CSError(400, f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
-        count, probability = data.get("count"), data.get("probability")
-        if (count is None) == (probability is None):
-            raise CSError(400, "give either count or probability")
-        self._rules.append(Rule(kind, data.get("path"), None if count is None else int(count),
-                                None if probability is None else float(probability), bool(data.get("after")), shape))
-        return {"rules": len(self._rules)}
-
-    def _reply_now(self, account: str, profile_id: str, text: str) -> Any:
-        lead = self.lead_by_id(profile_id)
-        now = self.clock()
-        with self.world._lock:
-            state = self.world._world.lead(account, lead.key, now)
-            number = len(state.replies)
-            message_id = self.world._world.ident("msg", account, lead.key, f"manual-reply:{number}")
-            state.replies.append(now)
-            state.messages.append(Note(message_id, now, True))
-            if state.thread_at is None:
-                state.thread_at = now
-        self.texts[message_id] = text
-        return {"message_urn": f"urn:li:messagingMessage:{message_id}", "at": iso(now)}
-
     # --- webhooks -------------------------------------------------------------------------------------
 
     def deliver_every(self, seconds: float, stop: threading.Event) -> threading.Thread:
@@ -500,37 +367,14 @@ class ConnectSafelyFake:
         self.webhooks.append(entry)
         return entry
 
-    # --- simulate --wire --------------------------------------------------------------------------------
+    # --- levers (fake_control) ------------------------------------------------------------------------
+
+    def _control(self, method: str, name: str, data: Any, query: Mapping[str, str]) -> Any:
+        return fake_control.control(self, method, name, data, query)
 
     def wire_check(self) -> tuple[dict[str, Any], list[str]]:
-        """What `simulate --wire` reports beyond the ledger: quota use per week, and whether every first
-        message after a noted invite went into the conversation that invite created."""
-        facts: dict[str, Any] = {}
-        problems: list[str] = []
-        quota = self.quota_limits.get("CONNECT") or QUOTAS["CONNECT"]
-        weeks: collections.Counter[tuple[str, str]] = collections.Counter()
-        for entry in self.ledger:
-            if entry["action"] == "connect":
-                at = dt.datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
-                weeks[(entry["account_id"], quota.window(at)[0].date().isoformat())] += 1
-        facts["connect_quota"] = quota.limit
-        facts["connects_per_week_max"] = max(weeks.values(), default=0)
-        facts["connect_weeks"] = {f"{acc} {week}": n for (acc, week), n in sorted(weeks.items())}
-        for (acc, week), n in sorted(weeks.items()):
-            if n > quota.limit:
-                problems.append(f"account {acc} sent {n} invitations in the week from {week}; the quota is {quota.limit}")
-        facts["refused_over_quota"] = dict(self.refused_over_quota)
-        for action, n in sorted(self.refused_over_quota.items()):
-            problems.append(f"the driver asked {n} time(s) past the {action} quota")
-        firsts = [e for e in self.ledger if e.get("first_after_noted_invite")]
-        into = [e for e in firsts if e.get("conversation_urn") == e.get("thread_urn")]
-        facts["first_messages_after_noted_invite"] = len(firsts)
-        facts["into_the_invite_conversation"] = len(into)
-        for entry in firsts:
-            if entry.get("conversation_urn") != entry.get("thread_urn"):
-                problems.append(f"the first message to {entry['lead']} after a noted invite went without that "
-                                f"invite's conversationUrn ({entry.get('conversation_urn')})")
-        return facts, problems
+        """What `simulate --wire` reports beyond the ledger (see `fake_control.wire_check`)."""
+        return fake_control.wire_check(self)
 
     # --- replies ------------------------------------------------------------------------------------
 

@@ -13,16 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..base import LeadRef
-from .shapes import (
-    MESSAGE_URN,
-    THREAD_URN,
-    connected_text,
-    iso,
-    millis,
-    parse_moment,
-    relative_text,
-)
+from .shapes import MESSAGE_URN, THREAD_URN, connected_text, millis, parse_moment, relative_text
 
 if TYPE_CHECKING:
     from .fake import ConnectSafelyFake
@@ -323,5 +314,3 @@ def _cursor(value: str | None) -> int:
     except (ValueError, KeyError, TypeError):
         raise CSError(400, "invalid or expired cursor") from None
 
-
-__all__ = ["CSError", "Request", "ROUTES", "BODY_KEYS", "match", "iso", "LeadRef"]
