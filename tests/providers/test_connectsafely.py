@@ -517,3 +517,17 @@ def test_no_secret_in_any_log_line_or_error(h: ConnectSafelyHarness, caplog: pyt
     text = "\n".join(errors + [r.getMessage() for r in caplog.records] + [caplog.text])
     assert SECRET not in text
     assert "token=" not in text
+
+
+def test_a_reply_written_just_before_our_message_is_still_found_by_polling(h: ConnectSafelyHarness) -> None:
+    who = lead("race")
+    accepted(h, who)
+    since = h.now()
+    h.provider.conversation(h.account, who)  # the sync before the send: nothing from the lead yet
+    h.advance(dt.timedelta(minutes=1))
+    h.control("POST", "replies", account_id=ACCOUNT, profile_id="race", text="Actually, one question")
+    h.advance(dt.timedelta(minutes=1))
+    h.provider.send_message(h.account, who, text="Thanks for accepting", conversation_id=None, subject=None,
+                            inmail=False, key="m")  # the thread's newest activity is now ours
+    polled = h.provider.poll_events(h.account, since=since)
+    assert [(e.kind, e.lead_key) for e in polled.events if e.kind == "replied"] == [("replied", "race")]

@@ -55,6 +55,9 @@ UTC = dt.timezone.utc
 
 NOTE_LIMIT = 300  # characters in `customMessage`
 MEMO_SIZE = 50_000  # keys remembered for replay within one process
+#: Acceptances and inspected threads older than the cursor by this much are forgotten: the engine's
+#: cursor only moves forward (less a 2-minute overlap), so they would never be reported again.
+FORGET_AFTER = dt.timedelta(days=1)
 _MEMBER_TOKEN = re.compile(r"ACoA[A-Za-z0-9_-]{20,}")
 
 
@@ -70,7 +73,6 @@ class _Known:
     first_seen: dict[str, dt.datetime] = field(default_factory=dict)  # lead key -> first seen connected
     accepted: dict[str, tuple[dt.datetime, str]] = field(default_factory=dict)  # key -> (occurred_at, event id)
     threads: dict[str, str] = field(default_factory=dict)  # lead key -> conversationUrn
-    own_sent: dict[str, dt.datetime] = field(default_factory=dict)  # conversationUrn -> our newest message
     # conversationUrn -> (lastActivityAt read, the since it was read with, the replies found)
     inspected: dict[str, tuple[dt.datetime, dt.datetime, tuple[ProviderEvent, ...]]] = field(default_factory=dict)
 
@@ -126,10 +128,6 @@ class ConnectSafelyProvider:
         messages = sorted((Message(str(m.get("messageUrn") or m.get("id")), _moment(m.get("sentAt"), self._now()),
                                    m.get("isSentByOwner") is False) for m in items),
                           key=lambda m: (m.sent_at, m.message_id))
-        ours = [m.sent_at for m in messages if not m.from_lead]
-        if ours:
-            known = self._account(account)
-            known.own_sent[urn] = max([known.own_sent.get(urn, ours[-1]), *ours])
         return Conversation(urn, tuple(messages))
 
     # --- Provider: actions ------------------------------------------------------------------------
@@ -185,7 +183,6 @@ class ConnectSafelyProvider:
             urn = self._thread_after_send(account, lead)
         if urn is not None:
             known.threads[lead.key] = urn
-            known.own_sent[urn] = max(known.own_sent.get(urn, at), at)
         ids = _ids(out)
         if out.get("threadId"):  # Sales Navigator accounts: the SN thread of this lead
             ids["sales_navigator_thread_id"] = str(out["threadId"])
@@ -251,6 +248,7 @@ class ConnectSafelyProvider:
             self._baseline(account, known)
             return PollResult((), synced_until=now)
         events = self._acceptances(account, known, since, now) + self._replies(account, known, since)
+        _forget_before(known, since - FORGET_AFTER)
         ordered = sorted({e.event_id: e for e in events}.values(), key=lambda e: (e.occurred_at, e.event_id))
         return PollResult(tuple(ordered), synced_until=max([now] + [e.occurred_at for e in ordered]))
 
@@ -399,8 +397,8 @@ class ConnectSafelyProvider:
             key = _participant(item, account)
             if key is not None:
                 known.threads.setdefault(key, urn)
-            if last <= known.own_sent.get(urn, since):
-                continue  # the newest activity is our own message
+            # Read even when the newest activity is our own message: the lead may have written
+            # between the sync before that send and the send itself.
             cached = known.inspected.get(urn)
             if cached is not None and cached[0] == last and cached[1] <= since:
                 found += [e for e in cached[2] if e.occurred_at > since]
@@ -432,6 +430,14 @@ class ConnectSafelyProvider:
         while len(self._memo) > MEMO_SIZE:
             self._memo.popitem(last=False)
         return result
+
+
+def _forget_before(known: _Known, cutoff: dt.datetime) -> None:
+    """Keep a long-running process's memory bounded by what a poll can still report."""
+    for key in [k for k, (at, _) in known.accepted.items() if at <= cutoff]:
+        del known.accepted[key]
+    for urn in [u for u, (last, _, _) in known.inspected.items() if last <= cutoff]:
+        del known.inspected[urn]
 
 
 # --- lead ids ---------------------------------------------------------------------------------------
