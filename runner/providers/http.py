@@ -11,8 +11,9 @@
 - Secrets never leak: `register_secret` remembers credential values as they are resolved, and
   `redact` removes them and every URL query string from a text. `install_log_redaction` applies it
   to every log record (seqrun's, httpx's, httpcore's) as the record is made.
-- `RequestBudget` is a token bucket per API key and per account, which also remembers a 429's reset
-  time so that nothing is sent to the provider before it.
+- `RequestBudget` is a token bucket per API key and per account (a key may have a rate of its own:
+  ConnectSafely's reads and writes per account), which also remembers a 429's reset time so that
+  nothing is sent to the provider before it.
 """
 from __future__ import annotations
 
