@@ -250,10 +250,12 @@ def test_a_429_is_not_retried_before_its_reset_across_runs(project: pathlib.Path
     monkeypatch.setattr(app, "handle", handle)
     (project / "one.csv").write_text(LEADS.splitlines()[0] + "\n" + LEADS.splitlines()[1] + "\n", encoding="utf-8")
     assert main(["leads", "import", "one.csv", "--sequence", "intro"]) == 0
-    for _ in range(16):  # a cron job running `run --once` every 5 minutes
+    for _ in range(48):  # a cron job running `run --once` every 5 minutes, for up to four hours
         assert main(["run", "--once"]) == 0
+        if len(visits) == 2:
+            break
         clock.now += dt.timedelta(minutes=5)
-    assert len(visits) == 2 and visits[1] - visits[0] == dt.timedelta(hours=1), visits
+    assert len(visits) == 2 and visits[1] - visits[0] >= dt.timedelta(hours=1), visits  # then a paced slot
     open_store(str(project / "seqrun.db"))
     assert [a.status for a in Action.select().where(Action.action == "visit").order_by(Action.id)] == [
         "failed", "done"]
