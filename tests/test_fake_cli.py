@@ -49,3 +49,15 @@ def test_the_accepted_key_is_read_as_seqrun_reads_it(monkeypatch: pytest.MonkeyP
     assert main(["fake", "edges", "--port", "0", "--api-key-env", "FAKE_KEY"]) == 0
     (app,) = served
     assert app.api_keys == {"edg-fake-key-123"}  # type: ignore[attr-defined]
+
+
+def test_the_connectsafely_fake_reads_its_key_as_seqrun_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.providers.fakeserver import FakeHTTPServer
+
+    served: list[object] = []
+    monkeypatch.setattr(FakeHTTPServer, "serve_forever", lambda self: served.append(self._server.app))
+    monkeypatch.setattr(FakeHTTPServer, "stop", lambda self: self._server.server_close())
+    monkeypatch.setenv("FAKE_KEY", "cs-fake-key-123\r\n")
+    assert main(["fake", "connectsafely", "--port", "0", "--api-key-env", "FAKE_KEY"]) == 0
+    (app,) = served
+    assert app.api_keys == {"cs-fake-key-123"}  # type: ignore[attr-defined]
