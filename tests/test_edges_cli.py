@@ -259,3 +259,47 @@ def test_a_429_is_not_retried_before_its_reset_across_runs(project: pathlib.Path
     open_store(str(project / "seqrun.db"))
     assert [a.status for a in Action.select().where(Action.action == "visit").order_by(Action.id)] == [
         "failed", "done"]
+
+
+def test_a_429_holds_the_key_in_every_later_run_sharing_the_database(project: pathlib.Path,
+                                                                     fake: tuple[EdgesFake, FakeHTTPServer, Clock],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each `run --once` is a new runner with a new request budget: only the database remembers the
+    # reset, and no request of any kind (a poll included) may go out with that key before it.
+    app, server, clock = fake
+    inner = app.handle
+    sent: list[tuple[dt.datetime, str]] = []
+
+    def handle(method: str, target: str, headers: Any, body: bytes) -> Any:
+        if not target.startswith("/_fake/"):
+            sent.append((clock.now, target))
+        if "linkedin-visit-profile" in target and not any("linkedin-visit-profile" in t for _, t in sent[:-1]):
+            refusal = {"error_label": "STATUS_429", "error_scope": "identity", "error_ref": "r-1",
+                       "message": "LinkedIn rate limit", "status_code": 429, "params": {}}
+            return 429, {"Content-Type": "application/json", "Retry-After": "3600"}, json.dumps(refusal).encode()
+        return inner(method, target, headers, body)
+
+    monkeypatch.setattr(app, "handle", handle)
+    (project / "one.csv").write_text(LEADS.splitlines()[0] + "\n" + LEADS.splitlines()[1] + "\n", encoding="utf-8")
+    assert main(["leads", "import", "one.csv", "--sequence", "intro"]) == 0
+    for _ in range(12):  # every 5 minutes until the visit's paced slot comes and is refused
+        assert main(["run", "--once"]) == 0
+        if any("linkedin-visit-profile" in target for _, target in sent):
+            break
+        clock.now += dt.timedelta(minutes=5)
+    refused_at = next(at for at, target in sent if "linkedin-visit-profile" in target)
+    reset = refused_at + dt.timedelta(hours=1)
+    before = len(sent)
+    for minutes in (5, 30, 59):  # new runners before the reset: not one request with the key
+        clock.now = refused_at + dt.timedelta(minutes=minutes)
+        assert main(["run", "--once"]) == 0
+        assert sent[before:] == [], (minutes, sent[before:])
+    for _ in range(36):  # after it, the runner proceeds
+        clock.now += dt.timedelta(minutes=5)
+        assert main(["run", "--once"]) == 0
+        if sum("linkedin-visit-profile" in target for _, target in sent) == 2:
+            break
+    assert sent[before:] and all(at >= reset for at, _ in sent[before:]), sent[before:]
+    open_store(str(project / "seqrun.db"))
+    assert [a.status for a in Action.select().where(Action.action == "visit").order_by(Action.id)] == [
+        "failed", "done"]
