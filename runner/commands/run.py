@@ -211,7 +211,7 @@ def _recover(engine: Engine) -> None:
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
              db_file: str = ":memory:") -> Engine:
     rows = sync_senders(config, utc_now())
-    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file)
+    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=utc_now)
     notifier = http_notifier(client)
     if isinstance(provider, DryRunProvider):
         def notifier(url: str, headers: Mapping[str, str], payload: Mapping[str, Any]) -> None:

@@ -109,7 +109,7 @@ def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> 
     senders = selected(config, names)
     open_db(config, db_url)
     sync_senders(config, utc_now())
-    reports = check(senders, real_provider_for(config, db_file=db.database))
+    reports = check(senders, real_provider_for(config, db_file=db.database, clock=utc_now))
     store_profile_ids(reports, config)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))

@@ -13,7 +13,8 @@
   to every log record (seqrun's, httpx's, httpcore's) as the record is made.
 - `RequestBudget` is a token bucket per API key and per account (a key may have a rate of its own:
   ConnectSafely's reads and writes per account), which also remembers a 429's reset time so that
-  nothing is sent to the provider before it.
+  nothing is sent to the provider before it. Given `holds` (the store, wired in by
+  `runner.project`), it shares those resets with every runner using the same database.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import httpx
 
@@ -262,6 +263,19 @@ def budget_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
+class Holds(Protocol):
+    """Where 429 resets outlive a process (the store): a key's hold, as a UTC time."""
+
+    def load(self, key: str) -> dt.datetime | None: ...
+
+    def save(self, key: str, until: dt.datetime) -> None: ...
+
+
+#: seconds between two reads of a key's shared hold, so that a long-running runner sees another
+#: runner's 429 soon, without a query before every request
+HOLDS_EVERY = 60.0
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -269,6 +283,7 @@ class _Bucket:
     blocked_until: float = 0.0  # a 429's reset time: nothing goes out before it
     rate: float | None = None  # tokens per second when this key has its own rate (`set_rate`)
     burst: float | None = None
+    holds_read: float | None = None  # when the shared hold was last read (budget clock)
 
 
 class RequestBudget:
@@ -280,11 +295,15 @@ class RequestBudget:
     `blocked(key, until)` records a 429's reset: every call for that key before it is refused here.
     `set_rate(key, rate, per)` gives one key a rate of its own (a provider with several budgets,
     such as per API key and per account for reads and for writes); other keys keep `rate`.
+    With `holds`, a 429's reset is also saved there, and a key's saved hold is read before its
+    first request and then at most every `holds_every` seconds: runners sharing a database (each
+    `seqrun run --once` is a new one) never call before a reset another runner was told.
     """
 
     def __init__(self, rate: float, per: float = 60.0, *, burst: float | None = None, max_wait: float = 5.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 wall: Callable[[], dt.datetime] | None = None) -> None:
+                 wall: Callable[[], dt.datetime] | None = None, holds: Holds | None = None,
+                 holds_every: float = HOLDS_EVERY) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError("a request budget needs a positive rate")
         self.rate = rate / per  # tokens per second
@@ -293,6 +312,7 @@ class RequestBudget:
         self._clock, self._sleep = clock, sleep
         self._wall = wall or (lambda: dt.datetime.now(UTC))
         self._buckets: dict[str, _Bucket] = {}
+        self._holds, self._holds_every = holds, holds_every
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds spent waiting, for reports
 
@@ -330,11 +350,17 @@ class RequestBudget:
 
     def blocked(self, key: str, until: dt.datetime) -> None:
         """The provider answered 429 until `until`: hold every request for `key` until then."""
-        seconds = (until - self._wall()).total_seconds()
         with self._lock:
             bucket = self._bucket(key)
-            bucket.blocked_until = max(bucket.blocked_until, self._clock() + max(0.0, seconds))
-            bucket.tokens = min(bucket.tokens, 0.0)
+            self._hold(bucket, until)
+            bucket.tokens = min(bucket.tokens, 0.0)  # a 429 also spends what the bucket thought it had
+        if self._holds is not None:
+            self._holds.save(key, until)
+
+    def _hold(self, bucket: _Bucket, until: dt.datetime) -> None:
+        seconds = (until - self._wall()).total_seconds()
+        if seconds > 0:
+            bucket.blocked_until = max(bucket.blocked_until, self._clock() + seconds)
 
     def _bucket(self, key: str) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -345,6 +371,11 @@ class RequestBudget:
     def _wait(self, key: str) -> float:
         bucket = self._bucket(key)
         now = self._clock()
+        if self._holds is not None and (bucket.holds_read is None or now - bucket.holds_read >= self._holds_every):
+            bucket.holds_read = now
+            until = self._holds.load(key)
+            if until is not None:
+                self._hold(bucket, until)
         rate = bucket.rate if bucket.rate is not None else self.rate
         burst = bucket.burst if bucket.burst is not None else self.burst
         bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
