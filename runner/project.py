@@ -25,7 +25,7 @@ from .providers.base import Account, Provider
 from .providers.http import RequestBudget, budget_key, make_client, register_secret
 from .runtime import Notifier, Runtime, SenderRuntime
 from .store import Enrollment, Sender
-from .store.holds import hold_requests, requests_held_until
+from .store.request_holds import hold_requests, requests_held_until
 from .templates import check_sequence_templates
 
 
