@@ -6,8 +6,15 @@ builds the real driver for each sender with a client pointed at it. Credentials 
 fakes accept the key seqrun generates. Drivers run with their pagination spacing and request
 budget off, because the virtual clock does not move inside a tick (a real run spaces them).
 
+Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
+on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
+receiver verifies each raw delivery with the driver's own verifier and queues the events for the
+engine (`Runtime.webhook_events`). Before every tick `before_tick` lets each fake send what is due
+on the virtual clock (Salesflow's late NEW_CONNECTION).
+
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
-the same actions under the same idempotency keys, none performed twice.
+the same actions under the same idempotency keys, none performed twice; a fake with an `audit`
+adds its provider's own checks (Salesflow: where each first message went, inbox-sync markers).
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -25,6 +33,8 @@ from .providers.base import Provider
 from .providers.fakeserver import FakeClock, FakeHTTPServer
 from .providers.http import make_client
 from .store import db
+from .store.fields import from_db_time
+from .webhooks import PATH_PREFIX, WebhookInbox, WebhookReceiver
 
 SIMULATED_KEY = "seqrun-simulated-key"
 #: provider name -> the fake app's factory(clock, seed, sandbox options); one line per HTTP provider.
@@ -38,9 +48,19 @@ def _edges_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
     return EdgesFake(clock=clock, seed=seed, smart_limits=None, sandbox=sandbox)
 
 
+def _salesflow_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
+    from .providers.salesflow.fake import SalesflowFake
+
+    # Salesflow's own daily limits: seqrun's caps are lowered to them at start, and they count per
+    # sender-local day where the fake counts UTC days, so the fake does not enforce them here.
+    # NEW_CONNECTION goes out when `before_tick` pumps it, on the virtual clock.
+    return SalesflowFake(clock=clock, seed=seed, enforce_limits=False, auto_pump=False, sandbox=sandbox)
+
+
 FAKES["edges"] = _edges_fake
+FAKES["salesflow"] = _salesflow_fake
 #: where each provider's API lives on its fake server
-PATHS = {"edges": "/v1"}
+PATHS = {"edges": "/v1", "salesflow": ""}
 
 
 @dataclass
@@ -50,6 +70,8 @@ class WireReport:
     ledger_actions: int = 0  # actions the fakes performed
     audit_actions: int = 0  # actions seqrun recorded as done at a provider
     mismatches: list[str] = field(default_factory=list)
+    webhooks: dict[str, int] = field(default_factory=dict)  # the receiver's counts, when it ran
+    checks: dict[str, Any] = field(default_factory=dict)  # each fake's own audit (by provider)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,6 +92,9 @@ class WireSession:
         self.drivers: dict[str, Provider] = {}
         self.wired: set[str] = set()  # names of the senders acting through a fake
         self._providers: dict[str, str] = {}  # sender name -> provider name
+        self._secret = secrets.token_urlsafe(24)  # the session's webhook secret, fake and receiver alike
+        self.inbox = WebhookInbox({}, clock=clock)
+        self._receiver: FakeHTTPServer | None = None
 
     def __enter__(self) -> WireSession:
         return self
@@ -101,9 +126,30 @@ class WireSession:
             server = self._stack.enter_context(FakeHTTPServer(fake))
             client = self._stack.enter_context(make_client(server.url + PATHS[name]))
             self.fakes[name] = fake
-            self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
-                                                 page_delay=0.0)
+            driver = self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
+                                                          page_delay=0.0)
+            if callable(getattr(driver, "verify_and_parse", None)) and hasattr(fake, "webhook_url"):
+                self._receive(name, driver, fake)
+            if callable(getattr(fake, "close", None)):
+                self._stack.callback(fake.close)  # its webhook sender stops before the receiver (LIFO)
         return self.drivers[name]
+
+    def _receive(self, name: str, driver: Provider, fake: Any) -> None:
+        """The fake POSTs its webhooks to a real receiver that verifies them with the driver."""
+        if self._receiver is None:
+            self._receiver = FakeHTTPServer(WebhookReceiver(self.inbox))
+            self._stack.enter_context(self._receiver)
+        self.inbox.set_secrets(name, [self._secret])
+        self.inbox.mount(name, driver)
+        fake.webhook_url = f"{self._receiver.url}{PATH_PREFIX}{name}"
+        fake.webhook_secret = self._secret
+
+    def before_tick(self, now: dt.datetime) -> None:
+        """Each fake sends what is due by now on the virtual clock (webhooks that come late)."""
+        for fake in self.fakes.values():
+            pump = getattr(fake, "pump", None)
+            if callable(pump):
+                pump()
 
     def introduce_leads(self, account_ids: Mapping[int, str]) -> None:
         """Every enrolled lead exists in its sender's fake from the start (see `EdgesFake.introduce`)."""
@@ -143,4 +189,15 @@ class WireSession:
         for key, action in sorted(audit.items()):
             if key not in ledger:
                 report.mismatches.append(f"the audit log shows {action} {key} done, which the fake never performed")
+        if self.inbox.providers:
+            report.webhooks = dict(sorted(self.inbox.stats.items()))
+        cursors = {str(account): from_db_time(at) for account, at in db.execute_sql(
+            "SELECT s.account_id, c.last_synced_at FROM sync_cursor c JOIN sender s ON s.id = c.sender_id "
+            "WHERE c.last_synced_at IS NOT NULL").fetchall()}
+        for name, fake in sorted(self.fakes.items()):
+            audit_fake = getattr(fake, "audit", None)
+            if callable(audit_fake):
+                details, problems = audit_fake(self.drivers[name], cursors)
+                report.checks[name] = details
+                report.mismatches += problems
         return report

@@ -164,10 +164,10 @@ def test_yaml_errors_and_non_mapping(tmp_path: pathlib.Path, monkeypatch: pytest
 
 
 def test_provider_without_driver(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = SENDER.replace("sandbox", "salesflow")
+    text = SENDER.replace("sandbox", "connectsafely")
     assert errors_of(tmp_path, text, monkeypatch) == [
-        "seqrun.yaml:4:15: error: senders[name=alice].provider: provider salesflow has no driver in this version "
-        "(available: edges, sandbox)"]
+        "seqrun.yaml:4:15: error: senders[name=alice].provider: provider connectsafely has no driver in this "
+        "version (available: edges, salesflow, sandbox)"]
 
 
 def test_unknown_timezone_suggests(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,7 +48,7 @@ def test_provider_needs_wire_and_a_fake(capsys: pytest.CaptureFixture[str]) -> N
     assert "--provider needs --wire" in capsys.readouterr().err
     assert main(["simulate", EDGES, "--wire", "--provider", "connectsafely", "--leads", "2", "--days", "1"]) == 1
     assert capsys.readouterr().err == ("error: --provider connectsafely: no fake server for it in this version "
-                                       "(available: edges)\n")
+                                       "(available: edges, salesflow)\n")
 
 
 def test_wire_without_http_senders_says_nothing_went_over_http(capsys: pytest.CaptureFixture[str]) -> None:

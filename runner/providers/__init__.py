@@ -33,19 +33,29 @@ def _edges_factory(**options: object) -> Provider:
     return EdgesProvider(**options)  # type: ignore[arg-type]
 
 
+def _salesflow_factory(**options: object) -> Provider:
+    from .salesflow.driver import SalesflowProvider
+
+    return SalesflowProvider(**options)  # type: ignore[arg-type]
+
+
 #: provider name -> factory(**options) for the drivers shipped in this version.
 PROVIDERS: dict[str, Callable[..., Provider]] = {
     "sandbox": _sandbox_factory,
     "edges": _edges_factory,
+    "salesflow": _salesflow_factory,
 }
 
 #: The public API of each HTTP provider, used when a sender's config gives no `base_url`.
 BASE_URLS: dict[str, str] = {
     "edges": "https://api.edges.run/v1",
+    # The docs' samples disagree (`/public/v1/…`, `/public/api/v1/…`); paths are `api/v1/…` below this.
+    "salesflow": "https://api.salesflow.io/public",
 }
 
 #: API requests per minute per key when a sender's config gives no `requests_per_minute`
-#: (Edges' smallest plan, Trial, allows 30).
+#: (Edges' smallest plan, Trial, allows 30; Salesflow documents no request rate).
 DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {
     "edges": 30,
+    "salesflow": 60,
 }

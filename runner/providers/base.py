@@ -147,7 +147,9 @@ class ProviderEvent:
 @dataclass(frozen=True, slots=True)
 class PollResult:
     events: tuple[ProviderEvent, ...]
-    synced_until: dt.datetime  # when the sync started; the engine stores it as the cursor afterwards
+    #: when the sync started; the engine stores it as the cursor afterwards. None: the provider's
+    #: sync has not finished (Salesflow's inbox arrives by webhook), so the cursor stays
+    synced_until: dt.datetime | None
 
 
 class Provider(Protocol):
@@ -178,6 +180,11 @@ class Provider(Protocol):
     def poll_events(self, account: Account, *, since: dt.datetime | None) -> PollResult:
         """Acceptances and replies newer than `since` (None: everything the provider keeps)."""
         ...
+
+    # Optional, where a provider needs them (the engine and runner.webhooks look them up):
+    #   poll_due(account) -> datetime | None: a poll wanted sooner than the engine's schedule;
+    #   verify_and_parse(headers, body, *, secrets, received_at) -> list[ProviderEvent]: webhooks;
+    #   account_limits(account) -> dict[action, int]: the provider's own daily caps (seqrun's stay below).
 
 
 @dataclass(frozen=True, slots=True)
