@@ -44,10 +44,12 @@ class ErrorKind(str, enum.Enum):
     RATE_LIMITED = "STATUS_429"  # raw rate limiting; exponential backoff (or `retry_at`)
     TRANSIENT = "TRANSIENT"  # 5xx, timeouts, network errors, LK_ERROR; exponential backoff
     NOT_FOUND = "NOT_FOUND"  # e.g. withdraw of an invitation that no longer exists
+    NOT_READY = "NOT_READY"  # the provider cannot act safely yet (Salesflow: no finished inbox sync to check
+    # for replies); the sender's action waits until `retry_at`, which is not a failure of the lead
 
     @property
     def retryable(self) -> bool:
-        return self in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.LIMIT_REACHED)
+        return self in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.LIMIT_REACHED, ErrorKind.NOT_READY)
 
 
 class ProviderError(Exception):

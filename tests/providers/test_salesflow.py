@@ -200,11 +200,15 @@ def test_a_message_waits_for_a_finished_sync_and_is_never_sent_blind() -> None:
         who = lead("blind")
         h.provider.connect(h.account, who, note=None, key="c")
         h.advance(dt.timedelta(hours=3))
-        h.control("POST", "webhooks/hold", count=1)
-        err = expect_error(ErrorKind.TRANSIENT, lambda: h.provider.conversation(h.account, who))
+        h.control("POST", "webhooks/hold", count=2)
+        err = expect_error(ErrorKind.NOT_READY, lambda: h.provider.conversation(h.account, who))
         assert (err.label, err.retry_at) == ("SYNC_PENDING", h.now() + dt.timedelta(minutes=2))
         assert err.message == ("the inbox sync of account 1001 did not finish within 0.2 s (Salesflow's New "
                                "Messages webhooks); the message waits for one, it is never sent without")
+        h.advance(dt.timedelta(minutes=2))
+        err = expect_error(ErrorKind.NOT_READY, lambda: h.provider.conversation(h.account, who))
+        assert err.retry_at == h.now() + dt.timedelta(minutes=4)  # webhooks seem down: wait longer each time
+        assert [e["action"] for e in ledger(h)] == ["connect"]
         h.control("POST", "webhooks/release")
         h.fake.deliveries.settle()
         assert h.provider.conversation(h.account, who).conversation_id is None  # now answered from that sync
@@ -215,8 +219,8 @@ def test_a_message_waits_for_a_finished_sync_and_is_never_sent_blind() -> None:
 def test_without_a_webhook_receiver_nothing_waits_and_no_cursor_moves() -> None:
     h = SalesflowHarness(mount=False)
     try:
-        err = expect_error(ErrorKind.TRANSIENT, lambda: h.provider.conversation(h.account, lead("x-lead")))
-        assert err.label == "NO_WEBHOOKS"
+        err = expect_error(ErrorKind.NOT_READY, lambda: h.provider.conversation(h.account, lead("x-lead")))
+        assert (err.label, err.retry_at) == ("NO_WEBHOOKS", h.now() + dt.timedelta(minutes=15))
         assert err.message.startswith("Salesflow delivers inbox syncs (and so replies) only as webhooks, and "
                                       "nothing in this process receives them: run this sender under `seqrun serve`")
         assert h.provider.poll_events(h.account, since=START).synced_until is None

@@ -58,7 +58,8 @@ PROFILE_ID = "salesflow_profile_id"  # the lead's Salesflow profileId in `provid
 FRESH_FOR = dt.timedelta(seconds=60)  # connections and invitations answer relationship questions
 SEND_FRESHNESS = dt.timedelta(seconds=60)  # how old the inbox sync before a message may be
 SYNC_WAIT = 20.0  # seconds to wait for a sync's pages before the call is retried later
-SYNC_RETRY = dt.timedelta(minutes=2)  # when a message whose sync did not finish is tried again
+SYNC_RETRY = dt.timedelta(minutes=2)  # when a message whose sync did not finish is tried again (doubling)
+SYNC_RETRY_MAX = dt.timedelta(minutes=30)
 SYNC_OVERLAP = dt.timedelta(minutes=2)  # seed 000: ask from the marker minus 1-2 minutes
 HYDRATE = dt.timedelta(days=30)  # the first inbox sync of a process reaches this far back
 MESSAGE_HISTORY = dt.timedelta(days=30)  # messages of listed threads, before conversationsFromDate
@@ -110,6 +111,7 @@ class SalesflowProvider:
         self._hydrate: set[str] = set()  # accounts whose next inbox sync reaches back HYDRATE
         self._hydrated: set[str] = set()
         self._refresh_at: dict[str, dt.datetime] = {}
+        self._stalled: dict[str, int] = {}  # account -> inbox syncs in a row that did not finish
         self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
             collections.OrderedDict()
 
@@ -146,11 +148,11 @@ class SalesflowProvider:
         self._require_webhooks(now)
         if self.book.fresh(account.account_id, now - self.send_freshness) is None:
             sync = self._sync(account, now)
-            if not self.book.wait(sync.sync_id, self.sync_wait):
-                raise ProviderError(ErrorKind.TRANSIENT, f"the inbox sync of account {account.account_id} did not "
+            if not self._finished(account, sync):
+                raise ProviderError(ErrorKind.NOT_READY, f"the inbox sync of account {account.account_id} did not "
                                     f"finish within {self.sync_wait:g} s (Salesflow's New Messages webhooks); the "
-                                    "message waits for one, it is never sent without", retry_at=now + SYNC_RETRY,
-                                    label="SYNC_PENDING")
+                                    "message waits for one, it is never sent without",
+                                    retry_at=now + self._retry_after(account), label="SYNC_PENDING")
         thread = self.book.thread_for(account.account_id, lead.key, self._known_profile(lead))
         if thread is None:
             return Conversation(None)
@@ -285,7 +287,7 @@ class SalesflowProvider:
             fresh = self.book.fresh(account.account_id, now - self.send_freshness)
             if fresh is None:
                 sync = self._sync(account, now, since=since)
-                fresh = sync if self.book.wait(sync.sync_id, self.sync_wait) else None
+                fresh = sync if self._finished(account, sync) else None
             if fresh is not None:
                 synced = self.book.marker(account.account_id)
         for event in self.book.replies(account.account_id, since):
@@ -362,7 +364,7 @@ class SalesflowProvider:
 
     def _require_webhooks(self, now: dt.datetime) -> None:
         if not self.receiving:
-            raise ProviderError(ErrorKind.TRANSIENT, "Salesflow delivers inbox syncs (and so replies) only as "
+            raise ProviderError(ErrorKind.NOT_READY, "Salesflow delivers inbox syncs (and so replies) only as "
                                 "webhooks, and nothing in this process receives them: run this sender under "
                                 "`seqrun serve`; messages wait, they are never sent without a sync",
                                 retry_at=now + dt.timedelta(minutes=15), label="NO_WEBHOOKS")
@@ -393,6 +395,21 @@ class SalesflowProvider:
             self._hydrated.add(aid)
             self._hydrate.discard(aid)
         return sync
+
+    def _finished(self, account: Account, sync: Sync) -> bool:
+        """Wait (bounded) for the sync's pages; count syncs that do not finish in a row."""
+        if self.book.wait(sync.sync_id, self.sync_wait):
+            self._stalled.pop(account.account_id, None)
+            return True
+        self._stalled[account.account_id] = self._stalled.get(account.account_id, 0) + 1
+        log.warning("sender %s: inbox sync %s did not finish within %g s", account.sender, sync.sync_id,
+                    self.sync_wait)
+        return False
+
+    def _retry_after(self, account: Account) -> dt.timedelta:
+        """2 minutes after the first sync that did not finish, doubling up to 30 (webhooks are down)."""
+        stalled = self._stalled.get(account.account_id, 1)
+        return min(SYNC_RETRY * 2 ** (stalled - 1), SYNC_RETRY_MAX)
 
     def _want_refresh(self, account: Account, now: dt.datetime, key: str) -> None:
         low, high = REFRESH_AFTER
