@@ -35,3 +35,19 @@ def test_a_busy_port_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None
         port = busy.getsockname()[1]
         assert main(["fake", "edges", "--port", str(port)]) == 1
     assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_salesflow_refuses_a_half_configured_start(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SALESFLOW_WEBHOOK_SECRET", raising=False)
+    assert main(["fake", "salesflow", "--port", "0", "--webhook-url", "http://127.0.0.1:9/webhooks/salesflow"]) == 1
+    assert capsys.readouterr().err == ("error: --webhook-url needs the shared secret in environment variable "
+                                       "SALESFLOW_WEBHOOK_SECRET (--webhook-secret-env)\n")
+    assert main(["fake", "salesflow", "--port", "0", "--api-key-env", "FAKE_KEY"]) == 1
+    assert capsys.readouterr().err == "error: environment variable FAKE_KEY (--api-key-env) is not set\n"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["fake", "salesflow", "--port", str(port)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")

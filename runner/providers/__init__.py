@@ -53,6 +53,12 @@ BASE_URLS: dict[str, str] = {
     "salesflow": "https://api.salesflow.io/public",
 }
 
+#: Providers that report some things only by webhook, and what `seqrun run` (which receives no
+#: webhooks) therefore misses; `seqrun serve` receives them.
+WEBHOOK_ONLY: dict[str, str] = {
+    "salesflow": "replies (its inbox syncs answer only by webhook)",
+}
+
 #: API requests per minute per key when a sender's config gives no `requests_per_minute`
 #: (Edges' smallest plan, Trial, allows 30; Salesflow documents no request rate).
 DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {

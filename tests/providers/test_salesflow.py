@@ -223,7 +223,8 @@ def test_without_a_webhook_receiver_nothing_waits_and_no_cursor_moves() -> None:
         assert (err.label, err.retry_at) == ("NO_WEBHOOKS", h.now() + dt.timedelta(minutes=15))
         assert err.message.startswith("Salesflow delivers inbox syncs (and so replies) only as webhooks, and "
                                       "nothing in this process receives them: run this sender under `seqrun serve`")
-        assert h.provider.poll_events(h.account, since=START).synced_until is None
+        # no inbox sync can finish: the cursor only marks how far connections were read
+        assert h.provider.poll_events(h.account, since=START).synced_until == START
         assert h.fake.requests["sync"] == 0
     finally:
         h.close()
@@ -439,15 +440,13 @@ def test_senders_check_reads_the_account_and_its_limits(h: SalesflowHarness) -> 
     assert (check.ready, check.credentials, check.account_status) == (True, "ok", "ok")
     assert check.profile_id is not None and check.profile_id.startswith("ACoAA")
     assert check.limits == {"connect": {"limit": 15, "per": "day"}, "message": {"limit": 20, "per": "day"},
-                            "inmail": {"limit": 20, "per": "day"}, "visit": {"limit": 20, "per": "day"},
-                            "withdraw": {"limit": 40, "per": "day"}}
+                            "inmail": {"limit": 20, "per": "day"}, "withdraw": {"limit": 40, "per": "day"}}
 
 
 def test_limits_that_cannot_be_read_are_salesflows_documented_defaults(h: SalesflowHarness,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     h.control("POST", "errors", code="INTERNAL_ERROR", endpoint="limits", count=1)
-    assert h.provider.account_limits(h.account) == {"connect": 15, "message": 20, "inmail": 20, "visit": 20,
-                                                    "withdraw": 40}
+    assert h.provider.account_limits(h.account) == {"connect": 15, "message": 20, "inmail": 20, "withdraw": 40}
     assert "Salesflow's limits could not be read" in caplog.text
 
 

@@ -65,10 +65,10 @@ HYDRATE = dt.timedelta(days=30)  # the first inbox sync of a process reaches thi
 MESSAGE_HISTORY = dt.timedelta(days=30)  # messages of listed threads, before conversationsFromDate
 REFRESH_AFTER = (dt.timedelta(minutes=5), dt.timedelta(minutes=10))  # seed 000: sync again at T+5-10 min
 #: Salesflow's documented defaults per account and day, used when its limits cannot be read.
-DOCUMENTED_LIMITS = {"connect": 15, "message": 20, "inmail": 20, "visit": 20, "withdraw": 40}
+DOCUMENTED_LIMITS = {"connect": 15, "message": 20, "inmail": 20, "withdraw": 40}
 #: Our action -> the fields of `GET accounts/{id}/limits` that cap it (the lowest wins).
 LIMIT_FIELDS = {"connect": ("invitations", "invitationsWithNote"), "message": ("followUps",),
-                "inmail": ("openInMails",), "visit": ("profileViews",), "withdraw": ("withdrawals",)}
+                "inmail": ("openInMails",), "withdraw": ("withdrawals",)}  # profile views: no visits here
 
 
 def utc_now() -> dt.datetime:
@@ -275,14 +275,16 @@ class SalesflowProvider:
     def poll_events(self, account: Account, *, since: dt.datetime | None) -> PollResult:
         """Acceptances (connections newer than `since`) and replies; with a webhook receiver, an
         inbox sync from `since` first. `synced_until` is the start of the newest finished inbox
-        sync, or None (keep the cursor) while none has finished."""
+        sync, or None (keep the cursor) while none has finished; without a receiver, now."""
         now = self._now()
         if since is not None:
             self._floor[account.account_id] = since
         events: dict[str, ProviderEvent] = {}
         for event in self._acceptances(account, since, now):
             events[event.event_id] = event
-        synced: dt.datetime | None = None
+        # Without a receiver no inbox sync can finish, and the first one of a process with a receiver
+        # reaches back HYDRATE anyway: the cursor then only marks how far connections were read.
+        synced: dt.datetime | None = None if self.receiving else now
         if self.receiving:
             fresh = self.book.fresh(account.account_id, now - self.send_freshness)
             if fresh is None:
