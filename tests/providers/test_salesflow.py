@@ -276,6 +276,23 @@ def test_pages_that_overtake_the_202_wait_for_their_sync() -> None:
     assert book.marker("1001") == START and book.take(messages) == []  # a repeat changes nothing
 
 
+def test_a_long_running_book_forgets_old_syncs_and_ignores_their_late_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.providers.salesflow import syncs
+    from runner.providers.salesflow.webhook import Page
+
+    monkeypatch.setattr(syncs, "KEEP_SYNCS", 3)
+    book = syncs.SyncBook()
+    pages = []
+    for n in range(6):
+        book.register(syncs.Sync(f"s-{n}", "1001", "inbox", START + dt.timedelta(minutes=n)))
+        pages.append(Page(f"s-{n}", "CONVERSATIONS", 1, True, None))
+        book.take(pages[-1])
+    assert sorted(book.syncs) == ["s-3", "s-4", "s-5"]
+    assert book.marker("1001") == START + dt.timedelta(minutes=5)
+    assert book.take(pages[0]) == [] and book.stats["duplicate_pages"] == 1  # late, from a forgotten sync
+    assert book.wait("s-0", 0.0)  # forgotten means finished
+
+
 def test_webhooks_are_verified_on_the_raw_delivery(h: SalesflowHarness) -> None:
     body = json.dumps({"EventType": "NEW_CONNECTION", "Payload": {"Data": {"Connections": [{
         "ConnectedAt": "2026-03-02T10:00:00Z", "Profile": {"ProfileId": "ACoAAzed", "PublicIdentifier": "zed-x"}}]}}})

@@ -462,7 +462,7 @@ class SalesflowProvider:
     def _key_of(self, profile_id: str | None) -> str | None:
         if profile_id is None:
             return None
-        return next((k for k, v in self._profiles.items() if v == profile_id), None)
+        return next((k for k, v in list(self._profiles.items()) if v == profile_id), None)
 
     def _account(self, account: Account) -> _Known:
         with self._lock:

@@ -28,6 +28,8 @@ from ..base import Message, ProviderEvent
 from .webhook import CONVERSATIONS, MESSAGES, ConversationItem, MessageItem, Page
 
 PENDING_PAGES = 10_000  # pages of unregistered syncs kept at most (oldest dropped first)
+KEEP_SYNCS = 500  # finished syncs remembered (with their pages); older ones are forgotten
+FORGOTTEN = 100_000  # ids of forgotten syncs, whose late pages are ignored
 
 
 @dataclass
@@ -88,6 +90,7 @@ class SyncBook:
         self._pages: set[tuple[str, str, str, int]] = set()
         self.threads: dict[str, Thread] = {}
         self._by_lead: dict[tuple[str, str], str] = {}  # (account, lead key or profile id) -> thread
+        self._forgotten: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.markers: dict[str, dt.datetime] = {}
         self.marker_log: list[tuple[str, str, dt.datetime]] = []  # (account, sync id, new marker)
         self.stats: collections.Counter[str] = collections.Counter()
@@ -108,7 +111,7 @@ class SyncBook:
     def take(self, page: Page) -> list[ProviderEvent]:
         """One delivered page; returns the replies it revealed (new messages from the lead)."""
         with self._lock:
-            if page.key in self._pages or page.key in self._pending:
+            if page.key in self._pages or page.key in self._pending or page.sync_id in self._forgotten:
                 self.stats["duplicate_pages"] += 1
                 return []
             sync = self.syncs.get(page.sync_id)
@@ -125,7 +128,8 @@ class SyncBook:
     def wait(self, sync_id: str, timeout: float) -> bool:
         """Whether the sync finished within `timeout` seconds (real time: pages come from threads)."""
         with self._lock:
-            return self._lock.wait_for(lambda: self.syncs[sync_id].finished, timeout=timeout)
+            return self._lock.wait_for(lambda: sync_id not in self.syncs or self.syncs[sync_id].finished,
+                                       timeout=timeout)  # a forgotten sync had finished
 
     def fresh(self, account_id: str, not_before: dt.datetime) -> Sync | None:
         """The newest finished inbox sync of the account that started at or after `not_before`."""
@@ -166,6 +170,21 @@ class SyncBook:
                 self.markers[sync.account_id] = sync.started_at
                 self.marker_log.append((sync.account_id, sync.sync_id, sync.started_at))
         self._lock.notify_all()
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        """A daemon runs for months: finished syncs beyond the newest KEEP_SYNCS are forgotten (the
+        markers stay), and pages of theirs that come late are ignored."""
+        finished = [s for s in self.syncs.values() if s.finished]
+        if len(finished) <= KEEP_SYNCS:
+            return
+        for old in sorted(finished, key=lambda s: s.started_at)[:len(finished) - KEEP_SYNCS]:
+            del self.syncs[old.sync_id]
+            self._forgotten[old.sync_id] = None
+        while len(self._forgotten) > FORGOTTEN:
+            self._forgotten.popitem(last=False)
+        gone = set(self._forgotten)
+        self._pages = {key for key in self._pages if key[0] not in gone}
 
     # --- threads --------------------------------------------------------------------------------
 
