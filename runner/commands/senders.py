@@ -133,7 +133,8 @@ def _check_line(r: Any) -> str:
         parts.append(f"provider limits left: {shown}")
     daily = {a: v for a, v in r.limits.items() if a not in left}
     if daily:
-        shown = ", ".join(f"{action} {v.get('limit', '?') if isinstance(v, dict) else v}" for action, v in daily.items())
+        shown = ", ".join(f"{action} {v.get('limit', '?') if isinstance(v, dict) else v}"
+                          for action, v in daily.items())
         parts.append(f"provider limits a day: {shown}")
     if r.lowered:
         shown = ", ".join(f"{action} {ours} -> {theirs}" for action, (ours, theirs) in r.lowered.items())

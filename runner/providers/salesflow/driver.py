@@ -26,7 +26,6 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import httpx
@@ -48,6 +47,7 @@ from ..base import (
 from ..http import RequestBudget, parse_time
 from . import webhook
 from .api import SalesflowAPI, connect_request
+from .network import Network
 from .syncs import Sync, SyncBook
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,6 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
-@dataclass
-class _Known:
-    """Connections and pending invitations of one account, as of `at` (the driver's clock)."""
-
-    at: dt.datetime | None = None
-    connections: dict[str, tuple[dt.datetime, str | None]] = field(default_factory=dict)  # key -> (at, profile)
-    newest: dt.datetime | None = None
-    invitations: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> sent-invitation item
-
-
 class SalesflowProvider:
     """The `salesflow` driver. `client` is built by `runner.providers.http.make_client` (base URL
     `https://api.salesflow.io/public` unless the sender's `base_url` says otherwise)."""
@@ -103,10 +93,9 @@ class SalesflowProvider:
         self.fresh_for, self.sync_wait, self.send_freshness = fresh_for, sync_wait, send_freshness
         self._owns_client = owns_client
         self._clock = clock
-        self._lock = threading.RLock()  # `_known` and `_invited` change on receiver threads too
-        self._known: dict[str, _Known] = {}
+        self.network = Network(self.api, clock, fresh_for)
+        self._lock = threading.RLock()  # `_refresh_at` is read by the engine, written here
         self._profiles: dict[str, str] = {}  # lead key -> profile id
-        self._invited: dict[str, set[str]] = collections.defaultdict(set)  # profile id or key -> accounts
         self._floor: dict[str, dt.datetime] = {}  # the last `since` the engine gave, per account
         self._hydrate: set[str] = set()  # accounts whose next inbox sync reaches back HYDRATE
         self._hydrated: set[str] = set()
@@ -130,10 +119,7 @@ class SalesflowProvider:
     # --- Provider: reading ----------------------------------------------------------------------
 
     def relationship(self, account: Account, lead: LeadRef) -> Relationship:
-        known = self._refresh(account)
-        with self._lock:
-            connection = known.connections.get(lead.key)
-            invitation = known.invitations.get(lead.key)
+        connection, invitation = self.network.lookup(account, lead.key)
         ids = self._ids(lead, (connection[1] if connection else None) or _text((invitation or {}).get("profileId")))
         if connection is not None:
             return Relationship(connected=True, invite_pending=False, connected_at=connection[0], provider_ids=ids)
@@ -175,11 +161,7 @@ class SalesflowProvider:
         now = self._now()
         out = out if isinstance(out, Mapping) else {}
         invitation_id = _text(out.get("invitationId"))
-        with self._lock:
-            self._account(account).invitations[lead.key] = {"invitationId": invitation_id, "profileId": profile,
-                                                            "publicIdentifier": lead.key}
-            self._invited[profile].add(account.account_id)
-            self._invited[lead.key].add(account.account_id)
+        self.network.invited(account, lead.key, profile, invitation_id)
         result = ActionResult(performed_at=now, provider_id=invitation_id, invitation_id=invitation_id,
                               provider_ids={PROFILE_ID: profile})
         return self._remember(account, lead, "connect", key, result)
@@ -222,16 +204,13 @@ class SalesflowProvider:
     def withdraw(self, account: Account, lead: LeadRef, *, invitation_id: str | None, key: str) -> ActionResult:
         if (done := self._replay(account, lead, "withdraw", key)) is not None:
             return done
-        known = self._refresh(account, force=True)
-        with self._lock:
-            invitation = known.invitations.get(lead.key)
+        _, invitation = self.network.lookup(account, lead.key, force=True)
         pending = _text((invitation or {}).get("invitationId"))
         if pending is None or (invitation_id is not None and invitation_id != pending):
             raise ProviderError(ErrorKind.NOT_FOUND, f"no pending invitation to {lead.key} in Salesflow's sent "
                                                      "invitations", label="INVITATION_NOT_FOUND")
         self.api.call(account, "DELETE", f"api/v1/invitations/{pending}", key=key)
-        with self._lock:
-            known.invitations.pop(lead.key, None)
+        self.network.withdrawn(account, lead.key)
         result = ActionResult(performed_at=self._now(), provider_id=pending, invitation_id=pending)
         return self._remember(account, lead, "withdraw", key, result)
 
@@ -246,7 +225,7 @@ class SalesflowProvider:
             ok = done_action == action and lead_key == lead.key and result.performed_at >= since
             return result if ok else None
         if action == "connect":
-            self._refresh(account, force=True)
+            self.network.refresh(account, force=True)
             rel = self.relationship(account, lead)
             if rel.invite_pending:
                 # seqrun checks for a pending invitation before it records a connect, so one
@@ -264,10 +243,8 @@ class SalesflowProvider:
             return ActionResult(performed_at=ours[0].sent_at, provider_id=ours[0].message_id,
                                 conversation_id=conversation.conversation_id)
         if action == "withdraw":
-            known = self._refresh(account, force=True)
-            with self._lock:
-                still = lead.key in known.invitations or lead.key in known.connections
-            return None if still else ActionResult(performed_at=since)
+            connection, invitation = self.network.lookup(account, lead.key, force=True)
+            return None if connection or invitation else ActionResult(performed_at=since)
         if action == "visit":
             return None
         raise ProviderError(ErrorKind.INVALID_INPUT, f"unknown action {action!r}")
@@ -280,7 +257,7 @@ class SalesflowProvider:
         if since is not None:
             self._floor[account.account_id] = since
         events: dict[str, ProviderEvent] = {}
-        for event in self._acceptances(account, since, now):
+        for event in self.network.acceptances(account, since, now):
             events[event.event_id] = event
         # Without a receiver no inbox sync can finish, and the first one of a process with a receiver
         # reaches back HYDRATE anyway: the cursor then only marks how far connections were read.
@@ -317,7 +294,7 @@ class SalesflowProvider:
         if content is None:
             return []
         if isinstance(content, webhook.NewConnections):
-            return self._new_connections(content)
+            return self.network.new_connections(content, self._key_of)
         return self.book.take(content)
 
     # --- senders check and limits ---------------------------------------------------------------
@@ -390,7 +367,8 @@ class SalesflowProvider:
         out = self.api.call(account, "POST", "api/v1/conversations/sync", json=body)
         sync_id = _text(out.get("syncId")) if isinstance(out, Mapping) else None
         if sync_id is None:
-            raise ProviderError(ErrorKind.TRANSIENT, "Salesflow accepted the sync but named no syncId", label="NO_SYNC_ID")
+            raise ProviderError(ErrorKind.TRANSIENT, "Salesflow accepted the sync but named no syncId",
+                                label="NO_SYNC_ID")
         sync = Sync(sync_id, aid, "inbox", now, conversations_from=start)
         self.book.register(sync)
         if start <= now - HYDRATE:
@@ -422,79 +400,10 @@ class SalesflowProvider:
             if current is None or at < current:
                 self._refresh_at[account.account_id] = at
 
-    def _acceptances(self, account: Account, since: dt.datetime | None, now: dt.datetime) -> list[ProviderEvent]:
-        """The safety net for NEW_CONNECTION: connections newest first, down to `since` (None: a
-        baseline that reports none: connections made before seqrun looked are not acceptances)."""
-        out = []
-        known = self._account(account)
-        for item in self.api.pages(account, "api/v1/connections", "connections", {"sortType": 2},
-                                   stop=lambda it: since is not None and _time(it.get("connectedAt"), now) <= since):
-            at = _time(item.get("connectedAt"), now)
-            person = webhook.Person(_text(item.get("profileId")), _text(item.get("publicIdentifier")))
-            key = person.key
-            if key is None:
-                continue
-            with self._lock:
-                known.connections[key] = (at, person.profile_id)
-                known.invitations.pop(key, None)
-            if since is not None and at > since:
-                out.append(_accepted(account.account_id, person, key, at))
-        return out
-
-    def _new_connections(self, content: webhook.NewConnections) -> list[ProviderEvent]:
-        """NEW_CONNECTION names no account: it is matched by our own sent invitations."""
-        out = []
-        for connection in content.connections:
-            person = connection.person
-            key = person.key or self._key_of(person.profile_id)
-            if key is None:
-                continue
-            with self._lock:
-                accounts = sorted(self._invited.get(person.profile_id or "", set()) | self._invited.get(key, set()))
-                for account_id in accounts:
-                    known = self._known.setdefault(account_id, _Known())
-                    known.connections[key] = (connection.connected_at, person.profile_id)
-                    known.invitations.pop(key, None)
-            for account_id in accounts or [None]:
-                out.append(_accepted(account_id, person, key, connection.connected_at))
-        return out
-
     def _key_of(self, profile_id: str | None) -> str | None:
         if profile_id is None:
             return None
         return next((k for k, v in list(self._profiles.items()) if v == profile_id), None)
-
-    def _account(self, account: Account) -> _Known:
-        with self._lock:
-            return self._known.setdefault(account.account_id, _Known())
-
-    def _refresh(self, account: Account, *, force: bool = False) -> _Known:
-        """Connections (incrementally) and pending invitations (all), at most once per `fresh_for`."""
-        known = self._account(account)
-        now = self._now()
-        if known.at is not None and known.at <= now < known.at + self.fresh_for and not force:
-            return known
-        newest = known.newest
-        for item in self.api.pages(account, "api/v1/connections", "connections", {"sortType": 2},
-                                   stop=lambda it: newest is not None and _time(it.get("connectedAt"), now) < newest):
-            key = webhook.Person(None, _text(item.get("publicIdentifier"))).key
-            if key is not None:
-                at = _time(item.get("connectedAt"), now)
-                with self._lock:
-                    known.connections[key] = (at, _text(item.get("profileId")))
-                    known.newest = at if known.newest is None else max(known.newest, at)
-        invitations: dict[str, dict[str, Any]] = {}
-        for item in self.api.pages(account, "api/v1/invitations/sent", "profiles", {}):
-            key = webhook.Person(None, _text(item.get("publicIdentifier"))).key
-            if key is not None:
-                invitations[key] = dict(item)
-                if item.get("profileId"):
-                    with self._lock:
-                        self._invited[str(item["profileId"])].add(account.account_id)
-        with self._lock:
-            known.invitations = {k: v for k, v in invitations.items() if k not in known.connections}
-            known.at = now
-        return known
 
     def _known_profile(self, lead: LeadRef) -> str | None:
         return lead.provider_ids.get(PROFILE_ID) or self._profiles.get(lead.key)
@@ -527,7 +436,7 @@ class SalesflowProvider:
         """A 409 without a code we know: what the lists say decides (connected, or still pending)."""
         if err.status != 409 or err.kind in (ErrorKind.ALREADY_CONNECTED, ErrorKind.INVITATION_PENDING):
             return err
-        self._refresh(account, force=True)
+        self.network.refresh(account, force=True)
         rel = self.relationship(account, lead)
         if rel.connected:
             return ProviderError(ErrorKind.ALREADY_CONNECTED, err.message, status=409, label=err.label)
@@ -554,19 +463,8 @@ class SalesflowProvider:
         return result
 
 
-def _accepted(account_id: str | None, person: webhook.Person, key: str, at: dt.datetime) -> ProviderEvent:
-    """One id for the webhook and the poll of the same acceptance, so the engine keeps one."""
-    who = person.profile_id or key
-    return ProviderEvent(f"salesflow:{account_id or '-'}:accepted:{who}:{_iso(at)}", "accepted", at, account_id,
-                         key, data={"profile_id": person.profile_id})
-
-
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _time(value: object, default: dt.datetime) -> dt.datetime:
-    return parse_time(value) or default
 
 
 def _text(value: object) -> str | None:

@@ -75,10 +75,12 @@ def audit(fake: SalesflowFake, driver: Any, cursors: Mapping[str, dt.datetime]) 
         f"first messages: {first['note']} into the invite's conversation, {first['create']} created the "
         f"conversation, {first['history']} into an earlier one",
         f"inbox syncs: {sync['asked']:,} asked, {sync['finished']:,} finished, the marker moved {len(log):,} times, "
-        f"{'each time after its sync finished' if not any('marker' in p or 'cursor' in p for p in problems) else 'NOT always after its sync finished'}",
+        + ("each time after its sync finished" if not any("marker" in p or "cursor" in p for p in problems)
+           else "NOT always after its sync finished"),
         f"webhooks sent: {sent['delivered']:,} ({sent['repeated']:,} pages twice, {sent['reordered_syncs']:,} syncs "
         f"out of order, {sent['new_connection']:,} NEW_CONNECTION up to "
-        f"{fake.connection_delay.total_seconds() / 3600:g} h late); repeats ignored: {details['pages_ignored_as_duplicates']:,}",
+        f"{fake.connection_delay.total_seconds() / 3600:g} h late); "
+        f"repeats ignored: {details['pages_ignored_as_duplicates']:,}",
     ]
     return details, problems
 

@@ -181,7 +181,8 @@ class Deliveries:
             if self.secret:
                 headers[SECRET_HEADER] = self.secret
             try:
-                status = self._client.post(self.url, content=json.dumps(out.payload).encode(), headers=headers).status_code
+                body = json.dumps(out.payload).encode()
+                status = self._client.post(self.url, content=body, headers=headers).status_code
             except httpx.HTTPError as exc:
                 log.warning("fake Salesflow: webhook delivery failed: %s", exc)
         with self._cond:

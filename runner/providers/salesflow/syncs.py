@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..base import Message, ProviderEvent
-from .webhook import CONVERSATIONS, MESSAGES, ConversationItem, MessageItem, Page
+from .webhook import CONVERSATIONS, ConversationItem, MessageItem, Page
 
 PENDING_PAGES = 10_000  # pages of unregistered syncs kept at most (oldest dropped first)
 KEEP_SYNCS = 500  # finished syncs remembered (with their pages); older ones are forgotten
