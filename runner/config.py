@@ -38,7 +38,7 @@ from .diagnostics import (
 from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
-from .schemacheck import show, simple_message
+from .schemacheck import secret_name_message, show, simple_message
 from .store.db import resolve_db_url
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
@@ -64,9 +64,6 @@ REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "sale
 # Keys people use when they paste a credential straight into the file.
 _SECRET_KEY = re.compile(r"(api_?key|apikey|token|secret|password|passwd|cookie|li_at|bearer|credentials?)$",
                          re.IGNORECASE)
-# Prefixes of well-known secret formats: Stripe-style keys, Slack, GitHub, JWTs, LinkedIn li_at cookies.
-_SECRET_PREFIXES = ("sk_", "sk-", "pk_", "rk_", "xox", "ghp_", "gho_", "eyJ", "AQED", "Bearer ")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +97,7 @@ class Config:
     senders: tuple[SenderConfig, ...]
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
+    retry_budget_hours: float = 24.0  # `retry.budget_hours`
 
     @property
     def sender_names(self) -> tuple[str, ...]:
@@ -218,8 +216,10 @@ def _build(doc: YamlDoc, file: pathlib.Path, warnings: tuple[Diagnostic, ...]) -
     sandbox = dict(data.get("sandbox") or {})
     if "state_path" in sandbox:
         sandbox["state_path"] = str(file.parent / pathlib.Path(sandbox["state_path"]).expanduser())
+    retry = data.get("retry") or {}
     return Config(path=doc.file, root=str(file.parent), database=_anchor_database(data.get("database"), file.parent),
-                  senders=senders, sandbox=sandbox, warnings=warnings)
+                  senders=senders, sandbox=sandbox, warnings=warnings,
+                  retry_budget_hours=float(retry.get("budget_hours", 24.0)))
 
 
 def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
@@ -435,16 +435,4 @@ def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
 
 def _credential_message(value: object) -> str:
     """Never echo the value: if it is not a variable name it may well be the secret itself."""
-    if isinstance(value, str) and _looks_like_secret(value):
-        return ("this looks like a secret value, not the name of an environment variable; put the value in an "
-                'environment variable and write its name here, like "SALESFLOW_API_KEY" (the value is not shown)')
-    return ('expected the name of an environment variable: upper-case letters, digits and "_", '
-            'like "SALESFLOW_API_KEY" (the value is not shown)')
-
-
-def _looks_like_secret(value: str) -> bool:
-    """Heuristic: known secret prefixes, or long random-looking text mixing cases or digits."""
-    if value.startswith(_SECRET_PREFIXES):
-        return True
-    mixed = any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
-    return len(value) >= 20 and mixed >= 2 and not _ENV_NAME.fullmatch(value)
+    return secret_name_message(value, "SALESFLOW_API_KEY")

@@ -129,6 +129,7 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
     from .versions import load_version
 
     knobs.setdefault("load_version", load_version)
+    knobs.setdefault("retry_budget", dt.timedelta(hours=config.retry_budget_hours))
     return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
 
 

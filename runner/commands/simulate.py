@@ -38,8 +38,13 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Simulated days.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the simulated LinkedIn and the leads.")
 @click.option("--accept-rate", type=click.FloatRange(0, 1), default=None, help="Share of invites accepted (default 0.35).")
-@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None, help="Share of messaged leads who reply (default 0.15).")
+@click.option("--reply-rate", type=click.FloatRange(0, 1), default=None,
+              help="Chance of a reply to the first message (default 0.15); each later message: times "
+                   "sandbox.reply_decay.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First simulated day (UTC); default next Monday.")
+@click.option("--reauth-after", "reauth_hours", type=click.FloatRange(0, min_open=True), default=None, metavar="HOURS",
+              help="Hours until a person renews a sender whose session expired and resumes it "
+                   "(default: sandbox.reauth_after_hours, 24).")
 @click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--wire", is_flag=True,
@@ -48,13 +53,15 @@ def next_monday(today: dt.date) -> dt.datetime:
               help="With --wire: every sender acts through this provider (e.g. edges), no credentials needed.")
 def command(sequence: str, leads_n: int | None, leads_file: str | None, days: int, seed: int,
             accept_rate: float | None, reply_rate: float | None, start: dt.datetime | None,
-            db_url: str | None, as_json: bool, wire: bool, provider: str | None) -> None:
+            reauth_hours: float | None, db_url: str | None, as_json: bool, wire: bool, provider: str | None) -> None:
     """Simulate SEQUENCE on a virtual clock against a simulated LinkedIn.
 
     Uses the same interpreter as `seqrun run`, with the senders of seqrun.yaml (or the embedded
     sandbox senders) all acting through the sandbox provider. Prints the funnel per step and
     outcome, actions per sender per day against their limits, the time from acceptance to the first
-    message, and an audit of windows, limits and replies.
+    message, and an audit of windows, limits and replies. A sender whose session expires is paused,
+    as in a real run; a simulated person renews it after --reauth-after hours and resumes it, and
+    the report opens with how long each sender was paused and why.
 
     \b
     Example:
@@ -78,6 +85,7 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
     require_capabilities([seq], config.senders, provider=provider)
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
                          accept_rate=accept_rate, reply_rate=reply_rate, wire=wire, provider=provider,
+                         reauth_after=dt.timedelta(hours=reauth_hours) if reauth_hours else None,
                          start=start.replace(tzinfo=dt.timezone.utc) if start else next_monday(dt.date.today()))
     with tempfile.TemporaryDirectory(prefix="seqrun-sim-") as tmp:
         path = db_url or os.path.join(tmp, "simulation.db")
@@ -113,8 +121,27 @@ def _run(seq: Any, config: Any, options: SimOptions, quiet: bool) -> SimReport:
         return run_simulation(seq, config, options, progress)
 
 
+def _pauses(r: SimReport) -> list[str]:
+    """First thing in the report: a paused sender does nothing, and every lead it owns waits."""
+    out = [f"Senders paused (no actions while paused; a person renews an expired session after "
+           f"{r.reauth_after_hours:g} h, see --reauth-after)"]
+    totals: dict[str, float] = defaultdict(float)
+    for p in r.pauses:
+        totals[p["sender"]] += p["hours"]
+        start = dt.datetime.fromisoformat(p["from"])
+        until = f"{dt.datetime.fromisoformat(p['until']):%a %Y-%m-%d %H:%M}" if p["until"] else "the end"
+        out.append(f"  {p['sender']:<12} {p['hours']:>6.1f} h  {p['reason']}: {start:%a %Y-%m-%d %H:%M} UTC to {until}")
+    for sender, hours in sorted(totals.items()):
+        share = 100 * hours / (r.days * 24)
+        out.append(f"  {sender:<12} paused {hours:.1f} h in total ({share:.0f}% of the simulated time)")
+    out.append("")
+    return out
+
+
 def format_report(r: SimReport, seed: int) -> str:
     out = [f"Simulated {r.sequence}: {r.leads:,} leads over {r.days} days from {r.start:%a %Y-%m-%d} (seed {seed})", ""]
+    if r.pauses:
+        out.extend(_pauses(r))
     out.append("Funnel by step")
     out.append(f"  {'step':<22} {'kind':<10} {'entered':>8} {'done':>7} {'skipped':>8} {'failed':>7} {'waiting':>8}")
     for s in r.steps:
@@ -127,6 +154,13 @@ def format_report(r: SimReport, seed: int) -> str:
         out.append(f"  {outcome:<22} {n:>8}  {100 * n / max(r.leads, 1):5.1f}%")
     running = r.states.get("active", 0) + r.states.get("paused", 0)
     out.append(f"  {'(still in sequence)':<22} {running:>8}  {100 * running / max(r.leads, 1):5.1f}%")
+    if any(m["sent"] for m in r.replies):
+        out.append("")
+        out.append("Replies per message (each reply counts for the last message before it)")
+        out.append(f"  {'step':<22} {'sent':>8} {'replies':>8} {'yield':>7}")
+        for m in r.replies:
+            rate = f"{100 * m['replies'] / m['sent']:6.1f}%" if m["sent"] else f"{'-':>7}"
+            out.append(f"  {m['step']:<22} {m['sent']:>8} {m['replies']:>8} {rate}")
     out.append("")
     out.append("Actions per sender per day (against the sequence's daily limit)")
     summary: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)

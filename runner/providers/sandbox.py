@@ -85,7 +85,8 @@ class SandboxProvider:
 
     def __init__(self, *, seed: int = 0, clock: Callable[[], dt.datetime] = utc_now,
                  accept_rate: float = 0.35, accept_delay_hours: tuple[float, float] = (30.0, 24.0 * 21),
-                 reply_rate: float = 0.15, reply_delay_hours: tuple[float, float] = (18.0, 24.0 * 10),
+                 reply_rate: float = 0.15, reply_decay: float = 0.6,
+                 reply_delay_hours: tuple[float, float] = (18.0, 24.0 * 10),
                  connected_rate: float = 0.05, pending_rate: float = 0.02, messaged_first_rate: float = 0.02,
                  recent_conversation_rate: float = 0.03, inaccessible_rate: float = 0.005,
                  errors: Mapping[str, float] | None = None, latency_ms: float = 0.0,
@@ -99,6 +100,7 @@ class SandboxProvider:
             accept_rate=_rate("accept_rate", accept_rate),
             accept_delay=_delay("accept_delay_hours", accept_delay_hours),
             reply_rate=_rate("reply_rate", reply_rate),
+            reply_decay=_rate("reply_decay", reply_decay),
             reply_delay=_delay("reply_delay_hours", reply_delay_hours),
             profiles=_shares("sandbox: inaccessible_rate, connected_rate, pending_rate, messaged_first_rate "
                              "and recent_conversation_rate", {  # in draw order

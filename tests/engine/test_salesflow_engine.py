@@ -60,9 +60,9 @@ class Salesflow:
         self.server.stop()
         self.receiver.stop()
 
-    def run(self, until: dt.datetime) -> None:
+    def run(self, until: dt.datetime, *, stop: Any = None) -> None:
         """Like `EngineHarness.run`, with the fake's late webhooks sent before every tick."""
-        while self.h.now < until:
+        while self.h.now < until and not (stop is not None and stop()):
             self.fake.pump()
             self.h.engine.tick(self.h.now)
             nxt = self.h.engine.next_due() or until
@@ -130,18 +130,20 @@ def test_the_acceptance_arrives_by_webhook_when_polls_are_rare(salesflow: Any) -
 def test_a_message_waits_for_its_inbox_sync_and_the_cursor_waits_too(salesflow: Any) -> None:
     sf = salesflow(NO_NOTE, sync_wait=0.05)
     sf.h.enroll(lead_row("dee"))
-    sf.run(sf.h.now + dt.timedelta(hours=2))  # invited at 08:00 UTC, accepted at 10:00
+    sf.run(sf.h.now + dt.timedelta(days=1), stop=lambda: bool(sf.ledger("connect")))  # accepted 2 h later
     assert len(sf.ledger("connect")) == 1
     cursor = SyncCursor.get().last_synced_at
     sf.control("POST", "webhooks/hold", count=1000)  # no sync finishes from now on
     sf.run(sf.h.now + dt.timedelta(hours=6))
     assert sf.ledger("message") == []  # never sent without a finished sync
     assert SyncCursor.get().last_synced_at == cursor  # and the cursor did not move
-    assert sf.h.enrollment("dee").state == "active"
+    enrollment = sf.h.enrollment("dee")
+    assert (enrollment.state, enrollment.step_id) == ("active", "thanks")  # waiting, not failed
+    assert sum(not r.complete for r in sf.fake.deliveries.syncs.values()) >= 3  # it kept asking
     sf.control("POST", "webhooks/hold", count=0)
     sf.control("POST", "webhooks/release")
     sf.fake.deliveries.settle()
-    sf.run(sf.h.now + dt.timedelta(hours=2))
+    sf.run(sf.h.now + dt.timedelta(days=1), stop=lambda: bool(sf.ledger("message")))
     assert len(sf.ledger("message")) == 1
     assert SyncCursor.get().last_synced_at > cursor
 
