@@ -7,8 +7,8 @@ How each question is answered (docs/providers/salesflow.md has the long version)
   and `GET api/v1/invitations/sent`, cached per account for `fresh_for` (60 s);
 - conversation (sync-before-send): the lead's thread as an inbox sync that *finished* no earlier
   than `send_freshness` ago shows it; without one, an inbox sync is asked for and waited for
-  (bounded by `sync_wait`), and if it does not finish the call fails as retryable (`SYNC_PENDING`):
-  a message is never sent on a stale inbox;
+  (bounded by `sync_wait`), and if it does not finish the call answers `NOT_READY` (`SYNC_PENDING`):
+  the sender's messages wait, and a message is never sent on a stale inbox;
 - the first message: into the thread when one is known (the one an invite's note created, found by
   the inbox sync), else `POST api/v1/conversations` creates it; after every message a sync is wanted
   again 5-10 minutes later (`poll_due`);
