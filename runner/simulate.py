@@ -28,10 +28,13 @@ from .leadsfile import read_leads
 from .limits import caps_for
 from .model import ActionStep, Sequence
 from .project import apply_provider_limits, build_runtime, sync_senders
+from .providers import QUOTAS
+from .providers.quotas import by_window
 from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .store.quota_usage import performed_times
 from .store.rows import last_enrollment_id, record_first_steps
 from .versions import remember
 
@@ -81,6 +84,8 @@ class SimReport:
     #: per sender and action, leads holding a paced slot after the end, and the last day booked
     booked: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: per sender, provider quota (runner.providers.QUOTAS) and window: actions performed in it
+    quotas: list[dict[str, Any]] = field(default_factory=list)
     #: every time a sender was paused: who, why, from, until (None: still paused at the end), hours
     pauses: list[dict[str, Any]] = field(default_factory=list)
     reauth_after_hours: float = 0.0
@@ -95,7 +100,7 @@ class SimReport:
             "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
             "replies_per_message": self.replies,
-            "booked_after_end": self.booked,
+            "booked_after_end": self.booked, "provider_quotas": self.quotas,
             "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
             "ticks": self.ticks, "transitions": self.transitions,
             **({"wire": self.wire} if self.wire is not None else {}),
@@ -395,6 +400,12 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
                 "SELECT action, MAX(day), SUM(reserved) FROM usage WHERE sender_id = ? AND reserved > 0 GROUP BY action",
                 (sender.id,)).fetchall():
             report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
+        provider = getattr(sender.provider, "name", "")
+        for quota in QUOTAS.get(provider, ()):
+            for start, used in by_window(quota, performed_times(sender.id, quota.action)).items():
+                report.quotas.append({"sender": sender.name, "provider": provider, "action": quota.action,
+                                      "period": quota.period, "window": start.date().isoformat(), "used": used,
+                                      "limit": quota.limit})
     hours = []
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     replied_at: dict[int, dt.datetime] = {}

@@ -13,8 +13,11 @@ engine (`Runtime.webhook_events`). Before every tick `before_tick` lets each fak
 on the virtual clock (Salesflow's late NEW_CONNECTION).
 
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
-the same actions under the same idempotency keys, none performed twice; a fake with an `audit`
-adds its provider's own checks (Salesflow: where each first message went, inbox-sync markers).
+the same actions under the same idempotency keys, none performed twice. A provider that carries no
+key on the wire (ConnectSafely) is compared by (account, action, lead): the same number of each. A
+fake may add checks of its own (`wire_check(driver?, cursors?) -> (facts, problems)`), such as a
+weekly quota kept (ConnectSafely) or where each first message went and that no inbox-sync marker
+moved early (Salesflow: it takes the driver and the stored cursors).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -57,10 +61,19 @@ def _salesflow_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> 
     return SalesflowFake(clock=clock, seed=seed, enforce_limits=False, auto_pump=False, sandbox=sandbox)
 
 
+def _connectsafely_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
+    from .providers.connectsafely.fake import ConnectSafelyFake
+
+    # Per-minute budgets off (the virtual clock stands still inside a tick); quotas on: keeping the
+    # weekly invitation quota is what the simulation checks.
+    return ConnectSafelyFake(clock=clock, seed=seed, budgets=None, sandbox=sandbox)
+
+
 FAKES["edges"] = _edges_fake
 FAKES["salesflow"] = _salesflow_fake
+FAKES["connectsafely"] = _connectsafely_fake
 #: where each provider's API lives on its fake server
-PATHS = {"edges": "/v1", "salesflow": ""}
+PATHS = {"edges": "/v1", "salesflow": "", "connectsafely": "/linkedin"}
 
 
 @dataclass
@@ -70,8 +83,8 @@ class WireReport:
     ledger_actions: int = 0  # actions the fakes performed
     audit_actions: int = 0  # actions seqrun recorded as done at a provider
     mismatches: list[str] = field(default_factory=list)
-    webhooks: dict[str, int] = field(default_factory=dict)  # the receiver's counts, when it ran
-    checks: dict[str, Any] = field(default_factory=dict)  # each fake's own audit (by provider)
+    webhooks: dict[str, int] = field(default_factory=dict)  # the webhook receiver's counts, when it ran
+    checks: dict[str, Any] = field(default_factory=dict)  # provider name -> what its fake's wire_check found
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,19 +181,29 @@ class WireSession:
         """The fakes' ledgers against the audit log (actions done at a provider)."""
         report = WireReport(providers=sorted(self.fakes))
         report.requests = sum(getattr(d, "requests", 0) for d in self.drivers.values())
+        keyed = {name for name, fake in self.fakes.items() if getattr(fake, "keyed_ledger", True)}
         ledger: collections.Counter[str] = collections.Counter()
-        for fake in self.fakes.values():
+        unkeyed: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        for name, fake in self.fakes.items():
             for entry in fake.ledger:
-                ledger[str(entry.get("seqrun_key"))] += 1
-        report.ledger_actions = sum(ledger.values())
+                if name in keyed:
+                    ledger[str(entry.get("seqrun_key"))] += 1
+                else:  # no key on the wire: (account, action, lead)
+                    unkeyed[(str(entry["account_id"]), str(entry["action"]), str(entry["lead"]))] += 1
+        report.ledger_actions = sum(ledger.values()) + sum(unkeyed.values())
         marks = ", ".join("?" * len(self.wired)) or "NULL"
-        wired = {sid for sid, in db.execute_sql(f"SELECT id FROM sender WHERE name IN ({marks})",
-                                                sorted(self.wired)).fetchall()}
+        senders = {sid: (self.provider or self._providers.get(name, ""), account) for sid, name, account in
+                   db.execute_sql(f"SELECT id, name, account_id FROM sender WHERE name IN ({marks})",
+                                  sorted(self.wired)).fetchall()}
         rows = db.execute_sql(
-            "SELECT key, action, sender_id FROM action WHERE sequence = ? AND status = 'done' "
-            "AND action IN ('visit', 'connect', 'message', 'inmail', 'withdraw')", (sequence,)).fetchall()
-        audit = {key: action for key, action, sender_id in rows if sender_id in wired}
-        report.audit_actions = len(audit)
+            "SELECT a.key, a.action, a.sender_id, l.key FROM action a JOIN lead l ON l.id = a.lead_id "
+            "WHERE a.sequence = ? AND a.status = 'done' "
+            "AND a.action IN ('visit', 'connect', 'message', 'inmail', 'withdraw')", (sequence,)).fetchall()
+        rows = [row for row in rows if row[2] in senders]
+        audit = {key: action for key, action, sender_id, _ in rows if senders[sender_id][0] in keyed}
+        report.audit_actions = len(rows)
+        self._compare_unkeyed(report, unkeyed, [(senders[sid][1], action, lead) for _, action, sid, lead in rows
+                                                if senders[sid][0] not in keyed])
         for key, times in sorted(ledger.items()):
             if times > 1:
                 report.mismatches.append(f"the fake performed {key} {times} times")
@@ -195,9 +218,22 @@ class WireSession:
             "SELECT s.account_id, c.last_synced_at FROM sync_cursor c JOIN sender s ON s.id = c.sender_id "
             "WHERE c.last_synced_at IS NOT NULL").fetchall()}
         for name, fake in sorted(self.fakes.items()):
-            audit_fake = getattr(fake, "audit", None)
-            if callable(audit_fake):
-                details, problems = audit_fake(self.drivers[name], cursors)
-                report.checks[name] = details
+            check = getattr(fake, "wire_check", None)
+            if callable(check):
+                context = {"driver": self.drivers[name], "cursors": cursors}
+                wanted = inspect.signature(check).parameters
+                facts, problems = check(**{k: v for k, v in context.items() if k in wanted})
+                report.checks[name] = facts
                 report.mismatches += problems
         return report
+
+    @staticmethod
+    def _compare_unkeyed(report: WireReport, ledger: collections.Counter[tuple[str, str, str]],
+                         audit_rows: list[tuple[str, str, str]]) -> None:
+        """The same actions per (account, action, lead) in the fake's ledger and the audit log."""
+        audit = collections.Counter(audit_rows)
+        for (account, action, lead), times in sorted((ledger + audit).items()):
+            done, logged = ledger.get((account, action, lead), 0), audit.get((account, action, lead), 0)
+            if done != logged:
+                report.mismatches.append(f"the fake performed {action} for {lead} (account {account}) {done} time(s); "
+                                         f"the audit log shows it done {logged} time(s)")

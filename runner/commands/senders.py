@@ -93,7 +93,7 @@ def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> 
     """Ask each sender's provider: credentials accepted, LinkedIn account usable, own LinkedIn id.
 
     Stores each sender's own LinkedIn id (used to tell who wrote last) and shows the provider's
-    own daily limits where its API tells them. Exits 1 when any sender is not ready, saying what
+    own limits where its API tells them (a weekly quota as a week). Exits 1 when any sender is not ready, saying what
     to do.
 
     \b
@@ -129,7 +129,9 @@ def _check_line(r: Any) -> str:
         parts.append(f"LinkedIn id {r.profile_id}")
     left = {a: v for a, v in r.limits.items() if isinstance(v, dict) and "remaining" in v}
     if left:
-        shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}" for action, v in left.items())
+        # A weekly quota (ConnectSafely's invitations) says so; daily ones read as before.
+        shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}"
+                          f"{' a week' if v.get('window') == 'week' else ''}" for action, v in left.items())
         parts.append(f"provider limits left: {shown}")
     daily = {a: v for a, v in r.limits.items() if a not in left}
     if daily:

@@ -4,13 +4,15 @@
 checked against it); `PROVIDERS` maps the providers that have a driver in this version to their
 factory. Adding a provider is one module plus one entry in each dict; an HTTP provider also gets
 its public API in `BASE_URLS`, its default request rate in `DEFAULT_REQUESTS_PER_MINUTE`, and its
-fake server in `runner.wire.FAKES`.
+fake server in `runner.wire.FAKES`; a provider that caps an action per account over its own window
+(a week, a UTC day) lists it in `QUOTAS`.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from .base import Provider
+from .quotas import Quota
 
 CAPABILITIES: dict[str, frozenset[str]] = {
     "sandbox": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
@@ -39,11 +41,18 @@ def _salesflow_factory(**options: object) -> Provider:
     return SalesflowProvider(**options)  # type: ignore[arg-type]
 
 
+def _connectsafely_factory(**options: object) -> Provider:
+    from .connectsafely.driver import ConnectSafelyProvider
+
+    return ConnectSafelyProvider(**options)  # type: ignore[arg-type]
+
+
 #: provider name -> factory(**options) for the drivers shipped in this version.
 PROVIDERS: dict[str, Callable[..., Provider]] = {
     "sandbox": _sandbox_factory,
     "edges": _edges_factory,
     "salesflow": _salesflow_factory,
+    "connectsafely": _connectsafely_factory,
 }
 
 #: The public API of each HTTP provider, used when a sender's config gives no `base_url`.
@@ -51,6 +60,7 @@ BASE_URLS: dict[str, str] = {
     "edges": "https://api.edges.run/v1",
     # The docs' samples disagree (`/public/v1/…`, `/public/api/v1/…`); paths are `api/v1/…` below this.
     "salesflow": "https://api.salesflow.io/public",
+    "connectsafely": "https://api.connectsafely.ai/linkedin",
 }
 
 #: Providers that report some things only by webhook, and what `seqrun run` (which receives no
@@ -60,8 +70,17 @@ WEBHOOK_ONLY: dict[str, str] = {
 }
 
 #: API requests per minute per key when a sender's config gives no `requests_per_minute`
-#: (Edges' smallest plan, Trial, allows 30; Salesflow documents no request rate).
+#: (Edges' smallest plan, Trial, allows 30; ConnectSafely allows 60 per key; Salesflow documents none).
 DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {
     "edges": 30,
     "salesflow": 60,
+    "connectsafely": 60,
+}
+
+#: Quotas a provider counts per LinkedIn account over its own window, shown by `seqrun status` and
+#: simulate's report and checked by its audit; the driver refuses an action over one (LIMIT_REACHED).
+#: Only quotas seqrun can count from its audit log are listed (ConnectSafely's 150 new conversations
+#: a day is kept by the driver alone: the log does not say which message started a conversation).
+QUOTAS: dict[str, tuple[Quota, ...]] = {
+    "connectsafely": (Quota("connect", 90, "week"),),
 }

@@ -11,8 +11,9 @@
 - Secrets never leak: `register_secret` remembers credential values as they are resolved, and
   `redact` removes them and every URL query string from a text. `install_log_redaction` applies it
   to every log record (seqrun's, httpx's, httpcore's) as the record is made.
-- `RequestBudget` is a token bucket per API key and per account, which also remembers a 429's reset
-  time so that nothing is sent to the provider before it.
+- `RequestBudget` is a token bucket per API key and per account (a key may have a rate of its own:
+  ConnectSafely's reads and writes per account), which also remembers a 429's reset time so that
+  nothing is sent to the provider before it.
 """
 from __future__ import annotations
 
@@ -252,6 +253,8 @@ class _Bucket:
     tokens: float
     updated: float  # seconds on the budget's clock
     blocked_until: float = 0.0  # a 429's reset time: nothing goes out before it
+    rate: float | None = None  # tokens per second when this key has its own rate (`set_rate`)
+    burst: float | None = None
 
 
 class RequestBudget:
@@ -261,6 +264,8 @@ class RequestBudget:
     raises `RATE_LIMITED` with the time a token will be there when it is longer than `max_wait`,
     so a runner never hammers the provider and never hangs for minutes inside one lead.
     `blocked(key, until)` records a 429's reset: every call for that key before it is refused here.
+    `set_rate(key, rate, per)` gives one key a rate of its own (a provider with several budgets,
+    such as per API key and per account for reads and for writes); other keys keep `rate`.
     """
 
     def __init__(self, rate: float, per: float = 60.0, *, burst: float | None = None, max_wait: float = 5.0,
@@ -293,6 +298,22 @@ class RequestBudget:
             self.waited += wait
             self._sleep(wait)
 
+    def set_rate(self, key: str, rate: float, per: float = 60.0, *, burst: float | None = None) -> None:
+        """`rate` requests per `per` seconds for `key` (bursts of 10 seconds' worth unless `burst`)."""
+        if rate <= 0 or per <= 0:
+            raise ValueError("a request budget needs a positive rate")
+        with self._lock:
+            bucket = self._bucket(key)
+            bucket.rate = rate / per
+            bucket.burst = burst if burst is not None else max(1.0, min(rate, rate / per * 10))
+            bucket.tokens = min(bucket.tokens, bucket.burst)
+
+    def has_rate(self, key: str) -> bool:
+        """Whether `key` was given a rate of its own."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            return bucket is not None and bucket.rate is not None
+
     def blocked(self, key: str, until: dt.datetime) -> None:
         """The provider answered 429 until `until`: hold every request for `key` until then."""
         seconds = (until - self._wall()).total_seconds()
@@ -310,8 +331,10 @@ class RequestBudget:
     def _wait(self, key: str) -> float:
         bucket = self._bucket(key)
         now = self._clock()
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        rate = bucket.rate if bucket.rate is not None else self.rate
+        burst = bucket.burst if bucket.burst is not None else self.burst
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if now < bucket.blocked_until:
             return bucket.blocked_until - now
-        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / self.rate
+        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / rate

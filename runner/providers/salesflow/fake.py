@@ -131,8 +131,9 @@ class SalesflowFake:
     def close(self) -> None:
         self.deliveries.close()
 
-    def audit(self, driver: Any, cursors: Mapping[str, dt.datetime]) -> tuple[dict[str, Any], list[str]]:
-        """Seed 000's promises after `simulate --wire` (see `fake_audit`)."""
+    def wire_check(self, driver: Any, cursors: Mapping[str, dt.datetime]) -> tuple[dict[str, Any], list[str]]:
+        """Seed 000's promises after `simulate --wire` (see `fake_audit`): `runner.wire` passes the
+        driver (its marker log) and the cursors the engine stored."""
         from .fake_audit import audit
 
         return audit(self, driver, cursors)
