@@ -327,6 +327,19 @@ def test_new_connection_comes_late_and_names_the_account_that_invited() -> None:
         h.close()
 
 
+def test_standing_alone_the_fake_sends_new_connection_as_its_clock_passes_it() -> None:
+    """`seqrun fake salesflow`: no tick pumps it; its own worker does, before any sync was asked for."""
+    h = SalesflowHarness(sandbox=NOTED, auto_pump=True, connection_delay_hours=0.0)
+    try:
+        h.provider.connect(h.account, lead("alone"), note=None, key="c")
+        h.control("POST", "clock", advance_seconds=2 * 3600 + 60)
+        assert h.fake.deliveries.wait_delivered(1, timeout=10.0)  # the worker looks every quarter second
+        (event,) = h.inbox.drain()
+        assert (event.kind, event.lead_key, event.account_id) == ("accepted", "alone", "1001")
+    finally:
+        h.close()
+
+
 def test_acceptances_are_walked_down_to_the_cursor_over_pages() -> None:
     h = SalesflowHarness(sandbox=NOTED)
     try:

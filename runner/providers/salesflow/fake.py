@@ -110,6 +110,8 @@ class SalesflowFake:
         self._done: collections.Counter[tuple[str, str, str]] = collections.Counter()  # (account, day, limit)
         self.messaged: set[tuple[str, str]] = set()  # (account, lead) that got a message from us
         self.refusals: collections.Counter[str] = collections.Counter()  # error codes answered
+        if auto_pump:
+            self.deliveries.start()  # NEW_CONNECTIONs come due with the clock, before any sync is asked for
 
     # webhook_url / webhook_secret are set by whoever serves the receiver (simulate --wire)
     @property

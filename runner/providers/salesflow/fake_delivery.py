@@ -134,6 +134,11 @@ class Deliveries:
         with self._cond:
             return self._cond.wait_for(lambda: not self._immediate and not self._busy, timeout=timeout)
 
+    def wait_delivered(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until `count` deliveries went out successfully (tests of the standalone fake)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.stats["delivered"] >= count, timeout=timeout)
+
     def close(self) -> None:
         with self._cond:
             self._stopped = True
@@ -144,6 +149,11 @@ class Deliveries:
             self._client.close()
 
     # --- the worker -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker now (with `auto_pump` it sends due deliveries even before any sync)."""
+        with self._cond:
+            self._ensure_worker()
 
     def _ensure_worker(self) -> None:
         if self._thread is None and not self._stopped:
@@ -195,3 +205,4 @@ class Deliveries:
                 self.stats["repeated"] += 1
             self.log.append({"event": event, "sync_id": out.sync_id, "page": list(out.page) if out.page else None,
                              "repeat": out.repeat, "status": status})
+            self._cond.notify_all()
