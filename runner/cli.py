@@ -109,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(problem.render(), err=True)
             code = EXIT_USER
         else:
-            if debug:
-                traceback.print_exc()
+            from .providers.http import redact
+
+            if debug:  # redacted like every log line: an exception may quote a URL's token or a key
+                click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
             else:
                 logging.getLogger("runner").debug("unexpected error", exc_info=True)
-            from .providers.http import redact
 
             exc_type, exc_value = sys.exc_info()[:2]
             what = redact(str(exc_value))  # a URL's query string or a credential never reaches the terminal

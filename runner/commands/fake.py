@@ -58,7 +58,7 @@ def edges_command(port: int, webhook_url: str | None, webhook_secret_env: str, a
     sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
     api_keys = None
     if api_key_env is not None:
-        value = os.environ.get(api_key_env, "")
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
         if not value:
             raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
         api_keys = {value}
@@ -117,7 +117,7 @@ def connectsafely_command(port: int, webhook_url: str | None, webhook_secret_env
     sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
     api_keys = None
     if api_key_env is not None:
-        value = os.environ.get(api_key_env, "")
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
         if not value:
             raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
         api_keys = {value}
@@ -189,7 +189,7 @@ def salesflow_command(port: int, webhook_url: str | None, webhook_secret_env: st
     sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
     api_keys = None
     if api_key_env is not None:
-        value = os.environ.get(api_key_env, "")
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
         if not value:
             raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
         api_keys = {value}

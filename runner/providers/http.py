@@ -74,6 +74,7 @@ def redact_url(url: httpx.URL | str) -> str:
 
 
 _installed = False
+_TRACEBACKS = logging.Formatter()
 
 
 def install_log_redaction() -> None:
@@ -93,6 +94,11 @@ def install_log_redaction() -> None:
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[0] is not None:
+            # Handlers format the traceback later, from exc_info, unless exc_text is already there.
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     logging.setLogRecordFactory(factory)
@@ -114,6 +120,10 @@ def make_client(base_url: str, *, transport: httpx.BaseTransport | None = None,
                         follow_redirects=False)
 
 
+#: A value an HTTP header can carry: printable ASCII, spaces only inside.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+
 def credential(credentials: Mapping[str, str], name: str, sender: str) -> str:
     """A credential the sender's config must name, registered for redaction."""
     value = credentials.get(name)
@@ -122,6 +132,10 @@ def credential(credentials: Mapping[str, str], name: str, sender: str) -> str:
                             f"sender {sender} has no {name}: name its environment variable in credentials_env "
                             f"(credentials_env: {{{name}: …}})")
     register_secret(value)
+    if not _HEADER_SAFE.fullmatch(value):  # httpx would refuse it with an error that quotes the value
+        raise ProviderError(ErrorKind.API_KEY_REJECTED,
+                            f"sender {sender}: its {name} holds a line break, a control character or a non-ASCII "
+                            "character, which an HTTP header cannot carry (the value is not shown)")
     return value
 
 

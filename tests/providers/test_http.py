@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import httpx
 import pytest
@@ -11,8 +12,10 @@ from runner.providers.base import ErrorKind
 from runner.providers.http import (
     ErrorBody,
     error_from_response,
+    install_log_redaction,
     make_client,
     redact_url,
+    register_secret,
     reset_header,
     retry_after,
     status_kind,
@@ -79,3 +82,17 @@ def test_client_has_base_url_user_agent_and_timeouts() -> None:
 def test_redact_url_keeps_host_and_path_only() -> None:
     assert redact_url("https://user:pw@api.example:8443/v1/x?token=abc#frag") == \
         "https://api.example:8443/v1/x?[redacted]"
+
+
+def test_a_logged_traceback_carries_no_secret(caplog: pytest.LogCaptureFixture) -> None:
+    # The record's message was redacted as it was made; the traceback beside it, formatted later by
+    # whichever handler prints it, was not.
+    install_log_redaction()
+    register_secret("tb-secret-2c9e71f0")
+    caplog.set_level(logging.DEBUG)
+    try:
+        raise RuntimeError("refused tb-secret-2c9e71f0 at https://crm.example/hook?token=tb-token-88aa")
+    except RuntimeError:
+        logging.getLogger("runner.engine").exception("lead %s failed unexpectedly", "anna")
+    assert "lead anna failed unexpectedly" in caplog.text and "RuntimeError: refused [redacted]" in caplog.text
+    assert "tb-secret-2c9e71f0" not in caplog.text and "tb-token-88aa" not in caplog.text
