@@ -193,7 +193,7 @@ def salesflow_command(port: int, webhook_url: str | None, webhook_secret_env: st
         if not value:
             raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
         api_keys = {value}
-    secret = os.environ.get(webhook_secret_env) or None
+    secret = (os.environ.get(webhook_secret_env) or "").strip() or None  # as seqrun reads it
     if webhook_url and secret is None:
         raise UserError(f"--webhook-url needs the shared secret in environment variable {webhook_secret_env} "
                         "(--webhook-secret-env)")
