@@ -59,7 +59,8 @@ CEILINGS: dict[str, dict[str, int]] = {
 _UNDOCUMENTED_DEFAULTS: dict[str, int] = {"inmail": 20, "withdraw": 40}
 
 #: Credentials each provider's driver needs, named in the sender's credentials_env.
-REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "connectsafely": ("api_key",)}
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "salesflow": ("api_key",),
+                                                   "connectsafely": ("api_key",)}
 
 # Keys people use when they paste a credential straight into the file.
 _SECRET_KEY = re.compile(r"(api_?key|apikey|token|secret|password|passwd|cookie|li_at|bearer|credentials?)$",

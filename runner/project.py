@@ -154,6 +154,27 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
     return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
 
 
+def apply_provider_limits(rt: Runtime) -> dict[str, dict[str, tuple[int, int]]]:
+    """Keep every sender's daily caps at or below its provider account's own limits (Salesflow's
+    `GET accounts/{id}/limits`), for providers that tell them. Returns, per sender, each cap that
+    was lowered as (configured, provider's)."""
+    import dataclasses
+
+    lowered: dict[str, dict[str, tuple[int, int]]] = {}
+    for sender in rt.senders.values():
+        account_limits = getattr(sender.provider, "account_limits", None)
+        if not callable(account_limits):
+            continue
+        theirs = account_limits(sender.account)
+        caps = dict(sender.caps.caps)
+        for action, limit in theirs.items():
+            if action in caps and limit < caps[action]:
+                lowered.setdefault(sender.name, {})[action] = (caps[action], limit)
+                caps[action] = limit
+        sender.caps = dataclasses.replace(sender.caps, caps=caps)
+    return lowered
+
+
 def missing_environment(sequences: Mapping[str, Sequence],
                         getenv: Callable[[str], str | None] = os.environ.get) -> list[tuple[Sequence, Diagnostic]]:
     """Every environment variable a sequence needs (the `headers_from_env` of its notify steps) that

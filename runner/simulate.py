@@ -27,7 +27,7 @@ from .holds import AUTH_EXPIRED, SENDER, Target, resume
 from .leadsfile import read_leads
 from .limits import caps_for
 from .model import ActionStep, Sequence
-from .project import build_runtime, sync_senders
+from .project import apply_provider_limits, build_runtime, sync_senders
 from .providers import QUOTAS
 from .providers.quotas import by_window
 from .providers.sandbox import SandboxProvider
@@ -270,17 +270,20 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
-                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)",
+                                webhook_events=wire.inbox.drain if wire is not None else None)
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:
                     sender.account = dataclasses.replace(sender.account, credentials={"api_key": SIMULATED_KEY})
+            apply_provider_limits(runtime)  # as `seqrun run` does: never above the provider's own limits
         introduce = None
         if wire is not None:
             account_ids = {sid: sender.account.account_id for sid, sender in runtime.senders.items()}
             introduce = lambda: wire.introduce_leads(account_ids)  # noqa: E731
         report = _simulate(seq, options, clock, runtime, rows, progress, introduce,
-                           human=SimulatedHuman(runtime, provider, reauth_after))
+                           human=SimulatedHuman(runtime, provider, reauth_after),
+                           before_tick=wire.before_tick if wire is not None else None)
         if wire is not None:
             compared = wire.compare(seq.name)
             report.wire = compared.to_json()
@@ -290,7 +293,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
 
 def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: Runtime, rows: Mapping[str, Any],
               progress: Callable[[float], None] | None, before_start: Callable[[], None] | None = None, *,
-              human: SimulatedHuman) -> SimReport:
+              human: SimulatedHuman, before_tick: Callable[[dt.datetime], None] | None = None) -> SimReport:
     entered: Counter[str] = Counter()
     runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
     if options.leads_file:
@@ -308,6 +311,8 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     while now < end:
         clock.now = now
         human.act(now)
+        if before_tick is not None:
+            before_tick(now)
         tick = engine.tick(now)
         human.notice(now)
         report.ticks += 1

@@ -6,10 +6,18 @@ builds the real driver for each sender with a client pointed at it. Credentials 
 fakes accept the key seqrun generates. Drivers run with their pagination spacing and request
 budget off, because the virtual clock does not move inside a tick (a real run spaces them).
 
+Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
+on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
+receiver verifies each raw delivery with the driver's own verifier and queues the events for the
+engine (`Runtime.webhook_events`). Before every tick `before_tick` lets each fake send what is due
+on the virtual clock (Salesflow's late NEW_CONNECTION).
+
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
 the same actions under the same idempotency keys, none performed twice. A provider that carries no
 key on the wire (ConnectSafely) is compared by (account, action, lead): the same number of each. A
-fake may add checks of its own (`wire_check() -> (facts, problems)`), such as a weekly quota kept.
+fake may add checks of its own (`wire_check(driver?, cursors?) -> (facts, problems)`), such as a
+weekly quota kept (ConnectSafely) or where each first message went and that no inbox-sync marker
+moved early (Salesflow: it takes the driver and the stored cursors).
 """
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -27,6 +37,8 @@ from .providers.base import Provider
 from .providers.fakeserver import FakeClock, FakeHTTPServer
 from .providers.http import make_client
 from .store import db
+from .store.fields import from_db_time
+from .webhooks import PATH_PREFIX, WebhookInbox, WebhookReceiver
 
 SIMULATED_KEY = "seqrun-simulated-key"
 #: provider name -> the fake app's factory(clock, seed, sandbox options); one line per HTTP provider.
@@ -40,6 +52,15 @@ def _edges_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
     return EdgesFake(clock=clock, seed=seed, smart_limits=None, sandbox=sandbox)
 
 
+def _salesflow_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
+    from .providers.salesflow.fake import SalesflowFake
+
+    # Salesflow's own daily limits: seqrun's caps are lowered to them at start, and they count per
+    # sender-local day where the fake counts UTC days, so the fake does not enforce them here.
+    # NEW_CONNECTION goes out when `before_tick` pumps it, on the virtual clock.
+    return SalesflowFake(clock=clock, seed=seed, enforce_limits=False, auto_pump=False, sandbox=sandbox)
+
+
 def _connectsafely_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
     from .providers.connectsafely.fake import ConnectSafelyFake
 
@@ -49,9 +70,10 @@ def _connectsafely_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any])
 
 
 FAKES["edges"] = _edges_fake
+FAKES["salesflow"] = _salesflow_fake
 FAKES["connectsafely"] = _connectsafely_fake
 #: where each provider's API lives on its fake server
-PATHS = {"edges": "/v1", "connectsafely": "/linkedin"}
+PATHS = {"edges": "/v1", "salesflow": "", "connectsafely": "/linkedin"}
 
 
 @dataclass
@@ -61,6 +83,7 @@ class WireReport:
     ledger_actions: int = 0  # actions the fakes performed
     audit_actions: int = 0  # actions seqrun recorded as done at a provider
     mismatches: list[str] = field(default_factory=list)
+    webhooks: dict[str, int] = field(default_factory=dict)  # the webhook receiver's counts, when it ran
     checks: dict[str, Any] = field(default_factory=dict)  # provider name -> what its fake's wire_check found
 
     def to_json(self) -> dict[str, Any]:
@@ -82,6 +105,9 @@ class WireSession:
         self.drivers: dict[str, Provider] = {}
         self.wired: set[str] = set()  # names of the senders acting through a fake
         self._providers: dict[str, str] = {}  # sender name -> provider name
+        self._secret = secrets.token_urlsafe(24)  # the session's webhook secret, fake and receiver alike
+        self.inbox = WebhookInbox({}, clock=clock)
+        self._receiver: FakeHTTPServer | None = None
 
     def __enter__(self) -> WireSession:
         return self
@@ -113,9 +139,30 @@ class WireSession:
             server = self._stack.enter_context(FakeHTTPServer(fake))
             client = self._stack.enter_context(make_client(server.url + PATHS[name]))
             self.fakes[name] = fake
-            self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
-                                                 page_delay=0.0)
+            driver = self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
+                                                          page_delay=0.0)
+            if callable(getattr(driver, "verify_and_parse", None)) and hasattr(fake, "webhook_url"):
+                self._receive(name, driver, fake)
+            if callable(getattr(fake, "close", None)):
+                self._stack.callback(fake.close)  # its webhook sender stops before the receiver (LIFO)
         return self.drivers[name]
+
+    def _receive(self, name: str, driver: Provider, fake: Any) -> None:
+        """The fake POSTs its webhooks to a real receiver that verifies them with the driver."""
+        if self._receiver is None:
+            self._receiver = FakeHTTPServer(WebhookReceiver(self.inbox))
+            self._stack.enter_context(self._receiver)
+        self.inbox.set_secrets(name, [self._secret])
+        self.inbox.mount(name, driver)
+        fake.webhook_url = f"{self._receiver.url}{PATH_PREFIX}{name}"
+        fake.webhook_secret = self._secret
+
+    def before_tick(self, now: dt.datetime) -> None:
+        """Each fake sends what is due by now on the virtual clock (webhooks that come late)."""
+        for fake in self.fakes.values():
+            pump = getattr(fake, "pump", None)
+            if callable(pump):
+                pump()
 
     def introduce_leads(self, account_ids: Mapping[int, str]) -> None:
         """Every enrolled lead exists in its sender's fake from the start (see `EdgesFake.introduce`)."""
@@ -165,12 +212,19 @@ class WireSession:
         for key, action in sorted(audit.items()):
             if key not in ledger:
                 report.mismatches.append(f"the audit log shows {action} {key} done, which the fake never performed")
+        cursors = {str(account): from_db_time(at) for account, at in db.execute_sql(
+            "SELECT s.account_id, c.last_synced_at FROM sync_cursor c JOIN sender s ON s.id = c.sender_id "
+            "WHERE c.last_synced_at IS NOT NULL").fetchall()}
         for name, fake in sorted(self.fakes.items()):
             check = getattr(fake, "wire_check", None)
             if callable(check):
-                facts, problems = check()
+                context = {"driver": self.drivers[name], "cursors": cursors}
+                wanted = inspect.signature(check).parameters
+                facts, problems = check(**{k: v for k, v in context.items() if k in wanted})
                 report.checks[name] = facts
                 report.mismatches += problems
+        if self.inbox.providers:  # after the checks, which wait for the fakes' last deliveries
+            report.webhooks = dict(sorted(self.inbox.stats.items()))
         return report
 
     @staticmethod

@@ -16,6 +16,7 @@ LAST_WORDS = {
     "bench_simulate.py": "audit violations: 0",
     "bench_validate.py": "validate_paths, first run",
     "bench_wire.py": "mismatches: 0",
+    "bench_wire_salesflow.py": "mismatches: 0, violations: 0",
 }
 
 

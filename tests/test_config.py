@@ -23,8 +23,7 @@ from runner.config import (
 from runner.diagnostics import UserError
 from runner.model import LIMITED_ACTIONS, Pos
 from runner.providers import CAPABILITIES
-from runner.providers.base import ErrorKind
-from runner.providers.sandbox import OPTIONS
+from runner.providers.sandbox import INJECTABLE, OPTIONS
 
 GOOD = """\
 version: 1
@@ -340,7 +339,7 @@ def test_sandbox_option_errors(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
 def test_sandbox_schema_matches_the_provider() -> None:
     sandbox = load_schema()["$defs"]["sandbox"]
     assert tuple(sandbox["properties"]) == OPTIONS
-    assert sandbox["properties"]["errors"]["propertyNames"]["enum"] == [k.value for k in ErrorKind]
+    assert sandbox["properties"]["errors"]["propertyNames"]["enum"] == [k.value for k in INJECTABLE]
 
 
 def test_sandbox_options_that_only_fail_together_are_errors_on_load(tmp_path: pathlib.Path,

@@ -1,4 +1,5 @@
-"""`seqrun fake edges|connectsafely`: a fake provider API on 127.0.0.1, to try a real driver without an account."""
+"""`seqrun fake edges|connectsafely|salesflow`: a fake provider API on 127.0.0.1, to try a real driver without
+an account."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ def command() -> None:
     Example:
       seqrun fake edges --port 8787
       seqrun fake connectsafely --port 8788
+      seqrun fake salesflow --port 8789 --webhook-url http://127.0.0.1:8790/webhooks/salesflow
     """
 
 
@@ -141,3 +143,77 @@ def connectsafely_command(port: int, webhook_url: str | None, webhook_secret_env
     finally:
         stop.set()
         server.stop()
+
+
+@command.command("salesflow")
+@click.option("--port", type=click.IntRange(0, 65535), default=8789, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--webhook-url", default=None,
+              help="Deliver webhooks here: inbox-sync pages (New Messages) and NEW_CONNECTION.")
+@click.option("--webhook-secret-env", default="SALESFLOW_WEBHOOK_SECRET", show_default=True,
+              help="Environment variable holding the shared secret sent in X-Webhook-Secret.")
+@click.option("--api-key-env", default=None,
+              help="Accept only the key in this environment variable (default: any non-empty key).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the simulated LinkedIn (default: seqrun.yaml's sandbox seed).")
+@click.option("--rate", type=click.IntRange(1, 100_000), default=None,
+              help="API requests per minute per key before 429 (default: unlimited).")
+@click.option("--no-limits", is_flag=True, help="Do not enforce Salesflow's daily account limits.")
+@click.option("--connection-delay-hours", type=click.FloatRange(0, 48), default=6.0, show_default=True,
+              help="NEW_CONNECTION comes up to this late after the acceptance.")
+@click.option("--reorder-rate", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of inbox syncs whose pages are delivered out of order.")
+@click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Chance that a page is delivered twice (and that a page of the previous sync comes again).")
+def salesflow_command(port: int, webhook_url: str | None, webhook_secret_env: str, api_key_env: str | None,
+                      seed: int | None, rate: int | None, no_limits: bool, connection_delay_hours: float,
+                      reorder_rate: float, duplicate_rate: float) -> None:
+    """A fake Salesflow API (new API): `base_url: http://127.0.0.1:PORT` in a sender of seqrun.yaml.
+
+    Inbox syncs answer 202 and POST their pages to --webhook-url as New Messages webhooks (now and
+    then out of order or twice); acceptances come as NEW_CONNECTION up to --connection-delay-hours
+    late. Its clock starts at the real time; move it with POST /_fake/clock {"advance_seconds": 86400}.
+    Control endpoints: docs/providers/salesflow.md.
+
+    \b
+    Example:
+      seqrun fake salesflow --port 8789 --webhook-url http://127.0.0.1:8790/webhooks/salesflow
+      curl -X POST localhost:8789/_fake/clock -d '{"advance_seconds": 172800}'
+    """
+    from ..providers.fakeserver import FakeHTTPServer
+    from ..providers.http import install_log_redaction
+    from ..providers.salesflow.fake import DEFAULT_LIMITS, SalesflowFake
+
+    install_log_redaction()
+    config = load_project_config()
+    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
+    api_keys = None
+    if api_key_env is not None:
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
+        if not value:
+            raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
+        api_keys = {value}
+    secret = (os.environ.get(webhook_secret_env) or "").strip() or None  # as seqrun reads it
+    if webhook_url and secret is None:
+        raise UserError(f"--webhook-url needs the shared secret in environment variable {webhook_secret_env} "
+                        "(--webhook-secret-env)")
+    fake = SalesflowFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)), api_keys=api_keys,
+                         webhook_url=webhook_url, webhook_secret=secret, rate_per_minute=rate,
+                         enforce_limits=not no_limits, limits=DEFAULT_LIMITS,
+                         connection_delay_hours=connection_delay_hours, reorder_rate=reorder_rate,
+                         duplicate_rate=duplicate_rate, sandbox=sandbox)
+    try:
+        server = FakeHTTPServer(fake, port=port)
+    except OSError as exc:
+        fake.close()
+        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    click.echo(f"fake Salesflow API on {server.url} (use it as base_url); control endpoints under {server.url}/_fake/")
+    if not webhook_url:
+        click.echo("no --webhook-url: inbox syncs answer 202 but their pages go nowhere, and seqrun's messages "
+                   "wait for them", err=True)
+    click.echo("Ctrl-C to stop", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+        fake.close()

@@ -127,10 +127,18 @@ def _check_line(r: Any) -> str:
     parts = [f"{r.name}: ready ({r.provider})", f"credentials {r.credentials}", f"account {r.account_status}"]
     if r.profile_id:
         parts.append(f"LinkedIn id {r.profile_id}")
-    if r.limits:
+    left = {a: v for a, v in r.limits.items() if isinstance(v, dict) and "remaining" in v}
+    if left:
         # A weekly quota (ConnectSafely's invitations) says so; daily ones read as before.
         shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}"
-                          f"{' a week' if v.get('window') == 'week' else ''}" if isinstance(v, dict)
-                          else f"{action} {v}" for action, v in r.limits.items())
+                          f"{' a week' if v.get('window') == 'week' else ''}" for action, v in left.items())
         parts.append(f"provider limits left: {shown}")
+    daily = {a: v for a, v in r.limits.items() if a not in left}
+    if daily:
+        shown = ", ".join(f"{action} {v.get('limit', '?') if isinstance(v, dict) else v}"
+                          for action, v in daily.items())
+        parts.append(f"provider limits a day: {shown}")
+    if r.lowered:
+        shown = ", ".join(f"{action} {ours} -> {theirs}" for action, (ours, theirs) in r.lowered.items())
+        parts.append(f"seqrun keeps below them: {shown}")
     return "; ".join(parts)

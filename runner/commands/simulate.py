@@ -231,6 +231,13 @@ def format_report(r: SimReport, seed: int) -> str:
         line = (f"Wire: {', '.join(w['providers'])} over HTTP on 127.0.0.1, {w['requests']:,} "
                 f"requests; the fake's ledger has {w['ledger_actions']:,} actions, the audit log {w['audit_actions']:,}")
         out.append(line + ("; they agree, none performed twice" if not w["mismatches"] else "; they DISAGREE"))
+        hooks = w.get("webhooks") or {}
+        if hooks:
+            out.append(f"Webhooks received on 127.0.0.1: {hooks.get('received', 0):,} verified, "
+                       f"{hooks.get('refused', 0) + hooks.get('malformed', 0):,} refused, {hooks.get('events', 0):,} "
+                       f"events for the engine, {hooks.get('duplicate_events', 0):,} repeated events dropped")
+        for name, checks in sorted((w.get("checks") or {}).items()):
+            out.extend(f"{name.title()} {line}" for line in checks.get("summary", ()))
     if r.violations:
         out.append(f"Audit: {len(r.violations)} violation(s):")
         out.extend(f"  {v}" for v in r.violations[:50])

@@ -35,6 +35,12 @@ def _edges_factory(**options: object) -> Provider:
     return EdgesProvider(**options)  # type: ignore[arg-type]
 
 
+def _salesflow_factory(**options: object) -> Provider:
+    from .salesflow.driver import SalesflowProvider
+
+    return SalesflowProvider(**options)  # type: ignore[arg-type]
+
+
 def _connectsafely_factory(**options: object) -> Provider:
     from .connectsafely.driver import ConnectSafelyProvider
 
@@ -45,19 +51,29 @@ def _connectsafely_factory(**options: object) -> Provider:
 PROVIDERS: dict[str, Callable[..., Provider]] = {
     "sandbox": _sandbox_factory,
     "edges": _edges_factory,
+    "salesflow": _salesflow_factory,
     "connectsafely": _connectsafely_factory,
 }
 
 #: The public API of each HTTP provider, used when a sender's config gives no `base_url`.
 BASE_URLS: dict[str, str] = {
     "edges": "https://api.edges.run/v1",
+    # The docs' samples disagree (`/public/v1/…`, `/public/api/v1/…`); paths are `api/v1/…` below this.
+    "salesflow": "https://api.salesflow.io/public",
     "connectsafely": "https://api.connectsafely.ai/linkedin",
 }
 
+#: Providers that report some things only by webhook, and what `seqrun run` (which receives no
+#: webhooks) therefore misses; `seqrun serve` receives them.
+WEBHOOK_ONLY: dict[str, str] = {
+    "salesflow": "replies (its inbox syncs answer only by webhook)",
+}
+
 #: API requests per minute per key when a sender's config gives no `requests_per_minute`
-#: (Edges' smallest plan, Trial, allows 30; ConnectSafely allows 60 per key).
+#: (Edges' smallest plan, Trial, allows 30; ConnectSafely allows 60 per key; Salesflow documents none).
 DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {
     "edges": 30,
+    "salesflow": 60,
     "connectsafely": 60,
 }
 

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
@@ -279,6 +279,20 @@ class EdgesProvider:
                       received_at: dt.datetime) -> list[ProviderEvent]:
         """Integration webhooks (AUTH_EXPIRED, AUTH_SUCCESS) behind the shared secret; see `webhook`."""
         return parse_webhook(headers, body, secret=secret, received_at=received_at)
+
+    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
+                         received_at: dt.datetime) -> list[ProviderEvent]:
+        """`runner.webhooks`' contract: `parse_webhook` with whichever of `secrets` the delivery carries."""
+        refused: ProviderError | None = None
+        for secret in secrets or [""]:
+            try:
+                return parse_webhook(headers, body, secret=secret, received_at=received_at)
+            except ProviderError as err:
+                if err.label != "BAD_SECRET":
+                    raise
+                refused = err
+        assert refused is not None
+        raise refused
 
     # --- senders check ----------------------------------------------------------------------------
 
