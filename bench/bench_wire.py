@@ -1,6 +1,6 @@
 """Benchmark: `seqrun simulate --wire --provider edges` against the plain sandbox simulation.
 
-Run: python bench/bench_wire.py [LEADS] [DAYS]
+Run: python bench/bench_wire.py [LEADS] [DAYS]   (or --smoke: 10 leads x 2 days, to prove it works)
 
 Simulates sequences/edges-full-flow.yaml for LEADS leads (default 500) over DAYS days (default 30)
 twice in this process: through the sandbox provider (the baseline), and through the real Edges
@@ -43,8 +43,10 @@ def once(leads: int, days: int, wire: bool) -> tuple[float, SimReport]:
 
 
 def main() -> None:
-    leads = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    days = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    smoke = "--smoke" in sys.argv
+    leads = int(args[0]) if args else (10 if smoke else 500)
+    days = int(args[1]) if len(args) > 1 else (2 if smoke else 30)
     base_s, base = once(leads, days, wire=False)
     wire_s, wired = once(leads, days, wire=True)
     w = wired.wire or {}

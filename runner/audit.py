@@ -2,9 +2,10 @@
 
 Reads the store after a run or simulation and lists every broken promise in plain words: an action
 started outside the calendar window in the lead's zone, more actions than a sender's (or a
-sequence's) daily cap on a sender-local day (warm-up included), two actions of a kind closer than
-`min_gap` or the pacing floor (`runner.pacing_audit`), a message sent after the lead replied, or one
-step entry performed twice. An empty list is the expected answer; tests and `simulate` report it.
+sequence's) daily cap on a sender-local day (warm-up included), more than a provider's quota in its
+window (a week for ConnectSafely's invitations), two actions of a kind closer than `min_gap` or the
+pacing floor (`runner.pacing_audit`), a message sent after the lead replied, or one step entry
+performed twice. An empty list is the expected answer; tests and `simulate` report it.
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from collections import Counter
 from . import calendar as cal
 from . import pacing_audit
 from .model import Sequence
+from .providers import QUOTAS
+from .providers.quotas import by_window
 from .runtime import Runtime
 from .store import db
 from .store.fields import from_db_time
+from .store.quota_usage import performed_times
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 
@@ -50,6 +54,19 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
     for entry, n in sorted(entries.items()):
         if n > 1:
             found.append(f"step entry {entry} was performed {n} times")
+    return found + _quota_violations(rt)
+
+
+def _quota_violations(rt: Runtime) -> list[str]:
+    """Every provider quota window (a ConnectSafely week) with more performed actions than the quota."""
+    found = []
+    for sender in rt.senders.values():
+        provider = getattr(sender.provider, "name", "")
+        for quota in QUOTAS.get(provider, ()):
+            for start, n in by_window(quota, performed_times(sender.id, quota.action)).items():
+                if n > quota.limit:
+                    found.append(f"sender {sender.name}: {n} {quota.action} actions in the {quota.period} from "
+                                 f"{start:%Y-%m-%d %H:%M} UTC; {provider}'s quota is {quota.describe()}")
     return found
 
 

@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .providers.http import redact
 
-            if debug:  # redacted like every other output: a message may quote a URL with its token
-                sys.stderr.write(redact(traceback.format_exc()))
+            if debug:  # redacted like every log line: an exception may quote a URL's token or a key
+                click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
             else:
                 logging.getLogger("runner").debug("unexpected error", exc_info=True)
 

@@ -59,7 +59,8 @@ CEILINGS: dict[str, dict[str, int]] = {
 _UNDOCUMENTED_DEFAULTS: dict[str, int] = {"inmail": 20, "withdraw": 40}
 
 #: Credentials each provider's driver needs, named in the sender's credentials_env.
-REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "salesflow-campaign": ("api_key",)}
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "salesflow": ("api_key",),
+                                                   "connectsafely": ("api_key",), "salesflow-campaign": ("api_key",)}
 
 #: Sender keys only some providers take (each required there): key -> providers.
 PROVIDER_SETTINGS: dict[str, tuple[str, ...]] = {"campaign_id": ("salesflow-campaign",),
@@ -130,13 +131,23 @@ def default_limits(account_type: str) -> dict[str, int]:
     return {action: caps[action] for action in LIMITED_ACTIONS}
 
 
+#: What an HTTP header value may hold: printable ASCII and inner spaces.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+
 def resolve_credentials(sender: SenderConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Read the sender's credentials from the environment; a missing variable is a UserError."""
     env = os.environ if environ is None else environ
     values: dict[str, str] = {}
     missing: list[str] = []
     for name, variable in sender.credentials_env.items():
-        value = env.get(variable, "")
+        # A key read from a file often ends in a line break ("\r\n" from Windows); no credential
+        # starts or ends with white space, and HTTP would refuse it, quoting the key in its error.
+        value = env.get(variable, "").strip()
+        if value and not _HEADER_SAFE.fullmatch(value):
+            raise UserError(f"sender {sender.name}: environment variable {variable} (credentials_env.{name}) holds "
+                            "a line break, a control character or a non-ASCII character, which an HTTP header "
+                            "cannot carry (the value is not shown)")
         if value:
             values[name] = value
         else:

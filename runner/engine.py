@@ -97,6 +97,7 @@ class Engine:
             if len(ids) < batch:
                 break
         limits.fill_gaps(self.rt, now)  # capacity given back during the pass goes to waiting leads
+        self._want_polls(now)
         return report
 
     def _stopping(self, report: TickReport) -> bool:
@@ -172,8 +173,9 @@ class Engine:
     # --- events ------------------------------------------------------------------------------------
 
     def sync(self, now: dt.datetime, report: TickReport | None = None) -> int:
-        """Poll every active sender whose poll is due; returns the number of new events applied."""
-        total = 0
+        """Apply the webhook events received since the last tick, then poll every active sender
+        whose poll is due; returns the number of new events applied."""
+        total = self._apply_webhooks(now)
         for sender in self.rt.senders.values():
             if self.rt.stop_requested():
                 break
@@ -187,6 +189,28 @@ class Engine:
         if report is not None:
             report.events += total
         return total
+
+    def _apply_webhooks(self, now: dt.datetime) -> int:
+        """Verified webhook events (runner.webhooks), applied here so that one thread writes the store."""
+        if self.rt.webhook_events is None:
+            return 0
+        applied = 0
+        for ev in self.rt.webhook_events():
+            try:
+                applied += self.apply_event(ev, now, source="webhook")
+            except Exception:  # noqa: BLE001 - one malformed event must not stop the others
+                log.exception("webhook event %s (%s) could not be applied", ev.event_id, ev.kind)
+        return applied
+
+    def _want_polls(self, now: dt.datetime) -> None:
+        """Senders whose provider wants a poll sooner than the schedule (Salesflow: the inbox sync
+        5-10 minutes after a message, seed 000) get it then."""
+        for sender in self.rt.senders.values():
+            poll_due = getattr(sender.provider, "poll_due", None)
+            wanted = poll_due(sender.account) if callable(poll_due) else None
+            if wanted is not None and wanted > now:
+                current = self._next_poll.get(sender.id)
+                self._next_poll[sender.id] = wanted if current is None else min(current, wanted)
 
     def _sync_sender(self, sender: SenderRuntime, now: dt.datetime) -> int:
         cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
@@ -213,6 +237,8 @@ class Engine:
                 log.exception("sender %s: event %s (%s) could not be applied", sender.name, ev.event_id, ev.kind)
         if failed:
             return applied  # the cursor stays: the next poll brings the failed events again
+        if result.synced_until is None:
+            return applied  # the provider's sync has not finished: the cursor stays where it is
         # Only now, after every event is stored, may the cursor move (seed 000).
         with db.atomic():
             if cursor is None:

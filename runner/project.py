@@ -22,9 +22,10 @@ from .loader import load_paths
 from .model import ActionStep, Calendar, Sequence
 from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
 from .providers.base import Account, Provider
-from .providers.http import RequestBudget, make_client, register_secret
+from .providers.http import RequestBudget, budget_key, make_client, register_secret
 from .runtime import Notifier, Runtime, SenderRuntime
 from .store import Enrollment, Sender
+from .store.request_holds import hold_requests, requests_held_until
 from .templates import check_sequence_templates
 
 
@@ -79,9 +80,11 @@ def sender_caps(sc: SenderConfig, row: Sender) -> SenderCaps:
 ProviderFor = Callable[[SenderConfig, Mapping[str, str]], Provider]
 
 
-def real_provider_for(config: Config, client: httpx.Client | None = None, db_file: str = ":memory:") -> ProviderFor:
+def real_provider_for(config: Config, client: httpx.Client | None = None, db_file: str = ":memory:",
+                      clock: Callable[[], dt.datetime] | None = None) -> ProviderFor:
     """Providers as configured. The sandbox keeps its simulated LinkedIn in a file beside the
-    database (unless `sandbox.state_path` says where), so that separate runs see the same world."""
+    database (unless `sandbox.state_path` says where), so that separate runs see the same world.
+    `clock` is the command's (HTTP drivers' request budgets judge 429 resets by it)."""
 
     def make(sc: SenderConfig, credentials: Mapping[str, str]) -> Provider:
         factory = PROVIDERS.get(sc.provider)
@@ -93,19 +96,37 @@ def real_provider_for(config: Config, client: httpx.Client | None = None, db_fil
             if "state_path" not in options and db_file != ":memory:":
                 options["state_path"] = db_file + ".sandbox"
         elif sc.provider in BASE_URLS:
-            options = http_driver_options(config, sc)
+            options = http_driver_options(config, sc, clock=clock)
         return factory(**options)
 
     return make
 
 
-def http_driver_options(config: Config, sc: SenderConfig) -> dict[str, Any]:
+def http_driver_options(config: Config, sc: SenderConfig,
+                        clock: Callable[[], dt.datetime] | None = None) -> dict[str, Any]:
     """An HTTP driver's client (base URL from the sender's config) and its request budget, shared by
-    the senders of the same provider and base URL (`build_runtime` shares the driver)."""
+    the senders of the same provider and base URL (`build_runtime` shares the driver). The budget
+    keeps 429 resets in the store, so every runner sharing the database waits for them."""
     rates = [s.requests_per_minute or DEFAULT_REQUESTS_PER_MINUTE[s.provider] for s in config.senders
              if s.provider == sc.provider and s.base_url == sc.base_url]
-    client = make_client(sc.base_url or BASE_URLS[sc.provider])
-    return {"client": client, "owns_client": True, "budget": RequestBudget(min(rates))}
+    base_url = sc.base_url or BASE_URLS[sc.provider]
+    client = make_client(base_url)
+    holds = StoreHolds(sc.provider, base_url)
+    return {"client": client, "owns_client": True, "budget": RequestBudget(min(rates), wall=clock, holds=holds)}
+
+
+class StoreHolds:
+    """A request budget's `holds` in the store. A budget's keys are already hashes of the API key
+    or account; the scope adds the provider and base URL, so two APIs never hold each other."""
+
+    def __init__(self, provider: str, base_url: str) -> None:
+        self._api = (provider, base_url)
+
+    def load(self, key: str) -> dt.datetime | None:
+        return requests_held_until(budget_key(*self._api, key))
+
+    def save(self, key: str, until: dt.datetime) -> None:
+        hold_requests(budget_key(*self._api, key), until)
 
 
 def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mapping[str, Sender], *,
@@ -131,6 +152,27 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
     knobs.setdefault("load_version", load_version)
     knobs.setdefault("retry_budget", dt.timedelta(hours=config.retry_budget_hours))
     return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
+
+
+def apply_provider_limits(rt: Runtime) -> dict[str, dict[str, tuple[int, int]]]:
+    """Keep every sender's daily caps at or below its provider account's own limits (Salesflow's
+    `GET accounts/{id}/limits`), for providers that tell them. Returns, per sender, each cap that
+    was lowered as (configured, provider's)."""
+    import dataclasses
+
+    lowered: dict[str, dict[str, tuple[int, int]]] = {}
+    for sender in rt.senders.values():
+        account_limits = getattr(sender.provider, "account_limits", None)
+        if not callable(account_limits):
+            continue
+        theirs = account_limits(sender.account)
+        caps = dict(sender.caps.caps)
+        for action, limit in theirs.items():
+            if action in caps and limit < caps[action]:
+                lowered.setdefault(sender.name, {})[action] = (caps[action], limit)
+                caps[action] = limit
+        sender.caps = dataclasses.replace(sender.caps, caps=caps)
+    return lowered
 
 
 def missing_environment(sequences: Mapping[str, Sequence],

@@ -1,10 +1,11 @@
 """Read-only views of the store for people: the status overview and the audit-log export.
 
 `status(...)` gathers the funnel per sequence and step, today's usage per sender against its
-limits, the leads that need a human (replied, failed, paused) with the reason, and the leads a run
-holds (leased) and by whom. `export_rows` yields every action, event, step transition or enrollment
-as a flat dict, from the database alone, with times in UTC (and, for actions, in the lead's local
-time as judged when it was recorded).
+limits (and its provider's quotas over their own window, e.g. ConnectSafely's week), the leads that
+need a human (replied, failed, paused) with the reason, and the leads a run holds (leased) and by
+whom. `export_rows` yields every action, event, step transition or enrollment as a flat dict, from
+the database alone, with times in UTC (and, for actions, in the lead's local time as judged when it
+was recorded).
 Nothing here writes.
 """
 from __future__ import annotations
@@ -20,9 +21,11 @@ from . import calendar as cal
 from . import leases
 from .config import Config, default_limits
 from .model import Calendar, Sequence
+from .providers import QUOTAS
 from .store import db
 from .store.fields import from_db_time
 from .store.leases import lease_holders
+from .store.quota_usage import performed_between
 from .store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
@@ -108,9 +111,24 @@ def _usage_today(config: Config, now: dt.datetime) -> list[dict[str, Any]]:
         caps = {**default_limits(account_type), **(dict(sc.limits) if sc else {})}
         used = dict(db.execute_sql("SELECT action, SUM(used) FROM usage WHERE sender_id = ? AND day = ? GROUP BY action",
                                    (sid, today)).fetchall())
-        rows.append({"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
-                     "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps})
+        row = {"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
+               "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps}
+        quotas = _quotas(sid, sc.provider if sc else "", now)
+        if quotas:
+            row["quotas"] = quotas
+        rows.append(row)
     return rows
+
+
+def _quotas(sender_id: int, provider: str, now: dt.datetime) -> list[dict[str, Any]]:
+    """The provider's quotas (runner.providers.QUOTAS) over their current window, e.g. this week."""
+    out = []
+    for quota in QUOTAS.get(provider, ()):
+        start, end = quota.window(now)
+        out.append({"provider": provider, "action": quota.action, "period": quota.period, "limit": quota.limit,
+                    "used": performed_between(sender_id, quota.action, start, end), "since": start.isoformat(),
+                    "resets_at": end.isoformat()})
+    return out
 
 
 def _attention(sequence: str | None) -> tuple[list[dict[str, Any]], int]:

@@ -27,10 +27,14 @@ class SenderReport:
     profile_id: str | None = None
     limits: Mapping[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    #: action -> (seqrun.yaml's daily cap, the provider's lower one): `run` keeps to the provider's
+    lowered: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)  # e.g. a Salesflow campaign's status
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"limits": dict(self.limits), "details": dict(self.details)}
+        return dataclasses.asdict(self) | {"limits": dict(self.limits),
+                                           "lowered": {a: list(v) for a, v in self.lowered.items()},
+                                           "details": dict(self.details)}
 
 
 def selected(config: Config, names: Iterable[str]) -> list[SenderConfig]:
@@ -78,7 +82,19 @@ def _one(sc: SenderConfig, provider: Provider, account: Account) -> SenderReport
         status = "rejected" if err.kind is ErrorKind.API_KEY_REJECTED else "unknown"
         result = SenderCheck(False, status, "unknown", problem=redact(err.message))
     return SenderReport(sc.name, sc.provider, result.ready, result.credentials, result.account_status,
-                        result.profile_id, dict(result.limits), result.problem, dict(result.details))
+                        result.profile_id, dict(result.limits), result.problem, _lowered(sc, result.limits),
+                        dict(result.details))
+
+
+def _lowered(sc: SenderConfig, limits: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """Caps of seqrun.yaml above the provider's own daily limits (seqrun keeps to the provider's)."""
+    out = {}
+    ours = sc.daily_limits
+    for action, value in limits.items():
+        theirs = value.get("limit") if isinstance(value, Mapping) else None
+        if isinstance(theirs, int) and "remaining" not in value and action in ours and ours[action] > theirs:
+            out[action] = (ours[action], theirs)
+    return out
 
 
 def store_profile_ids(reports: list[SenderReport], config: Config) -> int:

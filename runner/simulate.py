@@ -27,11 +27,14 @@ from .holds import AUTH_EXPIRED, SENDER, Target, resume
 from .leadsfile import read_leads
 from .limits import caps_for
 from .model import ActionStep, Sequence
-from .project import build_runtime, sync_senders
+from .project import apply_provider_limits, build_runtime, sync_senders
+from .providers import QUOTAS
+from .providers.quotas import by_window
 from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .store.quota_usage import performed_times
 from .store.rows import last_enrollment_id, record_first_steps
 from .versions import remember
 
@@ -81,6 +84,8 @@ class SimReport:
     #: per sender and action, leads holding a paced slot after the end, and the last day booked
     booked: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: per sender, provider quota (runner.providers.QUOTAS) and window: actions performed in it
+    quotas: list[dict[str, Any]] = field(default_factory=list)
     #: every time a sender was paused: who, why, from, until (None: still paused at the end), hours
     pauses: list[dict[str, Any]] = field(default_factory=list)
     reauth_after_hours: float = 0.0
@@ -95,7 +100,7 @@ class SimReport:
             "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
             "replies_per_message": self.replies,
-            "booked_after_end": self.booked,
+            "booked_after_end": self.booked, "provider_quotas": self.quotas,
             "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
             "ticks": self.ticks, "transitions": self.transitions,
             **({"wire": self.wire} if self.wire is not None else {}),
@@ -265,18 +270,21 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
-                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)",
+                                webhook_events=wire.inbox.drain if wire is not None else None)
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:
                     sender.account = dataclasses.replace(sender.account, credentials={"api_key": SIMULATED_KEY})
                     sender.account = wire.prepare(sim_config.sender(sender.name), sender.account)  # type: ignore[arg-type]
+            apply_provider_limits(runtime)  # as `seqrun run` does: never above the provider's own limits
         introduce = None
         if wire is not None:
             account_ids = {sid: sender.account.account_id for sid, sender in runtime.senders.items()}
             introduce = lambda: wire.introduce_leads(account_ids)  # noqa: E731
         report = _simulate(seq, options, clock, runtime, rows, progress, introduce,
-                           human=SimulatedHuman(runtime, provider, reauth_after))
+                           human=SimulatedHuman(runtime, provider, reauth_after),
+                           before_tick=wire.before_tick if wire is not None else None)
         if wire is not None:
             compared = wire.compare(seq.name)
             report.wire = compared.to_json()
@@ -286,7 +294,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
 
 def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: Runtime, rows: Mapping[str, Any],
               progress: Callable[[float], None] | None, before_start: Callable[[], None] | None = None, *,
-              human: SimulatedHuman) -> SimReport:
+              human: SimulatedHuman, before_tick: Callable[[dt.datetime], None] | None = None) -> SimReport:
     entered: Counter[str] = Counter()
     runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
     if options.leads_file:
@@ -304,6 +312,8 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     while now < end:
         clock.now = now
         human.act(now)
+        if before_tick is not None:
+            before_tick(now)
         tick = engine.tick(now)
         human.notice(now)
         report.ticks += 1
@@ -391,6 +401,12 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
                 "SELECT action, MAX(day), SUM(reserved) FROM usage WHERE sender_id = ? AND reserved > 0 GROUP BY action",
                 (sender.id,)).fetchall():
             report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
+        provider = getattr(sender.provider, "name", "")
+        for quota in QUOTAS.get(provider, ()):
+            for start, used in by_window(quota, performed_times(sender.id, quota.action)).items():
+                report.quotas.append({"sender": sender.name, "provider": provider, "action": quota.action,
+                                      "period": quota.period, "window": start.date().isoformat(), "used": used,
+                                      "limit": quota.limit})
     hours = []
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     replied_at: dict[int, dt.datetime] = {}

@@ -592,7 +592,7 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
     if act is not None and kind is not ErrorKind.TRANSIENT:
         status = "skipped" if kind in (ErrorKind.ALREADY_CONNECTED, ErrorKind.INVITATION_PENDING) else "failed"
         close_action(ctx, act, status, error=err)
-    if kind is ErrorKind.LIMIT_REACHED:
+    if kind in (ErrorKind.LIMIT_REACHED, ErrorKind.NOT_READY):  # the sender's action waits, nothing failed
         _retry_under_new_key(ctx, act)
         until = err.retry_at or cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now + dt.timedelta(hours=12))
         until = max(until, ctx.now + ctx.rt.backoff_base)  # a retry_at already past is no reason to spin

@@ -6,10 +6,19 @@ builds the real driver for each sender with a client pointed at it. Credentials 
 fakes accept the key seqrun generates. Drivers run with their pagination spacing and request
 budget off, because the virtual clock does not move inside a tick (a real run spaces them).
 
+Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
+on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
+receiver verifies each raw delivery with the driver's own verifier and queues the events for the
+engine (`Runtime.webhook_events`). Before every tick `before_tick` lets each fake send what is due
+on the virtual clock (Salesflow's late NEW_CONNECTION).
+
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
-the same actions under the same idempotency keys, none performed twice. A provider whose API takes
-no key of ours (Salesflow's `members/Import`) leaves `seqrun_key` empty in its ledger: its actions
-are matched by action and lead instead.
+the same actions under the same idempotency keys, none performed twice. A provider that carries no
+key on the wire (ConnectSafely, Salesflow's `members/Import`) is compared by (account, action,
+lead): the same number of each. A
+fake may add checks of its own (`wire_check(driver?, cursors?) -> (facts, problems)`), such as a
+weekly quota kept (ConnectSafely) or where each first message went and that no inbox-sync marker
+moved early (Salesflow: it takes the driver and the stored cursors).
 """
 from __future__ import annotations
 
@@ -17,6 +26,8 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -27,6 +38,8 @@ from .providers.base import Account, Provider
 from .providers.fakeserver import FakeClock, FakeHTTPServer
 from .providers.http import make_client
 from .store import db
+from .store.fields import from_db_time
+from .webhooks import PATH_PREFIX, WebhookInbox, WebhookReceiver
 
 SIMULATED_KEY = "seqrun-simulated-key"
 #: provider name -> the fake app's factory(clock, seed, sandbox options); one line per HTTP provider.
@@ -40,23 +53,38 @@ def _edges_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
     return EdgesFake(clock=clock, seed=seed, smart_limits=None, sandbox=sandbox)
 
 
-def _campaign_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
-    import datetime as dt_
+def _salesflow_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
+    from .providers.salesflow.fake import SalesflowFake
 
+    # Salesflow's own daily limits: seqrun's caps are lowered to them at start, and they count per
+    # sender-local day where the fake counts UTC days, so the fake does not enforce them here.
+    # NEW_CONNECTION goes out when `before_tick` pumps it, on the virtual clock.
+    return SalesflowFake(clock=clock, seed=seed, enforce_limits=False, auto_pump=False, sandbox=sandbox)
+
+
+def _connectsafely_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
+    from .providers.connectsafely.fake import ConnectSafelyFake
+
+    # Per-minute budgets off (the virtual clock stands still inside a tick); quotas on: keeping the
+    # weekly invitation quota is what the simulation checks.
+    return ConnectSafelyFake(clock=clock, seed=seed, budgets=None, sandbox=sandbox)
+
+
+def _campaign_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
     from .providers.salesflow_campaign.fake import CampaignFake, Pace
 
     # The campaign keeps up with the sequence's own connect limit (which the audit checks) and, as
     # Salesflow's campaigns do, messages an hour after an acceptance and withdraws after three weeks.
-    pace = Pace(invite_every=dt_.timedelta(minutes=5), invites_per_day=None)
-    return CampaignFake(clock=clock, seed=seed, sandbox=sandbox, pace=pace)
+    return CampaignFake(clock=clock, seed=seed, sandbox=sandbox,
+                        pace=Pace(invite_every=dt.timedelta(minutes=5), invites_per_day=None))
 
 
 FAKES["edges"] = _edges_fake
+FAKES["salesflow"] = _salesflow_fake
+FAKES["connectsafely"] = _connectsafely_fake
 FAKES["salesflow-campaign"] = _campaign_fake
 #: where each provider's API lives on its fake server
-PATHS = {"edges": "/v1", "salesflow-campaign": "/api"}
-#: the actions the audit log records as done at a provider
-AUDITED = ("visit", "connect", "message", "inmail", "withdraw")
+PATHS = {"edges": "/v1", "salesflow": "", "connectsafely": "/linkedin", "salesflow-campaign": "/api"}
 
 
 @dataclass
@@ -66,6 +94,8 @@ class WireReport:
     ledger_actions: int = 0  # actions the fakes performed
     audit_actions: int = 0  # actions seqrun recorded as done at a provider
     mismatches: list[str] = field(default_factory=list)
+    webhooks: dict[str, int] = field(default_factory=dict)  # the webhook receiver's counts, when it ran
+    checks: dict[str, Any] = field(default_factory=dict)  # provider name -> what its fake's wire_check found
     events: dict[str, dict[str, int]] = field(default_factory=dict)  # source (poll, webhook) -> kind -> count
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +117,9 @@ class WireSession:
         self.drivers: dict[str, Provider] = {}
         self.wired: set[str] = set()  # names of the senders acting through a fake
         self._providers: dict[str, str] = {}  # sender name -> provider name
+        self._secret = secrets.token_urlsafe(24)  # the session's webhook secret, fake and receiver alike
+        self.inbox = WebhookInbox({}, clock=clock)
+        self._receiver: FakeHTTPServer | None = None
 
     def __enter__(self) -> WireSession:
         return self
@@ -118,13 +151,34 @@ class WireSession:
             server = self._stack.enter_context(FakeHTTPServer(fake))
             client = self._stack.enter_context(make_client(server.url + PATHS[name]))
             self.fakes[name] = fake
-            self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
-                                                 page_delay=0.0)
+            driver = self.drivers[name] = PROVIDERS[name](client=client, clock=self._clock, sleep=lambda s: None,
+                                                          page_delay=0.0)
+            if callable(getattr(driver, "verify_and_parse", None)) and hasattr(fake, "webhook_url"):
+                self._receive(name, driver, fake)
+            if callable(getattr(fake, "close", None)):
+                self._stack.callback(fake.close)  # its webhook sender stops before the receiver (LIFO)
         return self.drivers[name]
+
+    def _receive(self, name: str, driver: Provider, fake: Any) -> None:
+        """The fake POSTs its webhooks to a real receiver that verifies them with the driver."""
+        if self._receiver is None:
+            self._receiver = FakeHTTPServer(WebhookReceiver(self.inbox))
+            self._stack.enter_context(self._receiver)
+        self.inbox.set_secrets(name, [self._secret])
+        self.inbox.mount(name, driver)
+        fake.webhook_url = f"{self._receiver.url}{PATH_PREFIX}{name}"
+        fake.webhook_secret = self._secret
+
+    def before_tick(self, now: dt.datetime) -> None:
+        """Each fake sends what is due by now on the virtual clock (webhooks that come late)."""
+        for fake in self.fakes.values():
+            pump = getattr(fake, "pump", None)
+            if callable(pump):
+                pump()
 
     def prepare(self, sc: SenderConfig, account: Account) -> Account:
         """The account as the sender's fake needs it: a simulated sender of a provider that works
-        through a campaign (Salesflow) gets a running campaign of its own in the fake."""
+        through a campaign (Salesflow's v1 API) gets a running campaign of its own in the fake."""
         fake = self.fakes.get(self.provider_name(sc))
         add_campaign = getattr(fake, "add_campaign", None)
         if add_campaign is None or account.settings.get("campaign_id"):
@@ -149,32 +203,33 @@ class WireSession:
         """The fakes' ledgers against the audit log (actions done at a provider)."""
         report = WireReport(providers=sorted(self.fakes))
         report.requests = sum(getattr(d, "requests", 0) for d in self.drivers.values())
+        keyed = {name for name, fake in self.fakes.items() if getattr(fake, "keyed_ledger", True)}
         ledger: collections.Counter[str] = collections.Counter()
-        for fake in self.fakes.values():
+        unkeyed: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        for name, fake in self.fakes.items():
             for entry in fake.ledger:
-                if entry.get("action", "connect") in AUDITED:
-                    ledger[str(entry.get("seqrun_key") or f"{entry.get('action')} of {entry.get('lead')}")] += 1
-        report.ledger_actions = sum(ledger.values())
+                if name in keyed:
+                    ledger[str(entry.get("seqrun_key"))] += 1
+                else:  # no key on the wire: (account, action, lead)
+                    unkeyed[(str(entry["account_id"]), str(entry["action"]), str(entry["lead"]))] += 1
+        report.ledger_actions = sum(ledger.values()) + sum(unkeyed.values())
         marks = ", ".join("?" * len(self.wired)) or "NULL"
-        wired = {sid for sid, in db.execute_sql(f"SELECT id FROM sender WHERE name IN ({marks})",
-                                                sorted(self.wired)).fetchall()}
+        senders = {sid: (self.provider or self._providers.get(name, ""), account) for sid, name, account in
+                   db.execute_sql(f"SELECT id, name, account_id FROM sender WHERE name IN ({marks})",
+                                  sorted(self.wired)).fetchall()}
         rows = db.execute_sql(
             "SELECT a.key, a.action, a.sender_id, l.key FROM action a JOIN lead l ON l.id = a.lead_id "
             "WHERE a.sequence = ? AND a.status = 'done' "
             "AND a.action IN ('visit', 'connect', 'message', 'inmail', 'withdraw')", (sequence,)).fetchall()
-        keyless = {name for name, fake in self.fakes.items() if any(not e.get("seqrun_key") for e in fake.ledger)}
-        names = dict(db.execute_sql("SELECT id, name FROM sender").fetchall())
-        by_lead = {sid for sid in wired if (self.provider or self._providers.get(names.get(sid, ""))) in keyless}
-        audit: dict[str, str] = {}
-        for key, action, sender_id, lead in rows:
-            if sender_id in wired:
-                # A provider that takes no key of ours is matched by action and lead.
-                audit[f"{action} of {lead}" if sender_id in by_lead else key] = action
-        report.audit_actions = len(audit)
+        rows = [row for row in rows if row[2] in senders]
+        audit = {key: action for key, action, sender_id, _ in rows if senders[sender_id][0] in keyed}
+        report.audit_actions = len(rows)
         for source, kind, count in db.execute_sql(
-                f"SELECT source, kind, COUNT(*) FROM event WHERE sender_id IN ({marks}) GROUP BY source, kind "
-                "ORDER BY source, kind", sorted(wired)).fetchall() if wired else ():
+                f"SELECT source, kind, COUNT(*) FROM event WHERE sender_id IN ({', '.join('?' * len(senders))}) "
+                "GROUP BY source, kind ORDER BY source, kind", sorted(senders)).fetchall() if senders else ():
             report.events.setdefault(source, {})[kind] = count
+        self._compare_unkeyed(report, unkeyed, [(senders[sid][1], action, lead) for _, action, sid, lead in rows
+                                                if senders[sid][0] not in keyed])
         for key, times in sorted(ledger.items()):
             if times > 1:
                 report.mismatches.append(f"the fake performed {key} {times} times")
@@ -183,5 +238,28 @@ class WireSession:
         for key, action in sorted(audit.items()):
             if key not in ledger:
                 report.mismatches.append(f"the audit log shows {action} {key} done, which the fake never performed")
+        cursors = {str(account): from_db_time(at) for account, at in db.execute_sql(
+            "SELECT s.account_id, c.last_synced_at FROM sync_cursor c JOIN sender s ON s.id = c.sender_id "
+            "WHERE c.last_synced_at IS NOT NULL").fetchall()}
+        for name, fake in sorted(self.fakes.items()):
+            check = getattr(fake, "wire_check", None)
+            if callable(check):
+                context = {"driver": self.drivers[name], "cursors": cursors}
+                wanted = inspect.signature(check).parameters
+                facts, problems = check(**{k: v for k, v in context.items() if k in wanted})
+                report.checks[name] = facts
+                report.mismatches += problems
+        if self.inbox.providers:  # after the checks, which wait for the fakes' last deliveries
+            report.webhooks = dict(sorted(self.inbox.stats.items()))
         return report
 
+    @staticmethod
+    def _compare_unkeyed(report: WireReport, ledger: collections.Counter[tuple[str, str, str]],
+                         audit_rows: list[tuple[str, str, str]]) -> None:
+        """The same actions per (account, action, lead) in the fake's ledger and the audit log."""
+        audit = collections.Counter(audit_rows)
+        for (account, action, lead), times in sorted((ledger + audit).items()):
+            done, logged = ledger.get((account, action, lead), 0), audit.get((account, action, lead), 0)
+            if done != logged:
+                report.mismatches.append(f"the fake performed {action} for {lead} (account {account}) {done} time(s); "
+                                         f"the audit log shows it done {logged} time(s)")

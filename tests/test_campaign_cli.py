@@ -181,6 +181,7 @@ def test_senders_webhooks_sets_up_the_fakes_webhooks_idempotently_and_removes_th
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     app = fake[0]
+    db.init(None)  # as in a fresh process: the command opens the project's database itself
     assert main(["senders", "webhooks", "carol", "--url", "https://hooks.example.com/"]) == 0
     shown = "https://hooks.example.com/webhooks/salesflow-campaign/carol/[redacted]"
     (hook,) = app.webhooks.values()
@@ -305,7 +306,8 @@ def test_blocking_a_lead_removes_it_from_its_campaign_only(
         f"{member.member_id})\n")
     assert member.state == "deleted"
     assert app.campaigns.find(ACCOUNT, "ben-okafor").state != "deleted"
-    assert [e["action"] for e in app.ledger] == ["connect", "connect", "delete"]
+    assert [e["action"] for e in app.ledger] == ["connect", "connect"]
+    assert [(e["lead"], e["member_id"]) for e in app.removed] == [("anna-meyer", member.member_id)]
     assert main(["leads", "block", "https://www.linkedin.com/in/anna-meyer"]) == 0  # gone already: nothing to do
     assert capsys.readouterr().out == ("blocked 0 profiles (1 already blocked)\n1 lead in a running sequence will "
                                        "end with outcome \"blocked\" at the next step\n")
@@ -347,6 +349,7 @@ def test_import_from_campaign_applies_the_csv_rules(
     assert main(["leads", "block", "https://www.linkedin.com/in/fay-blocked"]) == 0
     capsys.readouterr()
     source = f"campaign {CAMPAIGN} of carol"
+    db.init(None)  # as in a fresh process: the command opens the project's database itself
     assert main(["leads", "import", "--from-campaign", "carol", "--sequence", "supervise"]) == 1
     assert capsys.readouterr().err == (f"{source}:4: error: row 4: blocked since 2026-03-03\n"
                                        "error: nothing imported: 1 of 3 rows rejected; fix them, or use --skip-invalid "

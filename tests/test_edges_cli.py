@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import logging
 import pathlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -17,6 +17,7 @@ from runner.providers.edges import fake_reads
 from runner.providers.edges.driver import EdgesProvider
 from runner.providers.edges.fake import EdgesFake
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer
+from runner.providers.http import register_secret
 from runner.store import Action, Enrollment, Sender, db, open_store
 
 from tests.providers.edges_harness import CERTAIN, SECRET
@@ -156,11 +157,17 @@ def test_run_once_performs_the_flow_over_http_and_the_ledger_agrees(
     for entry in ledger:
         if entry["action"] == "message":
             assert done[entry["seqrun_key"]].conversation_id == entry["thread_id"]
+    db.close()
+    assert main(["--debug", "run", "--once"]) == 0  # debug logs too
     output = capsys.readouterr()
     assert main(["export", "actions", "--format", "jsonl"]) == 0
+    assert main(["export", "events", "--format", "jsonl"]) == 0
     exported = capsys.readouterr().out
+    assert '"kind": "accepted"' in exported
     everything = output.out + output.err + exported + caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in everything
+    stored = b"".join(path.read_bytes() for path in project.iterdir() if path.name.startswith("seqrun.db"))
+    assert SECRET.encode() not in stored  # the database, its WAL, its lock file
 
 
 def test_debug_output_of_a_failing_check_shows_no_secret(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
@@ -174,3 +181,125 @@ def test_debug_output_of_a_failing_check_shows_no_secret(project: pathlib.Path, 
     text = out.out + out.err + caplog.text
     assert "API key rejected" in text and "HTTP Request: POST http://127.0.0.1:" in text  # httpx's own log
     assert wrong not in text and SECRET not in text
+
+
+def test_a_key_read_with_a_line_break_works_and_never_shows(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                            fake: tuple[EdgesFake, FakeHTTPServer, Clock],
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    # An env file saved with Windows line endings gives the key a trailing "\r": httpx refuses such
+    # a header and its error quoted the key (b'edg_live_…\r'), past the redaction of the exact value.
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("EDGES_API_KEY", SECRET + "\r")
+    assert main(["senders", "check"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("alice: ready (edges); credentials ok; account ok;")
+    assert SECRET not in out.out + out.err + caplog.text
+
+
+def test_a_key_no_http_header_can_carry_is_a_user_error_that_does_not_show_it(
+        project: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    bad = SECRET[:8] + "\u00e9\n" + SECRET[8:]
+    monkeypatch.setenv("EDGES_API_KEY", bad)
+    assert main(["senders", "check"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ("alice: NOT READY (edges): sender alice: environment variable EDGES_API_KEY "
+                       "(credentials_env.api_key) holds a line break, a control character or a non-ASCII character, "
+                       "which an HTTP header cannot carry (the value is not shown); export it, then check again\n")
+    assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--once"]) == 1
+    run = capsys.readouterr()
+    assert "holds a line break, a control character or a non-ASCII character" in run.err
+    text = out.out + out.err + run.out + run.err + caplog.text
+    assert SECRET[8:] not in text and SECRET[:8] + "\u00e9" not in text
+
+
+def test_the_debug_traceback_of_a_bug_shows_no_secret(project: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        register_secret(SECRET)  # as reading the sender's credentials does
+        raise RuntimeError(f"refused {SECRET} at https://crm.example/hook?token=tb-token-77ff")
+
+    monkeypatch.setattr("runner.senderscheck.check", broken)
+    assert main(["--debug", "senders", "check"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "RuntimeError: refused [redacted] at" in err
+    assert SECRET not in err and "tb-token-77ff" not in err
+
+
+def test_a_429_is_not_retried_before_its_reset_across_runs(project: pathlib.Path,
+                                                           fake: tuple[EdgesFake, FakeHTTPServer, Clock],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Edges' STATUS_429 asks for an hour; seqrun's own backoff would retry after about a minute.
+    app, server, clock = fake
+    inner = app.handle
+    visits: list[dt.datetime] = []
+
+    def handle(method: str, target: str, headers: Any, body: bytes) -> Any:
+        if "linkedin-visit-profile" in target:
+            visits.append(clock.now)
+            if len(visits) == 1:
+                refusal = {"error_label": "STATUS_429", "error_scope": "identity", "error_ref": "r-1",
+                           "message": "LinkedIn rate limit", "status_code": 429, "params": {}}
+                return 429, {"Content-Type": "application/json", "Retry-After": "3600"}, json.dumps(refusal).encode()
+        return inner(method, target, headers, body)
+
+    monkeypatch.setattr(app, "handle", handle)
+    (project / "one.csv").write_text(LEADS.splitlines()[0] + "\n" + LEADS.splitlines()[1] + "\n", encoding="utf-8")
+    assert main(["leads", "import", "one.csv", "--sequence", "intro"]) == 0
+    for _ in range(48):  # a cron job running `run --once` every 5 minutes, for up to four hours
+        assert main(["run", "--once"]) == 0
+        if len(visits) == 2:
+            break
+        clock.now += dt.timedelta(minutes=5)
+    assert len(visits) == 2 and visits[1] - visits[0] >= dt.timedelta(hours=1), visits  # then a paced slot
+    open_store(str(project / "seqrun.db"))
+    assert [a.status for a in Action.select().where(Action.action == "visit").order_by(Action.id)] == [
+        "failed", "done"]
+
+
+def test_a_429_holds_the_key_in_every_later_run_sharing_the_database(project: pathlib.Path,
+                                                                     fake: tuple[EdgesFake, FakeHTTPServer, Clock],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each `run --once` is a new runner with a new request budget: only the database remembers the
+    # reset, and no request of any kind (a poll included) may go out with that key before it.
+    app, server, clock = fake
+    inner = app.handle
+    sent: list[tuple[dt.datetime, str]] = []
+
+    def handle(method: str, target: str, headers: Any, body: bytes) -> Any:
+        if not target.startswith("/_fake/"):
+            sent.append((clock.now, target))
+        if "linkedin-visit-profile" in target and not any("linkedin-visit-profile" in t for _, t in sent[:-1]):
+            refusal = {"error_label": "STATUS_429", "error_scope": "identity", "error_ref": "r-1",
+                       "message": "LinkedIn rate limit", "status_code": 429, "params": {}}
+            return 429, {"Content-Type": "application/json", "Retry-After": "3600"}, json.dumps(refusal).encode()
+        return inner(method, target, headers, body)
+
+    monkeypatch.setattr(app, "handle", handle)
+    (project / "one.csv").write_text(LEADS.splitlines()[0] + "\n" + LEADS.splitlines()[1] + "\n", encoding="utf-8")
+    assert main(["leads", "import", "one.csv", "--sequence", "intro"]) == 0
+    for _ in range(12):  # every 5 minutes until the visit's paced slot comes and is refused
+        assert main(["run", "--once"]) == 0
+        if any("linkedin-visit-profile" in target for _, target in sent):
+            break
+        clock.now += dt.timedelta(minutes=5)
+    refused_at = next(at for at, target in sent if "linkedin-visit-profile" in target)
+    reset = refused_at + dt.timedelta(hours=1)
+    before = len(sent)
+    for minutes in (5, 30, 59):  # new runners before the reset: not one request with the key
+        clock.now = refused_at + dt.timedelta(minutes=minutes)
+        assert main(["run", "--once"]) == 0
+        assert sent[before:] == [], (minutes, sent[before:])
+    for _ in range(36):  # after it, the runner proceeds
+        clock.now += dt.timedelta(minutes=5)
+        assert main(["run", "--once"]) == 0
+        if sum("linkedin-visit-profile" in target for _, target in sent) == 2:
+            break
+    assert sent[before:] and all(at >= reset for at, _ in sent[before:]), sent[before:]
+    open_store(str(project / "seqrun.db"))
+    assert [a.status for a in Action.select().where(Action.action == "visit").order_by(Action.id)] == [
+        "failed", "done"]

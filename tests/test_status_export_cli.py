@@ -23,8 +23,6 @@ EVENTS_HEADER = "event_id,kind,source,occurred_at_utc,received_at_utc,lead,lead_
 BEN = "https://www.linkedin.com/in/ben-okafor"
 
 
-
-
 @pytest.fixture
 def invited(tmp_path: pathlib.Path, clock: Clock, run: Run, monkeypatch: pytest.MonkeyPatch) -> dict[str, dt.datetime]:
     """Each invite sent at its own slot, one run each (returned: lead key -> moment); Chloe's
@@ -173,16 +171,16 @@ def test_export_events_csv_and_jsonl(invited: dict[str, dt.datetime], run: Run, 
 
 
 def test_export_from_another_directory_takes_time_zones_from_the_database(
-        invited: dt.datetime, run: Run, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+        invited: dict[str, dt.datetime], run: Run, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     # Chloé has no time zone: the calendar's fallback (Europe/Berlin) was used when she was invited,
     # and the export says so wherever it runs, not UTC because no project is in sight.
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # no project above it
     out = export(run, "actions", "--db", str(tmp_path / "seqrun.db"))
-    rows = {r["lead_key"]: r for r in csv.DictReader(io.StringIO(out))}
+    rows = {r["lead_key"]: r for r in csv.DictReader(io.StringIO(out)) if r["action"] == "connect"}
     chloe = rows["chloe-dubois"]
     assert (chloe["lead_timezone"], chloe["performed_at_local"]) == (
-        "Europe/Berlin", invited.astimezone(ZoneInfo("Europe/Berlin")).isoformat())
+        "Europe/Berlin", invited["chloe-dubois"].astimezone(ZoneInfo("Europe/Berlin")).isoformat())
     assert (rows["ben-okafor"]["lead_timezone"], rows["anna-meyer"]["lead_timezone"]) == (
         "America/New_York", "Europe/Berlin")
 
@@ -192,21 +190,25 @@ ENROLLMENTS_HEADER = ("enrollment_id,lead,lead_key,sequence,sender,sender_timezo
                       "finished_at_utc,last_error,paused_reason")
 
 
-def test_export_transitions_lists_every_step_entered(invited: dt.datetime, run: Run) -> None:
+def test_export_transitions_lists_every_step_entered(invited: dict[str, dt.datetime], run: Run) -> None:
     out = export(run, "transitions")
     assert out.split("\r\n")[0] == TRANSITIONS_HEADER
     rows = list(csv.DictReader(io.StringIO(out)))
     anna = [(r["step"], r["entered_at_utc"]) for r in rows if r["lead_key"] == "anna-meyer"]
-    accepted = invited + dt.timedelta(hours=2)
-    assert anna == [("connect", "2026-03-03T10:00:00+00:00"), ("accepted", invited.isoformat()),
-                    ("thanks", accepted.isoformat())]
+    # Anna accepts two hours after her invite; the next run, at Ben's slot, sees it and moves her on.
+    seen = invited["ben-okafor"]
+    assert invited["anna-meyer"] + dt.timedelta(hours=2) <= seen
+    assert anna == [("connect", "2026-03-03T10:00:00+00:00"), ("accepted", invited["anna-meyer"].isoformat()),
+                    ("thanks", seen.isoformat())]
     ben = [r["step"] for r in rows if r["lead_key"] == "ben-okafor"]
     assert ben == ["connect", "accepted"]  # paused at `accepted` before the acceptance was polled
 
 
-def test_export_enrollments_gives_state_outcome_and_finish(invited: dt.datetime, run: Run, clock: Clock) -> None:
-    for hours in range(3, 48, 3):  # until Anna's thank-you went out in her window
-        clock.now = invited + dt.timedelta(hours=hours)
+def test_export_enrollments_gives_state_outcome_and_finish(invited: dict[str, dt.datetime], run: Run,
+                                                           clock: Clock) -> None:
+    start = clock.now
+    for hours in range(3, 48, 3):  # until Anna's thank-you went out in her next open time
+        clock.now = start + dt.timedelta(hours=hours)
         assert run("run", "--once")[0] == 0
     out = export(run, "enrollments", "--format", "jsonl")
     rows = {r["lead_key"]: r for r in map(json.loads, out.splitlines())}
@@ -216,24 +218,26 @@ def test_export_enrollments_gives_state_outcome_and_finish(invited: dt.datetime,
                                  "started_at_utc", "last_error", "paused_reason")} == {
         "sequence": "intro", "sender": "alice", "sender_timezone": "Europe/Berlin", "state": "done", "step": "thanks+1",
         "outcome": "messaged", "started_at_utc": "2026-03-03T10:00:00+00:00", "last_error": "", "paused_reason": ""}
-    assert invited < dt.datetime.fromisoformat(anna["finished_at_utc"]) <= clock.now
+    assert start < dt.datetime.fromisoformat(anna["finished_at_utc"]) <= clock.now
     ben = rows["ben-okafor"]
     assert (ben["state"], ben["outcome"], ben["finished_at_utc"], ben["paused_reason"]) == (
         "paused", "", "", "lead paused: asked to wait")
 
 
-def test_export_events_has_blocks_and_unblocks_with_their_time(invited: dt.datetime, run: Run, clock: Clock) -> None:
-    clock.now = invited + dt.timedelta(hours=3)
+def test_export_events_has_blocks_and_unblocks_with_their_time(invited: dict[str, dt.datetime], run: Run,
+                                                              clock: Clock) -> None:
+    start = clock.now
+    clock.now = start + dt.timedelta(hours=3)
     assert run("leads", "block", BEN, "--reason", "asked not to be contacted")[0] == 0
     assert run("leads", "block", "https://www.linkedin.com/in/never-imported")[0] == 0
-    clock.now = invited + dt.timedelta(hours=4)
+    clock.now = start + dt.timedelta(hours=4)
     assert run("leads", "unblock", BEN)[0] == 0
     rows = [r for r in csv.DictReader(io.StringIO(export(run, "events"))) if r["kind"] in ("blocked", "unblocked")]
     assert [(r["kind"], r["source"], r["occurred_at_utc"], r["lead"], r["lead_key"], json.loads(r["data"]))
             for r in rows] == [
-        ("blocked", "cli", (invited + dt.timedelta(hours=3)).isoformat(), BEN, "ben-okafor",
+        ("blocked", "cli", (start + dt.timedelta(hours=3)).isoformat(), BEN, "ben-okafor",
          {"profile_url": BEN, "reason": "asked not to be contacted"}),
-        ("blocked", "cli", (invited + dt.timedelta(hours=3)).isoformat(), "https://www.linkedin.com/in/never-imported",
+        ("blocked", "cli", (start + dt.timedelta(hours=3)).isoformat(), "https://www.linkedin.com/in/never-imported",
          "", {"profile_url": "https://www.linkedin.com/in/never-imported"}),
-        ("unblocked", "cli", (invited + dt.timedelta(hours=4)).isoformat(), BEN, "ben-okafor", {"profile_url": BEN}),
+        ("unblocked", "cli", (start + dt.timedelta(hours=4)).isoformat(), BEN, "ben-okafor", {"profile_url": BEN}),
     ]

@@ -1,8 +1,9 @@
-"""`seqrun fake edges|salesflow-campaign`: a fake provider API on 127.0.0.1, to try a real driver
-without an account."""
+"""`seqrun fake edges|connectsafely|salesflow|salesflow-campaign`: a fake provider API on 127.0.0.1, to try
+a real driver without an account."""
 from __future__ import annotations
 
 import os
+import threading
 
 import click
 
@@ -17,7 +18,9 @@ def command() -> None:
     \b
     Example:
       seqrun fake edges --port 8787
-      seqrun fake salesflow-campaign --port 8788
+      seqrun fake connectsafely --port 8788
+      seqrun fake salesflow --port 8789 --webhook-url http://127.0.0.1:8790/webhooks/salesflow
+      seqrun fake salesflow-campaign --port 8791
     """
 
 
@@ -56,7 +59,7 @@ def edges_command(port: int, webhook_url: str | None, webhook_secret_env: str, a
     sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
     api_keys = None
     if api_key_env is not None:
-        value = os.environ.get(api_key_env, "")
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
         if not value:
             raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
         api_keys = {value}
@@ -79,8 +82,146 @@ def edges_command(port: int, webhook_url: str | None, webhook_secret_env: str, a
         server.stop()
 
 
-@command.command("salesflow-campaign")
+@command.command("connectsafely")
 @click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--webhook-url", default=None, help="Deliver signed message.received webhooks here.")
+@click.option("--webhook-secret-env", default="CONNECTSAFELY_WEBHOOK_SECRET", show_default=True,
+              help="Environment variable holding the secret the deliveries are signed with.")
+@click.option("--api-key-env", default=None,
+              help="Accept only the key in this environment variable (default: any non-empty key).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the simulated LinkedIn (default: seqrun.yaml's sandbox seed).")
+@click.option("--no-rate-limits", is_flag=True,
+              help="Do not enforce the per-minute budgets (60 per key; 30 reads, 15 writes per account).")
+def connectsafely_command(port: int, webhook_url: str | None, webhook_secret_env: str, api_key_env: str | None,
+                          seed: int | None, no_rate_limits: bool) -> None:
+    """A fake ConnectSafely API: `base_url: http://127.0.0.1:PORT/linkedin` in a sender of seqrun.yaml.
+
+    The simulated LinkedIn takes the project's `sandbox:` options. Quotas are ConnectSafely's (90
+    invitations a week, 150 new conversations a day, per account); its clock starts at the real
+    time; move it with POST /_fake/clock {"advance_seconds": 86400}. Replies are delivered to
+    --webhook-url as they come due (checked every 5 seconds, and at once when the clock is moved).
+    Control endpoints: docs/providers/connectsafely.md.
+
+    \b
+    Example:
+      seqrun fake connectsafely --port 8788
+      curl -X POST localhost:8788/_fake/clock -d '{"advance_seconds": 172800}'
+    """
+    from ..providers.connectsafely.fake import BUDGETS, ConnectSafelyFake
+    from ..providers.fakeserver import FakeHTTPServer
+    from ..providers.http import install_log_redaction
+
+    install_log_redaction()
+    config = load_project_config()
+    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
+    api_keys = None
+    if api_key_env is not None:
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
+        if not value:
+            raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
+        api_keys = {value}
+    secret = os.environ.get(webhook_secret_env) or None
+    if webhook_url and secret is None:
+        raise UserError(f"--webhook-url needs the signing secret in environment variable {webhook_secret_env} "
+                        "(--webhook-secret-env)")
+    fake = ConnectSafelyFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)),
+                             api_keys=api_keys, webhook_url=webhook_url, webhook_secret=secret,
+                             budgets=None if no_rate_limits else BUDGETS, sandbox=sandbox)
+    try:
+        server = FakeHTTPServer(fake, port=port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    click.echo(f"fake ConnectSafely API on {server.url}/linkedin (use it as base_url); control endpoints under "
+               f"{server.url}/_fake/")
+    click.echo("Ctrl-C to stop", err=True)
+    stop = threading.Event()
+    if webhook_url:
+        fake.deliver_every(5.0, stop)  # replies come due as the real clock passes them
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+        server.stop()
+
+
+@command.command("salesflow")
+@click.option("--port", type=click.IntRange(0, 65535), default=8789, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--webhook-url", default=None,
+              help="Deliver webhooks here: inbox-sync pages (New Messages) and NEW_CONNECTION.")
+@click.option("--webhook-secret-env", default="SALESFLOW_WEBHOOK_SECRET", show_default=True,
+              help="Environment variable holding the shared secret sent in X-Webhook-Secret.")
+@click.option("--api-key-env", default=None,
+              help="Accept only the key in this environment variable (default: any non-empty key).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the simulated LinkedIn (default: seqrun.yaml's sandbox seed).")
+@click.option("--rate", type=click.IntRange(1, 100_000), default=None,
+              help="API requests per minute per key before 429 (default: unlimited).")
+@click.option("--no-limits", is_flag=True, help="Do not enforce Salesflow's daily account limits.")
+@click.option("--connection-delay-hours", type=click.FloatRange(0, 48), default=6.0, show_default=True,
+              help="NEW_CONNECTION comes up to this late after the acceptance.")
+@click.option("--reorder-rate", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of inbox syncs whose pages are delivered out of order.")
+@click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Chance that a page is delivered twice (and that a page of the previous sync comes again).")
+def salesflow_command(port: int, webhook_url: str | None, webhook_secret_env: str, api_key_env: str | None,
+                      seed: int | None, rate: int | None, no_limits: bool, connection_delay_hours: float,
+                      reorder_rate: float, duplicate_rate: float) -> None:
+    """A fake Salesflow API (new API): `base_url: http://127.0.0.1:PORT` in a sender of seqrun.yaml.
+
+    Inbox syncs answer 202 and POST their pages to --webhook-url as New Messages webhooks (now and
+    then out of order or twice); acceptances come as NEW_CONNECTION up to --connection-delay-hours
+    late. Its clock starts at the real time; move it with POST /_fake/clock {"advance_seconds": 86400}.
+    Control endpoints: docs/providers/salesflow.md.
+
+    \b
+    Example:
+      seqrun fake salesflow --port 8789 --webhook-url http://127.0.0.1:8790/webhooks/salesflow
+      curl -X POST localhost:8789/_fake/clock -d '{"advance_seconds": 172800}'
+    """
+    from ..providers.fakeserver import FakeHTTPServer
+    from ..providers.http import install_log_redaction
+    from ..providers.salesflow.fake import DEFAULT_LIMITS, SalesflowFake
+
+    install_log_redaction()
+    config = load_project_config()
+    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
+    api_keys = None
+    if api_key_env is not None:
+        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
+        if not value:
+            raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
+        api_keys = {value}
+    secret = (os.environ.get(webhook_secret_env) or "").strip() or None  # as seqrun reads it
+    if webhook_url and secret is None:
+        raise UserError(f"--webhook-url needs the shared secret in environment variable {webhook_secret_env} "
+                        "(--webhook-secret-env)")
+    fake = SalesflowFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)), api_keys=api_keys,
+                         webhook_url=webhook_url, webhook_secret=secret, rate_per_minute=rate,
+                         enforce_limits=not no_limits, limits=DEFAULT_LIMITS,
+                         connection_delay_hours=connection_delay_hours, reorder_rate=reorder_rate,
+                         duplicate_rate=duplicate_rate, sandbox=sandbox)
+    try:
+        server = FakeHTTPServer(fake, port=port)
+    except OSError as exc:
+        fake.close()
+        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    click.echo(f"fake Salesflow API on {server.url} (use it as base_url); control endpoints under {server.url}/_fake/")
+    if not webhook_url:
+        click.echo("no --webhook-url: inbox syncs answer 202 but their pages go nowhere, and seqrun's messages "
+                   "wait for them", err=True)
+    click.echo("Ctrl-C to stop", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+        fake.close()
+
+
+@command.command("salesflow-campaign")
+@click.option("--port", type=click.IntRange(0, 65535), default=8791, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--token-env", default=None,
               help="Accept only the API token in this environment variable (default: any non-empty token).")
@@ -103,8 +244,8 @@ def campaign_command(port: int, token_env: str | None, seed: int | None, invite_
 
     \b
     Example:
-      seqrun fake salesflow-campaign --port 8788
-      curl -X POST localhost:8788/_fake/clock -d '{"advance_seconds": 86400}'
+      seqrun fake salesflow-campaign --port 8791
+      curl -X POST localhost:8791/_fake/clock -d '{"advance_seconds": 86400}'
     """
     import datetime as dt
 
@@ -117,7 +258,7 @@ def campaign_command(port: int, token_env: str | None, seed: int | None, invite_
     sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
     tokens = None
     if token_env is not None:
-        value = os.environ.get(token_env, "")
+        value = os.environ.get(token_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
         if not value:
             raise UserError(f"environment variable {token_env} (--token-env) is not set")
         tokens = {value}

@@ -104,6 +104,7 @@ def import_command(csv_path: str | None, sequence: str, from_campaign: str | Non
         from ..campaigns import campaign_leads, campaign_sender
 
         source = f"campaign {campaign_sender(config, from_campaign).campaign_id} of {from_campaign}"
+        open_db(config, db_url)  # the driver's request budget keeps a 429's reset there
         leads = campaign_leads(config, from_campaign, source, required_fields=required)
         senders = (from_campaign,)
     else:

@@ -30,6 +30,7 @@ from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..leads import open_project
 from ..project import (
+    apply_provider_limits,
     build_runtime,
     http_notifier,
     missing_environment,
@@ -146,6 +147,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     if report:
         click.echo(format_text(report), err=True)
     _check_environment(sequences)
+    _warn_webhook_only(config)
     with single_runner(sqlite_path(url)):
         if dry_run:
             _dry_run(config, sequences)
@@ -161,6 +163,22 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if signum is not None:
         click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+
+
+def _warn_webhook_only(config: Config) -> None:
+    """Senders whose provider reports replies only by webhook: `run` receives none, so say so at start."""
+    from ..providers import WEBHOOK_ONLY
+
+    by_provider: dict[str, list[str]] = {}
+    for sc in config.senders:
+        if sc.provider in WEBHOOK_ONLY:
+            by_provider.setdefault(sc.provider, []).append(sc.name)
+    for provider, names in sorted(by_provider.items()):
+        who = f"sender{'s' if len(names) > 1 else ''} {', '.join(names)}"
+        click.echo(f"warning: {who} act{'' if len(names) > 1 else 's'} through {provider}, which delivers "
+                   f"{WEBHOOK_ONLY[provider]}; `seqrun run` receives no webhooks, so their messages wait (never "
+                   f"sent without a finished inbox sync) and replies go unseen: run them with `seqrun serve`, "
+                   f"which receives the webhooks", err=True)
 
 
 def _check_environment(sequences: Mapping[str, Any]) -> None:
@@ -211,12 +229,17 @@ def _recover(engine: Engine) -> None:
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
              db_file: str = ":memory:") -> Engine:
     rows = sync_senders(config, utc_now())
-    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file)
+    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=utc_now)
     notifier = http_notifier(client)
     if isinstance(provider, DryRunProvider):
         def notifier(url: str, headers: Mapping[str, str], payload: Mapping[str, Any]) -> None:
             provider.planned.append(_planned_notify(url))
-    return Engine(build_runtime(config, sequences, rows, provider_for=provider_for, notifier=notifier))
+    runtime = build_runtime(config, sequences, rows, provider_for=provider_for, notifier=notifier)
+    for sender, lowered in apply_provider_limits(runtime).items():
+        for action, (ours, theirs) in sorted(lowered.items()):
+            click.echo(f"sender {sender}: at most {theirs} {action} a day, the provider account's own limit "
+                       f"(seqrun.yaml allows {ours})", err=True)
+    return Engine(runtime)
 
 
 def _planned_notify(url: str) -> Any:

@@ -95,7 +95,7 @@ def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> 
     """Ask each sender's provider: credentials accepted, LinkedIn account usable, own LinkedIn id.
 
     Stores each sender's own LinkedIn id (used to tell who wrote last) and shows the provider's
-    own daily limits where its API tells them. Exits 1 when any sender is not ready, saying what
+    own limits where its API tells them (a weekly quota as a week). Exits 1 when any sender is not ready, saying what
     to do.
 
     \b
@@ -111,7 +111,7 @@ def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> 
     senders = selected(config, names)
     open_db(config, db_url)
     sync_senders(config, utc_now())
-    reports = check(senders, real_provider_for(config, db_file=db.database))
+    reports = check(senders, real_provider_for(config, db_file=db.database, clock=utc_now))
     store_profile_ids(reports, config)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))
@@ -129,10 +129,20 @@ def _check_line(r: Any) -> str:
     parts = [f"{r.name}: ready ({r.provider})", f"credentials {r.credentials}", f"account {r.account_status}"]
     if r.profile_id:
         parts.append(f"LinkedIn id {r.profile_id}")
-    if r.limits:
-        shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}" if isinstance(v, dict)
-                          else f"{action} {v}" for action, v in r.limits.items())
+    left = {a: v for a, v in r.limits.items() if isinstance(v, dict) and "remaining" in v}
+    if left:
+        # A weekly quota (ConnectSafely's invitations) says so; daily ones read as before.
+        shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}"
+                          f"{' a week' if v.get('window') == 'week' else ''}" for action, v in left.items())
         parts.append(f"provider limits left: {shown}")
+    daily = {a: v for a, v in r.limits.items() if a not in left}
+    if daily:
+        shown = ", ".join(f"{action} {v.get('limit', '?') if isinstance(v, dict) else v}"
+                          for action, v in daily.items())
+        parts.append(f"provider limits a day: {shown}")
+    if r.lowered:
+        shown = ", ".join(f"{action} {ours} -> {theirs}" for action, (ours, theirs) in r.lowered.items())
+        parts.append(f"seqrun keeps below them: {shown}")
     campaign = (r.details or {}).get("campaign")
     if campaign:
         text = f"campaign {campaign.get('id')}"
@@ -151,7 +161,8 @@ def _check_line(r: Any) -> str:
 @click.option("--url", "base_url", required=True, metavar="URL",
               help="The public address of the seqrun daemon that receives webhooks (https://…).")
 @click.option("--remove", is_flag=True, help="Detach the webhook from the campaign and delete it.")
-def webhooks_command(name: str, base_url: str, remove: bool) -> None:
+@db_option
+def webhooks_command(name: str, base_url: str, remove: bool, db_url: str | None) -> None:
     """Set up (or remove) the campaign webhooks of a salesflow-campaign sender.
 
     Creates a webhook in Salesflow pointing at URL/webhooks/salesflow-campaign/NAME/TOKEN, where
@@ -170,6 +181,7 @@ def webhooks_command(name: str, base_url: str, remove: bool) -> None:
 
     config, _, _ = open_project()
     sender = campaign_sender(config, name)
+    open_db(config, db_url)  # the driver's request budget keeps a 429's reset there
     change, shown = set_up_webhook(config, sender, base_url, remove=remove)
     if remove:
         if change.webhook_id is None:

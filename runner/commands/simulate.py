@@ -121,6 +121,38 @@ def _run(seq: Any, config: Any, options: SimOptions, quiet: bool) -> SimReport:
         return run_simulation(seq, config, options, progress)
 
 
+def _quota_lines(r: SimReport) -> list[str]:
+    """The providers' own quotas, per their window (a week from Monday 00:00 UTC), not per day."""
+    if not r.quotas:
+        return []
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for q in r.quotas:
+        groups[(q["sender"], q["provider"], q["action"])].append(q)
+    out = ["", "Provider quotas per sender (per the provider's window, not per day)"]
+    out.append(f"  {'sender':<12} {'action':<9} {'quota':<26} {'windows':>7} {'max used':>9} {'at quota':>9}")
+    for (sender, provider, action), rows in sorted(groups.items()):
+        quota = f"{provider} {rows[0]['limit']} a {rows[0]['period']}"
+        top = max(q["used"] for q in rows)
+        full = sum(1 for q in rows if q["used"] >= q["limit"])
+        out.append(f"  {sender:<12} {action:<9} {quota:<26} {len(rows):>7} {top:>9} {full:>9}")
+    return out
+
+
+def _wire_check_lines(r: SimReport) -> list[str]:
+    """What the fakes' own checks found (ConnectSafely: invitations per week, noted threads)."""
+    checks = (r.wire or {}).get("checks") or {}
+    out = []
+    for name, facts in sorted(checks.items()):
+        if "connects_per_week_max" in facts:
+            out.append(f"Wire ({name}): at most {facts['connects_per_week_max']} invitations in any week per account "
+                       f"(quota {facts['connect_quota']}); asked past a quota: "
+                       f"{sum(facts.get('refused_over_quota', {}).values())} time(s)")
+        if "first_messages_after_noted_invite" in facts:
+            out.append(f"Wire ({name}): {facts['first_messages_after_noted_invite']} first messages after a noted "
+                       f"invite, {facts['into_the_invite_conversation']} of them into that invite's conversation")
+    return out
+
+
 def _pauses(r: SimReport) -> list[str]:
     """First thing in the report: a paused sender does nothing, and every lead it owns waits."""
     out = [f"Senders paused (no actions while paused; a person renews an expired session after "
@@ -174,6 +206,7 @@ def format_report(r: SimReport, seed: int) -> str:
         out.append(f"  {sender:<12} {action:<9} {len(rows):>5} {total:>7} {top:>8} {rows[-1]['limit']:>6} {at_limit:>14}")
     if not summary:
         out.append("  (no actions performed)")
+    out += _quota_lines(r)
     long_queues = [b for b in r.booked if dt.date.fromisoformat(b["until"]) > r.end.date() + dt.timedelta(days=7)]
     if long_queues:
         out.append("")
@@ -190,6 +223,7 @@ def format_report(r: SimReport, seed: int) -> str:
         parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
         out.append(f"A/B variants at {step_id}: {parts}")
     out.append("")
+    out += _wire_check_lines(r)
     if r.wire is not None and not r.wire["providers"]:
         out.append("Wire: every sender acts through the sandbox; nothing went over HTTP (try --provider edges)")
     elif r.wire is not None:
@@ -197,9 +231,16 @@ def format_report(r: SimReport, seed: int) -> str:
         line = (f"Wire: {', '.join(w['providers'])} over HTTP on 127.0.0.1, {w['requests']:,} "
                 f"requests; the fake's ledger has {w['ledger_actions']:,} actions, the audit log {w['audit_actions']:,}")
         out.append(line + ("; they agree, none performed twice" if not w["mismatches"] else "; they DISAGREE"))
+        hooks = w.get("webhooks") or {}
+        if hooks:
+            out.append(f"Webhooks received on 127.0.0.1: {hooks.get('received', 0):,} verified, "
+                       f"{hooks.get('refused', 0) + hooks.get('malformed', 0):,} refused, {hooks.get('events', 0):,} "
+                       f"events for the engine, {hooks.get('duplicate_events', 0):,} repeated events dropped")
         for source, kinds in sorted((w.get("events") or {}).items()):
             counts = ", ".join(f"{n:,} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
             out.append(f"Events from the fakes by {'polling' if source == 'poll' else source}: {counts}")
+        for name, checks in sorted((w.get("checks") or {}).items()):
+            out.extend(f"{name.title()} {line}" for line in checks.get("summary", ()))
     if r.violations:
         out.append(f"Audit: {len(r.violations)} violation(s):")
         out.extend(f"  {v}" for v in r.violations[:50])

@@ -4,13 +4,15 @@
 checked against it); `PROVIDERS` maps the providers that have a driver in this version to their
 factory. Adding a provider is one module plus one entry in each dict; an HTTP provider also gets
 its public API in `BASE_URLS`, its default request rate in `DEFAULT_REQUESTS_PER_MINUTE`, and its
-fake server in `runner.wire.FAKES`.
+fake server in `runner.wire.FAKES`; a provider that caps an action per account over its own window
+(a week, a UTC day) lists it in `QUOTAS`.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from .base import Provider
+from .quotas import Quota
 
 CAPABILITIES: dict[str, frozenset[str]] = {
     "sandbox": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
@@ -55,6 +57,18 @@ def _edges_factory(**options: object) -> Provider:
     return EdgesProvider(**options)  # type: ignore[arg-type]
 
 
+def _salesflow_factory(**options: object) -> Provider:
+    from .salesflow.driver import SalesflowProvider
+
+    return SalesflowProvider(**options)  # type: ignore[arg-type]
+
+
+def _connectsafely_factory(**options: object) -> Provider:
+    from .connectsafely.driver import ConnectSafelyProvider
+
+    return ConnectSafelyProvider(**options)  # type: ignore[arg-type]
+
+
 def _salesflow_campaign_factory(**options: object) -> Provider:
     from .salesflow_campaign.driver import CampaignProvider
 
@@ -65,19 +79,40 @@ def _salesflow_campaign_factory(**options: object) -> Provider:
 PROVIDERS: dict[str, Callable[..., Provider]] = {
     "sandbox": _sandbox_factory,
     "edges": _edges_factory,
+    "salesflow": _salesflow_factory,
+    "connectsafely": _connectsafely_factory,
     "salesflow-campaign": _salesflow_campaign_factory,
 }
 
 #: The public API of each HTTP provider, used when a sender's config gives no `base_url`.
 BASE_URLS: dict[str, str] = {
     "edges": "https://api.edges.run/v1",
+    # The docs' samples disagree (`/public/v1/…`, `/public/api/v1/…`); paths are `api/v1/…` below this.
+    "salesflow": "https://api.salesflow.io/public",
+    "connectsafely": "https://api.connectsafely.ai/linkedin",
     "salesflow-campaign": "https://mvc.salesflow.io/api",
 }
 
+#: Providers that report some things only by webhook, and what `seqrun run` (which receives no
+#: webhooks) therefore misses; `seqrun serve` receives them.
+WEBHOOK_ONLY: dict[str, str] = {
+    "salesflow": "replies (its inbox syncs answer only by webhook)",
+}
+
 #: API requests per minute per key when a sender's config gives no `requests_per_minute`
-#: (Edges' smallest plan, Trial, allows 30).
+#: (Edges' smallest plan, Trial, allows 30; ConnectSafely allows 60 per key; Salesflow documents none).
 DEFAULT_REQUESTS_PER_MINUTE: dict[str, int] = {
     "edges": 30,
-    # Salesflow documents no request rate for its v1 API; one request every two seconds is gentle.
+    "salesflow": 60,
+    "connectsafely": 60,
+    # Salesflow documents no request rate for its v1 API either; one request every two seconds is gentle.
     "salesflow-campaign": 30,
+}
+
+#: Quotas a provider counts per LinkedIn account over its own window, shown by `seqrun status` and
+#: simulate's report and checked by its audit; the driver refuses an action over one (LIMIT_REACHED).
+#: Only quotas seqrun can count from its audit log are listed (ConnectSafely's 150 new conversations
+#: a day is kept by the driver alone: the log does not say which message started a conversation).
+QUOTAS: dict[str, tuple[Quota, ...]] = {
+    "connectsafely": (Quota("connect", 90, "week"),),
 }

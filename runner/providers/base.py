@@ -44,10 +44,12 @@ class ErrorKind(str, enum.Enum):
     RATE_LIMITED = "STATUS_429"  # raw rate limiting; exponential backoff (or `retry_at`)
     TRANSIENT = "TRANSIENT"  # 5xx, timeouts, network errors, LK_ERROR; exponential backoff
     NOT_FOUND = "NOT_FOUND"  # e.g. withdraw of an invitation that no longer exists
+    NOT_READY = "NOT_READY"  # the provider cannot act safely yet (Salesflow: no finished inbox sync to check
+    # for replies); the sender's action waits until `retry_at`, which is not a failure of the lead
 
     @property
     def retryable(self) -> bool:
-        return self in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.LIMIT_REACHED)
+        return self in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.LIMIT_REACHED, ErrorKind.NOT_READY)
 
 
 class ProviderError(Exception):
@@ -151,7 +153,9 @@ class ProviderEvent:
 @dataclass(frozen=True, slots=True)
 class PollResult:
     events: tuple[ProviderEvent, ...]
-    synced_until: dt.datetime  # when the sync started; the engine stores it as the cursor afterwards
+    #: when the sync started; the engine stores it as the cursor afterwards. None: the provider's
+    #: sync has not finished (Salesflow's inbox arrives by webhook), so the cursor stays
+    synced_until: dt.datetime | None
 
 
 class Provider(Protocol):
@@ -182,6 +186,11 @@ class Provider(Protocol):
     def poll_events(self, account: Account, *, since: dt.datetime | None) -> PollResult:
         """Acceptances and replies newer than `since` (None: everything the provider keeps)."""
         ...
+
+    # Optional, where a provider needs them (the engine and runner.webhooks look them up):
+    #   poll_due(account) -> datetime | None: a poll wanted sooner than the engine's schedule;
+    #   verify_and_parse(headers, body, *, secrets, received_at) -> list[ProviderEvent]: webhooks;
+    #   account_limits(account) -> dict[action, int]: the provider's own daily caps (seqrun's stay below).
 
 
 @dataclass(frozen=True, slots=True)

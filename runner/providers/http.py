@@ -11,8 +11,10 @@
 - Secrets never leak: `register_secret` remembers credential values as they are resolved, and
   `redact` removes them and every URL query string from a text. `install_log_redaction` applies it
   to every log record (seqrun's, httpx's, httpcore's) as the record is made.
-- `RequestBudget` is a token bucket per API key and per account, which also remembers a 429's reset
-  time so that nothing is sent to the provider before it.
+- `RequestBudget` is a token bucket per API key and per account (a key may have a rate of its own:
+  ConnectSafely's reads and writes per account), which also remembers a 429's reset time so that
+  nothing is sent to the provider before it. Given `holds` (the store, wired in by
+  `runner.project`), it shares those resets with every runner using the same database.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import httpx
 
@@ -97,6 +99,11 @@ def install_log_redaction() -> None:
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[0] is not None:
+            # Handlers format the traceback later, from exc_info, unless exc_text is already there.
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     logging.setLogRecordFactory(factory)
@@ -118,6 +125,10 @@ def make_client(base_url: str, *, transport: httpx.BaseTransport | None = None,
                         follow_redirects=False)
 
 
+#: A value an HTTP header can carry: printable ASCII, spaces only inside.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+
 def credential(credentials: Mapping[str, str], name: str, sender: str) -> str:
     """A credential the sender's config must name, registered for redaction."""
     value = credentials.get(name)
@@ -126,6 +137,10 @@ def credential(credentials: Mapping[str, str], name: str, sender: str) -> str:
                             f"sender {sender} has no {name}: name its environment variable in credentials_env "
                             f"(credentials_env: {{{name}: …}})")
     register_secret(value)
+    if not _HEADER_SAFE.fullmatch(value):  # httpx would refuse it with an error that quotes the value
+        raise ProviderError(ErrorKind.API_KEY_REJECTED,
+                            f"sender {sender}: its {name} holds a line break, a control character or a non-ASCII "
+                            "character, which an HTTP header cannot carry (the value is not shown)")
     return value
 
 
@@ -252,11 +267,27 @@ def budget_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
+class Holds(Protocol):
+    """Where 429 resets outlive a process (the store): a key's hold, as a UTC time."""
+
+    def load(self, key: str) -> dt.datetime | None: ...
+
+    def save(self, key: str, until: dt.datetime) -> None: ...
+
+
+#: seconds between two reads of a key's shared hold, so that a long-running runner sees another
+#: runner's 429 soon, without a query before every request
+HOLDS_EVERY = 60.0
+
+
 @dataclass
 class _Bucket:
     tokens: float
     updated: float  # seconds on the budget's clock
     blocked_until: float = 0.0  # a 429's reset time: nothing goes out before it
+    rate: float | None = None  # tokens per second when this key has its own rate (`set_rate`)
+    burst: float | None = None
+    holds_read: float | None = None  # when the shared hold was last read (budget clock)
 
 
 class RequestBudget:
@@ -266,11 +297,17 @@ class RequestBudget:
     raises `RATE_LIMITED` with the time a token will be there when it is longer than `max_wait`,
     so a runner never hammers the provider and never hangs for minutes inside one lead.
     `blocked(key, until)` records a 429's reset: every call for that key before it is refused here.
+    `set_rate(key, rate, per)` gives one key a rate of its own (a provider with several budgets,
+    such as per API key and per account for reads and for writes); other keys keep `rate`.
+    With `holds`, a 429's reset is also saved there, and a key's saved hold is read before its
+    first request and then at most every `holds_every` seconds: runners sharing a database (each
+    `seqrun run --once` is a new one) never call before a reset another runner was told.
     """
 
     def __init__(self, rate: float, per: float = 60.0, *, burst: float | None = None, max_wait: float = 5.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 wall: Callable[[], dt.datetime] | None = None) -> None:
+                 wall: Callable[[], dt.datetime] | None = None, holds: Holds | None = None,
+                 holds_every: float = HOLDS_EVERY) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError("a request budget needs a positive rate")
         self.rate = rate / per  # tokens per second
@@ -279,6 +316,7 @@ class RequestBudget:
         self._clock, self._sleep = clock, sleep
         self._wall = wall or (lambda: dt.datetime.now(UTC))
         self._buckets: dict[str, _Bucket] = {}
+        self._holds, self._holds_every = holds, holds_every
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds spent waiting, for reports
 
@@ -298,13 +336,35 @@ class RequestBudget:
             self.waited += wait
             self._sleep(wait)
 
-    def blocked(self, key: str, until: dt.datetime) -> None:
-        """The provider answered 429 until `until`: hold every request for `key` until then."""
-        seconds = (until - self._wall()).total_seconds()
+    def set_rate(self, key: str, rate: float, per: float = 60.0, *, burst: float | None = None) -> None:
+        """`rate` requests per `per` seconds for `key` (bursts of 10 seconds' worth unless `burst`)."""
+        if rate <= 0 or per <= 0:
+            raise ValueError("a request budget needs a positive rate")
         with self._lock:
             bucket = self._bucket(key)
-            bucket.blocked_until = max(bucket.blocked_until, self._clock() + max(0.0, seconds))
-            bucket.tokens = min(bucket.tokens, 0.0)
+            bucket.rate = rate / per
+            bucket.burst = burst if burst is not None else max(1.0, min(rate, rate / per * 10))
+            bucket.tokens = min(bucket.tokens, bucket.burst)
+
+    def has_rate(self, key: str) -> bool:
+        """Whether `key` was given a rate of its own."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            return bucket is not None and bucket.rate is not None
+
+    def blocked(self, key: str, until: dt.datetime) -> None:
+        """The provider answered 429 until `until`: hold every request for `key` until then."""
+        with self._lock:
+            bucket = self._bucket(key)
+            self._hold(bucket, until)
+            bucket.tokens = min(bucket.tokens, 0.0)  # a 429 also spends what the bucket thought it had
+        if self._holds is not None:
+            self._holds.save(key, until)
+
+    def _hold(self, bucket: _Bucket, until: dt.datetime) -> None:
+        seconds = (until - self._wall()).total_seconds()
+        if seconds > 0:
+            bucket.blocked_until = max(bucket.blocked_until, self._clock() + seconds)
 
     def _bucket(self, key: str) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -315,8 +375,15 @@ class RequestBudget:
     def _wait(self, key: str) -> float:
         bucket = self._bucket(key)
         now = self._clock()
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        if self._holds is not None and (bucket.holds_read is None or now - bucket.holds_read >= self._holds_every):
+            bucket.holds_read = now
+            until = self._holds.load(key)
+            if until is not None:
+                self._hold(bucket, until)
+        rate = bucket.rate if bucket.rate is not None else self.rate
+        burst = bucket.burst if bucket.burst is not None else self.burst
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if now < bucket.blocked_until:
             return bucket.blocked_until - now
-        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / self.rate
+        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / rate

@@ -473,10 +473,15 @@ def _shares(what: str, rates: Mapping[str, float]) -> tuple[tuple[str, float], .
     return tuple(uppers)
 
 
+#: Error kinds the `errors` option can inject. NOT_READY is not an answer from LinkedIn: a driver
+#: says it of itself (Salesflow: no finished inbox sync yet).
+INJECTABLE = tuple(kind for kind in ErrorKind if kind is not ErrorKind.NOT_READY)
+
+
 def _error_shares(errors: Mapping[str, float]) -> tuple[tuple[ErrorKind, float], ...]:
     if not isinstance(errors, Mapping):
         raise UserError(f"sandbox.errors: expected a mapping of error kind to probability, got {errors!r}")
-    known = {kind.value: kind for kind in ErrorKind}
+    known = {kind.value: kind for kind in INJECTABLE}
     # ErrorKind members are accepted as keys too; RATE_LIMITED's value is its label, STATUS_429.
     given = {key.value if isinstance(key, ErrorKind) else key: rate for key, rate in errors.items()}
     for name in given:

@@ -117,6 +117,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX pace_time ON pace (sender_id, action, at)",
         "CREATE INDEX pace_holder ON pace (enrollment_id) WHERE enrollment_id IS NOT NULL",
     ]),
+    (6, "request holds", [
+        # A provider's 429 reset, so that every runner sharing the database waits for it. `scope`
+        # is a hash naming the provider, its base URL and the API key (or account), never the key.
+        "CREATE TABLE request_hold (scope TEXT PRIMARY KEY, until TEXT NOT NULL)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -238,4 +238,10 @@ class Pace(BaseModel):
         indexes = ((("sender", "action", "at"), False),)
 
 
-MODELS = (Sender, Lead, Block, Enrollment, Action, Event, Transition, SyncCursor, Usage, SequenceVersion, Pace)
+class RequestHold(BaseModel):
+    scope = peewee.TextField(primary_key=True)  # a hash of provider, base URL and key: never the key itself
+    until = UTCDateTimeField()  # nothing goes out for the scope before it (a 429's reset)
+
+
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, Transition, SyncCursor, Usage, SequenceVersion, Pace,
+          RequestHold)

@@ -25,7 +25,9 @@ def test_a_lead_failed_after_its_budget_continues_after_a_retry(make_harness: Ha
         return inner(account, lead, note=note, key=key)
 
     h.provider.connect = connect  # type: ignore[method-assign]
-    h.run(days=1, stop=lambda: h.enrollment("anna").state == "failed")
+    # The budget counts backoff only: between errors the lead also waits for paced points of its
+    # window, so spending an hour of backoff takes more than a day.
+    h.run(days=7, stop=lambda: h.enrollment("anna").state == "failed")
     outage[0] = False
     failed = h.enrollment("anna")
     assert failed.state == "failed" and failed.last_error.startswith("TRANSIENT: gateway timeout (gave up after ")

@@ -30,6 +30,9 @@ FakeClock = VirtualClock  # a clock tests move by hand
 class ProviderHarness(Protocol):
     provider: Provider
     account: Account
+    #: Optional: how finely the provider dates acceptances (ConnectSafely's connections carry only a
+    #: date: one day). Events further apart than this are told apart by `poll_events(since=…)`.
+    event_resolution: dt.timedelta
 
     def now(self) -> dt.datetime:
         """What the provider takes as the current time."""
@@ -196,6 +199,7 @@ class ProviderContract:
     def test_poll_events_respects_since(self, harness: ProviderHarness) -> None:
         start = harness.now()
         early = self.connected_lead(harness)
+        harness.advance(getattr(harness, "event_resolution", dt.timedelta()))
         mark = harness.now()
         harness.advance(dt.timedelta(minutes=1))
         late = self.connected_lead(harness)

@@ -58,6 +58,61 @@ def test_the_fake_refuses_inputs_plural_like_edges(h: EdgesHarness) -> None:
     assert (body["error_label"], body["message"]) == ("BAD_INPUT", "body must NOT have additional properties (inputs)")
 
 
+SN_ID = "ACwAAB3xQ9kLmN2pR7sT4uV8wX1yZ5aBcDeFgHi"
+SN_LEAD = LeadRef(key=f"sn:{SN_ID}", profile_url=f"https://www.linkedin.com/sales/lead/{SN_ID}")
+
+
+def test_the_fake_takes_the_documented_sales_navigator_profile_id(h: EdgesHarness) -> None:
+    response = httpx.post(f"{h.server.url}/v1/actions/salesnavigator-connect-profile/run/live",
+                          headers={"X-API-Key": SECRET},
+                          json={"identity_ids": ["identity-alice"], "input": {"sales_navigator_profile_id": SN_ID}})
+    assert response.status_code == 200, response.text
+    assert (response.json()["pending"], response.json()["sales_navigator_profile_id"]) == (True, SN_ID)
+    (entry,) = h.control("GET", "ledger")["actions"]
+    assert (entry["slug"], entry["lead"]) == ("salesnavigator-connect-profile", f"sn:{SN_ID}")
+
+
+def test_a_sales_navigator_sender_invites_a_lead_given_by_its_sales_navigator_url(h: EdgesHarness) -> None:
+    account = Account(sender="alice", account_id="identity-alice", account_type="sales_navigator",
+                      credentials={"api_key": SECRET})
+    seen: list[httpx.Request] = []
+    h.client.event_hooks["request"].append(seen.append)
+    h.provider.connect(account, SN_LEAD, note=None, key="sn-1")
+    assert seen[0].url.path == "/v1/actions/salesnavigator-connect-profile/run/live"
+    assert json.loads(seen[0].content)["input"] == {"sales_navigator_profile_id": SN_ID,
+                                                    "custom_data": {"seqrun_key": "sn-1"}}
+    # Edges lists people by their LinkedIn URL; a sent invitation also names the Sales Navigator id.
+    restarted = EdgesProvider(h.client, clock=h.clock, sleep=lambda s: None)
+    assert restarted.relationship(account, SN_LEAD).invite_pending
+    assert restarted.find_action(account, SN_LEAD, action="connect", key="sn-1", since=START) is not None
+    restarted.withdraw(account, SN_LEAD, invitation_id=None, key="sn-w")
+    assert [e["action"] for e in h.control("GET", "ledger")["actions"]] == ["connect", "withdraw"]
+
+
+def test_a_lead_given_by_its_sales_navigator_url_is_found_connected_by_the_id_the_invite_returned(
+        h: EdgesHarness) -> None:
+    account = Account(sender="alice", account_id="identity-alice", account_type="sales_navigator",
+                      credentials={"api_key": SECRET})
+    done = h.provider.connect(account, SN_LEAD, note=None, key="sn-1")
+    h.advance(dt.timedelta(hours=3))  # accepted after two
+    known = LeadRef(SN_LEAD.key, SN_LEAD.profile_url, provider_ids=dict(done.provider_ids))
+    restarted = EdgesProvider(h.client, clock=h.clock, sleep=lambda s: None)
+    relationship = restarted.relationship(account, known)
+    assert (relationship.connected, relationship.invite_pending) == (True, False)
+
+
+@pytest.mark.parametrize(("name", "body", "message"), [
+    ("clock", {"advance_seconds": "soon"}, "/_fake/clock: could not convert string to float: 'soon'"),
+    ("clock", {"now": "tomorrow"}, "/_fake/clock: Invalid isoformat string: 'tomorrow'"),
+    ("errors", {"label": "LK_ERROR", "count": "x"}, "/_fake/errors: invalid literal for int() with base 10: 'x'"),
+])
+def test_a_control_call_with_a_bad_value_is_a_400_that_says_why(h: EdgesHarness, name: str, body: dict[str, Any],
+                                                                 message: str) -> None:
+    response = httpx.post(f"{h.server.url}/_fake/{name}", json=body)
+    assert response.status_code == 400
+    assert (response.json()["error_label"], response.json()["message"]) == ("BAD_INPUT", message)
+
+
 # --- error labels -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("label", "kind"), [
@@ -84,6 +139,20 @@ def test_status_429_retries_after_retry_after(h: EdgesHarness) -> None:
     h.control("POST", "errors", label="STATUS_429", action="linkedin-visit-profile", count=1)
     err = expect_error(ErrorKind.RATE_LIMITED, lambda: h.provider.visit(h.account, lead("ann"), key="v"))
     assert err.retry_at == START + dt.timedelta(seconds=60)
+
+
+def test_a_retry_after_at_the_root_of_the_error_body_is_honoured() -> None:
+    # Edges' pages write `retry_after` without saying where; seqrun reads it in `params` or at the root.
+    class Busy:
+        def handle(self, method: str, target: str, headers: Any, body: bytes) -> Any:
+            return 429, {"Content-Type": "application/json"}, json.dumps(
+                {"error_label": "STATUS_429", "message": "slow down", "status_code": 429, "retry_after": 120}).encode()
+
+    with FakeHTTPServer(Busy()) as server, make_client(server.url + "/v1") as client:
+        driver = EdgesProvider(client, clock=lambda: START, sleep=lambda s: None)
+        account = Account(sender="alice", account_id="i", credentials={"api_key": SECRET})
+        err = expect_error(ErrorKind.RATE_LIMITED, lambda: driver.visit(account, lead("ann"), key="v"))
+        assert err.retry_at == START + dt.timedelta(seconds=120)
 
 
 def test_smart_limit_of_the_fake_answers_limit_reached_with_postponed_until() -> None:
@@ -145,6 +214,36 @@ def _walk_pages(h: EdgesHarness) -> None:
     polled = fresh.poll_events(h.account, since=START)
     assert len([e for e in polled.events if e.kind == "accepted"]) == 45
     assert h.slept == [2.0, 2.0]
+
+
+class Flaky(httpx.HTTPTransport):
+    """Real HTTP, except that the requests numbered in `fail_at` (from 1) never get an answer."""
+
+    def __init__(self, fail_at: set[int]) -> None:
+        super().__init__()
+        self.fail_at, self.count = fail_at, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        if self.count in self.fail_at:
+            raise httpx.ReadTimeout("no answer", request=request)
+        return super().handle_request(request)
+
+
+def test_a_walk_of_connections_cut_short_is_walked_again_in_full() -> None:
+    h = EdgesHarness(smart_limits=None)
+    try:
+        leads = [lead(f"w-{i:02d}") for i in range(45)]
+        for i, who in enumerate(leads):  # accepted a minute apart: the oldest five are on page 2
+            h.provider.connect(h.account, who, note=None, key=f"c-{i}")
+            h.advance(dt.timedelta(minutes=1))
+        h.advance(dt.timedelta(hours=3))
+        with make_client(h.server.url + "/v1", transport=Flaky(fail_at={2})) as client:
+            driver = EdgesProvider(client, clock=h.clock, sleep=lambda s: None)
+            expect_error(ErrorKind.TRANSIENT, lambda: driver.relationship(h.account, leads[-1]))
+            assert driver.relationship(h.account, leads[0]).connected
+    finally:
+        h.close()
 
 
 def test_a_next_page_on_another_host_is_refused() -> None:
@@ -243,6 +342,18 @@ def test_no_secret_in_any_log_line_or_error(h: EdgesHarness, caplog: pytest.LogC
     text = "\n".join(errors + [r.getMessage() for r in caplog.records] + [caplog.text])
     assert SECRET not in text
     assert "token=" not in text
+
+
+@pytest.mark.parametrize("bad", [SECRET + "\r", SECRET + "\n", SECRET[:9] + "\u00e9" + SECRET[9:]])
+def test_a_key_no_header_can_carry_is_refused_before_a_request_and_not_shown(
+        h: EdgesHarness, bad: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    account = Account(sender="alice", account_id="identity-alice", credentials={"api_key": bad})
+    err = expect_error(ErrorKind.API_KEY_REJECTED, lambda: h.provider.visit(account, lead("ann"), key="v"))
+    assert err.message == ("sender alice: its api_key holds a line break, a control character or a non-ASCII "
+                           "character, which an HTTP header cannot carry (the value is not shown)")
+    assert sum(h.fake.requests.values()) == 0
+    assert SECRET[9:] not in caplog.text
 
 
 def test_redact_masks_query_strings_and_registered_secrets() -> None:

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import httpx
 import pytest
 
 from runner import __version__
-from runner.providers.base import ErrorKind
+from runner.providers.base import ErrorKind, ProviderError
 from runner.providers.http import (
     ErrorBody,
+    RequestBudget,
     error_from_response,
+    install_log_redaction,
     make_client,
     redact_url,
+    register_secret,
     reset_header,
     retry_after,
     status_kind,
@@ -79,3 +83,57 @@ def test_client_has_base_url_user_agent_and_timeouts() -> None:
 def test_redact_url_keeps_host_and_path_only() -> None:
     assert redact_url("https://user:pw@api.example:8443/v1/x?token=abc#frag") == \
         "https://api.example:8443/v1/x?[redacted]"
+
+
+def test_a_logged_traceback_carries_no_secret(caplog: pytest.LogCaptureFixture) -> None:
+    # The record's message was redacted as it was made; the traceback beside it, formatted later by
+    # whichever handler prints it, was not.
+    install_log_redaction()
+    register_secret("tb-secret-2c9e71f0")
+    caplog.set_level(logging.DEBUG)
+    try:
+        raise RuntimeError("refused tb-secret-2c9e71f0 at https://crm.example/hook?token=tb-token-88aa")
+    except RuntimeError:
+        logging.getLogger("runner.engine").exception("lead %s failed unexpectedly", "anna")
+    assert "lead anna failed unexpectedly" in caplog.text and "RuntimeError: refused [redacted]" in caplog.text
+    assert "tb-secret-2c9e71f0" not in caplog.text and "tb-token-88aa" not in caplog.text
+
+
+class _Holds:
+    """The store's part in a request budget, as a dict, counting reads."""
+
+    def __init__(self) -> None:
+        self.until: dict[str, dt.datetime] = {}
+        self.reads = 0
+
+    def load(self, key: str) -> dt.datetime | None:
+        self.reads += 1
+        return self.until.get(key)
+
+    def save(self, key: str, until: dt.datetime) -> None:
+        self.until[key] = max(until, self.until.get(key, until))
+
+
+def test_a_429_held_by_one_budget_holds_every_budget_sharing_its_holds() -> None:
+    wall = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.timezone.utc)
+    seconds = [0.0]
+    holds = _Holds()
+
+    def budget() -> RequestBudget:
+        return RequestBudget(600, clock=lambda: seconds[0], sleep=lambda s: None, wall=lambda: wall, holds=holds)
+
+    first, second = budget(), budget()
+    second.acquire("key")  # read the (absent) hold before its first request
+    first.blocked("key", wall + dt.timedelta(hours=1))
+    assert holds.until == {"key": wall + dt.timedelta(hours=1)}
+    with pytest.raises(ProviderError) as refused:
+        budget().acquire("key")  # a new runner
+    assert refused.value.kind is ErrorKind.RATE_LIMITED and refused.value.retry_at == wall + dt.timedelta(hours=1)
+    second.acquire("key")  # read less than a minute ago: one query a minute, not one per request
+    assert holds.reads == 2
+    seconds[0] += 60
+    with pytest.raises(ProviderError):
+        second.acquire("key")
+    seconds[0] += 3600
+    wall += dt.timedelta(hours=1)
+    budget().acquire("key")

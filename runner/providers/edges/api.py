@@ -136,7 +136,10 @@ class EdgesAPI:
             return response
         raw = json_body(response)
         raw = raw if isinstance(raw, Mapping) else {}
-        params = raw.get("params") if isinstance(raw.get("params"), Mapping) else {}
+        params = dict(raw["params"]) if isinstance(raw.get("params"), Mapping) else {}
+        for name in ("retry_after", "postponed_until"):  # documented without saying where: params or root
+            if name not in params and raw.get(name) is not None:
+                params[name] = raw[name]
         body = ErrorBody(text(raw.get("error_label")), redact(str(raw.get("message") or "")), params)
         err = error_from_response(response, body, self._clock().astimezone(UTC), labels=LABELS, provider="Edges")
         if err.kind is ErrorKind.RATE_LIMITED and err.retry_at is not None and self._budget is not None:

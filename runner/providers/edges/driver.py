@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
@@ -107,7 +107,7 @@ class EdgesProvider:
 
     def relationship(self, account: Account, lead: LeadRef) -> Relationship:
         known = self._refresh(account)
-        connection = known.connections.get(lead.key)
+        connection = known.connections.get(lead.key) or _by_profile_id(known, lead.provider_ids.get("edges_profile_id"))
         invitation = known.invitations.get(lead.key)
         ids = dict(self._ids(invitation or {}))
         if connection is not None:
@@ -143,7 +143,7 @@ class EdgesProvider:
     def connect(self, account: Account, lead: LeadRef, *, note: str | None, key: str) -> ActionResult:
         if (done := self._replay(account, lead, "connect", key)) is not None:
             return done
-        sn_id = lead.provider_ids.get("sales_navigator_profile_id")
+        sn_id = lead.provider_ids.get("sales_navigator_profile_id") or _sales_navigator_id(lead.key)
         if account.account_type == "sales_navigator" and sn_id:
             slug, data = SLUGS["connect_sn"], {"sales_navigator_profile_id": sn_id, "custom_data": {"seqrun_key": key}}
         else:
@@ -280,6 +280,20 @@ class EdgesProvider:
         """Integration webhooks (AUTH_EXPIRED, AUTH_SUCCESS) behind the shared secret; see `webhook`."""
         return parse_webhook(headers, body, secret=secret, received_at=received_at)
 
+    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
+                         received_at: dt.datetime) -> list[ProviderEvent]:
+        """`runner.webhooks`' contract: `parse_webhook` with whichever of `secrets` the delivery carries."""
+        refused: ProviderError | None = None
+        for secret in secrets or [""]:
+            try:
+                return parse_webhook(headers, body, secret=secret, received_at=received_at)
+            except ProviderError as err:
+                if err.label != "BAD_SECRET":
+                    raise
+                refused = err
+        assert refused is not None
+        raise refused
+
     # --- senders check ----------------------------------------------------------------------------
 
     def me(self, account: Account) -> str:
@@ -339,19 +353,21 @@ class EdgesProvider:
         now = self._now()
         if known.at is not None and known.at <= now < known.at + self.fresh_for and not force:
             return known
-        newest = known.newest
+        newest, seen = known.newest, known.newest
         for item in self.api.pages(account, SLUGS["connections"], None, {},
                                 stop=lambda item: newest is not None and _time(item.get("connected_at"), now) < newest):
             key = _lead_key(item)
             if key is not None:
                 at = _time(item.get("connected_at"), now)
                 known.connections[key] = (at, str(item.get("linkedin_profile_id")))
-                known.newest = at if known.newest is None else max(known.newest, at)
+                seen = at if seen is None else max(seen, at)
+        # Only a walk that reached its end moves the mark: one cut short by an error is walked again.
+        known.newest = seen
         invitations: dict[str, dict[str, Any]] = {}
         for item in self.api.pages(account, SLUGS["invitations"], None, {}):
-            key = _lead_key(item)
-            if key is not None:
-                invitations[key] = dict(item)
+            for key in (_lead_key(item), _sales_navigator_key(item)):  # a lead may be known by either URL
+                if key is not None:
+                    invitations[key] = dict(item)
         known.invitations = invitations
         for key in known.connections:
             known.invitations.pop(key, None)
@@ -423,6 +439,24 @@ def _lead_key(item: Mapping[str, Any]) -> str | None:
         return normalize_profile_url(url)[0]
     except ValueError:
         return None
+
+
+def _by_profile_id(known: _Known, profile_id: str | None) -> tuple[dt.datetime, str] | None:
+    """A connection found by Edges' `linkedin_profile_id` (learnt from the invitation's answer): how a
+    lead imported by a Sales Navigator URL is found in a list that names people by /in/ URL."""
+    if not profile_id:
+        return None
+    return next((c for c in known.connections.values() if c[1] == profile_id), None)
+
+
+def _sales_navigator_key(item: Mapping[str, Any]) -> str | None:
+    """`sn:ID` for an item naming a Sales Navigator id: the key of a lead imported by its SN URL."""
+    sn_id = item.get("sales_navigator_profile_id")
+    return f"sn:{sn_id}" if isinstance(sn_id, str) and sn_id else None
+
+
+def _sales_navigator_id(key: str) -> str | None:
+    return key[3:] if key.startswith("sn:") else None
 
 
 def _participant_key(item: Mapping[str, Any], own: str) -> str | None:

@@ -39,7 +39,7 @@ from ..base import Account, ErrorKind, LeadRef, ProviderError
 from ..fakeserver import FakeClock, Reply
 from ..sandbox import SandboxProvider
 from . import fake_reads
-from .fake_shapes import EdgesError, cursor, iso, number_id, profile_url, thread_url, urn
+from .fake_shapes import EdgesError, cursor, iso, number_id, profile_url, sales_navigator_id, thread_url, urn
 
 UTC = dt.timezone.utc
 PREFIX = "/v1"
@@ -121,7 +121,11 @@ class EdgesFake:
             return self._error(EdgesError(400, "BAD_INPUT", "body is not valid JSON", scope="request"))
         try:
             if path.startswith("/_fake/"):
-                return self._json(200, self._control(method, path[len("/_fake/"):], data))
+                name = path[len("/_fake/"):]
+                try:
+                    return self._json(200, self._control(method, name, data))
+                except (ValueError, TypeError) as exc:  # a value of the wrong kind in a control call
+                    raise EdgesError(400, "BAD_INPUT", f"/_fake/{name}: {exc}", scope="request") from None
             with self._lock:
                 return self._api(method, path, query, headers, data)
         except EdgesError as err:
@@ -211,10 +215,14 @@ class EdgesFake:
 
     # --- actions ------------------------------------------------------------------------------------
 
-    def _lead(self, given: Mapping[str, Any]) -> LeadRef:
+    def _lead(self, given: Mapping[str, Any], *, sales_navigator: bool = False) -> LeadRef:
         url = given.get("linkedin_profile_url")
+        sn_id = given.get("sales_navigator_profile_id")
+        if sales_navigator and not url and isinstance(sn_id, str) and sn_id:
+            url = f"https://www.linkedin.com/sales/lead/{sn_id}"  # the same person as their SN lead URL
         if not isinstance(url, str) or not url:
-            raise EdgesError(400, "BAD_INPUT", "input.linkedin_profile_url is required")
+            raise EdgesError(400, "BAD_INPUT", "input.linkedin_profile_url is required"
+                             + (" (or input.sales_navigator_profile_id)" if sales_navigator else ""))
         try:
             key, canonical = normalize_profile_url(url)
         except ValueError as exc:
@@ -247,14 +255,14 @@ class EdgesFake:
 
     def _connect(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime,
                  slug: str = "linkedin-connect-profile") -> Any:
-        lead = self._lead(given)
+        lead = self._lead(given, sales_navigator=slug == "salesnavigator-connect-profile")
         note = parameters.get("message")
         if note is not None and (not isinstance(note, str) or len(note) > 300):
             raise EdgesError(400, "BAD_PARAMETERS", "parameters.message must be a string of at most 300 characters")
         done = self._sandbox(lambda: self.world.connect(_account(identity), lead, note=note or None, key=self._key()))
         self._record(identity, slug, given, lead, now, invitation_urn=urn(done.invitation_id))
         return {"connected": False, "pending": True, "message": note or "", "connection_sent_date": iso(now),
-                "linkedin_profile_id": number_id(lead.key), "sales_navigator_profile_id": None}
+                "linkedin_profile_id": number_id(lead.key), "sales_navigator_profile_id": sales_navigator_id(lead.key)}
 
     def _connect_sn(self, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:
         return self._connect(identity, given, parameters, now, slug="salesnavigator-connect-profile")

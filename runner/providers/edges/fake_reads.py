@@ -7,7 +7,7 @@ import datetime as dt
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from .fake_shapes import EdgesError, iso, number_id, profile_url, thread_url, urn
+from .fake_shapes import EdgesError, iso, number_id, profile_url, sales_navigator_id, thread_url, urn
 
 if TYPE_CHECKING:
     from .fake import EdgesFake
@@ -29,7 +29,8 @@ def connections(fake: EdgesFake, identity: str, given: dict[str, Any], parameter
         since = state.connected_since(now)
         if since is not None and state.profile != "inaccessible":
             rows.append({"connected_at": iso(since), "linkedin_profile_id": number_id(key),
-                         "linkedin_profile_url": profile_url(key), "linkedin_profile_handle": key,
+                         "linkedin_profile_url": profile_url(key),
+                         "linkedin_profile_handle": profile_url(key).rsplit("/", 1)[1],
                          "full_name": key.replace("-", " ").title()})
     return sorted(rows, key=lambda r: (r["connected_at"], r["linkedin_profile_id"]), reverse=True)
 
@@ -45,7 +46,7 @@ def invitations(fake: EdgesFake, identity: str, given: dict[str, Any], parameter
                          "linkedin_invitation_urn": invitation_urn,
                          "sent_date": iso(invite.sent_at), "linkedin_profile_url": profile_url(key),
                          "job_title": None, "full_name": key.replace("-", " ").title(), "first_name": None,
-                         "last_name": None, "sales_navigator_profile_id": None,
+                         "last_name": None, "sales_navigator_profile_id": sales_navigator_id(key),
                          "linkedin_profile_id": number_id(key)})
     return sorted(rows, key=lambda r: (r["sent_date"], r["linkedin_invitation_id"]), reverse=True)
 

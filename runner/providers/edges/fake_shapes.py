@@ -39,7 +39,16 @@ def urn(invitation_id: str | None) -> str:
 
 
 def profile_url(key: str) -> str:
+    """The URL Edges' outputs name a person by: always a /in/ URL, also for a lead seqrun knows by
+    a Sales Navigator URL (key `sn:ID`), who gets a member handle of its own here."""
+    if key.startswith("sn:"):
+        return f"https://www.linkedin.com/in/member-{number_id(key)}"
     return f"https://www.linkedin.com/in/{key}"
+
+
+def sales_navigator_id(key: str) -> str | None:
+    """The Sales Navigator id of a lead seqrun knows by a Sales Navigator URL."""
+    return key[3:] if key.startswith("sn:") else None
 
 
 def thread_url(thread_id: str | None) -> str | None:

@@ -7,7 +7,7 @@ for tests, `seqrun fake salesflow-campaign` and `simulate --wire`. The endpoints
 What the campaigns do on their own (`fake_campaign.Campaigns`) happens as the fake's clock passes
 it, checked at every request and every clock move; the campaign webhooks attached through the API
 are then delivered with the seed's payload. Like Salesflow, it keeps no idempotency keys; the
-ledger records what the API was asked to do (imports, deletions).
+ledger records the imports (`removed`: the members deleted through the API).
 
 Shapes, as the seed shows them: GetContact answers `Status` as names ("MEMBER_PENDING,
 MEMBER_ERROR"), `POST members/list-contacts` as a number (both forms exist in the docs); ListContacts
@@ -59,6 +59,9 @@ class Rule:
 class CampaignFake:
     """The fake Salesflow v1 API; see the module docstring."""
 
+    #: `members/Import` carries no key of ours: simulate --wire compares by (account, action, lead).
+    keyed_ledger = False
+
     def __init__(self, *, clock: FakeClock | None = None, seed: int = 0, tokens: set[str] | None = None,
                  sandbox: Mapping[str, Any] | None = None, pace: Pace | None = None,
                  accounts: Mapping[str, list[int]] | None = None, sleep: Callable[[float], None] = time.sleep,
@@ -73,7 +76,8 @@ class CampaignFake:
             self.campaigns.account(account)
             for number in campaign_ids:
                 self.campaigns.campaign(account, int(number))
-        self.ledger: list[dict[str, Any]] = []
+        self.ledger: list[dict[str, Any]] = []  # imports: the actions seqrun performs here
+        self.removed: list[dict[str, Any]] = []  # members deleted through the API (DeleteContact)
         self.deliveries: list[dict[str, Any]] = []
         self.webhooks: dict[int, dict[str, Any]] = {}
         self.requests: dict[str, int] = {}
@@ -225,9 +229,8 @@ class CampaignFake:
             return self._json(200, contact(member, self.campaigns))
         if method == "DELETE":
             self.campaigns.delete(member, now)
-            self.ledger.append({"at": iso(now), "account_id": account, "campaign_id": member.campaign_id,
-                                "action": "delete", "route": "members/{id}", "lead": member.key,
-                                "member_id": member.member_id, "seqrun_key": None})
+            self.removed.append({"at": iso(now), "account_id": account, "campaign_id": member.campaign_id,
+                                 "lead": member.key, "member_id": member.member_id})
             return self._json(200, {"Status": 204, "Message": None})
         if method == "POST":
             for name, field_ in (("firstName", "first_name"), ("lastName", "last_name"), ("location", "location"),
@@ -390,7 +393,7 @@ class CampaignFake:
             self.latency_ms = max(0.0, float(data.get("ms", 0)))
             return {"ms": self.latency_ms}
         if name == "ledger":
-            return {"actions": list(self.ledger)}
+            return {"actions": list(self.ledger), "removed": list(self.removed)}
         if name == "activity":
             return {"activity": list(self.campaigns.activity)}
         if name == "deliveries":

@@ -1,0 +1,96 @@
+"""The shared webhook plumbing (runner/webhooks.py): routes, refusals, de-duplication, and the engine
+applying what a receiver queued, in its own thread, once per event id."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Mapping, Sequence
+
+import httpx
+import pytest
+
+from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
+from runner.providers.edges.driver import EdgesProvider
+from runner.providers.fakeserver import FakeHTTPServer
+from runner.providers.http import make_client
+from runner.webhooks import WebhookInbox, WebhookReceiver, secrets_by_provider, verify_and_parse
+
+UTC = dt.timezone.utc
+AT = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+class Echo:
+    """A driver whose deliveries are `{"events": [[event id, kind, lead]]}` behind header X-Token."""
+
+    def __init__(self) -> None:
+        self.mounted = False
+
+    def receive_webhooks(self) -> None:
+        self.mounted = True
+
+    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
+                         received_at: dt.datetime) -> list[ProviderEvent]:
+        if headers.get("x-token") not in secrets:
+            raise ProviderError(ErrorKind.INVALID_INPUT, "webhook refused: bad token", status=401)
+        try:
+            items = json.loads(body)["events"]
+        except (ValueError, KeyError):
+            raise ProviderError(ErrorKind.INVALID_INPUT, "webhook body refused", status=400) from None
+        return [ProviderEvent(i, kind, received_at, "acc-alice", lead) for i, kind, lead in items]
+
+
+def post(server: FakeHTTPServer, path: str, body: Any, token: str | None = "t-1") -> httpx.Response:
+    headers = {"X-Token": token} if token else {}
+    return httpx.post(server.url + path, content=json.dumps(body).encode(), headers=headers)
+
+
+def test_the_receiver_routes_verifies_and_queues_each_event_once() -> None:
+    driver = Echo()
+    inbox = WebhookInbox({"echo": ["t-0", "t-1"]}, clock=lambda: AT)  # two secrets: one is being rotated
+    inbox.mount("echo", driver)
+    assert driver.mounted and inbox.providers == ["echo"]
+    with FakeHTTPServer(WebhookReceiver(inbox)) as server:
+        one = {"events": [["e-1", "accepted", "ann"]]}
+        assert post(server, "/webhooks/echo", one).status_code == 200
+        assert post(server, "/webhooks/echo", one).status_code == 200  # a re-delivery
+        assert post(server, "/webhooks/echo", {"events": [["e-2", "replied", "bob"]]}, token="t-0").status_code == 200
+        refused = post(server, "/webhooks/echo", one, token="wrong")
+        assert (refused.status_code, refused.json()) == (401, {"status": 401, "reason": "webhook refused: bad token"})
+        assert post(server, "/webhooks/echo", {"nope": 1}).status_code == 400
+        assert post(server, "/webhooks/other", one).json() == {"status": 404,
+                                                               "reason": "no webhooks are taken for other"}
+        assert post(server, "/elsewhere", one).status_code == 404
+        assert httpx.get(server.url + "/webhooks/echo").status_code == 405
+    assert [(e.event_id, e.kind, e.occurred_at) for e in inbox.drain()] == [("e-1", "accepted", AT),
+                                                                           ("e-2", "replied", AT)]
+    assert inbox.drain() == []
+    assert dict(inbox.stats) == {"received": 3, "events": 2, "duplicate_events": 1, "refused": 1, "malformed": 1,
+                                 "unknown_provider": 1}
+
+
+def test_a_provider_without_a_secret_accepts_nothing() -> None:
+    inbox = WebhookInbox({}, clock=lambda: AT)
+    inbox.mount("echo", Echo())
+    assert inbox.receive("echo", {"x-token": ""}, b'{"events": []}') == (401, "no webhook secret configured")
+
+
+def test_secrets_come_from_the_senders_credentials() -> None:
+    assert secrets_by_provider([("salesflow", {"api_key": "k", "webhook_secret": "s-1"}),
+                                ("salesflow", {"webhook_secret": "s-2"}), ("salesflow", {"webhook_secret": "s-1"}),
+                                ("edges", {"api_key": "k"})]) == {"salesflow": ["s-1", "s-2"]}
+
+
+def test_verify_and_parse_needs_a_driver_that_takes_webhooks() -> None:
+    with pytest.raises(TypeError, match="object takes no webhooks"):
+        verify_and_parse(object(), {}, b"", secrets=["s"], received_at=AT)
+
+
+def test_edges_plugs_into_the_same_contract() -> None:
+    with make_client("http://127.0.0.1:9/v1") as client:
+        driver = EdgesProvider(client)
+        body = json.dumps({"event_type": "integration", "event": "AUTH_EXPIRED", "identity_uid": "id-1"}).encode()
+        (event,) = verify_and_parse(driver, {"X-Webhook-Secret": "new"}, body, secrets=["old", "new"], received_at=AT)
+        assert (event.kind, event.account_id) == ("auth_expired", "id-1")
+        with pytest.raises(ProviderError) as refused:
+            verify_and_parse(driver, {"X-Webhook-Secret": "other"}, body, secrets=["old", "new"], received_at=AT)
+        assert refused.value.status == 401
