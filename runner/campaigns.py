@@ -71,8 +71,7 @@ def set_up_webhook(config: Config, sender: SenderConfig, base_url: str, *,
                         "`python3 -c \"import secrets; print(secrets.token_urlsafe(32))\"`); seqrun derives the "
                         "webhook URL's token from it")
     driver, account = _driver_and_account(config, sender)
-    url = webhook_url(base_url, account, secret)
-    register_secret(url.rsplit("/", 1)[1])  # the token: never in a log line or an error from here on
+    url = webhook_url(base_url, sender.name, secret)  # its token is a registered secret from here on
     try:
         change = driver.remove_webhook(account, url) if remove else driver.setup_webhook(account, url)
     except ProviderError as err:

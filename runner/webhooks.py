@@ -14,6 +14,9 @@ The contract a driver that takes webhooks implements (docs/providers/README.md#w
 - It returns the events for the engine, each with an `event_id` that a re-delivery repeats.
 - Optionally `receive_webhooks()`, called when the driver is mounted: from then on it may count on
   deliveries (Salesflow refuses to wait for inbox syncs otherwise).
+- Optionally a `path` keyword: a provider whose deliveries carry no secret (Salesflow's campaign
+  webhooks) puts the proof in the URL instead, `POST /webhooks/{provider}/{path}`; its driver gets
+  that `path` and verifies it like a header. A driver without the keyword has no URL below its own.
 
 `WebhookInbox` is what an HTTP endpoint calls (`seqrun serve` will mount it; `simulate --wire`
 serves it with `WebhookReceiver` on 127.0.0.1): it routes a delivery by provider name to the
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import inspect
 import json
 import logging
 import threading
@@ -49,12 +53,20 @@ class WebhookDriver(Protocol):
 
 
 def verify_and_parse(driver: Any, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
-                     received_at: dt.datetime) -> list[ProviderEvent]:
+                     received_at: dt.datetime, path: str = "") -> list[ProviderEvent]:
     """The events of one delivery as `driver` verifies and parses it (see the module docstring)."""
     parse = getattr(driver, "verify_and_parse", None)
     if not callable(parse):
         raise TypeError(f"{type(driver).__name__} takes no webhooks")
+    if takes_path(driver):
+        return list(parse(headers, body, secrets=list(secrets), received_at=received_at, path=path))
     return list(parse(headers, body, secrets=list(secrets), received_at=received_at))
+
+
+def takes_path(driver: Any) -> bool:
+    """Whether the driver's webhooks put their proof in the URL below `/webhooks/{provider}/`."""
+    parse = getattr(driver, "verify_and_parse", None)
+    return callable(parse) and "path" in inspect.signature(parse).parameters
 
 
 def secrets_by_provider(credentials: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, list[str]]:
@@ -97,12 +109,17 @@ class WebhookInbox:
     def providers(self) -> list[str]:
         return sorted(self._drivers)
 
-    def receive(self, provider: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-        """One delivery: (status, reason) for the HTTP answer. Only verified events are queued."""
+    def receive(self, provider: str, headers: Mapping[str, str], body: bytes, *,
+                path: str = "") -> tuple[int, str]:
+        """One delivery: (status, reason) for the HTTP answer. Only verified events are queued.
+        `path` is what followed the provider's name in the URL (drivers that take it verify it)."""
         drivers = self._drivers.get(provider)
         if not drivers:
             self.stats["unknown_provider"] += 1
             return 404, f"no webhooks are taken for {provider}"
+        if path and not all(takes_path(d) for d in drivers):
+            self.stats["unknown_provider"] += 1
+            return 404, "not a webhook endpoint"
         secrets = self._secrets.get(provider, [])
         if not secrets:
             # Without a secret nothing can be verified, so nothing is accepted.
@@ -113,7 +130,8 @@ class WebhookInbox:
         events: list[ProviderEvent] = []
         for driver in drivers:
             try:
-                events += verify_and_parse(driver, headers, body, secrets=secrets, received_at=received_at)
+                events += verify_and_parse(driver, headers, body, secrets=secrets, received_at=received_at,
+                                           path=path)
             except ProviderError as err:
                 status = err.status if err.status in (400, 401) else 400
                 self.stats["refused" if status == 401 else "malformed"] += 1
@@ -147,11 +165,12 @@ class WebhookReceiver:
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         path = target.split("?", 1)[0]
-        if not path.startswith(PATH_PREFIX) or "/" in path[len(PATH_PREFIX):].strip("/"):
+        provider, _, below = path[len(PATH_PREFIX):].strip("/").partition("/")
+        if not path.startswith(PATH_PREFIX) or not provider:
             return _answer(404, "not a webhook endpoint")
         if method != "POST":
             return _answer(405, "webhooks are POSTed")
-        status, reason = self.inbox.receive(path[len(PATH_PREFIX):].strip("/"), headers, body)
+        status, reason = self.inbox.receive(provider, headers, body, path=below)
         return _answer(status, reason)
 
 

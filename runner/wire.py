@@ -75,7 +75,8 @@ def _campaign_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> A
 
     # The campaign keeps up with the sequence's own connect limit (which the audit checks) and, as
     # Salesflow's campaigns do, messages an hour after an acceptance and withdraws after three weeks.
-    return CampaignFake(clock=clock, seed=seed, sandbox=sandbox,
+    # A fifth of its webhooks get lost on the way, so that polling, the safety net, shows it works.
+    return CampaignFake(clock=clock, seed=seed, sandbox=sandbox, lose_share=0.2,
                         pace=Pace(invite_every=dt.timedelta(minutes=5), invites_per_day=None))
 
 
@@ -161,13 +162,17 @@ class WireSession:
 
     def _receive(self, name: str, driver: Provider, fake: Any) -> None:
         """The fake POSTs its webhooks to a real receiver that verifies them with the driver."""
+        fake.webhook_url = self._receiver_url(name, driver)
+        fake.webhook_secret = self._secret
+
+    def _receiver_url(self, name: str, driver: Provider) -> str:
+        """Where the provider's webhooks go: the session's receiver, verifying with the driver."""
         if self._receiver is None:
             self._receiver = FakeHTTPServer(WebhookReceiver(self.inbox))
             self._stack.enter_context(self._receiver)
         self.inbox.set_secrets(name, [self._secret])
         self.inbox.mount(name, driver)
-        fake.webhook_url = f"{self._receiver.url}{PATH_PREFIX}{name}"
-        fake.webhook_secret = self._secret
+        return f"{self._receiver.url}{PATH_PREFIX}{name}"
 
     def before_tick(self, now: dt.datetime) -> None:
         """Each fake sends what is due by now on the virtual clock (webhooks that come late)."""
@@ -178,13 +183,26 @@ class WireSession:
 
     def prepare(self, sc: SenderConfig, account: Account) -> Account:
         """The account as the sender's fake needs it: a simulated sender of a provider that works
-        through a campaign (Salesflow's v1 API) gets a running campaign of its own in the fake."""
-        fake = self.fakes.get(self.provider_name(sc))
+        through a campaign (Salesflow's v1 API) gets a running campaign of its own in the fake, and
+        the campaign's webhooks, set up through the driver as `seqrun senders webhooks` does, point at
+        the session's receiver."""
+        name = self.provider_name(sc)
+        fake, driver = self.fakes.get(name), self.drivers.get(name)
         add_campaign = getattr(fake, "add_campaign", None)
-        if add_campaign is None or account.settings.get("campaign_id"):
+        if add_campaign is None:
             return account
-        settings = {**account.settings, "campaign_id": str(add_campaign(account.account_id))}
-        return dataclasses.replace(account, settings=settings)
+        if not account.settings.get("campaign_id"):
+            settings = {**account.settings, "campaign_id": str(add_campaign(account.account_id))}
+            account = dataclasses.replace(account, settings=settings)
+        setup = getattr(driver, "setup_webhook", None)
+        if callable(setup) and callable(getattr(driver, "verify_and_parse", None)):
+            from .providers.salesflow_campaign.webhook import webhook_url
+
+            assert driver is not None
+            self._receiver_url(name, driver)  # the receiver runs and verifies with this driver
+            assert self._receiver is not None
+            setup(account, webhook_url(self._receiver.url, sc.name, self._secret))
+        return account
 
     def introduce_leads(self, account_ids: Mapping[int, str]) -> None:
         """Every enrolled lead exists in its sender's fake from the start (see `EdgesFake.introduce`)."""

@@ -1,7 +1,8 @@
 """`seqrun simulate --wire --provider salesflow-campaign` of the shipped example: members imported
 through the real driver into the fake's campaigns, the campaigns invite and message on their own,
-connections and replies come back by polling, the ledger agrees with the audit log, the audit is
-clean."""
+connections and replies come back by webhook (set up through the driver, verified by the shared
+receiver) and, for the deliveries the fake loses on purpose, by polling; the ledger agrees with the
+audit log, the audit is clean."""
 from __future__ import annotations
 
 import json
@@ -23,12 +24,14 @@ def test_the_example_runs_through_the_campaign_fake(capsys: pytest.CaptureFixtur
     wire = report["wire"]
     assert wire["providers"] == ["salesflow-campaign"] and wire["mismatches"] == []
     assert wire["ledger_actions"] == wire["audit_actions"] == 12  # every lead imported once
-    polled = wire["events"]["poll"]
-    assert polled["accepted"] > 0 and polled["replied"] > 0
+    polled, hooked = wire["events"]["poll"], wire["events"]["webhook"]
+    assert min(polled["accepted"], polled["replied"], hooked["accepted"], hooked["replied"]) > 0
+    assert wire["webhooks"].get("refused", 0) == 0
+    assert wire["webhooks"]["received"] == hooked["accepted"] + hooked["replied"]
     steps = {s["id"]: s for s in report["steps"]}
     assert steps["join"]["done"] == 12
-    assert steps["mark_connected"]["done"] == steps["crm"]["done"] == polled["accepted"]
-    assert steps["hand_over"]["done"] == report["outcomes"]["handed_over"] == polled["replied"]
+    assert steps["mark_connected"]["done"] == steps["crm"]["done"] == polled["accepted"] + hooked["accepted"]
+    assert steps["hand_over"]["done"] == report["outcomes"]["handed_over"] == polled["replied"] + hooked["replied"]
     assert report["violations"] == []
 
 
@@ -38,6 +41,9 @@ def test_the_text_report_names_the_events(capsys: pytest.CaptureFixture[str]) ->
     (wire,) = [x for x in out if x.startswith("Wire: ")]
     assert wire.startswith("Wire: salesflow-campaign over HTTP on 127.0.0.1, ")
     assert wire.endswith("the fake's ledger has 12 actions, the audit log 12; they agree, none performed twice")
-    (events,) = [x for x in out if x.startswith("Events from the fakes")]
-    assert events.startswith("Events from the fakes by polling: ") and " accepted, " in events and "replied" in events
+    polling, webhook = [x for x in out if x.startswith("Events from the fakes")]
+    assert polling.startswith("Events from the fakes by polling: ") and " accepted, " in polling
+    assert webhook.startswith("Events from the fakes by webhook: ") and " accepted, " in webhook
+    (received,) = [x for x in out if x.startswith("Webhooks received on 127.0.0.1: ")]
+    assert " 0 refused" in received
     assert out[-1].startswith("Audit: no action outside its window")

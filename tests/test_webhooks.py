@@ -94,3 +94,29 @@ def test_edges_plugs_into_the_same_contract() -> None:
         with pytest.raises(ProviderError) as refused:
             verify_and_parse(driver, {"X-Webhook-Secret": "other"}, body, secrets=["old", "new"], received_at=AT)
         assert refused.value.status == 401
+
+
+class Pathed(Echo):
+    """A driver whose proof is in the URL (Salesflow's campaign webhooks carry no secret): it takes the
+    part of the path after the provider's name."""
+
+    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
+                         received_at: dt.datetime, path: str = "") -> list[ProviderEvent]:
+        if path not in (f"alice/{s}" for s in secrets):
+            raise ProviderError(ErrorKind.INVALID_INPUT, "webhook refused: not this sender's URL", status=401)
+        return [ProviderEvent(i, kind, received_at, "acc-alice", lead) for i, kind, lead in json.loads(body)["events"]]
+
+
+def test_a_driver_that_takes_the_path_gets_what_follows_the_provider() -> None:
+    inbox = WebhookInbox({"pathed": ["t-1"], "echo": ["t-1"]}, clock=lambda: AT)
+    inbox.mount("pathed", Pathed())
+    inbox.mount("echo", Echo())
+    with FakeHTTPServer(WebhookReceiver(inbox)) as server:
+        one = {"events": [["e-1", "accepted", "ann"]]}
+        assert post(server, "/webhooks/pathed/alice/t-1", one, token=None).status_code == 200
+        assert post(server, "/webhooks/pathed/alice/wrong", one, token=None).status_code == 401
+        assert post(server, "/webhooks/pathed", one, token=None).status_code == 401
+        # A driver that does not take the path has no URL below its own.
+        assert post(server, "/webhooks/echo/alice/t-1", one).json() == {"status": 404,
+                                                                         "reason": "not a webhook endpoint"}
+    assert [e.event_id for e in inbox.drain()] == ["e-1"]

@@ -131,7 +131,7 @@ def test_polling_reports_connections_replies_and_withdrawals_once_each(h: Campai
     assert kinds == [("accepted", "anna-meyer"), ("invite_withdrawn", "ben-okafor"), ("replied", "anna-meyer")]
     accepted = next(e for e in polled.events if e.kind == "accepted")
     assert accepted.occurred_at == start + dt.timedelta(hours=2)  # the member's ConnectedAt
-    assert accepted.event_id == f"salesflow-campaign:{ACCOUNT}:{CAMPAIGN}:anna-meyer:accepted"
+    assert accepted.event_id == "salesflow-campaign:carol:anna-meyer:accepted"
     again = h.provider.poll_events(h.account, since=start)
     assert [e.event_id for e in again.events] == [e.event_id for e in polled.events]
     assert h.provider.poll_events(h.account, since=polled.synced_until).events == ()

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import httpx
 
@@ -75,6 +76,11 @@ class CampaignProvider:
         self._members: dict[str, dict[str, Member]] = collections.defaultdict(dict)
         self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
             collections.OrderedDict()
+        self._accounts: dict[str, Account] = {}  # sender name -> its account, as met in calls (webhooks)
+        self._lock = threading.Lock()  # webhooks are verified on the receiver's threads
+        #: (id name, value) -> a lead's key, for a webhook naming a member only by its ids; the daemon
+        #: sets it to a store lookup (`runner.store.lookups.lead_key_by_provider_id`)
+        self.resolve: webhook.Resolve | None = None
 
     @property
     def requests(self) -> int:
@@ -87,6 +93,7 @@ class CampaignProvider:
     # --- Provider: reading ----------------------------------------------------------------------
 
     def relationship(self, account: Account, lead: LeadRef) -> Relationship:
+        self._meet(account)
         member = self._fresh_member(account, lead)
         if member is None:
             return Relationship(connected=False, invite_pending=False)
@@ -108,6 +115,7 @@ class CampaignProvider:
     # --- Provider: actions ------------------------------------------------------------------------
 
     def connect(self, account: Account, lead: LeadRef, *, note: str | None, key: str) -> ActionResult:
+        self._meet(account)
         if (done := self._replay(account, lead, "connect", key)) is not None:
             return done
         if note:
@@ -165,6 +173,7 @@ class CampaignProvider:
 
     def poll_events(self, account: Account, *, since: dt.datetime | None) -> PollResult:
         """The campaign's members and their statuses; events newer than `since` (see the module doc)."""
+        self._meet(account)
         now = self._now()
         campaign = admin.campaign_id(account)
         listed = [Member.read(item) for item in admin.list_campaign_members(self.api, account)]
@@ -219,31 +228,37 @@ class CampaignProvider:
                     member.date_added and member.connected_seen is not None:
                 # Connected before it joined the campaign: the campaign found out, and so do we, now.
                 at = member.connected_seen
-            yield ProviderEvent(event_id(account.account_id, campaign, who, "accepted"), "accepted", at,
+            yield ProviderEvent(event_id(account.sender, who, "accepted"), "accepted", at,
                                 account.account_id, member.key, data=data)
         if member.has_reply:
             at = member.reply_seen or self._now()
-            yield ProviderEvent(event_id(account.account_id, campaign, who, "replied"), "replied", at,
+            yield ProviderEvent(event_id(account.sender, who, "replied"), "replied", at,
                                 account.account_id, member.key, data=data)
         if member.withdrawn:
             at = member.withdrawn_seen or self._now()
-            yield ProviderEvent(event_id(account.account_id, campaign, who, "invite_withdrawn"), "invite_withdrawn",
+            yield ProviderEvent(event_id(account.sender, who, "invite_withdrawn"), "invite_withdrawn",
                                 at, account.account_id, member.key, data=data)
 
-    def parse_webhook(self, body: bytes, *, token: str, account: Account, secret: str, received_at: dt.datetime,
-                      resolve: webhook.Resolve | None = None) -> list[ProviderEvent]:
-        """A campaign webhook delivered to the sender's URL (the token is the URL's last segment);
-        see `webhook.parse_webhook`. The daemon mounts the endpoint."""
-        return webhook.parse_webhook(body, token=token, account=account, secret=secret, received_at=received_at,
-                                     resolve=resolve)
+    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
+                         received_at: dt.datetime, path: str = "") -> list[ProviderEvent]:
+        """A campaign webhook (runner.webhooks' contract): the sender's token in the URL below
+        `/webhooks/salesflow-campaign/` (`path`: `{sender}/{token}`), then the member's event. The
+        account is the sender's as this driver has met it (None before its first call for it)."""
+        sender = webhook.verify_path(path, secrets)
+        with self._lock:
+            account = self._accounts.get(sender)
+        return webhook.parse_webhook(body, sender=sender, account_id=account.account_id if account else None,
+                                     received_at=received_at, resolve=self.resolve)
 
     # --- senders check and the campaign's set-up (admin.py has the calls) -------------------------
 
     def check(self, account: Account) -> SenderCheck:
+        self._meet(account)
         return admin.check(self.api, account)
 
     def setup_webhook(self, account: Account, url: str) -> admin.WebhookChange:
         """Create the webhook for `url` and attach it to the campaign for runOn 1, 2, 7 (idempotent)."""
+        self._meet(account)
         return admin.ensure_webhook(self.api, account, url)
 
     def remove_webhook(self, account: Account, url: str) -> admin.WebhookChange:
@@ -264,6 +279,11 @@ class CampaignProvider:
 
     def _now(self) -> dt.datetime:
         return self._clock().astimezone(UTC)
+
+    def _meet(self, account: Account) -> None:
+        """Remember the sender's account: a webhook names only the sender (in its URL)."""
+        with self._lock:
+            self._accounts[account.sender] = account
 
     def _cannot(self, ability: str) -> ProviderError:
         return ProviderError(ErrorKind.INVALID_INPUT, f"{PROVIDER} cannot {ability}: {why_not(PROVIDER, ability)}",

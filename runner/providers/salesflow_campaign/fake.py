@@ -22,6 +22,7 @@ GET /_fake/deliveries, POST /_fake/campaigns, POST /_fake/accounts, POST /_fake/
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import random
 import threading
@@ -65,7 +66,8 @@ class CampaignFake:
     def __init__(self, *, clock: FakeClock | None = None, seed: int = 0, tokens: set[str] | None = None,
                  sandbox: Mapping[str, Any] | None = None, pace: Pace | None = None,
                  accounts: Mapping[str, list[int]] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 deliver: Callable[[str, Mapping[str, Any]], int | None] | None = None) -> None:
+                 deliver: Callable[[str, Mapping[str, Any]], int | None] | None = None,
+                 lose_share: float = 0.0) -> None:
         self.clock = clock or FakeClock()
         self._world_time: dt.datetime | None = None
         self.world = SandboxProvider(clock=self._world_now, seed=seed, **dict(sandbox or {}))
@@ -89,6 +91,10 @@ class CampaignFake:
         self._lock = threading.RLock()
         self._sleep = sleep
         self._deliver = deliver or _post
+        self._seed = seed
+        #: the share of webhook deliveries lost on the way (the same ones for the same seed), as real
+        #: ones sometimes are: what polling is there to catch
+        self.lose_share = lose_share
 
     # --- clock --------------------------------------------------------------------------------------
 
@@ -331,13 +337,30 @@ class CampaignFake:
                              "webhook_id": hook["WebhookId"], "member_id": member.member_id, "lead": member.key,
                              "status": None}
                     self.deliveries.append(entry)
+                    if self._lost(member.member_id, delivery.run_on):
+                        entry["status"] = "lost"
+                        continue
                     sends.append((hook["Url"], payload, entry))
         return sends
+
+    def _lost(self, member_id: int, run_on: int) -> bool:
+        if self.lose_share <= 0:
+            return False
+        digest = hashlib.blake2b(f"{self._seed}:{member_id}:{run_on}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2.0 ** 64 < self.lose_share
 
     def _send(self, sends: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         """POST them outside the lock: the receiver may call this fake back."""
         for url, payload, entry in sends:
             entry["status"] = self._deliver(url, payload)
+
+    def pump(self) -> int:
+        """Let the campaigns catch up with the clock and send the webhooks owed (simulate --wire calls
+        it before every tick, so that deliveries arrive when they happen on the virtual clock)."""
+        with self._lock:
+            sends = self._owed(self.campaigns.catch_up(self.clock()))
+        self._send(sends)
+        return len(sends)
 
     def redeliver(self, index: int) -> int | None:
         """Deliver the `index`th delivery again (a sender retrying), with the same payload."""
@@ -397,7 +420,12 @@ class CampaignFake:
         if name == "activity":
             return {"activity": list(self.campaigns.activity)}
         if name == "deliveries":
-            return {"deliveries": list(self.deliveries)}
+            if method == "POST":
+                share = data.get("lose_share", self.lose_share)
+                if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                    raise FakeError(400, "lose_share must be a number from 0 to 1")
+                self.lose_share = float(share)
+            return {"deliveries": list(self.deliveries), "lose_share": self.lose_share}
         if name == "campaigns":
             return self._control_campaign(data)
         if name == "accounts":

@@ -42,10 +42,11 @@ def member_id(item: Mapping[str, Any]) -> str | None:
     return str(value)
 
 
-def event_id(account_id: str, campaign_id: str | None, who: str, kind: str) -> str:
-    """The id of "this member of this campaign connected / replied / was withdrawn": one per member
-    and kind, so a webhook, its re-deliveries and every later poll name the same event."""
-    return f"{PROVIDER}:{account_id}:{campaign_id or '-'}:{who}:{kind}"
+def event_id(sender: str, who: str, kind: str) -> str:
+    """The id of "this member of the sender's campaign connected / replied / was withdrawn": one per
+    member and kind, so a webhook (which names neither account nor campaign, only the sender in its
+    URL), its re-deliveries and every later poll name the same event."""
+    return f"{PROVIDER}:{sender}:{who}:{kind}"
 
 
 @dataclass

@@ -2,16 +2,19 @@
 
 Salesflow signs nothing and sends no secret header: it POSTs the member as JSON to the URL the
 webhook was created with. So the URL itself carries the proof: each sender gets a token derived
-from a secret in the environment (`credentials_env.webhook_secret`) with HMAC-SHA256, unguessable
-without it, different per sender, account and campaign, and never stored (it is computed again on
-every delivery). `seqrun senders webhooks` registers `{base}/webhooks/salesflow-campaign/{sender}/{token}`;
-the daemon routes a delivery by sender and hands the token and the raw body to `parse_webhook`,
-which compares the token in constant time before it reads anything and refuses a wrong one.
+from its provider's webhook secret (`credentials_env.webhook_secret`, from the environment) with
+HMAC-SHA256 over the sender's name: unguessable without the secret, different per sender, never
+stored (it is computed again for every delivery). `seqrun senders webhooks` registers
+`{base}/webhooks/salesflow-campaign/{sender}/{token}`; the shared receiver (`runner.webhooks`)
+hands what follows the provider's name (`{sender}/{token}`) to the driver, whose
+`verify_and_parse` checks it with `verify_path`, in constant time and against every secret (one
+may be being rotated), before it reads the body, and refuses a wrong one (401).
 
-The events have the same ids as the ones polling finds (`members.event_id`: account, campaign,
-member, kind), so a webhook, its re-deliveries and the next poll are stored once. The member is
-named by `MemberUrl` (a profile key); without one, by `MemberId` or `LinkedInMemberId`, which a
-`resolve(id_name, value)` callback (the daemon's store lookup) turns into the lead's key.
+The events have the same ids as the ones polling finds (`members.event_id`: sender, member, kind),
+so a webhook, its re-deliveries and the next poll are stored once. The member is named by
+`MemberUrl` (a profile key); without one, by `MemberId` or `LinkedInMemberId`, which a
+`resolve(id_name, value)` callback (a store lookup, `runner.store.lookups`) turns into the lead's
+key, else the event names the member (`member-N`) and no lead.
 """
 from __future__ import annotations
 
@@ -20,56 +23,61 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Any, Callable, Mapping
+import re
+from typing import Any, Callable, Mapping, Sequence
 
-from ..base import Account, ErrorKind, ProviderError, ProviderEvent
-from ..http import parse_time
+from ..base import ErrorKind, ProviderError, ProviderEvent
+from ..http import parse_time, register_secret
 from .api import CONNECTED, WITHDRAWN, parse_status
 from .members import MEMBER_ID, PROVIDER, event_id, lead_key, member_id
 
-ROUTE = "webhooks/salesflow-campaign"
+ROUTE = f"webhooks/{PROVIDER}"
 LINKEDIN_MEMBER_ID = "linkedin_member_id"
-#: IntegrationRunOn (documented: INTEGRATION_RUN_ON_CONNECTED; the others by the events' names) and
-#: Status names -> event kinds
+#: IntegrationRunOn (documented: INTEGRATION_RUN_ON_CONNECTED; the others by the events' names) -> kind
 _KINDS = (("WITHDRAW", "invite_withdrawn"), ("REPL", "replied"), ("CONNECT", "accepted"))
+_SENDER = re.compile(r"[a-z][a-z0-9_-]*")
 
 Resolve = Callable[[str, str], "str | None"]
 
 
-def webhook_token(secret: str, account: Account) -> str:
-    """The sender's token for its webhook URL: 32 URL-safe characters, a keyed hash of who it is."""
+def webhook_token(secret: str, sender: str) -> str:
+    """The sender's token for its webhook URL: 32 URL-safe characters, a keyed hash of its name."""
     if not secret:
-        raise ProviderError(ErrorKind.INVALID_INPUT, f"sender {account.sender} has no webhook_secret: name its "
-                            "environment variable in credentials_env (credentials_env: {webhook_secret: …})",
-                            label="NO_SECRET")
-    who = "\x1f".join((PROVIDER, account.sender, account.account_id, account.settings.get("campaign_id", "")))
-    digest = hmac.new(secret.encode(), who.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:24]).decode()
+        raise ProviderError(ErrorKind.INVALID_INPUT, f"sender {sender} has no webhook_secret: name its environment "
+                            "variable in credentials_env (credentials_env: {webhook_secret: …})", label="NO_SECRET")
+    digest = hmac.new(secret.encode(), f"{PROVIDER}\x1f{sender}".encode(), hashlib.sha256).digest()
+    token = base64.urlsafe_b64encode(digest[:24]).decode()
+    register_secret(token)  # a URL holding it never reaches a log line
+    return token
 
 
-def webhook_url(base_url: str, account: Account, secret: str) -> str:
-    """Where Salesflow should POST the sender's campaign events (`base_url`: the daemon's public URL)."""
-    return f"{base_url.rstrip('/')}/{ROUTE}/{account.sender}/{webhook_token(secret, account)}"
+def webhook_url(base_url: str, sender: str, secret: str) -> str:
+    """Where Salesflow should POST the sender's campaign events (`base_url`: the receiver's public URL)."""
+    return f"{base_url.rstrip('/')}/{ROUTE}/{sender}/{webhook_token(secret, sender)}"
 
 
-def token_matches(given: str, account: Account, secret: str) -> bool:
-    """Constant time; an empty secret or token never matches."""
-    if not secret or not given:
-        return False
-    return hmac.compare_digest(given.encode(), webhook_token(secret, account).encode())
+def token_matches(given: str, sender: str, secrets: Sequence[str]) -> bool:
+    """Constant time, against every secret; no secret or no token never matches."""
+    found = False
+    for secret in secrets:
+        if secret and given:
+            found |= hmac.compare_digest(given.encode(), webhook_token(secret, sender).encode())
+    return found
 
 
-def parse_webhook(body: bytes, *, token: str, account: Account, secret: str, received_at: dt.datetime,
+def verify_path(path: str, secrets: Sequence[str]) -> str:
+    """The sender a delivery's URL (`{sender}/{token}`) proves, or a 401 before anything else is read."""
+    sender, _, token = path.strip("/").partition("/")
+    if not _SENDER.fullmatch(sender) or "/" in token or not token_matches(token, sender, secrets):
+        raise ProviderError(ErrorKind.INVALID_INPUT, "webhook refused: the URL does not carry a sender's token",
+                            status=401, label="BAD_TOKEN")
+    return sender
+
+
+def parse_webhook(body: bytes, *, sender: str, account_id: str | None, received_at: dt.datetime,
                   resolve: Resolve | None = None) -> list[ProviderEvent]:
-    """The events of one delivery to the sender's URL (none for an event seqrun does not follow).
-
-    A wrong or missing token raises INVALID_INPUT (status 404: the URL does not exist for anyone
-    without the token) before the body is read; a body that is not a JSON object raises INVALID_INPUT
-    (status 400). Nothing is returned, so nothing is stored, in either case.
-    """
-    if not token_matches(token, account, secret):
-        raise ProviderError(ErrorKind.INVALID_INPUT, "webhook refused: the token in the URL is not this sender's",
-                            status=404, label="BAD_TOKEN")
+    """The events of one verified delivery to `sender`'s URL (none for an event seqrun does not
+    follow). A body that is not a JSON object naming a member raises INVALID_INPUT (status 400)."""
     try:
         payload: Any = json.loads(body)
     except ValueError:
@@ -85,11 +93,9 @@ def parse_webhook(body: bytes, *, token: str, account: Account, secret: str, rec
     if who is None:
         raise ProviderError(ErrorKind.INVALID_INPUT, "webhook names no member (no MemberUrl, MemberId or "
                             "LinkedInMemberId)", status=400, label="BAD_BODY")
-    campaign = account.settings.get("campaign_id")
     data = {MEMBER_ID: member_id(payload), LINKEDIN_MEMBER_ID: _text(payload.get("LinkedInMemberId")),
-            "campaign_id": campaign, "integration_run_on": _text(payload.get("IntegrationRunOn"))}
-    return [ProviderEvent(event_id(account.account_id, campaign, who, kind), kind,
-                          _occurred(payload, kind, received_at), account.account_id, key,
+            "integration_run_on": _text(payload.get("IntegrationRunOn"))}
+    return [ProviderEvent(event_id(sender, who, kind), kind, _occurred(payload, kind, received_at), account_id, key,
                           data={k: v for k, v in data.items() if v is not None})]
 
 
