@@ -16,7 +16,7 @@ import tempfile
 from typing import IO, Iterable, Iterator
 
 from .diagnostics import UserError
-from .paths import PROJECT_CONFIG, TEMPLATES_DIR
+from .paths import PROJECT_CONFIG, SANDBOX_STATE_SUFFIX, TEMPLATES_DIR
 from .store.db import sqlite_path
 
 SEQUENCES_DIR = "sequences"
@@ -32,10 +32,14 @@ _RUN_LOCK = (".lock", "'s lock file")
 def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
                 sandbox_state: str | None) -> dict[str, str]:
     """Real path -> what it is, for every file seqrun owns in this project. `databases` are URLs:
-    the one in use and the project's own (they differ under --db)."""
+    the one in use and the project's own (they differ under --db). Without `sandbox_state` (the
+    config's `sandbox.state_path`) the sandbox keeps its state beside each database, as `run` does
+    (`runner.project.real_provider_for`)."""
     owned: dict[str, str] = {}
-    files = [(sqlite_path(url), "the database", (*_COMPANIONS, _RUN_LOCK)) for url in databases]
-    for base, name, companions in [*files, (sandbox_state, "the sandbox state file", _COMPANIONS)]:
+    paths = [sqlite_path(url) for url in databases]
+    files = [(path, "the database", (*_COMPANIONS, _RUN_LOCK)) for path in paths]
+    states = [sandbox_state] if sandbox_state else [path + SANDBOX_STATE_SUFFIX for path in paths if path != ":memory:"]
+    for base, name, companions in [*files, *((state, "the sandbox state file", _COMPANIONS) for state in states)]:
         if base and base != ":memory:":
             for suffix, what in companions:
                 owned.setdefault(os.path.realpath(base + suffix), name + what)

@@ -20,6 +20,7 @@ from .diagnostics import Diagnostic, UserError, error, has_errors
 from .limits import SenderCaps
 from .loader import load_paths
 from .model import ActionStep, Calendar, Sequence
+from .paths import SANDBOX_STATE_SUFFIX
 from .providers import PROVIDERS
 from .providers.base import Account, Provider
 from .runtime import Notifier, Runtime, SenderRuntime
@@ -88,7 +89,7 @@ def real_provider_for(config: Config, client: httpx.Client | None = None, db_fil
         if sc.provider == "sandbox":
             options = dict(config.sandbox)
             if "state_path" not in options and db_file != ":memory:":
-                options["state_path"] = db_file + ".sandbox"
+                options["state_path"] = db_file + SANDBOX_STATE_SUFFIX
         return factory(**options)
 
     return make

@@ -131,6 +131,23 @@ def test_export_to_the_database_given_with_db_is_refused(project: pathlib.Path, 
     assert run(capsys, "export", "actions", "--db", str(other), "-o", str(project / "seqrun.db"))[0] == 1
 
 
+@pytest.mark.parametrize("target", ["seqrun.db.sandbox", "seqrun.db.sandbox-wal", "other.db.sandbox"])
+def test_export_never_writes_over_the_default_sandbox_state_file(project: pathlib.Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                target: str) -> None:
+    # Without sandbox.state_path, the sandbox keeps its simulated LinkedIn beside the database in use.
+    (project / "seqrun.yaml").write_text(CONFIG.replace("sandbox:\n  state_path: sandbox-state.db\n", ""),
+                                         encoding="utf-8")
+    build_db(project / "other.db", leads=3)
+    for name in ("seqrun.db.sandbox", "seqrun.db.sandbox-wal", "other.db.sandbox"):
+        (project / name).write_bytes(b"state")
+    args = ("--db", "other.db") if target.startswith("other") else ()
+    what = "the sandbox state file" + ("'s write-ahead log" if target.endswith("-wal") else "")
+    assert run(capsys, "export", "actions", *args, "-o", target) == (
+        1, "", f"error: will not write the export to {target}: it is {what}; choose another file\n")
+    assert (project / target).read_bytes() == b"state"
+
+
 def test_export_into_a_missing_directory_is_a_user_error(project: pathlib.Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "export", "actions", "-o", "/nonexistent/dir/out.csv") == (
