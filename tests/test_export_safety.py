@@ -288,3 +288,31 @@ def test_urls_in_an_export_are_redacted(project: pathlib.Path, capsys: pytest.Ca
     for fmt in ("csv", "jsonl"):
         code, out, _ = run(capsys, "export", "events", "--format", fmt)
         assert code == 0 and "t0k" not in out and "https://x.example/cb?token=***" in out
+
+
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_run_on_a_damaged_database_stops_with_the_check_to_run(project: pathlib.Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                dry_run: tuple[str, ...]) -> None:
+    from runner.loader import load_sequence
+    from runner.versions import remember
+
+    seq, _ = load_sequence(str(project / "sequences" / "intro.yaml"))
+    assert seq is not None
+    open_store(str(project / "seqrun.db"))
+    with db.atomic():  # every lead due, on the version in the file
+        remember(seq, NOW)
+        Enrollment.update(sequence_hash=seq.source_hash, due_at=NOW, state="active").execute()
+        Action.delete().execute()  # the fixture's invites, which these leads have not sent yet
+    db.close()
+    damage(project / "seqrun.db", b"LEADMARK")
+    (project / "sandbox-state.db").unlink()  # the fixture's stand-in: the sandbox makes a real one
+    db_path = project / "seqrun.db"
+    code, out, err = run(capsys, "run", "--once", *dry_run)
+    assert (code, out) == (1, "")
+    assert err == (f"error: the database {db_path} cannot be read: database disk image is malformed; "
+                   f"{check_hint(db_path)}\n")
+    with sqlite3.connect(project / "seqrun.db") as conn:  # no lead was charged an attempt for it
+        assert conn.execute("SELECT COUNT(*) FROM enrollment WHERE attempt > 0 OR last_error LIKE '%malformed%'"
+                            ).fetchone() == (0,)
+    conn.close()
