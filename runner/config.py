@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 import pathlib
 import re
@@ -377,6 +378,11 @@ class _Checker:
         """Options that are fine one by one but not together: reported here, not when simulate starts."""
         from .providers.sandbox import option_problems  # the sandbox module loads only when needed
 
+        infinite = list(_non_finite(options))
+        for path, value in infinite:  # YAML's .nan passes every bound of the schema
+            self.add(("sandbox", *path), f"expected a number, got {value}")
+        if infinite:
+            return
         for path, message in option_problems(options):
             if path[0].endswith("_rate"):  # a sum of rates: shown at the first one set, named as the block
                 line, col = self.doc.pos(("sandbox", *path), key=True)
@@ -406,6 +412,18 @@ class _Checker:
                          f"{kind} accounts; the account risks restrictions", severity="warning")
 
 
+
+
+def _non_finite(value: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """(path, the value as YAML writes it) for every .nan or .inf inside `value`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
 
 
 def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
