@@ -97,24 +97,27 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
 
 
 def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
-    """Names in a sequence's `senders:` must be senders of its project's seqrun.yaml (when it has one)."""
+    """The problems of each project's seqrun.yaml (once per file, whether or not a sequence names a
+    sender: `run` and `simulate` refuse a broken one), and names in a sequence's `senders:` that are
+    not senders of it."""
     from ..config import find_config, load_config
 
     diags: list[Diagnostic] = []
     configs: dict[str, object] = {}
     for seq in seqs:
         found = find_config(seq.path)
-        if found is None or not seq.senders:
+        if found is None:
             continue
         key = str(found)
         if key not in configs:
             try:
                 configs[key] = load_config(found)
+                diags += configs[key].warnings  # type: ignore[attr-defined]
             except UserError as exc:  # the config's own problems, reported once
                 configs[key] = None
                 diags += exc.diagnostics
         config = configs[key]
-        if config is None:
+        if config is None or not seq.senders:
             continue
         defined = [s.name for s in config.senders]  # type: ignore[attr-defined]
         for name, pos in zip(seq.senders, seq.sender_positions):
