@@ -11,7 +11,8 @@ whole (a lowered limit holds at once).
 
 `edit_report` compares the files with the store before anything runs (`seqrun run`, and `seqrun
 validate` when the project has a database): which leads stay on an earlier version, and which of
-them stand on a step the edit removed, renamed or shifted. `seqrun leads migrate` (`runner.migrate`)
+them stand on a step the edit removed, renamed or shifted; `absent_report` (run only) names the
+sequences with running leads that no file defines any more. `seqrun leads migrate` (`runner.migrate`)
 moves them to the current version.
 """
 from __future__ import annotations
@@ -134,6 +135,25 @@ def edit_report(sequences: Mapping[str, Sequence]) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
     for name, versions in sorted(groups.items()):
         diags += _report_sequence(sequences[name], versions, running[name])
+    return diags
+
+
+def absent_report(sequences: Mapping[str, Sequence]) -> list[Diagnostic]:
+    """Warnings about running leads of sequences that no file defines any more (`seqrun run` only:
+    validate may be given a few files of a project). Such leads are paused when due."""
+    versions: dict[str, list[str]] = defaultdict(list)
+    running: dict[str, int] = defaultdict(int)
+    for name, version, count in running_versions():
+        if name not in sequences:
+            versions[name].append(version)
+            running[name] += count
+    diags = []
+    for name, hashes in sorted(versions.items()):
+        stored = [v for v in (stored_version(h) for h in hashes) if v is not None]
+        file = shown(max(stored, key=lambda v: v.created_at).path) if stored else "sequences"
+        diags.append(warning(file, 0, 0, f"{plural(running[name], 'running lead')} of sequence {name}: no file in "
+                                         "sequences/ defines that sequence any more (its file removed, or its name "
+                                         f"changed?); they are paused when due until a sequence named {name} is back"))
     return diags
 
 

@@ -588,3 +588,12 @@ def test_the_report_before_a_run_counts_one_lead_in_the_singular(tmp_path: pathl
         "sequences/intro.yaml:2:7: warning: 1 lead stands at step accepted+2 (wait 3 days), which this file no longer "
         "has (removed or renamed): it keeps to its version; to move it, map the step: "
         "`seqrun leads migrate --sequence intro --map accepted+2=STEP`")
+
+
+def test_run_reports_leads_whose_sequence_no_file_defines_any_more(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                    run: Run) -> None:
+    sequence_file(tmp_path).write_text(V1.replace("name: intro\n", "name: intro_v2\n"), encoding="utf-8")
+    assert run("run", "--once")[2] == (
+        "sequences/intro.yaml: warning: 3 running leads of sequence intro: no file in sequences/ defines that "
+        "sequence any more (its file removed, or its name changed?); they are paused when due until a sequence "
+        "named intro is back\n")

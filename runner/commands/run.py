@@ -41,7 +41,7 @@ from ..store import db, open_store
 from ..store.db import sqlite_path
 from ..terminal import printable
 from ..urls import redact_url
-from ..versions import edit_report
+from ..versions import absent_report, edit_report
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     url = config.database_url(db_url)
     open_store(url, writable=True)  # a run that cannot record what it does must not start
     # Before anything runs: what the files' edits mean for the leads already in them.
-    report = edit_report(sequences)
+    report = edit_report(sequences) + absent_report(sequences)
     if report:
         click.echo(format_text(report), err=True)
     _check_environment(sequences)
