@@ -32,6 +32,7 @@ from ..project import (
     build_runtime,
     http_notifier,
     missing_environment,
+    missing_environment_of_earlier_versions,
     project_sequences,
     real_provider_for,
     running_sequences,
@@ -165,7 +166,7 @@ def _check_environment(sequences: Mapping[str, Any]) -> None:
     """Every environment variable the sequences with leads in them need is set, or nothing starts:
     otherwise each lead would stop at the step that needs it, one by one. A sequence without leads
     only gets a warning (its leads pause at that step until the variable is set)."""
-    missing = missing_environment(sequences)
+    missing = missing_environment(sequences) + missing_environment_of_earlier_versions(sequences)
     running = running_sequences()
     for seq, diag in missing:
         if seq.name not in running:
