@@ -5,7 +5,7 @@
 lock, the sandbox state file and its companions, `seqrun.yaml`, or anything inside the project's
 `sequences/` and `templates/` directories. `atomic_output` writes to a temporary file in the target's directory and
 renames it over the target only when everything was written, so that a failed export leaves the
-previous file as it was and no partial file behind.
+previous file as it was and no partial file behind; a pipe or a device is written into directly.
 """
 from __future__ import annotations
 
@@ -67,7 +67,18 @@ def check_output(path: str, *, root: str, owned: dict[str, str]) -> None:
 
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[IO[str]]:
-    """A text handle whose content replaces `path` (through links) only if the block completes."""
+    """A text handle whose content replaces `path` (through links) only if the block completes.
+
+    A path that is not a regular file (a pipe, /dev/stdout, /dev/null) is written into as it is:
+    it holds nothing to keep whole, and a rename would replace the device or pipe with a file.
+    """
+    if _is_stream(path):
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as stream:
+                yield stream
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return
     target = os.path.realpath(path)
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
@@ -87,6 +98,13 @@ def atomic_output(path: str) -> Iterator[IO[str]]:
     except BaseException:
         _remove(temporary)
         raise
+
+
+def _is_stream(path: str) -> bool:
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)  # follows links: /dev/stdout -> the pipe
+    except OSError:
+        return False  # not there yet: a new file
 
 
 def _mode_for(target: str) -> int:

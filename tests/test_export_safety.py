@@ -316,3 +316,22 @@ def test_run_on_a_damaged_database_stops_with_the_check_to_run(project: pathlib.
         assert conn.execute("SELECT COUNT(*) FROM enrollment WHERE attempt > 0 OR last_error LIKE '%malformed%'"
                             ).fetchone() == (0,)
     conn.close()
+
+
+def test_an_export_to_a_pipe_writes_into_it_and_leaves_it_a_pipe(project: pathlib.Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # A named pipe, a device (/dev/null, /dev/stdout): written into, never replaced by a file (as
+    # root, a rename over /dev/null would replace the device).
+    import stat
+
+    fifo = project / "actions.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that the writer's open does not wait
+    try:
+        build_db(project / "small.db", leads=3)
+        assert run(capsys, "export", "actions", "--db", "small.db", "-o", str(fifo)) == (0, "", "")
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        assert os.read(reader, 65536).decode("utf-8").count("\r\n") == 4  # the header and 3 actions
+    finally:
+        os.close(reader)
+    assert leftovers(project) == []
