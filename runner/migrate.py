@@ -133,10 +133,11 @@ def _first_repeat(seq: Sequence, mapping: _Mapping, target: str,
                   ledger: list[tuple[str, str, str | None, str]]) -> tuple[str, str] | None:
     """The first action of the lead's ledger that it would meet again from `target`: (what, where)."""
     reach = reachable(seq, target)
-    for step_id, action, template, _ in ledger:
-        if action == "tag":
+    for step_id, recorded, template, _ in ledger:
+        if recorded == "tag":
             continue  # tagging twice changes nothing
-        what = f"{action} {template}" if template else action
+        what = f"{recorded} {template}" if template else recorded
+        action = "message" if recorded == "inmail" else recorded  # the ledger names an InMail apart
         same = mapping.get(step_id)
         if same in reach and isinstance(seq.step(same), ActionStep) and seq.step(same).action == action:
             return what, same

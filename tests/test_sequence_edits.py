@@ -597,3 +597,28 @@ def test_run_reports_leads_whose_sequence_no_file_defines_any_more(tmp_path: pat
         "sequences/intro.yaml: warning: 3 running leads of sequence intro: no file in sequences/ defines that "
         "sequence any more (its file removed, or its name changed?); they are paused when due until a sequence "
         "named intro is back\n")
+
+
+def test_a_map_onto_an_inmail_the_lead_had_is_a_repeat(tmp_path: pathlib.Path) -> None:
+    from runner.loader import load_sequence
+    from runner.migrate import _first_repeat, _Mapping
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "pitch.j2").write_text("Hello!\n", encoding="utf-8")
+    head = "version: 1\nname: inmail\nsteps:\n  - {id: first, action: visit}\n"
+    tail = ('  - {action: message, inmail: true, subject: "A question", template: pitch.j2}\n'
+            "  - wait: 3 days\n  - end: pitched\n")
+
+    def load(name: str, text: str):  # type: ignore[no-untyped-def]
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        seq, diags = load_sequence(str(tmp_path / name))
+        assert seq is not None, diags
+        return seq
+
+    old = load("old.yaml", head + tail)
+    new = load("new.yaml", head + "  - {action: tag, tags: [visited]}\n" + tail)
+    # The engine records an InMail as action "inmail"; the lead waits at first+2 in its version.
+    ledger = [("first", "visit", None, "done"), ("first+1", "inmail", "pitch.j2", "done")]
+    mapping = _Mapping(new, old, {"first+2": "first+2"})
+    assert _first_repeat(new, mapping, "first+2", ledger) == ("inmail pitch.j2", "first+2")
+    assert _first_repeat(new, mapping, "first+3", ledger) is None
