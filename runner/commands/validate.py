@@ -165,8 +165,9 @@ def command(paths: tuple[str, ...], output_format: str, strict: bool, leads_csv:
             db_url: str | None) -> None:
     """Check sequence files and their templates; report every problem with its file and line.
 
-    PATHS are sequence files or directories (searched for *.yaml and *.yml). Exits 0 when there
-    are no errors (warnings are allowed unless --strict), 1 otherwise. When the project has a
+    PATHS are sequence files or directories (searched for *.yaml and *.yml); the seqrun.yaml of
+    their project is checked too. Exits 0 when there are no errors (warnings are allowed unless
+    --strict), 1 otherwise. When the project has a
     database, the files are also compared with the leads running in it: leads that stay on an
     earlier version of an edited sequence, and the steps a move to this version would need mapped.
 
