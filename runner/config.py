@@ -40,7 +40,7 @@ from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
 from .schemacheck import show, simple_message
-from .store.db import resolve_db_url
+from .store.db import DEFAULT_DB, resolve_db_url
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
 
@@ -107,6 +107,11 @@ class Config:
     def database_url(self, option: str | None = None) -> str:
         """`--db`, then SEQRUN_DB, then `database:`, then seqrun.db in the project directory."""
         return resolve_db_url(option, self.database, self.root)
+
+    def project_database_url(self) -> str:
+        """The project's own database (`database:`, else seqrun.db in the project directory),
+        whatever `--db` or SEQRUN_DB point this command at."""
+        return self.database or str(pathlib.Path(self.root) / DEFAULT_DB)
 
 
 def default_limits(account_type: str) -> dict[str, int]:

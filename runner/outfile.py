@@ -32,9 +32,9 @@ _RUN_LOCK = (".lock", "'s lock file")
 def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
                 sandbox_state: str | None) -> dict[str, str]:
     """Real path -> what it is, for every file seqrun owns in this project. `databases` are URLs:
-    the one in use and the project's own (they differ under --db). Without `sandbox_state` (the
-    config's `sandbox.state_path`) the sandbox keeps its state beside each database, as `run` does
-    (`runner.project.real_provider_for`)."""
+    the one in use and the project's own (they differ under --db or SEQRUN_DB). Without
+    `sandbox_state` (the config's `sandbox.state_path`) the sandbox keeps its state beside each
+    database, as `run` does (`runner.project.real_provider_for`)."""
     owned: dict[str, str] = {}
     paths = [sqlite_path(url) for url in databases]
     files = [(path, "the database", (*_COMPANIONS, _RUN_LOCK)) for path in paths]

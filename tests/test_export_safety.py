@@ -148,6 +148,19 @@ def test_export_never_writes_over_the_default_sandbox_state_file(project: pathli
     assert (project / target).read_bytes() == b"state"
 
 
+def test_export_with_seqrun_db_set_still_never_writes_over_the_project_database(
+        project: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # README: `SEQRUN_DB=/tmp/trial.db seqrun ...` tries something without touching the real database.
+    build_db(project / "trial.db", leads=3)
+    monkeypatch.setenv("SEQRUN_DB", str(project / "trial.db"))
+    before = digest(project / "seqrun.db")
+    for target in ("seqrun.db", "seqrun.db-wal", "trial.db"):
+        code, out, err = run(capsys, "export", "actions", "-o", target)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"error: will not write the export to {target}: it is the database")
+    assert digest(project / "seqrun.db") == before
+
+
 def test_export_into_a_missing_directory_is_a_user_error(project: pathlib.Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "export", "actions", "-o", "/nonexistent/dir/out.csv") == (
