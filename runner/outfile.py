@@ -47,8 +47,8 @@ def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
     return owned
 
 
-def check_output(path: str, *, root: str, owned: dict[str, str]) -> None:
-    """Raise UserError when writing to `path` would destroy a file seqrun owns or cannot work."""
+def check_output(path: str, *, root: str, owned: dict[str, str], what_for: str = "the export") -> None:
+    """Raise UserError when writing `what_for` to `path` would destroy a file seqrun owns or cannot work."""
     real = os.path.realpath(path)
     what = owned.get(real)
     if what is None and os.path.exists(real):
@@ -58,7 +58,7 @@ def check_output(path: str, *, root: str, owned: dict[str, str]) -> None:
             if real.startswith(os.path.realpath(os.path.join(root, directory)) + os.sep):
                 what = f"in the project's {directory}/ directory"
     if what is not None:
-        raise UserError(f"will not write the export to {path}: it is {what}; choose another file")
+        raise UserError(f"will not write {what_for} to {path}: it is {what}; choose another file")
     directory = os.path.dirname(real)
     if not os.path.isdir(directory):
         shown = os.path.dirname(path) or "."

@@ -14,6 +14,7 @@ import click
 
 from ..config import load_project_config
 from ..diagnostics import UserError
+from ..outfile import check_output, owned_files
 from ..project import load_sequences
 from ..simulate import SimOptions, SimReport, run_simulation
 from ..store import Enrollment, open_store
@@ -39,7 +40,8 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--accept-rate", type=click.FloatRange(0, 1), default=None, help="Share of invites accepted (default 0.35).")
 @click.option("--reply-rate", type=click.FloatRange(0, 1), default=None, help="Share of messaged leads who reply (default 0.15).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First simulated day (UTC); default next Monday.")
-@click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`).")
+@click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`); never the "
+                                                      "project's own database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def command(sequence: str, leads_n: int | None, leads_file: str | None, days: int, seed: int,
             accept_rate: float | None, reply_rate: float | None, start: dt.datetime | None,
@@ -62,6 +64,11 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
         raise UserError(f"--start {start.date().isoformat()}: choose a day from {FIRST_START} to {LAST_START}")
     seq = next(iter(load_sequences([sequence]).values()))
     config = load_project_config(sequence, [seq])
+    if db_url:  # simulated leads and actions never go into the project's own files
+        owned = owned_files(root=config.root, config_path=config.path,
+                            databases=(config.database_url(), config.project_database_url()),
+                            sandbox_state=config.sandbox.get("state_path"))
+        check_output(db_url, root=config.root, owned=owned, what_for="the simulation")
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
                          accept_rate=accept_rate, reply_rate=reply_rate,
                          start=start.replace(tzinfo=dt.timezone.utc) if start else next_monday(dt.date.today()))
