@@ -272,7 +272,7 @@ def _records(lines: list[str], delimiter: str) -> Iterator[_Record]:
 # a LinkedIn profile URL), and a quote may not be left open at the end of the file.
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_PROFILE_URL = re.compile(r"linkedin\.com/(?:in|pub|sales/lead|sales/people)/", re.IGNORECASE)
+_PROFILE_URL = re.compile(r"linkedin\.com/(?:mwlite/)?(?:in|pub|sales/lead|sales/people)/", re.IGNORECASE)
 
 
 class _QuoteError(Exception):

@@ -220,6 +220,18 @@ def test_a_quoted_cell_taking_in_other_rows_is_refused_even_when_a_later_quote_c
     assert leads.fatal
 
 
+def test_a_quoted_cell_taking_in_rows_of_mobile_site_urls_is_refused() -> None:
+    # /mwlite/in/ URLs (LinkedIn's lightweight mobile site) are profile URLs too.
+    rows = "".join(f"https://www.linkedin.com/mwlite/in/lead-{i},Lead {i},Co\n" for i in range(4))
+    text = HEADER + 'https://www.linkedin.com/mwlite/in/jane-doe,"Jane,Acme\n' + rows + '"\n'
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        "leads.csv:2: error: row 2: the quoted cell in column full_name runs over 6 lines and takes in what looks "
+        'like another row on line 3 ("https://www.linkedin.com/mwlite/in/lead-0,Lead 0,Co"); a closing quote (") '
+        "is probably missing")
+    assert leads.fatal
+
+
 def test_quoted_cells_may_still_span_lines() -> None:
     text = (HEADER + 'https://www.linkedin.com/in/jane-doe,"Jane\nDoe","Acme\r\nLabs"\n'
             + 'https://www.linkedin.com/in/bob-roe,Bob,"Roe ""&"" Sons\nsee linkedin.com/company/roe"')
