@@ -1,6 +1,6 @@
 """Benchmarks of the interpreter: tick cost over a large store, and lead-steps per second.
 
-Run: python bench/bench_engine.py [ENROLLED] [STEPS_LEADS]
+Run: python bench/bench_engine.py [ENROLLED] [STEPS_LEADS]   (or --smoke: a tiny run that proves it works)
 
 1. Tick cost with ENROLLED (default 1,000,000) enrollments in the store, none due and then 1,000
    due, against the floor: a raw sqlite3 query for the due ids through the same partial index.
@@ -163,8 +163,10 @@ def bench_steps(leads: int) -> None:
 
 
 if __name__ == "__main__":
-    enrolled = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    step_leads = int(sys.argv[2]) if len(sys.argv) > 2 else 2_000
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    smoke = len(args) < len(sys.argv) - 1
+    enrolled = int(args[0]) if args else (500 if smoke else 1_000_000)
+    step_leads = int(args[1]) if len(args) > 1 else (20 if smoke else 2_000)
     bench_tick(enrolled)
     print()
     bench_steps(step_leads)

@@ -1,6 +1,6 @@
 """Benchmark: importing 100k leads from CSV, against raw sqlite3 executemany of the same rows.
 
-Run: python bench/bench_import.py [ROWS]
+Run: python bench/bench_import.py [ROWS]   (or --smoke: 200 rows, to prove it works)
 
 Builds a throwaway project (one sandbox sender pair, one sequence) in a temporary directory, writes
 a CSV of ROWS leads (default 100,000), then times
@@ -109,7 +109,8 @@ def run_baseline(directory: pathlib.Path, rows: int) -> float:
 
 
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    rows = int(args[0]) if args else (200 if "--smoke" in sys.argv else 100_000)
     with tempfile.TemporaryDirectory() as tmp:
         directory = pathlib.Path(tmp)
         csv_path = make_project(directory, rows)

@@ -1,6 +1,6 @@
 """Benchmark: the sandbox provider at scale, against a poll that scans every lead.
 
-Run: python bench/bench_sandbox.py [LEADS]
+Run: python bench/bench_sandbox.py [LEADS]   (or --smoke: 200 leads over 3 days, to prove it works)
 
 On a virtual clock, invites LEADS leads (default 100,000; half with a note) from one account, then
 polls every 30 virtual minutes for 30 days with a 2-minute overlap, sending one message to every
@@ -69,18 +69,18 @@ def poll_for(provider: SandboxProvider, clock: Clock, days: int) -> tuple[int, i
     return polls, accepted, replied
 
 
-def run(leads: int, state_path: str | None) -> tuple[float, float, tuple[int, int, int]]:
+def run(leads: int, state_path: str | None, days: int = 30) -> tuple[float, float, tuple[int, int, int]]:
     clock = Clock()
     with SandboxProvider(seed=1, clock=clock, state_path=state_path) as provider:
         started = time.perf_counter()
         invite_all(provider, leads)
         invited = time.perf_counter()
-        counts = poll_for(provider, clock, days=30)
+        counts = poll_for(provider, clock, days=days)
         return invited - started, time.perf_counter() - invited, counts
 
 
-def reopen(state_path: str) -> float:
-    later = START + dt.timedelta(days=30)
+def reopen(state_path: str, days: int = 30) -> float:
+    later = START + dt.timedelta(days=days)
     started = time.perf_counter()
     with SandboxProvider(seed=1, clock=lambda: later, state_path=state_path) as provider:
         provider.relationship(ACCOUNT, LeadRef("lead-0", ""))
@@ -111,19 +111,22 @@ def per_poll_heap_and_scan(leads: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    leads = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    smoke = "--smoke" in sys.argv
+    leads = int(args[0]) if args else (200 if smoke else 100_000)
+    days = 3 if smoke else 30
     with tempfile.TemporaryDirectory() as directory:
         state_path = str(pathlib.Path(directory) / "sandbox.db")
-        memory = run(leads, None)
-        on_file = run(leads, state_path)
-        reopened = reopen(state_path)
+        memory = run(leads, None, days)
+        on_file = run(leads, state_path, days)
+        reopened = reopen(state_path, days)
         size_mb = pathlib.Path(state_path).stat().st_size / 1e6
     heap, scan = per_poll_heap_and_scan(leads)
     polls, accepted, replied = memory[2]
-    print(f"{leads:,} invites, then {polls} polls over 30 virtual days "
+    print(f"{leads:,} invites, then {polls} polls over {days} virtual days "
           f"({accepted:,} acceptances incl. overlap repeats, {replied:,} replies)")
-    print(f"in memory:   invites {memory[0]:6.2f} s   30 days of polling and messages {memory[1]:6.2f} s")
-    print(f"state file:  invites {on_file[0]:6.2f} s   30 days of polling and messages {on_file[1]:6.2f} s")
+    print(f"in memory:   invites {memory[0]:6.2f} s   {days} days of polling and messages {memory[1]:6.2f} s")
+    print(f"state file:  invites {on_file[0]:6.2f} s   {days} days of polling and messages {on_file[1]:6.2f} s")
     print(f"state file:  {size_mb:.0f} MB, reopened by a fresh instance in {reopened:.2f} s")
     print(f"per poll:    heap {heap * 1e3:8.3f} ms   scan of every lead (baseline) {scan * 1e3:8.3f} ms")
     print(f"ratio scan / heap per poll: {scan / heap:6.1f}x")

@@ -9,7 +9,7 @@ project, then times, best of several rounds:
 - `load_paths`: reading, positioned YAML, schema, model and semantic checks;
 - `validate_paths`: the whole `seqrun validate` pipeline, template lint included.
 
-Run: python bench/bench_validate.py [FILES]
+Run: python bench/bench_validate.py [FILES]   (or --smoke: 5 files, one round, to prove it works)
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def best_of(rounds: int, fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def main(count: int) -> None:
+def main(count: int, rounds: int = ROUNDS) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
         files = make_project(root, count)
@@ -172,12 +172,12 @@ def main(count: int) -> None:
                 with open(file, encoding="utf-8") as fh:
                     loader(fh.read())
 
-        safe = best_of(ROUNDS, lambda: read_all(yaml.safe_load))
-        csafe = best_of(ROUNDS, lambda: read_all(lambda text: yaml.load(text, Loader=yaml.CSafeLoader)))
-        loaded = best_of(ROUNDS, lambda: load_paths([str(root / "sequences")]))
-        validated = best_of(ROUNDS, lambda: validate_paths([str(root / "sequences")]))
+        safe = best_of(rounds, lambda: read_all(yaml.safe_load))
+        csafe = best_of(rounds, lambda: read_all(lambda text: yaml.load(text, Loader=yaml.CSafeLoader)))
+        loaded = best_of(rounds, lambda: load_paths([str(root / "sequences")]))
+        validated = best_of(rounds, lambda: validate_paths([str(root / "sequences")]))
 
-    print(f"{count} sequence files, best of {ROUNDS} rounds")
+    print(f"{count} sequence files, best of {rounds} rounds")
     print(f"  yaml.safe_load (baseline)    {safe * 1000:8.1f} ms")
     print(f"  yaml CSafeLoader             {csafe * 1000:8.1f} ms")
     print(f"  load_paths (+ checks)        {loaded * 1000:8.1f} ms   {loaded / safe:5.2f}x baseline")
@@ -186,4 +186,6 @@ def main(count: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    smoke = "--smoke" in sys.argv
+    main(int(args[0]) if args else (5 if smoke else 200), 1 if smoke else ROUNDS)

@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from . import calendar as cal
 from . import limits, templates
 from .model import ActionStep
 from .providers.base import ActionResult, ErrorKind, ProviderError
@@ -58,10 +59,12 @@ def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
 
 def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     """Run an action step (an action left in flight was reconciled first, in `steps._step_once`)."""
-    if step.action == "tag":
-        return _tag(ctx, step)
-    if step.action == "notify":
-        return _notify(ctx, step)
+    if step.action in ("tag", "notify"):
+        if is_blocked(ctx.lead):  # read fresh, as before every action: a block may have come in since
+            return Finish("blocked")
+        if step.in_window and not cal.is_open(ctx.seq.calendar, ctx.zone, ctx.now):
+            return Sleep(cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now))
+        return _tag(ctx, step) if step.action == "tag" else _notify(ctx, step)
     skipped = _precheck(ctx, step)
     if skipped is not None:
         return skipped
@@ -72,15 +75,15 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     held = ctx.facts.pop("slot", None)
     if _first_after_acceptance(ctx, step):
         if held:
-            limits.release(ctx.seq.name, ctx.sender.id, held["action"], held["day"])
+            limits.release(ctx.seq.name, ctx.sender.id, held["action"], held["day"], held.get("at"))
         slot = limits.plan_first(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
-                                 lead_key=ctx.lead.key, now=ctx.now)
+                                 lead_key=ctx.lead.key, now=ctx.now, enrollment_id=ctx.enr.id)
     else:
         slot = limits.plan(ctx.seq, ctx.sender.caps, name, calendar=ctx.seq.calendar, zone=ctx.zone,
-                           lead_key=ctx.lead.key, held_day=held["day"] if held else None, now=ctx.now)
+                           lead_key=ctx.lead.key, held=held, now=ctx.now, enrollment_id=ctx.enr.id)
     if slot.at is not None:
-        if slot.day is not None:
-            ctx.facts["slot"] = {"action": name, "day": slot.day}
+        if slot.hold is not None:
+            ctx.facts["slot"] = slot.hold
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
     if is_blocked(ctx.lead):  # read fresh: a block may have come in since the lead woke up
@@ -147,9 +150,10 @@ def _flush(ctx: Ctx) -> None:
     ctx.save()
 
 
-def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError) -> Outcome:
+def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError, gave_up: str) -> Outcome:
     """Giving up after transient errors on an action that may have reached LinkedIn: ask once
-    whether it happened; refund the charge only when the provider says it did not."""
+    whether it happened; refund the charge only when the provider says it did not. (A charge kept
+    marks the action's outcome as unknown: `seqrun leads retry` asks the provider again first.)"""
     try:
         with ctx.outside():
             result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=act.key,
@@ -157,12 +161,28 @@ def settle_unknown(ctx: Ctx, step: ActionStep, act: Action, err: ProviderError) 
     except ProviderError as again:
         close_action(ctx, act, "failed", error=err, keep_charge=True,
                      note=f"outcome unknown: the provider could not say whether it happened ({again.message})")
-        return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts; "
-                    "whether the last one reached LinkedIn is unknown)")
+        return Fail(f"{err.kind.value}: {err.message} ({gave_up}; whether the last attempt reached LinkedIn is unknown)")
     if result is not None:
         return _succeeded(ctx, step, act, result)
-    close_action(ctx, act, "failed", error=err, note=f"gave up after {ctx.rt.max_attempts} attempts")
-    return Fail(f"{err.kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
+    close_action(ctx, act, "failed", error=err, note=gave_up)
+    return Fail(f"{err.kind.value}: {err.message} ({gave_up})")
+
+
+# --- the audit trail of an action -----------------------------------------------------------------
+
+def audit_fields(ctx: Ctx, step: ActionStep) -> dict[str, Any]:
+    """What the audit log keeps with an action, as known when it is recorded: the zones it was judged
+    in (so that exports never depend on the sequence files), the lead's relationship (NULL when this
+    step did not check it) and, for messages, whether the message starts a conversation."""
+    f = ctx.facts
+    relationship = None
+    if step.action in ("visit", "connect", "message", "withdraw") and "connected" in f:
+        relationship = "connected" if f["connected"] else "invite_pending" if f.get("invite_pending") else "not_connected"
+    conversation = None
+    if step.action == "message":
+        conversation = "existing" if f.get("conversation_id") or f.get("conversation_exists") else "started"
+    return {"lead_timezone": ctx.zone.key, "sender_timezone": ctx.sender.caps.zone.key,
+            "relationship": relationship, "conversation": conversation}
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -174,7 +194,7 @@ def _skip(ctx: Ctx, step: ActionStep, reason: str) -> Outcome:
     ctx.pending.append(lambda: insert_action(
         key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
         step_id=step.id, action=action_name(step), attempt=ctx.enr.attempt, status="skipped",
-        planned_at=ctx.now, started_at=ctx.now, error_message=reason))
+        planned_at=ctx.now, started_at=ctx.now, error_message=reason, **audit_fields(ctx, step)))
     return follow(ctx, step.id, step.then)
 
 
@@ -191,6 +211,11 @@ def _precheck(ctx: Ctx, step: ActionStep) -> Outcome | None:
         refresh_relationship(ctx)
         if not f.get("invite_pending"):
             return _skip(ctx, step, "no pending invitation to withdraw")
+        if step.invite == "ours" and not f.get("invited"):
+            # `invited` is set only when this sequence's connect step sent the invite: one sent by
+            # hand or by another tool is the user's, and withdrawing it is their explicit choice.
+            return _skip(ctx, step, "the pending invitation was not sent by this sequence "
+                                    "(`invite: any` withdraws it anyway)")
     elif step.action == "message":
         refresh_conversation(ctx)
         if f.get("replied"):
@@ -237,7 +262,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
         act = insert_action(
             key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
             step_id=step.id, action=name, attempt=ctx.enr.attempt, status="in_flight", charged=True,
-            planned_at=ctx.now, started_at=ctx.now, **content)
+            planned_at=ctx.now, started_at=ctx.now, **content, **audit_fields(ctx, step))
         ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
         ctx.dirty = True
     return act
@@ -299,12 +324,13 @@ def _tag(ctx: Ctx, step: ActionStep) -> Outcome:
     ctx.lead.tags = tags
     key = idempotency_key(ctx, step)
     lead_id = ctx.lead.id
+    audit = audit_fields(ctx, step)
 
     def write() -> None:
         set_lead_json(lead_id, "tags", tags)
         insert_action(key=key, enrollment=ctx.enr.id, lead=lead_id, sender=ctx.sender.id, sequence=ctx.seq.name,
                       step_id=step.id, action="tag", attempt=ctx.enr.attempt, status="done", planned_at=ctx.now,
-                      started_at=ctx.now, performed_at=ctx.now, content=",".join(step.tags))
+                      started_at=ctx.now, performed_at=ctx.now, content=",".join(step.tags), **audit)
 
     ctx.pending.append(write)
     return follow(ctx, step.id, step.then)
@@ -358,7 +384,8 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
         ctx.pending.clear()
         act = insert_action(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
-                            status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url)
+                            status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url,
+                            **audit_fields(ctx, step))
         ctx.facts["inflight"] = key  # saved and committed with the row by the `outside()` around the call
         ctx.dirty = True
     return act

@@ -2,22 +2,26 @@
 
 Reads the store after a run or simulation and lists every broken promise in plain words: an action
 started outside the calendar window in the lead's zone, more actions than a sender's (or a
-sequence's) daily cap on a sender-local day, a message sent after the lead replied, or one step
-entry performed twice. An empty list is the expected answer; tests and `simulate` report it.
+sequence's) daily cap on a sender-local day (warm-up included), more than a provider's quota in its
+window (a week for ConnectSafely's invitations), two actions of a kind closer than `min_gap` or the
+pacing floor (`runner.pacing_audit`), a message sent after the lead replied, or one step entry
+performed twice. An empty list is the expected answer; tests and `simulate` report it.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from collections import Counter
 
 from . import calendar as cal
-from .limits import caps_for
+from . import pacing_audit
 from .model import Sequence
+from .providers import QUOTAS
+from .providers.quotas import by_window
 from .runtime import Runtime
-from .store import Sender, db
+from .store import db
 from .store.fields import from_db_time
+from .store.quota_usage import performed_times
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 
@@ -25,9 +29,6 @@ LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
     found: list[str] = []
     senders = {s.id: s for s in rt.senders.values()}
-    first_action = {row.id: row.first_action_at for row in Sender.select(Sender.id, Sender.first_action_at)}
-    per_day: Counter[tuple[int, str, str, str]] = Counter()
-    sender_day: Counter[tuple[int, str, str]] = Counter()
     entries: Counter[str] = Counter()
     replied_at = _reply_times()
     rows = db.execute_sql(
@@ -45,27 +46,27 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
         if not cal.is_open(seq.calendar, zone, at):
             found.append(f"{action} for {lead_key} at {at.isoformat()} is outside the window ({zone.key} local "
                          f"{at.astimezone(zone).strftime('%a %H:%M')})")
-        day = cal.local_date(at, sender.caps.zone).isoformat()
-        per_day[(sender_id, seq_name, action, day)] += 1
-        sender_day[(sender_id, action, day)] += 1
         entries[key.rsplit(":", 1)[0]] += 1
         reply = replied_at.get(lead_id)
         if action in ("message", "inmail") and reply is not None and at > reply:
             found.append(f"{action} to {lead_key} at {at.isoformat()} after the lead replied at {reply.isoformat()}")
-    for (sender_id, seq_name, action, day), n in sorted(per_day.items()):
-        sender = senders[sender_id]
-        caps = dataclasses.replace(sender.caps, first_action_at=first_action.get(sender_id))
-        seq_cap, _ = caps_for(sequences[seq_name], caps, action, dt.date.fromisoformat(day))
-        if n > seq_cap:
-            found.append(f"sender {sender.name}: {n} {action} actions in sequence {seq_name} on {day}; the limit is {seq_cap}")
-    for (sender_id, action, day), n in sorted(sender_day.items()):
-        sender = senders[sender_id]
-        cap = sender.caps.caps.get(action, 0)
-        if n > cap:
-            found.append(f"sender {sender.name}: {n} {action} actions on {day}; the sender's limit is {cap}")
+    found += pacing_audit.violations(sequences, rt, pacing_audit.done_rows(LINKEDIN_ACTIONS))
     for entry, n in sorted(entries.items()):
         if n > 1:
             found.append(f"step entry {entry} was performed {n} times")
+    return found + _quota_violations(rt)
+
+
+def _quota_violations(rt: Runtime) -> list[str]:
+    """Every provider quota window (a ConnectSafely week) with more performed actions than the quota."""
+    found = []
+    for sender in rt.senders.values():
+        provider = getattr(sender.provider, "name", "")
+        for quota in QUOTAS.get(provider, ()):
+            for start, n in by_window(quota, performed_times(sender.id, quota.action)).items():
+                if n > quota.limit:
+                    found.append(f"sender {sender.name}: {n} {quota.action} actions in the {quota.period} from "
+                                 f"{start:%Y-%m-%d %H:%M} UTC; {provider}'s quota is {quota.describe()}")
     return found
 
 

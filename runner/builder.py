@@ -311,6 +311,8 @@ class Builder:
             tags=tuple(raw.get("tags", ())),
             url=raw.get("url"),
             headers_from_env=dict(raw.get("headers_from_env", {})),
+            invite=raw.get("invite", "ours"),
+            in_window=bool(raw.get("in_window", False)),
             then=self.then(path, raw),
         )
 

@@ -225,7 +225,9 @@ def add_business_days(calendar: Calendar, zone: ZoneInfo, t: dt.datetime, n: int
       next window day at the calendar's earliest opening time, which itself is day 0
       (Saturday + 0 = Monday 09:00, Saturday + 1 = Tuesday 09:00).
     - Wall-clock times that do not exist on the target date move forward out of the DST gap;
-      ambiguous ones take the first occurrence.
+      ambiguous ones take the first occurrence. Day 0 of a window day is `t` itself, even in the
+      repeated hour when clocks go back (its wall time read again would be the first occurrence,
+      before `t`).
 
     Raises ValueError for negative `n`, or when HORIZON_DAYS pass without a window day.
     """
@@ -234,6 +236,8 @@ def add_business_days(calendar: Calendar, zone: ZoneInfo, t: dt.datetime, n: int
         raise ValueError(f"business days must not be negative, got {n}")
     local = t.astimezone(zone)
     day, time = local.date(), local.time().replace(fold=0)
+    if n == 0 and is_window_day(calendar, day):
+        return t
     if not is_window_day(calendar, day):
         if not calendar.hours:
             raise ValueError("the calendar has no hours, so it has no business days")

@@ -289,7 +289,7 @@ def _withdraw_without_connect(seq: Sequence, graph: _Graph) -> Iterator[Diagnost
     before_any_connect = graph.reachable(stop_at=connects)
     for i in sorted(before_any_connect - connects):
         step = seq.steps[i]
-        if isinstance(step, ActionStep) and step.action == "withdraw":
+        if isinstance(step, ActionStep) and step.action == "withdraw" and step.invite == "ours":
             yield warning(step.pos.file, step.pos.line, step.pos.column,
                           f"{_label(step)}: withdraw can be reached without a connect step before it, "
                           "so there may be no invite of this sequence to withdraw", step.id)

@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "pause",
     "senders",
+    "fake",
 )
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -112,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             else:
                 logging.getLogger("runner").debug("unexpected error", exc_info=True)
+            from .providers.http import redact
+
             exc_type, exc_value = sys.exc_info()[:2]
-            click.echo(printable(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {exc_value}",
+            what = redact(str(exc_value))  # a URL's query string or a credential never reaches the terminal
+            click.echo(printable(f"seqrun: unexpected error: {exc_type.__name__ if exc_type else 'Error'}: {what}",
                                  multiline=True), err=True)
             click.echo("This is a bug in seqrun; please report it with the command you ran "
                        "(run again with --debug to see the traceback).", err=True)

@@ -39,7 +39,7 @@ from .diagnostics import (
 from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
-from .schemacheck import show, simple_message
+from .schemacheck import secret_name_message, show, simple_message
 from .store.db import DEFAULT_DB, resolve_db_url
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
@@ -59,12 +59,12 @@ CEILINGS: dict[str, dict[str, int]] = {
 #: LinkedIn automation vendor ships to every account, and well under what subscriptions allow.
 _UNDOCUMENTED_DEFAULTS: dict[str, int] = {"inmail": 20, "withdraw": 40}
 
+#: Credentials each provider's driver needs, named in the sender's credentials_env.
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {"edges": ("api_key",), "connectsafely": ("api_key",)}
+
 # Keys people use when they paste a credential straight into the file.
 _SECRET_KEY = re.compile(r"(api_?key|apikey|token|secret|password|passwd|cookie|li_at|bearer|credentials?)$",
                          re.IGNORECASE)
-# Prefixes of well-known secret formats: Stripe-style keys, Slack, GitHub, JWTs, LinkedIn li_at cookies.
-_SECRET_PREFIXES = ("sk_", "sk-", "pk_", "rk_", "xox", "ghp_", "gho_", "eyJ", "AQED", "Bearer ")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,8 @@ class SenderConfig:
     full_name: str | None = None
     limits: Mapping[str, int] = field(default_factory=dict)
     credentials_env: Mapping[str, str] = field(default_factory=dict)
+    base_url: str | None = None  # the provider API's base URL; None: the provider's public API
+    requests_per_minute: int | None = None  # the API request rate of the sender's key; None: the default
     pos: Pos | None = None
 
     @property
@@ -96,6 +98,7 @@ class Config:
     senders: tuple[SenderConfig, ...]
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
+    retry_budget_hours: float = 24.0  # `retry.budget_hours`
 
     @property
     def sender_names(self) -> tuple[str, ...]:
@@ -219,8 +222,10 @@ def _build(doc: YamlDoc, file: pathlib.Path, warnings: tuple[Diagnostic, ...]) -
     sandbox = dict(data.get("sandbox") or {})
     if "state_path" in sandbox:
         sandbox["state_path"] = str(file.parent / pathlib.Path(sandbox["state_path"]).expanduser())
+    retry = data.get("retry") or {}
     return Config(path=doc.file, root=str(file.parent), database=_anchor_database(data.get("database"), file.parent),
-                  senders=senders, sandbox=sandbox, warnings=warnings)
+                  senders=senders, sandbox=sandbox, warnings=warnings,
+                  retry_budget_hours=float(retry.get("budget_hours", 24.0)))
 
 
 def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
@@ -230,6 +235,7 @@ def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
         account_type=raw.get("account_type", "classic"), timezone=raw.get("timezone", "UTC"),
         profile_id=raw.get("profile_id"), full_name=raw.get("full_name"),
         limits=dict(raw.get("limits") or {}), credentials_env=dict(raw.get("credentials_env") or {}),
+        base_url=raw.get("base_url"), requests_per_minute=raw.get("requests_per_minute"),
         pos=Pos(doc.file, line, col))
 
 
@@ -337,6 +343,10 @@ class _Checker:
             for key in instance:
                 if key not in err.schema.get("properties", {}) and path + (key,) not in secret_keys:
                     self.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
+        elif path[-1:] == ("base_url",) and validator == "pattern":
+            # Never echo the value: a URL may carry a token in its query string.
+            self.add(path, 'expected an http(s) URL without query string or fragment, like '
+                           '"https://api.edges.run/v1" (the value is not shown)')
         elif path[-1:] == ("credentials_env",) and validator == "type":
             self.add(path, "expected a mapping of credential names to environment variable names, like "
                            "{api_key: SALESFLOW_API_KEY} (the value is not shown)")
@@ -373,6 +383,13 @@ class _Checker:
                 available = ", ".join(sorted(PROVIDERS))
                 self.add(base + ("provider",), f"provider {sender['provider']} has no driver in this version "
                                                f"(available: {available})")
+            required = REQUIRED_CREDENTIALS.get(sender["provider"], ())
+            missing = [c for c in required if c not in (sender.get("credentials_env") or {})]
+            if missing:
+                example = ", ".join(f"{c}: {sender['provider'].upper()}_{c.upper()}" for c in missing)
+                self.add(base, f"provider {sender['provider']} needs credentials_env with {', '.join(missing)} "
+                               f"(the name of the environment variable holding it), e.g. "
+                               f"credentials_env: {{{example}}}")
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
@@ -441,16 +458,4 @@ def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
 
 def _credential_message(value: object) -> str:
     """Never echo the value: if it is not a variable name it may well be the secret itself."""
-    if isinstance(value, str) and _looks_like_secret(value):
-        return ("this looks like a secret value, not the name of an environment variable; put the value in an "
-                'environment variable and write its name here, like "SALESFLOW_API_KEY" (the value is not shown)')
-    return ('expected the name of an environment variable: upper-case letters, digits and "_", '
-            'like "SALESFLOW_API_KEY" (the value is not shown)')
-
-
-def _looks_like_secret(value: str) -> bool:
-    """Heuristic: known secret prefixes, or long random-looking text mixing cases or digits."""
-    if value.startswith(_SECRET_PREFIXES):
-        return True
-    mixed = any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
-    return len(value) >= 20 and mixed >= 2 and not _ENV_NAME.fullmatch(value)
+    return secret_name_message(value, "SALESFLOW_API_KEY")

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import leases, steps
+from . import leases, limits, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db, health
@@ -96,6 +96,7 @@ class Engine:
                     report.processed += 1
             if len(ids) < batch:
                 break
+        limits.fill_gaps(self.rt, now)  # capacity given back during the pass goes to waiting leads
         return report
 
     def _stopping(self, report: TickReport) -> bool:
@@ -197,12 +198,18 @@ class Engine:
         except ProviderError as err:
             if err.kind is ErrorKind.AUTH_EXPIRED:
                 steps.pause_sender(sender.id, "auth expired", now)
+            elif err.kind is ErrorKind.API_KEY_REJECTED:
+                steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
             log.warning("sender %s: polling failed: %s", sender.name, err)
             return 0
         applied, failed = 0, 0
+        # A session renewed since it expired: the old expiry (first seen now, e.g. because the
+        # sender was paused and not polled) must not pause the sender that was just resumed.
+        restored = max((ev.occurred_at for ev in result.events if ev.kind == "auth_restored"), default=None)
         for ev in result.events:
             try:
-                applied += self.apply_event(ev, now, source="poll", sender=sender)
+                stale = ev.kind == "auth_expired" and restored is not None and ev.occurred_at <= restored
+                applied += self.apply_event(ev, now, source="poll", sender=sender, stale=stale)
             except Exception:  # noqa: BLE001 - one malformed event must not stop every lead
                 failed += 1
                 log.exception("sender %s: event %s (%s) could not be applied", sender.name, ev.event_id, ev.kind)
@@ -218,8 +225,9 @@ class Engine:
         return applied
 
     def apply_event(self, event: ProviderEvent, now: dt.datetime, *, source: str,
-                    sender: SenderRuntime | None = None) -> bool:
-        """Store an event (once, by event id) and apply it to the lead's running enrollment."""
+                    sender: SenderRuntime | None = None, stale: bool = False) -> bool:
+        """Store an event (once, by event id) and apply it to the lead's running enrollment (a `stale`
+        one, superseded by a later event, is only stored)."""
         with db.atomic():
             if Event.select(Event.id).where(Event.event_id == event.event_id).exists():
                 return False
@@ -236,7 +244,9 @@ class Engine:
                          sender=sender.id if sender else None, lead=lead.id if lead else None,
                          enrollment=enr.id if enr else None, occurred_at=event.occurred_at, received_at=now,
                          data=dict(event.data))
-            if event.kind == "auth_expired" and sender is not None:
+            if stale:
+                pass
+            elif event.kind == "auth_expired" and sender is not None:
                 steps.pause_sender(sender.id, "auth expired", now)
             elif enr is not None:
                 steps.apply_event_to_enrollment(self.rt, enr, event, now)

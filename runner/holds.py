@@ -25,6 +25,8 @@ from .store import Enrollment, Lead, Sender, db
 LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
 #: The reason the engine writes when a provider says the sender's session expired (runner.steps).
 AUTH_EXPIRED = "auth expired"
+#: ... and the reason it writes when the provider refused the sender's API key.
+API_KEY_REJECTED = "API key rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ def _holder(reason: str | None) -> str | None:
     for scope in (LEAD, SENDER, SEQUENCE):
         if reason and (reason == f"{scope} paused" or reason.startswith(f"{scope} paused: ")):
             return scope
-    return SENDER if reason == AUTH_EXPIRED else None
+    return SENDER if reason in (AUTH_EXPIRED, API_KEY_REJECTED) else None
 
 
 def _running_of(target: Target) -> peewee.ModelSelect:

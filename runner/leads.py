@@ -41,8 +41,9 @@ from .leadsfile import (
 from .loader import load_paths
 from .model import Sequence
 from .project import sync_senders
-from .store import Block, Enrollment, Lead, Sender, db
+from .store import Block, Enrollment, Event, Lead, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .store.rows import last_enrollment_id, record_first_steps
 from .urls import normalize_profile_url
 from .versions import remember
 
@@ -304,7 +305,9 @@ def _write(rows: list[LeadRow], history: dict[str, _History], senders: list[int]
     first = seq.steps[0].id
     enrollments = [(ids[r[0]], seq.name, seq.source_hash, sender, first, "active", stamp, 0, stamp, "{}", stamp, stamp)
                    for r, sender in zip(lead_rows, senders, strict=True)]
+    before = last_enrollment_id()
     _execute_many(_INSERT_ENROLLMENT, enrollments, done)
+    record_first_steps(before)
 
 
 _UPSERT_LEAD = ("INSERT INTO lead (key, profile_url, fields, timezone, created_at, updated_at) VALUES ({}) "
@@ -394,6 +397,7 @@ def block_profiles(profiles: Iterable[tuple[str, str]], reason: str | None, now:
         new = [{"key": k, "profile_url": u, "reason": reason, "created_at": now} for k, u in items if k not in existing]
         for batch in _chunks(new, BATCH):
             Block.insert_many(batch).execute()
+            _block_events("blocked", [(b["key"], b["profile_url"]) for b in batch], reason, now)
         if reason is not None and existing:
             for chunk in _chunks(sorted(existing), BATCH):
                 Block.update(reason=reason).where(Block.key.in_(chunk)).execute()
@@ -404,9 +408,24 @@ def block_profiles(profiles: Iterable[tuple[str, str]], reason: str | None, now:
     return result
 
 
-def unblock_profile(key: str, url: str) -> None:
-    if Block.delete().where(Block.key == key).execute() == 0:
-        raise UserError(f"{url} is not blocked")
+def unblock_profile(key: str, url: str, now: dt.datetime) -> None:
+    with db.atomic("IMMEDIATE"):
+        if Block.delete().where(Block.key == key).execute() == 0:
+            raise UserError(f"{url} is not blocked")
+        _block_events("unblocked", [(key, url)], None, now)
+
+
+def _block_events(kind: str, profiles: list[tuple[str, str]], reason: str | None, now: dt.datetime) -> None:
+    """Blocking and unblocking go into the event log (the audit log's `export events`), with the
+    profile in `data` because a profile may be blocked before it is imported as a lead."""
+    import uuid
+
+    lead_ids = dict(Lead.select(Lead.key, Lead.id).where(Lead.key.in_([k for k, _ in profiles])).tuples())
+    Event.insert_many([
+        {"event_id": f"{kind}:{key}:{uuid.uuid4().hex}", "kind": kind, "source": "cli", "lead": lead_ids.get(key),
+         "occurred_at": now, "received_at": now,
+         "data": {"profile_url": url, **({"reason": reason} if reason else {})}}
+        for key, url in profiles]).execute()
 
 
 # --- listing --------------------------------------------------------------------------------------

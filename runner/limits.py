@@ -5,45 +5,68 @@ cap (seqrun.yaml override, else the documented LinkedIn default for the account 
 sequences, and the sequence's `limits` for its own actions. A warm-up ramp scales both for new
 senders, counted from the sender's first performed action.
 
-Pacing spreads a day's actions across the window instead of bursting at opening time: each sender
-keeps, per day and action, the time of its last slot; the next slot is one nominal gap later
-(open time per day / cap, or `min_gap` if larger) with deterministic jitter, moved into the lead's
-window. A lead that gets a future slot *reserves* it (so that the next lead gets the slot after,
-and thousands of waiting leads do not all wake at the same instant) and sleeps until then.
+Pacing spreads a day's actions over each lead's own window. The open time of a lead's day (in its
+zone) is cut into as many equal shares as the day's cap (fewer when `min_gap` needs it); the middle
+of each share, moved by deterministic jitter, is a *point*. A lead that has to wait books a free
+point of its window on the first sender-day with room, picked at random among the free ones (so
+the day's actions are spread evenly in every zone, not bunched at the opening), and sleeps until
+then (the arithmetic of points is `runner.pacing_grid`). A point is free when it keeps the *spacing* (`min_gap`, and at least a quarter of the nominal
+gap) from every point the sender has booked or used for that action, whichever sequence, lane or
+zone it came from (the `pace` table). Capacity a lead gives back (it exited, was skipped, or its
+action did not happen) is not left unused: `fill_gaps` moves the earliest later bookings into it.
+
+A lead that wakes at its point acts; one that wakes more than `LATE` after it (the process was down,
+or busy) is placed again over what is left of the window instead of acting at once, so a restart
+never sends a burst. The first message after an acceptance takes the earliest moment that keeps
+the spacing, ahead of the queue (`plan_first`).
 
 Reservations only pace; the promise "never exceeded" is kept by the hard check in `try_charge`,
-which counts performed (charged) actions and is done in the same transaction that records the
-action in the outbox. A charge is refunded when the provider says the action did not happen.
+which counts performed (charged) actions, checks the spacing from the last performed one, and is
+done in the same transaction that records the action in the outbox. A charge is refunded when the
+provider says the action did not happen.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import functools
+import json
 import math
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
+from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
 from .store import db
+from .store.fields import from_db_time, to_db_time
 
 MAX_DAYS_AHEAD = 400
+#: A lead that wakes later than this after its booked point (downtime, a long pass) does not act at
+#: once: it is placed again over what remains of the window.
+LATE = dt.timedelta(minutes=15)
+#: The spacing floor, as a share of the nominal gap (open time per day / cap): at most four actions
+#: of a kind by one sender in any stretch of one nominal gap.
+FLOOR_SHARE = Fraction(1, 4)
 
-#: (sender id, sequence, action) -> the first sender-local day that may still have room. Days before
-#: it are known to be full (used + reserved at the cap), so `plan` does not scan them again: without
-#: this, the n-th of many waiting leads would re-read n/cap full days. Only a hint: every day is still
-#: checked against the store, and releases or refunds move the hint back.
-_first_free: dict[tuple[int, str, str], dt.date] = {}
+#: (sender id, sequence, action, lead zone) -> the first sender-local day that may still have room
+#: for a lead of that zone. Days before it are known to be full (used + reserved at the cap, or no
+#: free point in the zone's windows), so `plan` does not scan them again: without this, the n-th of
+#: many waiting leads would re-read n/cap full days. Only a hint: every day is still checked against
+#: the store, and releases, refunds and moved bookings move the hint back.
+_first_free: dict[tuple[int, str, str, str], dt.date] = {}
 _first_free_owner: object | None = None  # the connection the hints were learnt on
 
 
-def _hints() -> dict[tuple[int, str, str], dt.date]:
+def _hints() -> dict[tuple[int, str, str, str], dt.date]:
     """The hints for the open store. Another connection (a second database in the same process,
     or the store reopened) starts without any: hints describe one store's usage table."""
     global _first_free_owner
     connection = db.connection()
     if connection is not _first_free_owner:
         _first_free.clear()
+        _reach.clear()
         _first_free_owner = connection
     return _first_free
 
@@ -61,26 +84,40 @@ class SenderCaps:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """A decision: perform now (`at is None`), or sleep until `at` holding a reservation on `day`."""
+    """A decision: perform now (`at is None`), or sleep until `at`, holding the booking `hold`
+    (kept in the lead's facts as "slot": action, sender-local day, booked point) when not None."""
 
     at: dt.datetime | None
-    day: str | None = None
+    hold: dict[str, str] | None = None
 
 
 def ramp(limits: Limits, first_action_at: dt.datetime | None, day: dt.date, zone: ZoneInfo,
-         today: dt.date | None = None) -> float:
+         today: dt.date | None = None) -> Fraction:
     """Warm-up factor for `day`: from `start` on the sender's first day up to 1 after `days` days.
 
+    Exact: `start` is read as the decimal the user wrote (0.2 is 1/5), so day 7 of a 14-day ramp
+    from 0.2 is exactly 3/5, and 3/5 of a cap of 20 is 12, not 13 (binary floating point gives
+    0.6000000000000001, which rounds up to one action too many).
     A sender that has not acted yet starts today (`today`, default `day` itself).
     """
     if limits.warmup is None:
-        return 1.0
+        return Fraction(1)
     first = cal.local_date(first_action_at, zone) if first_action_at else (today or day)
     n = max(0, (day - first).days)
     if n >= limits.warmup.days:
-        return 1.0
-    start = limits.warmup.start
-    return start + (1.0 - start) * n / limits.warmup.days
+        return Fraction(1)
+    return _ramp_factor(limits.warmup.start, limits.warmup.days, n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ramp_factor(start: float, days: int, n: int) -> Fraction:
+    begin = Fraction(repr(start))
+    return begin + (1 - begin) * Fraction(n, days)
+
+
+def ramped(cap: int, factor: Fraction) -> int:
+    """A cap scaled by a warm-up factor, rounded up (a ramped cap of a non-zero cap is at least 1)."""
+    return math.ceil(cap * factor) if cap and factor.numerator < factor.denominator else cap
 
 
 def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
@@ -92,35 +129,27 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
     sender_cap = sender.caps.get(action, 0)
     limit = seq.limits.per_action.get(action)
     seq_cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
+    if seq.limits.warmup is None:
+        return seq_cap, sender_cap  # the common case, without fractions
     factor = ramp(seq.limits, sender.first_action_at, day, sender.zone, today)
-    if factor < 1.0:
-        seq_cap = math.ceil(seq_cap * factor) if seq_cap else 0
-        sender_cap = math.ceil(sender_cap * factor) if sender_cap else 0
-    return seq_cap, sender_cap
+    return ramped(seq_cap, factor), ramped(sender_cap, factor)
 
 
-def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int, dt.datetime | None]:
-    """(sequence used, sequence reserved, sender total used, last slot) for one day."""
+def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int]:
+    """(sequence used, sequence reserved, sender total used) for one day."""
     rows = db.execute_sql(
-        "SELECT sequence, used, reserved, last_at FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
+        "SELECT sequence, used, reserved FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
         (sender_id, day, action)).fetchall()
     used = reserved = total = 0
-    last: str | None = None
-    for seq_name, u, r, last_at in rows:
+    for seq_name, u, r in rows:
         total += u
         if seq_name == sequence:
             used, reserved = u, r
-        if last_at and (last is None or last_at > last):
-            last = last_at
-    from .store.fields import from_db_time
-
-    return used, reserved, total, from_db_time(last) if last else None
+    return used, reserved, total
 
 
 def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0, reserved: int = 0,
           last_at: dt.datetime | None = None) -> None:
-    from .store.fields import to_db_time
-
     stamp = to_db_time(last_at) if last_at else None
     db.execute_sql(
         "INSERT INTO usage (sender_id, sequence, action, day, used, reserved, last_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -131,14 +160,8 @@ def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0
         (sender_id, sequence, action, day, used, reserved, stamp))
 
 
-def unit(*parts: object) -> float:
-    """A deterministic number in [0, 1) from the parts: jitter that is the same on every run."""
-    return _unit(*parts)
-
-
-def _unit(*parts: object) -> float:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+unit = _unit = grids.unit  # deterministic jitter, the same on every run
+_local_midnight = grids.local_midnight
 
 
 def _gap_seconds(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
@@ -151,125 +174,251 @@ def _min_gap_seconds(seq: Sequence, action: str) -> float:
     return float(limit.min_gap.seconds) if limit is not None and limit.min_gap is not None else 0.0
 
 
-def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
-         lead_key: str, held_day: str | None, now: dt.datetime) -> Slot:
-    """Decide when the lead may perform `action`: now, or at a reserved future slot.
+def spacing_seconds(seq: Sequence, sender: SenderCaps, action: str) -> float:
+    """The least time between this sequence's `action` and any other of the sender's: `min_gap`,
+    and never less than a quarter of the nominal gap (open time per day / cap before warm-up)."""
+    sender_cap = sender.caps.get(action, 0)
+    limit = seq.limits.per_action.get(action)
+    cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
+    nominal = cal.open_seconds_per_day(seq.calendar) / max(cap, 1)
+    return max(_min_gap_seconds(seq, action), float(nominal * FLOOR_SHARE))
 
-    `held_day` is the day of a reservation the lead already holds (it has woken up at its slot).
-    The caller must run this inside a write transaction.
+
+# --- points ---------------------------------------------------------------------------------------
+
+def _segments(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
+              cap: int, spacing: float, after: dt.datetime) -> list[tuple[grids.Grid, int, int]]:
+    """The lead's points on sender-local `day` later than `after` (see `pacing_grid.slices`)."""
+    lo = max(_local_midnight(day, sender.zone), after)
+    hi = _local_midnight(day + dt.timedelta(days=1), sender.zone)
+    gap = _gap_seconds(seq, calendar, action, cap)
+    jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap)
+    return grids.slices(calendar, zone, lo, hi, cap, jitter, spacing)
+
+
+#: (sender id, action) -> the largest spacing of any point stored for it, as far as this process
+#: knows: how far around a moment `_conflict` has to look.
+_reach: dict[tuple[int, str], float] = {}
+
+
+def _reach_of(sender_id: int, action: str, spacing: float) -> float:
+    key = (sender_id, action)
+    _hints()  # another store forgets what this one knew
+    if key not in _reach:
+        row = db.execute_sql("SELECT MAX(spacing) FROM pace WHERE sender_id = ? AND action = ?", key).fetchone()
+        _reach[key] = float(row[0] or 0.0)
+    _reach[key] = max(_reach[key], spacing)
+    return _reach[key]
+
+
+def _conflict(sender_id: int, action: str, t: dt.datetime, spacing: float, *, used_only: bool = False) -> dt.datetime | None:
+    """The moment `t` would have to move past to keep its distance from the sender's booked and used
+    points of `action` (only the performed ones with `used_only`); None when `t` is free."""
+    reach = dt.timedelta(seconds=_reach_of(sender_id, action, spacing))
+    rows = db.execute_sql(
+        "SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND at > ? AND at < ?"
+        + (" AND state = 'used'" if used_only else ""),
+        (sender_id, action, to_db_time(t - reach), to_db_time(t + reach))).fetchall()
+    blocked: dt.datetime | None = None
+    for at_text, other in rows:
+        at = from_db_time(at_text)
+        need = dt.timedelta(seconds=max(spacing, other))
+        if abs(at - t) < need:
+            blocked = at + need if blocked is None else max(blocked, at + need)
+    return blocked
+
+
+def _book(sender: SenderCaps, seq: Sequence, action: str, day: dt.date, at: dt.datetime, spacing: float,
+          enrollment_id: int | None) -> Slot:
+    _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state, enrollment_id) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'booked', ?)",
+                   (sender.sender_id, action, seq.name, day.isoformat(), to_db_time(at), spacing, enrollment_id))
+    return Slot(at, {"action": action, "day": day.isoformat(), "at": at.isoformat()})
+
+
+def _unbook(sender_id: int, sequence: str, action: str, day: str, at: str | None) -> None:
+    """Delete a booking's point (bookings made before points existed have none) and its count."""
+    if at is not None:
+        db.execute_sql("DELETE FROM pace WHERE id = (SELECT id FROM pace WHERE sender_id = ? AND action = ? AND "
+                       "sequence = ? AND at = ? AND state = 'booked' LIMIT 1)",
+                       (sender_id, action, sequence, to_db_time(dt.datetime.fromisoformat(at))))
+    _bump(sender_id, day, action, sequence, reserved=-1)
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+def plan(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
+         lead_key: str, held: dict[str, str] | None, now: dt.datetime, enrollment_id: int | None = None) -> Slot:
+    """Decide when the lead may perform `action`: now, or at a booked future point.
+
+    `held` is the booking the lead already holds (it has woken up at its point). The caller must
+    run this inside a write transaction.
     """
+    spacing = spacing_seconds(seq, sender, action)
+    if held is not None:
+        due = dt.datetime.fromisoformat(held["at"]) if held.get("at") else None
+        today = cal.local_date(now, sender.zone).isoformat()
+        on_time = held["day"] <= today and (due is None or now - due <= LATE)
+        if on_time and cal.is_open(calendar, zone, now):
+            wait = _too_close(sender.sender_id, action, now, spacing)
+            if wait is None:
+                # The booking turns into the charge that follows (`try_charge` makes the hard check).
+                _unbook(sender.sender_id, seq.name, action, held["day"], held.get("at"))
+                return Slot(None)
+            if (due is None or wait - due <= LATE) and cal.is_open(calendar, zone, wait):
+                return Slot(wait, held)  # another action went out just before: keep the distance
+        # Late (downtime), or the window closed meanwhile: placed again over what remains, at the
+        # day's pace (no catch-up of the missed points: `fill_gaps` is for capacity given back).
+        _rehint((sender.sender_id, seq.name, action), held["day"])
+        _unbook(sender.sender_id, seq.name, action, held["day"], held.get("at"))
+    return _place(seq, sender, action, calendar=calendar, zone=zone, lead_key=lead_key, now=now,
+                  spacing=spacing, enrollment_id=enrollment_id)
+
+
+def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo, lead_key: str,
+           now: dt.datetime, spacing: float, enrollment_id: int | None) -> Slot:
     today = cal.local_date(now, sender.zone)
-    if held_day is not None:
-        # The lead woke at its slot: its reservation turns into the charge that follows, so the day
-        # is no emptier and the hint stays; only a slot given up re-opens its day.
-        _bump(sender.sender_id, held_day, action, seq.name, reserved=-1)
-        if held_day <= today.isoformat() and cal.is_open(calendar, zone, now):
-            return Slot(None)  # `try_charge` makes the hard check when the action is recorded
-        _reopen(sender.sender_id, seq.name, action, held_day)
-    hint_key = (sender.sender_id, seq.name, action)
+    # Per zone: a day with room but no free point in this zone's windows (a weekend, a day whose
+    # points here are all taken) is as full as a day at its cap for every lead of the zone.
+    hint_key = (sender.sender_id, seq.name, action, zone.key)
     hints = _hints()
     first = max(today, hints.get(hint_key, today))
     all_full_so_far = True
     for offset in range((first - today).days, MAX_DAYS_AHEAD):
         day = today + dt.timedelta(days=offset)
         seq_cap, sender_cap = caps_for(seq, sender, action, day, today)
-        used, reserved, total, last = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+        used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
         if used + reserved >= seq_cap or total + reserved >= sender_cap:
             if all_full_so_far:
                 hints[hint_key] = day + dt.timedelta(days=1)
             continue
-        gap = _gap_seconds(seq, calendar, action, seq_cap)
-        jitter = seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap
-        start = now if offset == 0 else _local_midnight(day, sender.zone)
-        if last is not None:
-            u = _unit(lead_key, action, day, used + reserved)
-            # Jitter spreads the slots, but never closer than `min_gap`: that one is a promise.
-            spacing = max(gap + (2 * u - 1) * jitter, _min_gap_seconds(seq, action))
-            start = max(start, last + dt.timedelta(seconds=spacing))
-        else:
-            # First slot of the day: a random fraction of one gap into the window, never at opening time.
-            start = max(start, cal.next_open(calendar, zone, start) + dt.timedelta(seconds=_unit(lead_key, day) * gap))
-        if start >= _local_midnight(day + dt.timedelta(days=1), sender.zone):
-            # The day's slots are spread to its end: as full as a day at its cap, for every lead.
-            if all_full_so_far:
-                hints[hint_key] = day + dt.timedelta(days=1)
-            continue
-        try:
-            at = cal.next_open(calendar, zone, start)
-        except ValueError:
-            return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)  # the calendar has no window at all
-        if cal.local_date(at, sender.zone) != day:
-            # No room in this lead's windows that day. When the day already has slots placed past this
-            # lead's window, or is a weekend or holiday, the hint moves on: a lead in a later zone
-            # might still have fitted, and leaving that slot unused is the price of not re-reading
-            # every such day for every waiting lead. An empty window day stays open for others.
-            if last is None and cal.is_window_day(calendar, day):
-                all_full_so_far = False
-            continue
-        if at <= now:
-            if _room(seq, sender, action, today):
-                return Slot(None)
-            continue
-        _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1, last_at=at)
-        return Slot(at, day.isoformat())
-    return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD), None)
+        at = _free_point(seq, sender, action, calendar, zone, day, seq_cap, spacing, now, lead_key)
+        if at is not None:
+            return _book(sender, seq, action, day, at, spacing, enrollment_id)
+        if all_full_so_far:
+            hints[hint_key] = day + dt.timedelta(days=1)
+    return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD))  # the calendar has no window at all
+
+
+def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
+                cap: int, spacing: float, now: dt.datetime, lead_key: str) -> dt.datetime | None:
+    """A free point of the lead's window on sender-local `day`, picked at random among the free
+    ones (deterministically per lead: the first free one from a random start), or None."""
+    segments = _segments(seq, sender, action, calendar, zone, day, cap, spacing, now)
+    total = sum(end - first for _, first, end in segments)
+    if not total:
+        return None
+    start = int(_unit(lead_key, action, day) * total)
+    for k in range(total):
+        index = (start + k) % total
+        for grid, first, end in segments:
+            if index < end - first:
+                at = grid[first + index]
+                break
+            index -= end - first
+        if _conflict(sender.sender_id, action, at, spacing) is None:
+            return at
+    return None
+
+
+def _free_moment(sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date, spacing: float,
+                 now: dt.datetime, lead_key: str, tries: int = 16) -> dt.datetime | None:
+    """A random moment of the lead's windows on sender-local `day` after `now` that keeps the
+    spacing, or None after a few tries (for capacity given back after its points have passed)."""
+    lo = max(_local_midnight(day, sender.zone), now + dt.timedelta(seconds=1))
+    spans = grids.open_spans(calendar, zone, lo, _local_midnight(day + dt.timedelta(days=1), sender.zone))
+    if sum((b - a).total_seconds() for a, b in spans) < 1:
+        return None
+    for k in range(tries):
+        at = grids.moment_at(spans, _unit(lead_key, action, day, "moment", k))
+        if _conflict(sender.sender_id, action, at, spacing) is None:
+            return at
+    return None
+
+
+def _too_close(sender_id: int, action: str, now: dt.datetime, spacing: float) -> dt.datetime | None:
+    """When an action performed lately is too close to `now`: the first moment that keeps the
+    distance from it; None when `now` is fine."""
+    return _conflict(sender_id, action, now, spacing, used_only=True)
 
 
 def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
-               lead_key: str, now: dt.datetime) -> Slot:
+               lead_key: str, now: dt.datetime, enrollment_id: int | None = None) -> Slot:
     """The fast lane for a time-sensitive action (the first message after an acceptance).
 
-    It takes today's unused capacity ahead of the reserved queue (a lead whose reserved slot finds
-    the day full plans again), paced only against the actions really performed: at least a quarter
-    of the nominal gap (or `min_gap`) after the sender's last one. It never reserves.
+    In the lead's window it takes the earliest moment that keeps the spacing from every booked and
+    used point, ahead of the queue (it books that moment even when queued bookings fill the day; a
+    queued lead whose point finds the day full moves to the next day). Outside the window it wakes
+    at a random moment of the next open day, so such messages spread over the day instead of all
+    going out at the opening.
     """
+    spacing = spacing_seconds(seq, sender, action)
     if not cal.is_open(calendar, zone, now):
-        return Slot(cal.next_open(calendar, zone, now) + dt.timedelta(seconds=60 * _unit(lead_key, action, now)))
+        return Slot(_random_open_moment(calendar, zone, now, _unit(lead_key, action, now)))
     today = cal.local_date(now, sender.zone)
-    seq_cap, _ = caps_for(seq, sender, action, today)
     if not _room(seq, sender, action, today):
         tomorrow = _local_midnight(today + dt.timedelta(days=1), sender.zone)
-        return Slot(cal.next_open(calendar, zone, tomorrow) + dt.timedelta(seconds=60 * _unit(lead_key, action, today)))
-    spacing = max(_min_gap_seconds(seq, action), 0.25 * _gap_seconds(seq, calendar, action, seq_cap))
-    last = _last_performed(sender.sender_id, action, now - dt.timedelta(days=1))
-    if last is not None and now < last + dt.timedelta(seconds=spacing):
-        return Slot(last + dt.timedelta(seconds=spacing * (1 + 0.2 * _unit(lead_key, action, last))))
-    return Slot(None)
+        return Slot(_random_open_moment(calendar, zone, tomorrow, _unit(lead_key, action, today)))
+    end = cal.window_end(calendar, zone, now)
+    at = now
+    while at < end and (blocked := _conflict(sender.sender_id, action, at, spacing)) is not None:
+        at = blocked
+    if at == now:
+        return Slot(None)
+    if at >= end or cal.local_date(at, sender.zone) != today:
+        # No moment left in this window: a random moment of the lead's next open time.
+        after = end if at >= end else _local_midnight(today + dt.timedelta(days=1), sender.zone)
+        return Slot(_random_open_moment(calendar, zone, after, _unit(lead_key, action, today)))
+    return _book(sender, seq, action, today, at, spacing, enrollment_id)
 
 
-def _last_performed(sender_id: int, action: str, since: dt.datetime) -> dt.datetime | None:
-    from .store.fields import from_db_time, to_db_time
-
-    row = db.execute_sql(
-        "SELECT MAX(started_at) FROM action WHERE sender_id = ? AND action = ? AND status IN ('done', 'in_flight') "
-        "AND planned_at >= ?", (sender_id, action, to_db_time(since))).fetchone()
-    return from_db_time(row[0]) if row and row[0] else None
-
-
-def _local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+def _random_open_moment(calendar: Calendar, zone: ZoneInfo, after: dt.datetime, u: float) -> dt.datetime:
+    return grids.random_open_moment(calendar, zone, after, u, dt.timedelta(days=MAX_DAYS_AHEAD))
 
 
 def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
     seq_cap, sender_cap = caps_for(seq, sender, action, day)
-    used, _, total, _ = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    used, _, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
     return used < seq_cap and total < sender_cap
 
 
 def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime) -> bool:
-    """Count one performed action against today's caps; False (and nothing charged) when full."""
+    """Count one performed action against today's caps and record its point; False (and nothing
+    charged) when the day is full or the sender's last such action is closer than the spacing."""
     today = cal.local_date(now, sender.zone)
     if not _room(seq, sender, action, today):
         return False
+    spacing = spacing_seconds(seq, sender, action)
+    if _too_close(sender.sender_id, action, now, spacing) is not None:
+        return False
     _bump(sender.sender_id, today.isoformat(), action, seq.name, used=1, last_at=now)
+    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'used')",
+                   (sender.sender_id, action, seq.name, today.isoformat(), to_db_time(now), spacing))
     return True
+
+
+# --- capacity given back --------------------------------------------------------------------------
+
+#: (sender id, sequence, action) -> the earliest sender-local day given back since `fill_gaps` last
+#: ran in this process: `fill_gaps` moves bookings from later days into it.
+_vacated: dict[tuple[int, str, str], str] = {}
 
 
 def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
     key = (sender_id, sequence, action)
+    _rehint(key, day)
+    _vacated[key] = min(_vacated.get(key, day), day)
+
+
+def _rehint(key: tuple[int, str, str], day: str) -> None:
+    """A point or a count on `day` was given back: no zone may skip that day any more."""
     hints = _hints()
-    if key in hints:
-        hints[key] = min(hints[key], dt.date.fromisoformat(day))
+    freed = dt.date.fromisoformat(day)
+    for hint_key, first in hints.items():
+        if hint_key[:3] == key and first > freed:
+            hints[hint_key] = freed
 
 
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
@@ -279,7 +428,70 @@ def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
                    (sender_id, day, action, sequence))
 
 
-def release(sequence: str, sender_id: int, action: str, day: str) -> None:
-    """Give back a reservation the lead no longer needs (it exited, or the action was skipped)."""
+def release(sequence: str, sender_id: int, action: str, day: str, at: str | None = None) -> None:
+    """Give back a booking the lead no longer needs (it exited, or the action was skipped); `at` is
+    the booked point (the "at" of the lead's slot)."""
     _reopen(sender_id, sequence, action, day)
-    _bump(sender_id, day, action, sequence, reserved=-1)
+    _unbook(sender_id, sequence, action, day, at)
+
+
+def fill_gaps(rt: Any, now: dt.datetime) -> int:
+    """Move bookings into days that got capacity back (a lead exited, skipped or was refunded),
+    earliest bookings first, each to a free point of its lead's window; returns how many moved.
+
+    Without this, a day's freed capacity stays unused while the leads that could use it sleep
+    until their later points. Leads being worked on (leased) are left alone.
+    """
+    moved = 0
+    while _vacated:
+        (sender_id, sequence, action), day = _vacated.popitem()
+        seq, sender = rt.sequences.get(sequence), rt.senders.get(sender_id)
+        if seq is None or sender is None:
+            continue
+        today = cal.local_date(now, sender.caps.zone)
+        target = max(today, dt.date.fromisoformat(day))
+        with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
+            moved += _pull_forward(seq, sender.caps, sender.timezone, action, target, now)
+    return moved
+
+
+def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str, day: dt.date, now: dt.datetime) -> int:
+    seq_cap, sender_cap = caps_for(seq, sender, action, day)
+    used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    room = min(seq_cap - used - reserved, sender_cap - total - reserved)
+    if room <= 0:
+        return 0
+    spacing = spacing_seconds(seq, sender, action)
+    rows = db.execute_sql(
+        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields FROM pace p "
+        "JOIN enrollment e ON e.id = p.enrollment_id JOIN lead l ON l.id = e.lead_id "
+        "WHERE p.sender_id = ? AND p.action = ? AND p.sequence = ? AND p.state = 'booked' AND p.day > ? "
+        "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
+        (sender.sender_id, action, seq.name, day.isoformat(), room * 4)).fetchall()
+    moved = 0
+    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields in rows:
+        if moved >= room:
+            break
+        facts = json.loads(facts_json)
+        slot = facts.get("slot")
+        if not slot or slot.get("action") != action or slot.get("day") != old_day:
+            continue
+        zone = cal.resolve_zone(seq.calendar, lead_tz=lead_tz or json.loads(fields).get("timezone"), sender_tz=sender_tz)
+        at = _free_point(seq, sender, action, seq.calendar, zone, day, seq_cap, spacing, now, lead_key)
+        if at is None:  # the freed points have passed: any free moment of what is left will do
+            at = _free_moment(sender, action, seq.calendar, zone, day, spacing, now, lead_key)
+        if at is None:
+            continue
+        facts["slot"] = {"action": action, "day": day.isoformat(), "at": at.isoformat()}
+        changed = db.execute_sql(
+            "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
+            (json.dumps(facts, ensure_ascii=False, sort_keys=True, separators=(",", ":")), to_db_time(at),
+             enrollment_id)).rowcount
+        if changed != 1:
+            continue
+        db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day.isoformat(), to_db_time(at), pace_id))
+        _bump(sender.sender_id, old_day, action, seq.name, reserved=-1)
+        _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+        _rehint((sender.sender_id, seq.name, action), old_day)  # for new leads; no cascade of moves
+        moved += 1
+    return moved

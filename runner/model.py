@@ -206,6 +206,10 @@ class ActionStep:
     # notify
     url: str | None = None
     headers_from_env: dict[str, str] = field(default_factory=dict)
+    # tag, notify: wait for the calendar's window first (LinkedIn actions always do)
+    in_window: bool = False
+    # withdraw: "ours" (only an invite this sequence sent) or "any" (also one sent by hand or elsewhere)
+    invite: str = "ours"
     # flow
     then: Target | None = None  # None = fall through to the next step
 

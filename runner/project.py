@@ -21,8 +21,9 @@ from .limits import SenderCaps
 from .loader import load_paths
 from .model import ActionStep, Calendar, Sequence
 from .paths import SANDBOX_STATE_SUFFIX
-from .providers import PROVIDERS
+from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
 from .providers.base import Account, Provider
+from .providers.http import RequestBudget, make_client, register_secret
 from .runtime import Notifier, Runtime, SenderRuntime
 from .store import Enrollment, Sender
 from .templates import check_sequence_templates
@@ -56,8 +57,10 @@ def sync_senders(config: Config, now: dt.datetime) -> dict[str, Sender]:
     out: dict[str, Sender] = {}
     for sc in config.senders:
         row = Sender.get_or_none(Sender.name == sc.name)
+        # A profile id learnt by `seqrun senders check` stays until seqrun.yaml names one.
         values = dict(provider=sc.provider, account_id=sc.account_id, account_type=sc.account_type,
-                      timezone=sc.timezone, profile_id=sc.profile_id, full_name=sc.full_name)
+                      timezone=sc.timezone, profile_id=sc.profile_id or (row.profile_id if row else None),
+                      full_name=sc.full_name)
         if row is None:
             row = Sender.create(name=sc.name, created_at=now, **values)
         elif any(getattr(row, k) != v for k, v in values.items()):
@@ -90,9 +93,20 @@ def real_provider_for(config: Config, client: httpx.Client | None = None, db_fil
             options = dict(config.sandbox)
             if "state_path" not in options and db_file != ":memory:":
                 options["state_path"] = db_file + SANDBOX_STATE_SUFFIX
+        elif sc.provider in BASE_URLS:
+            options = http_driver_options(config, sc)
         return factory(**options)
 
     return make
+
+
+def http_driver_options(config: Config, sc: SenderConfig) -> dict[str, Any]:
+    """An HTTP driver's client (base URL from the sender's config) and its request budget, shared by
+    the senders of the same provider and base URL (`build_runtime` shares the driver)."""
+    rates = [s.requests_per_minute or DEFAULT_REQUESTS_PER_MINUTE[s.provider] for s in config.senders
+             if s.provider == sc.provider and s.base_url == sc.base_url]
+    client = make_client(sc.base_url or BASE_URLS[sc.provider])
+    return {"client": client, "owns_client": True, "budget": RequestBudget(min(rates))}
 
 
 def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mapping[str, Sender], *,
@@ -102,9 +116,13 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
     for sc in config.senders:
         row = rows[sc.name]
         credentials = resolve_credentials(sc)
-        # One driver per provider name, shared by its senders (the sandbox is one simulated LinkedIn).
-        provider = shared.get(sc.provider) or provider_for(sc, credentials)
-        shared.setdefault(sc.provider, provider)
+        for value in credentials.values():
+            register_secret(value)  # never shown in a log line or an error from here on
+        # One driver per provider (and API base URL), shared by its senders (the sandbox is one
+        # simulated LinkedIn; an HTTP driver keeps one connection pool and one request budget).
+        share = f"{sc.provider} {sc.base_url or ''}"
+        provider = shared.get(share) or provider_for(sc, credentials)
+        shared.setdefault(share, provider)
         account = Account(sender=sc.name, account_id=sc.account_id, account_type=sc.account_type,
                           profile_id=sc.profile_id, credentials=credentials)
         senders[row.id] = SenderRuntime(caps=sender_caps(sc, row), account=account, provider=provider,
@@ -112,6 +130,7 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
     from .versions import load_version
 
     knobs.setdefault("load_version", load_version)
+    knobs.setdefault("retry_budget", dt.timedelta(hours=config.retry_budget_hours))
     return Runtime(sequences=dict(sequences), senders=senders, notifier=notifier, **knobs)
 
 

@@ -1,9 +1,11 @@
 """Read-only views of the store for people: the status overview and the audit-log export.
 
 `status(...)` gathers the funnel per sequence and step, today's usage per sender against its
-limits, the leads that need a human (replied, failed, paused) with the reason, and the leads a run
-holds (leased) and by whom. `export_rows`
-yields every action or event as a flat dict with times in UTC and in the lead's local time.
+limits (and its provider's quotas over their own window, e.g. ConnectSafely's week), the leads that
+need a human (replied, failed, paused) with the reason, and the leads a run holds (leased) and by
+whom. `export_rows` yields every action, event, step transition or enrollment as a flat dict, from
+the database alone, with times in UTC (and, for actions, in the lead's local time as judged when it
+was recorded).
 Nothing here writes.
 """
 from __future__ import annotations
@@ -13,14 +15,17 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
+from zoneinfo import ZoneInfo
 
 from . import calendar as cal
 from . import leases
 from .config import Config, default_limits
 from .model import Calendar, Sequence
+from .providers import QUOTAS
 from .store import db
 from .store.fields import from_db_time
 from .store.leases import lease_holders
+from .store.quota_usage import performed_between
 from .store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
@@ -106,9 +111,24 @@ def _usage_today(config: Config, now: dt.datetime) -> list[dict[str, Any]]:
         caps = {**default_limits(account_type), **(dict(sc.limits) if sc else {})}
         used = dict(db.execute_sql("SELECT action, SUM(used) FROM usage WHERE sender_id = ? AND day = ? GROUP BY action",
                                    (sid, today)).fetchall())
-        rows.append({"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
-                     "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps})
+        row = {"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
+               "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps}
+        quotas = _quotas(sid, sc.provider if sc else "", now)
+        if quotas:
+            row["quotas"] = quotas
+        rows.append(row)
     return rows
+
+
+def _quotas(sender_id: int, provider: str, now: dt.datetime) -> list[dict[str, Any]]:
+    """The provider's quotas (runner.providers.QUOTAS) over their current window, e.g. this week."""
+    out = []
+    for quota in QUOTAS.get(provider, ()):
+        start, end = quota.window(now)
+        out.append({"provider": provider, "action": quota.action, "period": quota.period, "limit": quota.limit,
+                    "used": performed_between(sender_id, quota.action, start, end), "since": start.isoformat(),
+                    "resets_at": end.isoformat()})
+    return out
 
 
 def _attention(sequence: str | None) -> tuple[list[dict[str, Any]], int]:
@@ -136,24 +156,30 @@ def _attention(sequence: str | None) -> tuple[list[dict[str, Any]], int]:
 
 
 # --- export ---------------------------------------------------------------------------------------
+# Everything an export prints comes from the database: the zones an action was judged in are stored
+# with it, so an export run anywhere (or after the sequence files changed) says the same thing.
 
 ACTION_COLUMNS = ("action_id", "lead", "lead_key", "sender", "sequence", "step", "action", "variant", "template",
                   "status", "planned_at_utc", "planned_at_local", "performed_at_utc", "performed_at_local",
-                  "lead_timezone", "provider_id", "conversation_id", "error_kind", "error_message", "idempotency_key",
-                  "content")
+                  "lead_timezone", "sender_timezone", "relationship", "conversation", "charged", "provider_id",
+                  "conversation_id", "error_kind", "error_message", "idempotency_key", "content")
 EVENT_COLUMNS = ("event_id", "kind", "source", "occurred_at_utc", "received_at_utc", "lead", "lead_key", "sender",
                  "sequence", "data")
+TRANSITION_COLUMNS = ("transition_id", "enrollment_id", "lead", "lead_key", "sequence", "step", "entered_at_utc")
+ENROLLMENT_COLUMNS = ("enrollment_id", "lead", "lead_key", "sequence", "sender", "sender_timezone", "state", "step",
+                      "outcome", "started_at_utc", "finished_at_utc", "last_error", "paused_reason")
+EXPORTS: dict[str, tuple[str, ...]] = {"actions": ACTION_COLUMNS, "events": EVENT_COLUMNS,
+                                       "transitions": TRANSITION_COLUMNS, "enrollments": ENROLLMENT_COLUMNS}
 
 
-def export_rows(kind: str, sequences: Mapping[str, Sequence]) -> Iterator[dict[str, Any]]:
-    if kind == "actions":
-        yield from _action_rows(sequences)
-    else:
-        yield from _event_rows()
+def export_rows(kind: str) -> Iterator[dict[str, Any]]:
+    """The rows of one export (`EXPORTS` names them and their columns), oldest first."""
+    return {"actions": _action_rows, "events": _event_rows, "transitions": _transition_rows,
+            "enrollments": _enrollment_rows}[kind]()
 
 
 def _local(t: str | None, zone: Any) -> str:
-    if t is None:
+    if t is None or zone is None:
         return ""
     return from_db_time(t).astimezone(zone).isoformat()
 
@@ -162,30 +188,30 @@ def _utc(t: str | None) -> str:
     return from_db_time(t).isoformat() if t else ""
 
 
-def _lead_zone(sequences: Mapping[str, Sequence], seq_name: str, lead_tz: str | None, fields: str, sender_tz: str | None) -> Any:
-    seq = sequences.get(seq_name)
-    calendar = seq.calendar if seq else Calendar(timezone="lead", fallback="UTC")
-    tz = lead_tz or json.loads(fields or "{}").get("timezone")
-    return cal.resolve_zone(calendar, lead_tz=tz, sender_tz=sender_tz)
+def _zone(name: str | None) -> Any:
+    """The stored zone; None for actions recorded before seqrun stored it (their local times stay empty)."""
+    return ZoneInfo(name) if name else None
 
 
-def _action_rows(sequences: Mapping[str, Sequence]) -> Iterator[dict[str, Any]]:
+def _action_rows() -> Iterator[dict[str, Any]]:
     cursor = db.execute_sql(
         "SELECT a.id, l.profile_url, l.key, s.name, a.sequence, a.step_id, a.action, a.variant, a.template, a.status, "
-        "a.planned_at, a.performed_at, l.timezone, l.fields, s.timezone, a.provider_id, a.conversation_id, "
-        "a.error_kind, a.error_message, a.key, a.content "
+        "a.planned_at, a.performed_at, a.lead_timezone, a.sender_timezone, a.relationship, a.conversation, a.charged, "
+        "a.provider_id, a.conversation_id, a.error_kind, a.error_message, a.key, a.content "
         "FROM action a JOIN lead l ON l.id = a.lead_id LEFT JOIN sender s ON s.id = a.sender_id ORDER BY a.id")
-    for (aid, url, key, sender, seq, step, action, variant, template, status_, planned, performed, lead_tz, fields,
-         sender_tz, provider_id, conversation_id, error_kind, error_message, idem, content) in cursor:
-        zone = _lead_zone(sequences, seq, lead_tz, fields, sender_tz)
+    for (aid, url, key, sender, seq, step, action, variant, template, status_, planned, performed, lead_tz, sender_tz,
+         relationship, conversation, charged, provider_id, conversation_id, error_kind, error_message, idem,
+         content) in cursor:
+        zone = _zone(lead_tz)
         yield {
             "action_id": aid, "lead": url, "lead_key": key, "sender": sender or "", "sequence": seq, "step": step,
             "action": action, "variant": variant or "", "template": template or "", "status": status_,
             "planned_at_utc": _utc(planned), "planned_at_local": _local(planned, zone),
             "performed_at_utc": _utc(performed), "performed_at_local": _local(performed, zone),
-            "lead_timezone": zone.key, "provider_id": provider_id or "", "conversation_id": conversation_id or "",
-            "error_kind": error_kind or "", "error_message": error_message or "", "idempotency_key": idem,
-            "content": content or "",
+            "lead_timezone": lead_tz or "", "sender_timezone": sender_tz or "", "relationship": relationship or "",
+            "conversation": conversation or "", "charged": bool(charged), "provider_id": provider_id or "",
+            "conversation_id": conversation_id or "", "error_kind": error_kind or "",
+            "error_message": error_message or "", "idempotency_key": idem, "content": content or "",
         }
 
 
@@ -195,9 +221,33 @@ def _event_rows() -> Iterator[dict[str, Any]]:
         "FROM event e LEFT JOIN lead l ON l.id = e.lead_id LEFT JOIN sender s ON s.id = e.sender_id "
         "LEFT JOIN enrollment n ON n.id = e.enrollment_id ORDER BY e.occurred_at, e.id")
     for event_id, kind, source, occurred, received, url, key, sender, seq, data in cursor:
+        # A profile blocked before it was imported has no lead row; its event carries the profile.
+        url = url or json.loads(data or "{}").get("profile_url")
         yield {"event_id": event_id, "kind": kind, "source": source, "occurred_at_utc": _utc(occurred),
                "received_at_utc": _utc(received), "lead": url or "", "lead_key": key or "", "sender": sender or "",
                "sequence": seq or "", "data": data or "{}"}
+
+
+def _transition_rows() -> Iterator[dict[str, Any]]:
+    cursor = db.execute_sql(
+        "SELECT t.id, t.enrollment_id, l.profile_url, l.key, t.sequence, t.step_id, t.entered_at "
+        "FROM transition t JOIN lead l ON l.id = t.lead_id ORDER BY t.id")
+    for tid, enrollment_id, url, key, seq, step, entered in cursor:
+        yield {"transition_id": tid, "enrollment_id": enrollment_id, "lead": url, "lead_key": key, "sequence": seq,
+               "step": step, "entered_at_utc": _utc(entered)}
+
+
+def _enrollment_rows() -> Iterator[dict[str, Any]]:
+    cursor = db.execute_sql(
+        "SELECT e.id, l.profile_url, l.key, e.sequence, s.name, s.timezone, e.state, e.step_id, e.outcome, "
+        "e.created_at, e.finished_at, e.last_error, e.paused_reason "
+        "FROM enrollment e JOIN lead l ON l.id = e.lead_id LEFT JOIN sender s ON s.id = e.sender_id ORDER BY e.id")
+    for (eid, url, key, seq, sender, sender_tz, state, step, outcome, created, finished, error,
+         paused) in cursor:
+        yield {"enrollment_id": eid, "lead": url, "lead_key": key, "sequence": seq, "sender": sender or "",
+               "sender_timezone": sender_tz or "", "state": state, "step": step or "", "outcome": outcome or "",
+               "started_at_utc": _utc(created), "finished_at_utc": _utc(finished), "last_error": error or "",
+               "paused_reason": paused or ""}
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

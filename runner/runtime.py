@@ -44,9 +44,12 @@ class Runtime:
     poll_every: dt.timedelta = dt.timedelta(minutes=15)
     sync_overlap: dt.timedelta = dt.timedelta(minutes=2)  # seed 000: re-read 1-2 minutes back
     lease: dt.timedelta = dt.timedelta(minutes=10)
-    max_attempts: int = 5
+    max_attempts: int = 5  # for our own unexpected errors and notify POSTs
     backoff_base: dt.timedelta = dt.timedelta(minutes=1)
     backoff_cap: dt.timedelta = dt.timedelta(hours=1)
+    #: how much backoff a step may spend retrying transient and rate-limit errors before the lead
+    #: fails with the error kept (`retry.budget_hours` in seqrun.yaml)
+    retry_budget: dt.timedelta = dt.timedelta(hours=24)
     batch: int = 500
     max_transitions: int = 64  # per lead per tick; a sequence cannot spin (validate rejects cycles without a wait)
     #: this runner's identity on the leases it takes (`host:pid:nonce`, see runner/leases.py)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from importlib import resources
 from typing import Any, Iterable, Iterator
 
@@ -160,9 +161,48 @@ def _child(node: Any, part: str | int) -> Any:
     return node.get(part) if isinstance(node, dict) else None
 
 
+# Prefixes of well-known secret formats: Stripe-style keys, Slack, GitHub, JWTs, LinkedIn li_at cookies.
+SECRET_PREFIXES = ("sk_", "sk-", "pk_", "rk_", "xox", "ghp_", "gho_", "eyJ", "AQED", "Bearer ")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def looks_like_secret(value: str) -> bool:
+    """Heuristic: known secret prefixes, or long random-looking text mixing cases or digits."""
+    if value.startswith(SECRET_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) + any(c.isupper() for c in value) + any(c.isdigit() for c in value)
+    return len(value) >= 20 and mixed >= 2 and not ENV_NAME.fullmatch(value)
+
+
+def secret_name_message(value: object, example: str) -> str:
+    """For a place that takes the *name* of an environment variable: never echo what was found there,
+    since anything that is not a variable name may well be the secret itself."""
+    if isinstance(value, str) and looks_like_secret(value):
+        return ("this looks like a secret value, not the name of an environment variable; put the value in an "
+                f'environment variable and write its name here, like "{example}" (the value is not shown)')
+    return ('expected the name of an environment variable: upper-case letters, digits and "_", '
+            f'like "{example}" (the value is not shown)')
+
+
+def _pasted_secret(value: str) -> bool:
+    """Stricter than `looks_like_secret`, for values found anywhere (time zones, conditions, template
+    names must still be shown): a known prefix, or one random-looking word."""
+    if value.startswith(SECRET_PREFIXES):
+        return True
+    if any(c.isspace() for c in value) or "/" in value:
+        return False
+    digits, lower, upper = (any(c.isdigit() for c in value), any(c.islower() for c in value),
+                            any(c.isupper() for c in value))
+    return (len(value) >= 20 and digits and lower and upper) or (len(value) >= 32 and value.isalnum() and digits
+                                                                  and (lower or upper))
+
+
 def show(value: object) -> str:
-    """A value as messages show what was found: text quoted, containers by their kind."""
+    """A value as messages show what was found: text quoted (unless it looks like a pasted secret,
+    which is never repeated), containers by their kind."""
     if isinstance(value, str):
+        if _pasted_secret(value):
+            return "a value that looks like a secret (not shown)"
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -457,7 +497,7 @@ def _pattern_message(path: Path, value: str) -> str:
     if key == "tags":
         return f'expected a tag of letters, digits, "_", ":" and "-", got {show(value)}'
     if parent == "headers_from_env":
-        return f'expected the name of an environment variable like "CRM_API_KEY", got {show(value)}'
+        return secret_name_message(value, "CRM_API_KEY")
     if key == "name" and len(path) > 1:
         return f'expected a variant name of lower-case letters, digits, "_" and "-", got {show(value)}'
     words = {"id": "a step id", "end": "an outcome name", "name": "a name"}.get(key, "a name")

@@ -5,10 +5,12 @@ calendar — with two differences: the clock is virtual (it jumps straight to th
 is due) and every sender acts through one shared `SandboxProvider` driven by that clock. Leads are
 generated (deterministically from the seed) or read from a CSV. The report is computed from the
 store afterwards: the funnel per step and outcome, actions per sender per day against the limits,
-the time from acceptance to the first message, and an audit of the ledger (`runner.audit`).
+the time from acceptance to the first message, every pause of a sender (a `SimulatedHuman` renews
+an expired session after a set delay, as a person would), and an audit of the ledger (`runner.audit`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -21,14 +23,19 @@ from . import audit
 from .config import Config
 from .diagnostics import UserError
 from .engine import Engine
+from .holds import AUTH_EXPIRED, SENDER, Target, resume
 from .leadsfile import read_leads
 from .limits import caps_for
 from .model import ActionStep, Sequence
 from .project import build_runtime, sync_senders
+from .providers import QUOTAS
+from .providers.quotas import by_window
 from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .store.quota_usage import performed_times
+from .store.rows import last_enrollment_id, record_first_steps
 from .versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
@@ -52,6 +59,11 @@ class SimOptions:
     reply_rate: float | None = None
     start: dt.datetime = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
     poll_every: dt.timedelta = dt.timedelta(minutes=30)
+    wire: bool = False  # the senders' real drivers against their fake servers over HTTP
+    provider: str | None = None  # with `wire`: every sender through this provider
+    #: how long after seqrun paused a sender (its session expired) the simulated human has
+    #: re-authenticated it and run `seqrun senders resume`; None: `sandbox.reauth_after_hours` (24 h)
+    reauth_after: dt.timedelta | None = None
 
 
 @dataclass
@@ -67,11 +79,19 @@ class SimReport:
     usage: list[dict[str, Any]] = field(default_factory=list)
     accept_to_message_hours: dict[str, float | int | None] = field(default_factory=dict)
     variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per message step: messages sent and the replies each brought
+    replies: list[dict[str, Any]] = field(default_factory=list)
     #: per sender and action, leads holding a paced slot after the end, and the last day booked
     booked: list[dict[str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: per sender, provider quota (runner.providers.QUOTAS) and window: actions performed in it
+    quotas: list[dict[str, Any]] = field(default_factory=list)
+    #: every time a sender was paused: who, why, from, until (None: still paused at the end), hours
+    pauses: list[dict[str, Any]] = field(default_factory=list)
+    reauth_after_hours: float = 0.0
     ticks: int = 0
     transitions: int = 0
+    wire: dict[str, Any] | None = None  # with --wire: requests made, ledger against audit
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,8 +99,11 @@ class SimReport:
             "start": self.start.isoformat(), "end": self.end.isoformat(), "steps": self.steps,
             "outcomes": self.outcomes, "states": self.states, "usage": self.usage,
             "accept_to_first_message_hours": self.accept_to_message_hours, "variants": self.variants,
-            "booked_after_end": self.booked,
-            "violations": self.violations, "ticks": self.ticks, "transitions": self.transitions,
+            "replies_per_message": self.replies,
+            "booked_after_end": self.booked, "provider_quotas": self.quotas,
+            "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
+            "ticks": self.ticks, "transitions": self.transitions,
+            **({"wire": self.wire} if self.wire is not None else {}),
         }
 
 
@@ -96,6 +119,59 @@ class VirtualClock:
     def advance(self, delta: dt.timedelta | None = None, **units: float) -> dt.datetime:
         self.now += delta if delta is not None else dt.timedelta(**units)
         return self.now
+
+
+class SimulatedHuman:
+    """The person behind the senders: when seqrun pauses a sender because its session expired, they
+    re-authenticate it `delay` later and run `seqrun senders resume` (the same code). Every pause,
+    of any reason, is recorded for the report; only expired sessions are renewed."""
+
+    def __init__(self, runtime: Runtime, provider: SandboxProvider, delay: dt.timedelta) -> None:
+        self.rt, self.provider, self.delay = runtime, provider, delay
+        self.pauses: list[dict[str, Any]] = []
+        self._open: dict[int, dict[str, Any]] = {}  # sender id -> its current pause
+        self._renew_at: dict[int, dt.datetime] = {}
+
+    def notice(self, now: dt.datetime) -> None:
+        """After a tick: senders paused since the last look."""
+        for sender_id, name, reason in db.execute_sql(
+                "SELECT id, name, paused_reason FROM sender WHERE status = 'paused'").fetchall():
+            if sender_id in self._open:
+                continue
+            pause = {"sender": name, "reason": reason or "no reason recorded", "from": now.isoformat(),
+                     "until": None, "hours": None}
+            self._open[sender_id] = pause
+            self.pauses.append(pause)
+            if reason == AUTH_EXPIRED:
+                self._renew_at[sender_id] = now + self.delay
+
+    def act(self, now: dt.datetime) -> None:
+        """Before a tick: renew the sessions whose time has come and resume their senders."""
+        for sender_id, at in sorted(self._renew_at.items()):
+            if at > now:
+                continue
+            del self._renew_at[sender_id]
+            sender = self.rt.senders[sender_id]
+            self.provider.restore_auth(sender.account.account_id)
+            resume(Target(SENDER, sender_id, f"sender {sender.name}"), now)
+            self._close(sender_id, now)
+
+    def next_at(self) -> dt.datetime | None:
+        return min(self._renew_at.values(), default=None)
+
+    def finish(self, end: dt.datetime) -> None:
+        """Pauses still open at the end count up to it (their `until` stays None)."""
+        for pause in self._open.values():
+            pause["hours"] = _hours_between(pause["from"], end)
+
+    def _close(self, sender_id: int, now: dt.datetime) -> None:
+        pause = self._open.pop(sender_id)
+        pause["until"] = now.isoformat()
+        pause["hours"] = _hours_between(pause["from"], now)
+
+
+def _hours_between(start: str, end: dt.datetime) -> float:
+    return round((end - dt.datetime.fromisoformat(start)).total_seconds() / 3600, 1)
 
 
 def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
@@ -142,9 +218,11 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
         ids = [r[0] for r in db.execute_sql("SELECT id FROM lead ORDER BY id").fetchall()]
         enrollments = [(lead_id, seq.name, seq.source_hash, sender_ids[i % len(sender_ids)], seq.steps[0].id, stamp, stamp, stamp, stamp)
                        for i, lead_id in enumerate(ids)]
+        before = last_enrollment_id()
         cursor.executemany(
             "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
             "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
+        record_first_steps(before)
         count = len(enrollments)
         remember(seq, now)
     return count
@@ -165,20 +243,54 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     # never reads or writes the state file that `seqrun run` shares between its processes.
     sandbox_options.pop("state_path", None)
     sandbox_options["seed"] = options.seed
+    reauth_after = options.reauth_after or dt.timedelta(hours=float(sandbox_options.get("reauth_after_hours", 24.0)))
+    sandbox_options["reauth_after_hours"] = reauth_after.total_seconds() / 3600
     if options.accept_rate is not None:
         sandbox_options["accept_rate"] = options.accept_rate
     if options.reply_rate is not None:
         sandbox_options["reply_rate"] = options.reply_rate
     provider = SandboxProvider(clock=clock, **sandbox_options)
-    allowed = [s for s in config.senders if not seq.senders or s.name in seq.senders]
+    # Simulated senders need no credentials: the sandbox and the fakes accept what seqrun generates.
+    allowed = [dataclasses.replace(s, credentials_env={}) for s in config.senders
+               if not seq.senders or s.name in seq.senders]
     if not allowed:
         raise UserError(_no_senders(seq, config))
-    sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={})
+    sim_config = Config(path=config.path, root=config.root, database=None, senders=tuple(allowed), sandbox={},
+                        retry_budget_hours=config.retry_budget_hours)
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
-    runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=lambda sc, cred: provider,
-                            notifier=lambda url, headers, payload: posted.append(url), poll_every=options.poll_every,
-                            getenv=lambda name: "(simulated)")
+    with contextlib.ExitStack() as stack:
+        wire = None
+        provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731
+        if options.wire:
+            from .wire import SIMULATED_KEY, WireSession
+
+            wire = stack.enter_context(WireSession(clock, options.seed, sandbox_options, options.provider))
+            wire.register(allowed)
+            provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
+        runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
+                                notifier=lambda url, headers, payload: posted.append(url),
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
+        if wire is not None:
+            for sender in runtime.senders.values():
+                if sender.name in wire.wired:
+                    sender.account = dataclasses.replace(sender.account, credentials={"api_key": SIMULATED_KEY})
+        introduce = None
+        if wire is not None:
+            account_ids = {sid: sender.account.account_id for sid, sender in runtime.senders.items()}
+            introduce = lambda: wire.introduce_leads(account_ids)  # noqa: E731
+        report = _simulate(seq, options, clock, runtime, rows, progress, introduce,
+                           human=SimulatedHuman(runtime, provider, reauth_after))
+        if wire is not None:
+            compared = wire.compare(seq.name)
+            report.wire = compared.to_json()
+            report.violations += [f"wire: {m}" for m in compared.mismatches]
+    return report
+
+
+def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: Runtime, rows: Mapping[str, Any],
+              progress: Callable[[float], None] | None, before_start: Callable[[], None] | None = None, *,
+              human: SimulatedHuman) -> SimReport:
     entered: Counter[str] = Counter()
     runtime.observer = lambda seq_name, step_id: entered.__setitem__(step_id, entered[step_id] + 1)
     if options.leads_file:
@@ -187,22 +299,28 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         lead_rows = synthetic_leads(seq, options.leads, options.seed)
     count = enroll(seq, lead_rows, [r.id for r in rows.values()], options.start)
     entered[seq.steps[0].id] += count
+    if before_start is not None:
+        before_start()
     engine = Engine(runtime)
     end = options.start + dt.timedelta(days=options.days)
     report = SimReport(seq.name, count, options.days, options.start, end)
     now = options.start
     while now < end:
         clock.now = now
+        human.act(now)
         tick = engine.tick(now)
+        human.notice(now)
         report.ticks += 1
         report.transitions += tick.transitions
         if progress:
             progress((now - options.start) / (end - options.start))
-        nxt = engine.next_due()
+        nxt = min((t for t in (engine.next_due(), human.next_at()) if t is not None), default=None)
         if nxt is None:
             break
         now = max(nxt, now + dt.timedelta(seconds=1))
     clock.now = end
+    human.finish(end)
+    report.pauses, report.reauth_after_hours = human.pauses, round(human.delay.total_seconds() / 3600, 2)
     _fill_report(report, seq, runtime, entered, end)
     report.violations = audit.violations({seq.name: seq}, runtime)
     if progress:
@@ -217,6 +335,23 @@ def _no_senders(seq: Sequence, config: Config) -> str:
                 "`senders:` (see docs/config.md), or simulate without a seqrun.yaml to use the built-in sandbox sender")
     return (f"sequence \"{seq.name}\" runs on senders {', '.join(seq.senders)}, but {where} defines only "
             f"{', '.join(s.name for s in config.senders)}")
+
+
+def _reply_yield(seq: Sequence, replied_at: Mapping[int, dt.datetime]) -> list[dict[str, Any]]:
+    """Per message step: messages sent, and replies it brought (a reply is credited to the last
+    message the lead received before it), so each follow-up's yield shows."""
+    sent: Counter[str] = Counter()
+    last_before: dict[int, str] = {}
+    for enrollment_id, step_id, performed in db.execute_sql(
+            "SELECT enrollment_id, step_id, performed_at FROM action WHERE sequence = ? AND action IN ('message', 'inmail') "
+            "AND status = 'done' ORDER BY performed_at", (seq.name,)).fetchall():
+        sent[step_id] += 1
+        reply = replied_at.get(enrollment_id)
+        if reply is not None and from_db_time(performed) <= reply:
+            last_before[enrollment_id] = step_id
+    replies = Counter(last_before.values())
+    return [{"step": step.id, "sent": sent[step.id], "replies": replies[step.id]}
+            for step in seq.steps if isinstance(step, ActionStep) and step.action == "message"]
 
 
 def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
@@ -260,12 +395,22 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
                 "SELECT action, MAX(day), SUM(reserved) FROM usage WHERE sender_id = ? AND reserved > 0 GROUP BY action",
                 (sender.id,)).fetchall():
             report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
+        provider = getattr(sender.provider, "name", "")
+        for quota in QUOTAS.get(provider, ()):
+            for start, used in by_window(quota, performed_times(sender.id, quota.action)).items():
+                report.quotas.append({"sender": sender.name, "provider": provider, "action": quota.action,
+                                      "period": quota.period, "window": start.date().isoformat(), "used": used,
+                                      "limit": quota.limit})
     hours = []
     variants: dict[str, Counter[str]] = defaultdict(Counter)
-    for (facts_json,) in db.execute_sql("SELECT facts FROM enrollment WHERE sequence = ?", (seq.name,)).fetchall():
+    replied_at: dict[int, dt.datetime] = {}
+    for enrollment_id, facts_json in db.execute_sql("SELECT id, facts FROM enrollment WHERE sequence = ?",
+                                                    (seq.name,)).fetchall():
         import json
 
         facts = json.loads(facts_json)
+        if facts.get("replied_at"):
+            replied_at[enrollment_id] = dt.datetime.fromisoformat(facts["replied_at"])
         if facts.get("accepted_at") and facts.get("first_message_at"):
             delta = dt.datetime.fromisoformat(facts["first_message_at"]) - dt.datetime.fromisoformat(facts["accepted_at"])
             if delta.total_seconds() >= 0:
@@ -273,6 +418,7 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
         for step_id, name in (facts.get("variants") or {}).items():
             variants[step_id][name] += 1
     report.variants = {k: dict(v) for k, v in variants.items()}
+    report.replies = _reply_yield(seq, replied_at)
     if hours:
         hours.sort()
         report.accept_to_message_hours = {"count": len(hours), "median": round(statistics.median(hours), 1),

@@ -45,10 +45,12 @@ from .providers.base import (
 )
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, db
-from .store.rows import close_action_row, set_lead_json
+from .store.rows import close_action_row, insert_transition, set_lead_json
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
+#: The pause reason of a sender whose provider refused its API key (a configuration error).
+API_KEY_REJECTED = "API key rejected"
 
 #: Facts that only the provider can tell; a branch that reads them refreshes them first.
 RELATIONSHIP_FACTS = frozenset({"connected", "invite_pending", "accepted"})
@@ -279,7 +281,9 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
             enr.step_id = outcome.step_id
             enr.attempt = 0
             ctx.facts.pop("retries", None)
+            ctx.facts.pop("retry_seconds", None)
             enr.step_entered_at = now
+            insert_transition(enr.id, ctx.lead.id, ctx.seq.name, outcome.step_id, now)
             ctx.facts["entry"] = int(ctx.facts.get("entry", 0)) + 1
             if ctx.rt.observer is not None:
                 ctx.rt.observer(ctx.seq.name, outcome.step_id)
@@ -319,7 +323,7 @@ def _finish(ctx: Ctx, state: str, outcome: str) -> None:
 def _release_slot(ctx: Ctx) -> None:
     slot = ctx.facts.pop("slot", None)
     if slot:
-        limits.release(ctx.seq.name, ctx.sender.id, slot["action"], slot["day"])
+        limits.release(ctx.seq.name, ctx.sender.id, slot["action"], slot["day"], slot.get("at"))
 
 
 def pause_sender(sender_id: int, reason: str, now: dt.datetime, *, committing: int | None = None) -> None:
@@ -351,7 +355,7 @@ def release_slots(enrollment_ids: list[int]) -> None:
             facts = Enrollment.facts.python_value(raw)
             slot = facts.pop("slot", None)
             if slot and sender_id is not None:
-                limits.release(sequence, sender_id, slot["action"], slot["day"])
+                limits.release(sequence, sender_id, slot["action"], slot["day"], slot.get("at"))
                 db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?",
                                (Enrollment.facts.db_value(facts), enrollment_id))
 
@@ -440,10 +444,13 @@ def refresh_relationship(ctx: Ctx) -> None:
     with ctx.outside():
         rel = ctx.sender.provider.relationship(ctx.sender.account, ctx.ref)
     f = ctx.facts
+    was_pending = bool(f.get("invite_pending"))
     f["connected"], f["invite_pending"] = rel.connected, rel.invite_pending
     if rel.invitation_id:
         f["invitation_id"] = rel.invitation_id
-    if rel.connected and f.get("invited"):
+    # An invite seen pending (ours, or one sent elsewhere) that is now a connection was accepted:
+    # `wait_for: accepted` counts both; `invited` tells whether this sequence sent it.
+    if rel.connected and (f.get("invited") or was_pending):
         f["accepted"] = True
         f.setdefault("accepted_at", _iso(rel.connected_at or ctx.now))
     _learn_ids(ctx, rel.provider_ids)
@@ -616,24 +623,37 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
     if kind is ErrorKind.AUTH_EXPIRED:
         _retry_under_new_key(ctx, act)
         return PauseSender("auth expired")
+    if kind is ErrorKind.API_KEY_REJECTED:  # configuration, not the LinkedIn session: fix the key, then resume
+        _retry_under_new_key(ctx, act)
+        return PauseSender(API_KEY_REJECTED)
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
-        # `retries` is this step's budget; `attempt` only makes the next idempotency key unique (other
-        # reactions raise it too, and must not eat the budget).
+        # `retries` counts this step's failures (the backoff's exponent) and `retry_seconds` the
+        # backoff spent on them: the budget is time spent waiting to retry, so a lead that also
+        # waits for its paced slot or the window (days, maybe) is not failed by a single error.
+        # `attempt` only makes the next idempotency key unique (other reactions raise it too).
         retries = int(f.get("retries", 0)) + 1
         f["retries"] = retries
+        spent = dt.timedelta(seconds=float(f.get("retry_seconds", 0)))
         ctx.enr.attempt += 1
-        if retries > ctx.rt.max_attempts:
+        until = ctx.now + backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
+        if err.retry_at is not None:
+            until = max(until, err.retry_at)
+        if spent + (until - ctx.now) > ctx.rt.retry_budget:
+            gave_up = (f"gave up after {retries} {'attempt' if retries == 1 else 'attempts'} and {_hours(spent)} "
+                       f"of backoff; the retry budget is {_hours(ctx.rt.retry_budget)}")
             if act is not None and kind is ErrorKind.TRANSIENT:
                 from .actions import settle_unknown
 
-                return settle_unknown(ctx, step, act, err)
-            return Fail(f"{kind.value}: {err.message} (gave up after {ctx.rt.max_attempts} attempts)")
-        delay = backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
-        until = ctx.now + delay
-        if err.retry_at is not None:
-            until = max(until, err.retry_at)
+                return settle_unknown(ctx, step, act, err, gave_up)
+            return Fail(f"{kind.value}: {err.message} ({gave_up})")
+        f["retry_seconds"] = (spent + (until - ctx.now)).total_seconds()
         return Sleep(until)
     return Fail(f"{kind.value}: {err.message}")
+
+
+def _hours(span: dt.timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{round(minutes)} min" if minutes < 60 else f"{round(minutes / 60, 1):g} h"
 
 
 def _retry_under_new_key(ctx: Ctx, act: Action | None) -> None:

@@ -5,7 +5,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from runner import calendar as cal
@@ -556,8 +556,14 @@ def test_add_business_seconds_is_monotonic_and_exact(
     assert open_time_between(c, zone, t1, r11) == dt.timedelta(seconds=s1)
 
 
+#: Berlin's clocks go back at 01:00 UTC on Sunday 25 October 2026: 01:00 UTC is the second 02:00.
+SECOND_TWO_OCLOCK = (Calendar(days=(6,), hours=(TimeRange(dt.time(0), dt.time(0, 30)),)), ZoneInfo("Europe/Berlin"),
+                     dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.timezone.utc), 0)
+
+
 @settings(deadline=None)
 @given(calendars(), st.sampled_from(ZONES), instants(), st.integers(0, 15))
+@example(*SECOND_TWO_OCLOCK)
 def test_add_business_days_lands_n_window_days_later(c: Calendar, zone: ZoneInfo, t: dt.datetime, n: int) -> None:
     result = cal.add_business_days(c, zone, t, n)
     assert result > t or (n == 0 and result == t)
@@ -568,6 +574,13 @@ def test_add_business_days_lands_n_window_days_later(c: Calendar, zone: ZoneInfo
     )
     expected_between = n - 1 if cal.is_window_day(c, start_day) else n
     assert between == max(expected_between, 0)
+
+
+def test_zero_business_days_at_the_repeated_hour_of_a_dst_change_is_the_moment_itself() -> None:
+    # The wall time 02:00 read without its fold is the first 02:00 (00:00 UTC), an hour before `t`.
+    c, zone, t, n = SECOND_TWO_OCLOCK
+    assert cal.add_business_days(c, zone, t, n) == t
+    assert cal.add_business_days(c, zone, t, 1) == dt.datetime(2026, 11, 1, 1, 0, tzinfo=dt.timezone.utc)
 
 
 @settings(deadline=None)

@@ -129,6 +129,8 @@ def test_withdraw_needs_a_connect_on_every_path(tmp_path: pathlib.Path) -> None:
     assert check(tmp_path, unguarded) == [
         "6:5: warning: steps[id=start]: withdraw can be reached without a connect step before it, so there may be "
         "no invite of this sequence to withdraw"]
+    # `invite: any` withdraws whatever invite is pending: no invite of this sequence is needed.
+    assert check(tmp_path, "steps:\n  - {action: withdraw, invite: any}\n  - {action: connect}\n") == []
 
 
 # --- providers and limits -------------------------------------------------------------------------

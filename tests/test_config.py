@@ -136,7 +136,8 @@ def test_schema_errors_are_positioned_and_name_senders(tmp_path: pathlib.Path, m
         sandbox: {accept_rate: 1.5}
         """
     assert errors_of(tmp_path, text, monkeypatch) == [
-        'seqrun.yaml:2:1: error: databse: unknown key "databse" (expected one of: version, database, senders, sandbox)',
+        'seqrun.yaml:2:1: error: databse: unknown key "databse" (expected one of: version, database, senders, retry, '
+        'sandbox)',
         "seqrun.yaml:7:19: error: senders[name=alice].account_type: expected one of classic, sales_navigator, "
         'got "premium"',
         "seqrun.yaml:8:23: error: senders[name=alice].limits.connect: expected a whole number of at least 0, got -1",
@@ -164,10 +165,17 @@ def test_yaml_errors_and_non_mapping(tmp_path: pathlib.Path, monkeypatch: pytest
 
 
 def test_provider_without_driver(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = SENDER.replace("sandbox", "salesflow")
+    from runner.providers import CAPABILITIES, PROVIDERS
+
+    # A provider the schema knows and this version ships no driver for (whichever that is now).
+    missing = sorted(set(CAPABILITIES) - set(PROVIDERS))
+    if not missing:
+        return
+    text = SENDER.replace("sandbox", missing[0])
     assert errors_of(tmp_path, text, monkeypatch) == [
-        "seqrun.yaml:4:15: error: senders[name=alice].provider: provider salesflow has no driver in this version "
-        "(available: sandbox)"]
+        "seqrun.yaml:4:15: error: "
+        f"senders[name=alice].provider: provider {missing[0]} has no driver in this version "
+        f"(available: {', '.join(sorted(PROVIDERS))})"]
 
 
 def test_unknown_timezone_suggests(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -320,11 +328,11 @@ def test_sandbox_option_errors(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
         "got 3 numbers",
         'seqrun.yaml:4:12: error: sandbox.errors.BOOM: unknown key "BOOM" (expected one of: LIMIT_REACHED, '
         "NOT_CONNECTED, ALREADY_CONNECTED, INVITATION_PENDING, PROFILE_NOT_ACCESSIBLE, INVALID_INPUT, AUTH_EXPIRED, "
-        "STATUS_429, TRANSIENT, NOT_FOUND)",
+        "API_KEY_REJECTED, STATUS_429, TRANSIENT, NOT_FOUND)",
         "seqrun.yaml:4:34: error: sandbox.errors.TRANSIENT: expected a number of at most 1, got 2",
         "seqrun.yaml:5:23: error: sandbox.reauth_after_hours: expected a number above 0, got 0",
         'seqrun.yaml:6:3: error: sandbox.sede: unknown key "sede" (expected one of: seed, accept_rate, '
-        "accept_delay_hours, reply_rate, reply_delay_hours, connected_rate, pending_rate, messaged_first_rate, "
+        "accept_delay_hours, reply_rate, reply_decay, reply_delay_hours, connected_rate, pending_rate, messaged_first_rate, "
         "recent_conversation_rate, inaccessible_rate, errors, latency_ms, reauth_after_hours, state_path)",
     ]
 
@@ -359,6 +367,30 @@ def test_sandbox_options_that_only_fail_together_are_errors_on_load(tmp_path: pa
 def test_sandbox_delays_must_be_above_zero(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert errors_of(tmp_path, "version: 1\nsandbox:\n  reply_delay_hours: [0, 5]\n", monkeypatch) == [
         "seqrun.yaml:3:23: error: sandbox.reply_delay_hours[0]: expected a number above 0, got 0"]
+
+
+def test_retry_budget(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "version: 1\nretry: {budget_hours: 6.5}\n")
+    assert load_config(tmp_path).retry_budget_hours == 6.5
+    write(tmp_path, "version: 1\n")
+    assert load_config(tmp_path).retry_budget_hours == 24.0
+    assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: 0, tries: 3}\n", monkeypatch) == [
+        "seqrun.yaml:2:23: error: retry.budget_hours: expected a number above 0, got 0",
+        'seqrun.yaml:2:26: error: retry.tries: unknown key "tries" (expected one of: budget_hours)',
+    ]
+
+
+def test_a_secret_pasted_where_another_value_belongs_is_not_echoed(tmp_path: pathlib.Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    text = SENDER + "    full_name: 7\n    limits: {connect: sk_live_4eC39HqLyjWDarjtT1zdp7dc}\nsandbox: {seed: ghp_abc123}\n"
+    assert errors_of(tmp_path, text, monkeypatch) == [
+        "seqrun.yaml:6:16: error: senders[name=alice].full_name: expected text, got 7",
+        "seqrun.yaml:7:23: error: senders[name=alice].limits.connect: expected a whole number, got a value that "
+        "looks like a secret (not shown)",
+        "seqrun.yaml:8:17: error: sandbox.seed: expected a whole number, got a value that looks like a secret "
+        "(not shown)",
+    ]
 
 
 def test_sandbox_numbers_must_be_finite(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,38 +136,53 @@ def test_run_once_paces_the_invites_then_sends_each_at_its_slot(tmp_path: pathli
     # Ben is in New York: his slot cannot open before 09:00 there (14:00 UTC).
     assert waiting["ben-okafor"].due_at >= dt.datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
 
-    last = max(e.due_at for e in waiting.values())
-    clock.now = last
-    assert run("run", "--once") == (0, "3 lead(s) processed; 6 step(s); 0 event(s)\n", "")
-    open_store(str(tmp_path / "seqrun.db"))
-    acts = {a.lead.key: a for a in Action.select()}
-    assert {k: (a.action, a.status, a.performed_at) for k, a in acts.items()} == {
-        k: ("connect", "done", last) for k in ("anna-meyer", "ben-okafor", "chloe-dubois")}
-    assert acts["anna-meyer"].content == "Anna Meyer, let's connect."
-    assert (tmp_path / "seqrun.db.sandbox").is_file()  # the simulated LinkedIn outlives the process
+    slots = sorted((e.due_at, k) for k, e in waiting.items())
+    assert [k for _, k in slots] == ["chloe-dubois", "anna-meyer", "ben-okafor"]
+    db.close()
 
-    # Two hours later the sandbox reports the acceptances. A thank-you after an acceptance takes the
-    # fast lane: Ben's goes out at once (New York is open); Anna's and Chloe's windows in Berlin have
-    # closed, so theirs go when the window opens tomorrow.
-    clock.now = last + dt.timedelta(hours=2)
-    code, out, _ = run("run", "--once")
-    assert (code, out) == (0, "3 lead(s) processed; 7 step(s); 3 event(s); ended: messaged 1\n")
+    # Each invite goes out at its own slot, one run each, never all at once. Chloe's acceptance two
+    # hours later is seen at Anna's slot, while Berlin is still open: her thank-you takes the fast
+    # lane and goes out at once; Anna's acceptance is seen at Ben's slot, after Berlin closed.
+    outputs = []
+    for at, _ in slots:
+        clock.now = at
+        code, out, _ = run("run", "--once")
+        outputs.append((code, out))
+    assert outputs == [(0, "1 lead(s) processed; 2 step(s); 0 event(s)\n"),
+                       (0, "2 lead(s) processed; 5 step(s); 1 event(s); ended: messaged 1\n"),
+                       (0, "2 lead(s) processed; 4 step(s); 1 event(s)\n")]
+    open_store(str(tmp_path / "seqrun.db"))
+    acts = {(a.lead.key, a.action): a for a in Action.select()}
+    assert {k: (a.status, a.performed_at) for k, a in acts.items()} == {
+        **{(key, "connect"): ("done", at) for at, key in slots},
+        ("chloe-dubois", "message"): ("done", slots[1][0])}
+    assert acts[("anna-meyer", "connect")].content == "Anna Meyer, let's connect."
+    assert (tmp_path / "seqrun.db.sandbox").is_file()  # the simulated LinkedIn outlives the process
+    db.close()
+
+    # Two hours after the last invite the sandbox reports Ben's acceptance, after 17:00 in New York.
+    # A thank-you for an acceptance seen outside the window goes at a random moment of the lead's
+    # next open day, not at the opening.
+    clock.now = slots[-1][0] + dt.timedelta(hours=2)
+    assert run("run", "--once") == (0, "1 lead(s) processed; 2 step(s); 1 event(s)\n", "")
     after = enrollments(tmp_path)
     assert {k: (e.state, e.step_id) for k, e in after.items()} == {
-        "anna-meyer": ("active", "thanks"), "ben-okafor": ("done", "thanks+1"), "chloe-dubois": ("active", "thanks")}
-    opening = dt.datetime(2026, 3, 4, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
-    assert all(opening <= after[k].due_at < opening + dt.timedelta(minutes=2) for k in ("anna-meyer", "chloe-dubois"))
+        "anna-meyer": ("active", "thanks"), "ben-okafor": ("active", "thanks"), "chloe-dubois": ("done", "thanks+1")}
+    berlin_opening = dt.datetime(2026, 3, 4, 8, 0, tzinfo=UTC)  # Wednesday 09:00 in Berlin
+    new_york_opening = dt.datetime(2026, 3, 4, 14, 0, tzinfo=UTC)  # Wednesday 09:00 in New York
+    assert berlin_opening + dt.timedelta(hours=1) < after["anna-meyer"].due_at < berlin_opening + dt.timedelta(hours=8)
+    assert new_york_opening + dt.timedelta(hours=1) < after["ben-okafor"].due_at < new_york_opening + dt.timedelta(hours=8)
 
 
 def test_dry_run_prints_what_is_due_and_changes_nothing(tmp_path: pathlib.Path, clock: Clock, run: Run) -> None:
     database = tmp_path / "seqrun.db"
     before = dump(database)
     assert run("run", "--once", "--dry-run") == (0, (
-        "later    connect  https://www.linkedin.com/in/anna-meyer  at 2026-03-03 10:04 UTC "
+        "later    connect  https://www.linkedin.com/in/chloe-dubois  at 2026-03-03 12:57 UTC "
         "(paced inside the window and the daily limit)\n"
-        "later    connect  https://www.linkedin.com/in/ben-okafor  at 2026-03-03 14:00 UTC "
+        "later    connect  https://www.linkedin.com/in/anna-meyer  at 2026-03-03 15:49 UTC "
         "(paced inside the window and the daily limit)\n"
-        "later    connect  https://www.linkedin.com/in/chloe-dubois  at 2026-03-03 14:16 UTC "
+        "later    connect  https://www.linkedin.com/in/ben-okafor  at 2026-03-03 20:16 UTC "
         "(paced inside the window and the daily limit)\n"
         "dry run: 0 action(s) would be performed now and 3 paced for later, for 3 due lead(s); "
         "nothing was sent or saved\n"), "")
@@ -175,14 +190,14 @@ def test_dry_run_prints_what_is_due_and_changes_nothing(tmp_path: pathlib.Path, 
     assert not (tmp_path / "seqrun.db.sandbox").exists()
 
     assert run("run", "--once")[0] == 0
-    anna = enrollments(tmp_path)["anna-meyer"]
-    clock.now = anna.due_at
+    chloe = enrollments(tmp_path)["chloe-dubois"]
+    clock.now = chloe.due_at
     db.close()
     before = dump(database)
     sandbox_before = dump(tmp_path / "seqrun.db.sandbox")
     assert run("run", "--once", "--dry-run") == (0, (
-        "would connect  https://www.linkedin.com/in/anna-meyer  (as alice)\n"
-        "    Anna Meyer, let's connect.\n"
+        "would connect  https://www.linkedin.com/in/chloe-dubois  (as alice)\n"
+        "    Chloé Dubois, let's connect.\n"
         "dry run: 1 action(s) would be performed now and 0 paced for later, for 1 due lead(s); "
         "nothing was sent or saved\n"), "")
     assert dump(database) == before
@@ -190,7 +205,7 @@ def test_dry_run_prints_what_is_due_and_changes_nothing(tmp_path: pathlib.Path, 
 
     assert run("run", "--once") == (0, "1 lead(s) processed; 2 step(s); 0 event(s)\n", "")
     open_store(str(database))
-    assert [(a.lead.key, a.action, a.status) for a in Action.select()] == [("anna-meyer", "connect", "done")]
+    assert [(a.lead.key, a.action, a.status) for a in Action.select()] == [("chloe-dubois", "connect", "done")]
 
 
 @pytest.mark.parametrize("flags", [["--once"], ["--once", "--dry-run"]], ids=["once", "dry-run"])

@@ -120,19 +120,26 @@ def run_until(root: pathlib.Path, clock: Clock, run: Run, end: dt.datetime) -> N
         clock.now = max(min(due), clock.now + dt.timedelta(minutes=1))
 
 
+def due_times(root: pathlib.Path) -> list[dt.datetime]:
+    """When each active lead is next due."""
+    open_store(str(root / "seqrun.db"))
+    try:
+        return [e.due_at for e in Enrollment.select().where(Enrollment.state == "active") if e.due_at is not None]
+    finally:
+        db.close()
+
+
 @pytest.fixture
 def at_the_wait(tmp_path: pathlib.Path, clock: Clock, run: Run) -> Clock:
-    """Invites sent, accepted two hours later, thank-you sent the next morning: all at accepted+2."""
-    assert run("run", "--once")[0] == 0
-    clock.now = next_due(tmp_path)
-    assert run("run", "--once")[0] == 0  # the invites
-    clock.now += dt.timedelta(hours=2)
-    assert run("run", "--once")[0] == 0  # the acceptances; Ben's thank-you (New York is open)
-    clock.now = dt.datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
-    assert run("run", "--once")[0] == 0  # Anna's and Chloe's thank-yous, paced in the window
-    clock.now = max(clock.now, next_due(tmp_path, "accepted+1"))
-    assert run("run", "--once")[0] == 0
-    assert state(tmp_path) == {k: ("active", "accepted+2") for k in KEYS}
+    """Invites sent at paced points of each lead's window, accepted two hours later, thank-yous paced in
+    the lead's next open time: `run --once` at every moment a lead is due (and at least hourly, to see
+    the acceptances) until all three leads wait at accepted+2, which pacing reaches by 5 March."""
+    waiting = {k: ("active", "accepted+2") for k in KEYS}
+    while state(tmp_path) != waiting:
+        assert clock.now < dt.datetime(2026, 3, 5, 9, 0, tzinfo=UTC), state(tmp_path)
+        assert run("run", "--once")[0] == 0
+        soon = [t for t in due_times(tmp_path) if t <= clock.now + dt.timedelta(hours=1)]
+        clock.now = max(min(soon, default=clock.now + dt.timedelta(hours=1)), clock.now + dt.timedelta(minutes=1))
     assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2")] for k in KEYS}
     return clock
 
@@ -519,12 +526,12 @@ def after_the_visit(tmp_path: pathlib.Path, clock: Clock, run: Run) -> Clock:
     Enrollment.delete().execute()
     db.close()
     assert run("leads", "import", "leads.csv", "--sequence", "intro")[0] == 0
-    for _ in range(50):
-        if state(tmp_path) == {k: ("active", "accepted+3") for k in KEYS}:
-            break
+    waiting = {k: ("active", "accepted+3") for k in KEYS}
+    while state(tmp_path) != waiting:  # as at_the_wait: every due moment, at least hourly
+        assert clock.now < dt.datetime(2026, 3, 6, 9, 0, tzinfo=UTC), state(tmp_path)
         assert run("run", "--once")[0] == 0
-        clock.now = max(clock.now + dt.timedelta(minutes=1),
-                        min(next_due(tmp_path, s) for s in {s for _, s in state(tmp_path).values()}))
+        soon = [t for t in due_times(tmp_path) if t <= clock.now + dt.timedelta(hours=1)]
+        clock.now = max(min(soon, default=clock.now + dt.timedelta(hours=1)), clock.now + dt.timedelta(minutes=1))
     assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("visit", None)] for k in KEYS}
     return clock
 

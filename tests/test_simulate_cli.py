@@ -1,6 +1,7 @@
 """`seqrun simulate` on the shipped example sequences: the funnel, the usage table and a clean audit."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pathlib
 
@@ -34,8 +35,7 @@ def test_simulate_prints_the_funnel_and_a_clean_audit(capsys: pytest.CaptureFixt
     # every lead starts at the check, and comes back to it after a cool-down
     assert funnel["check"][1] == "branch" and int(funnel["check"][2]) == 300 + int(funnel["cool_down"][2])
     assert "Outcomes" in lines and "Actions per sender per day (against the sequence's daily limit)" in lines
-    outcomes = lines[lines.index("Outcomes") + 1:lines.index("Actions per sender per day (against the sequence's "
-                                                             "daily limit)") - 1]
+    outcomes = lines[lines.index("Outcomes") + 1:lines.index("", lines.index("Outcomes"))]
     assert sum(int(line.split()[-2]) for line in outcomes) == 300  # ended + still in sequence
     assert any(line.split()[0] == "not_accepted" for line in outcomes)
     usage = lines[lines.index("Actions per sender per day (against the sequence's daily limit)") + 2:]
@@ -70,6 +70,9 @@ def test_simulate_an_ab_test_with_two_senders(capsys: pytest.CaptureFixture[str]
     (variants,) = report["variants"].values()
     assert set(variants) == {"short", "story"} and variants["short"] > variants["story"]  # weights 60 / 40
     assert {row["sender"] for row in report["usage"]} == {"alice", "bob"}
+    # As documented: the notify step's variable stands in as a placeholder; no lead fails on it.
+    crm = next(step for step in report["steps"] if step["id"] == "crm")
+    assert crm["done"] > 0 and crm["failed"] == 0
 
 
 def test_simulate_refuses_two_lead_sources(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
@@ -117,6 +120,65 @@ def test_a_thank_you_after_an_acceptance_does_not_wait_behind_the_queue(capsys: 
     assert code == 0 and report["violations"] == []
     hours = report["accept_to_first_message_hours"]
     assert hours["count"] > 20 and hours["median"] < 24
+
+
+def test_an_expired_session_is_renewed_by_the_simulated_person_and_reported_first(
+        capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every sender's session expires on its first call: without a person to renew it, the whole
+    # campaign would stand still for the whole month with no word in the report.
+    project = tmp_path / "p"
+    (project / "sequences").mkdir(parents=True)
+    (project / "templates").mkdir()
+    for p in (ROOT / "templates").glob("*.j2"):
+        (project / "templates" / p.name).write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
+    (project / "sequences" / "edges-full-flow.yaml").write_text(pathlib.Path(EDGES).read_text(encoding="utf-8"),
+                                                                encoding="utf-8")
+    (project / "seqrun.yaml").write_text(
+        "version: 1\nsenders:\n  - {name: alice, provider: sandbox, account_id: acc-alice, timezone: Europe/Berlin}\n"
+        "sandbox: {errors: {AUTH_EXPIRED: 0.002}}\n", encoding="utf-8")
+    code, out, err = simulate(capsys, str(project / "sequences" / "edges-full-flow.yaml"), "--leads", "200",
+                              "--days", "10", "--start", "2026-03-02", "--reauth-after", "6", "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["reauth_after_hours"] == 6
+    pauses = report["sender_pauses"]
+    assert pauses and all(p["sender"] == "alice" and p["reason"] == "auth expired" for p in pauses)
+    for p in pauses[:-1]:
+        assert p["hours"] == 6.0 and p["until"] is not None
+    # the leads went on after each renewal: most of them are past their first step
+    assert report["steps"][1]["entered"] > 150
+
+    code, out, err = simulate(capsys, str(project / "sequences" / "edges-full-flow.yaml"), "--leads", "200",
+                              "--days", "10", "--start", "2026-03-02", "--reauth-after", "6")
+    lines = out.splitlines()
+    assert lines[2] == ("Senders paused (no actions while paused; a person renews an expired session after 6 h, "
+                        "see --reauth-after)")
+    first = dt.datetime.fromisoformat(pauses[0]["from"])
+    assert lines[3] == (f"  alice           6.0 h  auth expired: {first:%a %Y-%m-%d %H:%M} UTC to "
+                        f"{first + dt.timedelta(hours=6):%a %Y-%m-%d %H:%M}")
+    total = sum(p["hours"] for p in pauses)
+    assert f"  alice        paused {total:.1f} h in total ({100 * total / 240:.0f}% of the simulated time)" in lines
+
+
+def test_follow_ups_have_a_reply_yield_of_their_own(capsys: pytest.CaptureFixture[str]) -> None:
+    # Replies are drawn per message received (decaying along the sequence), not once per lead: a
+    # lead who ignored the first message may answer a follow-up, and the report shows each yield.
+    args = (EDGES, "--leads", "300", "--days", "30", "--start", "2026-03-02", "--seed", "4", "--reply-rate", "0.5",
+            "--accept-rate", "0.8")
+    code, out, err = simulate(capsys, *args, "--json")
+    assert (code, err) == (0, "")
+    yields = {m["step"]: m for m in json.loads(out)["replies_per_message"]}
+    assert list(yields) == ["first_message", "follow_up", "last_touch"]
+    rates = [yields[s]["replies"] / yields[s]["sent"] for s in yields]
+    assert all(yields[s]["replies"] > 0 for s in yields)
+    assert rates[0] > rates[1] > rates[2]  # the decay
+    code, out, err = simulate(capsys, *args)
+    lines = out.splitlines()
+    i = lines.index("Replies per message (each reply counts for the last message before it)")
+    assert lines[i + 1].split() == ["step", "sent", "replies", "yield"]
+    first = yields["first_message"]
+    assert lines[i + 2].split() == ["first_message", str(first["sent"]), str(first["replies"]),
+                                    f"{100 * first['replies'] / first['sent']:.1f}%"]
 
 
 def test_simulate_never_writes_into_the_project_database(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path,

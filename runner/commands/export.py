@@ -1,4 +1,4 @@
-"""`seqrun export`: the audit log (actions or events) as CSV or JSON lines."""
+"""`seqrun export`: the audit log (actions, events, step transitions, enrollments) as CSV or JSON lines."""
 from __future__ import annotations
 
 import csv
@@ -11,31 +11,36 @@ import click
 from ..diagnostics import UserError
 from ..leads import open_project
 from ..outfile import atomic_output, check_output, owned_files
-from ..report import ACTION_COLUMNS, EVENT_COLUMNS, export_rows, spreadsheet_safe
+from ..report import EXPORTS, export_rows, spreadsheet_safe
 from ..store import db, health, open_store
 from ..urls import redact_secrets
-from .status import loaded_sequences
 
 NOTHING_EXPORTED = "nothing was exported"
+#: the table each export reads, every row of it (checked: a damaged database must not give a shorter file)
+TABLES = {"actions": "action", "events": "event", "transitions": "transition", "enrollments": "enrollment"}
 
 
 @click.command("export")
-@click.argument("what", type=click.Choice(["actions", "events"]))
+@click.argument("what", type=click.Choice(list(EXPORTS)))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file instead of standard output (replaced only once the export is complete).")
 @click.option("--db", "db_url", default=None, help="Database (default: SEQRUN_DB, the config's database, seqrun.db).")
 def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None:
-    """Export the audit log: every action with lead, sender, sequence, step, variant, planned and
-    performed times (UTC and the lead's local time), outcome, provider ids and error; or every event
-    with its time and source. CSV cells that a spreadsheet would run as a formula are neutralised.
-    An output file is written whole or not at all, and never over the database or another file
-    seqrun owns.
+    """Export the audit log, from the database alone: every action (lead, sender, step, variant,
+    planned and performed times in UTC and the lead's local time, both time zones, the lead's
+    relationship, new or existing conversation, whether it was charged to a limit, outcome, provider
+    ids, error); every event (acceptances, replies, blocks and unblocks); every step transition (lead,
+    step, entered at); or every enrollment (state, outcome, start and finish). CSV cells that a
+    spreadsheet would run as a formula are neutralised. An output file is written whole or not at
+    all, and never over the database or another file seqrun owns.
 
     \b
     Example:
       seqrun export actions --format csv -o actions.csv
       seqrun export events --format jsonl
+      seqrun export transitions -o transitions.csv
+      seqrun export enrollments
     """
     config, _, _ = open_project()
     url = config.database_url(db_url)
@@ -44,23 +49,22 @@ def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None
                             sandbox_state=config.sandbox.get("state_path"))
         check_output(output, root=config.root, owned=owned)
     open_store(url)
-    sequences = loaded_sequences(config.root)
     # One read transaction: the count and the rows come from the same snapshot of the database.
     with health.reading(NOTHING_EXPORTED), db.atomic():
         health.quick_check(NOTHING_EXPORTED)
-        expected = health.count_rows("action" if what == "actions" else "event")
+        expected = health.count_rows(TABLES[what])
         if output:
             with atomic_output(output) as handle:
-                written = _write(handle, what, fmt, export_rows(what, sequences))
+                written = _write(handle, what, fmt, export_rows(what))
                 _check_count(what, written, expected)
         else:
-            _check_count(what, _write(sys.stdout, what, fmt, export_rows(what, sequences)), expected)
+            _check_count(what, _write(sys.stdout, what, fmt, export_rows(what)), expected)
 
 
 def _write(handle: IO[str], what: str, fmt: str, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     if fmt == "csv":
-        columns = ACTION_COLUMNS if what == "actions" else EVENT_COLUMNS
+        columns = EXPORTS[what]
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\r\n")
         writer.writeheader()
         for row in rows:

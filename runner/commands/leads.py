@@ -1,5 +1,5 @@
-"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads, and
-move running leads to the current version of an edited sequence (`migrate`)."""
+"""`seqrun leads`: import leads from CSV into a sequence, block and unblock profiles, list leads, retry
+failed ones, and move running leads to the current version of an edited sequence (`migrate`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -58,6 +58,7 @@ def command() -> None:
       seqrun leads block https://www.linkedin.com/in/jane-doe --reason "asked not to be contacted"
       seqrun leads list --sequence founders-q1 --state paused
       seqrun leads migrate --sequence founders-q1 --dry-run
+      seqrun leads retry --all --dry-run
     """
 
 
@@ -174,7 +175,7 @@ def unblock_command(url: str, db_url: str | None) -> None:
     config, _, _ = open_project()
     key, canonical = profile_key(url)
     open_db(config, db_url)
-    unblock_profile(key, canonical)
+    unblock_profile(key, canonical, utc_now())
     click.echo(f"unblocked {canonical}")
 
 
@@ -235,6 +236,63 @@ def _parse_maps(maps: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f'step "{old}" is mapped twice', param_hint="--map")
         out[old] = new
     return out
+
+
+@command.command("retry")
+@click.option("--all", "all_failed", is_flag=True, help="Every failed lead.")
+@click.option("--sequence", "-s", metavar="NAME", help="Failed leads of this sequence.")
+@click.option("--sender", metavar="NAME", help="Failed leads of this sender.")
+@click.option("--lead", metavar="URL", help="This lead, by LinkedIn profile URL.")
+@click.option("--dry-run", is_flag=True, help="List the leads that would be retried and change nothing.")
+@db_option
+def retry_command(all_failed: bool, sequence: str | None, sender: str | None, lead: str | None, dry_run: bool,
+                  db_url: str | None) -> None:
+    """Put failed leads back into their sequence, at the step they failed on, due now.
+
+    Use it once the cause is fixed: a provider outage over, a template corrected, an environment
+    variable set. Each lead gets a fresh retry budget; an action whose outcome was unknown when the
+    lead failed is checked with the provider before anything is sent again. Filters combine.
+
+    \b
+    Example:
+      seqrun leads retry --all --dry-run
+      seqrun leads retry --sequence founders-q1 --sender alice
+      seqrun leads retry --lead https://www.linkedin.com/in/jane-doe
+    """
+    from ..holds import LEAD, SENDER, SEQUENCE, find_target
+    from ..retry import failed_leads, retry
+
+    if not (all_failed or sequence or sender or lead):
+        raise click.UsageError("say which failed leads: --all, or any of --sequence, --sender, --lead")
+    config, _, _ = open_project()
+    open_db(config, db_url)
+    filters: dict[str, Any] = {}
+    if sequence is not None:
+        filters["sequence"] = find_target(SEQUENCE, sequence).value
+    if sender is not None:
+        filters["sender_id"] = find_target(SENDER, sender).value
+    if lead is not None:
+        filters["lead_id"] = find_target(LEAD, lead).value
+    candidates = failed_leads(**filters)
+    if not candidates:
+        click.echo("no failed leads match")
+        return
+    result = retry(candidates, utc_now(), dry_run=dry_run)
+    verb = "would retry" if dry_run else "retried"
+    line = f"{verb} {_count(len(result.retried), 'failed lead')}"
+    if result.retried and not dry_run:
+        line += ", due now"
+    click.echo(line + (":" if dry_run and result.retried else ""))
+    if dry_run:
+        for item in result.retried:
+            click.echo(f"  {item.profile_url}  [{item.sequence} @ {item.step or '-'}] {item.error or 'no error recorded'}")
+    if result.reopened:
+        click.echo(f"{_count(result.reopened, 'action')} of unknown outcome "
+                   f"{'will be' if dry_run else 'are'} checked with the provider before anything is sent")
+    if result.unchanged:
+        total = sum(result.unchanged.values())
+        why = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.unchanged.items()))
+        click.echo(f"{total} not retried ({why})")
 
 
 @command.command("list")

@@ -23,6 +23,7 @@ import click
 import httpx
 import schedule
 
+from ..capabilities import require_capabilities
 from ..config import Config
 from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
@@ -138,6 +139,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     sequences = project_sequences(config)
     if not sequences:
         raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
+    require_capabilities(sequences.values(), config.senders)
     url = config.database_url(db_url)
     open_store(url, writable=True)  # a run that cannot record what it does must not start
     # Before anything runs: what the files' edits mean for the leads already in them.

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
+from ..diagnostics import UserError
 from ..holds import SENDER, SenderListing, find_target, list_senders, resume
 from ..leads import open_project
 from ..project import sync_senders
@@ -14,11 +16,12 @@ from .pause import unchanged_line
 
 @click.group("senders")
 def command() -> None:
-    """List senders and resume a paused one.
+    """List senders, check them with their providers, and resume a paused one.
 
     \b
     Example:
       seqrun senders list
+      seqrun senders check
       seqrun senders resume alice
     """
 
@@ -80,3 +83,54 @@ def resume_command(name: str, db_url: str | None) -> None:
                f"{'enrollment' if result.changed == 1 else 'enrollments'}")
     if result.unchanged:
         click.echo(unchanged_line(result))
+
+
+@command.command("check")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of lines.")
+@db_option
+def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> None:
+    """Ask each sender's provider: credentials accepted, LinkedIn account usable, own LinkedIn id.
+
+    Stores each sender's own LinkedIn id (used to tell who wrote last) and shows the provider's
+    own limits where its API tells them (a weekly quota as a week). Exits 1 when any sender is not ready, saying what
+    to do.
+
+    \b
+    Example:
+      seqrun senders check
+      seqrun senders check alice --json
+    """
+    from ..project import real_provider_for
+    from ..senderscheck import check, selected, store_profile_ids
+    from ..store import db
+
+    config, _, _ = open_project()
+    senders = selected(config, names)
+    open_db(config, db_url)
+    sync_senders(config, utc_now())
+    reports = check(senders, real_provider_for(config, db_file=db.database))
+    store_profile_ids(reports, config)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        for r in reports:
+            click.echo(_check_line(r))
+    not_ready = [r.name for r in reports if not r.ready]
+    if not_ready:
+        raise UserError(f"{len(not_ready)} of {len(reports)} sender(s) not ready: {', '.join(not_ready)}")
+
+
+def _check_line(r: Any) -> str:
+    if not r.ready:
+        return f"{r.name}: NOT READY ({r.provider}): {r.problem}"
+    parts = [f"{r.name}: ready ({r.provider})", f"credentials {r.credentials}", f"account {r.account_status}"]
+    if r.profile_id:
+        parts.append(f"LinkedIn id {r.profile_id}")
+    if r.limits:
+        # A weekly quota (ConnectSafely's invitations) says so; daily ones read as before.
+        shown = ", ".join(f"{action} {v.get('remaining', '?')}/{v.get('limit', '?')}"
+                          f"{' a week' if v.get('window') == 'week' else ''}" if isinstance(v, dict)
+                          else f"{action} {v}" for action, v in r.limits.items())
+        parts.append(f"provider limits left: {shown}")
+    return "; ".join(parts)

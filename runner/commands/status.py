@@ -46,6 +46,9 @@ def _echo_earlier_versions(s: dict) -> None:
 def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     """Show where every lead is, today's usage per sender against its limits, and what needs a human.
 
+    A provider quota over a longer window (ConnectSafely: 90 invitations a week per account) is
+    shown per its window, under the sender's daily usage.
+
     Leads a run has claimed and not finished with are listed with the run that holds them.
 
     \b
@@ -83,6 +86,14 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
             cells = "  ".join(f"{a} {u['used'][a]}/{u['limits'][a]}" for a in u["limits"])
             state = "" if u["status"] == "active" else f"  [paused: {printable(str(u['paused_reason']))}]"
             click.echo(f"  {u['sender']:<12} {u['day']}  {cells}{state}")
+            for q in u.get("quotas", ()):
+                # A provider's own quota over its window: a week is shown as a week, not as a day.
+                since = dt.datetime.fromisoformat(q["since"])
+                resets = dt.datetime.fromisoformat(q["resets_at"])
+                window = f"this week (from {since:%a %Y-%m-%d} 00:00 UTC)" if q["period"] == "week" \
+                    else f"today (from {since:%Y-%m-%d} 00:00 UTC)"
+                click.echo(f"  {'':<12} {window}: {q['action']} {q['used']}/{q['limit']} ({q['provider']} quota, "
+                           f"resets {resets:%a %Y-%m-%d %H:%M} UTC)")
         click.echo("")
     if report.leased:
         click.echo("Leased (claimed by a run that has not finished with them)")

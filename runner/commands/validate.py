@@ -98,8 +98,8 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
 
 def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
     """The problems of each project's seqrun.yaml (once per file, whether or not a sequence names a
-    sender: `run` and `simulate` refuse a broken one), and names in a sequence's `senders:` that are
-    not senders of it."""
+    sender: `run` and `simulate` refuse a broken one), names in a sequence's `senders:` that are not
+    senders of it, and steps their providers cannot perform."""
     from ..config import find_config, load_config
 
     diags: list[Diagnostic] = []
@@ -117,8 +117,11 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
                 configs[key] = None
                 diags += exc.diagnostics
         config = configs[key]
-        if config is None or not seq.senders:
+        if config is None:
             continue
+        from ..capabilities import check_capabilities
+
+        diags += check_capabilities(seq, config.senders)  # type: ignore[attr-defined]
         defined = [s.name for s in config.senders]  # type: ignore[attr-defined]
         for name, pos in zip(seq.senders, seq.sender_positions):
             if name not in defined:

@@ -38,7 +38,9 @@ class ErrorKind(str, enum.Enum):
     INVITATION_PENDING = "INVITATION_PENDING"  # an invite is already out; wait for acceptance
     PROFILE_NOT_ACCESSIBLE = "PROFILE_NOT_ACCESSIBLE"  # deleted, blocked or moved; lead fails
     INVALID_INPUT = "INVALID_INPUT"  # the request was wrong; lead fails, reason kept
-    AUTH_EXPIRED = "AUTH_EXPIRED"  # sender's LinkedIn session (or API key) no longer works; pause sender
+    AUTH_EXPIRED = "AUTH_EXPIRED"  # sender's LinkedIn session no longer works; pause sender until re-auth
+    API_KEY_REJECTED = "API_KEY_REJECTED"  # the provider refused our API key (401/402/403): a configuration
+    # error, not the LinkedIn session; pause the sender with "API key rejected"
     RATE_LIMITED = "STATUS_429"  # raw rate limiting; exponential backoff (or `retry_at`)
     TRANSIENT = "TRANSIENT"  # 5xx, timeouts, network errors, LK_ERROR; exponential backoff
     NOT_FOUND = "NOT_FOUND"  # e.g. withdraw of an invitation that no longer exists
@@ -176,3 +178,15 @@ class Provider(Protocol):
     def poll_events(self, account: Account, *, since: dt.datetime | None) -> PollResult:
         """Acceptances and replies newer than `since` (None: everything the provider keeps)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCheck:
+    """What `seqrun senders check` learns from a provider about one sender."""
+
+    ready: bool  # credentials accepted and the LinkedIn account usable
+    credentials: str  # "ok" | "rejected" | "missing"
+    account_status: str  # "ok" | "auth expired" | "unknown" | …
+    profile_id: str | None = None  # the sender's own LinkedIn id, as the provider names it
+    limits: Mapping[str, Any] = field(default_factory=dict)  # the provider's own limits, where it tells them
+    problem: str | None = None  # what is wrong and what to do, when not ready

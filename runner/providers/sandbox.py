@@ -43,6 +43,7 @@ from .base import (
     ProviderError,
     ProviderEvent,
     Relationship,
+    SenderCheck,
 )
 from .sandbox_state import (
     ACCOUNT,
@@ -84,7 +85,8 @@ class SandboxProvider:
 
     def __init__(self, *, seed: int = 0, clock: Callable[[], dt.datetime] = utc_now,
                  accept_rate: float = 0.35, accept_delay_hours: tuple[float, float] = (30.0, 24.0 * 21),
-                 reply_rate: float = 0.15, reply_delay_hours: tuple[float, float] = (18.0, 24.0 * 10),
+                 reply_rate: float = 0.15, reply_decay: float = 0.6,
+                 reply_delay_hours: tuple[float, float] = (18.0, 24.0 * 10),
                  connected_rate: float = 0.05, pending_rate: float = 0.02, messaged_first_rate: float = 0.02,
                  recent_conversation_rate: float = 0.03, inaccessible_rate: float = 0.005,
                  errors: Mapping[str, float] | None = None, latency_ms: float = 0.0,
@@ -98,6 +100,7 @@ class SandboxProvider:
             accept_rate=_rate("accept_rate", accept_rate),
             accept_delay=_delay("accept_delay_hours", accept_delay_hours),
             reply_rate=_rate("reply_rate", reply_rate),
+            reply_decay=_rate("reply_decay", reply_decay),
             reply_delay=_delay("reply_delay_hours", reply_delay_hours),
             profiles=_shares("sandbox: inaccessible_rate, connected_rate, pending_rate, messaged_first_rate "
                              "and recent_conversation_rate", {  # in draw order
@@ -238,6 +241,15 @@ class SandboxProvider:
                 self._inject("poll_events", acc, "", number, now)
             self._world.realise_due(acc.account_id, now)
             return PollResult(tuple(self._world.window(acc.account_id, since, now)), synced_until=now)
+
+    def check(self, account: Account) -> SenderCheck:
+        """`seqrun senders check`: the simulated session works unless an outage is running."""
+        with self._call(None) as now:
+            outage = self._world.account(account.account_id).outage_at(now)
+        if outage is not None:
+            return SenderCheck(False, "ok", "auth expired", profile_id=account.profile_id,
+                               problem=f"the simulated LinkedIn session of {account.account_id} expired")
+        return SenderCheck(True, "ok", "ok (simulated)", profile_id=account.profile_id)
 
     # --- world controls (tests and simulate) -----------------------------------------------
 

@@ -64,7 +64,8 @@ class Behaviour:
     seed: int
     accept_rate: float
     accept_delay: Delay
-    reply_rate: float
+    reply_rate: float  # the chance that the first message received gets a reply
+    reply_decay: float  # each later message: this times the previous one's chance
     reply_delay: Delay
     #: first-sight profiles, each with the upper end of its slice of [0, 1); the rest is "fresh"
     profiles: tuple[tuple[str, float], ...]
@@ -167,14 +168,17 @@ class World:
         return sent
 
     def _schedule_reply(self, account_id: str, state: LeadState, now: dt.datetime) -> None:
-        """A message opens a reply round unless a reply is already on its way; one draw per round."""
+        """Each message received may bring a reply (unless one is already on its way), one draw per
+        message: `reply_rate` for the first, `reply_decay` times less likely for each later one, so
+        that follow-ups have a yield of their own."""
         if any(at > now for at in state.replies):
             return
-        round_ = len(state.replies)
+        number = sum(1 for m in state.messages if not m.from_lead) - 1  # this message, counted from 0
         draw = self.drawer(account_id, state.key)
-        if draw(f"reply:{round_}") >= self.behaviour.reply_rate:
+        if draw(f"reply:message:{number}") >= self.behaviour.reply_rate * self.behaviour.reply_decay ** number:
             return
-        at = now + self.behaviour.reply_delay.sample(draw(f"reply-delay:{round_}"))
+        round_ = len(state.replies)
+        at = now + self.behaviour.reply_delay.sample(draw(f"reply-delay:message:{number}"))
         state.replies.append(at)
         state.messages.append(Note(self.reply_id(account_id, state.key, round_), at, True))
         self._push_reply(account_id, state.key, round_, at)

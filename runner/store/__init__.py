@@ -14,12 +14,14 @@ from .models import (
            Enrollment,
            Event,
            Lead,
+           Pace,
            Sender,
            SequenceVersion,
            SyncCursor,
+           Transition,
            Usage,
            db,
 )
 
-__all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Sender",
-           "SequenceVersion", "SyncCursor", "Usage", "db", "open_store", "resolve_db_url"]
+__all__ = ["DEFAULT_DB", "MODELS", "Action", "Block", "Enrollment", "Event", "Lead", "Pace", "Sender", "SequenceVersion",
+           "SyncCursor", "Transition", "Usage", "db", "open_store", "resolve_db_url"]

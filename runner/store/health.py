@@ -66,7 +66,7 @@ def quick_check(consequence: str = "") -> None:
 
 
 def count_rows(table: str) -> int:
-    assert table in ("action", "event")
+    assert table in ("action", "event", "transition", "enrollment")
     return db.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 

@@ -90,6 +90,33 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # `seqrun status`; small, because a lead's lease is cleared when it sleeps, pauses or ends.
         "CREATE INDEX enrollment_leased ON enrollment (lease_owner) WHERE state = 'active' AND lease_owner IS NOT NULL",
     ]),
+    (4, "audit log", [
+        # What an auditor needs to check each action without our code: the zones it was judged in,
+        # the lead's relationship when it was performed, and whether a message started a thread.
+        "ALTER TABLE action ADD COLUMN lead_timezone TEXT",
+        "ALTER TABLE action ADD COLUMN sender_timezone TEXT",
+        "ALTER TABLE action ADD COLUMN relationship TEXT",
+        "ALTER TABLE action ADD COLUMN conversation TEXT",
+        # Every step a lead entered, and when (the enrollment row keeps only the current one).
+        """CREATE TABLE transition (
+            id INTEGER PRIMARY KEY,
+            enrollment_id INTEGER NOT NULL REFERENCES enrollment (id) ON DELETE CASCADE,
+            lead_id INTEGER NOT NULL REFERENCES lead (id) ON DELETE CASCADE,
+            sequence TEXT NOT NULL, step_id TEXT NOT NULL, entered_at TEXT NOT NULL)""",
+        "CREATE INDEX transition_enrollment ON transition (enrollment_id)",
+    ]),
+    (5, "pacing points", [
+        # Where each paced action of a sender is booked (`booked`, held by an enrollment) or was
+        # performed (`used`), so that every new slot keeps its distance from all of them.
+        """CREATE TABLE pace (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            action TEXT NOT NULL, sequence TEXT NOT NULL, day TEXT NOT NULL, at TEXT NOT NULL,
+            spacing REAL NOT NULL, state TEXT NOT NULL,
+            enrollment_id INTEGER REFERENCES enrollment (id) ON DELETE CASCADE,
+            CHECK (state IN ('booked', 'used')))""",
+        "CREATE INDEX pace_time ON pace (sender_id, action, at)",
+        "CREATE INDEX pace_holder ON pace (enrollment_id) WHERE enrollment_id IS NOT NULL",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

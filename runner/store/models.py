@@ -10,13 +10,18 @@
   finished with it (indexed for active rows since migration 3).
 - Action: the ledger and outbox. A row is written (in_flight) and committed before the provider is
   called, and marked done/failed after; `key` (enrollment:step:attempt) is the idempotency key.
+  It also keeps what an audit needs: the zones used, the lead's relationship at the time, whether a
+  message started a conversation.
 - Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
   provider's event id so that re-deliveries and overlapping polls are harmless.
+- Transition: every step a lead entered, and when (the audit log's step transitions).
 - SyncCursor: per-sender `last_synced_at` for inbox/connection polling (seed 000's lastSyncedAtUtc).
 - SequenceVersion: the exact text (YAML and templates) of a version of a sequence, by the hash an
   enrollment's `sequence_hash` holds: the version the lead started on and runs (runner.versions).
 - Usage: actions performed (and pacing slots reserved) per sender, sender-local day, action and
   sequence; a sender's total for a day is the sum over its sequences.
+- Pace: the moments of a sender's paced actions, booked by a waiting enrollment or used by one that
+  acted, each with the spacing it keeps from the others (runner.limits).
 """
 from __future__ import annotations
 
@@ -164,6 +169,10 @@ class Action(BaseModel):
     conversation_id = peewee.TextField(null=True)
     error_kind = peewee.TextField(null=True)
     error_message = peewee.TextField(null=True)
+    lead_timezone = peewee.TextField(null=True)  # the zone the calendar judged the lead in, at the time
+    sender_timezone = peewee.TextField(null=True)  # the zone the sender's daily limits count days in
+    relationship = peewee.TextField(null=True)  # connected | invite_pending | not_connected; NULL: not checked
+    conversation = peewee.TextField(null=True)  # messages: started | existing
 
 
 class Event(BaseModel):
@@ -176,6 +185,14 @@ class Event(BaseModel):
     occurred_at = UTCDateTimeField()
     received_at = UTCDateTimeField()
     data = JSONField(default=dict)
+
+
+class Transition(BaseModel):
+    enrollment = peewee.ForeignKeyField(Enrollment, on_delete="CASCADE")
+    lead = peewee.ForeignKeyField(Lead, on_delete="CASCADE")
+    sequence = peewee.TextField()
+    step_id = peewee.TextField()
+    entered_at = UTCDateTimeField()
 
 
 class SyncCursor(BaseModel):
@@ -207,4 +224,18 @@ class SequenceVersion(BaseModel):
     created_at = UTCDateTimeField()
 
 
-MODELS = (Sender, Lead, Block, Enrollment, Action, Event, SyncCursor, Usage, SequenceVersion)
+class Pace(BaseModel):
+    sender = peewee.ForeignKeyField(Sender, on_delete="CASCADE")
+    action = peewee.TextField()
+    sequence = peewee.TextField()
+    day = peewee.TextField()  # YYYY-MM-DD in the sender's time zone
+    at = UTCDateTimeField()
+    spacing = peewee.FloatField()  # seconds this point keeps from the sender's other points of the action
+    state = peewee.TextField()  # booked | used
+    enrollment = peewee.ForeignKeyField(Enrollment, null=True, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("sender", "action", "at"), False),)
+
+
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, Transition, SyncCursor, Usage, SequenceVersion, Pace)

@@ -6,9 +6,11 @@ the source of truth for columns and value conversion (`Field.db_value`).
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from ..urls import redact_secrets
+from .fields import to_db_time
 from .models import Action, Lead, db
 
 _ACTION_FIELDS = [f for f in Action._meta.sorted_fields if f.name != "id"]
@@ -44,3 +46,23 @@ def set_lead_json(lead_id: int, column: str, value: Any) -> None:
     assert column in ("tags", "provider_ids")
     field = getattr(Lead, column)
     db.execute_sql(f"UPDATE lead SET {column} = ? WHERE id = ?", (field.db_value(value), lead_id))
+
+
+_INSERT_TRANSITION = "INSERT INTO transition (enrollment_id, lead_id, sequence, step_id, entered_at) VALUES (?, ?, ?, ?, ?)"
+
+
+def insert_transition(enrollment_id: int, lead_id: int, sequence: str, step_id: str, entered_at: dt.datetime) -> None:
+    """A lead entered a step (the audit log's step transitions)."""
+    db.execute_sql(_INSERT_TRANSITION, (enrollment_id, lead_id, sequence, step_id, to_db_time(entered_at)))
+
+
+def record_first_steps(after_id: int) -> None:
+    """Bulk enrollments (import, simulate) put each lead on its first step directly: record those
+    entries as transitions, one statement for every enrollment with an id above `after_id`."""
+    db.execute_sql("INSERT INTO transition (enrollment_id, lead_id, sequence, step_id, entered_at) "
+                   "SELECT id, lead_id, sequence, step_id, step_entered_at FROM enrollment "
+                   "WHERE id > ? AND step_id IS NOT NULL", (after_id,))
+
+
+def last_enrollment_id() -> int:
+    return db.execute_sql("SELECT COALESCE(MAX(id), 0) FROM enrollment").fetchone()[0]

@@ -61,3 +61,33 @@ def test_a_pause_or_block_during_a_provider_call_stops_the_lead(make_harness: Ha
         assert enr.state == "paused"
         assert enr.paused_reason == ("lead paused: talking on the phone" if what == "pause" else "sender paused: on holiday")
     assert [a.status for a in h.actions("anna")] == []
+
+
+@pytest.mark.parametrize("action", ["notify", "tag"])
+def test_a_block_made_since_the_lead_woke_up_stops_a_tag_or_notify(make_harness: HarnessFactory, action: str) -> None:
+    # The docs promise the block list is read again right before every action, tag and notify
+    # included: a CRM must not hear about a lead who asked to be left alone a moment ago.
+    step = ('{id: out, action: notify, url: "https://crm.example.com/hook"}' if action == "notify"
+            else "{id: out, action: tag, tags: [hot]}")
+    steps = f"""\
+  - id: check
+    branch:
+      - when: connected
+        end: connected
+      - default: next
+  - {step}
+  - end: done
+"""
+    h = make_harness(sequence_yaml("s", steps))
+    h.enroll(lead_row("anna"))
+    inner = h.provider.relationship
+
+    def relationship(account: Any, lead: Any) -> Any:  # the branch's lookup, after the wake-up's exit check
+        elsewhere(lambda: block_profiles([("anna", "https://www.linkedin.com/in/anna")], "asked us to stop", h.now))
+        return inner(account, lead)
+
+    h.provider.relationship = relationship  # type: ignore[method-assign]
+    h.tick()
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.step_id) == ("done", "blocked", "out")
+    assert h.notified == [] and h.actions("anna") == [] and h.lead("anna").tags == []

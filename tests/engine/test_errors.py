@@ -8,7 +8,7 @@ import pytest
 from runner import audit, steps
 from runner.cli import main
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
-from runner.store import Action, Enrollment
+from runner.store import Action, Enrollment, Event, Usage
 
 from .conftest import UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
@@ -112,7 +112,8 @@ def test_invitation_pending_on_connect_waits_for_the_acceptance(make_harness: Ha
     enr = h.enrollment("anna")
     assert (enr.due_at, enr.facts["accepted"]) == (at, True)
     h.tick(at)
-    assert h.enrollment("anna").step_id == "first_message"
+    # It went on to the first message at once (which this sandbox, where nobody accepts, refuses).
+    assert [(a.step_id, a.started_at) for a in h.actions("anna")][1:] == [("first_message", at)]
 
 
 def test_not_connected_on_message_goes_back_to_the_first_connect_step(make_harness: HarnessFactory) -> None:
@@ -128,7 +129,8 @@ def test_not_connected_on_message_goes_back_to_the_first_connect_step(make_harne
     assert (message.step_id, message.status) == ("again", "done")
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome) == ("done", "messaged_after_connect")
-    assert h.used("message", "2026-03-02") == 1
+    # Only the message that went through is charged, whichever day the acceptance let it go out.
+    assert sum(u.used for u in Usage.select().where(Usage.action == "message")) == 1
     assert no_errors(reports)
 
 
@@ -226,9 +228,9 @@ def test_auth_expired_on_an_action_pauses_the_sender_and_the_action_runs_after_r
 @pytest.mark.parametrize("kind", [ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED])
 def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
         make_harness: HarnessFactory, kind: ErrorKind) -> None:
-    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN, max_attempts=4)
+    h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN, retry_budget=dt.timedelta(minutes=20))
     h.enroll(lead_row("anna"))
-    h.provider.fail("relationship", error(kind, "upstream said no"), times=5)
+    h.provider.fail("relationship", error(kind, "upstream said no"), times=10)
     rt = h.engine.rt
     delays = []
     for attempt in range(1, 5):
@@ -242,11 +244,28 @@ def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
         delays.append(delay)
         h.clock.now = enr.due_at
     assert delays[2] > delays[0] and delays[3] > delays[1]  # doubling beats any jitter over two steps
+    assert sum(delays, dt.timedelta()) <= rt.retry_budget
+    # The fifth failure's backoff would end after the 20-minute budget: the lead fails, error kept.
+    assert sum(delays, dt.timedelta()) + steps.backoff(rt, 5, key=f"{enr.id}:check") > rt.retry_budget
     h.tick()
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome, enr.due_at) == ("failed", "failed", None)
-    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 4 attempts)"
+    assert enr.last_error == f"{kind.value}: upstream said no (gave up after 5 attempts and 11 min of backoff; the retry budget is 20 min)"
     assert len(h.provider.called("relationship")) == 5
+
+
+def test_a_run_of_transient_errors_within_the_budget_does_not_fail_the_lead(make_harness: HarnessFactory) -> None:
+    # Seven failures in a row (the old fixed count gave up after five, within minutes): the default
+    # budget of 24 hours rides them out.
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=7)
+    reports = h.run(days=2, stop=lambda: h.enrollment("anna").step_id != "connect")
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.step_id, enr.last_error) == ("active", "accepted", None)
+    assert "retries" not in enr.facts and "retry_seconds" not in enr.facts
+    assert len(h.provider.called("connect")) == 8 and h.sandbox.calls["connect"] == 1
+    assert no_errors(reports)
 
 
 def test_backoff_is_capped(make_harness: HarnessFactory) -> None:
@@ -308,20 +327,21 @@ def test_transient_before_the_action_happened_is_retried_once_under_a_new_key(
     assert no_errors(reports)
 
 
-def test_transient_on_every_attempt_fails_the_lead_after_max_attempts(make_harness: HarnessFactory) -> None:
-    h = make_harness(sequence_yaml("s", FLOW), max_attempts=3)
+def test_transient_on_every_attempt_fails_the_lead_when_the_budget_is_spent(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW), retry_budget=dt.timedelta(hours=2))
     h.enroll(lead_row("anna"))
-    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=10)
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"), times=50)
     reports = h.run(days=2, stop=lambda: h.enrollment("anna").state != "active")
 
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome) == ("failed", "failed")
-    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 3 attempts)"
+    assert enr.last_error == "TRANSIENT: gateway timeout (gave up after 7 attempts and 1.1 h of backoff; the retry budget is 2 h)"
     acts = h.actions("anna")
-    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(4)]
+    assert [a.key for a in acts] == [f"1:connect:0:{n}" for n in range(7)]
     assert {a.status for a in acts} == {"failed"} and not any(a.charged for a in acts)
-    assert acts[-1].error_message == "gateway timeout (gave up after 3 attempts)"
-    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 4
+    assert acts[-1].error_message == "gateway timeout (gave up after 7 attempts and 1.1 h of backoff; the retry budget is 2 h)"
+    assert dt.timedelta(hours=1) < dt.timedelta(seconds=enr.facts["retry_seconds"]) <= dt.timedelta(hours=2)
+    assert h.sandbox.calls["connect"] == 0 and len(h.provider.called("connect")) == 7
     assert h.used("connect", "2026-03-02") == 0
     assert no_errors(reports)
     assert audit.violations(h.sequences, h.engine.rt) == []
@@ -386,3 +406,42 @@ def test_an_event_that_cannot_be_applied_does_not_stop_the_leads(make_harness: H
     assert len(h.provider.called("connect")) == 1  # the lead went on
     assert SyncCursor.select().count() == 0  # the cursor stays, so the event comes again
     assert "event e1 (accepted) could not be applied" in caplog.text
+
+
+def test_an_expiry_seen_after_the_session_was_renewed_does_not_pause_the_resumed_sender(
+        make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The session expires on a call; the paused sender is not polled, so the expiry event is still
+    # unread when the user renews the session and resumes it. The next poll brings the old expiry
+    # and the renewal together: the sender stays active.
+    # (Polls 12 hours apart: the invite's paced slot falls somewhere in the day's window.)
+    h = make_harness(sequence_yaml("s", FLOW), start=OPEN, poll_every=dt.timedelta(hours=12))
+    h.enroll(lead_row("anna"))
+    h.tick()  # the first poll, before anything expired
+    h.sandbox.expire_auth("acc-alice")
+    h.run(days=1, stop=lambda: h.sender_row().status == "paused")
+    assert h.now < OPEN + dt.timedelta(hours=12)  # paused by a call for the lead, before the next poll
+    h.clock.now = h.now + dt.timedelta(hours=1)
+    h.sandbox.restore_auth("acc-alice")
+    assert resume_with_cli(h, monkeypatch, capsys) == "sender alice is active; resumed 1 enrollment\n"
+    # On until the invite went out and the next poll brought both events.
+    h.run(days=1, stop=lambda: h.actions("anna", action="connect") != [] and Event.select().count() >= 2)
+    assert (h.sender_row().status, h.sender_row().paused_reason) == ("active", None)
+    assert [e.kind for e in Event.select().order_by(Event.occurred_at) if e.kind.startswith("auth")] == [
+        "auth_expired", "auth_restored"]
+    assert h.actions("anna", action="connect")[-1].status == "done"
+
+
+def test_time_waiting_for_the_window_does_not_count_against_the_retry_budget(make_harness: HarnessFactory) -> None:
+    # One error on Friday evening, the window closes, one more on Monday morning: two errors and
+    # three minutes of backoff, well inside a one-hour budget, although 64 hours passed between them.
+    friday = dt.datetime(2026, 3, 6, 15, 59, tzinfo=UTC)  # 16:59 in Berlin; the window closes at 17:00
+    h = make_harness(sequence_yaml("s", FLOW), start=friday, retry_budget=dt.timedelta(hours=1))
+    h.enroll(lead_row("anna"))
+    h.provider.fail("relationship", error(ErrorKind.TRANSIENT, "gateway timeout"))
+    h.provider.fail("connect", error(ErrorKind.TRANSIENT, "gateway timeout"))
+    h.run(days=4, stop=lambda: h.enrollment("anna").step_id != "connect" or h.enrollment("anna").state != "active")
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.step_id, enr.last_error) == ("active", "accepted", None)
+    connects = h.actions("anna", action="connect")
+    assert [a.status for a in connects] == ["failed", "done"]
+    assert connects[0].started_at.astimezone(dt.timezone(dt.timedelta(hours=1))).strftime("%a") == "Mon"

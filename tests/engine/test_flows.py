@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
 from zoneinfo import ZoneInfo
 
 from runner import audit
@@ -77,8 +78,13 @@ def test_invite_without_note_then_first_message_starts_a_new_conversation(make_h
     connect, message = h.actions("anna")
     assert (connect.action, connect.status, connect.content, connect.template) == ("connect", "done", None, None)
     assert h.provider.called("connect")[0]["note"] is None
-    # Monday 09:00 Berlin opens the window; the first slot is within one pacing gap (8 h / 25) of it.
-    assert berlin(connect.performed_at) >= "Mon 09:00" and berlin(connect.performed_at) < "Mon 09:20"
+    # Enrolled before Monday's window opened: the invite takes one of Monday's points, which are
+    # spread over the whole window (8 h / 25 apart), not bunched at the opening.
+    assert berlin(connect.performed_at) >= "Mon 09:00" and berlin(connect.performed_at) < "Mon 17:00"
+    opening = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+    share = 8 * 3600 / 25
+    offset = (connect.performed_at - opening).total_seconds()
+    assert abs(offset - (round(offset / share - 0.5) + 0.5) * share) <= 0.1 * share + 1  # the middle of a share, give or take half the jitter
     (sent,) = h.provider.called("send_message")
     assert sent["conversation_id"] is None  # no note, no thread: the message starts one (seed 000)
     assert sent["text"] == "Hi Anna, I'm Alice Example."
@@ -250,3 +256,131 @@ def test_reply_after_the_last_poll_is_caught_by_sync_before_send(make_harness: H
     assert h.provider.calls[-1].method == "conversation"  # the sync that stopped the send
     assert [a.step_id for a in h.actions("anna")] == ["connect", "first_message"]
     assert_clean(h)
+
+
+def test_timeout_does_not_withdraw_an_invite_the_sequence_did_not_send(make_harness: HarnessFactory) -> None:
+    # An invite was already pending (sent by hand or another tool): connect is skipped, and the
+    # withdraw after the timeout leaves that invite alone (the docs: "the pending invite this
+    # sequence sent").
+    h = make_harness(sequence_yaml("s", SEED_001), sandbox={"pending_rate": 1.0, "accept_rate": 0.0},
+                     poll_every=dt.timedelta(hours=6))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.run(days=20, stop=lambda: finished(h))
+
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome) == ("done", "not_accepted")
+    connect, withdraw = h.actions("anna")
+    assert (connect.status, connect.error_message) == ("skipped", "invitation already pending")
+    assert (withdraw.action, withdraw.status, withdraw.charged, withdraw.error_message) == (
+        "withdraw", "skipped", False,
+        "the pending invitation was not sent by this sequence (`invite: any` withdraws it anyway)")
+    assert h.provider.called("withdraw") == []
+    assert enr.facts["invite_pending"] is True and "withdrawn" not in enr.facts
+    assert h.used("withdraw", "2026-03-16") == 0
+
+
+def test_withdraw_with_invite_any_removes_an_invite_sent_elsewhere(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", SEED_001.replace("{id: withdraw, action: withdraw}",
+                                                         "{id: withdraw, action: withdraw, invite: any}")),
+                     sandbox={"pending_rate": 1.0, "accept_rate": 0.0}, poll_every=dt.timedelta(hours=6))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.run(days=20, stop=lambda: finished(h))
+
+    connect, withdraw = h.actions("anna")
+    assert (withdraw.action, withdraw.status, withdraw.charged) == ("withdraw", "done", True)
+    assert len(h.provider.called("withdraw")) == 1
+    assert h.enrollment("anna").facts["invite_pending"] is False
+
+
+def test_wait_for_accepted_counts_the_acceptance_of_an_invite_sent_elsewhere(make_harness: HarnessFactory) -> None:
+    # Decided and documented: the lead is connected either way, which is what the next message
+    # needs. Seen at the timeout's last look (no poll in between), it is an acceptance all the same.
+    h = make_harness(sequence_yaml("s", SEED_001), sandbox={"pending_rate": 1.0},
+                     poll_every=dt.timedelta(days=30))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.run(days=16, stop=lambda: h.actions("anna", action="message") != [])
+
+    enr = h.enrollment("anna")
+    assert (enr.facts["accepted"], enr.facts.get("invited")) == (True, None)
+    assert enr.facts["accepted_at"] == (MONDAY + dt.timedelta(hours=2)).isoformat()  # when LinkedIn says
+    assert [a.action for a in h.actions("anna")] == ["connect", "message"]
+
+
+def test_shipped_edges_flow_sends_a_lead_with_a_pending_invite_straight_to_waiting_for_acceptance(
+        make_harness: HarnessFactory) -> None:
+    # A lead whose invite was already pending (sent before the sequence) must not queue behind
+    # weeks of visits: it waits for the acceptance at once, and is thanked soon after it.
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    templates = {p.name: p.read_text(encoding="utf-8").rstrip("\n") for p in (repo / "templates").glob("*.j2")}
+    h = make_harness({"edges-full-flow": (repo / "sequences" / "edges-full-flow.yaml").read_text(encoding="utf-8")},
+                     templates=templates, sandbox={"pending_rate": 1.0, "accept_delay_hours": (5, 5)})
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    enr = h.enrollment("anna")
+    assert enr.step_id == "accepted" and h.actions("anna") == []
+    h.run(days=2, stop=lambda: h.actions("anna", action="message") != [])
+    (message,) = h.actions("anna")
+    accepted = dt.datetime.fromisoformat(h.enrollment("anna").facts["accepted_at"])
+    assert (message.step_id, message.status) == ("first_message", "done")
+    assert accepted <= message.performed_at < accepted + dt.timedelta(minutes=30)
+    assert h.provider.called("visit") == [] and h.provider.called("connect") == []
+
+
+def test_notify_runs_at_any_hour_unless_the_step_asks_for_the_window(make_harness: HarnessFactory) -> None:
+    # MONDAY is 08:00 in Berlin, an hour before the window opens.
+    steps = """\
+  - {id: crm, action: notify, url: "https://crm.example.com/hook"}
+  - {id: crm_in_hours, action: notify, url: "https://crm.example.com/hook2", in_window: true}
+  - {id: mark, action: tag, tags: [synced], in_window: true}
+  - end: synced
+"""
+    h = make_harness(sequence_yaml("s", steps))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    assert [url for url, _ in h.notified] == ["https://crm.example.com/hook"]  # at 08:00: any hour
+    enr = h.enrollment("anna")
+    assert (enr.step_id, enr.due_at) == ("crm_in_hours", MONDAY + dt.timedelta(hours=1))  # 09:00 Berlin
+    h.run(days=1, stop=lambda: finished(h))
+    assert [url for url, _ in h.notified] == ["https://crm.example.com/hook", "https://crm.example.com/hook2"]
+    second, tag = h.actions("anna")[1:]
+    assert second.performed_at == tag.performed_at == MONDAY + dt.timedelta(hours=1)
+
+
+def test_without_the_replied_exit_a_replied_lead_goes_on_until_a_message_step(make_harness: HarnessFactory) -> None:
+    # As documented: no message ever goes to a lead who replied, but without `replied` in
+    # `exit_when` the other steps go on (a sequence may handle replies itself).
+    from runner.providers.base import ProviderEvent
+
+    steps = """\
+  - wait: 2 hours
+  - {id: look, action: visit}
+  - {id: hello, action: message, template: intro.j2}
+  - end: messaged
+"""
+    h = make_harness(sequence_yaml("s", steps, exits=""), start=MONDAY + dt.timedelta(hours=2))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    h.engine.apply_event(ProviderEvent("ev-1", "replied", h.now, "acc-alice", "anna"), h.now, source="webhook")
+    h.run(days=1, stop=lambda: finished(h))
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.step_id) == ("done", "replied", "hello")
+    assert [(a.action, a.status) for a in h.actions("anna")] == [("visit", "done")]
+    assert h.provider.called("send_message") == []
+
+
+def test_a_blocked_lead_ends_at_its_next_wake_up_whatever_exit_when_says(make_harness: HarnessFactory) -> None:
+    from runner.leads import block_profiles
+
+    steps = """\
+  - {id: pause, wait: 2 hours}
+  - {id: look, action: visit}
+  - end: visited
+"""
+    h = make_harness(sequence_yaml("s", steps, exits=""))
+    h.enroll(lead_row("anna", timezone="Europe/Berlin"))
+    h.tick()
+    block_profiles([("anna", "https://www.linkedin.com/in/anna")], None, h.now)
+    h.run(days=1, stop=lambda: finished(h))
+    enr = h.enrollment("anna")
+    assert (enr.state, enr.outcome, enr.step_id) == ("done", "blocked", "pause")
+    assert h.actions("anna") == []

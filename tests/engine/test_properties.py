@@ -221,5 +221,8 @@ def test_the_audit_sees_broken_promises(make_harness: HarnessFactory) -> None:
         f"message to lead-1 at {(second.started_at + dt.timedelta(minutes=5)).isoformat()} after the lead "
         f"replied at {second.planned_at.isoformat()}",
         "sender alice: 3 connect actions in sequence s on 2026-03-02; the limit is 2",
+        # The doubled action went out at the same moment: 8 h / 2 / 4 is the least spacing.
+        f"sender alice: connect at {second.started_at.isoformat()} came 0 s after the one at "
+        f"{second.started_at.isoformat()}; they must be at least 1 h 0 min 0 s apart",
         f"step entry {entry} was performed 2 times",
     ]

@@ -30,6 +30,9 @@ FakeClock = VirtualClock  # a clock tests move by hand
 class ProviderHarness(Protocol):
     provider: Provider
     account: Account
+    #: Optional: how finely the provider dates acceptances (ConnectSafely's connections carry only a
+    #: date: one day). Events further apart than this are told apart by `poll_events(since=…)`.
+    event_resolution: dt.timedelta
 
     def now(self) -> dt.datetime:
         """What the provider takes as the current time."""
@@ -182,6 +185,7 @@ class ProviderContract:
     def test_poll_events_respects_since(self, harness: ProviderHarness) -> None:
         start = harness.now()
         early = self.connected_lead(harness)
+        harness.advance(getattr(harness, "event_resolution", dt.timedelta()))
         mark = harness.now()
         harness.advance(dt.timedelta(minutes=1))
         late = self.connected_lead(harness)
@@ -206,6 +210,18 @@ class ProviderContract:
         times = [e.occurred_at for e in first.events]
         assert times == sorted(times)
         assert all(e.account_id in (None, harness.account.account_id) for e in first.events)
+
+    def test_poll_events_walks_every_page(self, harness: ProviderHarness) -> None:
+        """More acceptances than a provider's page (Edges: 40 connections) all come back, once."""
+        start = harness.now()
+        leads = [harness.fresh_lead() for _ in range(45)]
+        for lead in leads:
+            self.connect(harness, lead)
+        for lead in leads:
+            harness.make_accept(lead)
+        polled = harness.provider.poll_events(harness.account, since=start)
+        accepted = [e.lead_key for e in polled.events if e.kind == "accepted"]
+        assert sorted(accepted) == sorted(lead.key for lead in leads)
 
     # --- reconciliation and errors ---------------------------------------------------------------
 

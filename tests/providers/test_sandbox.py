@@ -302,7 +302,7 @@ def test_conversation_id_of_another_lead_is_invalid_input(clock: FakeClock) -> N
 
 
 def test_a_lead_that_replied_may_reply_again(clock: FakeClock) -> None:
-    provider = sandbox(clock)
+    provider = sandbox(clock, reply_decay=1.0)  # every message is certain to get its reply
     who = lead("ann")
     connect(provider, who)
     clock.advance(hours=2)
@@ -580,7 +580,7 @@ def test_option_errors_are_user_errors() -> None:
          "recent_conversation_rate add up to 1.155; together they may not exceed 1"),
         (dict(errors={"BOOM": 0.1}), "sandbox.errors: unknown error kind 'BOOM'; expected one of LIMIT_REACHED, "
          "NOT_CONNECTED, ALREADY_CONNECTED, INVITATION_PENDING, PROFILE_NOT_ACCESSIBLE, INVALID_INPUT, "
-         "AUTH_EXPIRED, STATUS_429, TRANSIENT, NOT_FOUND"),
+         "AUTH_EXPIRED, API_KEY_REJECTED, STATUS_429, TRANSIENT, NOT_FOUND"),
         (dict(errors={"TRANSIENT": 0.7, "STATUS_429": 0.7}),
          "sandbox.errors: the probabilities add up to 1.4; together they may not exceed 1"),
     ]
@@ -733,7 +733,7 @@ def test_state_file_is_shared_with_another_process(clock: FakeClock, tmp_path: P
 
 
 def test_options_come_from_the_sandbox_block(clock: FakeClock) -> None:
-    assert OPTIONS == ("seed", "accept_rate", "accept_delay_hours", "reply_rate", "reply_delay_hours",
+    assert OPTIONS == ("seed", "accept_rate", "accept_delay_hours", "reply_rate", "reply_decay", "reply_delay_hours",
                        "connected_rate", "pending_rate", "messaged_first_rate", "recent_conversation_rate",
                        "inaccessible_rate", "errors", "latency_ms", "reauth_after_hours", "state_path")
     # YAML gives lists and ints; both are fine.
@@ -808,3 +808,26 @@ def test_invariants_hold_whatever_the_calls(operations: list[tuple[str, int, int
         assert len(accepted) <= 1 and (not accepted or rel.connected)
     for key, (action, who, result) in performed.items():  # every performed key answers with its first result
         assert provider.find_action(ALICE, who, action=action, key=key, since=START) == result
+
+
+def test_each_message_received_may_bring_a_reply_less_likely_down_the_sequence(clock: FakeClock) -> None:
+    # A lead who ignored the first message may answer a follow-up: the chance is drawn per message,
+    # `reply_rate` for the first and `reply_decay` times the previous one's for each later message.
+    provider = SandboxProvider(seed=5, clock=clock, accept_rate=1.0, accept_delay_hours=(2, 2), reply_rate=0.2,
+                               reply_decay=0.5, reply_delay_hours=(3, 3), **NO_HISTORY)
+    leads = [lead(f"lead-{n}") for n in range(10_000)]
+    for who in leads:
+        connect(provider, who)
+    clock.advance(hours=2)
+    waiting = list(leads)
+    yields = []
+    for n in range(3):
+        for who in waiting:
+            message(provider, who, key=f"m{n}:{who.key}")
+        clock.advance(hours=4)
+        repliers = {e.lead_key for e in provider.poll_events(ALICE, since=clock.now - dt.timedelta(hours=4)).events
+                    if e.kind == "replied"}
+        yields.append(len(repliers) / len(waiting))
+        waiting = [w for w in waiting if w.key not in repliers]
+    for got, expected in zip(yields, (0.2, 0.1, 0.05), strict=True):
+        assert abs(got - expected) < 0.015, yields
