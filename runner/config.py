@@ -41,6 +41,7 @@ from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
 from .schemacheck import secret_name_message, show, simple_message
 from .store.db import DEFAULT_DB, resolve_db_url
+from .urls import url_secrets
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
 
@@ -371,6 +372,11 @@ class _Checker:
             self.add(path, simple_message(err) or err.message)
 
     def _semantics(self, data: dict[str, Any]) -> None:
+        infinite = list(_non_finite(data))
+        for path, value in infinite:  # YAML's .nan passes every bound of the schema
+            self.add(path, f"expected a number, got {value}")
+        if infinite:
+            return
         first_line: dict[str, int] = {}
         for index, sender in enumerate(data.get("senders") or []):
             base: YamlPath = ("senders", index)
@@ -390,6 +396,11 @@ class _Checker:
                 self.add(base, f"provider {sender['provider']} needs credentials_env with {', '.join(missing)} "
                                f"(the name of the environment variable holding it), e.g. "
                                f"credentials_env: {{{example}}}")
+            if sender.get("base_url") and url_secrets(sender["base_url"]):
+                found = "; ".join(url_secrets(sender["base_url"]))
+                self.add(base + ("base_url",), f"the URL carries a credential ({found}); secrets do not belong in "
+                                               "seqrun.yaml: put the value in an environment variable and name it in "
+                                               "credentials_env (the URL is not shown)")
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
@@ -400,11 +411,6 @@ class _Checker:
         """Options that are fine one by one but not together: reported here, not when simulate starts."""
         from .providers.sandbox import option_problems  # the sandbox module loads only when needed
 
-        infinite = list(_non_finite(options))
-        for path, value in infinite:  # YAML's .nan passes every bound of the schema
-            self.add(("sandbox", *path), f"expected a number, got {value}")
-        if infinite:
-            return
         for path, message in option_problems(options):
             if path[0].endswith("_rate"):  # a sum of rates: shown at the first one set, named as the block
                 line, col = self.doc.pos(("sandbox", *path), key=True)

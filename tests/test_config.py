@@ -410,3 +410,11 @@ def test_sandbox_numbers_must_be_finite(tmp_path: pathlib.Path, monkeypatch: pyt
         "seqrun.yaml:5:23: error: sandbox.errors.TRANSIENT: expected a number, got .nan",
         "seqrun.yaml:6:15: error: sandbox.latency_ms: expected a number, got .inf",
     ]
+
+
+def test_every_number_must_be_finite(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `run` stopped with exit 3 ("cannot convert float NaN to integer") on these.
+    assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: .nan}\n", monkeypatch) == [
+        "seqrun.yaml:2:23: error: retry.budget_hours: expected a number, got .nan"]
+    assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: .inf}\n", monkeypatch) == [
+        "seqrun.yaml:2:23: error: retry.budget_hours: expected a number, got .inf"]
