@@ -31,7 +31,7 @@ def test_simulate_prints_the_funnel_and_a_clean_audit(capsys: pytest.CaptureFixt
     funnel = {line.split()[0]: line.split() for line in lines[4:lines.index("", 4)]}
     assert list(funnel) == ["check", "visit", "visit+1", "connect", "accepted", "first_message", "first_message+1",
                             "follow_up", "follow_up+1", "last_touch", "last_touch+1", "last_touch+2", "withdraw",
-                            "withdraw+1", "cool_down", "hand_over"]
+                            "withdraw+1", "pending", "cool_down", "hand_over"]
     # every lead starts at the check, and comes back to it after a cool-down
     assert funnel["check"][1] == "branch" and int(funnel["check"][2]) == 300 + int(funnel["cool_down"][2])
     assert "Outcomes" in lines and "Actions per sender per day (against the sequence's daily limit)" in lines
