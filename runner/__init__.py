@@ -2,3 +2,16 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+
+def main() -> None:
+    """The `seqrun` console script. Loading the commands takes a moment; a Ctrl-C in it is an
+    interruption like any later one (exit 130), not a traceback. `runner.cli.main` does the rest."""
+    import sys
+
+    try:
+        from .cli import main as run_command
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)  # runner.cli.EXIT_INTERRUPTED, which is not loaded yet
+    run_command()

@@ -129,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _storage_problem(exc: BaseException) -> UserError | None:
+    from .store import health
     from .store.db import storage_problem
 
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        problem = storage_problem(current)
+        problem = storage_problem(current) or health.damage_problem(current)
         if problem is not None:
             return problem
         current = current.__cause__ or current.__context__

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 import pathlib
 import re
@@ -39,7 +40,8 @@ from .model import LIMITED_ACTIONS, Pos, Sequence
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
 from .schemacheck import secret_name_message, show, simple_message
-from .store.db import resolve_db_url
+from .store.db import DEFAULT_DB, resolve_db_url
+from .urls import url_secrets
 from .yamlsrc import Path as YamlPath
 from .yamlsrc import YamlDoc, load_yaml_file
 
@@ -123,6 +125,11 @@ class Config:
     def database_url(self, option: str | None = None) -> str:
         """`--db`, then SEQRUN_DB, then `database:`, then seqrun.db in the project directory."""
         return resolve_db_url(option, self.database, self.root)
+
+    def project_database_url(self) -> str:
+        """The project's own database (`database:`, else seqrun.db in the project directory),
+        whatever `--db` or SEQRUN_DB point this command at."""
+        return self.database or str(pathlib.Path(self.root) / DEFAULT_DB)
 
 
 def default_limits(account_type: str) -> dict[str, int]:
@@ -390,6 +397,11 @@ class _Checker:
             self.add(path, simple_message(err) or err.message)
 
     def _semantics(self, data: dict[str, Any]) -> None:
+        infinite = list(_non_finite(data))
+        for path, value in infinite:  # YAML's .nan passes every bound of the schema
+            self.add(path, f"expected a number, got {value}")
+        if infinite:
+            return
         first_line: dict[str, int] = {}
         for index, sender in enumerate(data.get("senders") or []):
             base: YamlPath = ("senders", index)
@@ -410,6 +422,12 @@ class _Checker:
                                f"(the name of the environment variable holding it), e.g. "
                                f"credentials_env: {{{example}}}")
             self._provider_settings(base, sender)
+            for key in ("base_url", "app_base_url"):
+                if sender.get(key) and url_secrets(sender[key]):
+                    found = "; ".join(url_secrets(sender[key]))
+                    self.add(base + (key,), f"the URL carries a credential ({found}); secrets do not belong in "
+                                            "seqrun.yaml: put the value in an environment variable and name it in "
+                                            "credentials_env (the URL is not shown)")
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
@@ -460,6 +478,18 @@ class _Checker:
                          f"{kind} accounts; the account risks restrictions", severity="warning")
 
 
+
+
+def _non_finite(value: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """(path, the value as YAML writes it) for every .nan or .inf inside `value`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
 
 
 def _leaves(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:

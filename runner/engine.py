@@ -28,7 +28,7 @@ from typing import Callable
 from . import leases, limits, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db
+from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db, health
 from .store.fields import to_db_time
 from .store.leases import lease_holders, release_claims, release_leases_of
 from .urls import redact_secrets
@@ -151,6 +151,8 @@ class Engine:
                 # A Ctrl-C that surfaced as another error (a rollback failing while it unwound) is
                 # still a Ctrl-C: the process stops; it is not this lead's failure.
                 raise KeyboardInterrupt from exc
+            if health.damaged(exc):
+                raise  # the database file, not this lead: stop; the user repairs the file
             report.errors += 1
             log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
             self._record_crash(enr, now, exc)

@@ -272,11 +272,12 @@ def _records(lines: list[str], delimiter: str) -> Iterator[_Record]:
 # a LinkedIn profile URL), and a quote may not be left open at the end of the file.
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_PROFILE_URL = re.compile(r"linkedin\.com/(?:in|pub|sales/lead|sales/people)/", re.IGNORECASE)
+_PROFILE_URL = re.compile(r"linkedin\.com/(?:mwlite/)?(?:in|pub|sales/lead|sales/people)/", re.IGNORECASE)
 
 
 class _QuoteError(Exception):
-    """A quote that makes one cell take in other rows: the rest of the file cannot be trusted."""
+    """A quote that makes one cell take in other rows (or a lone carriage return that cuts one in
+    two): the rest of the file cannot be trusted."""
 
     def __init__(self, message: str, row: int, line: int) -> None:
         super().__init__(message)
@@ -354,14 +355,20 @@ class _Parser:
             self.result.diagnostics.append(error(self.name, exc.line, 0, f"row {exc.row}: {exc}"))
 
     def _checked(self, records: Iterator[_Record]) -> Iterator[_Record]:
-        """The records, stopping at the first quoted cell that swallows other rows."""
+        """The records, stopping at the first quoted cell that swallows other rows, or at the first
+        row a lone carriage return cuts short."""
         last = len(self.lines)
+        # In a file whose lines end with \n, a lone \r outside quotes is no line end the author meant.
+        lone_cr_splits = self.controls and any(line.endswith("\n") for line in self.lines)
         for record in records:
-            _index, start, _cells, end = record
+            index, start, _cells, end = record
             if end == last:
                 self._check_open_quote(record)
             if end > start:
                 self._check_swallowed_rows(record)
+            if lone_cr_splits and self.lines[end - 1].endswith("\r"):
+                raise _QuoteError("a carriage return (U+000D) in the middle of the line ends the row early, and "
+                                  "what follows it would be read as another row; remove it", index, start)
             yield record
 
     def _check_open_quote(self, record: _Record) -> None:

@@ -4,8 +4,9 @@ A lead runs the version it started on (`runner.versions`) until it is moved. A m
 where each lead goes: a step whose id names the same step in both versions maps to itself; every
 other step a lead stands on needs an explicit `OLD=NEW`. A move is refused (nothing changes) when
 it would make a lead repeat an action its ledger already has: the step a performed action was in
-(mapped, or the same step) is reachable from where the lead would go, or for invites and messages,
-any reachable invite, or any reachable message with the template already sent. Leads with an
+(mapped, or the same step, or the step that does the same wherever an edit moved it) is reachable
+from where the lead would go, or for invites and messages, any reachable invite, or any reachable
+message with the template already sent. Leads with an
 action in flight are refused too: `seqrun run` settles it first. Everything happens in one
 IMMEDIATE transaction; a dry run plans the same and writes nothing.
 """
@@ -22,7 +23,7 @@ from .schemacheck import plural
 from .steps import release_slots
 from .store import db
 from .store.versions import RunningLead, move_enrollment, performed_actions, running_leads_not_on
-from .versions import describe, is_positional, load_version, remember, same_step, shown
+from .versions import describe, does_the_same, is_positional, load_version, remember, same_step, shown
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,18 @@ def _first_repeat(seq: Sequence, mapping: _Mapping, target: str,
                   ledger: list[tuple[str, str, str | None, str]]) -> tuple[str, str] | None:
     """The first action of the lead's ledger that it would meet again from `target`: (what, where)."""
     reach = reachable(seq, target)
-    for step_id, action, template, _ in ledger:
-        if action == "tag":
+    for step_id, recorded, template, _ in ledger:
+        if recorded == "tag":
             continue  # tagging twice changes nothing
-        what = f"{action} {template}" if template else action
+        what = f"{recorded} {template}" if template else recorded
+        action = "message" if recorded == "inmail" else recorded  # the ledger names an InMail apart
         same = mapping.get(step_id)
         if same in reach and isinstance(seq.step(same), ActionStep) and seq.step(same).action == action:
             return what, same
+        if action not in ("connect", "message"):  # those are matched more widely below
+            for sid in _counterparts(seq, mapping.old, step_id, action):
+                if sid in reach:
+                    return what, sid
         for sid in (s.id for s in seq.steps if s.id in reach):
             step = seq.step(sid)
             if not isinstance(step, ActionStep) or step.action != action or action not in ("connect", "message"):
@@ -146,6 +152,25 @@ def _first_repeat(seq: Sequence, mapping: _Mapping, target: str,
             if action == "connect" or template in _templates_of(step):
                 return what, sid
     return None
+
+
+def _counterparts(seq: Sequence, old: Sequence | None, step_id: str, action: str) -> list[str]:
+    """The steps of `seq` that may be the step of `old` where a lead performed `action`, whatever
+    their ids now (a positional id moves with an insert; the map says nothing of steps no lead
+    stands on). Steps that do the same are matched in order, the k-th with the k-th; when their
+    number changed, or the lead's ledger does not fit `old` (it was moved before, or `old` is not
+    stored), every step of `seq` with the same action may be it."""
+    same_kind = [s.id for s in seq.steps if isinstance(s, ActionStep) and s.action == action]
+    if old is None or step_id not in old.index:
+        return same_kind
+    done = old.step(step_id)
+    if not isinstance(done, ActionStep) or done.action != action:
+        return same_kind
+    before = [s.id for s in old.steps if does_the_same(s, done)]
+    now = [s.id for s in seq.steps if does_the_same(s, done)]
+    if len(before) != len(now):
+        return now
+    return [now[before.index(step_id)]]
 
 
 def _templates_of(step: ActionStep) -> set[str]:

@@ -5,7 +5,7 @@
 lock, the sandbox state file and its companions, `seqrun.yaml`, or anything inside the project's
 `sequences/` and `templates/` directories. `atomic_output` writes to a temporary file in the target's directory and
 renames it over the target only when everything was written, so that a failed export leaves the
-previous file as it was and no partial file behind.
+previous file as it was and no partial file behind; a pipe or a device is written into directly.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import tempfile
 from typing import IO, Iterable, Iterator
 
 from .diagnostics import UserError
-from .paths import PROJECT_CONFIG, TEMPLATES_DIR
+from .paths import PROJECT_CONFIG, SANDBOX_STATE_SUFFIX, TEMPLATES_DIR
 from .store.db import sqlite_path
 
 SEQUENCES_DIR = "sequences"
@@ -32,10 +32,14 @@ _RUN_LOCK = (".lock", "'s lock file")
 def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
                 sandbox_state: str | None) -> dict[str, str]:
     """Real path -> what it is, for every file seqrun owns in this project. `databases` are URLs:
-    the one in use and the project's own (they differ under --db)."""
+    the one in use and the project's own (they differ under --db or SEQRUN_DB). Without
+    `sandbox_state` (the config's `sandbox.state_path`) the sandbox keeps its state beside each
+    database, as `run` does (`runner.project.real_provider_for`)."""
     owned: dict[str, str] = {}
-    files = [(sqlite_path(url), "the database", (*_COMPANIONS, _RUN_LOCK)) for url in databases]
-    for base, name, companions in [*files, (sandbox_state, "the sandbox state file", _COMPANIONS)]:
+    paths = [sqlite_path(url) for url in databases]
+    files = [(path, "the database", (*_COMPANIONS, _RUN_LOCK)) for path in paths]
+    states = [sandbox_state] if sandbox_state else [path + SANDBOX_STATE_SUFFIX for path in paths if path != ":memory:"]
+    for base, name, companions in [*files, *((state, "the sandbox state file", _COMPANIONS) for state in states)]:
         if base and base != ":memory:":
             for suffix, what in companions:
                 owned.setdefault(os.path.realpath(base + suffix), name + what)
@@ -43,8 +47,8 @@ def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
     return owned
 
 
-def check_output(path: str, *, root: str, owned: dict[str, str]) -> None:
-    """Raise UserError when writing to `path` would destroy a file seqrun owns or cannot work."""
+def check_output(path: str, *, root: str, owned: dict[str, str], what_for: str = "the export") -> None:
+    """Raise UserError when writing `what_for` to `path` would destroy a file seqrun owns or cannot work."""
     real = os.path.realpath(path)
     what = owned.get(real)
     if what is None and os.path.exists(real):
@@ -54,7 +58,7 @@ def check_output(path: str, *, root: str, owned: dict[str, str]) -> None:
             if real.startswith(os.path.realpath(os.path.join(root, directory)) + os.sep):
                 what = f"in the project's {directory}/ directory"
     if what is not None:
-        raise UserError(f"will not write the export to {path}: it is {what}; choose another file")
+        raise UserError(f"will not write {what_for} to {path}: it is {what}; choose another file")
     directory = os.path.dirname(real)
     if not os.path.isdir(directory):
         shown = os.path.dirname(path) or "."
@@ -63,7 +67,18 @@ def check_output(path: str, *, root: str, owned: dict[str, str]) -> None:
 
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[IO[str]]:
-    """A text handle whose content replaces `path` (through links) only if the block completes."""
+    """A text handle whose content replaces `path` (through links) only if the block completes.
+
+    A path that is not a regular file (a pipe, /dev/stdout, /dev/null) is written into as it is:
+    it holds nothing to keep whole, and a rename would replace the device or pipe with a file.
+    """
+    if _is_stream(path):
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as stream:
+                yield stream
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return
     target = os.path.realpath(path)
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
@@ -83,6 +98,13 @@ def atomic_output(path: str) -> Iterator[IO[str]]:
     except BaseException:
         _remove(temporary)
         raise
+
+
+def _is_stream(path: str) -> bool:
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)  # follows links: /dev/stdout -> the pipe
+    except OSError:
+        return False  # not there yet: a new file
 
 
 def _mode_for(target: str) -> int:

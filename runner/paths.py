@@ -12,6 +12,8 @@ import pathlib
 
 PROJECT_CONFIG = "seqrun.yaml"
 TEMPLATES_DIR = "templates"
+#: Without `sandbox.state_path`, the sandbox keeps its simulated LinkedIn in the database's path plus this.
+SANDBOX_STATE_SUFFIX = ".sandbox"
 
 
 def find_project_root(path: str | pathlib.Path) -> pathlib.Path:

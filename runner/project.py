@@ -20,6 +20,7 @@ from .diagnostics import Diagnostic, UserError, error, has_errors
 from .limits import SenderCaps
 from .loader import load_paths
 from .model import ActionStep, Calendar, Sequence
+from .paths import SANDBOX_STATE_SUFFIX
 from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
 from .providers.base import Account, Provider
 from .providers.http import RequestBudget, budget_key, make_client, register_secret
@@ -94,7 +95,7 @@ def real_provider_for(config: Config, client: httpx.Client | None = None, db_fil
         if sc.provider == "sandbox":
             options = dict(config.sandbox)
             if "state_path" not in options and db_file != ":memory:":
-                options["state_path"] = db_file + ".sandbox"
+                options["state_path"] = db_file + SANDBOX_STATE_SUFFIX
         elif sc.provider in BASE_URLS:
             options = http_driver_options(config, sc, clock=clock)
         return factory(**options)
@@ -181,15 +182,50 @@ def missing_environment(sequences: Mapping[str, Sequence],
     is not set, as a diagnostic at the step that needs it."""
     out: list[tuple[Sequence, Diagnostic]] = []
     for seq in sequences.values():
-        for step in seq.steps:
-            if not isinstance(step, ActionStep):
-                continue
-            for header, variable in step.headers_from_env.items():
-                if getenv(variable) is None:
-                    out.append((seq, error(seq.path, step.pos.line, step.pos.column,
-                                           f"steps[id={step.id}].headers_from_env.{header}: environment variable "
-                                           f"{variable} is not set", step.id)))
+        for step, header, variable in _unset_variables(seq, getenv):
+            out.append((seq, error(seq.path, step.pos.line, step.pos.column,
+                                   f"steps[id={step.id}].headers_from_env.{header}: environment variable "
+                                   f"{variable} is not set", step.id)))
     return out
+
+
+def missing_environment_of_earlier_versions(sequences: Mapping[str, Sequence],
+                                            getenv: Callable[[str], str | None] = os.environ.get
+                                            ) -> list[tuple[Sequence, Diagnostic]]:
+    """Like `missing_environment`, for the earlier versions running leads keep to (`runner.versions`):
+    a variable the file no longer names may still be needed by them. Variables the file itself
+    misses are left to `missing_environment`."""
+    from .store.versions import running_versions
+    from .versions import load_version
+
+    counts: dict[tuple[str, str, str, str], int] = {}
+    for name, version, leads in running_versions():
+        seq = sequences.get(name)
+        if seq is None or version == seq.source_hash:
+            continue
+        old = load_version(version)
+        if old is None:
+            continue
+        current = {variable for _, _, variable in _unset_variables(seq, getenv)}
+        for step, header, variable in _unset_variables(old, getenv):
+            if variable not in current:
+                key = (name, step.id, header, variable)
+                counts[key] = counts.get(key, 0) + leads
+    out: list[tuple[Sequence, Diagnostic]] = []
+    for (name, step_id, header, variable), leads in sorted(counts.items()):
+        seq = sequences[name]
+        one = leads == 1
+        out.append((seq, error(seq.path, seq.pos.line, seq.pos.column, (
+            f"{leads} running lead{'' if one else 's'} of sequence {name} run{'s' if one else ''} an earlier version "
+            f"whose step {step_id} needs environment variable {variable} (for header {header}), which is not set; "
+            f"set it, or move the lead{'' if one else 's'} with `seqrun leads migrate --sequence {name}`"))))
+    return out
+
+
+def _unset_variables(seq: Sequence, getenv: Callable[[str], str | None]) -> list[tuple[ActionStep, str, str]]:
+    """(step, header, variable) for every `headers_from_env` variable of `seq` that is not set."""
+    return [(step, header, variable) for step in seq.steps if isinstance(step, ActionStep)
+            for header, variable in step.headers_from_env.items() if getenv(variable) is None]
 
 
 def running_sequences() -> set[str]:

@@ -31,6 +31,7 @@ from .diagnostics import Diagnostic, SeqrunError, UserError, error, sort_diagnos
 from .jinja import environment
 from .leadsfile import URL_FIELD, read_leads
 from .model import ActionStep, MessageTemplate, Sequence, TemplateRef, Variant
+from .paths import PROJECT_CONFIG
 from .templatelint import (
     MESSAGE_LIMIT,
     NOTE_LIMIT,
@@ -349,6 +350,10 @@ def project_senders(seq: Sequence) -> list[dict[str, str]]:
     )
 
     config = load_project_config(seq.path, [seq])
+    if not config.senders:  # a seqrun.yaml without any (the embedded default always has one)
+        raise UserError(diagnostics=[error(config.path or PROJECT_CONFIG, 0, 0, (
+            f'no senders are defined, so nobody can send for sequence "{seq.name}"; add one under `senders:` '
+            "(see docs/config.md)"))])
     chosen = [s for s in config.senders if not seq.senders or s.name in seq.senders] or list(config.senders)
     return [sender_fields(s.name, s.full_name) for s in chosen]
 

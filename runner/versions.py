@@ -11,7 +11,8 @@ whole (a lowered limit holds at once).
 
 `edit_report` compares the files with the store before anything runs (`seqrun run`, and `seqrun
 validate` when the project has a database): which leads stay on an earlier version, and which of
-them stand on a step the edit removed, renamed or shifted. `seqrun leads migrate` (`runner.migrate`)
+them stand on a step the edit removed, renamed or shifted; `absent_report` (run only) names the
+sequences with running leads that no file defines any more. `seqrun leads migrate` (`runner.migrate`)
 moves them to the current version.
 """
 from __future__ import annotations
@@ -88,7 +89,11 @@ def same_step(old: Sequence, new: Sequence, step_id: str) -> bool:
     """`step_id` names a step in both versions and it does the same thing (a lead may go on there)."""
     if step_id not in old.index or step_id not in new.index:
         return False
-    a, b = old.step(step_id), new.step(step_id)
+    return does_the_same(old.step(step_id), new.step(step_id))
+
+
+def does_the_same(a: Step, b: Step) -> bool:
+    """Two steps, of one version or two, do the same thing (whatever their ids and places)."""
     if describe(a) != describe(b):
         return False
     if isinstance(a, ActionStep) and isinstance(b, ActionStep):
@@ -133,6 +138,25 @@ def edit_report(sequences: Mapping[str, Sequence]) -> list[Diagnostic]:
     return diags
 
 
+def absent_report(sequences: Mapping[str, Sequence]) -> list[Diagnostic]:
+    """Warnings about running leads of sequences that no file defines any more (`seqrun run` only:
+    validate may be given a few files of a project). Such leads are paused when due."""
+    versions: dict[str, list[str]] = defaultdict(list)
+    running: dict[str, int] = defaultdict(int)
+    for name, version, count in running_versions():
+        if name not in sequences:
+            versions[name].append(version)
+            running[name] += count
+    diags = []
+    for name, hashes in sorted(versions.items()):
+        stored = [v for v in (stored_version(h) for h in hashes) if v is not None]
+        file = shown(max(stored, key=lambda v: v.created_at).path) if stored else "sequences"
+        diags.append(warning(file, 0, 0, f"{plural(running[name], 'running lead')} of sequence {name}: no file in "
+                                         "sequences/ defines that sequence any more (its file removed, or its name "
+                                         f"changed?); they are paused when due until a sequence named {name} is back"))
+    return diags
+
+
 def shown(path: str) -> str:
     """A file as messages show it: relative to the current directory when inside it."""
     here = os.getcwd() + os.sep
@@ -160,21 +184,23 @@ def _report_sequence(seq: Sequence, versions: dict[str, dict[str | None, int]], 
                                                "that is not stored (imported before seqrun kept versions); they "
                                                f"are paused when due until moved with `{move}`"))
                 continue
-            diags += _report_step(seq, file, old, step_id, leads, move)
+            diags += _report_step(seq, file, old, step_id, count, move)
     return diags
 
 
-def _report_step(seq: Sequence, file: str, old: Sequence, step_id: str, leads: str, move: str) -> list[Diagnostic]:
+def _report_step(seq: Sequence, file: str, old: Sequence, step_id: str, count: int, move: str) -> list[Diagnostic]:
     if step_id not in old.index or same_step(old, seq, step_id):
         return []  # the same step in both: a move takes them there without a map
     was = describe(old.step(step_id))
-    hint = f"they keep to their version; to move them, map the step: `{move} --map {step_id}=STEP`"
+    one = count == 1
+    stand = f"{plural(count, 'lead')} {'stands' if one else 'stand'}"
+    hint = (f"{'it keeps to its' if one else 'they keep to their'} version; to move {'it' if one else 'them'}, "
+            f"map the step: `{move} --map {step_id}=STEP`")
     if step_id in seq.index:
         step = seq.step(step_id)
         why = "a positional id that moved" if is_positional(step_id) else "an id whose step changed"
         return [warning(file, step.pos.line, step.pos.column,
-                        f"steps[id={step_id}]: {leads} stand at {step_id} ({was}) in the version they started on; "
-                        f"in this file {step_id} is {describe(step)} ({why}): {hint}", step_id)]
+                        f"steps[id={step_id}]: {stand} at {step_id} ({was}) in the version {'it' if one else 'they'} "
+                        f"started on; in this file {step_id} is {describe(step)} ({why}): {hint}", step_id)]
     return [warning(file, seq.pos.line, seq.pos.column,
-                    f"{leads} stand at step {step_id} ({was}), which this file no longer has (removed or renamed): "
-                    f"{hint}")]
+                    f"{stand} at step {step_id} ({was}), which this file no longer has (removed or renamed): {hint}")]

@@ -105,3 +105,14 @@ steps:
   - end: done
 """, encoding="utf-8")
     assert main(["validate", "sequences/"]) == 0
+
+
+def test_an_app_base_url_with_a_password_is_refused_without_echoing_it(
+        project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "seqrun.yaml").write_text(SEQRUN_YAML + "    app_base_url: https://me:hunter2xyz@app.example.com/api\n",
+                                         encoding="utf-8")
+    assert main(["validate", "sequences/"]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(
+        "seqrun.yaml:8:19: error: senders[name=carol].app_base_url: the URL carries a credential (")
+    assert "hunter2xyz" not in out

@@ -366,6 +366,8 @@ def test_sandbox_options_that_only_fail_together_are_errors_on_load(tmp_path: pa
 def test_sandbox_delays_must_be_above_zero(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert errors_of(tmp_path, "version: 1\nsandbox:\n  reply_delay_hours: [0, 5]\n", monkeypatch) == [
         "seqrun.yaml:3:23: error: sandbox.reply_delay_hours[0]: expected a number above 0, got 0"]
+
+
 def test_retry_budget(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "version: 1\nretry: {budget_hours: 6.5}\n")
@@ -388,3 +390,30 @@ def test_a_secret_pasted_where_another_value_belongs_is_not_echoed(tmp_path: pat
         "seqrun.yaml:8:17: error: sandbox.seed: expected a whole number, got a value that looks like a secret "
         "(not shown)",
     ]
+
+
+def test_sandbox_numbers_must_be_finite(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # YAML's .nan passes every "minimum"/"maximum" of the schema; simulate refused it without a line.
+    text = """\
+        version: 1
+        sandbox:
+          reply_rate: .nan
+          accept_delay_hours: [.inf, .inf]
+          errors: {TRANSIENT: .nan}
+          latency_ms: .inf
+        """
+    assert errors_of(tmp_path, text, monkeypatch) == [
+        "seqrun.yaml:3:15: error: sandbox.reply_rate: expected a number, got .nan",
+        "seqrun.yaml:4:24: error: sandbox.accept_delay_hours[0]: expected a number, got .inf",
+        "seqrun.yaml:4:30: error: sandbox.accept_delay_hours[1]: expected a number, got .inf",
+        "seqrun.yaml:5:23: error: sandbox.errors.TRANSIENT: expected a number, got .nan",
+        "seqrun.yaml:6:15: error: sandbox.latency_ms: expected a number, got .inf",
+    ]
+
+
+def test_every_number_must_be_finite(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `run` stopped with exit 3 ("cannot convert float NaN to integer") on these.
+    assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: .nan}\n", monkeypatch) == [
+        "seqrun.yaml:2:23: error: retry.budget_hours: expected a number, got .nan"]
+    assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: .inf}\n", monkeypatch) == [
+        "seqrun.yaml:2:23: error: retry.budget_hours: expected a number, got .inf"]

@@ -49,3 +49,12 @@ def test_a_base_url_with_a_query_string_is_refused_without_echoing_it(tmp_path: 
     assert errors_of(tmp_path, text, monkeypatch) == [
         'seqrun.yaml:6:15: error: senders[name=alice].base_url: expected an http(s) URL without query string or '
         'fragment, like "https://api.edges.run/v1" (the value is not shown)']
+
+
+def test_a_base_url_with_a_user_name_or_password_is_refused_without_echoing_it(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = EDGES.replace("http://127.0.0.1:8787/v1", "https://me:s3cr3t@api.edges.run/v1")
+    assert errors_of(tmp_path, text, monkeypatch) == [
+        "seqrun.yaml:6:15: error: senders[name=alice].base_url: the URL carries a credential (a user name or "
+        "password); secrets do not belong in seqrun.yaml: put the value in an environment variable and name it in "
+        "credentials_env (the URL is not shown)"]

@@ -131,6 +131,36 @@ def test_export_to_the_database_given_with_db_is_refused(project: pathlib.Path, 
     assert run(capsys, "export", "actions", "--db", str(other), "-o", str(project / "seqrun.db"))[0] == 1
 
 
+@pytest.mark.parametrize("target", ["seqrun.db.sandbox", "seqrun.db.sandbox-wal", "other.db.sandbox"])
+def test_export_never_writes_over_the_default_sandbox_state_file(project: pathlib.Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                target: str) -> None:
+    # Without sandbox.state_path, the sandbox keeps its simulated LinkedIn beside the database in use.
+    (project / "seqrun.yaml").write_text(CONFIG.replace("sandbox:\n  state_path: sandbox-state.db\n", ""),
+                                         encoding="utf-8")
+    build_db(project / "other.db", leads=3)
+    for name in ("seqrun.db.sandbox", "seqrun.db.sandbox-wal", "other.db.sandbox"):
+        (project / name).write_bytes(b"state")
+    args = ("--db", "other.db") if target.startswith("other") else ()
+    what = "the sandbox state file" + ("'s write-ahead log" if target.endswith("-wal") else "")
+    assert run(capsys, "export", "actions", *args, "-o", target) == (
+        1, "", f"error: will not write the export to {target}: it is {what}; choose another file\n")
+    assert (project / target).read_bytes() == b"state"
+
+
+def test_export_with_seqrun_db_set_still_never_writes_over_the_project_database(
+        project: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # README: `SEQRUN_DB=/tmp/trial.db seqrun ...` tries something without touching the real database.
+    build_db(project / "trial.db", leads=3)
+    monkeypatch.setenv("SEQRUN_DB", str(project / "trial.db"))
+    before = digest(project / "seqrun.db")
+    for target in ("seqrun.db", "seqrun.db-wal", "trial.db"):
+        code, out, err = run(capsys, "export", "actions", "-o", target)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"error: will not write the export to {target}: it is the database")
+    assert digest(project / "seqrun.db") == before
+
+
 def test_export_into_a_missing_directory_is_a_user_error(project: pathlib.Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "export", "actions", "-o", "/nonexistent/dir/out.csv") == (
@@ -271,3 +301,50 @@ def test_urls_in_an_export_are_redacted(project: pathlib.Path, capsys: pytest.Ca
     for fmt in ("csv", "jsonl"):
         code, out, _ = run(capsys, "export", "events", "--format", fmt)
         assert code == 0 and "t0k" not in out and "https://x.example/cb?token=***" in out
+
+
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_run_on_a_damaged_database_stops_with_the_check_to_run(project: pathlib.Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                dry_run: tuple[str, ...]) -> None:
+    from runner.loader import load_sequence
+    from runner.versions import remember
+
+    seq, _ = load_sequence(str(project / "sequences" / "intro.yaml"))
+    assert seq is not None
+    open_store(str(project / "seqrun.db"))
+    with db.atomic():  # every lead due, on the version in the file
+        remember(seq, NOW)
+        Enrollment.update(sequence_hash=seq.source_hash, due_at=NOW, state="active").execute()
+        Action.delete().execute()  # the fixture's invites, which these leads have not sent yet
+    db.close()
+    damage(project / "seqrun.db", b"LEADMARK")
+    (project / "sandbox-state.db").unlink()  # the fixture's stand-in: the sandbox makes a real one
+    db_path = project / "seqrun.db"
+    code, out, err = run(capsys, "run", "--once", *dry_run)
+    assert (code, out) == (1, "")
+    assert err == (f"error: the database {db_path} cannot be read: database disk image is malformed; "
+                   f"{check_hint(db_path)}\n")
+    with sqlite3.connect(project / "seqrun.db") as conn:  # no lead was charged an attempt for it
+        assert conn.execute("SELECT COUNT(*) FROM enrollment WHERE attempt > 0 OR last_error LIKE '%malformed%'"
+                            ).fetchone() == (0,)
+    conn.close()
+
+
+def test_an_export_to_a_pipe_writes_into_it_and_leaves_it_a_pipe(project: pathlib.Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # A named pipe, a device (/dev/null, /dev/stdout): written into, never replaced by a file (as
+    # root, a rename over /dev/null would replace the device).
+    import stat
+
+    fifo = project / "actions.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that the writer's open does not wait
+    try:
+        build_db(project / "small.db", leads=3)
+        assert run(capsys, "export", "actions", "--db", "small.db", "-o", str(fifo)) == (0, "", "")
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        assert os.read(reader, 65536).decode("utf-8").count("\r\n") == 4  # the header and 3 actions
+    finally:
+        os.close(reader)
+    assert leftovers(project) == []

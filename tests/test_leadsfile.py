@@ -220,6 +220,18 @@ def test_a_quoted_cell_taking_in_other_rows_is_refused_even_when_a_later_quote_c
     assert leads.fatal
 
 
+def test_a_quoted_cell_taking_in_rows_of_mobile_site_urls_is_refused() -> None:
+    # /mwlite/in/ URLs (LinkedIn's lightweight mobile site) are profile URLs too.
+    rows = "".join(f"https://www.linkedin.com/mwlite/in/lead-{i},Lead {i},Co\n" for i in range(4))
+    text = HEADER + 'https://www.linkedin.com/mwlite/in/jane-doe,"Jane,Acme\n' + rows + '"\n'
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        "leads.csv:2: error: row 2: the quoted cell in column full_name runs over 6 lines and takes in what looks "
+        'like another row on line 3 ("https://www.linkedin.com/mwlite/in/lead-0,Lead 0,Co"); a closing quote (") '
+        "is probably missing")
+    assert leads.fatal
+
+
 def test_quoted_cells_may_still_span_lines() -> None:
     text = (HEADER + 'https://www.linkedin.com/in/jane-doe,"Jane\nDoe","Acme\r\nLabs"\n'
             + 'https://www.linkedin.com/in/bob-roe,Bob,"Roe ""&"" Sons\nsee linkedin.com/company/roe"')
@@ -260,6 +272,22 @@ def test_control_characters_are_refused_with_row_column_and_code() -> None:
     assert not leads.fatal
     assert [r.row for r in leads.rows if r.ok] == []
     assert {problem_kind(e) for r in leads.rows for e in r.errors} == {"control character"}
+
+
+def test_a_bare_carriage_return_that_splits_a_row_makes_the_file_unreadable() -> None:
+    # Outside quotes the csv module ends the row at a lone \r: "Evil,Acme" would become a row of its own
+    # and Bob would lose his company without a word (with --skip-invalid).
+    text = (HEADER + "https://www.linkedin.com/in/jane-doe,Jane,Acme\n"
+            + "https://www.linkedin.com/in/bob-roe,Bob\rEvil,Acme\n"
+            + "https://www.linkedin.com/in/ann-lee,Ann,Co\n")
+    leads = parse_leads(text.encode(), "leads.csv")
+    assert format_text(leads.diagnostics) == (
+        "leads.csv:3: error: row 3: a carriage return (U+000D) in the middle of the line ends the row early, and "
+        "what follows it would be read as another row; remove it")
+    assert leads.fatal
+    # A file whose every line ends with a lone \r (old Mac) is fine.
+    mac = parse_leads(text.replace("\n", "\r").replace("Bob\rEvil", "Bob").encode(), "leads.csv")
+    assert (mac.diagnostics, [r.row for r in mac.good_rows]) == ([], [2, 3, 4])
 
 
 def test_tabs_and_line_breaks_inside_quoted_cells_are_kept() -> None:

@@ -229,3 +229,16 @@ def test_a_stray_quote_is_refused_and_nothing_is_rendered(tmp_path: pathlib.Path
         'leads.csv:4: error: row 4: the quote (") that opens the cell in column full_name is never closed, so the '
         "cell runs to the end of the file and takes in 20 more lines; close the quote, or remove it\n"
         "error: nothing rendered: leads.csv cannot be read as a lead list\n"))
+
+
+def test_a_config_without_senders_is_a_user_error(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    project = copy_project(tmp_path)
+    (project / "seqrun.yaml").write_text("version: 1\n", encoding="utf-8")
+    monkeypatch.chdir(project)
+    message = ('seqrun.yaml: error: no senders are defined, so nobody can send for sequence "preview"; add one '
+               "under `senders:` (see docs/config.md)\n")
+    assert render(capsys, "--row", "2") == (1, "", message)
+    # validate --leads would render nothing then: that is an error at the config, not "ok".
+    assert main(["validate", "--leads", "leads.csv", SEQ]) == 1
+    assert capsys.readouterr().out == message + "1 error in 1 file\n"

@@ -56,3 +56,23 @@ def test_a_sequence_without_leads_only_gets_a_warning(tmp_path: pathlib.Path, cr
     assert run("run", "--once") == (0, "3 lead(s) processed; 3 step(s); 0 event(s)\n", (
         f"{crm}:6:5: warning: steps[id=sync].headers_from_env.Authorization: environment variable CRM_TOKEN is not "
         "set (the sequence has no leads yet; leads that reach this step will be paused)\n"))
+
+
+def test_run_checks_the_variables_of_the_earlier_versions_leads_run(
+        tmp_path: pathlib.Path, crm: pathlib.Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "more.csv").write_text("linkedin_profile_url,full_name\nhttps://www.linkedin.com/in/dana-x,Dana X\n",
+                                       encoding="utf-8")
+    assert run("leads", "import", "more.csv", "--sequence", "crm")[0] == 0
+    # The file now names another variable, which is set; Dana's version still needs CRM_TOKEN.
+    crm.write_text(CRM.replace("CRM_TOKEN", "CRM_BEARER"), encoding="utf-8")
+    monkeypatch.setenv("CRM_BEARER", "Bearer t0ken")
+    before = dump(tmp_path / "seqrun.db")
+    code, out, err = run("run", "--once")
+    assert (code, out) == (1, "")
+    assert err.endswith(
+        f"{crm}:2:7: error: 1 running lead of sequence crm runs an earlier version whose step sync needs environment "
+        "variable CRM_TOKEN (for header Authorization), which is not set; set it, or move the lead with "
+        "`seqrun leads migrate --sequence crm`\n"
+        "error: set the environment variables above and start seqrun run again; the leads of these sequences "
+        "would stop at these steps\n")
+    assert dump(tmp_path / "seqrun.db") == before  # nothing moved

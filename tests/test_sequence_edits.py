@@ -502,3 +502,130 @@ def test_validate_says_when_it_cannot_read_the_database(tmp_path: pathlib.Path, 
         'broken.db: warning: the sequences were not compared with the leads in this database: database "broken.db" '
         "cannot be opened: file is not a database\n"
         "1 warning in 1 file\n"), "")
+
+
+# --- a map onto a moved step that repeats an action other than an invite or a message ---------------
+
+#: The thank-you, then a visit (`accepted+2`), then the 3-day wait (`accepted+3`).
+VISITED = HEAD + """\
+  - {action: message, template: thanks.j2}
+  - {action: visit}
+  - wait: 3 days
+  - {action: message, template: follow_up.j2}
+  - end: messaged
+"""
+#: A tag inserted before the thank-you: the visit is now `accepted+3`, the id the waiting leads stand on.
+VISITED_INSERTED = HEAD + "  - {action: tag, tags: [accepted]}\n" + VISITED[len(HEAD):]
+
+
+@pytest.fixture
+def after_the_visit(tmp_path: pathlib.Path, clock: Clock, run: Run) -> Clock:
+    """The project of `clock`, with VISITED in place before the leads start: all at accepted+3 (the wait)."""
+    sequence_file(tmp_path).write_text(VISITED, encoding="utf-8")
+    open_store(str(tmp_path / "seqrun.db"))
+    Enrollment.delete().execute()
+    db.close()
+    assert run("leads", "import", "leads.csv", "--sequence", "intro")[0] == 0
+    waiting = {k: ("active", "accepted+3") for k in KEYS}
+    while state(tmp_path) != waiting:  # as at_the_wait: every due moment, at least hourly
+        assert clock.now < dt.datetime(2026, 3, 6, 9, 0, tzinfo=UTC), state(tmp_path)
+        assert run("run", "--once")[0] == 0
+        soon = [t for t in due_times(tmp_path) if t <= clock.now + dt.timedelta(hours=1)]
+        clock.now = max(min(soon, default=clock.now + dt.timedelta(hours=1)), clock.now + dt.timedelta(minutes=1))
+    assert sent(tmp_path) == {k: [("connect", "note.j2"), ("message", "thanks.j2"), ("visit", None)] for k in KEYS}
+    return clock
+
+
+def test_migrate_refuses_a_map_onto_the_moved_step_of_an_action_they_had(tmp_path: pathlib.Path,
+                                                                           after_the_visit: Clock, run: Run) -> None:
+    sequence_file(tmp_path).write_text(VISITED_INSERTED, encoding="utf-8")
+    before = versions_of(tmp_path)
+    # accepted+3 is the wait they stand on in their version and the visit they had in this file.
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+3=accepted+3") == (1, "", (
+        "sequences/intro.yaml:16:5: error: steps[id=accepted+3]: moving leads here is refused: 3 leads from "
+        "accepted+3 would repeat visit, which they already had\n"
+        "error: nothing was moved; 3 leads of sequence intro stay on their version\n"))
+    assert versions_of(tmp_path) == before
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+3=accepted+4")[0] == 0
+
+
+def test_a_visit_moved_by_an_edit_is_matched_with_the_visit_it_was(tmp_path: pathlib.Path) -> None:
+    from runner.loader import load_sequence
+    from runner.migrate import _counterparts
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "thanks.j2").write_text("Thanks!\n", encoding="utf-8")
+    head = ("version: 1\nname: two-visits\nsteps:\n  - {id: first_visit, action: visit}\n"
+            "  - {id: connect, action: connect}\n"
+            "  - {id: accepted, wait_for: accepted, timeout: 14 days, on_timeout: {end: not_accepted}}\n")
+    tail = "  - {action: visit}\n  - {action: message, template: thanks.j2}\n  - end: messaged\n"
+
+    def load(name: str, text: str):  # type: ignore[no-untyped-def]
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        seq, diags = load_sequence(str(tmp_path / name))
+        assert seq is not None, diags
+        return seq
+
+    old = load("old.yaml", head + tail)
+    new = load("new.yaml", head + "  - {action: tag, tags: [accepted]}\n" + tail)
+    # The second visit moved from accepted+1 to accepted+2; the first kept its id.
+    assert _counterparts(new, old, "accepted+1", "visit") == ["accepted+2"]
+    assert _counterparts(new, old, "first_visit", "visit") == ["first_visit"]
+    # With one visit less, any visit may be the one the lead had.
+    fewer = load("fewer.yaml", head.replace("  - {id: first_visit, action: visit}\n", "") + tail)
+    assert _counterparts(fewer, old, "first_visit", "visit") == ["accepted+1"]
+
+
+def test_the_report_before_a_run_counts_one_lead_in_the_singular(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                  run: Run) -> None:
+    open_store(str(tmp_path / "seqrun.db"))
+    Enrollment.update(state="done").where(Enrollment.id != Enrollment.select(Enrollment.id).limit(1)).execute()
+    db.close()
+    sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
+    assert run("validate", "sequences")[1] == (
+        "sequences/intro.yaml:2:7: warning: 1 of the 1 running lead of sequence intro started on an earlier "
+        "version of this file and keeps to it until moved with `seqrun leads migrate --sequence intro`\n"
+        "sequences/intro.yaml:15:5: warning: steps[id=accepted+2]: 1 lead stands at accepted+2 (wait 3 days) in the "
+        "version it started on; in this file accepted+2 is message thanks.j2 (a positional id that moved): it "
+        "keeps to its version; to move it, map the step: "
+        "`seqrun leads migrate --sequence intro --map accepted+2=STEP`\n"
+        "2 warnings in 1 file\n")
+    sequence_file(tmp_path).write_text(RENAMED, encoding="utf-8")
+    assert run("validate", "sequences")[1].splitlines()[0] == (
+        "sequences/intro.yaml:2:7: warning: 1 lead stands at step accepted+2 (wait 3 days), which this file no longer "
+        "has (removed or renamed): it keeps to its version; to move it, map the step: "
+        "`seqrun leads migrate --sequence intro --map accepted+2=STEP`")
+
+
+def test_run_reports_leads_whose_sequence_no_file_defines_any_more(tmp_path: pathlib.Path, at_the_wait: Clock,
+                                                                    run: Run) -> None:
+    sequence_file(tmp_path).write_text(V1.replace("name: intro\n", "name: intro_v2\n"), encoding="utf-8")
+    assert run("run", "--once")[2] == (
+        "sequences/intro.yaml: warning: 3 running leads of sequence intro: no file in sequences/ defines that "
+        "sequence any more (its file removed, or its name changed?); they are paused when due until a sequence "
+        "named intro is back\n")
+
+
+def test_a_map_onto_an_inmail_the_lead_had_is_a_repeat(tmp_path: pathlib.Path) -> None:
+    from runner.loader import load_sequence
+    from runner.migrate import _first_repeat, _Mapping
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "pitch.j2").write_text("Hello!\n", encoding="utf-8")
+    head = "version: 1\nname: inmail\nsteps:\n  - {id: first, action: visit}\n"
+    tail = ('  - {action: message, inmail: true, subject: "A question", template: pitch.j2}\n'
+            "  - wait: 3 days\n  - end: pitched\n")
+
+    def load(name: str, text: str):  # type: ignore[no-untyped-def]
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        seq, diags = load_sequence(str(tmp_path / name))
+        assert seq is not None, diags
+        return seq
+
+    old = load("old.yaml", head + tail)
+    new = load("new.yaml", head + "  - {action: tag, tags: [visited]}\n" + tail)
+    # The engine records an InMail as action "inmail"; the lead waits at first+2 in its version.
+    ledger = [("first", "visit", None, "done"), ("first+1", "inmail", "pitch.j2", "done")]
+    mapping = _Mapping(new, old, {"first+2": "first+2"})
+    assert _first_repeat(new, mapping, "first+2", ledger) == ("inmail pitch.j2", "first+2")
+    assert _first_repeat(new, mapping, "first+3", ledger) is None

@@ -31,7 +31,7 @@ def test_simulate_prints_the_funnel_and_a_clean_audit(capsys: pytest.CaptureFixt
     funnel = {line.split()[0]: line.split() for line in lines[4:lines.index("", 4)]}
     assert list(funnel) == ["check", "visit", "visit+1", "connect", "accepted", "first_message", "first_message+1",
                             "follow_up", "follow_up+1", "last_touch", "last_touch+1", "last_touch+2", "withdraw",
-                            "withdraw+1", "cool_down", "hand_over"]
+                            "withdraw+1", "pending", "cool_down", "hand_over"]
     # every lead starts at the check, and comes back to it after a cool-down
     assert funnel["check"][1] == "branch" and int(funnel["check"][2]) == 300 + int(funnel["cool_down"][2])
     assert "Outcomes" in lines and "Actions per sender per day (against the sequence's daily limit)" in lines
@@ -179,3 +179,26 @@ def test_follow_ups_have_a_reply_yield_of_their_own(capsys: pytest.CaptureFixtur
     first = yields["first_message"]
     assert lines[i + 2].split() == ["first_message", str(first["sent"]), str(first["replies"]),
                                     f"{100 * first['replies'] / first['sent']:.1f}%"]
+
+
+def test_simulate_never_writes_into_the_project_database(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A project whose database holds no leads yet (its senders only): simulated leads and actions
+    # would be mixed into it, and `run` would then see them.
+    (tmp_path / "sequences").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "seqrun.yaml").write_text("version: 1\nsenders:\n  - {name: alice, provider: sandbox, "
+                                          "account_id: acc-alice}\n", encoding="utf-8")
+    (tmp_path / "sequences" / "s.yaml").write_text("version: 1\nname: s\nsteps:\n  - {id: visit, action: visit}\n",
+                                                   encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DB", raising=False)
+    assert main(["senders", "list"]) == 0  # creates seqrun.db with the senders
+    capsys.readouterr()
+    before = (tmp_path / "seqrun.db").read_bytes()
+    for target in ("seqrun.db", "./seqrun.db", "seqrun.yaml"):
+        code, out, err = simulate(capsys, "sequences/s.yaml", "--leads", "5", "--days", "1", "--db", target)
+        assert (code, out) == (1, "")
+        what = "the project's configuration" if target == "seqrun.yaml" else "the database"
+        assert err == f"error: will not write the simulation to {target}: it is {what}; choose another file\n"
+    assert (tmp_path / "seqrun.db").read_bytes() == before

@@ -40,3 +40,28 @@ def test_known_senders_and_capitalised_units_are_fine(project: pathlib.Path, cap
         "  - wait: 2 Business Days\n", encoding="utf-8")
     assert main(["validate", "sequences"]) == 0
     assert capsys.readouterr().out.splitlines() == ["1 file ok"]
+
+
+def test_the_problems_of_seqrun_yaml_are_reported_whatever_the_sequences_say(
+        project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # run, leads and simulate refuse this seqrun.yaml: validate (in CI) must not call the project ok,
+    # although no sequence names a sender.
+    carl = "  - {name: carl, provider: sandbox, account_id: acc-carl, limits: {connect: 40}}\n"
+    (project / "seqrun.yaml").write_text(CONFIG + carl + "sandbox:\n  accept_delay_hours: [10, 1]\n",
+                                         encoding="utf-8")
+    (project / "sequences" / "a.yaml").write_text("version: 1\nname: a\nsteps:\n  - {action: visit}\n",
+                                                  encoding="utf-8")
+    warned = ("seqrun.yaml:5:77: warning: senders[name=carl].limits.connect: 40 is above LinkedIn's documented "
+              "ceiling of 25 connects a day for classic accounts; the account risks restrictions")
+    assert main(["validate", "sequences"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        warned,
+        "seqrun.yaml:7:23: error: sandbox.accept_delay_hours: the median (10) is above the maximum (1); write "
+        "[median, max] in hours",
+        "1 error, 1 warning in 1 file",
+    ]
+    (project / "seqrun.yaml").write_text(CONFIG + carl, encoding="utf-8")
+    (project / "sequences" / "b.yaml").write_text("version: 1\nname: b\nsenders: [carl]\nsteps:\n"
+                                                  "  - {action: visit}\n", encoding="utf-8")
+    assert main(["validate", "sequences"]) == 0
+    assert capsys.readouterr().out.splitlines() == [warned, "1 warning in 2 files"]  # once, for both files

@@ -45,7 +45,7 @@ def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None
     config, _, _ = open_project()
     url = config.database_url(db_url)
     if output:
-        owned = owned_files(root=config.root, config_path=config.path, databases=(url, config.database_url()),
+        owned = owned_files(root=config.root, config_path=config.path, databases=(url, config.project_database_url()),
                             sandbox_state=config.sandbox.get("state_path"))
         check_output(output, root=config.root, owned=owned)
     open_store(url)

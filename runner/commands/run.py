@@ -34,6 +34,7 @@ from ..project import (
     build_runtime,
     http_notifier,
     missing_environment,
+    missing_environment_of_earlier_versions,
     project_sequences,
     real_provider_for,
     running_sequences,
@@ -43,7 +44,7 @@ from ..store import db, open_store
 from ..store.db import sqlite_path
 from ..terminal import printable
 from ..urls import redact_url
-from ..versions import edit_report
+from ..versions import absent_report, edit_report
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     url = config.database_url(db_url)
     open_store(url, writable=True)  # a run that cannot record what it does must not start
     # Before anything runs: what the files' edits mean for the leads already in them.
-    report = edit_report(sequences)
+    report = edit_report(sequences) + absent_report(sequences)
     if report:
         click.echo(format_text(report), err=True)
     _check_environment(sequences)
@@ -185,7 +186,7 @@ def _check_environment(sequences: Mapping[str, Any]) -> None:
     """Every environment variable the sequences with leads in them need is set, or nothing starts:
     otherwise each lead would stop at the step that needs it, one by one. A sequence without leads
     only gets a warning (its leads pause at that step until the variable is set)."""
-    missing = missing_environment(sequences)
+    missing = missing_environment(sequences) + missing_environment_of_earlier_versions(sequences)
     running = running_sequences()
     for seq, diag in missing:
         if seq.name not in running:

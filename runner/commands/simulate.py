@@ -15,6 +15,7 @@ import click
 from ..capabilities import require_capabilities
 from ..config import load_project_config
 from ..diagnostics import UserError
+from ..outfile import check_output, owned_files
 from ..project import load_sequences
 from ..simulate import SimOptions, SimReport, run_simulation
 from ..store import Enrollment, open_store
@@ -45,7 +46,8 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--reauth-after", "reauth_hours", type=click.FloatRange(0, min_open=True), default=None, metavar="HOURS",
               help="Hours until a person renews a sender whose session expired and resumes it "
                    "(default: sandbox.reauth_after_hours, 24).")
-@click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`).")
+@click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`); never the "
+                                                      "project's own database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--wire", is_flag=True,
               help="Run the senders' real drivers against their fake servers over HTTP on 127.0.0.1.")
@@ -83,6 +85,11 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
     seq = next(iter(load_sequences([sequence]).values()))
     config = load_project_config(sequence, [seq])
     require_capabilities([seq], config.senders, provider=provider)
+    if db_url:  # simulated leads and actions never go into the project's own files
+        owned = owned_files(root=config.root, config_path=config.path,
+                            databases=(config.database_url(), config.project_database_url()),
+                            sandbox_state=config.sandbox.get("state_path"))
+        check_output(db_url, root=config.root, owned=owned, what_for="the simulation")
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
                          accept_rate=accept_rate, reply_rate=reply_rate, wire=wire, provider=provider,
                          reauth_after=dt.timedelta(hours=reauth_hours) if reauth_hours else None,

@@ -97,8 +97,9 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
 
 
 def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
-    """Names in a sequence's `senders:` must be senders of its project's seqrun.yaml (when it has one),
-    and their providers must be able to perform every step."""
+    """The problems of each project's seqrun.yaml (once per file, whether or not a sequence names a
+    sender: `run` and `simulate` refuse a broken one), names in a sequence's `senders:` that are not
+    senders of it, and steps their providers cannot perform."""
     from ..config import find_config, load_config
 
     diags: list[Diagnostic] = []
@@ -111,6 +112,7 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
         if key not in configs:
             try:
                 configs[key] = load_config(found)
+                diags += configs[key].warnings  # type: ignore[attr-defined]
             except UserError as exc:  # the config's own problems, reported once
                 configs[key] = None
                 diags += exc.diagnostics
@@ -166,8 +168,9 @@ def command(paths: tuple[str, ...], output_format: str, strict: bool, leads_csv:
             db_url: str | None) -> None:
     """Check sequence files and their templates; report every problem with its file and line.
 
-    PATHS are sequence files or directories (searched for *.yaml and *.yml). Exits 0 when there
-    are no errors (warnings are allowed unless --strict), 1 otherwise. When the project has a
+    PATHS are sequence files or directories (searched for *.yaml and *.yml); the seqrun.yaml of
+    their project is checked too. Exits 0 when there are no errors (warnings are allowed unless
+    --strict), 1 otherwise. When the project has a
     database, the files are also compared with the leads running in it: leads that stay on an
     earlier version of an edited sequence, and the steps a move to this version would need mapped.
 

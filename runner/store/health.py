@@ -1,5 +1,8 @@
 """A damaged database file is the user's to repair, not a bug, and never a reason for a partial answer.
 
+Any command that meets a damaged file stops with exit 1 (`runner.cli` asks `damage_problem`), and
+`run` does not charge the lead it was working on for it (`damaged`).
+
 Reads that cover the whole store (export, status, `leads list`) run inside `reading()`: SQLite's
 "database disk image is malformed" and its kin become a `UserError` naming the file and the command
 that checks it. Export also runs `quick_check` first and `count_rows` afterwards: rows that SQLite
@@ -33,12 +36,24 @@ def reading(consequence: str = "") -> Iterator[None]:
     try:
         yield
     except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
-        cause = _sqlite_error(exc)
-        name = getattr(cause, "sqlite_errorname", "") or ""
-        if not name.startswith(_DAMAGE):
+        problem = damage_problem(exc, consequence)
+        if problem is None:
             raise
-        raise UserError(f"the database {db.database} cannot be read: {cause}; {_with(consequence)}"
-                        f"{check_command('integrity_check')}") from None
+        raise problem from None
+
+
+def damaged(exc: BaseException) -> bool:
+    """Whether `exc` (or the sqlite3 error under it) says the database file itself cannot be read."""
+    name = getattr(_sqlite_error(exc), "sqlite_errorname", "") or ""
+    return name.startswith(_DAMAGE)
+
+
+def damage_problem(exc: BaseException, consequence: str = "") -> UserError | None:
+    """The UserError for a damaged file (see `reading`), or None for any other error."""
+    if not damaged(exc):
+        return None
+    return UserError(f"the database {db.database} cannot be read: {_sqlite_error(exc)}; {_with(consequence)}"
+                     f"{check_command('integrity_check')}")
 
 
 def quick_check(consequence: str = "") -> None:

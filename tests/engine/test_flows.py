@@ -317,7 +317,7 @@ def test_shipped_edges_flow_sends_a_lead_with_a_pending_invite_straight_to_waiti
     h.enroll(lead_row("anna", timezone="Europe/Berlin"))
     h.tick()
     enr = h.enrollment("anna")
-    assert enr.step_id == "accepted" and h.actions("anna") == []
+    assert enr.step_id == "pending" and h.actions("anna") == []
     h.run(days=2, stop=lambda: h.actions("anna", action="message") != [])
     (message,) = h.actions("anna")
     accepted = dt.datetime.fromisoformat(h.enrollment("anna").facts["accepted_at"])

@@ -62,6 +62,23 @@ def test_a_ctrl_c_that_surfaces_as_a_database_error_still_stops_the_pass(make_ha
     assert {e.last_error for e in Enrollment.select()} == {None}  # and it is nobody's failure
 
 
+def test_a_damaged_database_file_stops_the_pass_and_is_no_leads_failure(make_harness: HarnessFactory) -> None:
+    import sqlite3
+
+    h = make_harness(sequence_yaml("s", "  - {id: connect, action: connect}\n  - end: invited\n"))
+    h.enroll(lead_row("anna"), lead_row("ben"))
+    # What SQLite raises when a page the step writes is damaged (peewee wraps it).
+    cause = sqlite3.DatabaseError("database disk image is malformed")
+    cause.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
+    error = peewee.DatabaseError(cause)
+    error.__context__ = cause
+    h.provider.fail("relationship", error)
+    with pytest.raises(peewee.DatabaseError):
+        h.tick()
+    assert [c.method for c in h.provider.calls if c.method != "poll_events"] == ["relationship"]
+    assert {(e.attempt, e.last_error) for e in Enrollment.select()} == {(0, None)}
+
+
 def test_take_back_leases_frees_the_leads_of_runners_that_are_gone_only(make_harness: HarnessFactory) -> None:
     h = make_harness(sequence_yaml("s", POSTS))
     h.enroll(*(lead_row(name) for name in ("anna", "ben", "chloe", "dana", "emil")))
