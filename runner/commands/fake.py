@@ -4,11 +4,55 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any, Callable
 
 import click
 
 from ..config import load_project_config
 from ..diagnostics import UserError
+
+
+def _project_world() -> tuple[Any, dict[str, Any]]:
+    """The project's config and the simulated LinkedIn's options from its `sandbox:` (no state file,
+    no seed: a fake has its own world and takes its seed from --seed); log lines are redacted."""
+    from ..providers.http import install_log_redaction
+
+    install_log_redaction()
+    config = load_project_config()
+    return config, {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
+
+
+def _seed(seed: int | None, config: Any) -> int:
+    return seed if seed is not None else int(config.sandbox.get("seed", 0))
+
+
+def _accepted_keys(env: str | None, option: str) -> set[str] | None:
+    """The one key a fake accepts, read as seqrun reads credentials (config.resolve_credentials);
+    None: any non-empty key."""
+    if env is None:
+        return None
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise UserError(f"environment variable {env} ({option}) is not set")
+    return {value}
+
+
+def _webhook_secret(env: str, url: str | None, kind: str) -> str | None:
+    secret = (os.environ.get(env) or "").strip() or None  # as seqrun reads it
+    if url and secret is None:
+        raise UserError(f"--webhook-url needs the {kind} secret in environment variable {env} (--webhook-secret-env)")
+    return secret
+
+
+def _listen(fake: Any, port: int, *, on_failure: Callable[[], None] | None = None) -> Any:
+    from ..providers.fakeserver import FakeHTTPServer
+
+    try:
+        return FakeHTTPServer(fake, port=port)
+    except OSError as exc:
+        if on_failure is not None:
+            on_failure()
+        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
 
 
 @click.group("fake")
@@ -51,29 +95,14 @@ def edges_command(port: int, webhook_url: str | None, webhook_secret_env: str, a
       curl -X POST localhost:8787/_fake/clock -d '{"advance_seconds": 172800}'
     """
     from ..providers.edges.fake import SMART_LIMITS, EdgesFake
-    from ..providers.fakeserver import FakeHTTPServer
-    from ..providers.http import install_log_redaction
 
-    install_log_redaction()
-    config = load_project_config()
-    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
-    api_keys = None
-    if api_key_env is not None:
-        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
-        if not value:
-            raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
-        api_keys = {value}
-    secret = os.environ.get(webhook_secret_env) or None
-    if webhook_url and secret is None:
-        raise UserError(f"--webhook-url needs the shared secret in environment variable {webhook_secret_env} "
-                        "(--webhook-secret-env)")
-    fake = EdgesFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)), api_keys=api_keys,
+    config, sandbox = _project_world()
+    api_keys = _accepted_keys(api_key_env, "--api-key-env")
+    secret = _webhook_secret(webhook_secret_env, webhook_url, "shared")
+    fake = EdgesFake(seed=_seed(seed, config), api_keys=api_keys,
                      webhook_url=webhook_url, webhook_secret=secret, rate_per_minute=rate,
                      smart_limits=None if no_smart_limits else SMART_LIMITS, sandbox=sandbox)
-    try:
-        server = FakeHTTPServer(fake, port=port)
-    except OSError as exc:
-        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    server = _listen(fake, port)
     click.echo(f"fake Edges API on {server.url}/v1 (use it as base_url); control endpoints under {server.url}/_fake/")
     click.echo("Ctrl-C to stop", err=True)
     try:
@@ -110,29 +139,14 @@ def connectsafely_command(port: int, webhook_url: str | None, webhook_secret_env
       curl -X POST localhost:8788/_fake/clock -d '{"advance_seconds": 172800}'
     """
     from ..providers.connectsafely.fake import BUDGETS, ConnectSafelyFake
-    from ..providers.fakeserver import FakeHTTPServer
-    from ..providers.http import install_log_redaction
 
-    install_log_redaction()
-    config = load_project_config()
-    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
-    api_keys = None
-    if api_key_env is not None:
-        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
-        if not value:
-            raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
-        api_keys = {value}
-    secret = os.environ.get(webhook_secret_env) or None
-    if webhook_url and secret is None:
-        raise UserError(f"--webhook-url needs the signing secret in environment variable {webhook_secret_env} "
-                        "(--webhook-secret-env)")
-    fake = ConnectSafelyFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)),
+    config, sandbox = _project_world()
+    api_keys = _accepted_keys(api_key_env, "--api-key-env")
+    secret = _webhook_secret(webhook_secret_env, webhook_url, "signing")
+    fake = ConnectSafelyFake(seed=_seed(seed, config),
                              api_keys=api_keys, webhook_url=webhook_url, webhook_secret=secret,
                              budgets=None if no_rate_limits else BUDGETS, sandbox=sandbox)
-    try:
-        server = FakeHTTPServer(fake, port=port)
-    except OSError as exc:
-        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    server = _listen(fake, port)
     click.echo(f"fake ConnectSafely API on {server.url}/linkedin (use it as base_url); control endpoints under "
                f"{server.url}/_fake/")
     click.echo("Ctrl-C to stop", err=True)
@@ -181,33 +195,17 @@ def salesflow_command(port: int, webhook_url: str | None, webhook_secret_env: st
       seqrun fake salesflow --port 8789 --webhook-url http://127.0.0.1:8790/webhooks/salesflow
       curl -X POST localhost:8789/_fake/clock -d '{"advance_seconds": 172800}'
     """
-    from ..providers.fakeserver import FakeHTTPServer
-    from ..providers.http import install_log_redaction
     from ..providers.salesflow.fake import DEFAULT_LIMITS, SalesflowFake
 
-    install_log_redaction()
-    config = load_project_config()
-    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
-    api_keys = None
-    if api_key_env is not None:
-        value = os.environ.get(api_key_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
-        if not value:
-            raise UserError(f"environment variable {api_key_env} (--api-key-env) is not set")
-        api_keys = {value}
-    secret = (os.environ.get(webhook_secret_env) or "").strip() or None  # as seqrun reads it
-    if webhook_url and secret is None:
-        raise UserError(f"--webhook-url needs the shared secret in environment variable {webhook_secret_env} "
-                        "(--webhook-secret-env)")
-    fake = SalesflowFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)), api_keys=api_keys,
+    config, sandbox = _project_world()
+    api_keys = _accepted_keys(api_key_env, "--api-key-env")
+    secret = _webhook_secret(webhook_secret_env, webhook_url, "shared")
+    fake = SalesflowFake(seed=_seed(seed, config), api_keys=api_keys,
                          webhook_url=webhook_url, webhook_secret=secret, rate_per_minute=rate,
                          enforce_limits=not no_limits, limits=DEFAULT_LIMITS,
                          connection_delay_hours=connection_delay_hours, reorder_rate=reorder_rate,
                          duplicate_rate=duplicate_rate, sandbox=sandbox)
-    try:
-        server = FakeHTTPServer(fake, port=port)
-    except OSError as exc:
-        fake.close()
-        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    server = _listen(fake, port, on_failure=fake.close)
     click.echo(f"fake Salesflow API on {server.url} (use it as base_url); control endpoints under {server.url}/_fake/")
     if not webhook_url:
         click.echo("no --webhook-url: inbox syncs answer 202 but their pages go nowhere, and seqrun's messages "
@@ -249,33 +247,21 @@ def campaign_command(port: int, token_env: str | None, seed: int | None, invite_
     """
     import datetime as dt
 
-    from ..providers.fakeserver import FakeHTTPServer
-    from ..providers.http import install_log_redaction
     from ..providers.salesflow_campaign.fake import CampaignFake, Pace
 
-    install_log_redaction()
-    config = load_project_config()
-    sandbox = {k: v for k, v in dict(config.sandbox).items() if k not in ("state_path", "seed")}
-    tokens = None
-    if token_env is not None:
-        value = os.environ.get(token_env, "").strip()  # as seqrun reads credentials (config.resolve_credentials)
-        if not value:
-            raise UserError(f"environment variable {token_env} (--token-env) is not set")
-        tokens = {value}
+    config, sandbox = _project_world()
+    tokens = _accepted_keys(token_env, "--token-env")
     accounts: dict[str, list[int]] = {}
     for sender in config.senders:
         if sender.provider == "salesflow-campaign" and sender.campaign_id:
             accounts.setdefault(sender.account_id, []).append(int(sender.campaign_id))
     pace = Pace(invite_every=dt.timedelta(minutes=invite_every), invites_per_day=invites_per_day)
-    fake = CampaignFake(seed=seed if seed is not None else int(config.sandbox.get("seed", 0)), tokens=tokens,
+    fake = CampaignFake(seed=_seed(seed, config), tokens=tokens,
                         sandbox=sandbox, pace=pace)
     for account, campaigns in accounts.items():
         for number in campaigns:
             fake.campaigns.campaign(account, number)
-    try:
-        server = FakeHTTPServer(fake, port=port)
-    except OSError as exc:
-        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    server = _listen(fake, port)
     click.echo(f"fake Salesflow v1 API on {server.url}/api (use it as base_url); control endpoints under "
                f"{server.url}/_fake/")
     if accounts:
