@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import email.utils
 import hashlib
@@ -32,7 +33,7 @@ from typing import Any, Callable, Mapping, Protocol
 import httpx
 
 from .. import __version__
-from .base import ErrorKind, ProviderError
+from .base import Account, ActionResult, ErrorKind, LeadRef, ProviderError
 
 UTC = dt.timezone.utc
 USER_AGENT = f"seqrun/{__version__} (+https://github.com/seqrun/seqrun)"
@@ -387,3 +388,34 @@ class RequestBudget:
         if now < bucket.blocked_until:
             return bucket.blocked_until - now
         return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / rate
+
+
+class ActionMemo(collections.OrderedDict):  # type: ignore[type-arg]
+    """What each idempotency key did in this process: (account id, key) -> (action, lead key, result).
+
+    None of the HTTP providers keeps our idempotency keys, so a driver answers a repeated key from
+    here (a retry inside one process never acts twice) and refuses a key reused for another action
+    or lead. After a restart the engine reconciles through `find_action` instead. Bounded: the
+    oldest keys are forgotten first.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        super().__init__()
+        self.size = size
+
+    def replay(self, account: Account, lead: LeadRef, action: str, key: str) -> ActionResult | None:
+        if not key:
+            raise ProviderError(ErrorKind.INVALID_INPUT, "an action needs an idempotency key")
+        memo = self.get((account.account_id, key))
+        if memo is None:
+            return None
+        if memo[0] != action or memo[1] != lead.key:
+            raise ProviderError(ErrorKind.INVALID_INPUT,
+                                f"idempotency key {key!r} was already used for {memo[0]} of {memo[1]}")
+        return memo[2]
+
+    def remember(self, account: Account, lead: LeadRef, action: str, key: str, result: ActionResult) -> ActionResult:
+        self[(account.account_id, key)] = (action, lead.key, result)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return result

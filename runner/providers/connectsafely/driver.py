@@ -19,7 +19,6 @@ How each question is answered (docs/providers/connectsafely.md has the long vers
 """
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import re
@@ -44,7 +43,7 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import RequestBudget
+from ..http import ActionMemo, RequestBudget
 from .api import ConnectSafelyAPI, quote
 from .quota import QuotaBook
 from .shapes import connected_interval, parse_moment, profile_urn, relative_interval
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 
 NOTE_LIMIT = 300  # characters in `customMessage`
-MEMO_SIZE = 50_000  # keys remembered for replay within one process
 #: Acceptances and inspected threads older than the cursor by this much are forgotten: the engine's
 #: cursor only moves forward (less a 2-minute overlap), so they would never be reported again.
 FORGET_AFTER = dt.timedelta(days=1)
@@ -94,8 +92,7 @@ class ConnectSafelyProvider:
         self._owns_client = owns_client
         self._clock = clock
         self._known: dict[str, _Known] = {}
-        self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
-            collections.OrderedDict()
+        self._memo = ActionMemo()
 
     @property
     def requests(self) -> int:
@@ -133,15 +130,15 @@ class ConnectSafelyProvider:
     # --- Provider: actions ------------------------------------------------------------------------
 
     def visit(self, account: Account, lead: LeadRef, *, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "visit", key)) is not None:
+        if (done := self._memo.replay(account, lead, "visit", key)) is not None:
             return done
         out = self.api.call(account, "POST", "profile/visit", kind="write", body=_target(lead),
                             not_found=ErrorKind.PROFILE_NOT_ACCESSIBLE)
         result = ActionResult(performed_at=self._now(), provider_ids=_ids(out))
-        return self._remember(account, lead, "visit", key, result)
+        return self._memo.remember(account, lead, "visit", key, result)
 
     def connect(self, account: Account, lead: LeadRef, *, note: str | None, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "connect", key)) is not None:
+        if (done := self._memo.replay(account, lead, "connect", key)) is not None:
             return done
         if note and len(note) > NOTE_LIMIT:
             raise ProviderError(ErrorKind.INVALID_INPUT,
@@ -151,7 +148,7 @@ class ConnectSafelyProvider:
         out = self.api.call(account, "POST", "connect", kind="write", body=body,
                             not_found=ErrorKind.PROFILE_NOT_ACCESSIBLE)
         result = ActionResult(performed_at=self._now(), provider_ids=_ids(out))
-        return self._remember(account, lead, "connect", key, result)
+        return self._memo.remember(account, lead, "connect", key, result)
 
     def send_message(self, account: Account, lead: LeadRef, *, text: str, conversation_id: str | None,
                      subject: str | None, inmail: bool, key: str,
@@ -159,7 +156,7 @@ class ConnectSafelyProvider:
         """`POST /conversations/send`. `attachments` are items from ConnectSafely's upload endpoint
         (`{"file": {"assetUrn", "byteSize", "mediaType", "name"}}`), passed through as they are."""
         action = "inmail" if inmail else "message"
-        if (done := self._replay(account, lead, action, key)) is not None:
+        if (done := self._memo.replay(account, lead, action, key)) is not None:
             return done
         if conversation_id is None:  # a new conversation: counted against the daily quota
             self._within_quota(account, "NEW_CONVERSATION")
@@ -188,17 +185,17 @@ class ConnectSafelyProvider:
             ids["sales_navigator_thread_id"] = str(out["threadId"])
         result = ActionResult(performed_at=at, provider_id=_text(sent.get("messageUrn")), conversation_id=urn,
                               provider_ids=ids)
-        return self._remember(account, lead, action, key, result)
+        return self._memo.remember(account, lead, action, key, result)
 
     def withdraw(self, account: Account, lead: LeadRef, *, invitation_id: str | None, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "withdraw", key)) is not None:
+        if (done := self._memo.replay(account, lead, "withdraw", key)) is not None:
             return done
         body: dict[str, Any] = {"profileId": _profile_id(lead)}
         if invitation_id is not None:
             body["invitationId"] = invitation_id
         self.api.call(account, "POST", "invitations/withdraw", kind="write", body=body, not_found=ErrorKind.NOT_FOUND)
         result = ActionResult(performed_at=self._now(), invitation_id=invitation_id)
-        return self._remember(account, lead, "withdraw", key, result)
+        return self._memo.remember(account, lead, "withdraw", key, result)
 
     # --- Provider: reconciliation and events ----------------------------------------------------
 
@@ -413,23 +410,6 @@ class ConnectSafelyProvider:
             found += replies
         return found
 
-    def _replay(self, account: Account, lead: LeadRef, action: str, key: str) -> ActionResult | None:
-        """ConnectSafely keeps no idempotency keys: a key this process performed returns its first result."""
-        if not key:
-            raise ProviderError(ErrorKind.INVALID_INPUT, "an action needs an idempotency key")
-        memo = self._memo.get((account.account_id, key))
-        if memo is None:
-            return None
-        if memo[0] != action or memo[1] != lead.key:
-            raise ProviderError(ErrorKind.INVALID_INPUT,
-                                f"idempotency key {key!r} was already used for {memo[0]} of {memo[1]}")
-        return memo[2]
-
-    def _remember(self, account: Account, lead: LeadRef, action: str, key: str, result: ActionResult) -> ActionResult:
-        self._memo[(account.account_id, key)] = (action, lead.key, result)
-        while len(self._memo) > MEMO_SIZE:
-            self._memo.popitem(last=False)
-        return result
 
 
 def _forget_before(known: _Known, cutoff: dt.datetime) -> None:

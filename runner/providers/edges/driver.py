@@ -18,7 +18,6 @@ Every action input carries `custom_data: {"seqrun_key": key}` so that Edges' own
 """
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import time
@@ -42,7 +41,7 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import RequestBudget, json_body, parse_time
+from ..http import ActionMemo, RequestBudget, json_body, parse_time
 from .api import PAGE_DELAY, SLUGS, EdgesAPI
 from .webhook import parse_webhook
 from .api import text as _str
@@ -50,7 +49,6 @@ from .api import text as _str
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 
-MEMO_SIZE = 50_000  # keys remembered for replay within one process
 #: How long connections and sent invitations read from Edges answer relationship questions. An
 #: acceptance seen a minute late only delays a wait; our own invites and withdrawals update the
 #: cache at once, and reconciliation always reads afresh.
@@ -90,8 +88,7 @@ class EdgesProvider:
         self.fresh_for = fresh_for
         self._me: dict[str, str] = {}
         self._known: dict[str, _Known] = {}
-        self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
-            collections.OrderedDict()
+        self._memo = ActionMemo()
 
     @property
     def requests(self) -> int:
@@ -134,14 +131,14 @@ class EdgesProvider:
     # --- Provider: actions ------------------------------------------------------------------------
 
     def visit(self, account: Account, lead: LeadRef, *, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "visit", key)) is not None:
+        if (done := self._memo.replay(account, lead, "visit", key)) is not None:
             return done
         output = self.api.live(account, SLUGS["visit"], self._input(lead, key), {})
         ids = self._ids(output if isinstance(output, Mapping) else {})
-        return self._remember(account, lead, "visit", key, ActionResult(performed_at=self._now(), provider_ids=ids))
+        return self._memo.remember(account, lead, "visit", key, ActionResult(performed_at=self._now(), provider_ids=ids))
 
     def connect(self, account: Account, lead: LeadRef, *, note: str | None, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "connect", key)) is not None:
+        if (done := self._memo.replay(account, lead, "connect", key)) is not None:
             return done
         sn_id = lead.provider_ids.get("sales_navigator_profile_id") or _sales_navigator_id(lead.key)
         if account.account_type == "sales_navigator" and sn_id:
@@ -157,12 +154,12 @@ class EdgesProvider:
         known = self._account(account)
         known.invitations[lead.key] = {"linkedin_profile_url": lead.profile_url, "sent_date": _iso(result.performed_at),
                                        **{k: v for k, v in out.items() if k.endswith("_id")}}
-        return self._remember(account, lead, "connect", key, result)
+        return self._memo.remember(account, lead, "connect", key, result)
 
     def send_message(self, account: Account, lead: LeadRef, *, text: str, conversation_id: str | None,
                      subject: str | None, inmail: bool, key: str) -> ActionResult:
         action = "inmail" if inmail else "message"
-        if (done := self._replay(account, lead, action, key)) is not None:
+        if (done := self._memo.replay(account, lead, action, key)) is not None:
             return done
         parameters: dict[str, Any] = {"message": text}
         if inmail:
@@ -178,10 +175,10 @@ class EdgesProvider:
         result = ActionResult(performed_at=min(_time(out.get("delivered_at"), self._now()), self._now()),
                               provider_id=_str(out.get("linkedin_message_id")),
                               conversation_id=_str(thread) or conversation_id, provider_ids=self._ids(out))
-        return self._remember(account, lead, action, key, result)
+        return self._memo.remember(account, lead, action, key, result)
 
     def withdraw(self, account: Account, lead: LeadRef, *, invitation_id: str | None, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "withdraw", key)) is not None:
+        if (done := self._memo.replay(account, lead, "withdraw", key)) is not None:
             return done
         known = self._refresh(account, force=True)
         invitation = known.invitations.get(lead.key)
@@ -196,7 +193,7 @@ class EdgesProvider:
                     "custom_data": {"seqrun_key": key}}, {})
         known.invitations.pop(lead.key, None)
         result = ActionResult(performed_at=self._now(), provider_id=urn, invitation_id=urn)
-        return self._remember(account, lead, "withdraw", key, result)
+        return self._memo.remember(account, lead, "withdraw", key, result)
 
     # --- Provider: reconciliation and events ----------------------------------------------------
 
@@ -399,23 +396,6 @@ class EdgesProvider:
             ids["sales_navigator_profile_id"] = str(out["sales_navigator_profile_id"])
         return ids
 
-    def _replay(self, account: Account, lead: LeadRef, action: str, key: str) -> ActionResult | None:
-        """Edges keeps no idempotency keys: a key this process performed returns its first result."""
-        if not key:
-            raise ProviderError(ErrorKind.INVALID_INPUT, "an action needs an idempotency key")
-        memo = self._memo.get((account.account_id, key))
-        if memo is None:
-            return None
-        if memo[0] != action or memo[1] != lead.key:
-            raise ProviderError(ErrorKind.INVALID_INPUT,
-                                f"idempotency key {key!r} was already used for {memo[0]} of {memo[1]}")
-        return memo[2]
-
-    def _remember(self, account: Account, lead: LeadRef, action: str, key: str, result: ActionResult) -> ActionResult:
-        self._memo[(account.account_id, key)] = (action, lead.key, result)
-        while len(self._memo) > MEMO_SIZE:
-            self._memo.popitem(last=False)
-        return result
 
 
 def _iso(value: dt.datetime) -> str:

@@ -20,7 +20,6 @@ How each question is answered (docs/providers/salesflow.md has the long version)
 """
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import logging
@@ -44,7 +43,7 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import RequestBudget, parse_time
+from ..http import ActionMemo, RequestBudget, parse_time
 from . import webhook
 from .api import SalesflowAPI, connect_request
 from .network import Network
@@ -53,7 +52,6 @@ from .syncs import Sync, SyncBook
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 
-MEMO_SIZE = 50_000
 PROFILE_ID = "salesflow_profile_id"  # the lead's Salesflow profileId in `provider_ids`
 FRESH_FOR = dt.timedelta(seconds=60)  # connections and invitations answer relationship questions
 SEND_FRESHNESS = dt.timedelta(seconds=60)  # how old the inbox sync before a message may be
@@ -101,8 +99,7 @@ class SalesflowProvider:
         self._hydrated: set[str] = set()
         self._refresh_at: dict[str, dt.datetime] = {}
         self._stalled: dict[str, int] = {}  # account -> inbox syncs in a row that did not finish
-        self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
-            collections.OrderedDict()
+        self._memo = ActionMemo()
 
     @property
     def requests(self) -> int:
@@ -150,7 +147,7 @@ class SalesflowProvider:
         raise ProviderError(ErrorKind.INVALID_INPUT, "Salesflow's API has no profile visit", label="UNSUPPORTED")
 
     def connect(self, account: Account, lead: LeadRef, *, note: str | None, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "connect", key)) is not None:
+        if (done := self._memo.replay(account, lead, "connect", key)) is not None:
             return done
         profile = self._profile_id(account, lead)
         method, path, body = connect_request(profile, note)
@@ -164,12 +161,12 @@ class SalesflowProvider:
         self.network.invited(account, lead.key, profile, invitation_id)
         result = ActionResult(performed_at=now, provider_id=invitation_id, invitation_id=invitation_id,
                               provider_ids={PROFILE_ID: profile})
-        return self._remember(account, lead, "connect", key, result)
+        return self._memo.remember(account, lead, "connect", key, result)
 
     def send_message(self, account: Account, lead: LeadRef, *, text: str, conversation_id: str | None,
                      subject: str | None, inmail: bool, key: str) -> ActionResult:
         action = "inmail" if inmail else "message"
-        if (done := self._replay(account, lead, action, key)) is not None:
+        if (done := self._memo.replay(account, lead, action, key)) is not None:
             return done
         profile = self._profile_id(account, lead)
         thread = None if inmail else conversation_id
@@ -199,10 +196,10 @@ class SalesflowProvider:
             self.book.sent(account.account_id, lead.key, profile, cid, Message(mid, at, False))
         self._want_refresh(account, now, key)
         result = ActionResult(performed_at=at, provider_id=mid, conversation_id=cid, provider_ids={PROFILE_ID: profile})
-        return self._remember(account, lead, action, key, result)
+        return self._memo.remember(account, lead, action, key, result)
 
     def withdraw(self, account: Account, lead: LeadRef, *, invitation_id: str | None, key: str) -> ActionResult:
-        if (done := self._replay(account, lead, "withdraw", key)) is not None:
+        if (done := self._memo.replay(account, lead, "withdraw", key)) is not None:
             return done
         _, invitation = self.network.lookup(account, lead.key, force=True)
         pending = _text((invitation or {}).get("invitationId"))
@@ -212,7 +209,7 @@ class SalesflowProvider:
         self.api.call(account, "DELETE", f"api/v1/invitations/{pending}", key=key)
         self.network.withdrawn(account, lead.key)
         result = ActionResult(performed_at=self._now(), provider_id=pending, invitation_id=pending)
-        return self._remember(account, lead, "withdraw", key, result)
+        return self._memo.remember(account, lead, "withdraw", key, result)
 
     # --- Provider: reconciliation and events ----------------------------------------------------
 
@@ -444,23 +441,6 @@ class SalesflowProvider:
             return ProviderError(ErrorKind.INVITATION_PENDING, err.message, status=409, label=err.label)
         return err
 
-    def _replay(self, account: Account, lead: LeadRef, action: str, key: str) -> ActionResult | None:
-        """Salesflow keeps no idempotency keys: a key this process performed returns its first result."""
-        if not key:
-            raise ProviderError(ErrorKind.INVALID_INPUT, "an action needs an idempotency key")
-        memo = self._memo.get((account.account_id, key))
-        if memo is None:
-            return None
-        if memo[0] != action or memo[1] != lead.key:
-            raise ProviderError(ErrorKind.INVALID_INPUT,
-                                f"idempotency key {key!r} was already used for {memo[0]} of {memo[1]}")
-        return memo[2]
-
-    def _remember(self, account: Account, lead: LeadRef, action: str, key: str, result: ActionResult) -> ActionResult:
-        self._memo[(account.account_id, key)] = (action, lead.key, result)
-        while len(self._memo) > MEMO_SIZE:
-            self._memo.popitem(last=False)
-        return result
 
 
 def _iso(value: dt.datetime) -> str:

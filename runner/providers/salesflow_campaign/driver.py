@@ -40,13 +40,12 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import RequestBudget
+from ..http import ActionMemo, RequestBudget
 from . import admin, webhook
 from .api import CampaignAPI
 from .members import MEMBER_ID, PROVIDER, Member, event_id, lead_key
 
 UTC = dt.timezone.utc
-MEMO_SIZE = 50_000
 #: How long a member's status answers relationship questions: the engine asks right before a
 #: connect, and the driver asks again inside it; an import updates it at once.
 FRESH_FOR = dt.timedelta(seconds=60)
@@ -74,8 +73,7 @@ class CampaignProvider:
         self.fresh_for = fresh_for
         # account id -> lead key (or member-N) -> what the driver knows of that member
         self._members: dict[str, dict[str, Member]] = collections.defaultdict(dict)
-        self._memo: collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]] = \
-            collections.OrderedDict()
+        self._memo = ActionMemo()
         self._accounts: dict[str, Account] = {}  # sender name -> its account, as met in calls (webhooks)
         self._lock = threading.Lock()  # webhooks are verified on the receiver's threads
         #: (id name, value) -> a lead's key, for a webhook naming a member only by its ids; the daemon
@@ -116,7 +114,7 @@ class CampaignProvider:
 
     def connect(self, account: Account, lead: LeadRef, *, note: str | None, key: str) -> ActionResult:
         self._meet(account)
-        if (done := self._replay(account, lead, "connect", key)) is not None:
+        if (done := self._memo.replay(account, lead, "connect", key)) is not None:
             return done
         if note:
             raise ProviderError(ErrorKind.INVALID_INPUT, f"{PROVIDER} cannot send a note: {why_not(PROVIDER, 'note')}",
@@ -140,7 +138,7 @@ class CampaignProvider:
         self._remember_member(account, imported, now)
         ids = {MEMBER_ID: imported.member_id} if imported.member_id else {}
         result = ActionResult(performed_at=now, provider_id=imported.member_id, provider_ids=ids)
-        return self._remember(account, lead, "connect", key, result)
+        return self._memo.remember(account, lead, "connect", key, result)
 
     def visit(self, account: Account, lead: LeadRef, *, key: str) -> ActionResult:
         raise self._cannot("visit")
@@ -332,23 +330,6 @@ class CampaignProvider:
         if who is not None:
             known[who] = member
 
-    def _replay(self, account: Account, lead: LeadRef, action: str, key: str) -> ActionResult | None:
-        """Salesflow keeps no idempotency keys: a key this process performed returns its first result."""
-        if not key:
-            raise ProviderError(ErrorKind.INVALID_INPUT, "an action needs an idempotency key")
-        memo = self._memo.get((account.account_id, key))
-        if memo is None:
-            return None
-        if memo[0] != action or memo[1] != lead.key:
-            raise ProviderError(ErrorKind.INVALID_INPUT,
-                                f"idempotency key {key!r} was already used for {memo[0]} of {memo[1]}")
-        return memo[2]
-
-    def _remember(self, account: Account, lead: LeadRef, action: str, key: str, result: ActionResult) -> ActionResult:
-        self._memo[(account.account_id, key)] = (action, lead.key, result)
-        while len(self._memo) > MEMO_SIZE:
-            self._memo.popitem(last=False)
-        return result
 
 
 def _public_identifier(key: str) -> bool:
