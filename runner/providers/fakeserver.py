@@ -43,6 +43,14 @@ class FakeClock:
             self._offset += delta
         return self()
 
+    def control(self, data: Mapping[str, object]) -> None:
+        """`POST /_fake/clock`: `{"now": ISO time}` sets the clock, `{"advance_seconds": N}` moves it."""
+        if "now" in data:
+            when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
+            self.set(when if when.tzinfo else when.replace(tzinfo=UTC))
+        else:
+            self.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))  # type: ignore[arg-type]
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -113,3 +121,19 @@ class FakeHTTPServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class InjectionRule(Protocol):
+    count: int | None
+    probability: float | None
+
+
+def rule_fires(rule: InjectionRule, random: Callable[[], float]) -> bool:
+    """Whether an injected-error rule answers this call: a counted rule fires (and counts down)
+    while it has calls left; a probabilistic one fires with its probability."""
+    if rule.count is not None:
+        if rule.count <= 0:
+            return False
+        rule.count -= 1
+        return True
+    return rule.probability is not None and random() < rule.probability

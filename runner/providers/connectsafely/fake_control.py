@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..fakeserver import rule_fires
 from ..sandbox_state import Note
 from .fake_routes import CSError
 from .shapes import iso
@@ -14,7 +15,6 @@ from .shapes import iso
 if TYPE_CHECKING:
     from .fake import ConnectSafelyFake
 
-UTC = dt.timezone.utc
 #: kind -> (status, message) of an injected error
 INJECTABLE: dict[str, tuple[int, str]] = {
     "UNAUTHORIZED": (401, "Unauthorized: invalid or missing API key"),
@@ -53,12 +53,7 @@ def injected(fake: ConnectSafelyFake, pattern: str) -> Rule | None:
     for rule in fake.rules:
         if rule.path is not None and rule.path.strip("/") != pattern:
             continue
-        if rule.count is not None:
-            if rule.count <= 0:
-                continue
-            rule.count -= 1
-            return rule
-        if rule.probability is not None and fake.random.random() < rule.probability:
+        if rule_fires(rule, fake.random.random):
             return rule
     return None
 
@@ -89,11 +84,7 @@ def control(fake: ConnectSafelyFake, method: str, name: str, data: Any, query: M
     if name == "clock":
         if method == "POST":
             with fake.lock:
-                if "now" in data:
-                    when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
-                    fake.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
-                else:
-                    fake.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
+                fake.clock.control(data)
             fake.deliver_due()
         return {"now": iso(fake.clock())}
     if name == "webhooks":

@@ -36,7 +36,7 @@ import httpx
 
 from ...urls import normalize_profile_url
 from ..base import Account, ErrorKind, LeadRef, ProviderError
-from ..fakeserver import FakeClock, Reply
+from ..fakeserver import FakeClock, Reply, rule_fires
 from ..sandbox import SandboxProvider
 from . import fake_reads
 from .fake_shapes import EdgesError, cursor, iso, number_id, profile_url, sales_navigator_id, thread_url, urn
@@ -367,12 +367,7 @@ class EdgesFake:
                 continue
             if rule.after and slug not in ACTION_SLUGS:
                 continue
-            if rule.count is not None:
-                if rule.count <= 0:
-                    continue
-                rule.count -= 1
-                return rule
-            if rule.probability is not None and self._random.random() < rule.probability:
+            if rule_fires(rule, self._random.random):
                 return rule
         return None
 
@@ -398,11 +393,7 @@ class EdgesFake:
         data = data if isinstance(data, dict) else {}
         if name == "clock":
             if method == "POST":
-                if "now" in data:
-                    when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
-                    self.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
-                else:
-                    self.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
+                self.clock.control(data)
             return {"now": iso(self.clock())}
         if name == "errors":
             if method == "DELETE":

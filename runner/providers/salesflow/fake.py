@@ -35,13 +35,12 @@ from typing import Any, Callable, Mapping
 
 from ...urls import normalize_profile_url
 from ..base import Account, ErrorKind, LeadRef, ProviderError
-from ..fakeserver import FakeClock, Reply
+from ..fakeserver import FakeClock, Reply, rule_fires
 from ..sandbox import SandboxProvider
 from . import fake_api
 from .fake_delivery import Deliveries
 from .fake_shapes import SalesflowError, iso, profile_id, unit
 
-UTC = dt.timezone.utc
 PREFIX = "/api/v1/"
 #: Salesflow's documented default daily limits per account (getting-started/linkedin-limits).
 DEFAULT_LIMITS = {"invitations": 15, "invitationsWithNote": 15, "followUps": 20, "openInMails": 20,
@@ -298,12 +297,7 @@ class SalesflowFake:
         for rule in self._rules:
             if rule.endpoint not in (None, endpoint) or (rule.after and endpoint not in ACTING):
                 continue
-            if rule.count is not None:
-                if rule.count <= 0:
-                    continue
-                rule.count -= 1
-                return rule
-            if rule.probability is not None and self._random.random() < rule.probability:
+            if rule_fires(rule, self._random.random):
                 return rule
         return None
 
@@ -317,11 +311,7 @@ class SalesflowFake:
         data = data if isinstance(data, dict) else {}
         if name == "clock":
             if method == "POST":
-                if "now" in data:
-                    when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
-                    self.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
-                else:
-                    self.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
+                self.clock.control(data)
             return {"now": iso(self.clock())}
         if name == "errors":
             return self._error_rule(method, data)

@@ -34,13 +34,12 @@ from typing import Any, Callable, Mapping
 import httpx
 
 from ...urls import normalize_profile_url
-from ..fakeserver import FakeClock, Reply
+from ..fakeserver import FakeClock, Reply, rule_fires
 from ..sandbox import SandboxProvider
 from .api import status_names
 from .fake_campaign import RUN_ON_NAMES, Campaign, Campaigns, Delivery, FakeMember, Pace
 from .fake_shapes import FakeError, contact, iso, listed_contact, webhook_payload
 
-UTC = dt.timezone.utc
 PREFIX = "/api"
 #: Errors `/_fake/errors` can inject, by status (seed 002's codes, and what any API answers).
 INJECTABLE = {403: "Invalid token/account", 404: "Not found", 409: "Conflict",
@@ -378,12 +377,7 @@ class CampaignFake:
         for rule in self._rules:
             if rule.route not in (None, route):
                 continue
-            if rule.count is not None:
-                if rule.count <= 0:
-                    continue
-                rule.count -= 1
-                return rule
-            if rule.probability is not None and self._random.random() < rule.probability:
+            if rule_fires(rule, self._random.random):
                 return rule
         return None
 
@@ -393,11 +387,7 @@ class CampaignFake:
         data = data if isinstance(data, dict) else {}
         if name == "clock":
             if method == "POST":
-                if "now" in data:
-                    when = dt.datetime.fromisoformat(str(data["now"]).replace("Z", "+00:00"))
-                    self.clock.set(when if when.tzinfo else when.replace(tzinfo=UTC))
-                else:
-                    self.clock.advance(dt.timedelta(seconds=float(data.get("advance_seconds", 0))))
+                self.clock.control(data)
             return {"now": iso(self.clock())}
         if name == "errors":
             if method == "DELETE":
