@@ -31,6 +31,12 @@ def nice_max(value: float) -> float:
     return float(10 * power)
 
 
+def axis_top(value: float, ticks: int = 4) -> tuple[float, float]:
+    """(top, step) for a y axis over 0..value: `ticks` steps or fewer, each a round number."""
+    step = max(1.0, nice_max(value / ticks)) if value > 0 else 1.0
+    return step * max(1, math.ceil(value / step)), step
+
+
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
@@ -41,11 +47,11 @@ def _frame(width: int, height: int, body: list[str], label: str) -> str:
             f"<title>{esc(label)}</title>{''.join(body)}</svg>")
 
 
-def _y_axis(left: int, top: int, plot_w: int, plot_h: int, top_value: float) -> list[str]:
+def _y_axis(left: int, top: int, plot_w: int, plot_h: int, top_value: float, step: float) -> list[str]:
     out = []
-    for i in range(5):
-        value = top_value * i / 4
-        y = top + plot_h - plot_h * i / 4
+    for i in range(int(round(top_value / step)) + 1):
+        value = step * i
+        y = top + plot_h - plot_h * value / top_value
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9ee"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{TEXT}">{_fmt(value)}</text>')
     return out
@@ -61,17 +67,18 @@ def _legend(names: Sequence[str], x: int, y: int) -> list[str]:
 
 def bar_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, title: str,
               limit: float | None = None, limit_label: str = "limit", width: int = 720, height: int = 260,
-              stacked: bool = False) -> str:
+              stacked: bool = False, max_labels: int = 16) -> str:
     """Bars per label, one colour per series (side by side, or `stacked`), with an optional limit line."""
-    left, top, right, bottom = 48, 14, 130, 42
+    left, top, bottom = 48, 18, 42
+    right = 130 if len(series) > 1 else 16
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(vals[i] for _, vals in series) if stacked else max((vals[i] for _, vals in series), default=0)
               for i in range(len(labels))]
-    top_value = nice_max(max([*totals, limit or 0, 0]))
-    body = _y_axis(left, top, plot_w, plot_h, top_value)
+    top_value, step = axis_top(max([*totals, limit or 0, 0]))
+    body = _y_axis(left, top, plot_w, plot_h, top_value, step)
     slot = plot_w / max(len(labels), 1)
     bar_w = slot * 0.7 / (1 if stacked else max(len(series), 1))
-    every = max(1, math.ceil(len(labels) / 16))
+    every = max(1, math.ceil(len(labels) / max_labels))
     for i, label in enumerate(labels):
         x0 = left + slot * i + slot * 0.15
         base = 0.0
@@ -92,27 +99,31 @@ def bar_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]
         y = top + plot_h - plot_h * limit / top_value
         body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{LIMIT_COLOUR}" '
                     f'stroke-width="1.5" stroke-dasharray="6 4"/>')
-        body.append(f'<text x="{left + plot_w + 6}" y="{y + 4:.1f}" fill="{LIMIT_COLOUR}">{esc(limit_label)} {_fmt(limit)}</text>')
-    body += _legend([name for name, _ in series], left + plot_w + 6, top + 30)
+        body.append(f'<text x="{left + plot_w}" y="{y - 4:.1f}" text-anchor="end" fill="{LIMIT_COLOUR}">'
+                    f"{esc(limit_label)} {_fmt(limit)}</text>")
+    if len(series) > 1:
+        body += _legend([name for name, _ in series], left + plot_w + 6, top + 30)
     return _frame(width, height, body, title)
 
 
 def line_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, title: str,
                width: int = 720, height: int = 260) -> str:
-    """One line per series over evenly spaced points (labels thinned to fit)."""
-    left, top, right, bottom = 48, 14, 130, 42
+    """One line per series over evenly spaced points; empty labels are not drawn, the rest thinned to fit."""
+    left, top, right, bottom = 48, 18, 130, 42
     plot_w, plot_h = width - left - right, height - top - bottom
-    top_value = nice_max(max((v for _, vals in series for v in vals), default=0))
-    body = _y_axis(left, top, plot_w, plot_h, top_value)
+    top_value, tick = axis_top(max((v for _, vals in series for v in vals), default=0))
+    body = _y_axis(left, top, plot_w, plot_h, top_value, tick)
     n = max(len(labels), 1)
     step = plot_w / max(n - 1, 1)
     for j, (name, values) in enumerate(series):
         points = " ".join(f"{left + step * i:.1f},{top + plot_h - plot_h * v / top_value:.1f}" for i, v in enumerate(values))
         body.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE[j % len(PALETTE)]}" stroke-width="2">'
                     f"<title>{esc(name)}</title></polyline>")
-    every = max(1, math.ceil(n / 10))
-    for i, label in enumerate(labels):
-        if i % every == 0:
+    shown = [i for i, label in enumerate(labels) if label]
+    every = max(1, math.ceil(len(shown) / 10))
+    for k, i in enumerate(shown):
+        label = labels[i]
+        if k % every == 0:
             body.append(f'<text x="{left + step * i:.1f}" y="{height - bottom + 16}" text-anchor="middle" '
                         f'fill="{TEXT}">{esc(label)}</text>')
     body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="{AXIS}"/>')
@@ -133,8 +144,10 @@ def histogram(values: Sequence[float], *, title: str, unit: str = "h", bins: int
     return bar_chart(labels, [("leads", counts)], title=title, width=width, height=height)
 
 
-def hbars(rows: Sequence[tuple[str, float]], *, title: str, width: int = 720, note: str = "") -> str:
-    """Horizontal bars, one per row, each labelled with its value and share of the first row."""
+def hbars(rows: Sequence[tuple[str, float]], *, title: str, width: int = 720, note: str = "",
+          of: float | None = None) -> str:
+    """Horizontal bars, one per row, each labelled with its value and its share of `of` (every row)
+    or, without it, of the first row (the rows after it)."""
     bar_h, gap, left, right = 22, 8, 200, 110
     height = max(len(rows), 1) * (bar_h + gap) + 10
     first = rows[0][1] if rows else 0
@@ -143,7 +156,8 @@ def hbars(rows: Sequence[tuple[str, float]], *, title: str, width: int = 720, no
     for i, (label, value) in enumerate(rows):
         y = 5 + i * (bar_h + gap)
         w = (width - left - right) * value / top_value
-        share = f" ({100 * value / first:.0f}%)" if first and i else ""
+        whole = of if of is not None else first
+        share = f" ({100 * value / whole:.0f}%)" if whole and (i or of is not None) else ""
         body.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" fill="{TEXT}">{esc(label)}</text>')
         body.append(f'<rect x="{left}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" rx="3" '
                     f'fill="{PALETTE[0]}"><title>{esc(label)}: {_fmt(value)}</title></rect>')

@@ -15,7 +15,7 @@ from typing import Any
 import peewee
 
 from .fields import JSONField, UTCDateTimeField
-from .models import Action, BaseModel, Enrollment, Event, Lead, Sender, Transition, Usage, db
+from .models import Action, BaseModel, Enrollment, Event, Lead, Pace, Sender, Transition, Usage, db
 
 
 class HandledMark(BaseModel):
@@ -231,3 +231,26 @@ def outcomes(sequence: str) -> dict[str, int]:
 
 def table_exists(name: str) -> bool:
     return name in db.get_tables()
+
+
+def booked_slots() -> dict[str, int]:
+    """Paced slots booked now (leads waiting for their turn under the limits), per action."""
+    query = (Pace.select(Pace.action, peewee.fn.COUNT(Pace.id)).where(Pace.state == "booked")
+             .group_by(Pace.action).tuples())
+    return dict(query)
+
+
+def variant_results(sequence: str) -> list[tuple[str, str, int, int]]:
+    """(step, variant, messages sent, leads who replied after one) per A/B variant of a sequence."""
+    sent = dict(((step, variant), n) for step, variant, n in (
+        Action.select(Action.step_id, Action.variant, peewee.fn.COUNT(Action.id))
+        .where(Action.sequence == sequence, Action.variant.is_null(False), Action.status == "done")
+        .group_by(Action.step_id, Action.variant).tuples()))
+    reply = Event.alias()
+    replied = dict(((step, variant), n) for step, variant, n in (
+        Action.select(Action.step_id, Action.variant, peewee.fn.COUNT(Action.enrollment.distinct()))
+        .join(reply, on=((reply.enrollment == Action.enrollment) & (reply.kind == "replied")
+                         & (reply.occurred_at >= Action.performed_at)))
+        .where(Action.sequence == sequence, Action.variant.is_null(False), Action.status == "done")
+        .group_by(Action.step_id, Action.variant).tuples()))
+    return [(step, variant, n, replied.get((step, variant), 0)) for (step, variant), n in sorted(sent.items())]
