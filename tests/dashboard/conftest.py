@@ -20,14 +20,14 @@ from runner.store import db, open_store
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEQUENCE = ROOT / "sequences" / "two-senders-ab.yaml"
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
-NOW = START + dt.timedelta(days=14, hours=10)  # the day after the simulation, mid-morning
+NOW = START + dt.timedelta(days=11, hours=22)  # Friday evening, just before the simulation ends
 TOKEN = "correct horse battery staple"
 
 
 @pytest.fixture(scope="session")
 def simulated_db(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     path = tmp_path_factory.mktemp("sim") / "sim.db"
-    code = main(["simulate", str(SEQUENCE), "--leads", "120", "--days", "14", "--start", "2026-01-05",
+    code = main(["simulate", str(SEQUENCE), "--leads", "120", "--days", "12", "--start", "2026-01-05",
                  "--db", str(path), "--json"])
     assert code == 0
     if not db.is_closed():

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from runner.graph import build_graph
 from runner.server.dashboard.flowchart import flowchart_svg
-from runner.store import Action, Block, Enrollment
+from runner.store import Action, Block, Enrollment, Sender, Usage
 from runner.store import dashboard as store
 
 from .conftest import NOW
@@ -53,6 +53,18 @@ def test_overview_counts_match_the_store(client):
     assert f'data-outcome="two-senders-ab:replied">{replied}<' in html
     _, waiting = store.attention()
     assert f'data-stat="attention">{waiting}<' in html
+    for sender, day in (("alice", "2026-01-16"), ("bob", "2026-01-16")):  # Friday in Berlin and New York
+        today = (Usage.select(fn.SUM(Usage.used)).join(Sender)
+                 .where(Sender.name == sender, Usage.day == day, Usage.action == "message").scalar())
+        week = (Usage.select(fn.SUM(Usage.used)).join(Sender)
+                .where(Sender.name == sender, Usage.day >= "2026-01-12", Usage.day <= day, Usage.action == "message")
+                .scalar())
+        assert today and week
+        card = html[html.index(f'data-sender="{sender}"'):]
+        card = card[:card.index("</article>")]
+        assert re.search(rf'message</span>.*?<span class="meter-value">{today} / 40</span>', card, re.S)
+        week_part = card[card.index("This week"):]
+        assert re.search(rf'message</span>.*?<span class="meter-value">{week}</span>', week_part, re.S)
     assert '<article class="card" data-sender="alice">' in html and '<article class="card" data-sender="bob">' in html
 
 
