@@ -83,12 +83,19 @@ def _not_handled() -> peewee.Expression:
     return ~peewee.fn.EXISTS(mark)
 
 
-def attention(limit: int = 200, *, enrollment_id: int | None = None) -> tuple[list[AttentionRow], int]:
+def attention(limit: int = 200) -> tuple[list[AttentionRow], int]:
     """The leads that need a human and are not marked handled, newest change first, and their total."""
     where = _needs_human() & _not_handled()
-    if enrollment_id is not None:
-        where = (Enrollment.id == enrollment_id)
-    total = Enrollment.select().where(where).count()
+    return _attention_rows(where, limit), Enrollment.select().where(where).count()
+
+
+def lead_row(enrollment_id: int) -> AttentionRow | None:
+    """One enrollment as "Needs a human" shows it, whether or not it needs one now."""
+    rows = _attention_rows(Enrollment.id == enrollment_id, 1)
+    return rows[0] if rows else None
+
+
+def _attention_rows(where: peewee.Expression, limit: int) -> list[AttentionRow]:
     rows = list(Enrollment.select(Enrollment.id, Lead.id, Lead.profile_url, Lead.fields, Enrollment.sequence,
                                   Enrollment.step_id, Enrollment.state, Enrollment.outcome, Sender.name,
                                   Enrollment.last_error, Enrollment.paused_reason, Enrollment.facts,
@@ -100,14 +107,16 @@ def attention(limit: int = 200, *, enrollment_id: int | None = None) -> tuple[li
     replied, messaged = _replied_ids(ids), _messaged_ids(ids)
     out = []
     for (eid, lead_id, url, fields, seq, step, state, outcome, sender, error, paused, facts, updated) in rows:
-        fields = JSONField().python_value(fields) if isinstance(fields, str) else (fields or {})
-        facts = JSONField().python_value(facts) if isinstance(facts, str) else (facts or {})
+        fields = _json(fields)
         name = fields.get("full_name") or " ".join(
             v for v in (fields.get("first_name"), fields.get("last_name")) if v) or url
-        updated_at = UTCDateTimeField().python_value(updated) if isinstance(updated, str) else updated
         out.append(AttentionRow(eid, lead_id, url, name, seq, step, state, outcome, sender, error, paused,
-                                eid in replied or bool(facts.get("replied")), eid in messaged, updated_at))
-    return out, total
+                                eid in replied or bool(_json(facts).get("replied")), eid in messaged, _time(updated)))
+    return out
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return JSONField().python_value(value) if isinstance(value, str) else (value or {})
 
 
 def needs_human(enrollment_id: int) -> bool:
@@ -171,7 +180,7 @@ def timeline(enrollment_id: int) -> list[TimelineItem]:
                                          .where((Event.enrollment == enrollment_id)
                                                 | ((Event.lead == lead_id) & Event.enrollment.is_null()))
                                          .tuples()):
-        data = JSONField().python_value(data) if isinstance(data, str) else (data or {})
+        data = _json(data)
         text = data.get("text") or data.get("message") or ""
         items.append(TimelineItem(_time(occurred), "event", kind.replace("_", " "), source, str(text)))
     return sorted(items, key=lambda i: i.at)

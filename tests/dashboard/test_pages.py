@@ -152,8 +152,10 @@ def test_webhooks_page_lists_deliveries_newest_first(project):
 
     from runner.server.dashboard import create_dashboard
 
-    log = [SimpleNamespace(at=NOW - dt.timedelta(minutes=2), provider="edges", verdict="verified", reason="", status=200),
-           SimpleNamespace(at=NOW, provider="edges", verdict="rejected", reason="bad signature", status=401)]
+    deliveries = [SimpleNamespace(at=NOW - dt.timedelta(minutes=2), provider="edges", verdict="verified", reason="ok",
+                                  status=200),
+                  SimpleNamespace(at=NOW, provider="edges", verdict="rejected", reason="bad signature", status=401)]
+    log = SimpleNamespace(recent=lambda limit: deliveries[-limit:])
     client = TestClient(create_dashboard(project, clock=lambda: NOW, deliveries=log), base_url=BASE)
     html = client.get("/webhooks").text
     assert html.index("bad signature") < html.index("verified")

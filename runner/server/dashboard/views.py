@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ...charts import hbars
 from ...config import Config
@@ -115,10 +115,10 @@ def attention_page(limit: int = 200) -> dict[str, Any]:
 
 
 def lead_page(enrollment_id: int) -> dict[str, Any] | None:
-    rows, _ = store.attention(1, enrollment_id=enrollment_id)
-    if not rows:
+    lead = store.lead_row(enrollment_id)
+    if lead is None:
         return None
-    return {"lead": rows[0], "timeline": store.timeline(enrollment_id), "handled_at": store.handled_at(enrollment_id),
+    return {"lead": lead, "timeline": store.timeline(enrollment_id), "handled_at": store.handled_at(enrollment_id),
             "needs_human": store.needs_human(enrollment_id)}
 
 
@@ -131,8 +131,8 @@ def sequence_page(project: Project, name: str) -> dict[str, Any] | None:
 
 
 def webhook_rows(deliveries: Any, limit: int = 200) -> list[Any]:
-    """The newest deliveries first (the log keeps them oldest first)."""
+    """The newest deliveries first, from `seqrun serve`'s delivery log (runner.server.deliveries),
+    which keeps them oldest first."""
     if deliveries is None:
         return []
-    items: Iterable[Any] = deliveries.recent() if hasattr(deliveries, "recent") else deliveries
-    return list(reversed(list(items)))[:limit]
+    return list(reversed(deliveries.recent(limit=limit)))
