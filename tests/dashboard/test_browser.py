@@ -114,6 +114,24 @@ def test_the_page_refreshes_itself_without_reloading(page, site):
     assert page.console_errors == []
 
 
+def test_no_refresh_while_the_user_selects_text(page, site):
+    page.goto(site + "/")
+    page.evaluate("""() => {
+        const range = document.createRange();
+        range.selectNodeContents(document.querySelector("table.grid td"));
+        window.getSelection().addRange(range);
+    }""")
+    enr = Enrollment.select().where(Enrollment.state == "active").first()
+    pause(Target(LEAD, enr.lead_id, "lead"), "from the test", NOW)
+    # Two refreshes held back (the page's CSP forbids wait_for_function's eval; a selector needs none).
+    page.wait_for_selector('#content[data-held-back]:not([data-held-back="1"])', state="attached", timeout=30_000)
+    assert page.locator('[data-state="two-senders-ab:paused"]').count() == 0
+    assert page.evaluate("String(window.getSelection())") != ""
+    page.evaluate("window.getSelection().removeAllRanges()")
+    page.wait_for_selector('[data-state="two-senders-ab:paused"]', timeout=20_000)
+    assert page.console_errors == []
+
+
 def test_the_simulation_report_opens_and_draws_its_plots(page, tmp_path, artefacts):
     report = tmp_path / "report.html"
     assert main(["simulate", str(SEQUENCE), "--leads", "120", "--days", "14", "--start", "2026-01-05",

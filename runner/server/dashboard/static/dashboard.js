@@ -15,7 +15,11 @@
   }
 
   function refresh() {
-    if (busy || document.hidden || userIsBusy()) { return; }
+    if (busy || document.hidden) { return; }
+    if (userIsBusy()) {  // counted, so that one can see (and a test wait for) a refresh held back
+      main.dataset.heldBack = String((Number(main.dataset.heldBack) || 0) + 1);
+      return;
+    }
     busy = true;
     fetch(main.dataset.refresh, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
