@@ -29,6 +29,7 @@ from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..leads import open_project
+from ..outgoing import Outgoing
 from ..project import (
     apply_provider_limits,
     build_runtime,
@@ -204,12 +205,14 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
         # One engine for the whole process: its per-sender poll schedule lives in it.
         engine = _runtime(config, sequences, client, db_file=db.database)
         engine.rt.stop_requested = stop.requested
+        outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here
         try:
             _recover(engine)
             if once:
                 click.echo(_summary(_pass(engine)))
+                _deliver(outgoing)
             else:
-                _loop(engine, interval, stop)
+                _loop(engine, interval, stop, outgoing)
         finally:
             _close_providers(engine)
     return stop.signum
@@ -307,11 +310,23 @@ def _paced(now: dt.datetime) -> list[tuple[str, str, str]]:
             for due, facts, url in rows]
 
 
-def _loop(engine: Engine, interval: int, stop: StopSignals) -> None:
+def _deliver(outgoing: Outgoing | None) -> None:
+    """Outgoing events between passes (runner.outgoing): a receiver that fails never stops the run."""
+    if outgoing is None:
+        return
+    try:
+        outgoing.deliver_due(utc_now())
+    except Exception:  # noqa: BLE001 - the events stay in the outbox; the next pass tries again
+        log.exception("outgoing events could not be delivered this pass")
+
+
+def _loop(engine: Engine, interval: int, stop: StopSignals, outgoing: Outgoing | None = None) -> None:
     def one_pass() -> None:
         report = _pass(engine)
         if report.processed or report.events or report.errors:
             click.echo(f"{utc_now():%Y-%m-%d %H:%M:%S} {_summary(report)}")
+        if not stop.requested():
+            _deliver(outgoing)
 
     # `schedule` only triggers passes; whether a lead is due comes from the database.
     scheduler = schedule.Scheduler()
