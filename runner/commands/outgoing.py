@@ -12,6 +12,10 @@ from ..store import open_store
 from ..store.outgoing import STATES, OutgoingSubscription, list_events, retry_failed
 from ..terminal import json_printable, printable
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
 _DB_HELP = "Database (default: SEQRUN_DB, the config's database, seqrun.db)."
 
 
@@ -90,5 +94,5 @@ def retry_command(every: bool, subscription: str | None, event_id: str | None, d
     if subscription is not None and OutgoingSubscription.get_or_none(OutgoingSubscription.name == subscription) is None:
         known = ", ".join(s.name for s in OutgoingSubscription.select().order_by(OutgoingSubscription.name)) or "none yet"
         raise UserError(f"no outgoing subscription named {subscription!r} has events (known: {known})")
-    count = retry_failed(dt.datetime.now(dt.timezone.utc), subscription=subscription, event_id=event_id)
+    count = retry_failed(utc_now(), subscription=subscription, event_id=event_id)
     click.echo(f"{count} failed event(s) will be tried again at the next pass of seqrun run or serve")

@@ -203,9 +203,9 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
     """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
     with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
         # One engine for the whole process: its per-sender poll schedule lives in it.
+        outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here, before anything
         engine = _runtime(config, sequences, client, db_file=db.database)
         engine.rt.stop_requested = stop.requested
-        outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here
         try:
             _recover(engine)
             if once:
