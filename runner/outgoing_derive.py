@@ -26,6 +26,7 @@ from .store.outgoing import (
     add_events,
     done_actions,
     finished_enrollments,
+    known_event_ids,
     lead_events,
     save_reading,
     sender_states,
@@ -69,18 +70,21 @@ def derive(subscriptions: Iterable[tuple[str, frozenset[str]]], now: dt.datetime
 
 
 def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.datetime) -> int:
-    found: list[tuple[str, str, dt.datetime, dict[str, Any]]] = []  # (type, event id, time, body)
+    facts: list[tuple[str, Fact]] = []  # (event type, fact)
     actions = [a for a, t in ACTION_EVENTS.items() if t in types]
     if actions:
-        facts, sub.actions_at = _read(lambda **w: done_actions(actions, **w), sub.since, sub.actions_at)
-        found += [_lead_body(ACTION_EVENTS[f.kind], f) for f in facts]
+        read, sub.actions_at = _read(lambda **w: done_actions(actions, **w), sub.since, sub.actions_at)
+        facts += [(ACTION_EVENTS[f.kind], f) for f in read]
     kinds = [k for k, t in LEAD_EVENTS.items() if t in types]
     if kinds:
-        facts, sub.events_at = _read(lambda **w: lead_events(kinds, **w), sub.since, sub.events_at)
-        found += [_lead_body(LEAD_EVENTS[f.kind], f) for f in facts]
+        read, sub.events_at = _read(lambda **w: lead_events(kinds, **w), sub.since, sub.events_at)
+        facts += [(LEAD_EVENTS[f.kind], f) for f in read]
     if any(t in types for t in FINISH_EVENTS.values()):
-        facts, sub.finished_at = _read(lambda **w: finished_enrollments(**w), sub.since, sub.finished_at)
-        found += [_lead_body(FINISH_EVENTS[f.kind], f) for f in facts if FINISH_EVENTS[f.kind] in types]
+        read, sub.finished_at = _read(lambda **w: finished_enrollments(**w), sub.since, sub.finished_at)
+        facts += [(FINISH_EVENTS[f.kind], f) for f in read if FINISH_EVENTS[f.kind] in types]
+    # The late window is read again on every pass: what is already in the outbox is not built again.
+    known = known_event_ids(sub.id, [event_id(f.source, f.ref) for _, f in facts])
+    found = [_lead_body(kind, f) for kind, f in facts if event_id(f.source, f.ref) not in known]
     found += _sender_changes(sub, types, now)
     save_reading(sub, now)
     found.sort(key=lambda f: (f[2], _RANK[f[0].split(".")[1]] if f[0].startswith("lead.") else 9))

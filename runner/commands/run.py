@@ -1,5 +1,8 @@
 """`seqrun run`: process every lead that is due, once (for cron) or on a loop.
 
+Outgoing events (runner.outgoing) are delivered after each pass; a receiver that fails never stops
+the run (its events wait in the outbox).
+
 Stopping: SIGINT (Ctrl-C) and SIGTERM ask the run to stop. The call in flight finishes and is
 committed, no new call starts, the leads claimed and not started are handed back (due at once), and
 the process exits 130 after SIGINT, 0 after SIGTERM (a stop that was asked for and carried out; what
@@ -129,7 +132,8 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     With --once it processes what is due and exits (put it in cron); without, it keeps going every
     --interval seconds until Ctrl-C or SIGTERM, which finish the call in flight and stop (exit 130
     after Ctrl-C, 0 after SIGTERM; a second Ctrl-C stops at once). --dry-run prints what would be
-    sent now and leaves the database and LinkedIn untouched.
+    sent now and leaves the database and LinkedIn untouched. Outgoing events (`outgoing:` in
+    seqrun.yaml) are delivered after each pass.
 
     \b
     Example:

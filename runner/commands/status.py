@@ -1,4 +1,5 @@
-"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human."""
+"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human,
+failing outgoing-event subscriptions."""
 from __future__ import annotations
 
 import datetime as dt
@@ -72,7 +73,8 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     A provider quota over a longer window (ConnectSafely: 90 invitations a week per account) is
     shown per its window, under the sender's daily usage.
 
-    Leads a run has claimed and not finished with are listed with the run that holds them.
+    Leads a run has claimed and not finished with are listed with the run that holds them, and
+    outgoing-event subscriptions whose deliveries fail with their counts and latest error.
 
     \b
     Example:

@@ -96,6 +96,16 @@ def add_events(rows: Sequence[dict[str, Any]]) -> int:
     return added
 
 
+def known_event_ids(subscription_id: int, event_ids: Sequence[str]) -> set[str]:
+    """Which of `event_ids` the subscription's outbox already holds."""
+    known: set[str] = set()
+    for start in range(0, len(event_ids), 500):
+        query = OutgoingEvent.select(OutgoingEvent.event_id).where(
+            OutgoingEvent.subscription == subscription_id, OutgoingEvent.event_id.in_(list(event_ids[start:start + 500])))
+        known.update(e for (e,) in query.tuples())
+    return known
+
+
 # --- the facts ------------------------------------------------------------------------------------
 
 

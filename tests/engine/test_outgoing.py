@@ -18,7 +18,7 @@ from runner.outgoing import Outgoing, Subscription, backoff
 from runner.outgoing_derive import derive
 from runner.steps import pause_sender
 from runner.store import Event, Sender, db
-from runner.store.outgoing import OutgoingEvent
+from runner.store.outgoing import OutgoingEvent, claim
 from tests.outgoing_receiver import HANG, Receiver, verify
 
 from .conftest import MONDAY, EngineHarness, HarnessFactory, lead_row, sequence_yaml
@@ -294,3 +294,19 @@ def test_missing_or_malformed_variables_stop_at_start_without_showing_values(cli
         with pytest.raises(UserError) as err:
             Outgoing([sub], client, environ=environ)
         assert str(err.value) == message
+
+
+def test_an_event_claimed_by_a_process_that_died_goes_out_once_its_claim_runs_out(
+        make_harness: HarnessFactory, receiver: Receiver, client: httpx.Client) -> None:
+    h = make_harness(sequence_yaml("intro", STEPS))
+    out = subscribe_before(h, client, receiver.url, events=("lead.invite_sent",))
+    h.enroll(lead_row("anna"))
+    h.run(days=1)
+    derive([("crm", frozenset({"lead.invite_sent"}))], h.now)
+    event = OutgoingEvent.get()
+    # Another process took it for an attempt (10 s timeout + 60 s) and was killed during the POST.
+    assert claim(event, h.now, h.now + dt.timedelta(seconds=70))
+    assert out.deliver_due(h.now + dt.timedelta(seconds=69)).delivered == 0
+    assert receiver.deliveries == []
+    assert out.deliver_due(h.now + dt.timedelta(seconds=70)).delivered == 1
+    assert OutgoingEvent.get().attempts == 1
