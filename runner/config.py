@@ -439,11 +439,7 @@ class _Checker:
         first_line: dict[str, int] = {}
         for index, sender in enumerate(data.get("senders") or []):
             base: YamlPath = ("senders", index)
-            name = sender["name"]
-            if name in first_line:
-                self.add(base + ("name",), f'sender "{name}" is defined twice (first on line {first_line[name]})')
-            else:
-                first_line[name] = self.doc.pos(base + ("name",))[0]
+            self._once(base, "sender", sender["name"], first_line)
             if sender["provider"] not in PROVIDERS:
                 available = ", ".join(sorted(PROVIDERS))
                 self.add(base + ("provider",), f"provider {sender['provider']} has no driver in this version "
@@ -469,15 +465,18 @@ class _Checker:
         if data.get("sandbox"):
             self._sandbox(data["sandbox"])
 
+    def _once(self, base: YamlPath, what: str, name: str, first_line: dict[str, int]) -> None:
+        """A name given twice in a list is an error at the second, naming the line of the first."""
+        if name in first_line:
+            self.add(base + ("name",), f'{what} "{name}" is defined twice (first on line {first_line[name]})')
+        else:
+            first_line[name] = self.doc.pos(base + ("name",))[0]
+
     def _outgoing(self, subscriptions: list[dict[str, Any]]) -> None:
         first_line: dict[str, int] = {}
         for index, sub in enumerate(subscriptions):
             base: YamlPath = ("outgoing", index)
-            name = sub["name"]
-            if name in first_line:
-                self.add(base + ("name",), f'outgoing "{name}" is defined twice (first on line {first_line[name]})')
-            else:
-                first_line[name] = self.doc.pos(base + ("name",))[0]
+            self._once(base, "outgoing", sub["name"], first_line)
             if ("url" in sub) == ("url_env" in sub):
                 self.add(base, 'expected "url" (the URL) or "url_env" (the name of an environment variable holding '
                                "it), " + ("not both" if "url" in sub else "got neither"))

@@ -15,6 +15,7 @@ import pytest
 from runner.cli import main
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
+from runner.simulate import VirtualClock as Clock
 from runner.store import db, open_store
 from runner.store.outgoing import OutgoingEvent
 from tests.outgoing_receiver import Receiver, verify
@@ -41,14 +42,6 @@ steps:
   - {id: tag, action: tag, tags: [imported]}
   - end: tagged
 """
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
