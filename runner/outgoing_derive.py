@@ -17,14 +17,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .store import db
 from .store.outgoing import (
     Fact,
     OutgoingSubscription,
+    action_refs,
     add_events,
     done_actions,
+    event_refs,
+    finish_refs,
     finished_enrollments,
     known_event_ids,
     lead_events,
@@ -69,44 +72,58 @@ def derive(subscriptions: Iterable[tuple[str, frozenset[str]]], now: dt.datetime
     return added
 
 
+def _reading(sub: OutgoingSubscription) -> tuple[Any, ...]:
+    return sub.actions_at, sub.events_at, sub.finished_at, sub.senders
+
+
 def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.datetime) -> int:
+    before = _reading(sub)
     facts: list[tuple[str, Fact]] = []  # (event type, fact)
     actions = [a for a, t in ACTION_EVENTS.items() if t in types]
     if actions:
-        read, sub.actions_at = _read(lambda **w: done_actions(actions, **w), sub.since, sub.actions_at)
+        read, sub.actions_at = _read(sub, "action", lambda **w: done_actions(actions, **w),
+                                     lambda a, b: action_refs(actions, a, b), sub.actions_at)
         facts += [(ACTION_EVENTS[f.kind], f) for f in read]
     kinds = [k for k, t in LEAD_EVENTS.items() if t in types]
     if kinds:
-        read, sub.events_at = _read(lambda **w: lead_events(kinds, **w), sub.since, sub.events_at)
+        read, sub.events_at = _read(sub, "event", lambda **w: lead_events(kinds, **w),
+                                    lambda a, b: event_refs(kinds, a, b), sub.events_at)
         facts += [(LEAD_EVENTS[f.kind], f) for f in read]
     if any(t in types for t in FINISH_EVENTS.values()):
-        read, sub.finished_at = _read(lambda **w: finished_enrollments(**w), sub.since, sub.finished_at)
+        read, sub.finished_at = _read(sub, "finish", finished_enrollments, finish_refs, sub.finished_at)
         facts += [(FINISH_EVENTS[f.kind], f) for f in read if FINISH_EVENTS[f.kind] in types]
-    # The late window is read again on every pass: what is already in the outbox is not built again.
     known = known_event_ids(sub.id, [event_id(f.source, f.ref) for _, f in facts])
     found = [_lead_body(kind, f) for kind, f in facts if event_id(f.source, f.ref) not in known]
     found += _sender_changes(sub, types, now)
-    save_reading(sub, now)
+    if found or _reading(sub) != before:
+        save_reading(sub, now)
     found.sort(key=lambda f: (f[2], _RANK[f[0].split(".")[1]] if f[0].startswith("lead.") else 9))
     return add_events([{"subscription": sub.id, "event_id": eid, "type": kind, "body": _dump(body),
                         "occurred_at": at, "next_attempt_at": now, "created_at": now}
                        for kind, eid, at, body in found])
 
 
+def _read(sub: OutgoingSubscription, source: str, select: Callable[..., list[Fact]],
+          refs_between: Callable[[dt.datetime, dt.datetime], list[str]],
+          seen: dt.datetime | None) -> tuple[list[Fact], dt.datetime | None]:
+    """The facts of one source not yet read: those of the late window before `seen` that the outbox
+    does not hold (found by a cheap read of their refs first), and a batch after `seen`; and the
+    newest time read."""
+    if seen is None:
+        facts = select(start=sub.since, limit=BATCH)
+    else:
+        refs = refs_between(max(sub.since, seen - LATE), seen)
+        known = known_event_ids(sub.id, [event_id(source, r) for r in refs])
+        missing = [r for r in refs if event_id(source, r) not in known]
+        facts = [f for start in range(0, len(missing), 500) for f in select(refs=missing[start:start + 500])]
+        facts += select(after=seen, limit=BATCH)
+    newest = max((f.at for f in facts), default=seen)
+    return facts, newest if seen is None or newest is None else max(seen, newest)
+
+
 #: Among facts of the same moment, the order they happen in: a lead accepts, is thanked, and ends.
 _RANK = {name.split(".")[1]: rank for rank, name in enumerate(
     (*LEAD_EVENTS.values(), *ACTION_EVENTS.values(), *FINISH_EVENTS.values()))}
-
-
-def _read(select: Any, since: dt.datetime, seen: dt.datetime | None) -> tuple[list[Fact], dt.datetime | None]:
-    """The facts of the late window before `seen` and a batch after it; the newest time read."""
-    if seen is None:
-        facts = select(start=since, limit=BATCH)
-    else:
-        late = select(start=max(since, seen - LATE), end=seen)
-        facts = late + select(after=seen, limit=BATCH)
-    newest = max((f.at for f in facts), default=seen)
-    return facts, newest if seen is None or newest is None else max(seen, newest)
 
 
 def _lead_body(kind: str, fact: Fact) -> tuple[str, str, dt.datetime, dict[str, Any]]:

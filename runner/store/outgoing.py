@@ -73,11 +73,14 @@ class Fact:
 
 def subscription_rows(names: Iterable[str], now: dt.datetime) -> dict[str, OutgoingSubscription]:
     """The row of each named subscription, created (from `now` on) the first time it is seen."""
-    rows: dict[str, OutgoingSubscription] = {}
-    for name in names:
-        with db.atomic():
-            OutgoingSubscription.insert(name=name, since=now, created_at=now, updated_at=now).on_conflict_ignore().execute()
-        rows[name] = OutgoingSubscription.get(OutgoingSubscription.name == name)
+    wanted = list(names)
+    rows = {s.name: s for s in OutgoingSubscription.select().where(OutgoingSubscription.name.in_(wanted))}
+    for name in wanted:
+        if name not in rows:
+            with db.atomic():  # another process may create it at the same moment: either row will do
+                OutgoingSubscription.insert(name=name, since=now, created_at=now,
+                                            updated_at=now).on_conflict_ignore().execute()
+            rows[name] = OutgoingSubscription.get(OutgoingSubscription.name == name)
     return rows
 
 
@@ -109,18 +112,21 @@ def known_event_ids(subscription_id: int, event_ids: Sequence[str]) -> set[str]:
 # --- the facts ------------------------------------------------------------------------------------
 
 
-def _window(query: peewee.ModelSelect, column: peewee.Field, start: dt.datetime, end: dt.datetime | None,
-            limit: int | None) -> peewee.ModelSelect:
-    """Rows with `start <= column` (and `column <= end`), oldest first; `limit` bounds a backlog."""
-    query = query.where(column >= start)
+def _pick(query: peewee.ModelSelect, column: peewee.Field, *, start: dt.datetime | None = None,
+          end: dt.datetime | None = None, after: dt.datetime | None = None, limit: int | None = None,
+          ref: peewee.Field | None = None, refs: Sequence[Any] | None = None) -> peewee.ModelSelect:
+    """Rows by `column`, oldest first: `start <= column <= end`, or `column > after`, or the rows whose
+    `ref` is in `refs`; `limit` bounds a backlog."""
+    if refs is not None:
+        query = query.where(ref.in_(list(refs)))  # type: ignore[union-attr]
+    if start is not None:
+        query = query.where(column >= start)
     if end is not None:
         query = query.where(column <= end)
+    if after is not None:
+        query = query.where(column > after)
     query = query.order_by(column, query.model.id)
     return query.limit(limit) if limit is not None else query
-
-
-def _after(query: peewee.ModelSelect, column: peewee.Field, after: dt.datetime, limit: int) -> peewee.ModelSelect:
-    return query.where(column > after).order_by(column, query.model.id).limit(limit)
 
 
 def _lead_columns() -> tuple[peewee.Node, ...]:
@@ -134,34 +140,50 @@ def _rows(query: peewee.ModelSelect) -> list[dict[str, Any]]:
     return rows
 
 
-def done_actions(kinds: Sequence[str], *, start: dt.datetime | None = None, end: dt.datetime | None = None,
-                 after: dt.datetime | None = None, limit: int | None = None) -> list[Fact]:
-    """Actions of `kinds` performed (status done), by `performed_at`: in [start, end], or after `after`."""
+def _done(kinds: Sequence[str]) -> peewee.Expression:
+    return (Action.status == "done") & Action.action.in_(list(kinds))
+
+
+def action_refs(kinds: Sequence[str], start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The keys of the actions `done_actions` would read between `start` and `end` (a cheap read)."""
+    query = _pick(Action.select(Action.key).where(_done(kinds)), Action.performed_at, start=start, end=end)
+    return [k for (k,) in query.tuples()]
+
+
+def done_actions(kinds: Sequence[str], **window: Any) -> list[Fact]:
+    """Actions of `kinds` performed (status done), by `performed_at` (see `_pick` for `window`)."""
     query = (Action.select(Action.key, Action.action, Action.performed_at, Action.sequence, Action.step_id,
                            Action.variant, Action.template, Action.content, Action.subject, Action.conversation,
                            *_lead_columns())
              .join(Lead, on=(Action.lead == Lead.id))
              .join_from(Action, Sender, peewee.JOIN.LEFT_OUTER, on=(Action.sender == Sender.id))
-             .where(Action.status == "done", Action.action.in_(list(kinds))))
-    query = _after(query, Action.performed_at, after, limit or 500) if after is not None else \
-        _window(query, Action.performed_at, start, end, limit)  # type: ignore[arg-type]
+             .where(_done(kinds)))
+    query = _pick(query, Action.performed_at, ref=Action.key, **window)
     return [Fact("action", r["key"], r["action"], r["performed_at"], r["lead_key"], r["profile_url"], r["lead_fields"],
                  r["sequence"], r["step_id"], r["sender"],
                  {"variant": r["variant"], "template": r["template"], "text": r["content"], "subject": r["subject"],
                   "conversation": r["conversation"]}) for r in _rows(query)]
 
 
-def lead_events(kinds: Sequence[str], *, start: dt.datetime | None = None, end: dt.datetime | None = None,
-                after: dt.datetime | None = None, limit: int | None = None) -> list[Fact]:
+def _about_a_lead(kinds: Sequence[str]) -> peewee.Expression:
+    return Event.kind.in_(list(kinds)) & Event.lead.is_null(False)
+
+
+def event_refs(kinds: Sequence[str], start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The event ids `lead_events` would read between `start` and `end` (a cheap read)."""
+    query = _pick(Event.select(Event.event_id).where(_about_a_lead(kinds)), Event.received_at, start=start, end=end)
+    return [e for (e,) in query.tuples()]
+
+
+def lead_events(kinds: Sequence[str], **window: Any) -> list[Fact]:
     """Stored events of `kinds` about a known lead, by `received_at` (when seqrun learnt of them)."""
     query = (Event.select(Event.event_id, Event.kind, Event.source, Event.occurred_at, Event.received_at, Event.data,
                           Enrollment.sequence, Enrollment.step_id, *_lead_columns())
              .join(Lead, on=(Event.lead == Lead.id))
              .join_from(Event, Sender, peewee.JOIN.LEFT_OUTER, on=(Event.sender == Sender.id))
              .join_from(Event, Enrollment, peewee.JOIN.LEFT_OUTER, on=(Event.enrollment == Enrollment.id))
-             .where(Event.kind.in_(list(kinds))))
-    query = _after(query, Event.received_at, after, limit or 500) if after is not None else \
-        _window(query, Event.received_at, start, end, limit)  # type: ignore[arg-type]
+             .where(_about_a_lead(kinds)))
+    query = _pick(query, Event.received_at, ref=Event.event_id, **window)
     return [Fact("event", r["event_id"], r["kind"], r["received_at"], r["lead_key"], r["profile_url"], r["lead_fields"],
                  r["sequence"], r["step_id"], r["sender"],
                  {"occurred_at": r["occurred_at"], "source": r["source"],
@@ -169,21 +191,38 @@ def lead_events(kinds: Sequence[str], *, start: dt.datetime | None = None, end: 
             for r in _rows(query)]
 
 
-def finished_enrollments(*, start: dt.datetime | None = None, end: dt.datetime | None = None,
-                         after: dt.datetime | None = None, limit: int | None = None) -> list[Fact]:
-    """Enrollments that ended (done or failed), by `finished_at`."""
+_ENDED = Enrollment.state.in_(["done", "failed"]) & Enrollment.finished_at.is_null(False)
+
+
+def _finish_ref(enrollment_id: int, finished_at: dt.datetime) -> str:
+    """An enrollment may end more than once (`seqrun leads retry` brings it back): each end is a fact."""
+    return f"{enrollment_id}@{finished_at.isoformat()}"
+
+
+def finish_refs(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The ends `finished_enrollments` would read between `start` and `end` (a cheap read)."""
+    query = _pick(Enrollment.select(Enrollment.id, Enrollment.finished_at).where(_ENDED), Enrollment.finished_at,
+                  start=start, end=end)
+    return [_finish_ref(i, at) for i, at in query.tuples()]
+
+
+def finished_enrollments(**window: Any) -> list[Fact]:
+    """Enrollments that ended (done or failed), by `finished_at`; `refs` as `finish_refs` gives them."""
+    wanted = window.pop("refs", None)
+    if wanted is not None:
+        window["refs"] = sorted({int(r.split("@", 1)[0]) for r in wanted})
     query = (Enrollment.select(Enrollment.id, Enrollment.state, Enrollment.outcome, Enrollment.finished_at,
                                Enrollment.created_at, Enrollment.last_error, Enrollment.sequence, Enrollment.step_id,
                                *_lead_columns())
              .join(Lead, on=(Enrollment.lead == Lead.id))
              .join_from(Enrollment, Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id))
-             .where(Enrollment.state.in_(["done", "failed"]), Enrollment.finished_at.is_null(False)))
-    query = _after(query, Enrollment.finished_at, after, limit or 500) if after is not None else \
-        _window(query, Enrollment.finished_at, start, end, limit)  # type: ignore[arg-type]
-    return [Fact("finish", f"{r['id']}@{r['finished_at'].isoformat()}", r["state"], r["finished_at"], r["lead_key"],
-                 r["profile_url"], r["lead_fields"], r["sequence"], r["step_id"], r["sender"],
-                 {"outcome": r["outcome"], "error": r["last_error"] if r["state"] == "failed" else None,
-                  "started_at": r["created_at"]}) for r in _rows(query)]
+             .where(_ENDED))
+    query = _pick(query, Enrollment.finished_at, ref=Enrollment.id, **window)
+    facts = [Fact("finish", _finish_ref(r["id"], r["finished_at"]), r["state"], r["finished_at"], r["lead_key"],
+                  r["profile_url"], r["lead_fields"], r["sequence"], r["step_id"], r["sender"],
+                  {"outcome": r["outcome"], "error": r["last_error"] if r["state"] == "failed" else None,
+                   "started_at": r["created_at"]}) for r in _rows(query)]
+    return facts if wanted is None else [f for f in facts if f.ref in set(wanted)]
 
 
 def sender_states() -> list[tuple[int, str, str, str | None]]:
