@@ -130,17 +130,27 @@ class Outgoing:
         return cls(subs, client, **options) if subs else None  # type: ignore[arg-type]
 
     def deliver_due(self, now: dt.datetime) -> DeliveryReport:
-        """New events into the outbox, then the due ones out; never raises for a receiver's failure."""
+        """New events into the outbox, then the due ones out; never raises for a receiver's failure.
+
+        A receiver that fails is tried once per call: its other due events wait for the next call
+        (untried, so they spend no attempt), and one call lasts at most about a timeout per failing
+        subscription plus the deliveries that succeed."""
         report = DeliveryReport()
         report.added = derive([(name, frozenset(t.sub.events)) for name, t in self.targets.items()], now)
+        failing: set[str] = set()
         for event in due_events(list(self.targets), now, self.per_call):
+            name = event.subscription.name
+            if name in failing:
+                continue  # its receiver just failed: its other events wait for the next call, untried
             at = self.clock() if self.clock is not None else now
             if not claim(event, at, at + dt.timedelta(seconds=self.timeout + 60)):
                 continue  # another process took it
-            self._attempt(self.targets[event.subscription.name], event, at, report)
+            if not self._attempt(self.targets[name], event, at, report):
+                failing.add(name)
         return report
 
-    def _attempt(self, target: _Target, event: OutgoingEvent, at: dt.datetime, report: DeliveryReport) -> None:
+    def _attempt(self, target: _Target, event: OutgoingEvent, at: dt.datetime, report: DeliveryReport) -> bool:
+        """One POST of one event; whether the receiver took it."""
         eid, body, attempt = event.event_id, event.body.encode("utf-8"), event.attempts + 1
         stamp = int(at.timestamp())
         headers = {"content-type": "application/json", "user-agent": "seqrun-webhooks",
@@ -152,19 +162,19 @@ class Outgoing:
             if 200 <= response.status_code < 300:
                 mark_delivered(event.id, at)
                 report.delivered += 1
-                return
+                return True
             error = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
             retry_after = _retry_after(response)
         except httpx.TimeoutException:
             error = f"no answer within {self.timeout:g} s"
-        except httpx.HTTPError as exc:  # the message may quote the URL, which may be a secret
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # the message may quote the URL, maybe a secret
             error = f"could not connect ({type(exc).__name__})"
         if attempt >= self.max_attempts:
             mark_failed_attempt(event.id, f"{error} (gave up after {attempt} attempts)", None)
             report.failed += 1
             log.warning("outgoing %s: event %s (%s) failed: %s; gave up after %d attempts (seqrun outgoing retry)",
                         target.sub.name, eid, event.type, error, attempt)
-            return
+            return False
         wait = backoff(attempt, eid)
         if retry_after is not None:
             wait = min(max(wait, dt.timedelta(seconds=retry_after)), MAX_DELAY)
@@ -172,6 +182,7 @@ class Outgoing:
         report.retrying += 1
         log.warning("outgoing %s: event %s (%s) attempt %d failed: %s; trying again in %d s",
                     target.sub.name, eid, event.type, attempt, error, wait.total_seconds())
+        return False
 
 
 class _HiddenUrls(logging.Filter):

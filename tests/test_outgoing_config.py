@@ -1,6 +1,7 @@
 """`outgoing:` in seqrun.yaml: what loads, and the exact message for each mistake (never a secret)."""
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
@@ -110,3 +111,12 @@ def test_urls_with_credentials_twice_defined_names_and_url_or_url_env(tmp_path: 
         'seqrun.yaml:15:5: error: outgoing[name=nowhere]: expected "url" (the URL) or "url_env" (the name of an '
         "environment variable holding it), got neither",
     ]
+
+
+def test_the_schema_lists_exactly_the_event_types_seqrun_derives() -> None:
+    from runner.config import load_schema
+
+    schema = load_schema()["$defs"]["outgoing"]["properties"]["events"]["items"]["enum"]
+    assert tuple(schema) == EVENT_TYPES
+    shipped = json.loads((pathlib.Path(__file__).parent.parent / "schemas" / "config.schema.json").read_text())
+    assert shipped == load_schema()

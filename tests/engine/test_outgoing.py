@@ -310,3 +310,20 @@ def test_an_event_claimed_by_a_process_that_died_goes_out_once_its_claim_runs_ou
     assert receiver.deliveries == []
     assert out.deliver_due(h.now + dt.timedelta(seconds=70)).delivered == 1
     assert OutgoingEvent.get().attempts == 1
+
+
+def test_a_failing_receiver_is_tried_once_per_call_and_its_other_events_wait_untried(
+        make_harness: HarnessFactory, client: httpx.Client) -> None:
+    h = make_harness(sequence_yaml("intro", STEPS))
+    receiver = Receiver(HANG)
+    try:
+        out = subscribe_before(h, client, receiver.url, timeout=0.2)
+        h.enroll(lead_row("anna"))
+        h.run(days=1)
+        report = out.deliver_due(h.now)
+        assert (report.added, report.retrying, report.delivered, len(receiver.deliveries)) == (4, 1, 0, 1)
+        assert sorted(e.attempts for e in OutgoingEvent.select()) == [0, 0, 0, 1]
+        report = out.deliver_due(h.now)  # the others are due: the receiver answers now
+        assert (report.delivered, report.retrying) == (3, 0)
+    finally:
+        receiver.close()
