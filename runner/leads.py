@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import peewee
 
-from .config import Config, load_project_config, project_dir
-from .diagnostics import Diagnostic, UserError, has_errors
+from .config import Config
+from .diagnostics import Diagnostic, UserError
 from .leadsfile import (
     CONTROL_CHARACTER,
     DUPLICATE,
@@ -38,7 +38,6 @@ from .leadsfile import (
     RowProblem,
     problem_kind,
 )
-from .loader import load_paths
 from .model import Sequence
 from .project import sync_senders
 from .store import Block, Enrollment, Event, Lead, Sender, db
@@ -56,36 +55,6 @@ IN_THIS_SEQUENCE = "already in this sequence"
 
 #: progress(done, total): rows written so far out of the rows to write (each lead and enrollment).
 Progress = Callable[[int, int], None]
-
-
-# --- finding the sequence -------------------------------------------------------------------------
-
-
-def load_sequence_by_name(name: str, root: str) -> tuple[Sequence, list[Diagnostic]]:
-    """The sequence called `name` in the project's sequences/ directory, and the load warnings."""
-    directory = os.path.join(root, "sequences")
-    # Named relative to the cwd when inside it, so messages show sequences/x.yaml, not /home/…
-    shown = os.path.relpath(directory) if directory.startswith(os.getcwd() + os.sep) else directory
-    seqs, diags, _ = load_paths([shown])
-    for seq in seqs:
-        if seq.name == name:
-            return seq, [d for d in diags if d.severity == "warning" and d.file == seq.path]
-    known = ", ".join(sorted(s.name for s in seqs)) or "none"
-    if has_errors(diags):
-        raise UserError(f'no valid sequence named "{name}" in {shown} (valid: {known}); some files have '
-                        "errors, shown above", [d for d in diags if d.severity == "error"])
-    raise UserError(f'no sequence named "{name}" in {shown} (known: {known})')
-
-
-def open_project(sequence: str | None = None,
-                 start: str | None = None) -> tuple[Config, Sequence | None, list[Diagnostic]]:
-    """Config and (optionally) one sequence of the project containing `start` (default: the cwd)."""
-    root = project_dir(start)
-    if sequence is None:
-        return load_project_config(root), None, []
-    seq, warnings = load_sequence_by_name(sequence, str(root))
-    config = load_project_config(root, sequences=[seq])
-    return config, seq, warnings
 
 
 # --- importing ------------------------------------------------------------------------------------

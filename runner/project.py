@@ -1,5 +1,7 @@
-"""Assembling a project for the commands that run things: sequences, config, store, runtime.
+"""Assembling a project for the commands: finding it, its sequences, config, store, runtime.
 
+`open_project` finds the project around the working directory (its seqrun.yaml, and one sequence of
+its sequences/ by name) for every command that works on a project's database;
 `load_sequences` loads sequence files and fails loudly (UserError with every diagnostic) when any has
 errors; `sync_senders` writes the configured senders into the store; `build_runtime` binds each
 sender to its provider driver with credentials from the environment. Configuration errors surface
@@ -15,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 import httpx
 
 from .calendar import resolve_zone
-from .config import Config, SenderConfig, default_limits, resolve_credentials
+from .config import Config, SenderConfig, default_limits, load_project_config, project_dir, resolve_credentials
 from .diagnostics import Diagnostic, UserError, error, has_errors
 from .limits import SenderCaps
 from .loader import load_paths
@@ -44,6 +46,33 @@ def load_sequences(paths: Iterable[str]) -> dict[str, Sequence]:
             raise UserError(f'two sequences are named "{seq.name}": {by_name[seq.name].path} and {seq.path}')
         by_name[seq.name] = seq
     return by_name
+
+
+def load_sequence_by_name(name: str, root: str) -> tuple[Sequence, list[Diagnostic]]:
+    """The sequence called `name` in the project's sequences/ directory, and the load warnings."""
+    directory = os.path.join(root, "sequences")
+    # Named relative to the cwd when inside it, so messages show sequences/x.yaml, not /home/…
+    shown = os.path.relpath(directory) if directory.startswith(os.getcwd() + os.sep) else directory
+    seqs, diags, _ = load_paths([shown])
+    for seq in seqs:
+        if seq.name == name:
+            return seq, [d for d in diags if d.severity == "warning" and d.file == seq.path]
+    known = ", ".join(sorted(s.name for s in seqs)) or "none"
+    if has_errors(diags):
+        raise UserError(f'no valid sequence named "{name}" in {shown} (valid: {known}); some files have '
+                        "errors, shown above", [d for d in diags if d.severity == "error"])
+    raise UserError(f'no sequence named "{name}" in {shown} (known: {known})')
+
+
+def open_project(sequence: str | None = None,
+                 start: str | None = None) -> tuple[Config, Sequence | None, list[Diagnostic]]:
+    """Config and (optionally) one sequence of the project containing `start` (default: the cwd)."""
+    root = project_dir(start)
+    if sequence is None:
+        return load_project_config(root), None, []
+    seq, warnings = load_sequence_by_name(sequence, str(root))
+    config = load_project_config(root, sequences=[seq])
+    return config, seq, warnings
 
 
 def project_sequences(config: Config) -> dict[str, Sequence]:

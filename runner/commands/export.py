@@ -9,7 +9,7 @@ from typing import IO, Any, Iterable
 import click
 
 from ..diagnostics import UserError
-from ..leads import open_project
+from ..project import open_project
 from ..outfile import atomic_output, check_output, owned_files
 from ..report import EXPORTS, export_rows, spreadsheet_safe
 from ..store import db, health, open_store

@@ -28,13 +28,13 @@ from ..config import Config
 from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
-from ..leads import open_project
 from ..project import (
     apply_provider_limits,
     build_runtime,
     http_notifier,
     missing_environment,
     missing_environment_of_earlier_versions,
+    open_project,
     project_sequences,
     real_provider_for,
     running_sequences,
