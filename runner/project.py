@@ -27,7 +27,9 @@ from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
 from .providers.base import Account, Provider
 from .providers.http import RequestBudget, budget_key, make_client, register_secret
 from .runtime import Notifier, Runtime, SenderRuntime
-from .store import Enrollment, Sender
+from .store import Sender
+from .store.configured_senders import save_configured_sender
+from .store.leadbook import sequences_with_running_leads
 from .store.request_holds import hold_requests, requests_held_until
 from .templates import check_sequence_templates
 
@@ -84,21 +86,10 @@ def project_sequences(config: Config) -> dict[str, Sequence]:
 
 def sync_senders(config: Config, now: dt.datetime) -> dict[str, Sender]:
     """Upsert the configured senders into the store (status and warm-up start are kept)."""
-    out: dict[str, Sender] = {}
-    for sc in config.senders:
-        row = Sender.get_or_none(Sender.name == sc.name)
-        # A profile id learnt by `seqrun senders check` stays until seqrun.yaml names one.
-        values = dict(provider=sc.provider, account_id=sc.account_id, account_type=sc.account_type,
-                      timezone=sc.timezone, profile_id=sc.profile_id or (row.profile_id if row else None),
-                      full_name=sc.full_name)
-        if row is None:
-            row = Sender.create(name=sc.name, created_at=now, **values)
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.save()
-        out[sc.name] = row
-    return out
+    return {sc.name: save_configured_sender(sc.name, now, provider=sc.provider, account_id=sc.account_id,
+                                            account_type=sc.account_type, timezone=sc.timezone,
+                                            profile_id=sc.profile_id, full_name=sc.full_name)
+            for sc in config.senders}
 
 
 def sender_caps(sc: SenderConfig, row: Sender) -> SenderCaps:
@@ -259,8 +250,7 @@ def _unset_variables(seq: Sequence, getenv: Callable[[str], str | None]) -> list
 
 def running_sequences() -> set[str]:
     """Sequences with leads in them that are not finished (active or paused)."""
-    query = Enrollment.select(Enrollment.sequence).where(Enrollment.state.in_(("active", "paused"))).distinct()
-    return {name for (name,) in query.tuples()}
+    return set(sequences_with_running_leads())
 
 
 def http_notifier(client: httpx.Client) -> Notifier:

@@ -188,6 +188,12 @@ def enrolled_sequences(only: str | None = None) -> list[str]:
     return [name for (name,) in query.tuples()]
 
 
+def sequences_with_running_leads() -> list[str]:
+    """Sequences with leads in them that are not finished (active or paused), by name."""
+    query = Enrollment.select(Enrollment.sequence).where(Enrollment.state.in_(RUNNING)).distinct()
+    return sorted(name for (name,) in query.tuples())
+
+
 def leads_with_latest_enrollment(sequence: str | None, state: str | None) -> Iterator[tuple[Any, ...]]:
     """Each lead with its latest enrollment (in `sequence` when given; only those of `state` when
     given), by lead id: (profile url, fields, sequence, state, step id, sender name, due at, outcome,
