@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 from typing import Sequence as Seq
