@@ -3,9 +3,18 @@ that need a human, and the audit-log exports (`runner.report`; the simulator's r
 funnel). Rows come back as stored (times as ISO-8601 text): the caller formats them."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterator
 
 from .models import db
+
+
+@contextlib.contextmanager
+def snapshot() -> Iterator[None]:
+    """One read transaction around the block: what it reads comes from one state of the database
+    (an export's row count and its rows agree even while a run writes)."""
+    with db.atomic():
+        yield
 
 
 def states_of(sequence: str) -> dict[str, int]:
