@@ -143,10 +143,10 @@ class StoreHolds:
     def __init__(self, provider: str, base_url: str) -> None:
         self._api = (provider, base_url)
 
-    def load(self, key: str) -> dt.datetime | None:
+    def held_until(self, key: str) -> dt.datetime | None:
         return requests_held_until(budget_key(*self._api, key))
 
-    def save(self, key: str, until: dt.datetime) -> None:
+    def hold(self, key: str, until: dt.datetime) -> None:
         hold_requests(budget_key(*self._api, key), until)
 
 
