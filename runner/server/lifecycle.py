@@ -101,6 +101,7 @@ class Daemon:
         self.dashboard = dashboard
         self.state: ServerState | None = None
         self.ready = threading.Event()  # set once the engine loop runs (tests and benches wait for it)
+        self.passes = 0  # engine passes finished (tests and benches wait on it)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._signals: StopSignals | None = None
@@ -169,6 +170,7 @@ class Daemon:
             report = engine.tick(self.clock(), clock=self.clock)
             metrics.loop_seconds.observe(time.perf_counter() - started)
             _count(metrics, report)
+            self.passes += 1
             if self.stop_requested():
                 break
             self._pause(engine)
