@@ -236,7 +236,8 @@ def _recover(engine: Engine, now: dt.datetime | None = None) -> None:
 
 
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
-             db_file: str = ":memory:", clock: Callable[[], dt.datetime] = utc_now) -> Engine:
+             db_file: str = ":memory:", clock: Callable[[], dt.datetime] | None = None) -> Engine:
+    clock = clock or utc_now  # read at call time: tests put a clock of their own in its place
     rows = sync_senders(config, clock())
     provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=clock)
     notifier = http_notifier(client)

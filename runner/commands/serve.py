@@ -6,8 +6,10 @@ binds the socket and maps the way it stopped to an exit code: 0 after SIGTERM, 1
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
+from typing import Callable
 
 import click
 
@@ -30,9 +32,11 @@ TOKEN_ENV = "SEQRUN_DASHBOARD_TOKEN"
 @click.option("--grace", type=click.IntRange(1, 600), default=30, show_default=True,
               help="On SIGTERM or Ctrl-C: seconds the HTTP requests in flight may take to finish.")
 @click.option("--db", "db_url", default=None, help="Database (default: SEQRUN_DB, the config's database, seqrun.db).")
+@click.option("--time-warp", default=None, hidden=True, metavar="FACTOR@EPOCH",
+              help="For tests and benchmarks only: the clock runs FACTOR times faster from Unix time EPOCH on.")
 @click.pass_context
 def command(ctx: click.Context, host: str, port: int, log_format: str, interval: int, grace: int,
-            db_url: str | None) -> None:
+            db_url: str | None, time_warp: str | None) -> None:
     """Run seqrun as a service: receive the providers' webhooks, move leads the moment they are due
     or an acceptance or reply arrives, sync each sender at its provider's cadence, and serve
     /healthz, /readyz and /metrics.
@@ -53,10 +57,12 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
                         f"secret) first, or listen on 127.0.0.1 behind a reverse proxy (see docs/serve.md)")
     logs.configure(log_format, debug=bool((ctx.find_root().obj or {}).get("debug")))
     config, sequences, url = prepare(db_url, "seqrun serve")
+    clock, pace = _clock(time_warp)
     sock = lifecycle.listen(host, port)
     try:
         with single_runner(sqlite_path(url)):
-            daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace))
+            daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace),
+                                      clock=clock, pace=pace)
             click.echo(f"seqrun serve: listening on {daemon.url} (webhooks at {daemon.url}/webhooks/PROVIDER); "
                        "Ctrl-C to stop", err=True)
             try:
@@ -72,3 +78,19 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if signum is not None:
         click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+
+
+def _clock(time_warp: str | None) -> tuple[Callable[[], dt.datetime], float]:
+    """The daemon's clock and its pace: the wall clock, or the warped clock of the kill -9 harness."""
+    from ..server.lifecycle import utc_now, warped_clock
+
+    if time_warp is None:
+        return utc_now, 1.0
+    factor, _, epoch = time_warp.partition("@")
+    try:
+        pace, start = float(factor), float(epoch)
+    except ValueError:
+        raise click.BadParameter("expected FACTOR@EPOCH, e.g. 1000@1767225600", param_hint="--time-warp") from None
+    if not pace > 0:
+        raise click.BadParameter("FACTOR must be above 0", param_hint="--time-warp")
+    return warped_clock(pace, start), pace

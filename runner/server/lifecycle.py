@@ -48,6 +48,18 @@ MIN_PAUSE = 0.05  # seconds: a floor between passes, so that a lead due in the p
 STARTUP_WAIT = 30.0  # seconds the HTTP server may take to start
 
 
+def warped_clock(factor: float, epoch: float) -> Callable[[], dt.datetime]:
+    """A clock that runs `factor` times faster than the wall clock from the instant `epoch` (Unix
+    seconds) on. Every process given the same two numbers reads the same time, across restarts:
+    the kill -9 harness runs `serve` and the fake provider on it, so that a day of pacing passes in
+    a minute."""
+
+    def now() -> dt.datetime:
+        return dt.datetime.fromtimestamp(epoch + (time.time() - epoch) * factor, dt.timezone.utc)
+
+    return now
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding `host` keeps the server reachable from this machine only."""
     if host.lower() == "localhost":
@@ -95,9 +107,10 @@ class Daemon:
 
     def __init__(self, config: Config, sequences: Mapping[str, Any], sock: socket.socket, *,
                  interval: float = 60.0, grace: float = 30.0, clock: Callable[[], dt.datetime] = utc_now,
-                 dashboard: Callable[[ServerState], ASGIApp | None] | None = None) -> None:
+                 pace: float = 1.0, dashboard: Callable[[ServerState], ASGIApp | None] | None = None) -> None:
         self.config, self.sequences, self.sock = config, sequences, sock
         self.interval, self.grace, self.clock = interval, grace, clock
+        self.pace = pace  # seconds of `clock` per real second (a warped clock's factor)
         self.dashboard = dashboard
         self.state: ServerState | None = None
         self.ready = threading.Event()  # set once the engine loop runs (tests and benches wait for it)
@@ -178,7 +191,7 @@ class Daemon:
     def _pause(self, engine: Engine) -> None:
         """Wait for the next pass: until something is due, `interval` passes, a wake-up or a stop."""
         due = engine.next_due()
-        seconds = self.interval if due is None else (due - self.clock()).total_seconds()
+        seconds = self.interval if due is None else (due - self.clock()).total_seconds() / self.pace
         deadline = time.monotonic() + min(self.interval, max(MIN_PAUSE, seconds))
         # In slices: a signal sets the stop flag without waking the event.
         while not self.stop_requested() and not self._wake.is_set():
