@@ -9,13 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import click
 
 from ..diagnostics import UserError
 from ..store.db import sqlite_path
 from .run import prepare, single_runner
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from ..server.app import ServerState
 
 TOKEN_ENV = "SEQRUN_DASHBOARD_TOKEN"
 
@@ -62,7 +67,7 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
     try:
         with single_runner(sqlite_path(url)):
             daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace),
-                                      clock=clock, pace=pace)
+                                      clock=clock, pace=pace, dashboard=_dashboard(config, sequences, clock))
             click.echo(f"seqrun serve: listening on {daemon.url} (webhooks at {daemon.url}/webhooks/PROVIDER); "
                        "Ctrl-C to stop", err=True)
             try:
@@ -78,6 +83,21 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if signum is not None:
         click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+
+
+def _dashboard(config: Any, sequences: Mapping[str, Any],
+               clock: Callable[[], dt.datetime]) -> Callable[[ServerState], ASGIApp]:
+    """The dashboard at `/`, showing the daemon's delivery log; with SEQRUN_DASHBOARD_TOKEN set, it asks for
+    that token to log in (wherever it listens; docs/dashboard.md)."""
+    from ..server.dashboard import Project, create_dashboard
+
+    token = (os.environ.get(TOKEN_ENV) or "").strip() or None
+
+    def build(state: ServerState) -> ASGIApp:
+        return create_dashboard(Project(config, dict(sequences)), clock=clock, deliveries=state.deliveries,
+                                login_token=token, require_login=token is not None)
+
+    return build
 
 
 def _clock(time_warp: str | None) -> tuple[Callable[[], dt.datetime], float]:

@@ -107,6 +107,9 @@ def test_serve_answers_health_readiness_metrics_and_stops_on_sigterm_with_exit_0
         refused = httpx.post(serve.url + "/webhooks/sandbox", json={})
         assert (refused.status_code, refused.json()) == (404, {"status": 404, "reason": "no webhooks are taken for sandbox"})
         serve.wait_for('"verdict": "rejected"')
+        page = httpx.get(serve.url + "/webhooks")  # the dashboard, mounted at /, shows the delivery log
+        assert (page.status_code, page.headers["content-type"]) == (200, "text/html; charset=utf-8")
+        assert "Webhook deliveries" in page.text and "no webhooks are taken for sandbox" in page.text
     finally:
         code, err = serve.stop(signal.SIGTERM)
     assert code == 0
