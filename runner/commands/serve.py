@@ -60,22 +60,22 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
     if not lifecycle.is_loopback(host) and not (os.environ.get(TOKEN_ENV) or "").strip():
         raise UserError(f"--host {host} is reachable from other machines: set {TOKEN_ENV} (the dashboard's login "
                         f"secret) first, or listen on 127.0.0.1 behind a reverse proxy (see docs/serve.md)")
-    logs.configure(log_format, debug=bool((ctx.find_root().obj or {}).get("debug")))
-    config, sequences, url = prepare(db_url, "seqrun serve")
-    clock, pace = _clock(time_warp)
-    sock = lifecycle.listen(host, port)
-    try:
-        with single_runner(sqlite_path(url)):
-            daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace),
-                                      clock=clock, pace=pace, dashboard=_dashboard(config, sequences, clock))
-            click.echo(f"seqrun serve: listening on {daemon.url} (webhooks at {daemon.url}/webhooks/PROVIDER); "
-                       "Ctrl-C to stop", err=True)
-            try:
-                signum = daemon.run()
-            except KeyboardInterrupt:
-                signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next start reconciles)
-    finally:
-        sock.close()
+    with logs.configured(log_format, debug=bool((ctx.find_root().obj or {}).get("debug"))):
+        config, sequences, url = prepare(db_url, "seqrun serve")
+        clock, pace = _clock(time_warp)
+        sock = lifecycle.listen(host, port)
+        try:
+            with single_runner(sqlite_path(url)):
+                daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace),
+                                          clock=clock, pace=pace, dashboard=_dashboard(config, sequences, clock))
+                click.echo(f"seqrun serve: listening on {daemon.url} (webhooks at {daemon.url}/webhooks/PROVIDER); "
+                           "Ctrl-C to stop", err=True)
+                try:
+                    signum = daemon.run()
+                except KeyboardInterrupt:
+                    signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next start reconciles)
+        finally:
+            sock.close()
     if signum == signal.SIGINT:
         from ..cli import EXIT_INTERRUPTED
 

@@ -10,10 +10,12 @@ delivery is logged by the receiver instead, by provider and verdict.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import sys
+from typing import Iterator
 
 from ..providers.http import install_log_redaction
 
@@ -40,8 +42,10 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def configure(log_format: str, *, debug: bool = False) -> None:
-    """One handler on stderr for every logger; seqrun's and the HTTP server's records at INFO."""
+@contextlib.contextmanager
+def configured(log_format: str, *, debug: bool = False) -> Iterator[None]:
+    """Inside the block: one handler on stderr for every logger, seqrun's and the HTTP server's
+    records at INFO; afterwards the handlers and levels as they were."""
     install_log_redaction()
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
@@ -49,9 +53,19 @@ def configure(log_format: str, *, debug: bool = False) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    before = list(root.handlers)
+    named = {name: logging.getLogger(name) for name in ("runner", "uvicorn.error")}
+    levels = {name: logger.level for name, logger in named.items()}
+    for old in before:
         root.removeHandler(old)
     root.addHandler(handler)
-    level = logging.DEBUG if debug else logging.INFO
-    for name in ("runner", "uvicorn.error"):
-        logging.getLogger(name).setLevel(level)
+    for logger in named.values():
+        logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for old in before:
+            root.addHandler(old)
+        for name, logger in named.items():
+            logger.setLevel(levels[name])
