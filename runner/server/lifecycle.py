@@ -11,7 +11,8 @@
    lead that is due), then a pause until the earliest of: `interval`, the next thing due
    (`Engine.next_due`: a lead's `due_at` or a sender's poll), or a wake-up (a verified webhook
    delivery, so that an acceptance or a reply moves its lead now). The pause only triggers passes;
-   what is due always comes from the database.
+   what is due always comes from the database. After each pass the outgoing events that are due
+   are delivered (`runner.outgoing`, as `seqrun run` does).
 
 Stopping (SIGTERM, Ctrl-C, or `stop()`): the engine claims nothing more and finishes the provider
 call in flight (bounded by the HTTP client's timeout), records it and hands back the leads it had
@@ -32,10 +33,11 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from ..commands.run import StopSignals, _close_providers, _recover, _runtime, utc_now
+from ..commands.run import StopSignals, _close_providers, _deliver, _recover, _runtime, utc_now
 from ..config import Config
 from ..diagnostics import UserError
 from ..engine import Engine, TickReport
+from ..outgoing import Outgoing
 from ..providers.base import ProviderEvent
 from ..store import db
 from ..webhooks import WebhookInbox, secrets_by_provider
@@ -140,15 +142,16 @@ class Daemon:
         """Serve until stopped; returns the signal that stopped it, if one did."""
         with httpx.Client(timeout=30.0) as client, StopSignals() as signals:
             self._signals = signals
+            outgoing = Outgoing.from_config(self.config, client)  # a secret not set stops it here, before anything
             engine = _runtime(self.config, self.sequences, client, db_file=db.database, clock=self.clock)
             engine.rt.stop_requested = self.stop_requested
             try:
-                self._serve(engine)
+                self._serve(engine, outgoing)
             finally:
                 _close_providers(engine)
         return signals.signum
 
-    def _serve(self, engine: Engine) -> None:
+    def _serve(self, engine: Engine, outgoing: Outgoing | None) -> None:
         inbox = mount_webhooks(self.config, engine, self.clock)
         metrics = Metrics(clock=self.clock, senders=lambda: [s.caps for s in engine.rt.senders.values()])
 
@@ -167,7 +170,7 @@ class Daemon:
             state.readiness.started = True
             self.ready.set()
             log.info("serving on %s; engine pass at most every %s s", self.url, _seconds(self.interval))
-            self._loop(engine, metrics)
+            self._loop(engine, metrics, outgoing)
         finally:
             state.readiness.stopping = True
             http.stop()
@@ -176,16 +179,17 @@ class Daemon:
             for event in events():
                 engine.apply_event(event, now, source="webhook")
 
-    def _loop(self, engine: Engine, metrics: Metrics) -> None:
+    def _loop(self, engine: Engine, metrics: Metrics, outgoing: Outgoing | None) -> None:
         while not self.stop_requested():
             self._wake.clear()
             started = time.perf_counter()
             report = engine.tick(self.clock(), clock=self.clock)
             metrics.loop_seconds.observe(time.perf_counter() - started)
             _count(metrics, report)
-            self.passes += 1
             if self.stop_requested():
                 break
+            _deliver(outgoing, self.clock())  # outgoing events (runner.outgoing), as `run` does after a pass
+            self.passes += 1
             self._pause(engine)
 
     def _pause(self, engine: Engine) -> None:
