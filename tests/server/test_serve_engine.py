@@ -4,6 +4,7 @@ before any further action."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
 import pathlib
 import threading
@@ -33,6 +34,8 @@ senders:
     provider: sandbox
     account_id: acc-alice
     credentials_env: {webhook_secret: SEQRUN_TEST_HOOK}
+outgoing:
+  - {name: crm, url: "http://127.0.0.1:%d/hook", secret_env: SEQRUN_TEST_OUT, events: [lead.invite_sent]}
 sandbox: {accept_rate: 1.0, accept_delay_hours: [0.5, 0.5], reply_rate: 0.0, connected_rate: 0.0, pending_rate: 0.0, messaged_first_rate: 0.0,
           recent_conversation_rate: 0.0, inaccessible_rate: 0.0}
 """
@@ -84,19 +87,51 @@ class Served:
                 time.sleep(0.005)  # polling a condition, bounded by WAIT
 
 
+class CRM:
+    """A receiver of outgoing events on 127.0.0.1: keeps each event's type and its signature header."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str]] = []
+        crm = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                crm.received.append((body["type"], self.headers.get("webhook-signature", "")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 @pytest.fixture
-def served(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+def crm() -> Iterator[CRM]:
+    crm = CRM()
+    yield crm
+    crm.server.shutdown()
+    crm.server.server_close()
+
+
+@pytest.fixture
+def served(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, crm: CRM) -> Iterator[Served]:
     (tmp_path / "sequences").mkdir()
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "hello.j2").write_text("Thanks for connecting!\n", encoding="utf-8")
     (tmp_path / "templates" / "nudge.j2").write_text("Any thoughts?\n", encoding="utf-8")
-    (tmp_path / "seqrun.yaml").write_text(SEQRUN_YAML, encoding="utf-8")
+    (tmp_path / "seqrun.yaml").write_text(SEQRUN_YAML % crm.port, encoding="utf-8")
     (tmp_path / "sequences" / "hooked.yaml").write_text(SEQUENCE, encoding="utf-8")
     (tmp_path / "leads.csv").write_text("linkedin_profile_url,full_name\nhttps://www.linkedin.com/in/ann,Ann Example\n",
                                         encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     monkeypatch.setenv("SEQRUN_TEST_HOOK", "t-1")
+    monkeypatch.setenv("SEQRUN_TEST_OUT", "whsec_dGVzdC1zZWNyZXQtZm9yLXNlcnZl")
     clock = FakeClock()
     clock.set(_next_monday_10())  # after the import, which enrolls the lead at the real time
     monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: HookedSandbox(clock=clock, **options))
@@ -161,3 +196,9 @@ def test_a_reply_stops_the_lead_before_any_further_action(served: Served) -> Non
     passes = served.daemon.passes
     served.until(lambda: served.daemon.passes > passes + 3, advance=dt.timedelta(days=1))
     assert [a[0] for a in actions()] == ["connect", "hello"]  # the nudge never went out
+
+
+def test_outgoing_events_are_delivered_after_the_pass_that_made_them(served: Served, crm: CRM) -> None:
+    served.until(lambda: actions() == [("connect", "connect", "done")], advance=dt.timedelta(minutes=20))
+    (event_type, signature), = served.until(lambda: crm.received)  # the pass that sent the invite delivered it
+    assert event_type == "lead.invite_sent" and signature.startswith("v1,")
