@@ -1,33 +1,21 @@
-"""Shared pieces of the `seqrun serve` tests: a webhook driver with a plain token, and the app served
-by real uvicorn on 127.0.0.1 (port 0) from a thread."""
+"""Shared pieces of the `seqrun serve` tests: the app served by real uvicorn on 127.0.0.1 (port 0)
+from a thread, and posting a delivery."""
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import json
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator
 
 import httpx
 
-from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
 from runner.server.app import ServerState, create_app
 from runner.server.lifecycle import _HTTPThread, listen
+from tests.test_webhooks import Echo  # a driver whose deliveries carry a plain token in X-Token
+
+__all__ = ["Echo", "post", "served"]
 
 UTC = dt.timezone.utc
-
-
-class Echo:
-    """Deliveries are `{"events": [[event id, kind, lead key]]}` behind header X-Token."""
-
-    def verify_and_parse(self, headers: Mapping[str, str], body: bytes, *, secrets: Sequence[str],
-                         received_at: dt.datetime) -> list[ProviderEvent]:
-        if headers.get("x-token") not in secrets:
-            raise ProviderError(ErrorKind.INVALID_INPUT, "webhook refused: bad token", status=401)
-        try:
-            items = json.loads(body)["events"]
-        except (ValueError, KeyError):
-            raise ProviderError(ErrorKind.INVALID_INPUT, "webhook body refused", status=400) from None
-        return [ProviderEvent(i, kind, received_at, "acc-alice", lead) for i, kind, lead in items]
 
 
 @contextlib.contextmanager
