@@ -25,12 +25,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import leases, limits, steps
+from . import limits, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db, health
 from .store.fields import to_db_time
-from .store.leases import lease_holders, release_claims, release_leases_of
+from .store import sender_state
+from .store.leases import release_claims
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,6 @@ def load_enrollment(enrollment_id: int) -> Enrollment:
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self._next_poll: dict[int, dt.datetime] = {}
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -81,6 +81,10 @@ class Engine:
         every lead is processed at `now` (simulations and tests, whose clock moves only between ticks).
         """
         report = TickReport()
+        # What the providers refuse, as every runner sharing the store learnt it (read once a pass;
+        # a hold learnt during the pass is added to it by the step that learnt it).
+        self.rt.provider_holds = {(sender_id, action): until
+                                  for sender_id, action, until, _ in sender_state.provider_holds(now)}
         self.sync(now, report)
         while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
@@ -127,7 +131,8 @@ class Engine:
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
         row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
-        candidates = [t for t in self._next_poll.values()]
+        poll = sender_state.next_poll(list(self.rt.senders))
+        candidates = [poll] if poll is not None else []
         if row and row[0]:
             from .store.fields import from_db_time
 
@@ -178,13 +183,15 @@ class Engine:
         """Apply the webhook events received since the last tick, then poll every active sender
         whose poll is due; returns the number of new events applied."""
         total = self._apply_webhooks(now)
+        schedule = sender_state.poll_schedule()  # shared by every runner: a poll is claimed by one
         for sender in self.rt.senders.values():
             if self.rt.stop_requested():
                 break
-            due = self._next_poll.get(sender.id)
+            due = schedule.get(sender.id)
             if due is not None and due > now:
                 continue
-            self._next_poll[sender.id] = now + self.rt.poll_every
+            if not sender_state.claim_poll(sender.id, now, now + self.rt.poll_every):
+                continue  # another runner polls it
             if Sender.get_by_id(sender.id).status != "active":
                 continue
             total += self._sync_sender(sender, now)
@@ -207,12 +214,15 @@ class Engine:
     def _want_polls(self, now: dt.datetime) -> None:
         """Senders whose provider wants a poll sooner than the schedule (Salesflow: the inbox sync
         5-10 minutes after a message, seed 000) get it then."""
+        schedule: dict[int, dt.datetime] | None = None
         for sender in self.rt.senders.values():
             poll_due = getattr(sender.provider, "poll_due", None)
             wanted = poll_due(sender.account) if callable(poll_due) else None
             if wanted is not None and wanted > now:
-                current = self._next_poll.get(sender.id)
-                self._next_poll[sender.id] = wanted if current is None else min(current, wanted)
+                schedule = sender_state.poll_schedule() if schedule is None else schedule
+                current = schedule.get(sender.id)
+                if current is None or wanted < current:
+                    sender_state.want_poll_by(sender.id, wanted)
 
     def _sync_sender(self, sender: SenderRuntime, now: dt.datetime) -> int:
         cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
@@ -295,14 +305,11 @@ class Engine:
             Enrollment.id.in_(ids), Enrollment.state == "active", Enrollment.lease_owner.is_null(False)).execute()
 
     def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
-        """At start-up: leads leased by runners that are gone (killed, or stopped without handing
-        them back) are due at `now` instead of when their lease runs out. Returns, per gone runner,
-        how many leads came back. Leases of runners that may still run are left alone."""
-        gone = {owner: count for owner, (count, _) in lease_holders().items()
-                if leases.is_gone(owner, me=self.rt.owner)}
-        if gone:
-            release_leases_of(list(gone), now)
-        return gone
+        """Leads leased by runners that are gone (killed, stopped without handing them back, or
+        without a heartbeat for `presence.STALE_AFTER`) are due at `now` instead of when their lease
+        runs out; their step reconciles an action left in flight before anything is retried.
+        Returns, per gone runner, how many leads came back. Leases of live runners are left alone."""
+        return presence.take_back(now, me=self.rt.owner)
 
 
 def _interrupted(exc: BaseException) -> bool:
