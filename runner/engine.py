@@ -31,7 +31,7 @@ from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db, health
 from .store.fields import to_db_time
 from .store import sender_state
-from .store.leases import release_claims
+from .store.leases import in_flight_holders, release_claims, release_in_flight_of
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -291,18 +291,15 @@ class Engine:
     # --- recovery ----------------------------------------------------------------------------------
 
     def recover(self, now: dt.datetime) -> int:
-        """At start-up: make every lead with an action left in flight due now.
+        """At start-up: make every lead that a runner now gone left with an action in flight due now.
 
         Its step handler reconciles the action with the provider (`find_action`) before anything is
-        retried, so a crash between "recorded" and "marked done" never sends twice.
+        retried, so a crash between "recorded" and "marked done" never sends twice. A live runner's
+        lead in the middle of its call is left to it; a lead that sleeps in a backoff after a
+        timeout (its action in flight on purpose, no lease) keeps its backoff.
         """
-        ids = [a.enrollment_id for a in Action.select(Action.enrollment).where(Action.status == "in_flight")]
-        if not ids:
-            return 0
-        # Only leads a run was working on (still leased). A lead that sleeps in a backoff after a
-        # timeout also has its action in flight on purpose; it keeps its backoff.
-        return Enrollment.update(due_at=now, lease_owner=None).where(
-            Enrollment.id.in_(ids), Enrollment.state == "active", Enrollment.lease_owner.is_null(False)).execute()
+        gone = [owner for owner in in_flight_holders() if presence.gone_now(owner, now, me=self.rt.owner)]
+        return release_in_flight_of(gone, now) if gone else 0
 
     def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
         """Leads leased by runners that are gone (killed, stopped without handing them back, or

@@ -50,6 +50,11 @@ def gone(identity: str, row: RunnerRow | None, now: dt.datetime, *, me: str) -> 
     return leases.is_gone(identity, me=me)  # this host's dead pids; identities of an older seqrun
 
 
+def gone_now(identity: str, now: dt.datetime, *, me: str) -> bool:
+    """`gone`, reading the runner's row."""
+    return gone(identity, known_runners([identity]).get(identity), now, me=me)
+
+
 def take_back(now: dt.datetime, *, me: str) -> dict[str, int]:
     """Mark gone the runners that are, and take back the leads they leased (due at `now`, owned by
     nobody). Returns, per gone runner holding leads, how many came back. Leases of runners that
