@@ -187,3 +187,15 @@ def test_the_runner_table_names_live_runners_with_their_heartbeat(make_harness: 
         assert mine.beat() and not mine.lost()
     assert presence.live_runners(h.now, me=me) == []
     assert [r.state for r in presence.known_runners([me]).values()] == ["stopped"]
+
+
+def test_a_runner_found_gone_by_another_makes_no_further_call(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    me = f"far:{os.getpid()}:abababab"  # as if on another machine: only its heartbeat tells
+    with presence.Presence(me, "run", clock=lambda: h.now) as mine:
+        assert not mine.lost()
+        later = h.now + presence.STALE_AFTER + dt.timedelta(seconds=1)  # its heartbeats did not get through
+        assert h.engine.take_back_leases(later) == {}  # it held no leads; it is marked gone all the same
+        assert not mine.beat()
+        assert mine.lost()  # `seqrun run` asks this before every call (Runtime.stop_requested)
+    assert [r.state for r in presence.known_runners([me]).values()] == ["gone"]
