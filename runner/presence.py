@@ -140,7 +140,10 @@ class Presence:
         if self._thread is not None:
             self._thread.join()
         if not self._marked_gone:
-            end_runner(self.identity, self.clock())
+            try:
+                end_runner(self.identity, self.clock())
+            except Exception:  # noqa: BLE001 - never hide why the run ends; without it the row goes stale
+                log.warning("runner %s: could not record that it stopped", self.identity, exc_info=True)
 
     def beat(self) -> bool:
         """Write one heartbeat now; False (and `lost()` from now on) when the table says this
