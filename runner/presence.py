@@ -12,8 +12,8 @@ process no longer runs. Another runner then marks it gone and takes its leads ba
 a lead it left with an action in flight is reconciled with the provider (`find_action`) by its step
 before anything is retried, never sent again blindly.
 
-A runner that cannot write its heartbeat for half of `STALE_AFTER` (or finds itself marked gone)
-makes no new external call and stops: by then another runner may have taken its leads.
+A runner whose heartbeat is older than half of `STALE_AFTER` writes one before its next external
+call; one that finds itself marked gone makes no new call and stops: another runner took its leads.
 Heartbeat ages compare clocks of different machines; keep them in sync (NTP) to well within
 `STALE_AFTER`.
 """
@@ -155,10 +155,18 @@ class Presence:
         return False
 
     def lost(self) -> bool:
-        """True once this runner may have been taken for gone: marked gone, or no heartbeat written
-        for half of `STALE_AFTER`."""
-        late = time.time() - self._last_beat > STALE_AFTER.total_seconds() / 2
-        return self._marked_gone or late
+        """True once this runner was taken for gone (asked before every external call). When its
+        last heartbeat is older than half of `STALE_AFTER` (the database was locked, or the machine
+        slept), one is written first: it fails only if another runner found it gone meanwhile."""
+        if self._marked_gone:
+            return True
+        if time.time() - self._last_beat > STALE_AFTER.total_seconds() / 2:
+            try:
+                return not self.beat()
+            except Exception:  # noqa: BLE001 - a heartbeat it cannot write: it may be taken for gone
+                log.warning("runner %s: the heartbeat could not be written", self.identity, exc_info=True)
+                return True
+        return False
 
     def _beat_forever(self) -> None:
         try:

@@ -189,9 +189,9 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
             finally:
                 _close_providers(engine)
             if presence.lost() and stop.signum is None:
-                raise UserError(f"this run stopped: it could not write its heartbeat to the database for "
-                                f"{age(STALE_AFTER / 2)} or more, so another runner may take its leads back; "
-                                "whatever it left in flight is reconciled by the next run")
+                raise UserError(f"this run stopped: another runner found it gone (no heartbeat in the database for "
+                                f"{age(STALE_AFTER)}) and took its leads back; whatever it left in flight is "
+                                "reconciled with the provider")
     return stop.signum
 
 

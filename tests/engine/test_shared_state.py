@@ -199,3 +199,15 @@ def test_a_runner_found_gone_by_another_makes_no_further_call(make_harness: Harn
         assert not mine.beat()
         assert mine.lost()  # `seqrun run` asks this before every call (Runtime.stop_requested)
     assert [r.state for r in presence.known_runners([me]).values()] == ["gone"]
+
+
+def test_a_runner_whose_heartbeat_is_late_writes_one_before_its_next_call(
+        make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    me = f"far:{os.getpid()}:cdcdcdcd"
+    with presence.Presence(me, "run", clock=lambda: h.now) as mine:
+        started = presence.time.time()
+        h.clock.now += dt.timedelta(minutes=1)
+        monkeypatch.setattr(presence.time, "time", lambda: started + 60)  # the database was locked a minute
+        assert not mine.lost()  # not found gone: it wrote its heartbeat and goes on
+        assert presence.known_runners([me])[me].heartbeat_at == h.now
