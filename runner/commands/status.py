@@ -7,7 +7,7 @@ import json
 
 import click
 
-from ..leads import open_project
+from ..project import open_project
 from ..loader import load_paths
 from ..presence import age
 from ..report import status
