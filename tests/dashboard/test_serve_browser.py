@@ -9,11 +9,12 @@ import httpx
 
 from server.test_serve_cli import Serve  # tests/server: `seqrun serve` in its own process
 
-from .conftest import ROOT, SEQUENCE
-from .test_browser import artefacts, browser, page, pytestmark  # noqa: F401 - the same browser and skip
+from .conftest import ROOT, SEQUENCE, needs_chromium
+
+pytestmark = needs_chromium
 
 
-def test_seqrun_serve_shows_the_dashboard_and_its_webhook_log(page, simulated_db, tmp_path, artefacts,  # noqa: F811
+def test_seqrun_serve_shows_the_dashboard_and_its_webhook_log(page, simulated_db, tmp_path, artefacts,
                                                               monkeypatch):
     project = tmp_path / "project"
     (project / "sequences").mkdir(parents=True)
