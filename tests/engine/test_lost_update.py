@@ -9,8 +9,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pytest
-
 from runner.providers.base import ProviderEvent
 from runner.store import Event
 
@@ -25,7 +23,6 @@ FLOW = """\
 WAIT_S = 30  # a bound on waiting for the other thread, never a fixed sleep
 
 
-@pytest.mark.xfail(strict=True, reason="the lost update: fixed by the event inbox")
 def test_a_reply_delivered_during_a_provider_call_is_not_overwritten_by_the_leads_save(
         make_harness: HarnessFactory) -> None:
     h = make_harness(sequence_yaml("s", FLOW), start=BERLIN_10AM)  # inside the window
