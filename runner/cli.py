@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "leads",
     "status",
+    "events",
     "export",
     "pause",
     "senders",

@@ -10,7 +10,11 @@ from ..leads import open_project
 from ..loader import load_paths
 from ..report import status
 from ..store import health, open_store
+from ..store import inbox as store_inbox
 from ..terminal import json_printable, printable
+from .events import event_json, event_line
+
+DEAD_SHOWN = 5  # the latest dead events `status` lists
 
 
 def loaded_sequences(root: str) -> dict:
@@ -49,7 +53,8 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     A provider quota over a longer window (ConnectSafely: 90 invitations a week per account) is
     shown per its window, under the sender's daily usage.
 
-    Leads a run has claimed and not finished with are listed with the run that holds them.
+    Leads a run has claimed and not finished with are listed with the run that holds them, and
+    events that could not be applied (dead) with their errors.
 
     \b
     Example:
@@ -61,8 +66,11 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     sequences = loaded_sequences(config.root)
     with health.reading():
         report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
+        events = store_inbox.counts()
+        dead = store_inbox.listing("dead", DEAD_SHOWN) if events["dead"] else []
     if as_json:
-        click.echo(json_printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
+        data = {**report.to_json(), "events": {**events, "latest_dead": [event_json(row) for row in dead]}}
+        click.echo(json_printable(json.dumps(data, indent=2, ensure_ascii=False)))
         return
     if not report.sequences:
         click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
@@ -99,6 +107,14 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
         click.echo("Leased (claimed by a run that has not finished with them)")
         for lease in report.leased:
             click.echo(f"  {lease['leads']} lead(s) by {lease['holder']}, until {lease['until'][:16].replace('T', ' ')} UTC")
+        click.echo("")
+    if dead:
+        # Events that could not be applied: they hold nothing up, but a reply among them is missed.
+        click.echo(f"Dead events ({events['dead']}; `seqrun events retry --all` tries them again)")
+        for row in dead:
+            click.echo(printable(f"  {event_line(row)}"))
+        if events["dead"] > len(dead):
+            click.echo(f"  … and {events['dead'] - len(dead)} more (seqrun events list --state dead)")
         click.echo("")
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")

@@ -127,6 +127,11 @@ def listing(state: str | None = None, limit: int = 50) -> list[InboxEvent]:
     return list(query.order_by(InboxEvent.id.desc()).limit(limit))
 
 
+def states_of(ids: Iterable[int]) -> dict[int, str]:
+    """The state of each of these rows that exists."""
+    return dict(InboxEvent.select(InboxEvent.id, InboxEvent.state).where(InboxEvent.id.in_(list(ids))).tuples())
+
+
 def retry(ids: Sequence[int] | None) -> int:
     """Dead rows (these, or all with None) pending again with their attempts reset."""
     query = InboxEvent.update(state="pending", attempts=0).where(InboxEvent.state == "dead")
