@@ -3,9 +3,6 @@ the engine once per event id, with their source and the body as received."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from typing import Any, Callable
-
 from runner.providers.base import ProviderEvent
 from runner.store import Event
 from runner.store import inbox as store_inbox
@@ -13,6 +10,7 @@ from runner.store.inbox import Received
 from runner.store.models import InboxEvent
 
 from .conftest import HarnessFactory, lead_row, sequence_yaml
+from .test_concurrency import elsewhere
 
 
 WAITING = sequence_yaml("waiting", """\
@@ -22,15 +20,6 @@ WAITING = sequence_yaml("waiting", """\
   - end: done
   - {id: gave_up, end: not_accepted}
 """)
-
-
-def elsewhere(fn: Callable[[], Any]) -> Any:
-    """`fn` on another thread: another connection to the store, like another process."""
-    box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(fn()))
-    thread.start()
-    thread.join()
-    return box[0]
 
 
 def test_the_engine_applies_inbox_events_once(make_harness: HarnessFactory) -> None:
