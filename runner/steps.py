@@ -139,6 +139,9 @@ class Ctx:
     txn: Any = None  # the lead's open transaction (see `advance`)
     db_state: str = "active"  # the enrollment's state as this run last read or wrote it
     dirty: bool = False  # a transition or an outbox key not yet written to the enrollment row
+    #: the lead's inbox events were taken since this run's transaction (re)began; until it commits,
+    #: no other writer can add any on SQLite (the transaction holds the write lock)
+    events_taken: bool = False
 
     @contextlib.contextmanager
     def outside(self) -> Iterator[None]:
@@ -157,6 +160,7 @@ class Ctx:
                 yield
             finally:
                 db.begin("IMMEDIATE")
+                self.events_taken = False
         else:  # inside a dry run's outer transaction: nothing is committed for real anyway
             if self.txn is not None:
                 self.txn.commit()
@@ -177,6 +181,7 @@ class Ctx:
     def take_events(self) -> int:
         """The lead's pending inbox events, applied to its facts (runner.absorb); how many."""
         applied = absorb(self.rt, self.enr, self.facts, self.now)
+        self.events_taken = True
         if applied:
             self.dirty = True
         return applied
@@ -273,7 +278,8 @@ def _step_once(ctx: Ctx) -> Outcome:
     if ctx.enr.step_id is None:
         return Goto(ctx.seq.steps[0].id)
     step = ctx.seq.step(ctx.enr.step_id)
-    ctx.take_events()  # events that arrived since the last step: exits see them
+    if not ctx.events_taken:
+        ctx.take_events()  # events that arrived since the last commit: exits see them
     try:
         if ctx.facts.get("inflight") and isinstance(step, ActionStep):
             # Settle an action left in flight before anything else, exits included: a lead that
