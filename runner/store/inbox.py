@@ -67,15 +67,17 @@ def pending(limit: int, *, after: int = 0) -> list[InboxEvent]:
                 .order_by(InboxEvent.id).limit(limit))
 
 
+# The literal 'pending' (not a parameter) lets SQLite use the partial index `inbox_pending`: these
+# run for every lead a run takes, and must not grow with the number of events ever received.
+_PENDING_FOR_LEAD = "SELECT * FROM inbox WHERE lead_key = ? AND state = 'pending' ORDER BY id"
+_ANY_PENDING_FOR_LEAD = "SELECT 1 FROM inbox WHERE lead_key = ? AND state = 'pending' LIMIT 1"
+
+
 def pending_for_lead(lead_key: str) -> list[InboxEvent]:
     """A lead's pending rows in arrival order (the holder of its claim applies them)."""
-    return list(InboxEvent.select().where(InboxEvent.lead_key == lead_key, InboxEvent.state == "pending")
-                .order_by(InboxEvent.id))
-
-
-def has_pending_for_lead(lead_key: str) -> bool:
-    return InboxEvent.select(InboxEvent.id).where(
-        InboxEvent.lead_key == lead_key, InboxEvent.state == "pending").exists()
+    if db.execute_sql(_ANY_PENDING_FOR_LEAD, (lead_key,)).fetchone() is None:
+        return []  # the common case, answered from the index alone
+    return list(InboxEvent.raw(_PENDING_FOR_LEAD, lead_key))
 
 
 def mark_applied(row_id: int, now: dt.datetime) -> bool:
