@@ -140,9 +140,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # Every write of an enrollment row checks and bumps it, so none overwrites a newer one.
         "ALTER TABLE enrollment ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
     ]),
+    (11, "dashboard", [
+        # A person marked a lead that needed one as handled (the dashboard's "Needs a human"), with
+        # the enrollment's `updated_at` then: once the enrollment changes again, it needs a human again.
+        """CREATE TABLE handled_mark (
+            id INTEGER PRIMARY KEY,
+            enrollment_id INTEGER NOT NULL UNIQUE REFERENCES enrollment (id) ON DELETE CASCADE,
+            enrollment_updated_at TEXT NOT NULL, handled_at TEXT NOT NULL)""",
+    ]),
 ]
 
-LATEST = MIGRATIONS[-1][0]
+LATEST = max(version for version, _, _ in MIGRATIONS)
 
 
 def applied_versions(database: peewee.Database) -> set[int]:
