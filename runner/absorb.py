@@ -78,7 +78,7 @@ def absorb(rt: Runtime, enr: Enrollment, facts: dict[str, Any], now: dt.datetime
                 if not store_inbox.mark_applied(row.id, now):
                     continue
                 if store_inbox.record_in_ledger(row, sender_id=enr.sender_id, lead_id=enr.lead.id,
-                                                enrollment_id=enr.id):
+                                                enrollment_id=enr.id, applied_at=now):
                     wake = event_facts(rt, enr, facts, store_inbox.to_event(row))
                     enr.due_at = woken_due(enr, wake, now)
                     applied += 1

@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "pause",
     "senders",
+    "outgoing",
     "fake",
 )
 

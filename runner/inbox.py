@@ -88,7 +88,7 @@ def _apply(rt: Runtime, row: InboxEvent, now: dt.datetime) -> int:
         return 0  # the holder of the lead applied it meanwhile
     sender_id = sender.id if sender is not None else (enr.sender_id if enr is not None else None)
     if not store_inbox.record_in_ledger(row, sender_id=sender_id, lead_id=lead.id if lead else None,
-                                        enrollment_id=enr.id if enr else None):
+                                        enrollment_id=enr.id if enr else None, applied_at=now):
         return 0  # the same event came from another source first
     event = store_inbox.to_event(row)
     if event.kind == "auth_expired" and sender is not None:

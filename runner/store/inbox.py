@@ -147,13 +147,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def record_in_ledger(row: InboxEvent, *, sender_id: int | None, lead_id: int | None,
-                     enrollment_id: int | None) -> bool:
-    """The applied event in the ledger (`event`, what status, export and the audit read), once by
-    event id; False when the ledger already had it (the same event from another source)."""
+                     enrollment_id: int | None, applied_at: dt.datetime) -> bool:
+    """The applied event in the ledger (`event`, what status, export, the audit and outgoing events
+    read), once by event id; False when the ledger already had it (the same event from another
+    source). Its `received_at` is when it entered the ledger, so that readers that follow the ledger
+    by that time (runner.outgoing_derive) see an event applied late, e.g. a dead letter retried;
+    the inbox row keeps when it arrived."""
     if Event.select(Event.id).where(Event.event_id == row.event_id).exists():
         return False
     Event.insert(event_id=row.event_id, kind=row.kind, source=row.source, sender=sender_id, lead=lead_id,
-                 enrollment=enrollment_id, occurred_at=row.occurred_at, received_at=row.received_at,
+                 enrollment=enrollment_id, occurred_at=row.occurred_at, received_at=applied_at,
                  data=dict(row.data or {})).on_conflict_ignore().execute()
     return True
 
