@@ -31,7 +31,6 @@ from ..config import Config
 from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
-from ..leads import open_project
 from ..outgoing import Outgoing
 from ..project import (
     apply_provider_limits,
@@ -39,6 +38,7 @@ from ..project import (
     http_notifier,
     missing_environment,
     missing_environment_of_earlier_versions,
+    open_project,
     project_sequences,
     real_provider_for,
     running_sequences,
