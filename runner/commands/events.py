@@ -6,7 +6,7 @@ import json
 import click
 
 from ..diagnostics import UserError
-from ..leads import open_project
+from ..project import open_project
 from ..store import inbox as store_inbox
 from ..store.models import InboxEvent
 from ..terminal import json_printable, printable
