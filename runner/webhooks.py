@@ -114,7 +114,8 @@ class WebhookInbox:
 
     def receive(self, provider: str, headers: Mapping[str, str], body: bytes, *,
                 path: str = "") -> tuple[int, str]:
-        """One delivery: (status, reason) for the HTTP answer. Only verified events are stored, and
+        """One delivery: (status, reason) for the HTTP answer: (200, "ok") verified, (200, "duplicate")
+        verified and every event already stored, else refused. Only verified events are stored, and
         committed before the answer. `path` is what followed the provider's name in the URL (drivers
         that take it verify it)."""
         drivers = self._drivers.get(provider)
@@ -153,7 +154,8 @@ class WebhookInbox:
             self.stats["received"] += 1
             self.stats["events"] += len(new)
             self.stats["duplicate_events"] += len(events) - len(new)
-        return 200, "ok"
+        # A verified delivery whose every event was already stored (a provider's retry) changes nothing.
+        return (200, "duplicate") if events and not new else (200, "ok")
 
     def _count(self, name: str) -> None:
         with self._lock:

@@ -21,13 +21,18 @@ class StoredInbox(WebhookInbox):
 
     def drain(self) -> list[ProviderEvent]:
         """The events stored since the last drain, in arrival order."""
-        rows = store_inbox.pending(100_000)
-        for row in rows:
-            store_inbox.mark_applied(row.id, self._clock())
-        return [store_inbox.to_event(row) for row in rows]
+        return take_stored(self._clock())
 
     def close(self) -> None:
         if self._dir is not None:
             db.close()
             self._dir.cleanup()
             self._dir = None
+
+
+def take_stored(now: dt.datetime) -> list[ProviderEvent]:
+    """The pending events of the open store, in arrival order, taken (marked applied) as the engine would."""
+    rows = store_inbox.pending(100_000)
+    for row in rows:
+        store_inbox.mark_applied(row.id, now)
+    return [store_inbox.to_event(row) for row in rows]
