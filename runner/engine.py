@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import inbox, leases, limits, steps
+from . import inbox, limits, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, SyncCursor, db, health
@@ -36,7 +36,8 @@ from .store import inbox as store_inbox
 from .store.enrollment_writes import save_enrollment
 from .store.inbox import Received
 from .store.fields import to_db_time
-from .store.leases import lease_holders, release_claims, release_leases_of
+from .store import sender_state
+from .store.leases import in_flight_holders, release_claims, release_in_flight_of
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ def load_enrollment(enrollment_id: int) -> Enrollment:
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self._next_poll: dict[int, dt.datetime] = {}
+        #: the earliest poll of this runtime's senders as the store said at the last sync (saves
+        #: `next_due` a query per tick); None until then
+        self._first_poll: tuple[dt.datetime | None] | None = None
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -87,6 +90,10 @@ class Engine:
         every lead is processed at `now` (simulations and tests, whose clock moves only between ticks).
         """
         report = TickReport()
+        # What the providers refuse, as every runner sharing the store learnt it (read once a pass;
+        # a hold learnt during the pass is added to it by the step that learnt it).
+        self.rt.provider_holds = {(sender_id, action): until
+                                  for sender_id, action, until, _ in sender_state.provider_holds(now)}
         self.sync(now, report)
         while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
@@ -133,7 +140,10 @@ class Engine:
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
         row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
-        candidates = [t for t in self._next_poll.values()]
+        if self._first_poll is None:
+            self._first_poll = (sender_state.next_poll(list(self.rt.senders)),)
+        poll = self._first_poll[0]
+        candidates = [poll] if poll is not None else []
         if row and row[0]:
             from .store.fields import from_db_time
 
@@ -184,30 +194,44 @@ class Engine:
     def sync(self, now: dt.datetime, report: TickReport | None = None) -> int:
         """Poll every active sender whose poll is due (its events go to the inbox), then apply every
         pending inbox event, the webhooks' included (runner.inbox); returns the number applied."""
+        schedule = sender_state.poll_schedule()  # shared by every runner: a poll is claimed by one
+        raced = False
         for sender in self.rt.senders.values():
             if self.rt.stop_requested():
                 break
-            due = self._next_poll.get(sender.id)
+            due = schedule.get(sender.id)
             if due is not None and due > now:
                 continue
-            self._next_poll[sender.id] = now + self.rt.poll_every
+            if not sender_state.claim_poll(sender.id, now, now + self.rt.poll_every):
+                raced = True  # another runner polled it: `next_due` reads its schedule again
+                continue
+            schedule[sender.id] = now + self.rt.poll_every
             if Sender.get_by_id(sender.id).status != "active":
                 continue
             self._sync_sender(sender, now)
+        self._first_poll = None if raced else self._earliest(schedule)
         total = inbox.process(self.rt, now)
         if report is not None:
             report.events += total
         return total
 
+    def _earliest(self, schedule: dict[int, dt.datetime]) -> tuple[dt.datetime | None]:
+        return (min((at for sender_id, at in schedule.items() if sender_id in self.rt.senders), default=None),)
+
     def _want_polls(self, now: dt.datetime) -> None:
         """Senders whose provider wants a poll sooner than the schedule (Salesflow: the inbox sync
         5-10 minutes after a message, seed 000) get it then."""
+        schedule: dict[int, dt.datetime] | None = None
         for sender in self.rt.senders.values():
             poll_due = getattr(sender.provider, "poll_due", None)
             wanted = poll_due(sender.account) if callable(poll_due) else None
             if wanted is not None and wanted > now:
-                current = self._next_poll.get(sender.id)
-                self._next_poll[sender.id] = wanted if current is None else min(current, wanted)
+                schedule = sender_state.poll_schedule() if schedule is None else schedule
+                current = schedule.get(sender.id)
+                if current is None or wanted < current:
+                    sender_state.want_poll_by(sender.id, wanted)
+                    schedule[sender.id] = wanted
+                    self._first_poll = self._earliest(schedule)
 
     def _sync_sender(self, sender: SenderRuntime, now: dt.datetime) -> int:
         """One poll: its events appended to the inbox and, in the same transaction, the cursor moved
@@ -242,28 +266,22 @@ class Engine:
     # --- recovery ----------------------------------------------------------------------------------
 
     def recover(self, now: dt.datetime) -> int:
-        """At start-up: make every lead with an action left in flight due now.
+        """At start-up: make every lead that a runner now gone left with an action in flight due now.
 
         Its step handler reconciles the action with the provider (`find_action`) before anything is
-        retried, so a crash between "recorded" and "marked done" never sends twice.
+        retried, so a crash between "recorded" and "marked done" never sends twice. A live runner's
+        lead in the middle of its call is left to it; a lead that sleeps in a backoff after a
+        timeout (its action in flight on purpose, no lease) keeps its backoff.
         """
-        ids = [a.enrollment_id for a in Action.select(Action.enrollment).where(Action.status == "in_flight")]
-        if not ids:
-            return 0
-        # Only leads a run was working on (still leased). A lead that sleeps in a backoff after a
-        # timeout also has its action in flight on purpose; it keeps its backoff.
-        return Enrollment.update(due_at=now, lease_owner=None).where(
-            Enrollment.id.in_(ids), Enrollment.state == "active", Enrollment.lease_owner.is_null(False)).execute()
+        gone = [owner for owner in in_flight_holders() if presence.gone_now(owner, now, me=self.rt.owner)]
+        return release_in_flight_of(gone, now) if gone else 0
 
     def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
-        """At start-up: leads leased by runners that are gone (killed, or stopped without handing
-        them back) are due at `now` instead of when their lease runs out. Returns, per gone runner,
-        how many leads came back. Leases of runners that may still run are left alone."""
-        gone = {owner: count for owner, (count, _) in lease_holders().items()
-                if leases.is_gone(owner, me=self.rt.owner)}
-        if gone:
-            release_leases_of(list(gone), now)
-        return gone
+        """Leads leased by runners that are gone (killed, stopped without handing them back, or
+        without a heartbeat for `presence.STALE_AFTER`) are due at `now` instead of when their lease
+        runs out; their step reconciles an action left in flight before anything is retried.
+        Returns, per gone runner, how many leads came back. Leases of live runners are left alone."""
+        return presence.take_back(now, me=self.rt.owner)
 
 
 def _event_json(event: ProviderEvent) -> dict[str, object]:

@@ -59,8 +59,9 @@ class Runtime:
     stop_requested: Callable[[], bool] = lambda: False
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
-    #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED): other
-    #: leads of the sender wait too instead of each being refused in turn
+    #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED,
+    #: NOT_READY): other leads of the sender wait too instead of each being refused in turn. Kept in
+    #: the store (`provider_hold`, every runner obeys it); this is the pass's copy (`Engine.tick`)
     provider_holds: dict[tuple[int, str], dt.datetime] = field(default_factory=dict)
     #: where notify steps read the values of `headers_from_env` (simulate posts nothing, needs none)
     getenv: Callable[[str], str | None] = os.environ.get

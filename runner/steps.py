@@ -48,6 +48,7 @@ from .store import Action, Enrollment, Lead, Sender, db
 from .store.enrollment_writes import save_enrollment
 from .store.leases import release_claims
 from .store.rows import close_action_row, insert_transition, set_lead_json
+from .store.sender_state import hold_action
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -620,6 +621,7 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         if isinstance(step, ActionStep):
             name = "inmail" if step.action == "message" and step.inmail else step.action
             ctx.rt.provider_holds[(ctx.sender.id, name)] = until
+            hold_action(ctx.sender.id, name, until, kind.name)  # for every runner, and the next run
         return Sleep(until)
     if kind is ErrorKind.ALREADY_CONNECTED:
         f["connected"] = f["accepted"] = True

@@ -9,6 +9,7 @@ import click
 
 from ..project import open_project
 from ..loader import load_paths
+from ..presence import age
 from ..report import status
 from ..store import health, open_store
 from ..store import inbox as store_inbox
@@ -129,6 +130,14 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
                     else f"today (from {since:%Y-%m-%d} 00:00 UTC)"
                 click.echo(f"  {'':<12} {window}: {q['action']} {q['used']}/{q['limit']} ({q['provider']} quota, "
                            f"resets {resets:%a %Y-%m-%d %H:%M} UTC)")
+        click.echo("")
+    if report.runners:
+        click.echo("Runners")
+        for r in report.runners:
+            gone = "" if r["live"] else "  [gone: the next run takes its leads back]"
+            click.echo(f"  {r['command']:<5} {printable(r['host'])} pid {r['pid']}, heartbeat "
+                       f"{age(dt.timedelta(seconds=r['heartbeat_age_s']))} ago, started "
+                       f"{r['started_at'][:16].replace('T', ' ')} UTC{gone}")
         click.echo("")
     if report.leased:
         click.echo("Leased (claimed by a run that has not finished with them)")
