@@ -2,7 +2,8 @@
 
 One tick:
 1. polls each sender's provider for acceptances and replies when its poll is due (per-sender cursor,
-   re-read with an overlap, cursor saved only after the sync finished) and applies the events;
+   re-read with an overlap, cursor saved only after the sync finished), appends the events to the
+   inbox, and applies every pending inbox event, the webhooks' included (runner.inbox);
 2. claims due enrollments through the partial index on `due_at` (cost grows with the number due,
    not the number enrolled) with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so
    a crashed run's leads come back by themselves);
@@ -19,16 +20,21 @@ at start-up `take_back_leases` does the same for the leases of runners that are 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import limits, presence, steps
+from . import inbox, limits, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db, health
+from .store import Action, Enrollment, Lead, Sender, SyncCursor, db, health
+from .store import inbox as store_inbox
+from .store.enrollment_writes import save_enrollment
+from .store.inbox import Received
 from .store.fields import to_db_time
 from .store import sender_state
 from .store.leases import in_flight_holders, release_claims, release_in_flight_of
@@ -172,6 +178,7 @@ class Engine:
         """An unexpected error in our own code: retry with backoff, then fail the lead with the error kept."""
         with db.atomic():
             fresh = Enrollment.get_by_id(enr.id)
+            was = fresh.state
             fresh.attempt += 1
             fresh.last_error = redact_secrets(f"{type(exc).__name__}: {exc}")
             fresh.updated_at = now
@@ -180,14 +187,13 @@ class Engine:
                 fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None
             else:
                 fresh.due_at = now + steps.backoff(self.rt, fresh.attempt, key=str(fresh.id))
-            fresh.save()
+            save_enrollment(fresh, was)  # read in this transaction: the write lock makes it current
 
     # --- events ------------------------------------------------------------------------------------
 
     def sync(self, now: dt.datetime, report: TickReport | None = None) -> int:
-        """Apply the webhook events received since the last tick, then poll every active sender
-        whose poll is due; returns the number of new events applied."""
-        total = self._apply_webhooks(now)
+        """Poll every active sender whose poll is due (its events go to the inbox), then apply every
+        pending inbox event, the webhooks' included (runner.inbox); returns the number applied."""
         schedule = sender_state.poll_schedule()  # shared by every runner: a poll is claimed by one
         raced = False
         for sender in self.rt.senders.values():
@@ -202,26 +208,15 @@ class Engine:
             schedule[sender.id] = now + self.rt.poll_every
             if Sender.get_by_id(sender.id).status != "active":
                 continue
-            total += self._sync_sender(sender, now)
+            self._sync_sender(sender, now)
         self._first_poll = None if raced else self._earliest(schedule)
+        total = inbox.process(self.rt, now)
         if report is not None:
             report.events += total
         return total
 
     def _earliest(self, schedule: dict[int, dt.datetime]) -> tuple[dt.datetime | None]:
         return (min((at for sender_id, at in schedule.items() if sender_id in self.rt.senders), default=None),)
-
-    def _apply_webhooks(self, now: dt.datetime) -> int:
-        """Verified webhook events (runner.webhooks), applied here so that one thread writes the store."""
-        if self.rt.webhook_events is None:
-            return 0
-        applied = 0
-        for ev in self.rt.webhook_events():
-            try:
-                applied += self.apply_event(ev, now, source="webhook")
-            except Exception:  # noqa: BLE001 - one malformed event must not stop the others
-                log.exception("webhook event %s (%s) could not be applied", ev.event_id, ev.kind)
-        return applied
 
     def _want_polls(self, now: dt.datetime) -> None:
         """Senders whose provider wants a poll sooner than the schedule (Salesflow: the inbox sync
@@ -239,6 +234,10 @@ class Engine:
                     self._first_poll = self._earliest(schedule)
 
     def _sync_sender(self, sender: SenderRuntime, now: dt.datetime) -> int:
+        """One poll: its events appended to the inbox and, in the same transaction, the cursor moved
+        (seed 000: only after the sync finished). The cursor moves once the events are stored, not
+        once applied: an event that cannot be applied goes dead in the inbox and holds nothing up.
+        Returns the number of new events."""
         cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
         since = cursor.last_synced_at - self.rt.sync_overlap if cursor and cursor.last_synced_at else None
         try:
@@ -250,57 +249,19 @@ class Engine:
                 steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
             log.warning("sender %s: polling failed: %s", sender.name, err)
             return 0
-        applied, failed = 0, 0
-        # A session renewed since it expired: the old expiry (first seen now, e.g. because the
-        # sender was paused and not polled) must not pause the sender that was just resumed.
-        restored = max((ev.occurred_at for ev in result.events if ev.kind == "auth_restored"), default=None)
-        for ev in result.events:
-            try:
-                stale = ev.kind == "auth_expired" and restored is not None and ev.occurred_at <= restored
-                applied += self.apply_event(ev, now, source="poll", sender=sender, stale=stale)
-            except Exception:  # noqa: BLE001 - one malformed event must not stop every lead
-                failed += 1
-                log.exception("sender %s: event %s (%s) could not be applied", sender.name, ev.event_id, ev.kind)
-        if failed:
-            return applied  # the cursor stays: the next poll brings the failed events again
-        if result.synced_until is None:
-            return applied  # the provider's sync has not finished: the cursor stays where it is
-        # Only now, after every event is stored, may the cursor move (seed 000).
+        received = [Received(ev, json.dumps(_event_json(ev), default=str)) for ev in result.events]
         with db.atomic():
-            if cursor is None:
-                SyncCursor.create(sender=sender.id, last_synced_at=result.synced_until, updated_at=now)
-            else:
-                cursor.last_synced_at, cursor.updated_at = result.synced_until, now
-                cursor.save()
-        return applied
+            new = store_inbox.append(received, source="poll", provider=sender.provider.name, received_at=now,
+                                     sender_id=sender.id)
+            if result.synced_until is not None:
+                store_inbox.move_cursor(sender.id, result.synced_until, now)
+        return len(new)
 
     def apply_event(self, event: ProviderEvent, now: dt.datetime, *, source: str,
-                    sender: SenderRuntime | None = None, stale: bool = False) -> bool:
-        """Store an event (once, by event id) and apply it to the lead's running enrollment (a `stale`
-        one, superseded by a later event, is only stored)."""
-        with db.atomic():
-            if Event.select(Event.id).where(Event.event_id == event.event_id).exists():
-                return False
-            lead = Lead.get_or_none(Lead.key == event.lead_key) if event.lead_key else None
-            if sender is None and event.account_id is not None:
-                sender = next((s for s in self.rt.senders.values() if s.account.account_id == event.account_id), None)
-            enr = None
-            if lead is not None:
-                query = Enrollment.select().where(Enrollment.lead == lead.id, Enrollment.state.in_(("active", "paused")))
-                if sender is not None:
-                    query = query.where(Enrollment.sender == sender.id)
-                enr = query.first()
-            Event.create(event_id=event.event_id, kind=event.kind, source=source,
-                         sender=sender.id if sender else None, lead=lead.id if lead else None,
-                         enrollment=enr.id if enr else None, occurred_at=event.occurred_at, received_at=now,
-                         data=dict(event.data))
-            if stale:
-                pass
-            elif event.kind == "auth_expired" and sender is not None:
-                steps.pause_sender(sender.id, "auth expired", now)
-            elif enr is not None:
-                steps.apply_event_to_enrollment(self.rt, enr, event, now)
-        return True
+                    sender: SenderRuntime | None = None) -> bool:
+        """Deliver one event (a webhook's, a callback's): appended to the inbox, then applied with
+        everything else pending (runner.inbox). Safe from any thread. Whether the event was new."""
+        return inbox.deliver(self.rt, event, now, source=source, sender=sender)
 
     # --- recovery ----------------------------------------------------------------------------------
 
@@ -321,6 +282,13 @@ class Engine:
         runs out; their step reconciles an action left in flight before anything is retried.
         Returns, per gone runner, how many leads came back. Leases of live runners are left alone."""
         return presence.take_back(now, me=self.rt.owner)
+
+
+def _event_json(event: ProviderEvent) -> dict[str, object]:
+    """A polled event as the inbox keeps it (`payload`: what the provider's answer said)."""
+    values = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    values["data"] = dict(event.data)
+    return values
 
 
 def _interrupted(exc: BaseException) -> bool:

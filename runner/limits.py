@@ -448,13 +448,13 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
         return 0
     spacing = spacing_seconds(seq, sender, action)
     rows = db.execute_sql(
-        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields FROM pace p "
+        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields, e.version FROM pace p "
         "JOIN enrollment e ON e.id = p.enrollment_id JOIN lead l ON l.id = e.lead_id "
         "WHERE p.sender_id = ? AND p.action = ? AND p.sequence = ? AND p.state = 'booked' AND p.day > ? "
         "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
         (sender.sender_id, action, seq.name, day.isoformat(), room * 4)).fetchall()
     moved = 0
-    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields in rows:
+    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields, version in rows:
         if moved >= room:
             break
         facts = json.loads(facts_json)
@@ -468,10 +468,12 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
         if at is None:
             continue
         facts["slot"] = {"action": action, "day": day.isoformat(), "at": at.isoformat()}
+        # Guarded by the version read above: an event applied to the lead meanwhile (runner.inbox) stands.
         changed = db.execute_sql(
-            "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
+            "UPDATE enrollment SET facts = ?, due_at = ?, version = version + 1 "
+            "WHERE id = ? AND state = 'active' AND lease_owner IS NULL AND version = ?",
             (json.dumps(facts, ensure_ascii=False, sort_keys=True, separators=(",", ":")), to_db_time(at),
-             enrollment_id)).rowcount
+             enrollment_id, version)).rowcount
         if changed != 1:
             continue
         db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day.isoformat(), to_db_time(at), pace_id))

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 from .leases import new_identity
 from .limits import SenderCaps
 from .model import Sequence
-from .providers.base import Account, Provider, ProviderEvent
+from .providers.base import Account, Provider
 
 #: notify(url, headers, payload) -> None; raises on failure (the engine retries).
 Notifier = Callable[[str, Mapping[str, str], Mapping[str, Any]], None]
@@ -67,9 +67,6 @@ class Runtime:
     getenv: Callable[[str], str | None] = os.environ.get
     #: a stored version of a sequence by its hash (runner.versions.load_version), None if not stored
     load_version: Callable[[str], Sequence | None] | None = None
-    #: verified webhook events received since the last call (runner.webhooks.WebhookInbox.drain);
-    #: None when nothing in this process receives webhooks
-    webhook_events: Callable[[], list[ProviderEvent]] | None = None
     _versions: dict[str, Sequence | None] = field(default_factory=dict)
 
     def sequence_for(self, name: str, version: str) -> Sequence | None:

@@ -122,6 +122,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # is a hash naming the provider, its base URL and the API key (or account), never the key.
         "CREATE TABLE request_hold (scope TEXT PRIMARY KEY, until TEXT NOT NULL)",
     ]),
+    (7, "event inbox", [
+        # Every event a poll, a webhook or a provider callback brought, appended from any thread or
+        # process before it is applied (runner.inbox); `payload` is the body as received (never
+        # the headers: they carry signatures). Unique by provider and the provider's event id.
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY, source TEXT NOT NULL, provider TEXT NOT NULL,
+            sender_id INTEGER REFERENCES sender (id) ON DELETE SET NULL,
+            event_id TEXT NOT NULL, kind TEXT NOT NULL, lead_key TEXT, account_id TEXT, conversation_id TEXT,
+            data TEXT NOT NULL DEFAULT '{}', payload TEXT, received_at TEXT NOT NULL, occurred_at TEXT,
+            state TEXT NOT NULL DEFAULT 'pending', error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+            applied_at TEXT,
+            CHECK (state IN ('pending', 'applied', 'dead')))""",
+        "CREATE UNIQUE INDEX inbox_event ON inbox (provider, event_id)",
+        "CREATE INDEX inbox_pending ON inbox (lead_key, id) WHERE state = 'pending'",
+        "CREATE INDEX inbox_state ON inbox (state, id)",
+        # Every write of an enrollment row checks and bumps it, so none overwrites a newer one.
+        "ALTER TABLE enrollment ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+    ]),
     (8, "runtime state", [
         # Every `seqrun run` (and later `seqrun serve`) on the database: who it is (`host:pid:nonce`,
         # as on its leases), since when, and its last heartbeat. A runner whose heartbeat is stale
