@@ -35,7 +35,7 @@ from runner.store import db, open_store  # noqa: E402
 from runner.store.fields import to_db_time  # noqa: E402
 from runner.store.migrations import MIGRATIONS  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.timezone.utc)  # a Monday, inside the window
+NOW = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC)  # a Monday, inside the window
 CLOCK = [NOW]  # the sandbox's clock; bench_steps moves it with the engine's
 
 # Steps that each do real work: tags (store only) and visits (provider call, outbox, limit charge).

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from runner.config import load_config  # noqa: E402
 from runner.leads import import_leads  # noqa: E402
-from runner.project import load_sequence_by_name  # noqa: E402
 from runner.leadsfile import read_leads  # noqa: E402
+from runner.project import load_sequence_by_name  # noqa: E402
 from runner.store import open_store  # noqa: E402
 from runner.store.fields import to_db_time  # noqa: E402
 from runner.store.migrations import MIGRATIONS  # noqa: E402
@@ -49,7 +49,7 @@ steps:
   - wait: 1 day
   - {action: connect}
 """
-NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
 def make_project(directory: pathlib.Path, rows: int) -> pathlib.Path:

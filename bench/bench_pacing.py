@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.leads, args.days = 40, 2
     files = args.files or sorted(str(p) for p in (ROOT / "sequences").glob("*.yaml"))
-    start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.timezone.utc)
+    start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC)
     worst_quota, worst_bunch = 1.0, 0.0
     for path in files:
         seq = next(iter(load_sequences([path]).values()))

@@ -15,6 +15,7 @@ It prints the figures and the ratio scan / heap per poll; it is not a timed test
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import pathlib
 import sys
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from runner.providers.base import Account, LeadRef, ProviderError  # noqa: E402
 from runner.providers.sandbox import SandboxProvider  # noqa: E402
 
-START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 POLL_EVERY = dt.timedelta(minutes=30)
 OVERLAP = dt.timedelta(minutes=2)
 ACCOUNT = Account(sender="alice", account_id="acc-alice")
@@ -43,10 +44,8 @@ class Clock:
 
 def invite_all(provider: SandboxProvider, leads: int) -> None:
     for n in range(leads):
-        try:
+        with contextlib.suppress(ProviderError):  # already connected, pending from before, inaccessible
             provider.connect(ACCOUNT, LeadRef(f"lead-{n}", ""), note="Hi" if n % 2 else None, key=f"c{n}")
-        except ProviderError:
-            pass  # already connected, pending from before, inaccessible
 
 
 def poll_for(provider: SandboxProvider, clock: Clock, days: int) -> tuple[int, int, int]:

@@ -25,7 +25,7 @@ from runner.project import load_sequences  # noqa: E402
 from runner.simulate import SimOptions, enroll, run_simulation, synthetic_leads  # noqa: E402
 from runner.store import Sender, db, open_store  # noqa: E402
 
-START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 
 
 def main() -> None:

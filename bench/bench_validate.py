@@ -17,14 +17,14 @@ import pathlib
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import builder, checks, loader, schemacheck  # noqa: E402
+from runner import builder, checks, schemacheck  # noqa: E402
 from runner.commands.validate import validate_paths  # noqa: E402
 from runner.loader import load_paths  # noqa: E402
 

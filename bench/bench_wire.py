@@ -25,7 +25,7 @@ from runner.simulate import SimOptions, SimReport, run_simulation  # noqa: E402
 from runner.store import open_store  # noqa: E402
 
 SEQUENCE = str(ROOT / "sequences" / "edges-full-flow.yaml")
-START = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 
 
 def once(leads: int, days: int, wire: bool) -> tuple[float, SimReport]:

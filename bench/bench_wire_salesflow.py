@@ -27,7 +27,7 @@ from runner.project import load_sequences  # noqa: E402
 from runner.simulate import SimOptions, SimReport, run_simulation  # noqa: E402
 from runner.store import open_store  # noqa: E402
 
-START = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 
 
 def once(sequence: str, leads: int, days: int, wire: bool) -> tuple[float, SimReport]:

@@ -98,4 +98,4 @@ def _waiting_for(rt: Runtime, enr: Enrollment, event: str) -> bool:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat()
+    return t.astimezone(dt.UTC).isoformat()

@@ -33,7 +33,7 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
     rows = auditlog.done_actions_with_leads(LINKEDIN_ACTIONS)
     # Judged at `started_at`, when seqrun decided and sent the request: a call in flight when the
     # window closes (or the lead replies) may complete seconds later on LinkedIn's side.
-    for key, seq_name, step_id, action, performed, sender_id, lead_id, lead_key, lead_tz, fields, charged in rows:
+    for key, seq_name, _step_id, action, performed, sender_id, lead_id, lead_key, lead_tz, fields, _charged in rows:
         seq, sender = sequences.get(seq_name), senders.get(sender_id)
         if seq is None or sender is None or performed is None:
             continue

@@ -14,7 +14,8 @@ import hashlib
 import os
 import pathlib
 import zoneinfo
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jinja2
 from jinja2 import meta

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .model import Calendar, Duration
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: How far ahead the search for an open window or a window day goes before the calendar is
 #: declared closed for good (every listed day a holiday, no days, no hours).
@@ -115,10 +115,8 @@ def _windows(calendar: Calendar, zone: ZoneInfo, day: dt.date) -> tuple[Window, 
 
 def _wall_to_utc(zone: ZoneInfo, day: dt.date, time: dt.time) -> dt.datetime:
     """The earliest UTC instant whose wall time in `zone` is at or after `day` + `time`."""
-    if time == dt.time.max:  # how the model stores 24:00
-        wall = dt.datetime.combine(day + _DAY, dt.time())
-    else:
-        wall = dt.datetime.combine(day, time)
+    # dt.time.max is how the model stores 24:00
+    wall = dt.datetime.combine(day + _DAY, dt.time()) if time == dt.time.max else dt.datetime.combine(day, time)
     first = wall.replace(tzinfo=zone).astimezone(UTC)  # fold=0: the first occurrence if ambiguous
     if first.astimezone(zone).replace(tzinfo=None) == wall:
         return first

@@ -11,8 +11,8 @@ Each builds the sender's real driver from seqrun.yaml and the environment; nothi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .config import Config, SenderConfig, resolve_credentials
 from .diagnostics import UserError

@@ -7,7 +7,7 @@ sender. The providers' abilities are `runner.providers.CAPABILITIES`.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .config import SenderConfig
 from .diagnostics import Diagnostic, UserError, error

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 PALETTE = ("#3b6fd8", "#e08a2e", "#3aa676", "#a05cc8", "#d0504f", "#2aa3b8", "#8c8c3a", "#c76a9b")
 LIMIT_COLOUR = "#c93c3c"

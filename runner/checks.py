@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 import jinja2
 

@@ -22,9 +22,10 @@ import math
 import os
 import pathlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from jsonschema import Draft202012Validator, ValidationError

@@ -11,8 +11,9 @@ prints or exits.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 from .terminal import json_printable, printable
 

@@ -8,8 +8,8 @@ inside a transaction that it rolls back, so the store is left exactly as it was.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .providers.base import (
     Account,

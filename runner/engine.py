@@ -25,18 +25,17 @@ import datetime as dt
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import inbox, limits, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Lead, Sender, SyncCursor, db, health
+from .store import Enrollment, Lead, Sender, SyncCursor, db, health, sender_state
 from .store import inbox as store_inbox
 from .store.enrollment_writes import save_enrollment
-from .store.inbox import Received
 from .store.fields import to_db_time
-from .store import sender_state
+from .store.inbox import Received
 from .store.leases import in_flight_holders, release_claims, release_in_flight_of
 from .urls import redact_secrets
 
@@ -65,8 +64,8 @@ def load_enrollment(enrollment_id: int) -> Enrollment:
     slowest part of a tick otherwise)."""
     row = db.execute_sql(_LOAD_SQL, (enrollment_id,)).fetchone()
     n = len(_ENR_FIELDS)
-    lead = Lead(**{f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:])})
-    values = {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n]) if f.name != "lead"}
+    lead = Lead(**{f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:], strict=True)})
+    values = {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n], strict=True) if f.name != "lead"}
     enr = Enrollment(**values)
     enr.lead = lead
     return enr

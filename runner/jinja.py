@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes

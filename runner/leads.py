@@ -19,9 +19,10 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
-from typing import Sequence as Seq
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config import Config

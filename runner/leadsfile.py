@@ -24,8 +24,8 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from .diagnostics import Diagnostic, error, has_errors, sort_diagnostics, warning
 from .urls import normalize_profile_url

@@ -454,7 +454,7 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
         "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
         (sender.sender_id, action, seq.name, day.isoformat(), room * 4)).fetchall()
     moved = 0
-    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields, version in rows:
+    for pace_id, old_day, _old_at, enrollment_id, facts_json, lead_key, lead_tz, fields, version in rows:
         if moved >= room:
             break
         facts = json.loads(facts_json)

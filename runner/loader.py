@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from . import checks
 from .builder import Builder

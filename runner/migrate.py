@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .diagnostics import Diagnostic, UserError, error
 from .model import ActionStep, BranchStep, EndStep, Sequence, Target, WaitForStep

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 # --- vocabularies (the JSON schema's enums are checked against these in tests) -----------------
 
@@ -295,7 +295,7 @@ class EndStep:
         return "end"
 
 
-Step = Union[ActionStep, WaitStep, WaitForStep, BranchStep, EndStep]
+Step = ActionStep | WaitStep | WaitForStep | BranchStep | EndStep
 
 
 @dataclass(frozen=True, slots=True)

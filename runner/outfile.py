@@ -13,7 +13,8 @@ import contextlib
 import os
 import stat
 import tempfile
-from typing import IO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import IO
 
 from .diagnostics import UserError
 from .paths import PROJECT_CONFIG, SANDBOX_STATE_SUFFIX, TEMPLATES_DIR

@@ -31,8 +31,8 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import httpx
 

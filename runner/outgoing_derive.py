@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .store import db
 from .store.outgoing import (
@@ -170,7 +171,7 @@ def _sender_changes(sub: OutgoingSubscription, types: frozenset[str],
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return t.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if t is not None else None
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t is not None else None
 
 
 def _dump(body: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ Only actions that happened (`done`) count, at `started_at`, as in `runner.audit`
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections import Counter, defaultdict
 from fractions import Fraction
@@ -110,7 +111,7 @@ def _spacing(sequences: dict[str, Sequence], rt: Runtime, rows: list[tuple[str, 
     for (sender_id, action), acts in sorted(by_kind.items()):
         sender = senders[sender_id]
         acts.sort()
-        for (before, seq_a), (at, seq_b) in zip(acts, acts[1:]):
+        for (before, seq_a), (at, seq_b) in itertools.pairwise(acts):
             need = max(spacing_seconds(sequences[name], action, sender.caps.caps.get(action, 0)) for name in (seq_a, seq_b))
             gap = (at - before).total_seconds()
             if gap < need:

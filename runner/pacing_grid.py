@@ -31,7 +31,7 @@ def unit(*parts: object) -> float:
 
 
 def local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from . import leases
 from .diagnostics import UserError

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pathlib
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import httpx
 

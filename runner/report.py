@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
@@ -101,7 +102,7 @@ def _versions(name: str, seq: Sequence | None) -> list[dict[str, Any]]:
                     "stored_at": stored.isoformat() if stored else None, "leads": sum(steps.values()),
                     "steps": dict(sorted(steps.items())),
                     "steps_not_in_file": sorted(s for s in steps if seq is not None and s not in seq.index)})
-    never = dt.datetime.max.replace(tzinfo=dt.timezone.utc).isoformat()
+    never = dt.datetime.max.replace(tzinfo=dt.UTC).isoformat()
     return sorted(out, key=lambda v: (not v["current"], v["stored_at"] or never, v["version"]))
 
 

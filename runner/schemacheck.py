@@ -28,8 +28,9 @@ import difflib
 import functools
 import json
 import re
+from collections.abc import Iterable, Iterator
 from importlib import resources
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 

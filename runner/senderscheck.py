@@ -7,8 +7,9 @@ its API tells them. Nothing here prints; the command turns the reports into text
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .config import Config, SenderConfig, resolve_credentials
 from .diagnostics import UserError

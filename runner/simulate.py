@@ -16,8 +16,9 @@ import datetime as dt
 import random
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from . import audit
 from .config import Config
@@ -59,7 +60,7 @@ class SimOptions:
     seed: int = 0
     accept_rate: float | None = None
     reply_rate: float | None = None
-    start: dt.datetime = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    start: dt.datetime = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
     poll_every: dt.timedelta = dt.timedelta(minutes=30)
     wire: bool = False  # the senders' real drivers against their fake servers over HTTP
     provider: str | None = None  # with `wire`: every sender through this provider
@@ -184,7 +185,7 @@ def _hours_between(start: str, end: dt.datetime) -> float:
 def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
     """`n` plausible leads with every field the sequence declares; required fields always filled."""
     rng = random.Random(seed)
-    zones, weights = zip(*ZONES)
+    zones, weights = zip(*ZONES, strict=True)
     rows = []
     for i in range(n):
         first, last = rng.choice(FIRST), rng.choice(LAST)

@@ -18,8 +18,9 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Union
+from typing import Any
 
 import peewee
 
@@ -92,7 +93,7 @@ class PauseSender:
     reason: str
 
 
-Outcome = Union[Goto, Sleep, Finish, Fail, Pause, PauseSender]
+Outcome = Goto | Sleep | Finish | Fail | Pause | PauseSender
 
 
 @dataclass
@@ -398,7 +399,7 @@ def release_slots(enrollment_ids: list[int]) -> None:
 # --- facts, exits, conditions -----------------------------------------------------------------------
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat()
+    return t.astimezone(dt.UTC).isoformat()
 
 
 def _parse(s: str | None) -> dt.datetime | None:

@@ -22,8 +22,9 @@ import dataclasses
 import difflib
 import functools
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes

@@ -5,7 +5,7 @@ module reads the project's config and the CSV, which the language modules never 
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .config import load_project_config
 from .diagnostics import Diagnostic, UserError, error, sort_diagnostics

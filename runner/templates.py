@@ -22,8 +22,9 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jinja2
 
@@ -182,7 +183,7 @@ def pick_variant(step: ActionStep, lead_key: str) -> Variant | None:
     every machine and every run. None when the step has no variants."""
     if not step.variants:
         return None
-    digest = hashlib.sha256(f"{lead_key}\0{step.id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{lead_key}\0{step.id}".encode()).digest()
     point = int.from_bytes(digest[:8], "big") % sum(v.weight for v in step.variants)
     for variant in step.variants:
         if point < variant.weight:

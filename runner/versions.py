@@ -22,7 +22,7 @@ import datetime as dt
 import logging
 import os
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 from .diagnostics import Diagnostic, warning
 from .loader import build_stored
@@ -173,7 +173,7 @@ def _report_sequence(seq: Sequence, versions: dict[str, dict[str | None, int]], 
                                f"until moved with `{move}`")]
     dates = version_dates(versions)
     for version, steps in sorted(versions.items(), key=lambda kv: (dates.get(kv[0], dt.datetime.max.replace(
-            tzinfo=dt.timezone.utc)), kv[0])):
+            tzinfo=dt.UTC)), kv[0])):
         old = load_version(version)
         for step_id, count in sorted(steps.items(), key=lambda kv: kv[0] or ""):
             if step_id is None:

@@ -34,7 +34,8 @@ import inspect
 import json
 import logging
 import threading
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import peewee
 
@@ -44,7 +45,7 @@ from .store import inbox as store_inbox
 from .store.inbox import Received
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: The credential name a sender's `credentials_env` gives to its provider's webhook secret.
 SECRET_CREDENTIAL = "webhook_secret"

@@ -28,8 +28,9 @@ import dataclasses
 import datetime as dt
 import inspect
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .config import SenderConfig
 from .diagnostics import UserError
@@ -264,7 +265,7 @@ class WireSession:
                          audit_rows: list[tuple[str, str, str]]) -> None:
         """The same actions per (account, action, lead) in the fake's ledger and the audit log."""
         audit = collections.Counter(audit_rows)
-        for (account, action, lead), times in sorted((ledger + audit).items()):
+        for (account, action, lead), _times in sorted((ledger + audit).items()):
             done, logged = ledger.get((account, action, lead), 0), audit.get((account, action, lead), 0)
             if done != logged:
                 report.mismatches.append(f"the fake performed {action} for {lead} (account {account}) {done} time(s); "

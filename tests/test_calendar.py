@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,7 @@ from runner import calendar as cal
 from runner.durations import parse_duration
 from runner.model import Calendar, TimeRange
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
@@ -502,7 +503,7 @@ def test_windows_are_sorted_disjoint_and_nominal_away_from_transitions(
     windows = cal.windows_on(c, zone, day)
     for start, end in windows:
         assert start < end
-    for (_, end), (start, _) in zip(windows, windows[1:]):
+    for (_, end), (start, _) in itertools.pairwise(windows):
         assert end < start
     midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone)
     next_midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
@@ -558,7 +559,7 @@ def test_add_business_seconds_is_monotonic_and_exact(
 
 #: Berlin's clocks go back at 01:00 UTC on Sunday 25 October 2026: 01:00 UTC is the second 02:00.
 SECOND_TWO_OCLOCK = (Calendar(days=(6,), hours=(TimeRange(dt.time(0), dt.time(0, 30)),)), ZoneInfo("Europe/Berlin"),
-                     dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.timezone.utc), 0)
+                     dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.UTC), 0)
 
 
 @settings(deadline=None)
@@ -580,7 +581,7 @@ def test_zero_business_days_at_the_repeated_hour_of_a_dst_change_is_the_moment_i
     # The wall time 02:00 read without its fold is the first 02:00 (00:00 UTC), an hour before `t`.
     c, zone, t, n = SECOND_TWO_OCLOCK
     assert cal.add_business_days(c, zone, t, n) == t
-    assert cal.add_business_days(c, zone, t, 1) == dt.datetime(2026, 11, 1, 1, 0, tzinfo=dt.timezone.utc)
+    assert cal.add_business_days(c, zone, t, 1) == dt.datetime(2026, 11, 1, 1, 0, tzinfo=dt.UTC)
 
 
 @settings(deadline=None)
@@ -599,4 +600,4 @@ def test_slots_are_inside_windows_and_ordered(
     assert slot is not None
     assert any(start <= slot < end for start, end in cal.windows_on(c, zone, day))
     plain = [cal.slot_time(c, zone, day, i, count, 0, rng_value) for i in range(count)]
-    assert all(a < b for a, b in zip(plain, plain[1:]))  # type: ignore[operator]
+    assert all(a < b for a, b in itertools.pairwise(plain))  # type: ignore[operator]

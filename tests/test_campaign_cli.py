@@ -8,10 +8,12 @@ import datetime as dt
 import json
 import logging
 import pathlib
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import httpx
 import pytest
+from tests.providers.campaign_harness import ACCOUNT, CAMPAIGN, CERTAIN, QUICK, TOKEN
 
 from runner.cli import main
 from runner.providers import PROVIDERS
@@ -22,9 +24,7 @@ from runner.providers.salesflow_campaign.fake import CampaignFake
 from runner.providers.salesflow_campaign.webhook import webhook_token
 from runner.store import Action, Enrollment, Lead, db, open_store
 
-from tests.providers.campaign_harness import ACCOUNT, CAMPAIGN, CERTAIN, QUICK, TOKEN
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # a Tuesday
 SECRET = "whsec_7d1e4a9c2b5f8e3a6d0c9b2e5f8a1d4c"
 

@@ -9,9 +9,10 @@ import json
 import logging
 import pathlib
 import types
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
+from tests.providers.connectsafely_harness import ACCOUNT, CERTAIN, SECRET
 
 from runner.cli import main
 from runner.providers import PROVIDERS
@@ -20,9 +21,7 @@ from runner.providers.connectsafely.fake import ConnectSafelyFake
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer
 from runner.store import Action, Enrollment, Sender, db, open_store
 
-from tests.providers.connectsafely_harness import ACCOUNT, CERTAIN, SECRET
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # a Tuesday, inside the window
 
 SEQUENCE = """\

@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import pathlib
 import sqlite3
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -7,9 +7,11 @@ import datetime as dt
 import json
 import logging
 import pathlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from tests.providers.edges_harness import CERTAIN, SECRET
 
 from runner.cli import main
 from runner.providers import PROVIDERS
@@ -20,9 +22,7 @@ from runner.providers.fakeserver import FakeClock, FakeHTTPServer
 from runner.providers.http import register_secret
 from runner.store import Action, Enrollment, Sender, db, open_store
 
-from tests.providers.edges_harness import CERTAIN, SECRET
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # a Tuesday, inside the window
 
 SEQUENCE = """\

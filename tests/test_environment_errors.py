@@ -10,7 +10,7 @@ import contextlib
 import os
 import pathlib
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -11,7 +11,7 @@ from runner.store import inbox as store_inbox
 from runner.store.inbox import Received
 from test_run_cli import Clock, Run, clock, run  # noqa: F401 - the project of test_run_cli: three leads
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NAIVE_ERROR = ("ValueError: naive datetime datetime.datetime(2026, 3, 2, 9, 0): seqrun stores only "
                "timezone-aware times")
 

@@ -10,14 +10,15 @@ import os
 import pathlib
 import re
 import sqlite3
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from runner.cli import main
 from runner.store import Action, Enrollment, Lead, Sender, db, open_store
 
-NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.UTC)
 LEADS = 300
 CONFIG = """\
 version: 1

@@ -10,12 +10,12 @@ import pytest
 from runner.cli import main
 from runner.config import load_config
 from runner.leads import block_profiles, import_leads
-from runner.project import load_sequence_by_name
 from runner.leadsfile import read_leads
+from runner.project import load_sequence_by_name
 from runner.store import Block, Enrollment, Lead, Sender, db, open_store
 
-NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.timezone.utc)
-LATER = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
+LATER = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 
 CONFIG = """\
 version: 1
@@ -89,9 +89,9 @@ ROWS = ("https://www.linkedin.com/in/jane-doe,Jane Doe,Acme\n"
 
 def test_import_enrolls_every_row(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = csv(project, ROWS)
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     code, out, err = run(capsys, "leads", "import", path, "--sequence", "founders-q1")
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
     assert (code, err) == (0, "")
     assert out == "sequence founders-q1: imported 3, updated 0, skipped 0\nsenders: alice 2, bob 1\n"
     reopen(project)

@@ -8,9 +8,10 @@ import datetime as dt
 import json
 import pathlib
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
+from tests.outgoing_receiver import Receiver, verify
 
 from runner.cli import main
 from runner.providers import PROVIDERS
@@ -18,9 +19,8 @@ from runner.providers.sandbox import SandboxProvider
 from runner.simulate import VirtualClock as Clock
 from runner.store import db, open_store
 from runner.store.outgoing import OutgoingEvent
-from tests.outgoing_receiver import Receiver, verify
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
 SECRET = "whsec_" + base64.b64encode(b"the project's outgoing signing key").decode()
 

@@ -8,9 +8,9 @@ import pytest
 
 from runner.config import load_config
 from runner.diagnostics import UserError
+from runner.model import Pos
 from runner.outgoing import Subscription
 from runner.outgoing_derive import EVENT_TYPES
-from runner.model import Pos
 
 HEAD = "version: 1\nsenders:\n  - {name: alice, provider: sandbox, account_id: acc-alice}\noutgoing:\n"
 

@@ -10,11 +10,11 @@ import pytest
 from runner.cli import main
 from runner.config import load_config
 from runner.leads import import_leads
-from runner.project import load_sequence_by_name
 from runner.leadsfile import read_leads
+from runner.project import load_sequence_by_name
 from runner.store import Enrollment, Sender, db, open_store
 
-NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
 
 CONFIG = """\
 version: 1
@@ -85,7 +85,7 @@ def test_pause_and_resume_a_sender(project: pathlib.Path, capsys: pytest.Capture
     assert states(project) == {"a-1": ("active", None), "a-2": ("paused", "sender paused: on holiday"),
                                "a-3": ("active", None), "b-1": ("paused", "sender paused: on holiday")}
     assert sender_status(project, "bob") == ("paused", "on holiday")
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     assert run(capsys, "resume", "--sender", "bob") == (
         0, "resumed 2 enrollments of sender bob, due now\n", "")
     assert sender_status(project, "bob") == ("active", None)
@@ -157,7 +157,7 @@ def test_senders_resume_after_auth_expired(project: pathlib.Path, capsys: pytest
         "NAME   PROVIDER  ACCOUNT          TIMEZONE       STATUS                ACTIVE  PAUSED  DONE",
         "alice  sandbox   classic          UTC            active                2       0       0",
         "bob    sandbox   sales_navigator  Europe/Berlin  paused: auth expired  0       2       0"]
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     assert run(capsys, "senders", "resume", "bob") == (
         0, "sender bob is active; resumed 1 enrollment\n1 stays paused (lead paused: 1)\n", "")
     assert states(project) == {"a-1": ("active", None), "a-2": ("paused", "lead paused"),

@@ -6,7 +6,7 @@ import datetime as dt
 import fcntl
 import pathlib
 import sqlite3
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,7 +15,7 @@ from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
 from runner.store import Action, Enrollment, db, open_store
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: Tuesday 3 March 2026, 10:00 UTC: 11:00 in Berlin, 05:00 in New York.
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
 

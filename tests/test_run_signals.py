@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

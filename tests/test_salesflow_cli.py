@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
+from tests.providers.salesflow_harness import CERTAIN, SECRET
 
 from runner.cli import main
 from runner.providers import PROVIDERS
@@ -18,9 +19,7 @@ from runner.providers.salesflow.fake import SalesflowFake
 from runner.providers.salesflow.fake_shapes import own_profile_id
 from runner.store import Action, Enrollment, Sender, db, open_store
 
-from tests.providers.salesflow_harness import CERTAIN, SECRET
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)  # a Tuesday, inside the window
 
 SEQUENCE = """\

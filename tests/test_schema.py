@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from runner import model
 from runner.providers import CAPABILITIES

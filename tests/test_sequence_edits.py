@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +22,7 @@ from runner.store import Action, Enrollment, SequenceVersion, db, open_store
 from runner.store.runners import register_runner
 from test_run_cli import Clock, Run, invoke, run, write_project  # noqa: F401 - fixtures
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
 
 HEAD = """\

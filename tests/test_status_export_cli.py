@@ -14,7 +14,7 @@ import pytest
 from runner.store import Enrollment, db, open_store
 from test_run_cli import Clock, Run, clock, run  # noqa: F401 - the project of test_run_cli: three leads
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ACTIONS_HEADER = ("action_id,lead,lead_key,sender,sequence,step,action,variant,template,status,planned_at_utc,"
                   "planned_at_local,performed_at_utc,performed_at_local,lead_timezone,sender_timezone,relationship,"
                   "conversation,charged,provider_id,conversation_id,"

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sqlite3
 import shutil
-from typing import Iterator
+import sqlite3
+from collections.abc import Iterator
 
 import pytest
 
 from runner.cli import main
 from runner.diagnostics import error, format_json, format_text
 from runner.terminal import json_printable, printable
-
 from test_export_safety import build_db
 from test_render_cli import FIXTURE
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import httpx
 import pytest
+from tests.providers.stored_inbox import StoredInbox
 
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
 from runner.providers.edges.driver import EdgesProvider
 from runner.providers.fakeserver import FakeHTTPServer
 from runner.providers.http import make_client
 from runner.webhooks import WebhookReceiver, secrets_by_provider, verify_and_parse
-from tests.providers.stored_inbox import StoredInbox
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 AT = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import IO, Any, Iterable
+from collections.abc import Iterable
+from typing import IO, Any
 
 import click
 
 from ..diagnostics import UserError
-from ..project import open_project
 from ..outfile import atomic_output, check_output, owned_files
+from ..project import open_project
 from ..report import EXPORTS, export_rows, spreadsheet_safe
 from ..store import health, open_store, reports
 from ..urls import redact_secrets

@@ -45,7 +45,7 @@ def echo_warnings(diags: list[Diagnostic]) -> None:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @click.group("leads")

@@ -12,8 +12,9 @@ from ..store import open_store
 from ..store.outgoing import STATES, OutgoingSubscription, list_events, retry_failed
 from ..terminal import json_printable, printable
 
+
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 _DB_HELP = "Database (default: SEQRUN_DB, the config's database, seqrun.db)."

@@ -21,7 +21,6 @@ from ..loader import load_sequence
 from ..model import ActionStep, Sequence
 from ..schemacheck import plural
 from ..templaterows import project_senders
-from ..terminal import json_printable, printable
 from ..templates import (
     MESSAGE_LIMIT,
     NOTE_LIMIT,
@@ -29,6 +28,7 @@ from ..templates import (
     preview_lead,
     rendered_steps,
 )
+from ..terminal import json_printable, printable
 
 
 @click.command("render")

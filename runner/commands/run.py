@@ -18,8 +18,9 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import click
 import httpx
@@ -31,6 +32,7 @@ from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..outgoing import Outgoing
+from ..presence import STALE_AFTER, Presence, age
 from ..project import (
     apply_provider_limits,
     build_runtime,
@@ -43,7 +45,6 @@ from ..project import (
     running_sequences,
     sync_senders,
 )
-from ..presence import STALE_AFTER, Presence, age
 from ..store import db, open_store
 from ..terminal import printable
 from ..urls import redact_url
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class StopSignals:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 

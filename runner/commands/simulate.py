@@ -21,7 +21,6 @@ from ..simulate import SimOptions, SimReport, run_simulation
 from ..store import open_store
 from ..store.simulation import has_enrollments
 
-
 #: The days a simulation may start on: the calendar, time zones and the store's timestamps are sure
 #: in this range, with room after it for the longest simulation and the waits it books beyond its end.
 FIRST_START, LAST_START = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
@@ -29,7 +28,7 @@ FIRST_START, LAST_START = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
 
 def next_monday(today: dt.date) -> dt.datetime:
     days = (7 - today.weekday()) % 7 or 7
-    return dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tzinfo=dt.UTC)
 
 
 @click.command("simulate")
@@ -99,7 +98,7 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
                          accept_rate=accept_rate, reply_rate=reply_rate, wire=wire, provider=provider,
                          reauth_after=dt.timedelta(hours=reauth_hours) if reauth_hours else None,
-                         start=start.replace(tzinfo=dt.timezone.utc) if start else next_monday(dt.date.today()))
+                         start=start.replace(tzinfo=dt.UTC) if start else next_monday(dt.date.today()))
     with tempfile.TemporaryDirectory(prefix="seqrun-sim-") as tmp:
         path = db_url or os.path.join(tmp, "simulation.db")
         if db_url and pathlib.Path(db_url).exists() and pathlib.Path(db_url).stat().st_size > 0:

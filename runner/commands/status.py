@@ -7,9 +7,9 @@ import json
 
 import click
 
-from ..project import open_project
 from ..loader import load_paths
 from ..presence import age
+from ..project import open_project
 from ..report import status
 from ..store import health, open_store
 from ..store import inbox as store_inbox
@@ -91,7 +91,7 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     open_store(config.database_url(db_url))
     sequences = loaded_sequences(config.root)
     with health.reading():
-        report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
+        report = status(config, sequences, dt.datetime.now(dt.UTC), sequence=sequence)
         outgoing = outgoing_summary()
         events = store_inbox.counts()
         dead = store_inbox.listing("dead", DEAD_SHOWN) if events["dead"] else []

@@ -124,7 +124,7 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
 
         diags += check_capabilities(seq, config.senders)  # type: ignore[attr-defined]
         defined = [s.name for s in config.senders]  # type: ignore[attr-defined]
-        for name, pos in zip(seq.senders, seq.sender_positions):
+        for name, pos in zip(seq.senders, seq.sender_positions, strict=False):
             if name not in defined:
                 diags.append(error(pos.file, pos.line, pos.column,
                                    f'senders: "{name}" is not a sender in {found.name} '

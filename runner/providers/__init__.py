@@ -9,7 +9,7 @@ fake server in `runner.wire.FAKES`; a provider that caps an action per account o
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .base import Provider
 from .quotas import Quota

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 
-class ErrorKind(str, enum.Enum):
+class ErrorKind(str, enum.Enum):  # noqa: UP042 - a StrEnum would change how str() and f-strings show a kind
     """What went wrong, in provider-neutral terms. The engine's reaction is fixed per kind."""
 
     LIMIT_REACHED = "LIMIT_REACHED"  # provider-side daily limit; retry at `retry_at` (postponed_until)

@@ -11,10 +11,11 @@ import datetime as dt
 import http.server
 import logging
 import threading
-from typing import Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 Reply = tuple[int, Mapping[str, str], bytes]
 

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import email.utils
 import hashlib
@@ -27,15 +28,16 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from .. import __version__
 from .base import Account, ActionResult, ErrorKind, LeadRef, ProviderError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 USER_AGENT = f"seqrun/{__version__} (+https://github.com/seqrun/seqrun)"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
@@ -254,10 +256,8 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> ProviderError:
     """A timeout or a refused connection: transient; the message never carries the query string."""
     name = type(exc).__name__
     where = ""
-    try:
+    with contextlib.suppress(RuntimeError):  # no request attached
         where = f" ({exc.request.method} {redact_url(exc.request.url)})"
-    except RuntimeError:  # no request attached
-        pass
     return ProviderError(ErrorKind.TRANSIENT, redact(f"{provider} unreachable: {name}{where}: {exc}"), label=name)
 
 

@@ -13,10 +13,10 @@ every performed action of the kind counts.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PERIODS = ("day", "week")
 
 

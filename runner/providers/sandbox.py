@@ -28,7 +28,8 @@ import inspect
 import math
 import threading
 from collections import Counter
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from ..diagnostics import UserError
 from . import CAPABILITIES

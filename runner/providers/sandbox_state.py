@@ -17,13 +17,14 @@ import datetime as dt
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ..diagnostics import UserError
 from .base import ActionResult
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: What a lead looks like on first sight, decided once per (account, lead).
 PROFILES = ("fresh", "inaccessible", "connected", "pending", "messaged_first", "recent_conversation")

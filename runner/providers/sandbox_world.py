@@ -16,9 +16,10 @@ import datetime as dt
 import hashlib
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Callable
+from typing import Any
 
 from .base import ProviderEvent
 from .sandbox_state import (

@@ -20,8 +20,8 @@ lifecycle (`runner.server.lifecycle`) runs the engine loop in its own thread.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool

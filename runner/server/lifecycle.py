@@ -28,7 +28,8 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 import uvicorn
@@ -38,9 +39,9 @@ from ..commands.run import StopSignals, _close_providers, _deliver, _recover, _r
 from ..config import Config
 from ..diagnostics import UserError
 from ..engine import Engine, TickReport
+from ..inbox import process as apply_inbox
 from ..outgoing import Outgoing
 from ..store import db
-from ..inbox import process as apply_inbox
 from ..webhooks import WebhookInbox, secrets_by_provider
 from .app import ServerState, create_app
 from .metrics import Metrics
@@ -58,7 +59,7 @@ def warped_clock(factor: float, epoch: float) -> Callable[[], dt.datetime]:
     a minute."""
 
     def now() -> dt.datetime:
-        return dt.datetime.fromtimestamp(epoch + (time.time() - epoch) * factor, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(epoch + (time.time() - epoch) * factor, dt.UTC)
 
     return now
 

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import logging
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..providers.http import install_log_redaction
 
@@ -26,7 +26,7 @@ FORMATS = ("text", "json")
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

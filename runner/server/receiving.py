@@ -96,9 +96,9 @@ def _check_content_type(value: str | None) -> None:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused (413) as soon as it is known to pass `limit`, without reading the rest."""
     declared = request.headers.get("content-length")
-    if declared is not None:  # the HTTP server already refused one that is not a number
-        if int(declared) > limit:
-            raise _Refused(413, f"body over {limit} bytes")
+    # The HTTP server already refused a content-length that is not a number.
+    if declared is not None and int(declared) > limit:
+        raise _Refused(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():

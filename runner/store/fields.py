@@ -14,12 +14,12 @@ def to_db_time(value: dt.datetime) -> str:
     """Aware datetime -> naive-UTC text that sorts correctly as a string."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: seqrun stores only timezone-aware times")
-    return value.astimezone(dt.timezone.utc).strftime(_FMT)
+    return value.astimezone(dt.UTC).strftime(_FMT)
 
 
 def from_db_time(value: str) -> dt.datetime:
     # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime.
-    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
 
 
 class UTCDateTimeField(peewee.Field):

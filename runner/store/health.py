@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 import peewee
 

@@ -8,8 +8,8 @@ is `pending` until applied (`mark_applied`, a guarded write: only one applier wi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from peewee import fn
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import uuid
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import peewee
 

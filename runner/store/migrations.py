@@ -228,7 +228,7 @@ def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[i
         raise UserError(f"the database was written by a newer seqrun (schema version {max(done)}; "
                         f"this version knows up to {LATEST}); upgrade seqrun")
     applied = []
-    stamp = to_db_time(now or dt.datetime.now(dt.timezone.utc))
+    stamp = to_db_time(now or dt.datetime.now(dt.UTC))
     for version, name, statements in MIGRATIONS:
         if version in done:
             continue

@@ -4,7 +4,8 @@ funnel). Rows come back as stored (times as ISO-8601 text): the caller formats t
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .models import db
 

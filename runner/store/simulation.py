@@ -4,7 +4,7 @@ ledgers with the audit log (`runner.simulate`, `runner.wire`). The funnel it sha
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
 
 from .fields import from_db_time
 from .models import Enrollment, db

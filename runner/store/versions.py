@@ -3,8 +3,9 @@ and moving leads from one version to another (`runner.versions` and `runner.migr
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .fields import to_db_time
 from .models import Enrollment, SequenceVersion, db

@@ -8,7 +8,7 @@ import pathlib
 import shutil
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,7 +20,7 @@ from runner.store import db, open_store
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEQUENCE = ROOT / "sequences" / "two-senders-ab.yaml"
-START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 NOW = START + dt.timedelta(days=11, hours=22)  # Friday evening, just before the simulation ends
 TOKEN = "correct horse battery staple"
 

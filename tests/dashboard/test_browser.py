@@ -4,7 +4,7 @@ under the test run's temporary directory (`artefacts/`), or SEQRUN_ARTEFACTS whe
 Skipped when Chromium or Playwright is missing; CI installs both (.ci/run)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,7 +27,7 @@ def site(project) -> Iterator[str]:
 
 def test_overview_shows_the_projects_numbers(page, site, artefacts):
     page.goto(site + "/")
-    for state, n in Enrollment.select(Enrollment.state, Enrollment.id).group_by(Enrollment.state).tuples():
+    for state, _n in Enrollment.select(Enrollment.state, Enrollment.id).group_by(Enrollment.state).tuples():
         expected = Enrollment.select().where(Enrollment.state == state).count()
         assert page.text_content(f'[data-state="two-senders-ab:{state}"]') == str(expected)
     assert page.text_content('[data-stat="attention"]') == str(store.attention()[1])

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from markupsafe import escape as html_escape
 
 import pytest
+from markupsafe import escape as html_escape
 from peewee import fn
 from starlette.testclient import TestClient
 

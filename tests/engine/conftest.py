@@ -13,23 +13,22 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
-from runner.simulate import VirtualClock
 from runner.config import Config, SenderConfig
 from runner.engine import Engine, TickReport
 from runner.model import Sequence
 from runner.project import build_runtime, load_sequences, sync_senders
-from runner.providers.base import (Account, ActionResult, Conversation, LeadRef, PollResult, Provider,
-                                   Relationship)
+from runner.providers.base import Account, ActionResult, Conversation, LeadRef, PollResult, Provider, Relationship
 from runner.providers.sandbox import SandboxProvider
-from runner.simulate import enroll
+from runner.simulate import VirtualClock, enroll
 from runner.store import Action, Enrollment, Lead, Sender, Usage, db, open_store
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: Monday 2 March 2026, 07:00 UTC = 08:00 in Berlin: an hour before a 09:00 window opens.
 MONDAY = dt.datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 BERLIN_10AM = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -5,7 +5,8 @@ peewee keeps one connection per thread, so a thread here is another connection, 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

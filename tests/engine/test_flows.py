@@ -81,7 +81,7 @@ def test_invite_without_note_then_first_message_starts_a_new_conversation(make_h
     # Enrolled before Monday's window opened: the invite takes one of Monday's points, which are
     # spread over the whole window (8 h / 25 apart), not bunched at the opening.
     assert berlin(connect.performed_at) >= "Mon 09:00" and berlin(connect.performed_at) < "Mon 17:00"
-    opening = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
+    opening = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
     share = 8 * 3600 / 25
     offset = (connect.performed_at - opening).total_seconds()
     assert abs(offset - (round(offset / share - 0.5) + 0.5) * share) <= 0.1 * share + 1  # the middle of a share, give or take half the jitter

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections import Counter
 from zoneinfo import ZoneInfo
 
@@ -95,7 +96,7 @@ def test_pacing_spreads_connects_over_the_window_and_keeps_the_min_gap(make_harn
     h.run(days=1)
 
     times = [a.performed_at for a in performed("connect")]
-    gaps = [(b - a).total_seconds() / 60 for a, b in zip(times, times[1:])]
+    gaps = [(b - a).total_seconds() / 60 for a, b in itertools.pairwise(times)]
     assert len(times) >= 12
     assert min(gaps) >= 30, gaps
     local = [t.astimezone(BERLIN) for t in times]
@@ -112,7 +113,7 @@ def test_pacing_without_min_gap_follows_the_nominal_gap(make_harness: HarnessFac
     times = [a.performed_at for a in performed("connect")]
     assert len(times) == 16
     nominal = 8 * 60 / 16  # minutes of window per connect
-    gaps = [(b - a).total_seconds() / 60 for a, b in zip(times, times[1:])]
+    gaps = [(b - a).total_seconds() / 60 for a, b in itertools.pairwise(times)]
     # default jitter is 20% of the gap either side
     assert all(nominal * 0.8 <= g <= nominal * 1.2 for g in gaps), gaps
     assert times[-1].astimezone(BERLIN).time() >= dt.time(15, 30)
@@ -198,7 +199,7 @@ def test_leads_resumed_after_a_pause_keep_their_pacing(make_harness: HarnessFact
     h.run(days=2)
     times = [a.performed_at for a in performed("connect")]
     assert len(times) == 8
-    gaps = [(b - a).total_seconds() / 60 for a, b in zip(times, times[1:])]
+    gaps = [(b - a).total_seconds() / 60 for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 30, gaps  # not a burst at the moment of the resume
     assert times[0] > resumed_at
     assert Usage.select().where(Usage.reserved != 0).count() == 0

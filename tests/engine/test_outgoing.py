@@ -7,10 +7,11 @@ import datetime as dt
 import logging
 import pathlib
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from tests.outgoing_receiver import HANG, Receiver, verify
 
 from runner import outgoing_derive
 from runner.diagnostics import UserError
@@ -19,7 +20,6 @@ from runner.outgoing_derive import derive
 from runner.steps import pause_sender
 from runner.store import Event, Sender, db
 from runner.store.outgoing import OutgoingEvent, claim
-from tests.outgoing_receiver import HANG, Receiver, verify
 
 from .conftest import MONDAY, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
@@ -201,7 +201,7 @@ def test_failures_are_retried_with_growing_jittered_delays_until_a_2xx(
         ids = {d.headers["webhook-id"] for d in receiver.deliveries}
         stamps = [int(d.headers["webhook-timestamp"]) for d in receiver.deliveries]
         assert len(ids) == 1 and stamps == [int(t.timestamp()) for t in (t0, t1, t2)]
-        assert all(verify(SECRET, d.headers, d.body, now=s) for d, s in zip(receiver.deliveries, stamps))
+        assert all(verify(SECRET, d.headers, d.body, now=s) for d, s in zip(receiver.deliveries, stamps, strict=True))
     finally:
         receiver.close()
 

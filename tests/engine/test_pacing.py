@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from runner import audit, limits, pacing_audit
+from runner import audit, limits
 from runner.leads import block_profiles
 from runner.store import Action, Enrollment, Sender, db
 from runner.store.rows import insert_action
 
-from .conftest import ALICE, MONDAY, UTC, HarnessFactory, lead_row, sequence_yaml
+from .conftest import MONDAY, UTC, HarnessFactory, lead_row, sequence_yaml
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -76,7 +77,7 @@ def ledger(h, action: str, times: list[dt.datetime], sequence: str = "s") -> Non
     used = db.execute_sql("SELECT COUNT(*) FROM action").fetchone()[0]
     rows = db.execute_sql("SELECT id, lead_id FROM enrollment ORDER BY id").fetchall()[used:]
     assert len(rows) >= len(times), "enroll more leads"
-    for (enrollment_id, lead_id), at in zip(rows, times):
+    for (enrollment_id, lead_id), at in zip(rows, times, strict=False):
         insert_action(key=f"{enrollment_id}:connect:1:0", enrollment=enrollment_id, lead=lead_id,
                       sender=h.sender_id(), sequence=sequence, step_id="connect", action=action, status="done",
                       charged=True, planned_at=at, started_at=at, performed_at=at)
@@ -110,7 +111,7 @@ HELLO = """\
 
 
 def gaps(times: list[dt.datetime]) -> list[float]:
-    return [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
 
 
 def test_min_gap_holds_between_the_fast_lane_and_the_queue(make_harness: HarnessFactory) -> None:

@@ -21,13 +21,11 @@ from runner import audit
 from runner.config import Config, SenderConfig
 from runner.project import load_sequences
 from runner.simulate import SimOptions, run_simulation
-from runner.store import Action, Enrollment, db, open_store
-
-from runner.store import Event
+from runner.store import Action, Enrollment, Event, db, open_store
 
 from .conftest import HarnessFactory, lead_row, sequence_yaml, write_project
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC"]
 FACT_CONDITIONS = [
     "connected", "invite_pending", "accepted", "invited_with_note", "conversation_exists", "replied",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from runner.webhooks import WebhookInbox, WebhookReceiver
 
 from .conftest import ACCEPTING, EngineHarness, HarnessFactory, lead_row, sequence_yaml
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 KEY, HOOK = "sfk_test_0123456789abcdef", "whsec-engine-test-0001"
 STEP = dt.timedelta(minutes=15)
 

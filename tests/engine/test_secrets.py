@@ -38,7 +38,7 @@ def test_the_outbox_redacts_urls_it_is_given(make_harness: HarnessFactory) -> No
     h = make_harness(sequence_yaml("s", "  - {id: visit, action: visit}\n  - end: done\n"))
     h.enroll(lead_row("anna"))
     enrollment = db.execute_sql("SELECT id, lead_id FROM enrollment").fetchone()
-    at = dt.datetime(2026, 3, 2, 9, tzinfo=dt.timezone.utc)
+    at = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
     with db.atomic():
         act = insert_action(key="k", enrollment=enrollment[0], lead=enrollment[1], sender=h.sender_id(), sequence="s",
                             step_id="crm", action="notify", status="failed", planned_at=at,

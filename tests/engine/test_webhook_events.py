@@ -3,6 +3,7 @@ the engine once per event id, with their source and the body as received."""
 from __future__ import annotations
 
 import datetime as dt
+
 from runner.providers.base import ProviderEvent
 from runner.store import Event
 from runner.store import inbox as store_inbox
@@ -11,7 +12,6 @@ from runner.store.models import InboxEvent
 
 from .conftest import HarnessFactory, lead_row, sequence_yaml
 from .test_concurrency import elsewhere
-
 
 WAITING = sequence_yaml("waiting", """\
   - {id: connect, action: connect}

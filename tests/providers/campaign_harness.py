@@ -14,7 +14,7 @@ from runner.providers.salesflow_campaign.driver import CampaignProvider
 from runner.providers.salesflow_campaign.fake import CampaignFake, Pace
 from runner.simulate import VirtualClock
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TOKEN = "sfl_tok_5c1d9a7e3b2f4a6c8e0d1b3f5a7c9e2d"
 ACCOUNT, CAMPAIGN = "321", 456

@@ -14,7 +14,7 @@ from runner.providers.fakeserver import FakeClock, FakeHTTPServer
 from runner.providers.http import make_client
 from runner.simulate import VirtualClock
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 SECRET = "cs_live_4b1f9e8d7c6a5b4c3d2e1f0a9b8c7d6e"
 ACCOUNT = "65fa1c2b3d4e5f6a7b8c9d0e"

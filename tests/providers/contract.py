@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import pytest
 
+from runner.providers.base import Account, ActionResult, ErrorKind, LeadRef, PollResult, Provider, ProviderError
 from runner.simulate import VirtualClock
-from runner.providers.base import (Account, ActionResult, ErrorKind, LeadRef, PollResult, Provider,
-                                   ProviderError)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 FakeClock = VirtualClock  # a clock tests move by hand

@@ -14,7 +14,7 @@ from runner.providers.fakeserver import FakeClock, FakeHTTPServer
 from runner.providers.http import make_client
 from runner.simulate import VirtualClock
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = "edg_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 CERTAIN: dict[str, Any] = dict(accept_rate=1.0, accept_delay_hours=(2, 2), reply_rate=1.0, reply_delay_hours=(3, 3),

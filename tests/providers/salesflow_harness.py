@@ -18,11 +18,11 @@ from runner.providers.http import make_client
 from runner.providers.salesflow.driver import SalesflowProvider
 from runner.providers.salesflow.fake import SalesflowFake
 from runner.simulate import VirtualClock
-from runner.webhooks import WebhookInbox, WebhookReceiver
+from runner.webhooks import WebhookReceiver
 
 from .stored_inbox import StoredInbox
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = "sfk_live_5b4a39281706f5e4d3c2b1a09f8e7d6c"
 HOOK_SECRET = "whsec-salesflow-0f1e2d3c4b5a"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from runner.providers.base import ProviderEvent
 from runner.store import db, open_store

@@ -2,7 +2,7 @@
 HTTP. Cases for actions a campaign performs by itself (messages, withdrawals) skip, saying so."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

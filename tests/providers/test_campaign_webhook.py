@@ -8,7 +8,8 @@ import datetime as dt
 import json
 import pathlib
 import string
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -28,12 +29,11 @@ from runner.store import Lead, db, open_store
 from runner.store.lookups import lead_key_by_provider_id
 from runner.webhooks import WebhookInbox, WebhookReceiver
 
-from .stored_inbox import StoredInbox
-
 from .campaign_harness import ACCOUNT, CAMPAIGN, CampaignHarness
 from .contract import new_key
+from .stored_inbox import StoredInbox
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SECRET = "whsec_0f3c6b9e2d5a8c1f4e7b0a3d6c9f2e5b"
 RECEIVED = dt.datetime(2021, 2, 18, 17, 0, tzinfo=UTC)
 #: seed 002's data sample, field for field

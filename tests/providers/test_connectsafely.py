@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from runner.providers.quotas import Quota
 from .connectsafely_harness import ACCOUNT, SECRET, START, ConnectSafelyHarness
 from .contract import expect_error
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NEXT_MONDAY = dt.datetime(2026, 3, 9, tzinfo=UTC)
 
 

@@ -21,7 +21,7 @@ from runner.providers.http import redact
 from .connectsafely_harness import ACCOUNT, START, ConnectSafelyHarness
 from .contract import expect_error
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SECRET = "whsec_cs_6f5e4d3c2b1a09f8e7d6"
 MESSAGE = "urn:li:messagingMessage:2-ZTI4OGQ3ZDQtN2Q1"
 THREAD = "urn:li:messagingThread:2-ZTI4OGQ3ZDQ"
@@ -108,7 +108,7 @@ def test_other_events_are_none_and_a_bad_body_is_refused() -> None:
                           (b"[1, 2]", "webhook body is not an object"),
                           (json.dumps({"event": "message.received", "data": {"body": "x"}}).encode(),
                            "message.received without message_urn")):
-        err = expect_error(ErrorKind.INVALID_INPUT, lambda: parse_webhook(signed(body), body, secret=SECRET,
+        err = expect_error(ErrorKind.INVALID_INPUT, lambda body=body: parse_webhook(signed(body), body, secret=SECRET,
                                                                           received_at=START))
         assert (err.status, err.message) == (400, message)
 

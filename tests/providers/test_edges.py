@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from runner.providers.http import RequestBudget, make_client, redact
 from .contract import expect_error
 from .edges_harness import SECRET, START, EdgesHarness
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The shared provider contract, run against the Edges driver talking to its fake over HTTP."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -22,7 +22,7 @@ from runner.providers.http import (
     status_kind,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -115,7 +115,7 @@ class _Holds:
 
 
 def test_a_429_held_by_one_budget_holds_every_budget_sharing_its_holds() -> None:
-    wall = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.timezone.utc)
+    wall = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.UTC)
     seconds = [0.0]
     holds = _Holds()
 

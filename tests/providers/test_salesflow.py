@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from runner.providers.salesflow.driver import PROFILE_ID, SalesflowProvider
 from .contract import expect_error
 from .salesflow_harness import CERTAIN, HOOK_SECRET, SECRET, START, SalesflowHarness
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOTED = dict(CERTAIN, reply_rate=0.0)
 
 

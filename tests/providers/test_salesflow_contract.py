@@ -2,7 +2,7 @@
 with inbox syncs arriving as webhooks at a real receiver."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -7,8 +7,9 @@ import random
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from runner.providers.sandbox import OPTIONS, SandboxProvider
 
 from .contract import FakeClock, ProviderContract, expect_error
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ALICE = Account(sender="alice", account_id="acc-alice")
 BOB = Account(sender="bob", account_id="acc-bob")

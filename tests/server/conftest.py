@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
+from tests.test_webhooks import Echo  # a driver whose deliveries carry a plain token in X-Token
 
 from runner.server.app import ServerState, create_app
 from runner.server.lifecycle import _HTTPThread, listen
-from tests.test_webhooks import Echo  # a driver whose deliveries carry a plain token in X-Token
 
 __all__ = ["Echo", "post", "served"]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @contextlib.contextmanager

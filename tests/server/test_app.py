@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from tests.providers.stored_inbox import take_stored
 
 from runner.server.app import ServerState
 from runner.server.deliveries import DUPLICATE, REJECTED, VERIFIED
 from runner.server.metrics import Metrics
 from runner.store import db, open_store
 from runner.webhooks import WebhookInbox
-from tests.providers.stored_inbox import take_stored
 
 from .conftest import UTC, Echo, post, served
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -25,7 +26,7 @@ from .errors import QUOTA_ACTIONS, to_error
 from .quota import QuotaBook
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: requests a minute per LinkedIn account, by kind of call (`inbox` counts against the key only)
 ACCOUNT_RATES = {"read": 30, "write": 15, "account": 10}
@@ -124,7 +125,7 @@ class ConnectSafelyAPI:
         (a short page is not the end: ConnectSafely drops hidden profiles from a page)."""
         start = 0
         for _ in range(MAX_PAGES):
-            page = self._retrying_502(lambda: self.call(
+            page = self._retrying_502(lambda start=start: self.call(
                 account, "GET", "connections", kind="read",
                 params={"startIndex": start, "limit": page_size, "sortBy": "recentlyAdded"}))
             items = page.get("connections") if isinstance(page, Mapping) else None

@@ -23,8 +23,9 @@ import datetime as dt
 import logging
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -50,7 +51,7 @@ from .shapes import connected_interval, parse_moment, profile_urn, relative_inte
 from .webhook import parse_webhook
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 NOTE_LIMIT = 300  # characters in `customMessage`
 #: Acceptances and inspected threads older than the cursor by this much are forgotten: the engine's

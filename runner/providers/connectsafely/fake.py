@@ -34,7 +34,8 @@ import random
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -52,7 +53,7 @@ from .shapes import PROFILE_URN, THREAD_URN, iso
 from .webhook import SIGNATURE_HEADER, sign
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PREFIX = "/linkedin"
 #: ConnectSafely's quotas per LinkedIn account
 QUOTAS = {"CONNECT": Quota("connect", 90, "week"), "NEW_CONVERSATION": Quota("message", 150, "day")}
@@ -337,7 +338,7 @@ class ConnectSafelyFake:
             for account in {acc for (acc, _) in self.world._world.leads}:
                 self._delivered[account] = now
         out = []
-        for at, account, key, note in sorted(due, key=lambda d: (d[0], d[3].message_id)):
+        for _at, account, key, note in sorted(due, key=lambda d: (d[0], d[3].message_id)):
             out.append(self._deliver(account, key, note))
         return out
 

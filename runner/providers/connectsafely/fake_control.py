@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..fakeserver import rule_fires
 from ..sandbox_state import Note

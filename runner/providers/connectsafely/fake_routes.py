@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .shapes import MESSAGE_URN, THREAD_URN, connected_text, millis, parse_moment, relative_text
 
@@ -289,8 +290,8 @@ def match(method: str, segments: list[str]) -> tuple[str, str, Handler, list[str
         parts = pattern.split("/")
         if verb != method or len(parts) != len(segments):
             continue
-        params = [seg for part, seg in zip(parts, segments) if part == "{}"]
-        if all(part == "{}" or part == seg for part, seg in zip(parts, segments)):
+        params = [seg for part, seg in zip(parts, segments, strict=True) if part == "{}"]
+        if all(part == "{}" or part == seg for part, seg in zip(parts, segments, strict=True)):
             return pattern, kind, handler, params
     return None
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..base import ErrorKind, ProviderError
 from ..http import reset_header
@@ -62,7 +63,7 @@ class QuotaBook:
         state = self.state(account_id, action)
         if state is None or state.remaining > 0 or (state.reset is not None and state.reset <= now):
             return
-        until = state.reset or dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+        until = state.reset or dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
         used = f"{state.used}/{state.limit} used; " if state.used is not None and state.limit is not None else ""
         raise ProviderError(ErrorKind.LIMIT_REACHED,
                             f"ConnectSafely quota of {WHAT.get(action, action.lower())} for account {account_id} "

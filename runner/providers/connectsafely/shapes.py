@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PROFILE_URN = "urn:li:fsd_profile:"
 THREAD_URN = "urn:li:messagingThread:"
 MESSAGE_URN = "urn:li:messagingMessage:"

@@ -19,7 +19,8 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ...diagnostics import UserError
 from ...urls import normalize_profile_url

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -24,7 +25,7 @@ from ..http import (
     transport_error,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: Edges' error labels (seed 001 and the error reference) -> our vocabulary.
 LABELS: dict[str, ErrorKind] = {

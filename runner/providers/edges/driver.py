@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -43,11 +44,11 @@ from ..base import (
 )
 from ..http import ActionMemo, RequestBudget, json_body, parse_time
 from .api import PAGE_DELAY, SLUGS, EdgesAPI
-from .webhook import parse_webhook
 from .api import text as _str
+from .webhook import parse_webhook
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: How long connections and sent invitations read from Edges answer relationship questions. An
 #: acceptance seen a minute late only delays a wait; our own invites and withdrawals update the

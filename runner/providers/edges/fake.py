@@ -29,8 +29,9 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -41,7 +42,7 @@ from ..sandbox import SandboxProvider
 from . import fake_reads
 from .fake_shapes import EdgesError, cursor, iso, number_id, profile_url, sales_navigator_id, thread_url, urn
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PREFIX = "/v1"
 WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"
 #: Page sizes from the action docs (messages: not documented, assumed 100).

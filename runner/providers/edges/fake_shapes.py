@@ -5,9 +5,10 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class EdgesError(Exception):

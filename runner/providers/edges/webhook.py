@@ -13,7 +13,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..base import ErrorKind, ProviderError, ProviderEvent
 from ..http import parse_time

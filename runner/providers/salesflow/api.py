@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -32,7 +33,7 @@ from ..http import (
     transport_error,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: Error codes (or titles) -> our vocabulary. Salesflow publishes none; these are the fake's and
 #: the plain-English titles an ASP.NET service would use for the same situations.

@@ -25,7 +25,8 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -50,7 +51,7 @@ from .network import Network
 from .syncs import Sync, SyncBook
 
 log = logging.getLogger(__name__)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 PROFILE_ID = "salesflow_profile_id"  # the lead's Salesflow profileId in `provider_ids`
 FRESH_FOR = dt.timedelta(seconds=60)  # connections and invitations answer relationship questions

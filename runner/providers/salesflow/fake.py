@@ -30,8 +30,9 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ...urls import normalize_profile_url
 from ..base import Account, ErrorKind, LeadRef, ProviderError

@@ -9,7 +9,8 @@ New Messages pages, `syncId`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..base import Account
 from ..http import parse_time
@@ -277,7 +278,7 @@ def inbox_sync(fake: SalesflowFake, acc: str, args: list[str], query: Mapping[st
         items = [_conversation_item(fake, acc, key, last) for last, key, _ in chunk]
         pages.append((("CONVERSATIONS", "", number),
                       _page(sync_id, "CONVERSATIONS", number, number == len(chunks), None, {"Conversations": items})))
-    for last, key, notes in threads:
+    for _last, key, notes in threads:
         pages += _message_pages(fake, acc, sync_id, key, [m for m in notes if m.sent_at >= msg_from])
     fake.deliveries.sync_pages(sync_id, SyncRecord(acc, iso(now), "inbox"), pages)
     return 202, {"syncId": sync_id}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..http import parse_time
 from .fake_shapes import iso

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 CONVERSATIONS_PAGE = 20  # conversations per CONVERSATIONS webhook (not documented)
 MESSAGES_PAGE = 25  # messages per MESSAGES webhook (not documented)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..base import Account, ProviderEvent
 from ..http import parse_time
 from . import webhook
 from .api import SalesflowAPI
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass

@@ -21,8 +21,8 @@ import collections
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..base import Message, ProviderEvent
 from .webhook import CONVERSATIONS, ConversationItem, MessageItem, Page

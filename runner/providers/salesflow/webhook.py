@@ -23,8 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...urls import normalize_profile_url
 from ..base import ErrorKind, ProviderError

@@ -8,8 +8,9 @@ idempotent here: set-up lists first and only creates or attaches what is missing
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ...urls import normalize_profile_url
 from ..base import Account, ErrorKind, LeadRef, ProviderError, SenderCheck

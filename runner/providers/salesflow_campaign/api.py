@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -35,7 +36,7 @@ from ..http import (
     transport_error,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PROVIDER = "Salesflow"
 #: Where GetCampaignStatistics lives when the sender's base_url is Salesflow's own (seed 002).
 APP_BASE_URL = "https://app.salesflow.io/api"

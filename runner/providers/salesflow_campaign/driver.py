@@ -22,7 +22,7 @@ import collections
 import datetime as dt
 import threading
 import time
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import httpx
 
@@ -45,7 +45,7 @@ from . import admin, webhook
 from .api import CampaignAPI
 from .members import MEMBER_ID, PROVIDER, Member, event_id, lead_key
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: How long a member's status answers relationship questions: the engine asks right before a
 #: connect, and the driver asks again inside it; an import updates it at once.
 FRESH_FOR = dt.timedelta(seconds=60)

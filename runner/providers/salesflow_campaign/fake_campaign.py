@@ -15,14 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..base import Account, ErrorKind, LeadRef, ProviderError
 from ..sandbox import SandboxProvider
 from .api import CONNECTED, DELETED, ERROR, IMPORTED, INVITATION_SENT, PENDING, WITHDRAWN
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: webhook run-on numbers (AttachWebhook) and the IntegrationRunOn names deliveries carry
 RUN_ON_NAMES = {1: "INTEGRATION_RUN_ON_CONNECTED", 2: "INTEGRATION_RUN_ON_REPLY_DETECTED",
                 7: "INTEGRATION_RUN_ON_INVITATION_WITHDRAWN"}

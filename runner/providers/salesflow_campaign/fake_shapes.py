@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .api import status_names
 
 if TYPE_CHECKING:
     from .fake_campaign import Campaign, Campaigns, FakeMember
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _RUN_ON_STATUS = {1: "MEMBER_CONNECTED", 7: "MEMBER_INVITATION_WITHDRAWN"}
 
 

@@ -9,8 +9,9 @@ stores each once.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ...urls import normalize_profile_url
 from ..http import parse_time

@@ -24,7 +24,8 @@ import hashlib
 import hmac
 import json
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..base import ErrorKind, ProviderError, ProviderEvent
 from ..http import parse_time, register_secret

@@ -11,7 +11,8 @@ import datetime as dt
 import hmac
 import pathlib
 import urllib.parse
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
@@ -53,7 +54,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
 def _ago(value: dt.datetime | None, now: dt.datetime) -> str:

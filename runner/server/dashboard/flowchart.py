@@ -8,8 +8,8 @@ the number of leads that finished with that outcome.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from ...charts import FONT, TEXT, esc
 from ...graph import Graph, Node

@@ -68,7 +68,7 @@ class Guard:
         try:
             data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             session = Session(str(data["sid"]), bool(data["in"]),
-                              dt.datetime.fromtimestamp(int(data["at"]), dt.timezone.utc))
+                              dt.datetime.fromtimestamp(int(data["at"]), dt.UTC))
         except (ValueError, KeyError, TypeError):
             return None
         if not session.issued_at - dt.timedelta(minutes=5) <= now <= session.issued_at + SESSION_LIFETIME:

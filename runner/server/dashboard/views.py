@@ -5,8 +5,9 @@ Plain data for the templates; nothing here knows about HTTP.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ...charts import hbars
 from ...config import Config
