@@ -51,14 +51,15 @@ def woken_due(enr: Enrollment, wake: bool, now: dt.datetime) -> dt.datetime | No
     """The lead's due time once an event woke it (or not)."""
     if wake and enr.state == "active" and (enr.due_at is None or enr.due_at > now):
         return now
-    return enr.due_at
+    due: dt.datetime | None = enr.due_at
+    return due
 
 
 def belongs_to(rt: Runtime, row: InboxEvent, sender_id: int | None) -> bool:
     """Whether an inbox row is about the lead's enrollment with this sender (an event of another
     sender's account only goes in the ledger)."""
     if row.sender_id is not None:
-        return row.sender_id == sender_id
+        return bool(row.sender_id == sender_id)
     if row.account_id is None:
         return True
     sender = rt.senders.get(sender_id) if sender_id is not None else None

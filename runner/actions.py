@@ -236,10 +236,10 @@ def _context(ctx: Ctx) -> dict[str, Any]:
 
 def _render(ctx: Ctx, step: ActionStep) -> tuple[str | None, str | None, str | None, str | None]:
     if step.action == "connect":
-        if step.note is None:
+        note = templates.render_note(ctx.seq, step, _context(ctx))
+        if note is None:  # an invite without a note
             return None, None, None, None
-        rendered = templates.render_note(ctx.seq, step, _context(ctx))
-        return rendered.text, None, rendered.template, None
+        return note.text, None, note.template, None
     if step.action == "message":
         rendered = templates.render_message(ctx.seq, step, _context(ctx),
                                             invited_with_note=bool(ctx.facts.get("invited_with_note")),

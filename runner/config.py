@@ -43,7 +43,7 @@ from .outgoing import Subscription
 from .outgoing_derive import EVENT_TYPES
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
-from .schemacheck import secret_name_message, show, simple_message
+from .schemacheck import error_parts, secret_name_message, show, simple_message
 from .store.db import DEFAULT_DB, resolve_db_url
 from .urls import url_secrets
 from .yamlsrc import Path as YamlPath
@@ -289,7 +289,8 @@ def _anchor_database(value: str | None, root: pathlib.Path) -> str | None:
 @functools.cache
 def load_schema() -> dict[str, Any]:
     text = resources.files("runner").joinpath("data/config.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @functools.cache
@@ -356,7 +357,7 @@ class _Checker:
         found: set[YamlPath] = set()
         places: list[tuple[YamlPath, Any]] = [((), data)]
         places += [(("senders", i), s) for i, s in enumerate(data.get("senders") or []) if isinstance(s, dict)]
-        hooks = [(("outgoing", i), s) for i, s in enumerate(data.get("outgoing") or []) if isinstance(s, dict)]
+        hooks: list[tuple[YamlPath, Any]] = [(("outgoing", i), s) for i, s in enumerate(data.get("outgoing") or []) if isinstance(s, dict)]
         for base, mapping in hooks:
             for key in mapping:
                 if _SECRET_KEY.search(key):
@@ -378,11 +379,11 @@ class _Checker:
 
     def _convert(self, err: ValidationError, secret_keys: set[YamlPath]) -> None:
         path: YamlPath = tuple(err.absolute_path)
-        validator, value, instance = err.validator, err.validator_value, err.instance
+        validator, value, instance, schema = error_parts(err)
         if validator == "additionalProperties":
-            expected = ", ".join(err.schema.get("properties", {}))
+            expected = ", ".join(schema.get("properties", {}))
             for key in instance:
-                if key not in err.schema.get("properties", {}) and path + (key,) not in secret_keys:
+                if key not in schema.get("properties", {}) and path + (key,) not in secret_keys:
                     self.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
         elif path[:1] == ("outgoing",) and path[-1:] == ("url",) and validator == "pattern":
             self.add(path, 'expected an http(s) URL like "https://crm.example.com/hooks/seqrun" (the value is not '

@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "dame", "mx", "herr", "frau", "m", "mme", "mlle"}
 _CASED_RUN = re.compile(r"[^\W\d_]+")  # a run of letters, between hyphens and apostrophes
@@ -128,7 +131,8 @@ def attribute_uses(ast: nodes.Template, name: str) -> list[tuple[str, int]]:
     Item access with a constant key (`lead["company_name"]`) counts too.
     """
     uses: list[tuple[str, int]] = []
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    # find_all with a tuple of types is typed as yielding their common base (Expr): name the union.
+    for node in cast("Iterator[nodes.Getattr | nodes.Getitem]", ast.find_all((nodes.Getattr, nodes.Getitem))):
         target = node.node
         if isinstance(target, nodes.Name) and target.name == name:
             if isinstance(node, nodes.Getattr):

@@ -299,7 +299,7 @@ def _open_quote_cell(raw: str, delimiter: str) -> int | None:
             if match is None:
                 return cell
             at = match.end()
-        at = unquoted.match(raw, at).end()  # type: ignore[union-attr] - `*` always matches
+        at = unquoted.match(raw, at).end()  # type: ignore[union-attr]  # `*` always matches
         if at < len(raw) and raw[at] == delimiter:
             cell += 1
         else:
@@ -321,7 +321,7 @@ _CONTROL_NAMES = {0x07: "BEL", 0x08: "backspace", 0x0B: "vertical tab", 0x0C: "f
                   0x1B: "ESC", 0x7F: "DEL", 0x90: "DCS", 0x9B: "CSI", 0x9C: "ST", 0x9D: "OSC"}
 
 
-def _control_characters(fields: dict[str, str]) -> list[str]:
+def _control_characters(fields: dict[str, str]) -> list[RowProblem]:
     problems = []
     for column, value in fields.items():
         found = _CONTROL.search(value)

@@ -140,7 +140,7 @@ def _first_repeat(seq: Sequence, mapping: _Mapping, target: str,
         what = f"{recorded} {template}" if template else recorded
         action = "message" if recorded == "inmail" else recorded  # the ledger names an InMail apart
         same = mapping.get(step_id)
-        if same in reach and isinstance(seq.step(same), ActionStep) and seq.step(same).action == action:
+        if same in reach and isinstance(candidate := seq.step(same), ActionStep) and candidate.action == action:
             return what, same
         if action not in ("connect", "message"):  # those are matched more widely below
             for sid in _counterparts(seq, mapping.old, step_id, action):
@@ -239,14 +239,14 @@ def _at_step(seq: Sequence, file: str, step_id: str) -> tuple[str, int, int, str
 def _unmapped(seq: Sequence, file: str, groups: Counter[tuple[str, str | None]]) -> list[Diagnostic]:
     diags = []
     for (step_id, was), count in sorted(groups.items()):
-        *where, prefix = _at_step(seq, file, step_id)
+        at_file, line, column, prefix = _at_step(seq, file, step_id)
         stand = f"{plural(count, 'lead')} {'stands' if count == 1 else 'stand'} at"
         theirs = f"{was} in their version" if was is not None else "a step of their version"
         if step_id in seq.index:
             problem = f"{stand} {step_id}, which is {theirs} and {describe(seq.step(step_id))} here"
         else:
             problem = f"{stand} step {step_id} ({theirs}), which this file does not have"
-        diags.append(error(*where, f"{prefix}{problem}: say where they go with --map {step_id}=STEP",
+        diags.append(error(at_file, line, column, f"{prefix}{problem}: say where they go with --map {step_id}=STEP",
                            step_id if prefix else None))
     return diags
 
@@ -266,6 +266,6 @@ def _repeats(seq: Sequence, file: str, groups: Counter[tuple[str, str, str, str]
         by_target[target].append(f"{plural(count, 'lead')} from {origin} would repeat {what}{at}, which "
                                   f"{'it' if count == 1 else 'they'} already had")
     for target, parts in by_target.items():
-        *where, prefix = _at_step(seq, file, target)
-        diags.append(error(*where, f"{prefix}moving leads here is refused: {'; '.join(parts)}", target))
+        at_file, line, column, prefix = _at_step(seq, file, target)
+        diags.append(error(at_file, line, column, f"{prefix}moving leads here is refused: {'; '.join(parts)}", target))
     return diags

@@ -102,7 +102,8 @@ def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
 def backoff(attempt: int, event_id: str) -> dt.timedelta:
     """The wait after failed attempt number `attempt` (1-based): 30 s times 4^(n-1) up to 6 h, then
     between half of it and all of it, the same for the same event and attempt (no herd of retries)."""
-    base = min(FIRST_DELAY * (4 ** (attempt - 1)), MAX_DELAY)
+    growth: int = 4 ** (attempt - 1)
+    base = min(FIRST_DELAY * growth, MAX_DELAY)
     spread = int.from_bytes(hashlib.sha256(f"{event_id}:{attempt}".encode()).digest()[:4], "big") / 2 ** 32
     return base * (0.5 + spread / 2)
 

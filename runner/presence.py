@@ -62,8 +62,8 @@ def take_back(now: dt.datetime, *, me: str) -> dict[str, int]:
     with db.atomic():
         holders = lease_holders()
         rows = known_runners(list(holders))
-        for row in running_runners():
-            rows.setdefault(row.identity, row)
+        for running in running_runners():
+            rows.setdefault(running.identity, running)
         taken: dict[str, int] = {}
         for identity in sorted(set(holders) | set(rows)):
             row = rows.get(identity)

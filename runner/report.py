@@ -62,7 +62,7 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
             if v["current"] or seq is None:
                 for step_id, n in v["steps"].items():
                     at_step[step_id] += n
-        done = defaultdict(dict)
+        done: dict[str, dict[str, int]] = defaultdict(dict)
         for step_id, status_, n in reports.actions_by_step(name):
             done[step_id][status_] = n
         outcomes = reports.outcomes_of(name)
@@ -114,7 +114,7 @@ def _usage_today(config: Config, now: dt.datetime) -> list[dict[str, Any]]:
         sc = config.sender(name)
         caps = {**default_limits(account_type), **(dict(sc.limits) if sc else {})}
         used = reports.used_on(sid, today)
-        row = {"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
+        row: dict[str, Any] = {"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
                "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps}
         quotas = _quotas(sid, sc.provider if sc else "", now)
         if quotas:

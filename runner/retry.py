@@ -78,9 +78,9 @@ def retry(leads: list[FailedLead], now: dt.datetime, *, dry_run: bool = False) -
 
 
 def _running_elsewhere(lead: FailedLead) -> bool:
-    return Enrollment.select(Enrollment.id).where(
+    return bool(Enrollment.select(Enrollment.id).where(
         Enrollment.lead == lead.lead_id, Enrollment.state.in_(("active", "paused")),
-        Enrollment.id != lead.enrollment_id).exists()
+        Enrollment.id != lead.enrollment_id).exists())
 
 
 def _reopen_unknown_action(enrollment_id: int) -> int:
@@ -102,7 +102,8 @@ def _put_back(enrollment_id: int, now: dt.datetime) -> bool:
     enr = Enrollment.get_by_id(enrollment_id)
     facts = {k: v for k, v in (enr.facts or {}).items() if k not in ("retries", "retry_seconds")}
     # The next attempt gets an idempotency key of its own: the failed attempt's key is taken.
-    return Enrollment.update(
+    updated: int = Enrollment.update(
         state="active", outcome=None, finished_at=None, last_error=None, due_at=now, lease_owner=None,
         attempt=enr.attempt + 1, facts=facts, updated_at=now,
-    ).where(Enrollment.id == enrollment_id, Enrollment.state == "failed").execute() == 1
+    ).where(Enrollment.id == enrollment_id, Enrollment.state == "failed").execute()
+    return updated == 1

@@ -28,7 +28,7 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -362,6 +362,13 @@ def _step_errors(validator: Draft202012Validator, step: dict[str, Any], index: i
 # --- jsonschema errors --------------------------------------------------------------------------
 
 
+def error_parts(err: ValidationError) -> tuple[Any, Any, Any, Mapping[str, Any]]:
+    """(validator, its value in the schema, the checked value, the schema) of a raised error: JSON values.
+    jsonschema's types allow its "unset" marker on each of them; an error a validator raised has them all."""
+    schema = err.schema
+    return err.validator, err.validator_value, err.instance, schema if isinstance(schema, Mapping) else {}
+
+
 def _flatten(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
     """Leaf errors, descending into the relevant branch of every oneOf/anyOf."""
     for err in errors:
@@ -373,8 +380,8 @@ def _flatten(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
 
 def _relevant_branch(err: ValidationError) -> list[ValidationError]:
     """The errors of the branch meant for this kind of value (the first branch when none is)."""
-    branches: list[dict[str, Any]] = err.validator_value
-    chosen = next((i for i, b in enumerate(branches) if _accepts_type(b, err.instance)), 0)
+    _, branches, instance, _ = error_parts(err)
+    chosen = next((i for i, b in enumerate(branches) if _accepts_type(b, instance)), 0)
     return [c for c in err.context if c.relative_schema_path and c.relative_schema_path[0] == chosen]
 
 
@@ -401,11 +408,11 @@ def _same_type(a: object, b: object) -> bool:
 
 def _convert(err: ValidationError, report: _Reporter) -> None:
     path: Path = tuple(err.absolute_path)
-    validator, value, instance = err.validator, err.validator_value, err.instance
+    validator, value, instance, schema = error_parts(err)
     if validator == "additionalProperties":
-        expected = ", ".join(err.schema.get("properties", {}))
+        expected = ", ".join(schema.get("properties", {}))
         for key in instance:
-            if key not in err.schema.get("properties", {}):
+            if key not in schema.get("properties", {}):
                 report.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
     elif "propertyNames" in err.relative_schema_path:
         report.add(path + (instance,), f'field name {show(instance)} must be lower-case letters, digits and "_", '
@@ -430,7 +437,7 @@ def _convert(err: ValidationError, report: _Reporter) -> None:
 def simple_message(err: ValidationError) -> str | None:
     """Plain words for the constraints whose message does not depend on where they are (shared with
     the seqrun.yaml checks in `runner.config`); None for the others."""
-    validator, value, instance = err.validator, err.validator_value, err.instance
+    validator, value, instance, schema = error_parts(err)
     if validator == "enum":
         return "expected one of " + ", ".join(str(v) for v in value) + f", got {show(instance)}"
     if validator == "const":
@@ -440,7 +447,7 @@ def simple_message(err: ValidationError) -> str | None:
     if validator == "minLength":
         return "expected non-empty text"
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return _range_message(validator, value, err.schema, instance)
+        return _range_message(validator, value, schema, instance)
     return None
 
 
@@ -457,7 +464,7 @@ def _report_duplicate_items(path: Path, items: list[Any], report: _Reporter) -> 
             seen.append(item)
 
 
-def _range_message(validator: str, bound: object, schema: dict[str, Any], instance: object) -> str:
+def _range_message(validator: str, bound: object, schema: Mapping[str, Any], instance: object) -> str:
     kind = "a whole number" if schema.get("type") == "integer" else "a number"
     relation = {"minimum": "of at least", "maximum": "of at most",
                 "exclusiveMinimum": "above", "exclusiveMaximum": "below"}[validator]

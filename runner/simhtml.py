@@ -21,7 +21,7 @@ from .simulate import SimReport
 TEMPLATE = pathlib.Path(__file__).parent / "data" / "simulate_report.html.j2"
 
 
-def usage_charts(report: SimReport) -> list[dict[str, str]]:
+def usage_charts(report: SimReport) -> list[dict[str, Any]]:
     """One bar chart per sender and action: actions performed each day, and the day's limit."""
     days = [(report.start.date() + dt.timedelta(days=i)).isoformat() for i in range(report.days)]
     grouped: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)

@@ -374,7 +374,7 @@ def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
     leads = read_leads(path, required_fields=[f.name for f in seq.fields if f.required])
     if has_errors(leads.diagnostics):
         raise UserError("the leads file has errors", leads.diagnostics)
-    return [{**row.fields, "linkedin_profile_url": row.profile_url} for row in leads.rows if row.key]
+    return [{**row.fields, "linkedin_profile_url": row.profile_url} for row in leads.rows if row.key and row.profile_url]
 
 
 def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter[str], end: dt.datetime) -> None:
@@ -399,8 +399,8 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
                 continue
             seq_cap, sender_cap = caps_for(seq, caps, action, dt.date.fromisoformat(day))
             report.usage.append({"sender": sender.name, "day": day, "action": action, "used": used, "limit": seq_cap})
-        for action, day, waiting in stored.bookings(sender.id):
-            report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
+        for action, day, booked in stored.bookings(sender.id):
+            report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": booked})
         provider = getattr(sender.provider, "name", "")
         for quota in QUOTAS.get(provider, ()):
             for start, used in by_window(quota, performed_times(sender.id, quota.action)).items():
@@ -425,7 +425,7 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
     report.variants = {k: dict(v) for k, v in variants.items()}
     report.replies = _reply_yield(seq, replied_at)
     report.accept_hours = [round(h, 2) for h in hours]
-    report.ab = [{"step": step_id, "variant": name, "assigned": variants.get(step_id, {}).get(name, 0), "sent": sent,
+    report.ab = [{"step": step_id, "variant": name, "assigned": variants.get(step_id, Counter()).get(name, 0), "sent": sent,
                   "replied": replied} for step_id, name, sent, replied in variant_results(seq.name)]
     if hours:
         hours.sort()

@@ -137,7 +137,7 @@ class Ctx:
     sender: SenderRuntime
     now: dt.datetime
     facts: dict[str, Any]
-    pending: list[Callable[[], None]] = field(default_factory=list)
+    pending: list[Callable[[], object]] = field(default_factory=list)
     txn: Any = None  # the lead's open transaction (see `advance`)
     db_state: str = "active"  # the enrollment's state as this run last read or wrote it
     dirty: bool = False  # a transition or an outbox key not yet written to the enrollment row
@@ -523,7 +523,8 @@ def _unit(*parts: object) -> float:
 
 def backoff(rt: Runtime, attempt: int, *, key: str) -> dt.timedelta:
     """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a factor in [0.5, 1.5)."""
-    raw = min(rt.backoff_base * (2 ** max(0, attempt - 1)), rt.backoff_cap)
+    growth: int = 2 ** max(0, attempt - 1)
+    raw = min(rt.backoff_base * growth, rt.backoff_cap)
     return raw * (0.5 + _unit(key, attempt))
 
 

@@ -24,7 +24,7 @@ import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from jinja2 import meta, nodes
@@ -220,9 +220,9 @@ def _lint_ast(
             found[(node.lineno, _unknown_callable(kind, node.name, table, used_by))] = None
     known = set(FACTS) | set(CONTEXT_NAMES)
     unknown = _undeclared_names(env, source, ast) - known
-    for node in ast.find_all(nodes.Name):
-        if node.ctx == "load" and node.name in unknown:
-            found[(node.lineno, _unknown_name(node.name, known, used_by))] = None
+    for name_node in ast.find_all(nodes.Name):
+        if name_node.ctx == "load" and name_node.name in unknown:
+            found[(name_node.lineno, _unknown_name(name_node.name, known, used_by))] = None
     declared = {"lead": seq.field_names, "sender": SENDER_FIELDS, "sequence": SEQUENCE_FIELDS}
     for name, fields in declared.items():
         for attr, line in attribute_uses(ast, name):
@@ -321,7 +321,9 @@ def _min_static_text(body: list[nodes.Node]) -> str:
 
 def _included_names(ast: nodes.Template) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
-    for node in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+    # find_all with a tuple of types is typed as yielding their common base (Stmt): name the union.
+    kinds = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+    for node in cast("Iterator[nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends]", ast.find_all(kinds)):
         target = node.template
         if isinstance(target, nodes.Const) and isinstance(target.value, str):
             found.append((node.lineno, target.value))

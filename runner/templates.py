@@ -99,17 +99,19 @@ class MissingField(jinja2.StrictUndefined):
 
     __slots__ = ()
 
-    def __bool__(self) -> bool:
+    # StrictUndefined makes truth, comparison and hashing raise (typed as never returning); a missing
+    # field answers them instead, hence the ignores.
+    def __bool__(self) -> bool:  # type: ignore[override]
         return False
 
     # Comparisons are as natural as truth: an empty field equals no string (`lead.title == "CEO"`).
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
         return isinstance(other, MissingField)
 
-    def __ne__(self, other: object) -> bool:
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
         return not self.__eq__(other)
 
-    __hash__ = jinja2.Undefined.__hash__
+    __hash__ = jinja2.Undefined.__hash__  # type: ignore[assignment]
 
 
 class Record:
@@ -243,6 +245,7 @@ def sequence_environment(seq: Sequence) -> jinja2.Environment:
 @functools.lru_cache(maxsize=64)
 def _environment_for(source_hash: str, templates_dir: str, texts: tuple[tuple[str, str], ...]) -> jinja2.Environment:
     shared = environment(templates_dir)  # cached and shared: never change it, overlay it
+    assert shared.loader is not None  # environment() always gives one
     return shared.overlay(loader=jinja2.ChoiceLoader([jinja2.DictLoader(dict(texts)), shared.loader]))
 
 

@@ -26,3 +26,9 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing() -> None:
     done = run(tool("ruff"), "check", "--no-cache", "runner", "tests", "bench")
     assert done.returncode == 0, f"ruff check failed:\n{done.stdout}{done.stderr}"
+
+
+def test_mypy_finds_nothing() -> None:
+    # The cache (.mypy_cache, next to pyproject.toml) makes repeated runs take seconds; CI's first run ~30 s.
+    done = run(tool("mypy"))
+    assert done.returncode == 0, f"mypy failed:\n{done.stdout}{done.stderr}"

@@ -101,7 +101,8 @@ def _dashboard(config: Any, sequences: Mapping[str, Any],
 
 def _clock(time_warp: str | None) -> tuple[Callable[[], dt.datetime], float]:
     """The daemon's clock and its pace: the wall clock, or the warped clock of the kill -9 harness."""
-    from ..server.lifecycle import utc_now, warped_clock
+    from ..server.lifecycle import warped_clock
+    from .run import utc_now
 
     if time_warp is None:
         return utc_now, 1.0

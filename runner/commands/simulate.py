@@ -255,8 +255,8 @@ def format_report(r: SimReport, seed: int) -> str:
                        f"{hooks.get('refused', 0) + hooks.get('malformed', 0):,} refused, {hooks.get('events', 0):,} "
                        f"events for the engine, {hooks.get('duplicate_events', 0):,} repeated events dropped")
         for source, kinds in sorted((w.get("events") or {}).items()):
-            counts = ", ".join(f"{n:,} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
-            out.append(f"Events from the fakes by {'polling' if source == 'poll' else source}: {counts}")
+            listed = ", ".join(f"{n:,} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
+            out.append(f"Events from the fakes by {'polling' if source == 'poll' else source}: {listed}")
         for name, checks in sorted((w.get("checks") or {}).items()):
             out.extend(f"{name.title()} {line}" for line in checks.get("summary", ()))
     if r.violations:

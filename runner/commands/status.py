@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import click
 
 from ..loader import load_paths
+from ..model import Sequence
 from ..presence import age
 from ..project import open_project
 from ..report import status
@@ -20,7 +22,7 @@ from .events import event_json, event_line
 DEAD_SHOWN = 5  # the latest dead events `status` lists
 
 
-def loaded_sequences(root: str) -> dict:
+def loaded_sequences(root: str) -> dict[str, Sequence]:
     """Sequences that load cleanly; status and export still work when one file has errors."""
     import os
 
@@ -31,7 +33,7 @@ def loaded_sequences(root: str) -> dict:
     return {s.name: s for s in seqs}
 
 
-def _echo_earlier_versions(s: dict) -> None:
+def _echo_earlier_versions(s: dict[str, Any]) -> None:
     """Leads that keep to an earlier version of the file, per version and step (runner.versions)."""
     if not s["on_earlier_versions"]:
         return
@@ -46,12 +48,12 @@ def _echo_earlier_versions(s: dict) -> None:
         click.echo(f"    version {v['version']} ({stored}): {steps}")
 
 
-def _outgoing_json(summary: dict) -> dict:
+def _outgoing_json(summary: dict[str, Any]) -> dict[str, Any]:
     return {name: {**s, "latest_error_at": s["latest_error_at"].isoformat() if s["latest_error_at"] else None}
             for name, s in summary.items()}
 
 
-def _echo_outgoing(summary: dict) -> None:
+def _echo_outgoing(summary: dict[str, Any]) -> None:
     """Subscriptions whose events fail (runner.outgoing): counts and the latest error of each."""
     failing = {name: s for name, s in summary.items() if s["counts"]["failed"] or s["counts"]["retrying"]}
     if not failing:

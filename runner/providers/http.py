@@ -390,7 +390,7 @@ class RequestBudget:
         return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / rate
 
 
-class ActionMemo(collections.OrderedDict):  # type: ignore[type-arg]
+class ActionMemo(collections.OrderedDict[tuple[str, str], tuple[str, str, ActionResult]]):
     """What each idempotency key did in this process: (account id, key) -> (action, lead key, result).
 
     None of the HTTP providers keeps our idempotency keys, so a driver answers a repeated key from

@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee
 
-from .fields import JSONField, UTCDateTimeField
+from .fields import JSONField, UTCDateTimeField, from_db_time
 from .models import Action, BaseModel, Enrollment, Event, Lead, Pace, Sender, Transition, Usage, db
 
 
@@ -187,7 +187,7 @@ def timeline(enrollment_id: int) -> list[TimelineItem]:
 
 
 def _time(value: Any) -> dt.datetime:
-    return UTCDateTimeField().python_value(value) if isinstance(value, str) else value
+    return from_db_time(value) if isinstance(value, str) else value
 
 
 def usage_between(sender_id: int, first_day: str, last_day: str) -> dict[str, int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -25,6 +25,10 @@ def from_db_time(value: str) -> dt.datetime:
 class UTCDateTimeField(peewee.Field):
     field_type = "TEXT"
 
+    if TYPE_CHECKING:  # peewee is `Any` to mypy: on a model, the field reads and takes any value, as peewee's do
+        def __get__(self, instance: object, owner: Any) -> Any: ...
+        def __set__(self, instance: object, value: Any) -> None: ...
+
     def db_value(self, value: dt.datetime | str | None) -> str | None:
         if value is None or isinstance(value, str):
             return value
@@ -35,6 +39,10 @@ class UTCDateTimeField(peewee.Field):
 
 
 class JSONField(peewee.TextField):
+    if TYPE_CHECKING:  # as UTCDateTimeField's
+        def __get__(self, instance: object, owner: Any) -> Any: ...
+        def __set__(self, instance: object, value: Any) -> None: ...
+
     def db_value(self, value: Any) -> str | None:
         # default=str: provider payloads may carry datetimes and the like; store them as text.
         return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),

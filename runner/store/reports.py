@@ -26,7 +26,7 @@ def states_of(sequence: str) -> dict[str, int]:
 
 def actions_by_step(sequence: str) -> list[tuple[str, str, int]]:
     """(step id, status, actions) of a sequence's ledger."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT step_id, status, COUNT(*) FROM action WHERE sequence = ? GROUP BY step_id, status",
         (sequence,)).fetchall()]
 
@@ -40,7 +40,7 @@ def outcomes_of(sequence: str) -> dict[str, int]:
 
 def senders_by_name() -> list[tuple[int, str, str, str, str, str | None]]:
     """(id, name, account type, timezone, status, paused reason) of every stored sender, by name."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT id, name, account_type, timezone, status, paused_reason FROM sender ORDER BY name").fetchall()]
 
 
@@ -56,7 +56,8 @@ _ATTENTION = "(e.outcome = 'replied' OR e.state IN ('failed', 'paused'))"
 def needing_attention(sequence: str | None, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
     """Leads that replied, failed or are paused (in `sequence` when given): how many, and the `limit`
     latest as (profile url, sequence, step id, state, outcome, last error, paused reason, updated at)."""
-    cond, args = _ATTENTION, ()
+    cond = _ATTENTION
+    args: tuple[str, ...] = ()
     if sequence:
         cond, args = cond + " AND e.sequence = ?", (sequence,)
     total = db.execute_sql(f"SELECT COUNT(*) FROM enrollment e WHERE {cond}", args).fetchone()[0]

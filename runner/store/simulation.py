@@ -19,7 +19,7 @@ def has_enrollments() -> bool:
 
 def paused_senders() -> list[tuple[int, str, str | None]]:
     """(id, name, paused reason) of every paused sender."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT id, name, paused_reason FROM sender WHERE status = 'paused'").fetchall()]
 
 
@@ -32,7 +32,7 @@ def active_by_step(sequence: str) -> dict[str, int]:
 
 def facts_of(sequence: str) -> list[tuple[int, str]]:
     """(enrollment id, facts as stored JSON) of every enrollment of a sequence."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT id, facts FROM enrollment WHERE sequence = ?", (sequence,)).fetchall()]
 
 
@@ -46,14 +46,14 @@ def messages_sent(sequence: str) -> list[tuple[int, str, dt.datetime | None]]:
 
 def usage_by_day(sender_id: int) -> list[tuple[str, str, int | None]]:
     """(sender-local day, action, used) of a sender, by day and action."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT day, action, SUM(used) FROM usage WHERE sender_id = ? GROUP BY day, action ORDER BY day, action",
         (sender_id,)).fetchall()]
 
 
 def bookings(sender_id: int) -> list[tuple[str, str, int]]:
     """(action, last day booked, leads waiting) of the slots a sender's leads have reserved ahead."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT action, MAX(day), SUM(reserved) FROM usage WHERE sender_id = ? AND reserved > 0 GROUP BY action",
         (sender_id,)).fetchall()]
 
@@ -63,7 +63,7 @@ def bookings(sender_id: int) -> list[tuple[str, str, int]]:
 
 def profiles_by_sender() -> list[tuple[int, str]]:
     """(sender id, profile url) of every enrollment."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT e.sender_id, l.profile_url FROM enrollment e JOIN lead l ON l.id = e.lead_id").fetchall()]
 
 
@@ -76,13 +76,13 @@ def senders_named(names: Iterable[str]) -> list[tuple[int, str, str]]:
     wanted = sorted(names)
     if not wanted:
         return []
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         f"SELECT id, name, account_id FROM sender WHERE name IN ({', '.join('?' * len(wanted))})", wanted).fetchall()]
 
 
 def done_at_linkedin(sequence: str) -> list[tuple[str, str, int, str]]:
     """(idempotency key, action, sender id, lead key) of every LinkedIn action of a sequence that was done."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT a.key, a.action, a.sender_id, l.key FROM action a JOIN lead l ON l.id = a.lead_id "
         f"WHERE a.sequence = ? AND a.status = 'done' AND a.action IN ({', '.join('?' * len(LINKEDIN_ACTIONS))})",
         (sequence, *LINKEDIN_ACTIONS)).fetchall()]
@@ -93,7 +93,7 @@ def event_counts(sender_ids: Iterable[int]) -> list[tuple[str, str, int]]:
     ids = sorted(sender_ids)
     if not ids:
         return []
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         f"SELECT source, kind, COUNT(*) FROM event WHERE sender_id IN ({', '.join('?' * len(ids))}) "
         "GROUP BY source, kind ORDER BY source, kind", ids).fetchall()]
 

@@ -54,10 +54,11 @@ def version_dates(hashes: Iterable[str]) -> dict[str, dt.datetime]:
 
 def running_by_version(sequence: str | None = None) -> list[tuple[str, str, str | None, int]]:
     """(sequence, version hash, step id, leads) for every running (active or paused) lead group."""
-    where, args = "", ()
+    where = ""
+    args: tuple[str, ...] = ()
     if sequence is not None:
         where, args = " AND sequence = ?", (sequence,)
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         f"SELECT sequence, sequence_hash, step_id, COUNT(*) FROM enrollment WHERE state IN ('active', 'paused'){where} "
         "GROUP BY sequence, sequence_hash, step_id ORDER BY sequence, sequence_hash, step_id", args).fetchall()]
 
@@ -65,7 +66,7 @@ def running_by_version(sequence: str | None = None) -> list[tuple[str, str, str 
 def running_versions() -> list[tuple[str, str, int]]:
     """(sequence, version hash, running leads) for every version leads run: read from the index
     `enrollment_version` alone, so that `run` can check at every start even with millions of leads."""
-    return [tuple(r) for r in db.execute_sql(  # type: ignore[misc]
+    return [tuple(r) for r in db.execute_sql(
         "SELECT sequence, sequence_hash, COUNT(*) FROM enrollment WHERE state IN ('active', 'paused') "
         "GROUP BY sequence, sequence_hash ORDER BY sequence, sequence_hash").fetchall()]
 

@@ -13,6 +13,7 @@ minute; inbox reads (`/conversations…`) count only against the key.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -125,8 +126,8 @@ class ConnectSafelyAPI:
         (a short page is not the end: ConnectSafely drops hidden profiles from a page)."""
         start = 0
         for _ in range(MAX_PAGES):
-            page = self._retrying_502(lambda start=start: self.call(
-                account, "GET", "connections", kind="read",
+            page = self._retrying_502(functools.partial(
+                self.call, account, "GET", "connections", kind="read",
                 params={"startIndex": start, "limit": page_size, "sortBy": "recentlyAdded"}))
             items = page.get("connections") if isinstance(page, Mapping) else None
             if not isinstance(items, list):

@@ -172,7 +172,7 @@ class ConnectSafelyProvider:
         out = self.api.call(account, "POST", "conversations/send", kind="write", body=body,
                             not_found=ErrorKind.PROFILE_NOT_ACCESSIBLE)
         out = out if isinstance(out, Mapping) else {}
-        sent = out.get("sentMessage") if isinstance(out.get("sentMessage"), Mapping) else {}
+        sent = got if isinstance(got := out.get("sentMessage"), Mapping) else {}
         now = self._now()
         at = min(_moment(sent.get("sentAt"), now), now)
         urn = conversation_id or _text(sent.get("conversationUrn")) or _text(out.get("conversationUrn"))
@@ -346,7 +346,7 @@ class ConnectSafelyProvider:
         """When the lead's pending invitation went out, as an interval (`sentAt` is "2 days ago")."""
         now = self._now()
         for item in self.api.invitations(account):
-            profile = item.get("profile") if isinstance(item.get("profile"), Mapping) else {}
+            profile = got if isinstance(got := item.get("profile"), Mapping) else {}
             who = _key_of(profile.get("publicIdentifier")) or _key_of(item.get("publicIdentifier"))
             urn = _text(item.get("memberUrn"))
             if who == lead.key or (urn is not None and urn == lead.provider_ids.get("profile_urn")):

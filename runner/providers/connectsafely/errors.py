@@ -71,7 +71,7 @@ def error_body(raw: object) -> tuple[ErrorBody, str | None]:
     error = raw.get("error")
     label: str | None = None
     if isinstance(error, Mapping):  # Zod
-        issues = error.get("issues") if isinstance(error.get("issues"), list) else []
+        issues = got if isinstance(got := error.get("issues"), list) else []
         parts = [": ".join(x for x in ('.'.join(str(p) for p in i.get('path') or []), str(i.get('message', 'invalid')))
                            if x) for i in issues if isinstance(i, Mapping)]
         message = "; ".join(parts) or str(error.get("message") or error.get("name") or "invalid request")

@@ -144,7 +144,7 @@ class ConnectSafelyFake:
             raise fake_control.injected_error(self, rule, now)
         if kind != "account":
             self._check_session(account, now)
-        self._last_quota: dict[str, str] | None = None
+        self._last_quota = None
         answer = handler(self, account, Request(params, query, body), now)
         if rule is not None:  # `after`: it happened, but the caller hears an error
             raise fake_control.injected_error(self, rule, now)

@@ -85,7 +85,7 @@ def parse_webhook(headers: Mapping[str, str], body: bytes, *, secret: str, recei
     if not isinstance(message_urn, str) or not message_urn:
         raise ProviderError(ErrorKind.INVALID_INPUT, "message.received without message_urn", status=400,
                             label="BAD_BODY")
-    sender = data.get("sender") if isinstance(data.get("sender"), dict) else {}
+    sender = got if isinstance(got := data.get("sender"), dict) else {}
     sender_urn = sender.get("id") if isinstance(sender.get("id"), str) else None
     lead_key = _key(sender.get("profile_url"))
     if lead_key is None and sender_urn and lead_for_urn is not None:

@@ -241,7 +241,7 @@ class EdgesFake:
 
     def _record(self, identity: str, slug: str, given: Mapping[str, Any], lead: LeadRef | None, now: dt.datetime,
                 **ids: Any) -> None:
-        custom = given.get("custom_data") if isinstance(given.get("custom_data"), dict) else {}
+        custom = got if isinstance(got := given.get("custom_data"), dict) else {}
         self.ledger.append({"at": iso(now), "identity_id": identity, "action": ACTION_SLUGS[slug], "slug": slug,
                             "lead": lead.key if lead else None,
                             "linkedin_profile_url": lead.profile_url if lead else None,

@@ -39,7 +39,7 @@ def parse_webhook(headers: Mapping[str, str], body: bytes, *, secret: str,
     kind = EVENTS.get(str(payload.get("event", "")))
     if payload.get("event_type", "integration") != "integration" or kind is None:
         return []
-    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    data = got if isinstance(got := payload.get("data"), dict) else {}
     identity = next((str(v) for v in (payload.get("identity_uid"), payload.get("identity_id"),
                                       data.get("identity_uid"), data.get("identity_id")) if v), None)
     occurred = parse_time(payload.get("created_at")) or received_at

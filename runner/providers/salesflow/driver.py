@@ -270,7 +270,7 @@ class SalesflowProvider:
         for event in self.book.replies(account.account_id, since):
             events[event.event_id] = event
         ordered = sorted(events.values(), key=lambda e: (e.occurred_at, e.event_id))
-        return PollResult(tuple(ordered), synced_until=synced)  # type: ignore[arg-type]
+        return PollResult(tuple(ordered), synced_until=synced)
 
     def poll_due(self, account: Account) -> dt.datetime | None:
         """When this account wants its next poll sooner than the engine's schedule: seed 000's
@@ -387,7 +387,8 @@ class SalesflowProvider:
     def _retry_after(self, account: Account) -> dt.timedelta:
         """2 minutes after the first sync that did not finish, doubling up to 30 (webhooks are down)."""
         stalled = self._stalled.get(account.account_id, 1)
-        return min(SYNC_RETRY * 2 ** (stalled - 1), SYNC_RETRY_MAX)
+        growth: int = 2 ** (stalled - 1)
+        return min(SYNC_RETRY * growth, SYNC_RETRY_MAX)
 
     def _want_refresh(self, account: Account, now: dt.datetime, key: str) -> None:
         low, high = REFRESH_AFTER

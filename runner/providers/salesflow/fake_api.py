@@ -181,7 +181,7 @@ def create_conversation(fake: SalesflowFake, acc: str, args: list[str], query: M
         data.get("subject")
     if not isinstance(profile, str) or not profile:
         raise SalesflowError(400, "VALIDATION_ERROR", "profileId is required")
-    _check_text(text)
+    text = _checked_text(text)
     if not isinstance(inmail, bool):
         raise SalesflowError(400, "VALIDATION_ERROR", "inMail must be true or false")
     if subject is not None and not inmail:
@@ -204,8 +204,7 @@ def create_conversation(fake: SalesflowFake, acc: str, args: list[str], query: M
 def message_in_thread(fake: SalesflowFake, acc: str, args: list[str], query: Mapping[str, str],
                       data: Mapping[str, Any], headers: Mapping[str, str], now: dt.datetime) -> tuple[int, Any]:
     cid = args[0]
-    text = data.get("message")
-    _check_text(text)
+    text = _checked_text(data.get("message"))
     key, state = _thread(fake, acc, cid, now)
     opened_by = opened(state, now)
     fake.charge(acc, "followUps", now)
@@ -234,10 +233,11 @@ def opened(state: Any, now: dt.datetime) -> str | None:
     return "message" if state.thread_at is not None else None
 
 
-def _check_text(text: object) -> None:
+def _checked_text(text: object) -> str:
     if not isinstance(text, str) or not text.strip() or len(text) > MESSAGE_LIMIT:
         raise SalesflowError(400, "VALIDATION_ERROR", f"message must be a non-empty string of at most "
                                                       f"{MESSAGE_LIMIT} characters")
+    return text
 
 
 def _thread(fake: SalesflowFake, acc: str, cid: str, now: dt.datetime) -> tuple[str, Any]:

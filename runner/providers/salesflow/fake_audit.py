@@ -28,7 +28,7 @@ WAYS = {"note": "into the invite's conversation", "history": "into the earlier c
 def audit(fake: SalesflowFake, driver: Any, cursors: Mapping[str, dt.datetime]) -> tuple[dict[str, Any], list[str]]:
     fake.deliveries.settle()
     problems: list[str] = []
-    first = collections.Counter()
+    first: collections.Counter[str] = collections.Counter()
     for entry in fake.ledger:
         if entry["action"] not in ("message", "inmail") or not entry.get("first"):
             continue
@@ -59,7 +59,7 @@ def audit(fake: SalesflowFake, driver: Any, cursors: Mapping[str, dt.datetime]) 
                             "finished inbox sync")
     syncs = fake.deliveries.syncs.values()
     stats = fake.deliveries.stats
-    details = {
+    details: dict[str, Any] = {
         "first_messages": {"into_invite_thread": first["note"], "created": first["create"],
                            "into_earlier_thread": first["history"]},
         "syncs": {"asked": sum(1 for r in syncs if r.scope == "inbox"),

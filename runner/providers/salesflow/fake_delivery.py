@@ -53,7 +53,7 @@ class _Out:
 
 class Deliveries:
     def __init__(self, *, url: str | None, secret: str | None, seed: int, reorder_rate: float,
-                 duplicate_rate: float, auto_pump: Callable[[], None] | None = None) -> None:
+                 duplicate_rate: float, auto_pump: Callable[[], object] | None = None) -> None:
         self.url, self.secret = url, secret
         self.seed, self.reorder_rate, self.duplicate_rate = seed, reorder_rate, duplicate_rate
         self.syncs: dict[str, SyncRecord] = {}

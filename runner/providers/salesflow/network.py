@@ -122,8 +122,9 @@ class Network:
                     known = self._of(account_id)
                     known.connections[key] = (connection.connected_at, person.profile_id)
                     known.invitations.pop(key, None)
-            for account_id in accounts or [None]:
-                out.append(accepted(account_id, person, key, connection.connected_at))
+            named: list[str | None] = [*accounts] or [None]  # unmatched: no account
+            for invited_by in named:
+                out.append(accepted(invited_by, person, key, connection.connected_at))
         return out
 
     def _of(self, account_id: str) -> Known:

@@ -129,7 +129,7 @@ def parse(body: bytes) -> NewConnections | Page | None:
 
 
 def _connections(data: Mapping[str, Any]) -> NewConnections:
-    inner = data.get("Data") if isinstance(data.get("Data"), dict) else {}
+    inner = got if isinstance(got := data.get("Data"), dict) else {}
     items = inner.get("Connections")
     if not isinstance(items, list):
         raise _bad("NEW_CONNECTION: Payload.Data.Connections is not a list")
@@ -151,7 +151,7 @@ def _page(data: Mapping[str, Any]) -> Page:
         raise _bad("New Messages: Payload needs SyncId and SyncType CONVERSATIONS or MESSAGES")
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise _bad("New Messages: Payload.PageNumber must be a whole number from 1")
-    inner = data.get("Data") if isinstance(data.get("Data"), dict) else {}
+    inner = got if isinstance(got := data.get("Data"), dict) else {}
     conversation_id = _text(data.get("ConversationId"))
     if sync_type == MESSAGES and conversation_id is None:
         raise _bad("New Messages: a MESSAGES page needs ConversationId")

@@ -210,9 +210,9 @@ class CampaignProvider:
                     target.merge(answer, now)
         for member in members:
             if (member.checked_at is None or member.checked_at < now) and member.member_id:
-                item = admin.contact_by_member_id(self.api, account, member.member_id)
-                if item is not None:
-                    member.merge(Member.read(item), now)
+                contact = admin.contact_by_member_id(self.api, account, member.member_id)
+                if contact is not None:
+                    member.merge(Member.read(contact), now)
                     self._store(account, member)
 
     def _events(self, account: Account, campaign: str, member: Member) -> Iterable[ProviderEvent]:

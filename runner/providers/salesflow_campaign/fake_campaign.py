@@ -134,7 +134,8 @@ class Campaigns:
     def import_member(self, campaign: Campaign, key: str, profile_url: str, now: dt.datetime,
                       names: Mapping[str, str | None]) -> FakeMember:
         member = FakeMember(next(self._member_ids), campaign.account, campaign.campaign_id, key, profile_url, now,
-                            **{k: v for k, v in names.items() if v})
+                            first_name=names.get("first_name") or None, last_name=names.get("last_name") or None,
+                            occupation=names.get("occupation") or None, location=names.get("location") or None)
         self.members[member.member_id] = member
         self._schedule_invite(campaign, member, now)
         return member

@@ -180,10 +180,10 @@ def create_dashboard(project: Project, *, clock: Clock, deliveries: Any = None, 
             response = render(request, session, "login.html", page="login", error="That is not the dashboard token.")
             response.status_code = 401
             return response
-        response = RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
+        redirect = RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
         # A new session id at login, so that a session id planted before it is worth nothing.
-        _set_cookie(response, guard, guard.new_session(clock(), logged_in=True), request)
-        return response
+        _set_cookie(redirect, guard, guard.new_session(clock(), logged_in=True), request)
+        return redirect
 
     async def logout(request: Request, session: Session) -> Response:
         response = RedirectResponse(f"{request.scope.get('root_path', '')}/login", status_code=303)
