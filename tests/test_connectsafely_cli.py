@@ -166,7 +166,7 @@ def test_run_once_sends_the_thank_you_into_the_invites_conversation_and_status_s
         def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
             return clock.now.astimezone(tz)
 
-    monkeypatch.setattr("runner.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone))
+    monkeypatch.setattr("runner.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone, UTC=dt.UTC))
     capsys.readouterr()
     assert main(["status"]) == 0
     lines = capsys.readouterr().out.splitlines()
