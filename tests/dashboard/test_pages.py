@@ -178,3 +178,20 @@ def test_the_overview_shows_failed_outgoing_events(client):
     assert '<td class="num bad" data-col="failed">2</td>' in row
     assert "HTTP 500 from the receiver" in row
     assert "Failed events wait for <code>seqrun outgoing retry</code>." in html
+
+
+def test_the_timeline_reads_in_the_order_things_happened(project):
+    """Same-second items keep their real order: a step is entered, its action is done, then the next
+    step is entered (the simulator's passes stamp all three with one `now`)."""
+    checked = 0
+    for (enrollment_id,) in Enrollment.select(Enrollment.id).where(Enrollment.state == "done").tuples():
+        items = store.timeline(enrollment_id)
+        entered = None
+        for item in items:
+            if item.kind == "step":
+                entered = item.title.removeprefix("entered ")
+            elif item.kind == "action":
+                step = item.title.split(" at ", 1)[1].split(" (", 1)[0]
+                assert entered == step, [f"{i.at:%H:%M:%S} {i.kind} {i.title}" for i in items]
+                checked += 1
+    assert checked > 20
