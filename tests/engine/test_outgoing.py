@@ -363,3 +363,27 @@ def test_a_backlog_is_read_a_batch_per_pass_and_nothing_is_skipped(make_harness:
     assert [derive(subs, h.now) for _ in range(4)] == [2, 2, 2, 0]
     keys = {(e.type, e.event_id) for e in OutgoingEvent.select()}
     assert len(keys) == 6
+
+
+@pytest.mark.parametrize("secret", [SECRET, "a shared text secret"])
+def test_the_reference_standard_webhooks_library_verifies_every_delivery(
+        make_harness: HarnessFactory, receiver: Receiver, client: httpx.Client, secret: str) -> None:
+    """The `standardwebhooks` package (the specification's own Python library) accepts each delivery.
+    It checks the timestamp against the real clock, so these attempts are stamped with it."""
+    standardwebhooks = pytest.importorskip("standardwebhooks")
+    h = make_harness(sequence_yaml("intro", STEPS))
+    sub = Subscription(name="crm", url=receiver.url, secret_env="SEQRUN_HOOK_SECRET")
+    real = lambda: dt.datetime.now(dt.timezone.utc)  # noqa: E731
+    out = Outgoing([sub], client, environ={"SEQRUN_HOOK_SECRET": secret}, clock=real)
+    assert out.deliver_due(MONDAY).added == 0
+    h.enroll(lead_row("anna", company="Acme"))
+    h.run(days=1)
+    assert out.deliver_due(h.now).delivered == 4
+    # The library takes a text secret as it is only when it is not `whsec_`: it base64-decodes the rest.
+    key = secret if secret.startswith("whsec_") else base64.b64encode(secret.encode()).decode()
+    hook = standardwebhooks.Webhook(key)
+    for d in receiver.deliveries:
+        assert hook.verify(d.body, d.headers) == d.json
+    forged = {**receiver.deliveries[0].headers, "webhook-id": "evt_forged"}
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        hook.verify(receiver.deliveries[0].body, forged)
