@@ -6,18 +6,23 @@ Run: python bench/bench_serve_kill.py [--kills 1000] [--leads 3000] [--senders 4
 
 Set-up, all on 127.0.0.1: the fake Edges API (`runner.providers.edges.fake`, what `seqrun fake
 edges` serves) in this process, keeping its own ledger of every action it performed with the
-idempotency key seqrun sent; a project whose senders act through it (a sequence: visit, tag,
-end); `seqrun serve --port 0` as a real process. Each round starts `serve`, posts signed Edges
-integration webhooks to it from a thread (each body unique, so each is its own event), and kills
-it with SIGKILL at a random moment: right after it listens, or once the fake has performed a
-random number of new actions, or once a random number of deliveries got their 2xx. A last round
-runs until every lead has finished and stops with SIGTERM.
+idempotency key seqrun sent; a project whose senders act through it, with a sequence of connect,
+tag, end (an invitation is an action the provider can be asked about after a crash; a visit is
+not: Edges keeps no list of visits, so a visit cut off by a kill is made again, as
+docs/providers/edges.md says); `seqrun serve --port 0` as a real process. Each round starts
+`serve`, posts signed Edges integration webhooks to it from a thread (each body unique, so each is
+its own event), and kills it with SIGKILL at a random moment (seeded): right after it listens, once
+the fake has performed a random number of new actions, once a random number of deliveries got
+their 2xx, or after a random delay. A last round runs until every lead has finished and every
+acknowledged delivery is applied, and stops with SIGTERM.
 
 Counted from the fake's own ledger and from the database afterwards:
-- actions performed twice: ledger entries sharing an idempotency key, or a lead visited twice;
+- actions performed twice: ledger entries sharing an idempotency key, or a lead invited twice;
 - steps lost: leads not finished as an uninterrupted run finishes them (state done, outcome
-  visited, tagged, one visit in the ledger), and visits the audit log has and the ledger lacks;
-- deliveries lost: deliveries answered 2xx whose event is not in the database.
+  invited, tagged, one invitation in the ledger), and invitations the audit log has and the
+  ledger lacks;
+- deliveries lost: deliveries answered 2xx whose event the engine has not applied (its inbox row
+  applied, the event in the ledger).
 It prints the counts; a good run prints `duplicates: 0, lost steps: 0, lost deliveries: 0`.
 """
 from __future__ import annotations
@@ -61,9 +66,9 @@ version: 1
 name: kill
 calendar: {timezone: UTC, days: [mon, tue, wed, thu, fri, sat, sun], hours: ["00:00-24:00"]}
 steps:
-  - {id: look, action: visit}
+  - {id: ask, action: connect}
   - {id: seen, action: tag, tags: [seen]}
-  - end: visited
+  - end: invited
 """
 
 
@@ -72,7 +77,7 @@ def project(root: pathlib.Path, fake_url: str, senders: int, leads: int) -> None
     for i in range(senders):
         lines += [f"  - name: s{i}", "    provider: edges", f"    account_id: identity-{i}", "    account_type: sales_navigator",
                   f"    base_url: {fake_url}/v1", "    credentials_env: {api_key: KILL_EDGES_KEY, webhook_secret: KILL_EDGES_HOOK}",
-                  "    requests_per_minute: 100000", "    limits: {visit: 2000}"]
+                  "    requests_per_minute: 100000", "    limits: {connect: 2000}"]
     (root / "seqrun.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "sequences").mkdir()
     (root / "sequences" / "kill.yaml").write_text(SEQUENCE, encoding="utf-8")
@@ -156,7 +161,7 @@ class Poster:
         self._client.close()
 
 
-def one_round(root: pathlib.Path, fake: EdgesFake, poster: Poster, rng: random.Random) -> None:
+def one_round(root: pathlib.Path, fake: EdgesFake, poster: Poster, rng: random.Random, leads: int) -> None:
     """Start serve, let it work a random while with webhooks coming, SIGKILL it."""
     serve = Serve(root)
     serve.wait_listening()
@@ -165,17 +170,20 @@ def one_round(root: pathlib.Path, fake: EdgesFake, poster: Poster, rng: random.R
     posting.start()
     actions, acks = len(fake.ledger), len(poster.acknowledged)
     moment = rng.random()
-    deadline = time.monotonic() + 10.0  # a round that sees neither still ends (its kill lands anyway)
-    if moment < 0.2:
-        pass  # right after it listens: recovery, the first claims
-    elif moment < 0.7:
-        more = rng.randint(1, 6)
-        while len(fake.ledger) < actions + more and time.monotonic() < deadline and serve.proc.poll() is None:
-            time.sleep(0.002)  # polling a condition
+    if moment < 0.15:
+        wanted = lambda: True  # right after it listens: recovery, the first claims
+    elif moment < 0.6 and actions < leads:
+        more = min(rng.randint(1, 6), leads - actions)  # mid-action: as the fake performs one
+        wanted = lambda: len(fake.ledger) >= actions + more
+    elif moment < 0.8:
+        more = rng.randint(1, 20)  # mid-delivery
+        wanted = lambda: len(poster.acknowledged) >= acks + more
     else:
-        more = rng.randint(1, 20)
-        while len(poster.acknowledged) < acks + more and time.monotonic() < deadline and serve.proc.poll() is None:
-            time.sleep(0.002)  # polling a condition
+        until = time.monotonic() + rng.uniform(0.0, 1.0)  # anywhere in a pass or a pause
+        wanted = lambda: time.monotonic() >= until
+    deadline = time.monotonic() + 10.0  # a round that sees none of these still ends (its kill lands anyway)
+    while not wanted() and time.monotonic() < deadline and serve.proc.poll() is None:
+        time.sleep(0.002)  # polling a condition
     if serve.proc.poll() is not None:
         raise SystemExit(f"seqrun serve exited by itself ({serve.proc.returncode}):\n{''.join(serve.err)}")
     serve.end(signal.SIGKILL)
@@ -184,13 +192,13 @@ def one_round(root: pathlib.Path, fake: EdgesFake, poster: Poster, rng: random.R
 
 
 def finish(root: pathlib.Path, fake: EdgesFake, poster: Poster, leads: int) -> None:
-    """A last, uninterrupted round: until every lead finished and every acknowledged delivery is in."""
+    """A last, uninterrupted round: until every lead finished and every acknowledged delivery is applied."""
     serve = Serve(root)
     serve.wait_listening()
     deadline = time.monotonic() + WAIT
     while True:
-        finished, stored = _progress(root, poster.acknowledged)
-        if finished == leads and stored == len(set(poster.acknowledged)):
+        finished, applied = _progress(root, poster.acknowledged)
+        if finished == leads and applied == len(set(poster.acknowledged)):
             break
         if time.monotonic() > deadline or serve.proc.poll() is not None:
             break  # the counts say what is missing
@@ -207,18 +215,16 @@ def _connect(root: pathlib.Path) -> sqlite3.Connection:
 def _progress(root: pathlib.Path, acknowledged: list[str]) -> tuple[int, int]:
     with _connect(root) as con:
         finished = con.execute("SELECT COUNT(*) FROM enrollment WHERE state = 'done'").fetchone()[0]
-        stored = len(_stored_events(con, set(acknowledged)))
+        applied = len(_applied_events(con, set(acknowledged)))
     con.close()
-    return finished, stored
+    return finished, applied
 
 
-def _stored_events(con: sqlite3.Connection, wanted: set[str]) -> set[str]:
-    tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    found: set[str] = set()
-    for table in ("event", "inbox"):
-        if table in tables:
-            found |= {eid for (eid,) in con.execute(f"SELECT event_id FROM {table}") if eid in wanted}
-    return found
+def _applied_events(con: sqlite3.Connection, wanted: set[str]) -> set[str]:
+    """Of the `wanted` event ids, those the engine applied (in the ledger; its inbox row applied)."""
+    applied = {eid for (eid,) in con.execute("SELECT event_id FROM inbox WHERE state = 'applied'")}
+    ledger = {eid for (eid,) in con.execute("SELECT event_id FROM event")}
+    return wanted & applied & ledger
 
 
 def count(root: pathlib.Path, fake: EdgesFake, poster: Poster, leads: int) -> dict[str, Any]:
@@ -228,21 +234,21 @@ def count(root: pathlib.Path, fake: EdgesFake, poster: Poster, leads: int) -> di
     with _connect(root) as con:
         rows = con.execute(
             "SELECT l.key, e.state, e.outcome, l.tags FROM enrollment e JOIN lead l ON l.id = e.lead_id").fetchall()
-        done_keys = {key for (key,) in con.execute("SELECT key FROM action WHERE action = 'visit' AND status = 'done'")}
-        stored = _stored_events(con, set(poster.acknowledged))
+        done_keys = {key for (key,) in con.execute("SELECT key FROM action WHERE action = 'connect' AND status = 'done'")}
+        applied = _applied_events(con, set(poster.acknowledged))
     con.close()
-    visited = {entry["lead"] for entry in ledger}
+    invited = {entry["lead"] for entry in ledger}
     unfinished = [key for key, state, outcome, tags in rows
-                  if (state, outcome) != ("done", "visited") or "seen" not in json.loads(tags)]
-    unvisited = [key for key, *_ in rows if key not in visited]
+                  if (state, outcome) != ("done", "invited") or "seen" not in json.loads(tags)]
+    uninvited = [key for key, *_ in rows if key not in invited]
     return {
         "leads": leads, "ledger_actions": len(ledger),
         "duplicate_keys": sum(n - 1 for n in by_key.values() if n > 1),
-        "leads_visited_twice": sum(n - 1 for n in by_lead.values() if n > 1),
-        "unfinished_leads": len(unfinished), "leads_never_visited": len(unvisited),
-        "audit_visits_missing_in_ledger": len(done_keys - set(by_key)),
+        "leads_invited_twice": sum(n - 1 for n in by_lead.values() if n > 1),
+        "unfinished_leads": len(unfinished), "leads_never_invited": len(uninvited),
+        "audit_invites_missing_in_ledger": len(done_keys - set(by_key)),
         "deliveries_acknowledged": len(set(poster.acknowledged)), "deliveries_refused": poster.refused,
-        "deliveries_lost": len(set(poster.acknowledged) - stored),
+        "deliveries_lost": len(set(poster.acknowledged) - applied),
     }
 
 
@@ -273,14 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         poster = Poster(args.seed)
         try:
             for _ in range(args.kills):
-                one_round(root, fake, poster, rng)
+                one_round(root, fake, poster, rng, args.leads)
             finish(root, fake, poster, args.leads)
             counts = count(root, fake, poster, args.leads)
         finally:
             poster.close()
     counts["kills"], counts["seconds"] = args.kills, round(time.perf_counter() - started, 1)
-    duplicates = counts["duplicate_keys"] + counts["leads_visited_twice"]
-    lost = counts["unfinished_leads"] + counts["leads_never_visited"] + counts["audit_visits_missing_in_ledger"]
+    duplicates = counts["duplicate_keys"] + counts["leads_invited_twice"]
+    lost = counts["unfinished_leads"] + counts["leads_never_invited"] + counts["audit_invites_missing_in_ledger"]
     if args.json:
         print(json.dumps(counts))
     else:

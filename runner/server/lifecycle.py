@@ -177,7 +177,6 @@ class Daemon:
         while not self.stop_requested():
             self._wake.clear()
             started = time.perf_counter()
-            metrics.engine_took_deliveries()  # the pass applies every delivery stored so far (runner.inbox)
             report = engine.tick(self.clock(), clock=self.clock)
             metrics.loop_seconds.observe(time.perf_counter() - started)
             _count(metrics, report)

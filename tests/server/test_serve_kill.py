@@ -20,8 +20,8 @@ def test_thirty_kills_lose_nothing_and_do_nothing_twice() -> None:
     assert counts["kills"] == 30
     assert counts["deliveries_acknowledged"] > 0 and counts["ledger_actions"] > 0  # it did work while killed
     assert {name: counts[name] for name in (
-        "duplicate_keys", "leads_visited_twice", "unfinished_leads", "leads_never_visited",
-        "audit_visits_missing_in_ledger", "deliveries_lost")} == {
-        "duplicate_keys": 0, "leads_visited_twice": 0, "unfinished_leads": 0, "leads_never_visited": 0,
-        "audit_visits_missing_in_ledger": 0, "deliveries_lost": 0}
-    assert counts["ledger_actions"] == counts["leads"]  # one visit per lead, every lead
+        "duplicate_keys", "leads_invited_twice", "unfinished_leads", "leads_never_invited",
+        "audit_invites_missing_in_ledger", "deliveries_lost")} == {
+        "duplicate_keys": 0, "leads_invited_twice": 0, "unfinished_leads": 0, "leads_never_invited": 0,
+        "audit_invites_missing_in_ledger": 0, "deliveries_lost": 0}
+    assert counts["ledger_actions"] == counts["leads"]  # one invitation per lead, every lead
