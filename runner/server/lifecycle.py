@@ -39,6 +39,7 @@ from ..config import Config
 from ..diagnostics import UserError
 from ..engine import Engine, TickReport
 from ..outgoing import Outgoing
+from ..presence import STALE_AFTER, Presence, age
 from ..store import db
 from ..inbox import process as apply_inbox
 from ..webhooks import WebhookInbox, secrets_by_provider
@@ -121,6 +122,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._signals: StopSignals | None = None
+        self._presence: Presence | None = None
 
     @property
     def url(self) -> str:
@@ -137,7 +139,8 @@ class Daemon:
         self._wake.set()
 
     def stop_requested(self) -> bool:
-        return self._stop.is_set() or (self._signals is not None and self._signals.requested())
+        return (self._stop.is_set() or (self._signals is not None and self._signals.requested())
+                or (self._presence is not None and self._presence.lost()))
 
     def run(self) -> int | None:
         """Serve until stopped; returns the signal that stopped it, if one did."""
@@ -145,11 +148,19 @@ class Daemon:
             self._signals = signals
             outgoing = Outgoing.from_config(self.config, client)  # a secret not set stops it here, before anything
             engine = _runtime(self.config, self.sequences, client, db_file=db.database, clock=self.clock)
-            engine.rt.stop_requested = self.stop_requested
-            try:
-                self._serve(engine, outgoing)
-            finally:
-                _close_providers(engine)
+            # A runner like `seqrun run` (runner.presence): known by its row and heartbeat, on the
+            # clock its leases are written with; it stops making calls once another runner found it gone.
+            with Presence(engine.rt.owner, "serve", clock=self.clock) as presence:
+                self._presence = presence
+                engine.rt.stop_requested = self.stop_requested
+                try:
+                    self._serve(engine, outgoing)
+                finally:
+                    _close_providers(engine)
+            if presence.lost() and signals.signum is None and not self._stop.is_set():
+                raise UserError(f"seqrun serve stopped: another runner found it gone (no heartbeat in the database "
+                                f"for {age(STALE_AFTER)}) and took its leads back; whatever it left in flight is "
+                                "reconciled with the provider")
         return signals.signum
 
     def _serve(self, engine: Engine, outgoing: Outgoing | None) -> None:
