@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import inbox, limits, presence, steps
+from . import inbox, limits, logfields, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, SyncCursor, db, health
@@ -170,7 +170,10 @@ class Engine:
             if health.damaged(exc):
                 raise  # the database file, not this lead: stop; the user repairs the file
             report.errors += 1
-            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
+            sender = self.rt.senders.get(enr.sender_id) if enr.sender_id is not None else None
+            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id,
+                          extra=logfields.ids(lead=enr.lead.key, enrollment=enr.id, step=enr.step_id,
+                                              sender=sender.name if sender is not None else None))
             self._record_crash(enr, now, exc)
         return True
 
@@ -247,7 +250,7 @@ class Engine:
                 steps.pause_sender(sender.id, "auth expired", now)
             elif err.kind is ErrorKind.API_KEY_REJECTED:
                 steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
-            log.warning("sender %s: polling failed: %s", sender.name, err)
+            log.warning("sender %s: polling failed: %s", sender.name, err, extra=logfields.ids(sender=sender.name))
             return 0
         received = [Received(ev, json.dumps(_event_json(ev), default=str)) for ev in result.events]
         with db.atomic():
