@@ -38,12 +38,12 @@ from .steps import (
     close_action,
     fact_values,
     follow,
-    is_blocked,
     on_provider_error,
     refresh_conversation,
     refresh_relationship,
 )
 from .store import Action, Sender, db
+from .store.blocks import is_blocked
 from .store.rows import insert_action, set_lead_json
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
 def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     """Run an action step (an action left in flight was reconciled first, in `steps._step_once`)."""
     if step.action in ("tag", "notify"):
-        if is_blocked(ctx.lead):  # read fresh, as before every action: a block may have come in since
+        if is_blocked(ctx.lead.key):  # read fresh, as before every action: a block may have come in since
             return Finish("blocked")
         if step.in_window and not cal.is_open(ctx.seq.calendar, ctx.zone, ctx.now):
             return Sleep(cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now))
@@ -86,7 +86,7 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
             ctx.facts["slot"] = slot.hold
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
-    if is_blocked(ctx.lead):  # read fresh: a block may have come in since the lead woke up
+    if is_blocked(ctx.lead.key):  # read fresh: a block may have come in since the lead woke up
         return Finish("blocked")
     act = _record(ctx, step, name, content=text, subject=subject, template=template, variant=variant)
     if act is None:  # the cap filled up between plan and charge (another runner): plan again

@@ -21,8 +21,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Union
 
-import peewee
-
 from . import calendar as cal
 from . import limits, templates
 from .jinja import compile_condition
@@ -44,8 +42,10 @@ from .providers.base import (
     ProviderEvent,
 )
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Lead, Sender, db
+from .store import Action, Enrollment, Lead, blocks, enrollments, senders
+from .store.enrollments import save_enrollment
 from .store.rows import close_action_row, insert_transition, set_lead_json
+from .store.transactions import Transaction, writing
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Ctx:
     now: dt.datetime
     facts: dict[str, Any]
     pending: list[Callable[[], None]] = field(default_factory=list)
-    txn: Any = None  # the lead's open transaction (see `advance`)
+    txn: Transaction | None = None  # the lead's open transaction (see `advance`)
     db_state: str = "active"  # the enrollment's state as this run last read or wrote it
     dirty: bool = False  # a transition or an outbox key not yet written to the enrollment row
 
@@ -138,15 +138,10 @@ class Ctx:
         self.stop_if_asked()
         if self.dirty:
             self.save()
-        if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
-            self.txn.commit(begin=False)
-            try:
-                yield
-            finally:
-                db.begin("IMMEDIATE")
-        else:  # inside a dry run's outer transaction: nothing is committed for real anyway
-            if self.txn is not None:
-                self.txn.commit()
+        if self.txn is None:
+            yield
+            return
+        with self.txn.released():  # inside a dry run's outer transaction nothing is committed for real anyway
             yield
 
     def stop_if_asked(self) -> None:
@@ -157,8 +152,8 @@ class Ctx:
             return
         if self.dirty:
             self.save()
-        if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
-            self.txn.commit()  # and begin again: the unwinding `atomic` ends an empty transaction
+        if self.txn is not None and not self.txn.nested:
+            self.txn.commit()  # and begin again: the unwinding transaction ends an empty one
         raise Stopping(f"enrollment {self.enr.id}: the run is stopping")
 
     def save(self) -> None:
@@ -180,7 +175,7 @@ class Ctx:
     def blocked(self) -> bool:
         """For exits and conditions, looked up once per wake-up; `actions.perform` looks again, fresh,
         right before it records an action."""
-        return is_blocked(self.lead)
+        return blocks.is_blocked(self.lead.key)
 
     @property
     def ref(self) -> LeadRef:
@@ -205,7 +200,7 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     # worth an fsync each, and losing them in a crash is harmless because nothing outside saw them.
     # IMMEDIATE: what the run reads (state, block list, usage) cannot change before it commits.
     try:
-        with db.atomic("IMMEDIATE") as txn:
+        with writing(immediate=True) as txn:
             ctx = Ctx(rt, enr, enr.lead, seq, sender, now, dict(enr.facts or {}), txn=txn)
             for _ in range(rt.max_transitions):
                 outcome = _step_once(ctx)
@@ -312,7 +307,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
     enr.state, enr.paused_reason, enr.due_at, enr.updated_at = "paused", outcome.reason, now, now
     enr.lease_owner = None
-    enr.save()
+    enrollments.pause_enrollment(enr.id, outcome.reason, now)
 
 
 def _finish(ctx: Ctx, state: str, outcome: str) -> None:
@@ -332,13 +327,10 @@ def pause_sender(sender_id: int, reason: str, now: dt.datetime, *, committing: i
 
     `committing` is the enrollment whose step is being committed: its own slot is handled there.
     """
-    with db.atomic():
-        Sender.update(status="paused", paused_reason=reason).where(Sender.id == sender_id).execute()
-        running = Enrollment.select(Enrollment.id).where(Enrollment.sender == sender_id, Enrollment.state == "active",
-                                                          Enrollment.id != (committing or 0))
-        release_slots([e for (e,) in running.tuples()])
-        Enrollment.update(state="paused", paused_reason=reason, updated_at=now).where(
-            Enrollment.sender == sender_id, Enrollment.state == "active").execute()
+    with writing():
+        senders.pause_sender(sender_id, reason)
+        release_slots(enrollments.active_ids_of_sender(sender_id, but=committing))
+        enrollments.pause_active_of_sender(sender_id, reason, now)
 
 
 def release_slots(enrollment_ids: list[int]) -> None:
@@ -347,18 +339,11 @@ def release_slots(enrollment_ids: list[int]) -> None:
     A kept slot would come due while the lead is paused, and every lead whose slot passed during the
     pause would act at the moment of the resume, all at once.
     """
-    for start in range(0, len(enrollment_ids), 500):
-        chunk = enrollment_ids[start:start + 500]
-        rows = db.execute_sql(
-            f"SELECT id, sequence, sender_id, facts FROM enrollment WHERE id IN ({', '.join('?' * len(chunk))}) "
-            "AND facts LIKE '%\"slot\"%'", chunk).fetchall()
-        for enrollment_id, sequence, sender_id, raw in rows:
-            facts = Enrollment.facts.python_value(raw)
-            slot = facts.pop("slot", None)
-            if slot and sender_id is not None:
-                limits.release(sequence, sender_id, slot["action"], slot["day"], slot.get("at"))
-                db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?",
-                               (Enrollment.facts.db_value(facts), enrollment_id))
+    for enrollment_id, sequence, sender_id, facts in enrollments.slot_holders(enrollment_ids):
+        slot = facts.pop("slot", None)
+        if slot and sender_id is not None:
+            limits.release(sequence, sender_id, slot["action"], slot["day"], slot.get("at"))
+            enrollments.set_facts(enrollment_id, facts)
 
 
 # --- facts, exits, conditions -----------------------------------------------------------------------
@@ -369,22 +354,6 @@ def _iso(t: dt.datetime) -> str:
 
 def _parse(s: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(s) if s else None
-
-
-def is_blocked(lead: Lead) -> bool:
-    return db.execute_sql("SELECT 1 FROM block WHERE key = ? LIMIT 1", (lead.key,)).fetchone() is not None
-
-
-_ENROLLMENT_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
-                       "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
-_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ? AND state = ?"
-
-
-def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
-    """The enrollment row, written as plain SQL (this runs for every lead on every wake-up), only
-    if its state is still `expected_state`: False when another process paused or ended it."""
-    values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _ENROLLMENT_COLUMNS]
-    return db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state)).rowcount == 1
 
 
 def fact_values(ctx: Ctx) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""The SQL of enrollment rows: a lead's place in its sequence, read and written by the engine.
+
+The statements that run for every lead on every wake-up are plain SQL (peewee's query builder
+costs more than SQLite itself there); the models stay the source of truth for columns and value
+conversion (`Field.db_value`, `Field.python_value`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from .fields import to_db_time
+from .models import Enrollment, db
+
+BATCH = 500  # ids per IN (...): below the 999 variables old SQLite builds allow
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), BATCH):
+        yield ids[start:start + BATCH]
+
+
+def _marks(chunk: list[Any]) -> str:
+    return ", ".join("?" for _ in chunk)
+
+
+_ENROLLMENT_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
+                       "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
+_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ? AND state = ?"
+
+
+def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
+    """The enrollment row, written as plain SQL (this runs for every lead on every wake-up), only
+    if its state is still `expected_state`: False when another process paused or ended it."""
+    values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _ENROLLMENT_COLUMNS]
+    return db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state)).rowcount == 1
+
+
+def pause_enrollment(enrollment_id: int, reason: str, now: dt.datetime) -> None:
+    """Pause one lead (it cannot run: its sequence or sender is gone), due at once when resumed."""
+    stamp = to_db_time(now)
+    db.execute_sql("UPDATE enrollment SET state = 'paused', paused_reason = ?, due_at = ?, updated_at = ?, "
+                   "lease_owner = NULL WHERE id = ?", (reason, stamp, stamp, enrollment_id))
+
+
+def active_ids_of_sender(sender_id: int, *, but: int | None = None) -> list[int]:
+    """The sender's active enrollments (except `but`)."""
+    return [i for (i,) in Enrollment.select(Enrollment.id).where(
+        Enrollment.sender == sender_id, Enrollment.state == "active", Enrollment.id != (but or 0)).tuples()]
+
+
+def pause_active_of_sender(sender_id: int, reason: str, now: dt.datetime) -> int:
+    return Enrollment.update(state="paused", paused_reason=reason, updated_at=now).where(
+        Enrollment.sender == sender_id, Enrollment.state == "active").execute()
+
+
+def slot_holders(enrollment_ids: list[int]) -> list[tuple[int, str, int | None, dict[str, Any]]]:
+    """(id, sequence, sender id, facts) of the enrollments among these whose facts hold a pacing slot."""
+    out = []
+    for chunk in _chunks(enrollment_ids):
+        rows = db.execute_sql(f"SELECT id, sequence, sender_id, facts FROM enrollment WHERE id IN ({_marks(chunk)})",
+                              chunk).fetchall()
+        # The text is looked at before it is parsed: most leads hold no slot.
+        out += [(i, sequence, sender_id, Enrollment.facts.python_value(raw)) for i, sequence, sender_id, raw in rows
+                if '"slot"' in raw]
+    return out
+
+
+def set_facts(enrollment_id: int, facts: dict[str, Any]) -> None:
+    db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?", (Enrollment.facts.db_value(facts), enrollment_id))
