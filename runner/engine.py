@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import leases, limits, steps
+from . import flow, leases, limits, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, db, health
@@ -169,7 +169,7 @@ class Engine:
             if fresh.attempt > self.rt.max_attempts:
                 fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None
             else:
-                fresh.due_at = now + steps.backoff(self.rt, fresh.attempt, key=str(fresh.id))
+                fresh.due_at = now + flow.backoff(self.rt, fresh.attempt, key=str(fresh.id))
             fresh.save()
 
     # --- events ------------------------------------------------------------------------------------
