@@ -16,6 +16,7 @@ the same record-before-perform discipline so that a crash does not post twice wi
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
@@ -45,9 +46,12 @@ from .flow import (
 )
 from .model import ActionStep, Sequence
 from .providers.base import ActionResult, ErrorKind, ProviderError
-from .store import Action, Sender, db
+from .store import Action
 from .store.blocks import is_blocked
+from .store.ledger import action_by_key
 from .store.rows import insert_action, set_lead_json
+from .store.senders import start_warmup
+from .store.transactions import writing
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
     key = ctx.facts.get("inflight")
     if not key:
         return None
-    act = Action.get_or_none(Action.key == key)
+    act = action_by_key(key)
     if act is None or act.status != "in_flight":
         ctx.facts.pop("inflight", None)
         return None
@@ -256,7 +260,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
     """Write the outbox row and the limit charge, and commit, before the provider is called."""
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
-    with db.atomic():
+    with writing():
         for write in ctx.pending:
             write()
         ctx.pending.clear()
@@ -311,12 +315,9 @@ def _succeeded(ctx: Ctx, step: ActionStep, act: Action, result: ActionResult) ->
 
 
 def _start_warmup(ctx: Ctx, at: dt.datetime) -> None:
-    import dataclasses
-
     ctx.sender.caps = dataclasses.replace(ctx.sender.caps, first_action_at=at)
     sender_id = ctx.sender.id
-    ctx.pending.append(lambda: Sender.update(first_action_at=at).where(
-        Sender.id == sender_id, Sender.first_action_at.is_null()).execute())
+    ctx.pending.append(lambda: start_warmup(sender_id, at))
 
 
 # --- the reaction to a provider's error -----------------------------------------------------------
@@ -462,7 +463,7 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
 def _record_local(ctx: Ctx, step: ActionStep) -> Action:
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
-    with db.atomic():
+    with writing():
         for write in ctx.pending:
             write()
         ctx.pending.clear()
