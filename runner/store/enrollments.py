@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from .fields import to_db_time
-from .models import Enrollment, db
+from .fields import from_db_time, to_db_time
+from .models import Enrollment, Lead, db
 
 BATCH = 500  # ids per IN (...): below the 999 variables old SQLite builds allow
 
@@ -22,6 +22,62 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 
 def _marks(chunk: list[Any]) -> str:
     return ", ".join("?" for _ in chunk)
+
+
+_ENR_FIELDS = list(Enrollment._meta.sorted_fields)
+_LEAD_FIELDS = list(Lead._meta.sorted_fields)
+_LOAD_SQL = (f"SELECT {', '.join('e.' + f.column_name for f in _ENR_FIELDS)}, "
+             f"{', '.join('l.' + f.column_name for f in _LEAD_FIELDS)} "
+             "FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE e.id = ?")
+
+
+def load_enrollment(enrollment_id: int) -> Enrollment:
+    """An enrollment with its lead, read with one plain query (peewee's query builder is the
+    slowest part of a tick otherwise)."""
+    row = db.execute_sql(_LOAD_SQL, (enrollment_id,)).fetchone()
+    n = len(_ENR_FIELDS)
+    lead = Lead(**{f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:])})
+    values = {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n]) if f.name != "lead"}
+    enr = Enrollment(**values)
+    enr.lead = lead
+    return enr
+
+
+def due_ids(now: dt.datetime, limit: int) -> list[int]:
+    """The active enrollments due at `now`, earliest first (through the partial index on `due_at`)."""
+    rows = db.execute_sql(
+        "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
+        (to_db_time(now), limit)).fetchall()
+    return [r[0] for r in rows]
+
+
+def earliest_due() -> dt.datetime | None:
+    """When the first active enrollment is due; None when none is."""
+    row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
+    return from_db_time(row[0]) if row and row[0] else None
+
+
+def attempt_of(enrollment_id: int) -> int:
+    return Enrollment.select(Enrollment.attempt).where(Enrollment.id == enrollment_id).scalar()
+
+
+def note_crash(enrollment_id: int, attempt: int, error: str, now: dt.datetime, *, retry_at: dt.datetime | None) -> None:
+    """An unexpected error in our own code: the lead retries at `retry_at`, or fails (None) with
+    the error kept. Nobody works on it meanwhile (no lease)."""
+    values: dict[Any, Any] = {Enrollment.attempt: attempt, Enrollment.last_error: error, Enrollment.updated_at: now,
+                              Enrollment.lease_owner: None, Enrollment.due_at: retry_at}
+    if retry_at is None:
+        values.update({Enrollment.state: "failed", Enrollment.outcome: "error", Enrollment.finished_at: now})
+    Enrollment.update(values).where(Enrollment.id == enrollment_id).execute()
+
+
+def wake_leads_in_flight(now: dt.datetime) -> int:
+    """Leads a run was working on (still leased) with an action left in flight: due at `now`, owned by
+    nobody. A lead that sleeps in a backoff after a timeout also has its action in flight on purpose;
+    it keeps its backoff."""
+    return db.execute_sql(
+        "UPDATE enrollment SET due_at = ?, lease_owner = NULL WHERE state = 'active' AND lease_owner IS NOT NULL "
+        "AND id IN (SELECT enrollment_id FROM action WHERE status = 'in_flight')", (to_db_time(now),)).rowcount
 
 
 _ENROLLMENT_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
