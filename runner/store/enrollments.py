@@ -124,3 +124,11 @@ def slot_holders(enrollment_ids: list[int]) -> list[tuple[int, str, int | None, 
 
 def set_facts(enrollment_id: int, facts: dict[str, Any]) -> None:
     db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?", (Enrollment.facts.db_value(facts), enrollment_id))
+
+
+def move_slot(enrollment_id: int, facts: dict[str, Any], due_at: dt.datetime) -> bool:
+    """Wake a lead at its moved pacing slot (`facts` holds it); False when someone works on the lead
+    now or it is no longer active."""
+    return db.execute_sql(
+        "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
+        (Enrollment.facts.db_value(facts), to_db_time(due_at), enrollment_id)).rowcount == 1
