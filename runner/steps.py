@@ -203,7 +203,7 @@ def pause_sender(sender_id: int, reason: str, now: dt.datetime, *, committing: i
     """
     with writing():
         senders.pause_sender(sender_id, reason)
-        release_slots(enrollments.active_ids_of_sender(sender_id, but=committing))
+        release_slots(enrollments.active_ids_of("sender", sender_id, but=committing))
         enrollments.pause_active_of_sender(sender_id, reason, now)
 
 

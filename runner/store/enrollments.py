@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
+import peewee
+
 from .fields import from_db_time, to_db_time
-from .models import Enrollment, Lead, db
+from .models import Enrollment, Lead, Sender, db
 
 BATCH = 500  # ids per IN (...): below the 999 variables old SQLite builds allow
 
@@ -99,10 +101,52 @@ def pause_enrollment(enrollment_id: int, reason: str, now: dt.datetime) -> None:
                    "lease_owner = NULL WHERE id = ?", (reason, stamp, stamp, enrollment_id))
 
 
-def active_ids_of_sender(sender_id: int, *, but: int | None = None) -> list[int]:
-    """The sender's active enrollments (except `but`)."""
+#: What a pause or resume applies to (`runner.holds`): the enrollments of one lead, sender or sequence.
+_SCOPES = {"lead": Enrollment.lead, "sender": Enrollment.sender, "sequence": Enrollment.sequence}
+
+
+def _in_scope(scope: str, value: int | str, state: str) -> peewee.Expression:
+    return (_SCOPES[scope] == value) & (Enrollment.state == state)
+
+
+def active_ids_of(scope: str, value: int | str, *, but: int | None = None) -> list[int]:
+    """The active enrollments of a lead, sender or sequence (except `but`)."""
     return [i for (i,) in Enrollment.select(Enrollment.id).where(
-        Enrollment.sender == sender_id, Enrollment.state == "active", Enrollment.id != (but or 0)).tuples()]
+        _in_scope(scope, value, "active"), Enrollment.id != (but or 0)).tuples()]
+
+
+def pause_reasons_of(scope: str, value: int | str) -> list[str | None]:
+    """The pause reason of each paused enrollment of a lead, sender or sequence."""
+    return [r for (r,) in Enrollment.select(Enrollment.paused_reason).where(_in_scope(scope, value, "paused")).tuples()]
+
+
+def paused_of(scope: str, value: int | str) -> list[tuple[int, str | None, str | None, str | None]]:
+    """(id, pause reason, sender name, sender status) of each paused enrollment of a lead, sender or sequence."""
+    return list(Enrollment.select(Enrollment.id, Enrollment.paused_reason, Sender.name, Sender.status)
+                .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id))
+                .where(_in_scope(scope, value, "paused")).tuples())
+
+
+def pause_enrollments(ids: list[int], reason: str, now: dt.datetime) -> int:
+    """Pause these enrollments where they are still active; returns how many."""
+    return sum(Enrollment.update(state="paused", paused_reason=reason, updated_at=now)
+               .where(Enrollment.id.in_(chunk), Enrollment.state == "active").execute() for chunk in _chunks(ids))
+
+
+def resume_enrollments(ids: list[int], now: dt.datetime) -> int:
+    """Resume these enrollments where they are still paused, due now; returns how many."""
+    return sum(Enrollment.update(state="active", paused_reason=None, due_at=now, lease_owner=None, updated_at=now)
+               .where(Enrollment.id.in_(chunk), Enrollment.state == "paused").execute() for chunk in _chunks(ids))
+
+
+def counts_by_sender() -> dict[int, dict[str, int]]:
+    """Per sender id, its enrollments per state."""
+    counts: dict[int, dict[str, int]] = {}
+    query = (Enrollment.select(Enrollment.sender, Enrollment.state, peewee.fn.COUNT(Enrollment.id))
+             .where(Enrollment.sender.is_null(False)).group_by(Enrollment.sender, Enrollment.state).tuples())
+    for sender_id, state, count in query:
+        counts.setdefault(sender_id, {})[state] = count
+    return counts
 
 
 def pause_active_of_sender(sender_id: int, reason: str, now: dt.datetime) -> int:
