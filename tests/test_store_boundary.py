@@ -53,7 +53,6 @@ ALLOWED: dict[tuple[str, str | None], str] = {
     ("runner/campaigns.py", None): "sqlout-engine",
     ("runner/commands/run.py", None): "sqlout-engine",
     ("runner/migrate.py", None): "sqlout-engine",
-    ("runner/retry.py", None): "sqlout-engine",
     ("runner/senderscheck.py", None): "sqlout-engine",
 }
 

@@ -63,6 +63,10 @@ def attempt_of(enrollment_id: int) -> int:
     return Enrollment.select(Enrollment.attempt).where(Enrollment.id == enrollment_id).scalar()
 
 
+def facts_of(enrollment_id: int) -> dict[str, Any]:
+    return dict(Enrollment.select(Enrollment.facts).where(Enrollment.id == enrollment_id).scalar() or {})
+
+
 def note_crash(enrollment_id: int, attempt: int, error: str, now: dt.datetime, *, retry_at: dt.datetime | None) -> None:
     """An unexpected error in our own code: the lead retries at `retry_at`, or fails (None) with
     the error kept. Nobody works on it meanwhile (no lease)."""
@@ -176,3 +180,37 @@ def move_slot(enrollment_id: int, facts: dict[str, Any], due_at: dt.datetime) ->
     return db.execute_sql(
         "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
         (Enrollment.facts.db_value(facts), to_db_time(due_at), enrollment_id)).rowcount == 1
+
+
+def failed_enrollments(*, sequence: str | None = None, sender_id: int | None = None,
+                       lead_id: int | None = None) -> list[tuple[int, int, str, str, str | None, str | None, str | None]]:
+    """(id, lead id, profile URL, sequence, step id, sender name, last error) of every failed enrollment,
+    oldest failure first, narrowed by every filter given."""
+    query = (Enrollment.select(Enrollment.id, Enrollment.lead, Lead.profile_url, Enrollment.sequence,
+                               Enrollment.step_id, Sender.name, Enrollment.last_error)
+             .join(Lead, on=(Enrollment.lead == Lead.id))
+             .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id))
+             .where(Enrollment.state == "failed")
+             .order_by(Enrollment.finished_at, Enrollment.id))
+    if sequence is not None:
+        query = query.where(Enrollment.sequence == sequence)
+    if sender_id is not None:
+        query = query.where(Enrollment.sender == sender_id)
+    if lead_id is not None:
+        query = query.where(Enrollment.lead == lead_id)
+    return list(query.tuples())
+
+
+def runs_elsewhere(lead_id: int, enrollment_id: int) -> bool:
+    """Whether the lead runs (active or paused) in an enrollment other than this one."""
+    return Enrollment.select(Enrollment.id).where(
+        Enrollment.lead == lead_id, Enrollment.state.in_(("active", "paused")), Enrollment.id != enrollment_id).exists()
+
+
+def put_back(enrollment_id: int, attempt: int, facts: dict[str, Any], now: dt.datetime) -> bool:
+    """A failed enrollment runs again at its step, due now, with these attempt and facts; False when
+    it is no longer failed."""
+    return Enrollment.update(
+        state="active", outcome=None, finished_at=None, last_error=None, due_at=now, lease_owner=None,
+        attempt=attempt, facts=facts, updated_at=now,
+    ).where(Enrollment.id == enrollment_id, Enrollment.state == "failed").execute() == 1
