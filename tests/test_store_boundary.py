@@ -52,7 +52,6 @@ ALLOWED: dict[tuple[str, str | None], str] = {
     # sqlout-engine: still moving these (the entries go as each module lands)
     ("runner/campaigns.py", None): "sqlout-engine",
     ("runner/commands/run.py", None): "sqlout-engine",
-    ("runner/senderscheck.py", None): "sqlout-engine",
 }
 
 MODEL_NAMES = frozenset(model.__name__ for model in MODELS)

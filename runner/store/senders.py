@@ -1,4 +1,4 @@
-"""The SQL of sender rows: pausing and resuming a sender, its warm-up start, its LinkedIn id."""
+"""The SQL of sender rows: looking senders up, pausing and resuming one, its warm-up start, its LinkedIn id."""
 from __future__ import annotations
 
 import datetime as dt
@@ -27,6 +27,12 @@ def sender_names() -> list[str]:
 def all_senders() -> list[Sender]:
     """Every sender in the store, by name."""
     return list(Sender.select().order_by(Sender.name))
+
+
+def store_profile_id(name: str, profile_id: str) -> int:
+    """Keep the sender's own LinkedIn id on its row; 1 when that changed it, else 0."""
+    return Sender.update(profile_id=profile_id).where(
+        Sender.name == name, (Sender.profile_id.is_null()) | (Sender.profile_id != profile_id)).execute()
 
 
 def start_warmup(sender_id: int, at: dt.datetime) -> None:
