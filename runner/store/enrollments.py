@@ -214,3 +214,25 @@ def put_back(enrollment_id: int, attempt: int, facts: dict[str, Any], now: dt.da
         state="active", outcome=None, finished_at=None, last_error=None, due_at=now, lease_owner=None,
         attempt=attempt, facts=facts, updated_at=now,
     ).where(Enrollment.id == enrollment_id, Enrollment.state == "failed").execute() == 1
+
+
+def enrolled_with(keys: list[str], sender_names: list[str]) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(lead key, profile URL, provider ids, sender name) of every enrollment (any state) of these
+    leads with one of these senders."""
+    return list(Enrollment.select(Lead.key, Lead.profile_url, Lead.provider_ids, Sender.name)
+                .join(Lead).switch(Enrollment).join(Sender)
+                .where(Lead.key.in_(keys), Sender.name.in_(sender_names)).tuples())
+
+
+def paced_at(now: dt.datetime) -> list[tuple[dt.datetime, str, str]]:
+    """(due time, action, profile URL) of the active leads written at `now` that sleep until a pacing
+    slot, earliest first (what a dry run's pass planned, read before its rollback)."""
+    rows = db.execute_sql(
+        "SELECT e.due_at, e.facts, l.profile_url FROM enrollment e JOIN lead l ON l.id = e.lead_id "
+        "WHERE e.state = 'active' AND e.updated_at = ? ORDER BY e.due_at", (to_db_time(now),)).fetchall()
+    out = []
+    for due, raw, url in rows:
+        slot = Enrollment.facts.python_value(raw).get("slot")
+        if slot:
+            out.append((from_db_time(due), slot["action"], url))
+    return out
