@@ -49,9 +49,6 @@ ALLOWED: dict[tuple[str, str | None], str] = {
     ("runner/report.py", None): "sqlout-read",
     ("runner/simulate.py", None): "sqlout-read",
     ("runner/wire.py", None): "sqlout-read",
-    # sqlout-engine: still moving these (the entries go as each module lands)
-    ("runner/campaigns.py", None): "sqlout-engine",
-    ("runner/commands/run.py", None): "sqlout-engine",
 }
 
 MODEL_NAMES = frozenset(model.__name__ for model in MODELS)
