@@ -34,6 +34,7 @@ from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
+from .store.dashboard import booked_slots, variant_results
 from .store.quota_usage import performed_times
 from .store.rows import last_enrollment_id, record_first_steps
 from .versions import remember
@@ -92,6 +93,12 @@ class SimReport:
     ticks: int = 0
     transitions: int = 0
     wire: dict[str, Any] | None = None  # with --wire: requests made, ledger against audit
+    #: every simulated hour: leads holding a paced slot (waiting for their turn), per action
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    #: hours from acceptance to the first message, per lead that got that far (for the HTML report)
+    accept_hours: list[float] = field(default_factory=list)
+    #: per A/B variant of a message step: leads assigned, messages sent, leads who replied after one
+    ab: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,7 +109,7 @@ class SimReport:
             "replies_per_message": self.replies,
             "booked_after_end": self.booked, "provider_quotas": self.quotas,
             "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
-            "ticks": self.ticks, "transitions": self.transitions,
+            "ticks": self.ticks, "transitions": self.transitions, "ab_results": self.ab,
             **({"wire": self.wire} if self.wire is not None else {}),
         }
 
@@ -309,6 +316,7 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     end = options.start + dt.timedelta(days=options.days)
     report = SimReport(seq.name, count, options.days, options.start, end)
     now = options.start
+    sample_at = options.start
     while now < end:
         clock.now = now
         human.act(now)
@@ -316,6 +324,7 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
             before_tick(now)
         tick = engine.tick(now)
         human.notice(now)
+        sample_at = _sample_queue(report, now, sample_at, end)
         report.ticks += 1
         report.transitions += tick.transitions
         if progress:
@@ -325,6 +334,7 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
             break
         now = max(nxt, now + dt.timedelta(seconds=1))
     clock.now = end
+    _sample_queue(report, end, sample_at, end + dt.timedelta(hours=1))
     human.finish(end)
     report.pauses, report.reauth_after_hours = human.pauses, round(human.delay.total_seconds() / 3600, 2)
     _fill_report(report, seq, runtime, entered, end)
@@ -332,6 +342,17 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     if progress:
         progress(1.0)
     return report
+
+
+def _sample_queue(report: SimReport, now: dt.datetime, sample_at: dt.datetime, end: dt.datetime) -> dt.datetime:
+    """Record the queue at every whole hour up to `now` (it only changes at ticks); the next hour to sample."""
+    if sample_at > now:
+        return sample_at
+    booked = booked_slots()
+    while sample_at <= now and sample_at < end:
+        report.queue.append({"at": sample_at.isoformat(), "booked": booked})
+        sample_at += dt.timedelta(hours=1)
+    return sample_at
 
 
 def _no_senders(seq: Sequence, config: Config) -> str:
@@ -425,6 +446,9 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
             variants[step_id][name] += 1
     report.variants = {k: dict(v) for k, v in variants.items()}
     report.replies = _reply_yield(seq, replied_at)
+    report.accept_hours = [round(h, 2) for h in hours]
+    report.ab = [{"step": step_id, "variant": name, "assigned": variants.get(step_id, {}).get(name, 0), "sent": sent,
+                  "replied": replied} for step_id, name, sent, replied in variant_results(seq.name)]
     if hours:
         hours.sort()
         report.accept_to_message_hours = {"count": len(hours), "median": round(statistics.median(hours), 1),

@@ -122,9 +122,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # is a hash naming the provider, its base URL and the API key (or account), never the key.
         "CREATE TABLE request_hold (scope TEXT PRIMARY KEY, until TEXT NOT NULL)",
     ]),
+    (11, "dashboard", [
+        # A person marked a lead that needed one as handled (the dashboard's "Needs a human"), with
+        # the enrollment's `updated_at` then: once the enrollment changes again, it needs a human again.
+        """CREATE TABLE handled_mark (
+            id INTEGER PRIMARY KEY,
+            enrollment_id INTEGER NOT NULL UNIQUE REFERENCES enrollment (id) ON DELETE CASCADE,
+            enrollment_updated_at TEXT NOT NULL, handled_at TEXT NOT NULL)""",
+    ]),
 ]
 
-LATEST = MIGRATIONS[-1][0]
+LATEST = max(version for version, _, _ in MIGRATIONS)
 
 
 def applied_versions(database: peewee.Database) -> set[int]:

@@ -1,0 +1,1 @@
+"""The daemon's HTTP side (`seqrun serve`): webhook endpoints and the dashboard."""
