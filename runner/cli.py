@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "pause",
     "senders",
+    "outgoing",
     "fake",
 )
 

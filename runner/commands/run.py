@@ -1,5 +1,8 @@
 """`seqrun run`: process every lead that is due, once (for cron) or on a loop.
 
+Outgoing events (runner.outgoing) are delivered after each pass; a receiver that fails never stops
+the run (its events wait in the outbox).
+
 Stopping: SIGINT (Ctrl-C) and SIGTERM ask the run to stop. The call in flight finishes and is
 committed, no new call starts, the leads claimed and not started are handed back (due at once), and
 the process exits 130 after SIGINT, 0 after SIGTERM (a stop that was asked for and carried out; what
@@ -29,6 +32,7 @@ from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
 from ..leads import open_project
+from ..outgoing import Outgoing
 from ..project import (
     apply_provider_limits,
     build_runtime,
@@ -130,7 +134,8 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     With --once it processes what is due and exits (put it in cron); without, it keeps going every
     --interval seconds until Ctrl-C or SIGTERM, which finish the call in flight and stop (exit 130
     after Ctrl-C, 0 after SIGTERM; a second Ctrl-C stops at once). --dry-run prints what would be
-    sent now and leaves the database and LinkedIn untouched.
+    sent now and leaves the database and LinkedIn untouched. Outgoing events (`outgoing:` in
+    seqrun.yaml) are delivered after each pass.
 
     \b
     Example:
@@ -204,14 +209,16 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
     """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
     with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
         # One engine for the whole process: its per-sender poll schedule lives in it.
+        outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here, before anything
         engine = _runtime(config, sequences, client, db_file=db.database)
         engine.rt.stop_requested = stop.requested
         try:
             _recover(engine)
             if once:
                 click.echo(_summary(_pass(engine)))
+                _deliver(outgoing)
             else:
-                _loop(engine, interval, stop)
+                _loop(engine, interval, stop, outgoing)
         finally:
             _close_providers(engine)
     return stop.signum
@@ -295,11 +302,23 @@ def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
 DRY_RUN_SHOWN = 20
 
 
-def _loop(engine: Engine, interval: int, stop: StopSignals) -> None:
+def _deliver(outgoing: Outgoing | None) -> None:
+    """Outgoing events between passes (runner.outgoing): a receiver that fails never stops the run."""
+    if outgoing is None:
+        return
+    try:
+        outgoing.deliver_due(utc_now())
+    except Exception:  # noqa: BLE001 - the events stay in the outbox; the next pass tries again
+        log.exception("outgoing events could not be delivered this pass")
+
+
+def _loop(engine: Engine, interval: int, stop: StopSignals, outgoing: Outgoing | None = None) -> None:
     def one_pass() -> None:
         report = _pass(engine)
         if report.processed or report.events or report.errors:
             click.echo(f"{utc_now():%Y-%m-%d %H:%M:%S} {_summary(report)}")
+        if not stop.requested():
+            _deliver(outgoing)
 
     # `schedule` only triggers passes; whether a lead is due comes from the database.
     scheduler = schedule.Scheduler()

@@ -1,4 +1,5 @@
-"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human."""
+"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human,
+failing outgoing-event subscriptions."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,6 +11,7 @@ from ..leads import open_project
 from ..loader import load_paths
 from ..report import status
 from ..store import health, open_store
+from ..store.outgoing import summary as outgoing_summary
 from ..terminal import json_printable, printable
 
 
@@ -39,6 +41,28 @@ def _echo_earlier_versions(s: dict) -> None:
         click.echo(f"    version {v['version']} ({stored}): {steps}")
 
 
+def _outgoing_json(summary: dict) -> dict:
+    return {name: {**s, "latest_error_at": s["latest_error_at"].isoformat() if s["latest_error_at"] else None}
+            for name, s in summary.items()}
+
+
+def _echo_outgoing(summary: dict) -> None:
+    """Subscriptions whose events fail (runner.outgoing): counts and the latest error of each."""
+    failing = {name: s for name, s in summary.items() if s["counts"]["failed"] or s["counts"]["retrying"]}
+    if not failing:
+        return
+    click.echo("Outgoing events failing")
+    for name, s in sorted(failing.items()):
+        c = s["counts"]
+        line = (f"  {name}: {c['failed']} failed, {c['retrying']} retrying, {c['pending'] - c['retrying']} waiting, "
+                f"{c['delivered']} delivered")
+        if s["latest_error"]:
+            line += f"; latest error {s['latest_error_at']:%Y-%m-%d %H:%M} UTC: {s['latest_error']}"
+        click.echo(printable(line))
+    click.echo("  (seqrun outgoing list --state failed; seqrun outgoing retry)")
+    click.echo("")
+
+
 @click.command("status")
 @click.option("--sequence", "-s", metavar="NAME", help="Only this sequence.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
@@ -49,7 +73,8 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     A provider quota over a longer window (ConnectSafely: 90 invitations a week per account) is
     shown per its window, under the sender's daily usage.
 
-    Leads a run has claimed and not finished with are listed with the run that holds them.
+    Leads a run has claimed and not finished with are listed with the run that holds them, and
+    outgoing-event subscriptions whose deliveries fail with their counts and latest error.
 
     \b
     Example:
@@ -61,8 +86,10 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     sequences = loaded_sequences(config.root)
     with health.reading():
         report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
+        outgoing = outgoing_summary()
     if as_json:
-        click.echo(json_printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
+        body = {**report.to_json(), "outgoing": _outgoing_json(outgoing)}
+        click.echo(json_printable(json.dumps(body, indent=2, ensure_ascii=False)))
         return
     if not report.sequences:
         click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
@@ -100,6 +127,7 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
         for lease in report.leased:
             click.echo(f"  {lease['leads']} lead(s) by {lease['holder']}, until {lease['until'][:16].replace('T', ' ')} UTC")
         click.echo("")
+    _echo_outgoing(outgoing)
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")
         for a in report.attention:

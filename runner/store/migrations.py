@@ -122,6 +122,31 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # is a hash naming the provider, its base URL and the API key (or account), never the key.
         "CREATE TABLE request_hold (scope TEXT PRIMARY KEY, until TEXT NOT NULL)",
     ]),
+    (10, "outgoing events", [
+        # A subscription of seqrun.yaml's `outgoing:` by name; `*_at` are how far each source of facts
+        # has been read (the latest fact time seen), `senders` the sender states last seen (JSON).
+        # Never a URL or a secret: those stay in seqrun.yaml and the environment.
+        """CREATE TABLE outgoing_subscription (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, since TEXT NOT NULL,
+            actions_at TEXT, events_at TEXT, finished_at TEXT, senders TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        # The outbox: one row per event and subscription, the signed body exactly as it is sent.
+        """CREATE TABLE outgoing_event (
+            id INTEGER PRIMARY KEY,
+            subscription_id INTEGER NOT NULL REFERENCES outgoing_subscription (id) ON DELETE CASCADE,
+            event_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL, occurred_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT, last_attempt_at TEXT, last_error TEXT,
+            created_at TEXT NOT NULL, delivered_at TEXT,
+            CHECK (state IN ('pending', 'delivered', 'failed')))""",
+        "CREATE UNIQUE INDEX outgoing_event_once ON outgoing_event (subscription_id, event_id)",
+        "CREATE INDEX outgoing_event_due ON outgoing_event (next_attempt_at) WHERE state = 'pending'",
+        "CREATE INDEX outgoing_event_state ON outgoing_event (subscription_id, state)",
+        # The facts events are read from, by the time they happened.
+        "CREATE INDEX action_performed ON action (performed_at) WHERE status = 'done'",
+        "CREATE INDEX event_received ON event (received_at)",
+        "CREATE INDEX enrollment_finished ON enrollment (finished_at) WHERE finished_at IS NOT NULL",
+    ]),
     (11, "dashboard", [
         # A person marked a lead that needed one as handled (the dashboard's "Needs a human"), with
         # the enrollment's `updated_at` then: once the enrollment changes again, it needs a human again.
