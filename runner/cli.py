@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "graph",
     "simulate",
     "run",
+    "serve",
     "leads",
     "status",
     "export",

@@ -37,7 +37,7 @@ from .diagnostics import (
     sort_diagnostics,
     warning,
 )
-from .model import LIMITED_ACTIONS, Pos, Sequence
+from .model import CEILINGS, LIMITED_ACTIONS, Pos, Sequence
 from .outgoing import Subscription
 from .outgoing_derive import EVENT_TYPES
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
@@ -50,13 +50,6 @@ from .yamlsrc import YamlDoc, load_yaml_file
 
 ACCOUNT_TYPES = ("classic", "sales_navigator")
 DEFAULT_SANDBOX_SENDER = "sandbox"
-
-#: LinkedIn's documented daily ceilings per account type (seed 001, "Action Limits Quick Reference").
-#: Limits above these are allowed but warned about: they risk the account.
-CEILINGS: dict[str, dict[str, int]] = {
-    "classic": {"visit": 80, "connect": 25, "message": 50},
-    "sales_navigator": {"visit": 500, "connect": 30, "message": 250},
-}
 
 #: Seed 001 documents no ceiling for InMails ("based on subscription") or withdrawals. We default
 #: to Salesflow's campaign defaults (20 open InMails, 40 withdrawals a day): conservative figures a

@@ -16,9 +16,10 @@ from typing import Any
 
 from .config import Config
 from .diagnostics import UserError
-from .leads import known_sequences, profile_key
+from .leads import profile_key
 from .steps import release_slots
 from .store import enrollments, senders
+from .store.leadbook import enrolled_sequences
 from .store.lookups import lead_id_by_key
 from .store.transactions import writing
 
@@ -60,7 +61,7 @@ def find_target(scope: str, value: str) -> Target:
             known = ", ".join(senders.sender_names()) or "none"
             raise UserError(f'unknown sender "{value}" (known: {known})')
         return Target(SENDER, sender_id, f"sender {value}")
-    known_seqs = known_sequences()
+    known_seqs = enrolled_sequences()
     if value not in known_seqs:
         raise UserError(f'no leads in sequence "{value}" (sequences with leads: {", ".join(known_seqs) or "none"})')
     return Target(SEQUENCE, value, f"sequence {value}")

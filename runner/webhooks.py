@@ -111,7 +111,8 @@ class WebhookInbox:
 
     def receive(self, provider: str, headers: Mapping[str, str], body: bytes, *,
                 path: str = "") -> tuple[int, str]:
-        """One delivery: (status, reason) for the HTTP answer. Only verified events are queued.
+        """One delivery: (status, reason) for the HTTP answer: (200, "ok") verified, (200, "duplicate")
+        verified and every event already taken, else refused. Only verified events are queued.
         `path` is what followed the provider's name in the URL (drivers that take it verify it)."""
         drivers = self._drivers.get(provider)
         if not drivers:
@@ -138,17 +139,20 @@ class WebhookInbox:
                 log.warning("webhook for %s refused (%s): %s", provider, status, err.message)
                 return status, err.message
         self.stats["received"] += 1
+        fresh = 0
         with self._lock:
             for event in events:
                 if event.event_id in self._seen:
                     self.stats["duplicate_events"] += 1
                     continue
+                fresh += 1
                 self._seen[event.event_id] = None
                 if len(self._seen) > SEEN_SIZE:
                     self._seen.popitem(last=False)
                 self._queue.append(event)
                 self.stats["events"] += 1
-        return 200, "ok"
+        # A verified delivery whose every event was already taken (a provider's retry) changes nothing.
+        return (200, "duplicate") if events and not fresh else (200, "ok")
 
     def drain(self) -> list[ProviderEvent]:
         """The events queued since the last drain, in arrival order (the engine's thread calls it)."""

@@ -47,16 +47,9 @@ ALLOWED: dict[tuple[str, str | None], str] = {
     ("runner/limits.py", "_hints"): "state",
     ("runner/limits.py", "fill_gaps"): "state",
     # sqlout-read: the modules that read the store for reports, exports and the simulator
-    ("runner/audit.py", None): "sqlout-read",
-    ("runner/commands/export.py", None): "sqlout-read",
-    ("runner/commands/simulate.py", None): "sqlout-read",
     ("runner/leads.py", None): "sqlout-read",
-    ("runner/pacing_audit.py", None): "sqlout-read",
-    ("runner/project.py", None): "sqlout-read",
     ("runner/providers", None): "sqlout-read",
-    ("runner/report.py", None): "sqlout-read",
     ("runner/simulate.py", None): "sqlout-read",
-    ("runner/wire.py", None): "sqlout-read",
 }
 
 

@@ -17,12 +17,12 @@ from ..leads import (
     block_profiles,
     import_leads,
     list_leads,
-    open_project,
     profile_key,
     profiles_from_file,
     unblock_profile,
 )
 from ..leadsfile import read_leads
+from ..project import open_project
 from ..store import health, open_store
 from ..store.models import ENROLLMENT_STATES
 from ..terminal import json_printable, printable

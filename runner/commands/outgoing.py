@@ -7,7 +7,7 @@ import json
 import click
 
 from ..diagnostics import UserError
-from ..leads import open_project
+from ..project import open_project
 from ..store import open_store
 from ..store.outgoing import STATES, OutgoingSubscription, list_events, retry_failed
 from ..terminal import json_printable, printable

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 from types import FrameType
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import click
 import httpx
@@ -31,7 +31,6 @@ from ..config import Config
 from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
-from ..leads import open_project
 from ..outgoing import Outgoing
 from ..project import (
     apply_provider_limits,
@@ -39,6 +38,7 @@ from ..project import (
     http_notifier,
     missing_environment,
     missing_environment_of_earlier_versions,
+    open_project,
     project_sequences,
     real_provider_for,
     running_sequences,
@@ -143,18 +143,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
       seqrun run --once --dry-run
       seqrun run --once
     """
-    config, _, _ = open_project()
-    sequences = project_sequences(config)
-    if not sequences:
-        raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
-    require_capabilities(sequences.values(), config.senders)
-    url = config.database_url(db_url)
-    open_store(url, writable=True)  # a run that cannot record what it does must not start
-    # Before anything runs: what the files' edits mean for the leads already in them.
-    report = edit_report(sequences) + absent_report(sequences)
-    if report:
-        click.echo(format_text(report), err=True)
-    _check_environment(sequences)
+    config, sequences, url = prepare(db_url)
     _warn_webhook_only(config)
     with single_runner(sqlite_path(url)):
         if dry_run:
@@ -173,6 +162,25 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
 
 
+def prepare(db_url: str | None, command: str = "seqrun run") -> tuple[Config, dict[str, Any], str]:
+    """What `run` and `serve` check before anything moves: the project's sequences (at least one),
+    the steps their senders' providers can do, a writable database, what edits mean for running
+    leads, and the environment the sequences need. Returns (config, sequences, database URL)."""
+    config, _, _ = open_project()
+    sequences = project_sequences(config)
+    if not sequences:
+        raise UserError(f"no sequences found in {os.path.join(config.root, 'sequences')}")
+    require_capabilities(sequences.values(), config.senders)
+    url = config.database_url(db_url)
+    open_store(url, writable=True)  # a run that cannot record what it does must not start
+    # Before anything runs: what the files' edits mean for the leads already in them.
+    report = edit_report(sequences) + absent_report(sequences)
+    if report:
+        click.echo(format_text(report), err=True)
+    _check_environment(sequences, command)
+    return config, sequences, url
+
+
 def _warn_webhook_only(config: Config) -> None:
     """Senders whose provider reports replies only by webhook: `run` receives none, so say so at start."""
     from ..providers import WEBHOOK_ONLY
@@ -189,7 +197,7 @@ def _warn_webhook_only(config: Config) -> None:
                    f"which receives the webhooks", err=True)
 
 
-def _check_environment(sequences: Mapping[str, Any]) -> None:
+def _check_environment(sequences: Mapping[str, Any], command: str = "seqrun run") -> None:
     """Every environment variable the sequences with leads in them need is set, or nothing starts:
     otherwise each lead would stop at the step that needs it, one by one. A sequence without leads
     only gets a warning (its leads pause at that step until the variable is set)."""
@@ -201,7 +209,7 @@ def _check_environment(sequences: Mapping[str, Any]) -> None:
                        "leads that reach this step will be paused)", err=True)
     errors = [diag for seq, diag in missing if seq.name in running]
     if errors:
-        raise UserError("set the environment variables above and start seqrun run again; the leads of these "
+        raise UserError(f"set the environment variables above and start {command} again; the leads of these "
                         "sequences would stop at these steps", errors)
 
 
@@ -224,9 +232,9 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
     return stop.signum
 
 
-def _recover(engine: Engine) -> None:
+def _recover(engine: Engine, now: dt.datetime | None = None) -> None:
     """Once per process, before any lead moves."""
-    now = utc_now()
+    now = now or utc_now()
     # Leads a killed run left mid-action are due now; their step reconciles the action first.
     recovered = engine.recover(now)
     if recovered:
@@ -237,9 +245,10 @@ def _recover(engine: Engine) -> None:
 
 
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
-             db_file: str = ":memory:") -> Engine:
-    rows = sync_senders(config, utc_now())
-    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=utc_now)
+             db_file: str = ":memory:", clock: Callable[[], dt.datetime] | None = None) -> Engine:
+    clock = clock or utc_now  # read at call time: tests put a clock of their own in its place
+    rows = sync_senders(config, clock())
+    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=clock)
     notifier = http_notifier(client)
     if isinstance(provider, DryRunProvider):
         def notifier(url: str, headers: Mapping[str, str], payload: Mapping[str, Any]) -> None:
@@ -302,12 +311,12 @@ def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
 DRY_RUN_SHOWN = 20
 
 
-def _deliver(outgoing: Outgoing | None) -> None:
+def _deliver(outgoing: Outgoing | None, now: dt.datetime | None = None) -> None:
     """Outgoing events between passes (runner.outgoing): a receiver that fails never stops the run."""
     if outgoing is None:
         return
     try:
-        outgoing.deliver_due(utc_now())
+        outgoing.deliver_due(now or utc_now())
     except Exception:  # noqa: BLE001 - the events stay in the outbox; the next pass tries again
         log.exception("outgoing events could not be delivered this pass")
 

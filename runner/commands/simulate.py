@@ -18,7 +18,8 @@ from ..diagnostics import UserError
 from ..outfile import atomic_output, check_output, owned_files
 from ..project import load_sequences
 from ..simulate import SimOptions, SimReport, run_simulation
-from ..store import Enrollment, open_store
+from ..store import open_store
+from ..store.simulation import has_enrollments
 
 
 #: The days a simulation may start on: the calendar, time zones and the store's timestamps are sure
@@ -103,7 +104,7 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
         path = db_url or os.path.join(tmp, "simulation.db")
         if db_url and pathlib.Path(db_url).exists() and pathlib.Path(db_url).stat().st_size > 0:
             open_store(path, durable=False)
-            if Enrollment.select().exists():
+            if has_enrollments():
                 raise UserError(f'database "{db_url}" already holds leads; simulate needs a new file')
         database = open_store(path, durable=False)
         try:

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from ..leads import open_project
+from ..project import open_project
 from ..loader import load_paths
 from ..report import status
 from ..store import health, open_store
