@@ -34,6 +34,7 @@ from .flow import (
     PauseSender,
     Sleep,
     Stopping,
+    Woken,
     backoff,
     close_action,
     fact_values,
@@ -50,6 +51,7 @@ from .store import Action
 from .store.blocks import is_blocked
 from .store.ledger import action_by_key
 from .store.rows import insert_action, set_lead_json
+from .store.sender_state import hold_action
 from .store.senders import start_warmup
 from .store.transactions import writing
 
@@ -340,6 +342,7 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         if isinstance(step, ActionStep):
             name = "inmail" if step.action == "message" and step.inmail else step.action
             ctx.rt.provider_holds[(ctx.sender.id, name)] = until
+            hold_action(ctx.sender.id, name, until, kind.name)  # for every runner, and the next run
         return Sleep(until)
     if kind is ErrorKind.ALREADY_CONNECTED:
         f["connected"] = f["accepted"] = True
@@ -447,7 +450,7 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
     try:
         with ctx.outside():  # recorded and committed before the POST
             ctx.rt.notifier(step.url or "", headers, payload)
-    except Stopping:
+    except (Stopping, Woken):  # not the CRM's failure: the lead stops short of the POST
         raise
     except Exception as exc:  # noqa: BLE001 - a CRM outage must not lose the lead
         ctx.enr.attempt += 1

@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "serve",
     "leads",
     "status",
+    "events",
     "export",
     "pause",
     "senders",

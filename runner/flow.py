@@ -14,11 +14,12 @@ from typing import Any, Callable, Iterator, Union
 
 from . import calendar as cal
 from . import limits
+from .absorb import absorb
 from .model import Sequence, Target
 from .providers.base import ActionResult, LeadRef, ProviderError
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, blocks
-from .store.enrollments import save_enrollment
+from .store.enrollment_writes import save_enrollment
 from .store.rows import close_action_row, set_lead_json
 from .store.transactions import Transaction
 
@@ -75,6 +76,15 @@ class Interrupted(Exception):
     """
 
 
+class Woken(Exception):
+    """Events for the lead arrived (the inbox) while it was about to make an external call.
+
+    Everything since the last commit is rolled back (the call is not made; an action recorded for
+    it is not) and the lead is due at once: its next run applies the events first and checks its
+    exits, so a reply stops it before any further action.
+    """
+
+
 class Stopping(Exception):
     """The process was asked to stop (SIGINT/SIGTERM) before this lead's next external call.
 
@@ -100,6 +110,9 @@ class Ctx:
     txn: Transaction | None = None  # the lead's open transaction (see `advance`)
     db_state: str = "active"  # the enrollment's state as this run last read or wrote it
     dirty: bool = False  # a transition or an outbox key not yet written to the enrollment row
+    #: the lead's inbox events were taken since this run's transaction (re)began; until it commits,
+    #: no other writer can add any on SQLite (the transaction holds the write lock)
+    events_taken: bool = False
 
     @contextlib.contextmanager
     def outside(self) -> Iterator[None]:
@@ -108,13 +121,19 @@ class Ctx:
         steps merely observed since the last save may wait for the next one: losing them in a crash
         only means asking again.) A run asked to stop makes no new call: it stops here (`Stopping`)."""
         self.stop_if_asked()
+        if self.take_events():
+            raise Woken(f"enrollment {self.enr.id}: events arrived")
         if self.dirty:
             self.save()
         if self.txn is None:
             yield
             return
-        with self.txn.released():  # inside a dry run's outer transaction nothing is committed for real anyway
-            yield
+        try:
+            with self.txn.released():  # inside a dry run's outer transaction nothing is committed for real anyway
+                yield
+        finally:
+            if not self.txn.nested:  # a new transaction: events may have arrived meanwhile
+                self.events_taken = False
 
     def stop_if_asked(self) -> None:
         """When the run was asked to stop: commit what is done and raise `Stopping`. Called where no
@@ -128,12 +147,21 @@ class Ctx:
             self.txn.commit()  # and begin again: the unwinding transaction ends an empty one
         raise Stopping(f"enrollment {self.enr.id}: the run is stopping")
 
+    def take_events(self) -> int:
+        """The lead's pending inbox events, applied to its facts (runner.absorb); how many."""
+        applied = absorb(self.rt, self.enr, self.facts, self.now)
+        self.events_taken = True
+        if applied:
+            self.dirty = True
+        return applied
+
     def save(self) -> None:
         """Write the enrollment row (its cursor and facts) once for all the transitions since the last
-        save. Raises Interrupted when another process changed its state meanwhile (paused it)."""
+        save, guarded by its version. Raises Interrupted when another process changed it meanwhile
+        (paused it, or took it over after this run's lease ran out)."""
         self.enr.facts = self.facts
         if not save_enrollment(self.enr, self.db_state):
-            raise Interrupted(f"enrollment {self.enr.id} is no longer {self.db_state}")
+            raise Interrupted(f"enrollment {self.enr.id} is no longer {self.db_state} at version {self.enr.version}")
         self.db_state = self.enr.state
         self.dirty = False
 

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
-from . import leases
+from . import leases, presence
 from .config import Config, default_limits
 from .model import Calendar, Sequence
 from .providers import QUOTAS
@@ -27,6 +27,7 @@ from .store.fields import from_db_time
 from .store.leadbook import enrolled_sequences
 from .store.leases import lease_holders
 from .store.quota_usage import performed_between
+from .store.runners import running_runners
 from .store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
@@ -40,10 +41,12 @@ class Status:
     attention_total: int = 0
     #: leads a run claimed and has not finished with, per runner (see runner/leases.py)
     leased: list[dict[str, Any]] = field(default_factory=list)
+    #: the runners marked running in the store, with their heartbeat (see runner/presence.py)
+    runners: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "usage_today": self.usage, "attention": self.attention,
-                "attention_total": self.attention_total, "leased": self.leased}
+                "attention_total": self.attention_total, "leased": self.leased, "runners": self.runners}
 
 
 def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, *, sequence: str | None = None) -> Status:
@@ -75,6 +78,11 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
     out.attention, out.attention_total = _attention(sequence)
     out.leased = [{"runner": owner, "leads": count, "until": until.isoformat(), "holder": leases.describe(owner)}
                   for owner, (count, until) in lease_holders().items()]
+    out.runners = [{"runner": row.identity, "command": row.command, "host": row.host, "pid": row.pid,
+                    "started_at": row.started_at.isoformat(), "heartbeat_at": row.heartbeat_at.isoformat(),
+                    "heartbeat_age_s": int((now - row.heartbeat_at).total_seconds()),
+                    "live": not presence.gone(row.identity, row, now, me="")}
+                   for row in running_runners()]
     return out
 
 

@@ -266,8 +266,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
-                                poll_every=options.poll_every, getenv=lambda name: "(simulated)",
-                                webhook_events=wire.inbox.drain if wire is not None else None)
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:

@@ -34,13 +34,13 @@ from .flow import (
     PauseSender,
     Sleep,
     Stopping,
+    Woken,
     fact_values,
     follow,
     refresh_conversation,
     refresh_relationship,
     release_slot,
 )
-from .flow import iso as _iso
 from .jinja import compile_condition, expression_names
 from .model import (
     ActionStep,
@@ -51,9 +51,11 @@ from .model import (
     WaitForStep,
     WaitStep,
 )
-from .providers.base import ProviderError, ProviderEvent
+from .providers.base import ProviderError
 from .runtime import Runtime, SenderRuntime
 from .store import Enrollment, enrollments, senders
+from .store.enrollment_writes import save_enrollment
+from .store.leases import release_claims
 from .store.rows import insert_transition
 from .store.transactions import writing
 from .urls import redact_secrets
@@ -94,7 +96,11 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
                     break
             else:
                 _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+            ctx.take_events()  # what arrived during its last call is saved with it, never overwritten
             ctx.save()
+    except Woken:
+        release_claims([enr.id], rt.owner, now)  # due at once: its next run applies the events first
+        log.info("lead %s: events arrived before its next call; it plans again", enr.lead.key)
     except Interrupted as exc:
         log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc)
         result.final = "interrupted"
@@ -125,6 +131,8 @@ def _step_once(ctx: Ctx) -> Outcome:
     if ctx.enr.step_id is None:
         return Goto(ctx.seq.steps[0].id)
     step = ctx.seq.step(ctx.enr.step_id)
+    if not ctx.events_taken:
+        ctx.take_events()  # events that arrived since the last commit: exits see them
     try:
         if ctx.facts.get("inflight") and isinstance(step, ActionStep):
             # Settle an action left in flight before anything else, exits included: a lead that
@@ -185,9 +193,10 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
 
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
+    was = enr.state
     enr.state, enr.paused_reason, enr.due_at, enr.updated_at = "paused", outcome.reason, now, now
     enr.lease_owner = None
-    enrollments.pause_enrollment(enr.id, outcome.reason, now)
+    save_enrollment(enr, was)  # False: changed elsewhere meanwhile, and that change stands
 
 
 def _finish(ctx: Ctx, state: str, outcome: str) -> None:
@@ -322,43 +331,5 @@ HANDLERS: dict[str, Callable[[Ctx, Any], Outcome]] = {
     "branch": run_branch,
     "end": run_end,
 }
-
-
-# --- events ---------------------------------------------------------------------------------------
-
-def apply_event_to_enrollment(rt: Runtime, enr: Enrollment, event: ProviderEvent, now: dt.datetime) -> None:
-    """Record what an event says on the lead's facts and wake the lead if it is waiting for it."""
-    f = dict(enr.facts or {})
-    wake = False
-    if event.kind == "accepted":
-        f["connected"] = f["accepted"] = True
-        f["invite_pending"] = False
-        f.setdefault("accepted_at", _iso(event.occurred_at))
-        if event.conversation_id:
-            f["conversation_id"] = event.conversation_id
-        wake = _waiting_for(rt, enr, "accepted")
-    elif event.kind == "replied":
-        if event.occurred_at >= enr.created_at:
-            f["replied"] = True
-            f.setdefault("replied_at", _iso(event.occurred_at))
-            f["last_message_at"] = _iso(event.occurred_at)
-            if event.conversation_id:
-                f["conversation_id"] = event.conversation_id
-            wake = True
-    elif event.kind == "invite_withdrawn":
-        f["invite_pending"] = False
-    enr.facts = f
-    enr.updated_at = now
-    if wake and enr.state == "active" and (enr.due_at is None or enr.due_at > now):
-        enr.due_at = now
-    enr.save()
-
-
-def _waiting_for(rt: Runtime, enr: Enrollment, event: str) -> bool:
-    seq = rt.sequence_for(enr.sequence, enr.sequence_hash)
-    if seq is None or enr.step_id not in seq.index:
-        return False
-    step = seq.step(enr.step_id)
-    return isinstance(step, WaitForStep) and step.event == event
 
 

@@ -8,8 +8,8 @@ budget off, because the virtual clock does not move inside a tick (a real run sp
 
 Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
 on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
-receiver verifies each raw delivery with the driver's own verifier and queues the events for the
-engine (`Runtime.webhook_events`). Before every tick `before_tick` lets each fake send what is due
+receiver verifies each raw delivery with the driver's own verifier and stores the events in the
+event inbox, which the engine applies (runner.inbox). Before every tick `before_tick` lets each fake send what is due
 on the virtual clock (Salesflow's late NEW_CONNECTION).
 
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:

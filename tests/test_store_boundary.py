@@ -36,15 +36,11 @@ ALLOWED: dict[tuple[str, str | None], str] = {
     # inbox: events, the cursor of each sender's sync, and the guarded apply of an event to a lead
     ("runner/engine.py", "Engine.sync"): "inbox",
     ("runner/engine.py", "Engine._sync_sender"): "inbox",
-    ("runner/engine.py", "Engine.apply_event"): "inbox",
-    ("runner/steps.py", "apply_event_to_enrollment"): "inbox",
     # events: deriving outgoing events reads a subscription inside its own transaction; the retry
     # command looks subscriptions up
     ("runner/outgoing_derive.py", "derive"): "events",
     ("runner/commands/outgoing.py", "retry_command"): "events",
-    # state: the pacing hints kept per process (the connection they were learnt on, the transaction
-    # `fill_gaps` opens)
-    ("runner/limits.py", "_hints"): "state",
+    # state: the transaction `fill_gaps` opens
     ("runner/limits.py", "fill_gaps"): "state",
     # sqlout-read: the modules that read the store for reports, exports and the simulator
     ("runner/leads.py", None): "sqlout-read",

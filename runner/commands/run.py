@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import logging
 import os
 import signal
 import threading
 from types import FrameType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import click
 import httpx
@@ -44,8 +43,8 @@ from ..project import (
     running_sequences,
     sync_senders,
 )
+from ..presence import STALE_AFTER, Presence, age
 from ..store import db, open_store
-from ..store.db import sqlite_path
 from ..store.enrollments import paced_at
 from ..store.transactions import writing
 from ..terminal import printable
@@ -57,30 +56,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-@contextlib.contextmanager
-def single_runner(db_file: str) -> Iterator[None]:
-    """Only one `seqrun run` per database at a time: a second one would race for the same leads."""
-    if db_file == ":memory:":
-        yield
-        return
-    path = os.path.realpath(db_file) + ".lock"
-    try:
-        # Read-only is enough for flock, so a lock file left read-only (another user's) still works.
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise UserError(f"cannot open the lock file {path}: {exc.strerror}; seqrun run needs to create it "
-                        f"beside the database (check the permissions of {os.path.dirname(path)})") from None
-    with open(fd, "rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f'another "seqrun run" is already working on {db_file}') from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class StopSignals:
@@ -145,14 +120,13 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     """
     config, sequences, url = prepare(db_url)
     _warn_webhook_only(config)
-    with single_runner(sqlite_path(url)):
-        if dry_run:
-            _dry_run(config, sequences)
-            return
-        try:
-            signum = _operate(config, sequences, once=once, interval=interval)
-        except KeyboardInterrupt:
-            signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next run reconciles)
+    if dry_run:
+        _dry_run(config, sequences)
+        return
+    try:
+        signum = _operate(config, sequences, once=once, interval=interval)
+    except KeyboardInterrupt:
+        signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next run reconciles)
     if signum == signal.SIGINT:
         from ..cli import EXIT_INTERRUPTED
 
@@ -216,19 +190,25 @@ def _check_environment(sequences: Mapping[str, Any], command: str = "seqrun run"
 def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interval: int) -> int | None:
     """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
     with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
-        # One engine for the whole process: its per-sender poll schedule lives in it.
         outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here, before anything
         engine = _runtime(config, sequences, client, db_file=db.database)
-        engine.rt.stop_requested = stop.requested
-        try:
-            _recover(engine)
-            if once:
-                click.echo(_summary(_pass(engine)))
-                _deliver(outgoing)
-            else:
-                _loop(engine, interval, stop, outgoing)
-        finally:
-            _close_providers(engine)
+        # Other runners may share the database: this one is known by its row and heartbeat
+        # (runner.presence), and stops making calls once another found it gone.
+        with Presence(engine.rt.owner, "run", clock=lambda: utc_now()) as presence:
+            engine.rt.stop_requested = lambda: stop.requested() or presence.lost()
+            try:
+                _recover(engine)
+                if once:
+                    click.echo(_summary(_pass(engine)))
+                    _deliver(outgoing)
+                else:
+                    _loop(engine, interval, stop, presence.lost, outgoing)
+            finally:
+                _close_providers(engine)
+            if presence.lost() and stop.signum is None:
+                raise UserError(f"this run stopped: another runner found it gone (no heartbeat in the database for "
+                                f"{age(STALE_AFTER)}) and took its leads back; whatever it left in flight is "
+                                "reconciled with the provider")
     return stop.signum
 
 
@@ -239,7 +219,11 @@ def _recover(engine: Engine, now: dt.datetime | None = None) -> None:
     recovered = engine.recover(now)
     if recovered:
         log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
-    # Leads claimed by a run that is gone come back now, not when its lease runs out.
+    _take_back(engine, now)
+
+
+def _take_back(engine: Engine, now: dt.datetime) -> None:
+    """Leads claimed by a run that is gone come back now, not when its lease runs out."""
     for owner, count in engine.take_back_leases(now).items():
         log.warning("took back %d lead(s) leased by a run that is gone (%s)", count, owner)
 
@@ -321,8 +305,10 @@ def _deliver(outgoing: Outgoing | None, now: dt.datetime | None = None) -> None:
         log.exception("outgoing events could not be delivered this pass")
 
 
-def _loop(engine: Engine, interval: int, stop: StopSignals, outgoing: Outgoing | None = None) -> None:
+def _loop(engine: Engine, interval: int, stop: StopSignals, lost: Callable[[], bool],
+          outgoing: Outgoing | None = None) -> None:
     def one_pass() -> None:
+        _take_back(engine, utc_now())  # a runner sharing the database may have gone since the last pass
         report = _pass(engine)
         if report.processed or report.events or report.errors:
             click.echo(f"{utc_now():%Y-%m-%d %H:%M:%S} {_summary(report)}")
@@ -335,7 +321,7 @@ def _loop(engine: Engine, interval: int, stop: StopSignals, outgoing: Outgoing |
     one_pass()
     if not stop.requested():
         click.echo(f"running every {interval} s; Ctrl-C to stop", err=True)
-    while not stop.requested():
+    while not stop.requested() and not lost():
         scheduler.run_pending()
         stop.wait(max(0.5, min(interval, scheduler.idle_seconds or interval)))
 

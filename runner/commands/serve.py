@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import click
 
 from ..diagnostics import UserError
-from ..store.db import sqlite_path
-from .run import prepare, single_runner
+from .run import prepare
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -65,15 +64,14 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
         clock, pace = _clock(time_warp)
         sock = lifecycle.listen(host, port)
         try:
-            with single_runner(sqlite_path(url)):
-                daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace),
-                                          clock=clock, pace=pace, dashboard=_dashboard(config, sequences, clock))
-                click.echo(f"seqrun serve: listening on {daemon.url} (webhooks at {daemon.url}/webhooks/PROVIDER); "
-                           "Ctrl-C to stop", err=True)
-                try:
-                    signum = daemon.run()
-                except KeyboardInterrupt:
-                    signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next start reconciles)
+            daemon = lifecycle.Daemon(config, sequences, sock, interval=float(interval), grace=float(grace),
+                                      clock=clock, pace=pace, dashboard=_dashboard(config, sequences, clock))
+            click.echo(f"seqrun serve: listening on {daemon.url} (webhooks at {daemon.url}/webhooks/PROVIDER); "
+                       "Ctrl-C to stop", err=True)
+            try:
+                signum = daemon.run()
+            except KeyboardInterrupt:
+                signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next start reconciles)
         finally:
             sock.close()
     if signum == signal.SIGINT:

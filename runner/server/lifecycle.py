@@ -4,7 +4,8 @@
 
 1. builds the engine exactly as `seqrun run` does (`runner.commands.run`: the same senders, drivers,
    runtime and recovery), mounts every sender's driver that takes webhooks on a `WebhookInbox`
-   with its provider's secrets, and hands the engine the inbox (`Runtime.webhook_events`);
+   with its provider's secrets; verified deliveries are stored in the event inbox, which every
+   engine pass applies (runner.inbox);
 2. serves the app (`runner.server.app`) with uvicorn from a thread, on a socket bound beforehand;
 3. reconciles what an earlier run left in flight and takes back dead runs' leases, then loops: one
    engine pass (`Engine.tick`: the inbox's events first, each sender's polls when due, then every
@@ -38,8 +39,8 @@ from ..config import Config
 from ..diagnostics import UserError
 from ..engine import Engine, TickReport
 from ..outgoing import Outgoing
-from ..providers.base import ProviderEvent
 from ..store import db
+from ..inbox import process as apply_inbox
 from ..webhooks import WebhookInbox, secrets_by_provider
 from .app import ServerState, create_app
 from .metrics import Metrics
@@ -155,12 +156,6 @@ class Daemon:
         inbox = mount_webhooks(self.config, engine, self.clock)
         metrics = Metrics(clock=self.clock, senders=lambda: [s.caps for s in engine.rt.senders.values()])
 
-        def events() -> list[ProviderEvent]:
-            taken = inbox.drain()
-            metrics.engine_took_deliveries()
-            return taken
-
-        engine.rt.webhook_events = events
         state = self.state = ServerState(inbox=inbox, metrics=metrics, clock=self.clock, wake=self.wake)
         dashboard = self.dashboard(state) if self.dashboard is not None else None
         http = _HTTPThread(create_app(state, dashboard=dashboard), self.sock, self.grace)
@@ -174,15 +169,15 @@ class Daemon:
         finally:
             state.readiness.stopping = True
             http.stop()
-            # Deliveries verified while the engine finished its last call: applied now, not dropped.
-            now = self.clock()
-            for event in events():
-                engine.apply_event(event, now, source="webhook")
+            # Deliveries stored while the engine finished its last call: applied now (they are in
+            # the inbox either way, and the next start would apply them).
+            apply_inbox(engine.rt, self.clock())
 
     def _loop(self, engine: Engine, metrics: Metrics, outgoing: Outgoing | None) -> None:
         while not self.stop_requested():
             self._wake.clear()
             started = time.perf_counter()
+            metrics.engine_took_deliveries()  # the pass applies every delivery stored so far (runner.inbox)
             report = engine.tick(self.clock(), clock=self.clock)
             metrics.loop_seconds.observe(time.perf_counter() - started)
             _count(metrics, report)

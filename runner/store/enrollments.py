@@ -71,38 +71,11 @@ def note_crash(enrollment_id: int, attempt: int, error: str, now: dt.datetime, *
     """An unexpected error in our own code: the lead retries at `retry_at`, or fails (None) with
     the error kept. Nobody works on it meanwhile (no lease)."""
     values: dict[Any, Any] = {Enrollment.attempt: attempt, Enrollment.last_error: error, Enrollment.updated_at: now,
-                              Enrollment.lease_owner: None, Enrollment.due_at: retry_at}
+                              Enrollment.lease_owner: None, Enrollment.due_at: retry_at,
+                              Enrollment.version: Enrollment.version + 1}
     if retry_at is None:
         values.update({Enrollment.state: "failed", Enrollment.outcome: "error", Enrollment.finished_at: now})
     Enrollment.update(values).where(Enrollment.id == enrollment_id).execute()
-
-
-def wake_leads_in_flight(now: dt.datetime) -> int:
-    """Leads a run was working on (still leased) with an action left in flight: due at `now`, owned by
-    nobody. A lead that sleeps in a backoff after a timeout also has its action in flight on purpose;
-    it keeps its backoff."""
-    return db.execute_sql(
-        "UPDATE enrollment SET due_at = ?, lease_owner = NULL WHERE state = 'active' AND lease_owner IS NOT NULL "
-        "AND id IN (SELECT enrollment_id FROM action WHERE status = 'in_flight')", (to_db_time(now),)).rowcount
-
-
-_ENROLLMENT_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
-                       "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
-_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ? AND state = ?"
-
-
-def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
-    """The enrollment row, written as plain SQL (this runs for every lead on every wake-up), only
-    if its state is still `expected_state`: False when another process paused or ended it."""
-    values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _ENROLLMENT_COLUMNS]
-    return db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state)).rowcount == 1
-
-
-def pause_enrollment(enrollment_id: int, reason: str, now: dt.datetime) -> None:
-    """Pause one lead (it cannot run: its sequence or sender is gone), due at once when resumed."""
-    stamp = to_db_time(now)
-    db.execute_sql("UPDATE enrollment SET state = 'paused', paused_reason = ?, due_at = ?, updated_at = ?, "
-                   "lease_owner = NULL WHERE id = ?", (reason, stamp, stamp, enrollment_id))
 
 
 #: What a pause or resume applies to (`runner.holds`): the enrollments of one lead, sender or sequence.
@@ -174,12 +147,14 @@ def set_facts(enrollment_id: int, facts: dict[str, Any]) -> None:
     db.execute_sql("UPDATE enrollment SET facts = ? WHERE id = ?", (Enrollment.facts.db_value(facts), enrollment_id))
 
 
-def move_slot(enrollment_id: int, facts: dict[str, Any], due_at: dt.datetime) -> bool:
+def move_slot(enrollment_id: int, facts: dict[str, Any], due_at: dt.datetime, version: int) -> bool:
     """Wake a lead at its moved pacing slot (`facts` holds it); False when someone works on the lead
-    now or it is no longer active."""
+    now, it is no longer active, or it changed since `version` was read (an event applied meanwhile
+    stands)."""
     return db.execute_sql(
-        "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
-        (Enrollment.facts.db_value(facts), to_db_time(due_at), enrollment_id)).rowcount == 1
+        "UPDATE enrollment SET facts = ?, due_at = ?, version = version + 1 "
+        "WHERE id = ? AND state = 'active' AND lease_owner IS NULL AND version = ?",
+        (Enrollment.facts.db_value(facts), to_db_time(due_at), enrollment_id, version)).rowcount == 1
 
 
 def failed_enrollments(*, sequence: str | None = None, sender_id: int | None = None,

@@ -10,13 +10,6 @@ from .fields import from_db_time, to_db_time
 from .models import db
 
 
-def widest_spacing(sender_id: int, action: str) -> float:
-    """The largest spacing of any point of the sender's `action` (0 when there is none)."""
-    row = db.execute_sql("SELECT MAX(spacing) FROM pace WHERE sender_id = ? AND action = ?",
-                         (sender_id, action)).fetchone()
-    return float(row[0] or 0.0)
-
-
 def points_between(sender_id: int, action: str, after: dt.datetime, before: dt.datetime, *,
                    used_only: bool = False) -> list[tuple[dt.datetime, float]]:
     """(moment, spacing) of the sender's points of `action` strictly between the two times (only the
@@ -43,17 +36,18 @@ def unbook_point(sender_id: int, action: str, sequence: str, at: dt.datetime) ->
 
 
 def bookings_after(sender_id: int, action: str, sequence: str, day: str,
-                   limit: int) -> list[tuple[int, str, int, dict[str, Any], str, str | None, dict[str, Any]]]:
+                   limit: int) -> list[tuple[int, str, int, dict[str, Any], str, str | None, dict[str, Any], int]]:
     """The earliest booked points of later days than `day` whose leads nobody works on: (point id,
-    its day, enrollment id, the enrollment's facts, lead key, lead time zone, lead fields)."""
+    its day, enrollment id, the enrollment's facts, lead key, lead time zone, lead fields, the
+    enrollment's version)."""
     rows = db.execute_sql(
-        "SELECT p.id, p.day, e.id, e.facts, l.key, l.timezone, l.fields FROM pace p "
+        "SELECT p.id, p.day, e.id, e.facts, l.key, l.timezone, l.fields, e.version FROM pace p "
         "JOIN enrollment e ON e.id = p.enrollment_id JOIN lead l ON l.id = e.lead_id "
         "WHERE p.sender_id = ? AND p.action = ? AND p.sequence = ? AND p.state = 'booked' AND p.day > ? "
         "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
         (sender_id, action, sequence, day, limit)).fetchall()
-    return [(pace_id, old_day, enrollment_id, json.loads(facts), key, tz, json.loads(fields))
-            for pace_id, old_day, enrollment_id, facts, key, tz, fields in rows]
+    return [(pace_id, old_day, enrollment_id, json.loads(facts), key, tz, json.loads(fields), version)
+            for pace_id, old_day, enrollment_id, facts, key, tz, fields, version in rows]
 
 
 def move_point(pace_id: int, day: str, at: dt.datetime) -> None:

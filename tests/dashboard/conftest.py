@@ -3,6 +3,7 @@ into a SQLite file that each test gets a copy of."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
 import shutil
 import threading
@@ -48,6 +49,42 @@ def project(simulated_db: pathlib.Path, tmp_path: pathlib.Path) -> Iterator[Proj
 @pytest.fixture
 def dashboard(project: Project):
     return create_dashboard(project, clock=lambda: NOW)
+
+
+# --- headless Chromium (test_browser.py, test_serve_browser.py) ---
+
+CHROMIUM = os.environ.get("SEQRUN_CHROMIUM", "/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM),
+                                    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI does)")
+
+
+@pytest.fixture(scope="session")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    where = os.environ.get("SEQRUN_ARTEFACTS")
+    path = pathlib.Path(where) if where else tmp_path_factory.getbasetemp() / "artefacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
+    with sync_api.sync_playwright() as playwright:
+        args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    yield page
+    context.close()
 
 
 class LiveServer:

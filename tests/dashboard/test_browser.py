@@ -4,9 +4,6 @@ under the test run's temporary directory (`artefacts/`), or SEQRUN_ARTEFACTS whe
 Skipped when Chromium or Playwright is missing; CI installs both (.ci/run)."""
 from __future__ import annotations
 
-import os
-import pathlib
-import shutil
 from typing import Iterator
 
 import pytest
@@ -17,40 +14,9 @@ from runner.server.dashboard import create_dashboard
 from runner.store import Enrollment
 from runner.store import dashboard as store
 
-from .conftest import NOW, SEQUENCE, LiveServer
+from .conftest import NOW, SEQUENCE, LiveServer, needs_chromium
 
-CHROMIUM = os.environ.get("SEQRUN_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
-pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI does)")
-
-
-@pytest.fixture(scope="session")
-def artefacts(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    where = os.environ.get("SEQRUN_ARTEFACTS")
-    path = pathlib.Path(where) if where else tmp_path_factory.getbasetemp() / "artefacts"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.console_errors = []
-    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-    yield page
-    context.close()
+pytestmark = needs_chromium
 
 
 @pytest.fixture

@@ -160,3 +160,21 @@ def test_webhooks_page_lists_deliveries_newest_first(project):
     html = client.get("/webhooks").text
     assert html.index("bad signature") < html.index("verified")
     assert "no delivery log" in TestClient(create_dashboard(project, clock=lambda: NOW), base_url=BASE).get("/webhooks").text
+
+
+def test_the_overview_shows_failed_outgoing_events(client):
+    from runner.store import outgoing
+
+    assert 'id="outgoing"' not in client.get("/").text  # no subscription: no panel
+    sub = outgoing.subscription_rows(["crm"], NOW)["crm"]
+    outgoing.add_events([{"subscription": sub.id, "event_id": f"e{i}", "type": "lead.replied", "body": "{}",
+                          "occurred_at": NOW, "state": state, "created_at": NOW}
+                         for i, state in enumerate(("delivered", "failed", "failed"))])
+    event = outgoing.OutgoingEvent.get(outgoing.OutgoingEvent.event_id == "e2")
+    outgoing.mark_failed_attempt(event.id, "HTTP 500 from the receiver", None)
+    html = client.get("/").text
+    row = html[html.index('data-subscription="crm"'):]
+    row = row[:row.index("</tr>")]
+    assert '<td class="num bad" data-col="failed">2</td>' in row
+    assert "HTTP 500 from the receiver" in row
+    assert "Failed events wait for <code>seqrun outgoing retry</code>." in html

@@ -14,6 +14,7 @@ from runner.server.deliveries import DUPLICATE, REJECTED, VERIFIED
 from runner.server.metrics import Metrics
 from runner.store import db, open_store
 from runner.webhooks import WebhookInbox
+from tests.providers.stored_inbox import take_stored
 
 from .conftest import UTC, Echo, post, served
 
@@ -38,10 +39,10 @@ def test_a_verified_delivery_is_stored_before_its_2xx_and_a_retry_changes_nothin
     with served(state) as url:
         first = post(url + "/webhooks/echo", ONE)
         assert (first.status_code, first.json()) == (200, {"status": 200, "reason": "ok"})
-        assert [e.event_id for e in state.inbox.drain()] == ["e-1"]  # there when the answer came
+        assert [e.event_id for e in take_stored(AT)] == ["e-1"]  # there when the answer came
         again = post(url + "/webhooks/echo", ONE, token="t-0")  # a retry, signed with the other secret
         assert (again.status_code, again.json()) == (200, {"status": 200, "reason": "duplicate"})
-        assert state.inbox.drain() == []
+        assert take_stored(AT) == []
     assert state.woken == [1]  # type: ignore[attr-defined]  # only the new delivery woke the engine
     assert [(d.provider, d.verdict, d.reason, d.status) for d in state.deliveries.recent()] == [
         ("echo", VERIFIED, "ok", 200), ("echo", DUPLICATE, "duplicate", 200)]
@@ -62,7 +63,7 @@ def test_a_refused_delivery_gets_4xx_and_nothing_is_stored(state: ServerState, p
     with served(state) as url:
         answer = post(url + path, body, **headers)
         assert (answer.status_code, answer.json()) == (status, {"status": status, "reason": reason})
-    assert state.inbox.drain() == []
+    assert take_stored(AT) == []
     assert state.woken == []  # type: ignore[attr-defined]
     (delivery,) = state.deliveries.recent()
     assert (delivery.verdict, delivery.reason, delivery.status) == (REJECTED, reason, status)
@@ -78,7 +79,7 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit_without_being_read_w
         answer = httpx.post(url + "/webhooks/echo", content=chunks(),
                             headers={"Content-Type": "application/json", "X-Token": "t-1"})
     assert (answer.status_code, answer.json()) == (413, {"status": 413, "reason": "body over 1048576 bytes"})
-    assert state.inbox.drain() == []
+    assert take_stored(AT) == []
 
 
 def test_health_readiness_and_metrics(state: ServerState) -> None:

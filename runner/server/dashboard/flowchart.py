@@ -97,13 +97,13 @@ def flowchart_svg(graph: Graph, step_ids: Sequence[str], on_step: Mapping[str, i
             side = min([*between, a.x, b.x]) - 30 - 16 * detours
             y1, y2 = a.y + NODE_H / 2, b.y + NODE_H / 2
             path = f"M{a.x:.1f},{y1:.1f} C{side:.1f},{y1:.1f} {side:.1f},{y2:.1f} {b.x - 2:.1f},{y2:.1f}"
-            lx, ly = side + 0.25 * (a.x - side), y1 + (y2 - y1) * 0.5
+            lx, ly = 0.75 * side + 0.125 * (a.x + b.x), (y1 + y2) / 2  # the curve's midpoint
         else:  # a loop back up: around the right-hand side
             loops += 1
             side = MARGIN + LEFT_ROOM + inner + 18 * loops
             y1, y2 = a.y + NODE_H / 2, b.y + NODE_H / 2
             path = (f"M{a.x + a.w:.1f},{y1:.1f} C{side:.1f},{y1:.1f} {side:.1f},{y2:.1f} {b.x + b.w + 2:.1f},{y2:.1f}")
-            lx, ly = side, (y1 + y2) / 2
+            lx, ly = 0.75 * side + 0.125 * (a.x + a.w + b.x + b.w), (y1 + y2) / 2
         body.append(f'<path d="{path}" fill="none" stroke="#7b8591" stroke-width="1.4" marker-end="url(#arrow)"/>')
         if edge.label:
             text = edge.label if len(edge.label) <= 34 else edge.label[:33] + "…"

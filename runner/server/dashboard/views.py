@@ -15,6 +15,7 @@ from ...holds import API_KEY_REJECTED, AUTH_EXPIRED
 from ...model import Sequence
 from ...report import status
 from ...store import dashboard as store
+from ...store import outgoing
 from .flowchart import flowchart_svg
 
 
@@ -99,7 +100,7 @@ def overview(project: Project, now: dt.datetime) -> dict[str, Any]:
         sequences.append({"name": seq["name"], "states": seq["states"], "total": total, "outcomes": seq["outcomes"],
                           "steps": rows, "funnel": funnel, "earlier": seq["on_earlier_versions"]})
     _, waiting = store.attention(limit=1)
-    return {"senders": cards, "sequences": sequences, "attention_total": waiting}
+    return {"senders": cards, "sequences": sequences, "attention_total": waiting, "outgoing": outgoing.summary()}
 
 
 def _funnel(seq: Mapping[str, Any], total: int) -> str:
