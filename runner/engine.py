@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from . import flow, inbox, limits, logfields, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Enrollment, Sender, SyncCursor, db, enrollments, health, sender_state
+from .store import Enrollment, db, enrollments, health, sender_state, senders
 from .store import inbox as store_inbox
 from .store.fields import to_db_time
 from .store.inbox import Received
@@ -178,7 +178,7 @@ class Engine:
                 raced = True  # another runner polled it: `next_due` reads its schedule again
                 continue
             schedule[sender.id] = now + self.rt.poll_every
-            if Sender.get_by_id(sender.id).status != "active":
+            if senders.status_of(sender.id) != "active":
                 continue
             self._sync_sender(sender, now)
         self._first_poll = None if raced else self._earliest(schedule)
@@ -210,8 +210,8 @@ class Engine:
         (seed 000: only after the sync finished). The cursor moves once the events are stored, not
         once applied: an event that cannot be applied goes dead in the inbox and holds nothing up.
         Returns the number of new events."""
-        cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
-        since = cursor.last_synced_at - self.rt.sync_overlap if cursor and cursor.last_synced_at else None
+        synced = store_inbox.synced_until(sender.id)
+        since = synced - self.rt.sync_overlap if synced else None
         try:
             result = sender.provider.poll_events(sender.account, since=since)
         except ProviderError as err:
@@ -222,7 +222,7 @@ class Engine:
             log.warning("sender %s: polling failed: %s", sender.name, err, extra=logfields.ids(sender=sender.name))
             return 0
         received = [Received(ev, json.dumps(_event_json(ev), default=str)) for ev in result.events]
-        with db.atomic():
+        with writing():
             new = store_inbox.append(received, source="poll", provider=sender.provider.name, received_at=now,
                                      sender_id=sender.id)
             if result.synced_until is not None:

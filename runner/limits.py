@@ -41,6 +41,7 @@ from .model import Calendar, Limits, Sequence
 from .store import db, enrollments, pace, usage
 from .store import pace_hints as hints
 from .store.fields import to_db_time
+from .store.transactions import writing
 from .store.usage import add_usage as _bump  # the name `try_charge` (helper pg is moving it) calls it by
 
 MAX_DAYS_AHEAD = 400
@@ -391,7 +392,7 @@ def fill_gaps(rt: Any, now: dt.datetime) -> int:
     """
     moved = 0
     while hints.any_vacated():  # (read outside a transaction: most passes give nothing back)
-        with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
+        with writing(immediate=True):  # (a savepoint inside a dry run's transaction)
             taken = hints.take_vacated()  # by one runner: the others find it gone
             if taken is None:
                 break
