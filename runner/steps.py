@@ -186,6 +186,8 @@ class Ctx:
 
     def take_events(self) -> int:
         """The lead's pending inbox events, applied to its facts (runner.absorb); how many."""
+        if self.events_taken and self.rt.calls_in_process:
+            return 0  # the simulator: none can have arrived since (see `Runtime.calls_in_process`)
         applied = absorb(self.rt, self.enr, self.facts, self.now)
         self.events_taken = True
         if applied:
