@@ -59,7 +59,7 @@ class Runtime:
     stop_requested: Callable[[], bool] = lambda: False
     #: True only in `seqrun simulate` without --wire: every "external" call goes to the in-process
     #: sandbox, which neither reads the store nor adds events while a lead runs, so a lead's run needs
-    #: no commit around each call (`steps.Ctx.outside`): one transaction per lead instead
+    #: no commit around each call (`flow.Ctx.outside`): one transaction per lead instead
     calls_in_process: bool = False
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
