@@ -43,7 +43,7 @@ from .model import Sequence
 from .project import sync_senders
 from .store import Block, Enrollment, Event, Lead, Sender, db
 from .store.fields import from_db_time, to_db_time
-from .store.rows import last_enrollment_id, record_first_steps
+from .store.rows import execute_many, last_enrollment_id, record_first_steps
 from .urls import normalize_profile_url
 from .versions import remember
 
@@ -331,9 +331,8 @@ def _execute_many(sql: str, rows: list[tuple[Any, ...]], done: _Done) -> None:
     if not rows:
         return
     statement = sql.format(", ".join([db.param] * len(rows[0])))
-    cursor = db.cursor()
     for batch in _chunks(rows, 10 * BATCH):  # batches only so that a progress bar moves
-        cursor.executemany(statement, batch)
+        execute_many(statement, batch)
         done.add(len(batch))
 
 

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from . import calendar as cal
 from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
-from .store import db
+from .store import charges, db
 from .store.fields import from_db_time, to_db_time
 
 MAX_DAYS_AHEAD = 400
@@ -153,10 +153,10 @@ def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0
     stamp = to_db_time(last_at) if last_at else None
     db.execute_sql(
         "INSERT INTO usage (sender_id, sequence, action, day, used, reserved, last_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (sender_id, day, action, sequence) DO UPDATE SET used = used + excluded.used, "
-        "reserved = MAX(0, reserved + excluded.reserved), "
-        "last_at = CASE WHEN excluded.last_at IS NOT NULL AND (last_at IS NULL OR excluded.last_at > last_at) "
-        "THEN excluded.last_at ELSE last_at END",
+        "ON CONFLICT (sender_id, day, action, sequence) DO UPDATE SET used = usage.used + excluded.used, "
+        "reserved = CASE WHEN usage.reserved + excluded.reserved > 0 THEN usage.reserved + excluded.reserved ELSE 0 END, "
+        "last_at = CASE WHEN excluded.last_at IS NOT NULL AND (usage.last_at IS NULL OR excluded.last_at > usage.last_at) "
+        "THEN excluded.last_at ELSE usage.last_at END",
         (sender_id, sequence, action, day, used, reserved, stamp))
 
 
@@ -385,14 +385,19 @@ def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
 
 def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime) -> bool:
     """Count one performed action against today's caps and record its point; False (and nothing
-    charged) when the day is full or the sender's last such action is closer than the spacing."""
+    charged) when the day is full or the sender's last such action is closer than the spacing.
+    Runs inside the transaction that records the action (`actions._record`)."""
     today = cal.local_date(now, sender.zone)
-    if not _room(seq, sender, action, today):
+    seq_cap, sender_cap = caps_for(seq, sender, action, today)
+    if seq_cap <= 0 or sender_cap <= 0:
         return False
+    charges.lock_sender(sender.sender_id)  # the spacing read and the charge below, as one
     spacing = spacing_seconds(seq, sender, action)
     if _too_close(sender.sender_id, action, now, spacing) is not None:
         return False
-    _bump(sender.sender_id, today.isoformat(), action, seq.name, used=1, last_at=now)
+    if not charges.charge_usage(sender.sender_id, today.isoformat(), action, seq.name, sequence_cap=seq_cap,
+                                sender_cap=sender_cap, at=now):
+        return False
     db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
                    "VALUES (?, ?, ?, ?, ?, ?, 'used')",
                    (sender.sender_id, action, seq.name, today.isoformat(), to_db_time(now), spacing))
@@ -424,7 +429,7 @@ def _rehint(key: tuple[int, str, str], day: str) -> None:
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
     """Give back a charge for an action that did not happen."""
     _reopen(sender_id, sequence, action, day)
-    db.execute_sql("UPDATE usage SET used = MAX(0, used - 1) WHERE sender_id = ? AND day = ? AND action = ? AND sequence = ?",
+    db.execute_sql("UPDATE usage SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END WHERE sender_id = ? AND day = ? AND action = ? AND sequence = ?",
                    (sender_id, day, action, sequence))
 
 

@@ -35,7 +35,7 @@ from .runtime import Runtime
 from .store import Enrollment, Sender, db
 from .store.fields import from_db_time, to_db_time
 from .store.quota_usage import performed_times
-from .store.rows import last_enrollment_id, record_first_steps
+from .store.rows import execute_many, last_enrollment_id, record_first_steps
 from .versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
@@ -211,15 +211,14 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
     with db.atomic():
         db.execute_sql("CREATE TEMP TABLE IF NOT EXISTS _keys (key TEXT)")
         db.execute_sql("DELETE FROM _keys")
-        cursor = db.cursor()
-        cursor.executemany(
-            "INSERT OR IGNORE INTO lead (key, profile_url, fields, timezone, tags, provider_ids, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, '[]', '{}', ?, ?)", leads)
+        execute_many(
+            "INSERT INTO lead (key, profile_url, fields, timezone, tags, provider_ids, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, '[]', '{}', ?, ?) ON CONFLICT (key) DO NOTHING", leads)
         ids = [r[0] for r in db.execute_sql("SELECT id FROM lead ORDER BY id").fetchall()]
         enrollments = [(lead_id, seq.name, seq.source_hash, sender_ids[i % len(sender_ids)], seq.steps[0].id, stamp, stamp, stamp, stamp)
                        for i, lead_id in enumerate(ids)]
         before = last_enrollment_id()
-        cursor.executemany(
+        execute_many(
             "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
             "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
         record_first_steps(before)

@@ -243,14 +243,14 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
     from ..commands.run import single_runner
     from ..migrate import migrate_leads
     from ..store import db
-    from ..store.db import sqlite_path
+    from ..store.db import database_file
 
     mapping = _parse_maps(maps)
     config, seq, warnings = open_project(sequence)
     assert seq is not None
     echo_warnings(list(config.warnings) + warnings)
     open_db(config, db_url)
-    with single_runner(sqlite_path(db.database)):
+    with single_runner(database_file(db.database)):
         plan = migrate_leads(seq, mapping, utc_now(), dry_run=dry_run)
     if not plan.moves:
         click.echo(f"sequence {seq.name}: no running lead is on an earlier version; nothing to move")

@@ -41,7 +41,7 @@ from ..project import (
     sync_senders,
 )
 from ..store import db, open_store
-from ..store.db import sqlite_path
+from ..store.db import database_file
 from ..terminal import printable
 from ..urls import redact_url
 from ..versions import absent_report, edit_report
@@ -54,9 +54,11 @@ def utc_now() -> dt.datetime:
 
 
 @contextlib.contextmanager
-def single_runner(db_file: str) -> Iterator[None]:
-    """Only one `seqrun run` per database at a time: a second one would race for the same leads."""
-    if db_file == ":memory:":
+def single_runner(db_file: str | None) -> Iterator[None]:
+    """Only one `seqrun run` per SQLite file at a time: a second one would only wait for the first's
+    write lock. (On Postgres, `db_file` None, any number of runners share the work: claims skip the
+    rows another runner holds.)"""
+    if db_file is None or db_file == ":memory:":
         yield
         return
     path = os.path.realpath(db_file) + ".lock"
@@ -149,7 +151,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
         click.echo(format_text(report), err=True)
     _check_environment(sequences)
     _warn_webhook_only(config)
-    with single_runner(sqlite_path(url)):
+    with single_runner(database_file(url)):
         if dry_run:
             _dry_run(config, sequences)
             return
@@ -202,7 +204,7 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
     """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
     with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
         # One engine for the whole process: its per-sender poll schedule lives in it.
-        engine = _runtime(config, sequences, client, db_file=db.database)
+        engine = _runtime(config, sequences, client, db_file=database_file(db.database) or ":memory:")
         engine.rt.stop_requested = stop.requested
         try:
             _recover(engine)
