@@ -141,12 +141,15 @@ def applied_versions(database: peewee.Database) -> set[int]:
 
 def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[int]:
     """Apply pending migrations, each in its own transaction. Returns the versions applied."""
-    from .backends import current
+    from .backends import postgres, sqlite
 
-    backend = current()
+    # The concrete database, not the proxy: another thread may rebind the proxy meanwhile, and the
+    # lock must be released on the connection that took it.
+    database = getattr(database, "obj", None) or database
+    backend = postgres if postgres.is_postgres(database) else sqlite
     applied: list[int] = []
     stamp = to_db_time(now or dt.datetime.now(dt.timezone.utc))
-    backend.lock_migrations()
+    backend.lock_migrations(database)
     try:
         done = applied_versions(database)
         _refuse_newer(done)
@@ -164,7 +167,7 @@ def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[i
                                      (version, name, stamp))
             applied.append(version)
     finally:
-        backend.unlock_migrations()
+        backend.unlock_migrations(database)
     return applied
 
 

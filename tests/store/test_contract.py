@@ -12,6 +12,7 @@ import pytest
 
 from runner.diagnostics import UserError
 from runner.store import Action, Enrollment, Lead, Sender, SyncCursor, Usage, charges, claims, db, open_store
+from runner.store.backends import postgres
 from runner.store.leases import lease_holders, release_claims, release_leases_of
 from runner.store.migrations import LATEST, MIGRATIONS, migrate
 from runner.store.request_holds import hold_requests, requests_held_until
@@ -168,11 +169,22 @@ def test_migrations_are_applied_once_and_recorded(store: str) -> None:
     assert db.execute_sql("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
 
 
-def test_processes_opening_a_new_database_at_once_apply_each_migration_once(store_url: str) -> None:
+def test_processes_opening_a_new_database_at_once_apply_each_migration_once(backend: str, store_url: str) -> None:
+    def versions(database: Any) -> list[int]:
+        return [r[0] for r in database.execute_sql("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+
     def opening(_: int) -> list[int]:
-        from runner.store.db import _open_postgres  # noqa: F401 - the same code path as open_store
-        open_store(store_url)
-        return [r[0] for r in db.execute_sql("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+        if backend == "sqlite":
+            open_store(store_url)
+            return versions(db)
+        # Each thread its own database object, as each process has: the shared proxy would be
+        # rebound by the other threads while this one migrates.
+        database = postgres.open_database(store_url)
+        try:
+            migrate(database)
+            return versions(database)
+        finally:
+            database.close()
 
     results = in_threads(3, opening)
     assert results == [[v for v, _, _ in MIGRATIONS]] * 3

@@ -167,11 +167,11 @@ def json_path(name: str) -> str:
     return name
 
 
-def lock_migrations() -> None:
+def lock_migrations(database: Any) -> None:
     """Two processes opening a new database at once: the second waits here, then finds the
     migrations applied."""
-    db.execute_sql("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+    database.execute_sql("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
 
 
-def unlock_migrations() -> None:
-    db.execute_sql("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+def unlock_migrations(database: Any) -> None:
+    database.execute_sql("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))

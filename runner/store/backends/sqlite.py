@@ -6,6 +6,7 @@ BEGIN, so a read followed by a write inside it cannot be overtaken by another pr
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from ..fields import to_db_time
 from ..models import db
@@ -58,9 +59,9 @@ def json_path(name: str) -> str:
     return f"$.{name}"
 
 
-def lock_migrations() -> None:
+def lock_migrations(database: Any) -> None:
     """Migrations run in IMMEDIATE transactions: a second process waits, then sees them applied."""
 
 
-def unlock_migrations() -> None:
+def unlock_migrations(database: Any) -> None:
     pass
