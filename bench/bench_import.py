@@ -27,7 +27,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner.config import load_config  # noqa: E402
-from runner.leads import import_leads, load_sequence_by_name  # noqa: E402
+from runner.leads import import_leads  # noqa: E402
+from runner.project import load_sequence_by_name  # noqa: E402
 from runner.leadsfile import read_leads  # noqa: E402
 from runner.store import open_store  # noqa: E402
 from runner.store.fields import to_db_time  # noqa: E402

@@ -32,6 +32,7 @@ from .steps import (
     Pause,
     Sleep,
     Stopping,
+    Woken,
     _iso,
     _learn_ids,
     _release_slot,
@@ -360,7 +361,7 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
     try:
         with ctx.outside():  # recorded and committed before the POST
             ctx.rt.notifier(step.url or "", headers, payload)
-    except Stopping:
+    except (Stopping, Woken):  # not the CRM's failure: the lead stops short of the POST
         raise
     except Exception as exc:  # noqa: BLE001 - a CRM outage must not lose the lead
         ctx.enr.attempt += 1

@@ -9,7 +9,6 @@ performed twice. An empty list is the expected answer; tests and `simulate` repo
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import Counter
 
@@ -19,7 +18,7 @@ from .model import Sequence
 from .providers import QUOTAS
 from .providers.quotas import by_window
 from .runtime import Runtime
-from .store import db
+from .store import auditlog
 from .store.fields import from_db_time
 from .store.quota_usage import performed_times
 
@@ -30,11 +29,8 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
     found: list[str] = []
     senders = {s.id: s for s in rt.senders.values()}
     entries: Counter[str] = Counter()
-    replied_at = _reply_times()
-    rows = db.execute_sql(
-        "SELECT a.key, a.sequence, a.step_id, a.action, COALESCE(a.started_at, a.performed_at), a.sender_id, a.lead_id, l.key, l.timezone, "
-        "l.fields, a.charged FROM action a JOIN lead l ON l.id = a.lead_id WHERE a.status = 'done' AND a.action IN (?, ?, ?, ?, ?)",
-        LINKEDIN_ACTIONS).fetchall()
+    replied_at = auditlog.first_replies()
+    rows = auditlog.done_actions_with_leads(LINKEDIN_ACTIONS)
     # Judged at `started_at`, when seqrun decided and sent the request: a call in flight when the
     # window closes (or the lead replies) may complete seconds later on LinkedIn's side.
     for key, seq_name, step_id, action, performed, sender_id, lead_id, lead_key, lead_tz, fields, charged in rows:
@@ -50,7 +46,7 @@ def violations(sequences: dict[str, Sequence], rt: Runtime) -> list[str]:
         reply = replied_at.get(lead_id)
         if action in ("message", "inmail") and reply is not None and at > reply:
             found.append(f"{action} to {lead_key} at {at.isoformat()} after the lead replied at {reply.isoformat()}")
-    found += pacing_audit.violations(sequences, rt, pacing_audit.done_rows(LINKEDIN_ACTIONS))
+    found += pacing_audit.violations(sequences, rt, auditlog.done_action_times(LINKEDIN_ACTIONS))
     for entry, n in sorted(entries.items()):
         if n > 1:
             found.append(f"step entry {entry} was performed {n} times")
@@ -69,12 +65,3 @@ def _quota_violations(rt: Runtime) -> list[str]:
                                  f"{start:%Y-%m-%d %H:%M} UTC; {provider}'s quota is {quota.describe()}")
     return found
 
-
-def _reply_times() -> dict[int, dt.datetime]:
-    """The first reply per lead that came after its enrollment started."""
-    out: dict[int, dt.datetime] = {}
-    for lead_id, occurred in db.execute_sql(
-            "SELECT e.lead_id, MIN(e.occurred_at) FROM event e JOIN enrollment n ON n.lead_id = e.lead_id "
-            "WHERE e.kind = 'replied' AND e.occurred_at >= n.created_at GROUP BY e.lead_id").fetchall():
-        out[lead_id] = from_db_time(occurred)
-    return out

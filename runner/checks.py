@@ -23,10 +23,10 @@ from typing import Iterator
 
 import jinja2
 
-from .config import CEILINGS
 from .diagnostics import Diagnostic, error, warning
 from .jinja import attribute_uses, environment, expression_names
 from .model import (
+    CEILINGS,
     CONTEXT_NAMES,
     FACTS,
     ActionStep,

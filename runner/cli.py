@@ -28,11 +28,14 @@ COMMANDS: tuple[str, ...] = (
     "graph",
     "simulate",
     "run",
+    "serve",
     "leads",
     "status",
+    "events",
     "export",
     "pause",
     "senders",
+    "outgoing",
     "fake",
 )
 

@@ -6,7 +6,8 @@ unique sender names, limits against LinkedIn's documented ceilings), and returns
 Every mistake is a positioned diagnostic: `seqrun.yaml:7:15: error: senders[name=alice].timezone: …`.
 
 Secrets never live in this file. A sender names environment variables in `credentials_env`, and
-`resolve_credentials` reads them when a driver is built. A key that looks like a secret put straight
+`resolve_credentials` reads them when a driver is built; an `outgoing:` subscription names the
+variable of its signing secret in `secret_env` (runner.outgoing reads it). A key that looks like a secret put straight
 into the file is refused, and such values are never repeated in messages.
 
 Without a `seqrun.yaml`, `default_config` builds the embedded default: one sandbox sender per name
@@ -36,7 +37,9 @@ from .diagnostics import (
     sort_diagnostics,
     warning,
 )
-from .model import LIMITED_ACTIONS, Pos, Sequence
+from .model import CEILINGS, LIMITED_ACTIONS, Pos, Sequence
+from .outgoing import Subscription
+from .outgoing_derive import EVENT_TYPES
 from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
 from .providers import PROVIDERS
 from .schemacheck import secret_name_message, show, simple_message
@@ -47,13 +50,6 @@ from .yamlsrc import YamlDoc, load_yaml_file
 
 ACCOUNT_TYPES = ("classic", "sales_navigator")
 DEFAULT_SANDBOX_SENDER = "sandbox"
-
-#: LinkedIn's documented daily ceilings per account type (seed 001, "Action Limits Quick Reference").
-#: Limits above these are allowed but warned about: they risk the account.
-CEILINGS: dict[str, dict[str, int]] = {
-    "classic": {"visit": 80, "connect": 25, "message": 50},
-    "sales_navigator": {"visit": 500, "connect": 30, "message": 250},
-}
 
 #: Seed 001 documents no ceiling for InMails ("based on subscription") or withdrawals. We default
 #: to Salesflow's campaign defaults (20 open InMails, 40 withdrawals a day): conservative figures a
@@ -114,6 +110,7 @@ class Config:
     sandbox: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
     retry_budget_hours: float = 24.0  # `retry.budget_hours`
+    outgoing: tuple[Subscription, ...] = ()  # `outgoing:`, the URLs lead events are POSTed to
 
     @property
     def sender_names(self) -> tuple[str, ...]:
@@ -250,7 +247,15 @@ def _build(doc: YamlDoc, file: pathlib.Path, warnings: tuple[Diagnostic, ...]) -
     retry = data.get("retry") or {}
     return Config(path=doc.file, root=str(file.parent), database=_anchor_database(data.get("database"), file.parent),
                   senders=senders, sandbox=sandbox, warnings=warnings,
-                  retry_budget_hours=float(retry.get("budget_hours", 24.0)))
+                  retry_budget_hours=float(retry.get("budget_hours", 24.0)),
+                  outgoing=tuple(_subscription(doc, i, raw) for i, raw in enumerate(data.get("outgoing") or [])))
+
+
+def _subscription(doc: YamlDoc, index: int, raw: dict[str, Any]) -> Subscription:
+    line, col = doc.pos(("outgoing", index))
+    events = tuple(raw["events"]) if raw.get("events") else EVENT_TYPES
+    return Subscription(name=raw["name"], secret_env=raw["secret_env"], url=raw.get("url"), url_env=raw.get("url_env"),
+                        events=events, pos=Pos(doc.file, line, col))
 
 
 def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
@@ -316,15 +321,16 @@ class _Checker:
         out = ""
         for i, part in enumerate(path):
             if isinstance(part, int):
-                name = self._sender_name(part) if path[:i] == ("senders",) else None
+                name = self._item_name(path[0], part) if path[:i] in (("senders",), ("outgoing",)) else None
                 out += f"[name={name}]" if name else f"[{part}]"
             else:
                 out += f".{part}" if out else part
         return out
 
-    def _sender_name(self, index: int) -> str | None:
-        senders = self.doc.data.get("senders")
-        item = senders[index] if isinstance(senders, list) and index < len(senders) else None
+    def _item_name(self, key: str | int, index: int) -> str | None:
+        """The name of item `index` of the list `key` (senders, outgoing), if it has a valid one."""
+        items = self.doc.data.get(key)
+        item = items[index] if isinstance(items, list) and index < len(items) else None
         name = item.get("name") if isinstance(item, dict) else None
         return name if isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_-]*", name) else None
 
@@ -349,12 +355,20 @@ class _Checker:
         found: set[YamlPath] = set()
         places: list[tuple[YamlPath, Any]] = [((), data)]
         places += [(("senders", i), s) for i, s in enumerate(data.get("senders") or []) if isinstance(s, dict)]
+        hooks = [(("outgoing", i), s) for i, s in enumerate(data.get("outgoing") or []) if isinstance(s, dict)]
+        for base, mapping in hooks:
+            for key in mapping:
+                if _SECRET_KEY.search(key):
+                    found.add(base + (key,))
+                    self.add(base + (key,), "secrets do not belong in seqrun.yaml; put the signing secret in an "
+                                            "environment variable and name it in secret_env, e.g. "
+                                            "secret_env: SEQRUN_HOOK_SECRET", key=True)
         for base, mapping in places:
             for key in mapping:
                 if key != "credentials_env" and _SECRET_KEY.search(key):
                     path = base + (key,)
                     found.add(path)
-                    owner = self._sender_name(int(base[1])) if base else None
+                    owner = self._item_name("senders", int(base[1])) if base else None
                     variable = re.sub(r"\W", "_", f"{owner}_{key}" if owner else key).upper()
                     self.add(path, "secrets do not belong in seqrun.yaml; put the value in an environment "
                                    "variable and name it in the sender's credentials_env, e.g. "
@@ -369,6 +383,19 @@ class _Checker:
             for key in instance:
                 if key not in err.schema.get("properties", {}) and path + (key,) not in secret_keys:
                     self.add(path + (key,), f'unknown key "{key}" (expected one of: {expected})', key=True)
+        elif path[:1] == ("outgoing",) and path[-1:] == ("url",) and validator == "pattern":
+            self.add(path, 'expected an http(s) URL like "https://crm.example.com/hooks/seqrun" (the value is not '
+                           'shown)')
+        elif path[:1] == ("outgoing",) and path[-1:] in (("secret_env",), ("url_env",)) and validator in ("pattern",
+                                                                                                       "type"):
+            self.add(path, secret_name_message(instance, "SEQRUN_HOOK_SECRET" if path[-1] == "secret_env"
+                                               else "CRM_HOOK_URL"))
+        elif path[:1] == ("outgoing",) and path[-2:-1] == ("events",) and validator == "enum":
+            guess = difflib.get_close_matches(str(instance), list(value), n=1)
+            hint = f'; did you mean "{guess[0]}"?' if guess else f" (expected one of: {', '.join(value)})"
+            self.add(path, f"unknown event type {show(instance)}{hint}")
+        elif path[:1] == ("outgoing",) and validator == "uniqueItems":
+            self.add(path, "an event type is listed twice")
         elif path[-1:] in (("base_url",), ("app_base_url",)) and validator == "pattern":
             # Never echo the value: a URL may carry a token in its query string.
             self.add(path, 'expected an http(s) URL without query string or fragment, like '
@@ -405,11 +432,7 @@ class _Checker:
         first_line: dict[str, int] = {}
         for index, sender in enumerate(data.get("senders") or []):
             base: YamlPath = ("senders", index)
-            name = sender["name"]
-            if name in first_line:
-                self.add(base + ("name",), f'sender "{name}" is defined twice (first on line {first_line[name]})')
-            else:
-                first_line[name] = self.doc.pos(base + ("name",))[0]
+            self._once(base, "sender", sender["name"], first_line)
             if sender["provider"] not in PROVIDERS:
                 available = ", ".join(sorted(PROVIDERS))
                 self.add(base + ("provider",), f"provider {sender['provider']} has no driver in this version "
@@ -431,8 +454,30 @@ class _Checker:
             if "timezone" in sender:
                 self._timezone(base + ("timezone",), sender["timezone"])
             self._limits(base, sender.get("account_type", "classic"), sender.get("limits") or {})
+        self._outgoing(data.get("outgoing") or [])
         if data.get("sandbox"):
             self._sandbox(data["sandbox"])
+
+    def _once(self, base: YamlPath, what: str, name: str, first_line: dict[str, int]) -> None:
+        """A name given twice in a list is an error at the second, naming the line of the first."""
+        if name in first_line:
+            self.add(base + ("name",), f'{what} "{name}" is defined twice (first on line {first_line[name]})')
+        else:
+            first_line[name] = self.doc.pos(base + ("name",))[0]
+
+    def _outgoing(self, subscriptions: list[dict[str, Any]]) -> None:
+        first_line: dict[str, int] = {}
+        for index, sub in enumerate(subscriptions):
+            base: YamlPath = ("outgoing", index)
+            self._once(base, "outgoing", sub["name"], first_line)
+            if ("url" in sub) == ("url_env" in sub):
+                self.add(base, 'expected "url" (the URL) or "url_env" (the name of an environment variable holding '
+                               "it), " + ("not both" if "url" in sub else "got neither"))
+            elif sub.get("url") and url_secrets(sub["url"]):
+                found = "; ".join(url_secrets(sub["url"]))
+                self.add(base + ("url",), f"the URL carries a credential ({found}); secrets do not belong in "
+                                          "seqrun.yaml: put the whole URL in an environment variable and name it "
+                                          "in url_env (the URL is not shown)")
 
     def _provider_settings(self, base: YamlPath, sender: dict[str, Any]) -> None:
         provider = sender["provider"]

@@ -2,7 +2,8 @@
 
 One tick:
 1. polls each sender's provider for acceptances and replies when its poll is due (per-sender cursor,
-   re-read with an overlap, cursor saved only after the sync finished) and applies the events;
+   re-read with an overlap, cursor saved only after the sync finished), appends the events to the
+   inbox, and applies every pending inbox event, the webhooks' included (runner.inbox);
 2. claims due enrollments through the partial index on `due_at` (cost grows with the number due,
    not the number enrolled) with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so
    a crashed run's leads come back by themselves);
@@ -19,18 +20,24 @@ at start-up `take_back_leases` does the same for the leases of runners that are 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import leases, limits, steps
+from . import inbox, limits, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Event, Lead, Sender, SyncCursor, claims, db, health
+from .store import Action, Enrollment, Lead, Sender, SyncCursor, claims, db, health
+from .store import inbox as store_inbox
+from .store.enrollment_writes import save_enrollment
+from .store.inbox import Received
 from .store.fields import to_db_time
-from .store.leases import lease_holders, release_claims, release_leases_of
+from .store import sender_state
+from .store.leases import in_flight_holders, release_claims, release_in_flight_of
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -68,7 +75,9 @@ def load_enrollment(enrollment_id: int) -> Enrollment:
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self._next_poll: dict[int, dt.datetime] = {}
+        #: the earliest poll of this runtime's senders as the store said at the last sync (saves
+        #: `next_due` a query per tick); None until then
+        self._first_poll: tuple[dt.datetime | None] | None = None
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -81,6 +90,10 @@ class Engine:
         every lead is processed at `now` (simulations and tests, whose clock moves only between ticks).
         """
         report = TickReport()
+        # What the providers refuse, as every runner sharing the store learnt it (read once a pass;
+        # a hold learnt during the pass is added to it by the step that learnt it).
+        self.rt.provider_holds = {(sender_id, action): until
+                                  for sender_id, action, until, _ in sender_state.provider_holds(now)}
         self.sync(now, report)
         while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
@@ -119,7 +132,10 @@ class Engine:
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
         row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
-        candidates = [t for t in self._next_poll.values()]
+        if self._first_poll is None:
+            self._first_poll = (sender_state.next_poll(list(self.rt.senders)),)
+        poll = self._first_poll[0]
+        candidates = [poll] if poll is not None else []
         if row and row[0]:
             from .store.fields import from_db_time
 
@@ -154,6 +170,7 @@ class Engine:
         """An unexpected error in our own code: retry with backoff, then fail the lead with the error kept."""
         with db.atomic():
             fresh = Enrollment.get_by_id(enr.id)
+            was = fresh.state
             fresh.attempt += 1
             fresh.last_error = redact_secrets(f"{type(exc).__name__}: {exc}")
             fresh.updated_at = now
@@ -162,51 +179,57 @@ class Engine:
                 fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None
             else:
                 fresh.due_at = now + steps.backoff(self.rt, fresh.attempt, key=str(fresh.id))
-            fresh.save()
+            save_enrollment(fresh, was)  # read in this transaction: the write lock makes it current
 
     # --- events ------------------------------------------------------------------------------------
 
     def sync(self, now: dt.datetime, report: TickReport | None = None) -> int:
-        """Apply the webhook events received since the last tick, then poll every active sender
-        whose poll is due; returns the number of new events applied."""
-        total = self._apply_webhooks(now)
+        """Poll every active sender whose poll is due (its events go to the inbox), then apply every
+        pending inbox event, the webhooks' included (runner.inbox); returns the number applied."""
+        schedule = sender_state.poll_schedule()  # shared by every runner: a poll is claimed by one
+        raced = False
         for sender in self.rt.senders.values():
             if self.rt.stop_requested():
                 break
-            due = self._next_poll.get(sender.id)
+            due = schedule.get(sender.id)
             if due is not None and due > now:
                 continue
-            self._next_poll[sender.id] = now + self.rt.poll_every
+            if not sender_state.claim_poll(sender.id, now, now + self.rt.poll_every):
+                raced = True  # another runner polled it: `next_due` reads its schedule again
+                continue
+            schedule[sender.id] = now + self.rt.poll_every
             if Sender.get_by_id(sender.id).status != "active":
                 continue
-            total += self._sync_sender(sender, now)
+            self._sync_sender(sender, now)
+        self._first_poll = None if raced else self._earliest(schedule)
+        total = inbox.process(self.rt, now)
         if report is not None:
             report.events += total
         return total
 
-    def _apply_webhooks(self, now: dt.datetime) -> int:
-        """Verified webhook events (runner.webhooks), applied here so that one thread writes the store."""
-        if self.rt.webhook_events is None:
-            return 0
-        applied = 0
-        for ev in self.rt.webhook_events():
-            try:
-                applied += self.apply_event(ev, now, source="webhook")
-            except Exception:  # noqa: BLE001 - one malformed event must not stop the others
-                log.exception("webhook event %s (%s) could not be applied", ev.event_id, ev.kind)
-        return applied
+    def _earliest(self, schedule: dict[int, dt.datetime]) -> tuple[dt.datetime | None]:
+        return (min((at for sender_id, at in schedule.items() if sender_id in self.rt.senders), default=None),)
 
     def _want_polls(self, now: dt.datetime) -> None:
         """Senders whose provider wants a poll sooner than the schedule (Salesflow: the inbox sync
         5-10 minutes after a message, seed 000) get it then."""
+        schedule: dict[int, dt.datetime] | None = None
         for sender in self.rt.senders.values():
             poll_due = getattr(sender.provider, "poll_due", None)
             wanted = poll_due(sender.account) if callable(poll_due) else None
             if wanted is not None and wanted > now:
-                current = self._next_poll.get(sender.id)
-                self._next_poll[sender.id] = wanted if current is None else min(current, wanted)
+                schedule = sender_state.poll_schedule() if schedule is None else schedule
+                current = schedule.get(sender.id)
+                if current is None or wanted < current:
+                    sender_state.want_poll_by(sender.id, wanted)
+                    schedule[sender.id] = wanted
+                    self._first_poll = self._earliest(schedule)
 
     def _sync_sender(self, sender: SenderRuntime, now: dt.datetime) -> int:
+        """One poll: its events appended to the inbox and, in the same transaction, the cursor moved
+        (seed 000: only after the sync finished). The cursor moves once the events are stored, not
+        once applied: an event that cannot be applied goes dead in the inbox and holds nothing up.
+        Returns the number of new events."""
         cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
         since = cursor.last_synced_at - self.rt.sync_overlap if cursor and cursor.last_synced_at else None
         try:
@@ -218,83 +241,46 @@ class Engine:
                 steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
             log.warning("sender %s: polling failed: %s", sender.name, err)
             return 0
-        applied, failed = 0, 0
-        # A session renewed since it expired: the old expiry (first seen now, e.g. because the
-        # sender was paused and not polled) must not pause the sender that was just resumed.
-        restored = max((ev.occurred_at for ev in result.events if ev.kind == "auth_restored"), default=None)
-        for ev in result.events:
-            try:
-                stale = ev.kind == "auth_expired" and restored is not None and ev.occurred_at <= restored
-                applied += self.apply_event(ev, now, source="poll", sender=sender, stale=stale)
-            except Exception:  # noqa: BLE001 - one malformed event must not stop every lead
-                failed += 1
-                log.exception("sender %s: event %s (%s) could not be applied", sender.name, ev.event_id, ev.kind)
-        if failed:
-            return applied  # the cursor stays: the next poll brings the failed events again
-        if result.synced_until is None:
-            return applied  # the provider's sync has not finished: the cursor stays where it is
-        # Only now, after every event is stored, may the cursor move (seed 000).
+        received = [Received(ev, json.dumps(_event_json(ev), default=str)) for ev in result.events]
         with db.atomic():
-            if cursor is None:
-                SyncCursor.create(sender=sender.id, last_synced_at=result.synced_until, updated_at=now)
-            else:
-                cursor.last_synced_at, cursor.updated_at = result.synced_until, now
-                cursor.save()
-        return applied
+            new = store_inbox.append(received, source="poll", provider=sender.provider.name, received_at=now,
+                                     sender_id=sender.id)
+            if result.synced_until is not None:
+                store_inbox.move_cursor(sender.id, result.synced_until, now)
+        return len(new)
 
     def apply_event(self, event: ProviderEvent, now: dt.datetime, *, source: str,
-                    sender: SenderRuntime | None = None, stale: bool = False) -> bool:
-        """Store an event (once, by event id) and apply it to the lead's running enrollment (a `stale`
-        one, superseded by a later event, is only stored)."""
-        with db.atomic():
-            if Event.select(Event.id).where(Event.event_id == event.event_id).exists():
-                return False
-            lead = Lead.get_or_none(Lead.key == event.lead_key) if event.lead_key else None
-            if sender is None and event.account_id is not None:
-                sender = next((s for s in self.rt.senders.values() if s.account.account_id == event.account_id), None)
-            enr = None
-            if lead is not None:
-                query = Enrollment.select().where(Enrollment.lead == lead.id, Enrollment.state.in_(("active", "paused")))
-                if sender is not None:
-                    query = query.where(Enrollment.sender == sender.id)
-                enr = query.first()
-            Event.create(event_id=event.event_id, kind=event.kind, source=source,
-                         sender=sender.id if sender else None, lead=lead.id if lead else None,
-                         enrollment=enr.id if enr else None, occurred_at=event.occurred_at, received_at=now,
-                         data=dict(event.data))
-            if stale:
-                pass
-            elif event.kind == "auth_expired" and sender is not None:
-                steps.pause_sender(sender.id, "auth expired", now)
-            elif enr is not None:
-                steps.apply_event_to_enrollment(self.rt, enr, event, now)
-        return True
+                    sender: SenderRuntime | None = None) -> bool:
+        """Deliver one event (a webhook's, a callback's): appended to the inbox, then applied with
+        everything else pending (runner.inbox). Safe from any thread. Whether the event was new."""
+        return inbox.deliver(self.rt, event, now, source=source, sender=sender)
 
     # --- recovery ----------------------------------------------------------------------------------
 
     def recover(self, now: dt.datetime) -> int:
-        """At start-up: make every lead with an action left in flight due now.
+        """At start-up: make every lead that a runner now gone left with an action in flight due now.
 
         Its step handler reconciles the action with the provider (`find_action`) before anything is
-        retried, so a crash between "recorded" and "marked done" never sends twice.
+        retried, so a crash between "recorded" and "marked done" never sends twice. A live runner's
+        lead in the middle of its call is left to it; a lead that sleeps in a backoff after a
+        timeout (its action in flight on purpose, no lease) keeps its backoff.
         """
-        ids = [a.enrollment_id for a in Action.select(Action.enrollment).where(Action.status == "in_flight")]
-        if not ids:
-            return 0
-        # Only leads a run was working on (still leased). A lead that sleeps in a backoff after a
-        # timeout also has its action in flight on purpose; it keeps its backoff.
-        return Enrollment.update(due_at=now, lease_owner=None).where(
-            Enrollment.id.in_(ids), Enrollment.state == "active", Enrollment.lease_owner.is_null(False)).execute()
+        gone = [owner for owner in in_flight_holders() if presence.gone_now(owner, now, me=self.rt.owner)]
+        return release_in_flight_of(gone, now) if gone else 0
 
     def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
-        """At start-up: leads leased by runners that are gone (killed, or stopped without handing
-        them back) are due at `now` instead of when their lease runs out. Returns, per gone runner,
-        how many leads came back. Leases of runners that may still run are left alone."""
-        gone = {owner: count for owner, (count, _) in lease_holders().items()
-                if leases.is_gone(owner, me=self.rt.owner)}
-        if gone:
-            release_leases_of(list(gone), now)
-        return gone
+        """Leads leased by runners that are gone (killed, stopped without handing them back, or
+        without a heartbeat for `presence.STALE_AFTER`) are due at `now` instead of when their lease
+        runs out; their step reconciles an action left in flight before anything is retried.
+        Returns, per gone runner, how many leads came back. Leases of live runners are left alone."""
+        return presence.take_back(now, me=self.rt.owner)
+
+
+def _event_json(event: ProviderEvent) -> dict[str, object]:
+    """A polled event as the inbox keeps it (`payload`: what the provider's answer said)."""
+    values = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    values["data"] = dict(event.data)
+    return values
 
 
 def _interrupted(exc: BaseException) -> bool:

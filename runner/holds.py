@@ -18,9 +18,10 @@ import peewee
 
 from .config import Config
 from .diagnostics import UserError
-from .leads import BATCH, RUNNING, _chunks, known_sequences, profile_key
+from .leads import profile_key
 from .steps import release_slots
 from .store import Enrollment, Lead, Sender, db
+from .store.leadbook import BATCH, RUNNING, chunks, enrolled_sequences
 
 LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
 #: The reason the engine writes when a provider says the sender's session expired (runner.steps).
@@ -60,7 +61,7 @@ def find_target(scope: str, value: str) -> Target:
             known = ", ".join(n for (n,) in Sender.select(Sender.name).order_by(Sender.name).tuples()) or "none"
             raise UserError(f'unknown sender "{value}" (known: {known})')
         return Target(SENDER, sender.id, f"sender {value}")
-    known_seqs = known_sequences()
+    known_seqs = enrolled_sequences()
     if value not in known_seqs:
         raise UserError(f'no leads in sequence "{value}" (sequences with leads: {", ".join(known_seqs) or "none"})')
     return Target(SEQUENCE, value, f"sequence {value}")
@@ -96,7 +97,7 @@ def pause(target: Target, reason: str | None, now: dt.datetime) -> PauseResult:
             result.unchanged[held or "no reason given"] += 1
         ids = [e for (e,) in _running_of(target).where(Enrollment.state == "active").select(Enrollment.id).tuples()]
         release_slots(ids)  # resumed leads plan their slots again rather than all acting at once
-        for chunk in _chunks(ids, BATCH):
+        for chunk in chunks(ids, BATCH):
             result.changed += (Enrollment.update(state="paused", paused_reason=hold_reason(target.scope, reason),
                                                  updated_at=now)
                                .where(Enrollment.id.in_(chunk), Enrollment.state == "active").execute())
@@ -125,7 +126,7 @@ def resume(target: Target, now: dt.datetime) -> PauseResult:
                 result.unchanged[f"{holder} paused"] += 1
             else:
                 ids.append(enrollment_id)
-        for chunk in _chunks(ids, BATCH):
+        for chunk in chunks(ids, BATCH):
             result.changed += (Enrollment.update(state="active", paused_reason=None, due_at=now, lease_owner=None,
                                                  updated_at=now)
                                .where(Enrollment.id.in_(chunk), Enrollment.state == "paused").execute())

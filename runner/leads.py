@@ -19,16 +19,13 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 from typing import Sequence as Seq
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import peewee
-
-from .config import Config, load_project_config, project_dir
-from .diagnostics import Diagnostic, UserError, has_errors
+from .config import Config
+from .diagnostics import Diagnostic, UserError
 from .leadsfile import (
     CONTROL_CHARACTER,
     DUPLICATE,
@@ -38,17 +35,13 @@ from .leadsfile import (
     RowProblem,
     problem_kind,
 )
-from .loader import load_paths
 from .model import Sequence
 from .project import sync_senders
-from .store import Block, Enrollment, Event, Lead, Sender, db
+from .store import Lead, Sender, db, leadbook
 from .store.fields import from_db_time, to_db_time
-from .store.rows import execute_many, last_enrollment_id, record_first_steps
+from .store.leadbook import RUNNING
 from .urls import normalize_profile_url
 from .versions import remember
-
-BATCH = 500  # keys per IN (...) query: below the 999 variables old SQLite builds allow
-RUNNING = ("active", "paused")
 
 BLOCKED = "blocked"
 IN_OTHER_SEQUENCE = "in another sequence"
@@ -56,36 +49,6 @@ IN_THIS_SEQUENCE = "already in this sequence"
 
 #: progress(done, total): rows written so far out of the rows to write (each lead and enrollment).
 Progress = Callable[[int, int], None]
-
-
-# --- finding the sequence -------------------------------------------------------------------------
-
-
-def load_sequence_by_name(name: str, root: str) -> tuple[Sequence, list[Diagnostic]]:
-    """The sequence called `name` in the project's sequences/ directory, and the load warnings."""
-    directory = os.path.join(root, "sequences")
-    # Named relative to the cwd when inside it, so messages show sequences/x.yaml, not /home/…
-    shown = os.path.relpath(directory) if directory.startswith(os.getcwd() + os.sep) else directory
-    seqs, diags, _ = load_paths([shown])
-    for seq in seqs:
-        if seq.name == name:
-            return seq, [d for d in diags if d.severity == "warning" and d.file == seq.path]
-    known = ", ".join(sorted(s.name for s in seqs)) or "none"
-    if has_errors(diags):
-        raise UserError(f'no valid sequence named "{name}" in {shown} (valid: {known}); some files have '
-                        "errors, shown above", [d for d in diags if d.severity == "error"])
-    raise UserError(f'no sequence named "{name}" in {shown} (known: {known})')
-
-
-def open_project(sequence: str | None = None,
-                 start: str | None = None) -> tuple[Config, Sequence | None, list[Diagnostic]]:
-    """Config and (optionally) one sequence of the project containing `start` (default: the cwd)."""
-    root = project_dir(start)
-    if sequence is None:
-        return load_project_config(root), None, []
-    seq, warnings = load_sequence_by_name(sequence, str(root))
-    config = load_project_config(root, sequences=[seq])
-    return config, seq, warnings
 
 
 # --- importing ------------------------------------------------------------------------------------
@@ -183,25 +146,14 @@ def _allowed_senders(seq: Sequence, config: Config, chosen: Seq[str], rows: dict
 def _history(keys: list[str], sequence: str) -> dict[str, _History]:
     """Per key: the stored lead, its block, its running enrollment, an earlier run of `sequence`,
     and the sender it last worked with (this sequence first)."""
-    leads = {key: (lead_id, fields) for lead_id, key, fields in
-             _select_in("SELECT id, key, fields FROM lead WHERE key IN ({})", keys)}
+    leads = {key: (lead_id, fields) for lead_id, key, fields in leadbook.leads_by_key(keys)}
     blocks = {key: (from_db_time(created).date().isoformat(), reason) for key, created, reason in
-              _select_in("SELECT key, created_at, reason FROM block WHERE key IN ({})", keys)}
+              leadbook.blocks_by_key(keys)}
     key_of = {lead_id: key for key, (lead_id, _) in leads.items()}
     enrollments: dict[str, list[tuple[Any, ...]]] = collections.defaultdict(list)
-    for lead_id, *rest in _select_in("SELECT lead_id, sequence, state, outcome, created_at, finished_at, sender_id "
-                                     "FROM enrollment WHERE lead_id IN ({}) ORDER BY id", list(key_of)):
+    for lead_id, *rest in leadbook.enrollments_of_leads(list(key_of)):
         enrollments[key_of[lead_id]].append(tuple(rest))
     return {key: _summarise(leads.get(key), blocks.get(key), enrollments.get(key, []), sequence) for key in keys}
-
-
-def _select_in(sql: str, values: list[Any]) -> Iterator[tuple[Any, ...]]:
-    """Rows of `sql`, whose one `IN ({})` is filled with `values` a chunk at a time.
-
-    Raw SQL because peewee's query building costs more than SQLite's work at 100k rows.
-    """
-    for chunk in _chunks(values, BATCH):
-        yield from db.execute_sql(sql.format(", ".join([db.param] * len(chunk))), chunk).fetchall()
 
 
 def _summarise(lead: tuple[int, str] | None, block: tuple[str, str | None] | None,
@@ -258,7 +210,7 @@ def _store_problems(past: _History, sequence: str) -> list[str]:
 
 def _assign(rows: list[LeadRow], history: dict[str, _History], allowed: _Allowed) -> list[int]:
     """A sender id per row: sticky when allowed, else the least loaded active sender (ties by name)."""
-    load = _active_load(allowed.sticky_ok)
+    load = leadbook.active_load(allowed.sticky_ok)
     names = allowed.name_of
     out: list[int] = []
     for row in rows:
@@ -269,16 +221,6 @@ def _assign(rows: list[LeadRow], history: dict[str, _History], allowed: _Allowed
         load[sender] += 1
         out.append(sender)
     return out
-
-
-def _active_load(sender_ids: Iterable[int]) -> collections.Counter[int]:
-    ids = list(sender_ids)
-    query = (Enrollment.select(Enrollment.sender, peewee.fn.COUNT(Enrollment.id))
-             .where(Enrollment.sender.in_(ids), Enrollment.state == "active")
-             .group_by(Enrollment.sender).tuples())
-    load: collections.Counter[int] = collections.Counter({s: 0 for s in ids})
-    load.update(dict(query))
-    return load
 
 
 def _write(rows: list[LeadRow], history: dict[str, _History], senders: list[int], seq: Sequence,
@@ -300,21 +242,11 @@ def _write(rows: list[LeadRow], history: dict[str, _History], senders: list[int]
             result.unknown_timezones += 1
         lead_rows.append((row.key, row.profile_url, Lead.fields.db_value(fields), zone, stamp, stamp))
     done = _Done(progress, 2 * len(lead_rows))
-    _execute_many(_UPSERT_LEAD, lead_rows, done)
-    ids = dict(_select_in("SELECT key, id FROM lead WHERE key IN ({})", [r[0] for r in lead_rows]))
-    first = seq.steps[0].id
-    enrollments = [(ids[r[0]], seq.name, seq.source_hash, sender, first, "active", stamp, 0, stamp, "{}", stamp, stamp)
-                   for r, sender in zip(lead_rows, senders, strict=True)]
-    before = last_enrollment_id()
-    _execute_many(_INSERT_ENROLLMENT, enrollments, done)
-    record_first_steps(before)
-
-
-_UPSERT_LEAD = ("INSERT INTO lead (key, profile_url, fields, timezone, created_at, updated_at) VALUES ({}) "
-                "ON CONFLICT (key) DO UPDATE SET profile_url = excluded.profile_url, fields = excluded.fields, "
-                "timezone = excluded.timezone, updated_at = excluded.updated_at")
-_INSERT_ENROLLMENT = ("INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, "
-                      "attempt, step_entered_at, facts, created_at, updated_at) VALUES ({})")
+    leadbook.upsert_leads(lead_rows, done.add)
+    ids = leadbook.lead_ids_by_key([r[0] for r in lead_rows])
+    leadbook.enroll(((ids[r[0]], sender) for r, sender in zip(lead_rows, senders, strict=True)),
+                    sequence=seq.name, sequence_hash=seq.source_hash, step_id=seq.steps[0].id, now=now,
+                    on_batch=done.add)
 
 
 class _Done:
@@ -325,15 +257,6 @@ class _Done:
         self.count += n
         if self.progress is not None:
             self.progress(self.count, self.total)
-
-
-def _execute_many(sql: str, rows: list[tuple[Any, ...]], done: _Done) -> None:
-    if not rows:
-        return
-    statement = sql.format(", ".join([db.param] * len(rows[0])))
-    for batch in _chunks(rows, 10 * BATCH):  # batches only so that a progress bar moves
-        execute_many(statement, batch)
-        done.add(len(batch))
 
 
 def _date(stored: str) -> str:
@@ -348,11 +271,6 @@ def _zone(name: str | None) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return None
     return name
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 # --- the block list -------------------------------------------------------------------------------
@@ -390,41 +308,21 @@ def block_profiles(profiles: Iterable[tuple[str, str]], reason: str | None, now:
     items = list(profiles)
     keys = [k for k, _ in items]
     with db.atomic("IMMEDIATE"):
-        existing: set[str] = set()
-        for chunk in _chunks(keys, BATCH):
-            existing.update(k for (k,) in Block.select(Block.key).where(Block.key.in_(chunk)).tuples())
-        new = [{"key": k, "profile_url": u, "reason": reason, "created_at": now} for k, u in items if k not in existing]
-        for batch in _chunks(new, BATCH):
-            Block.insert_many(batch).execute()
-            _block_events("blocked", [(b["key"], b["profile_url"]) for b in batch], reason, now)
+        existing = leadbook.blocked_keys(keys)
+        new = [(k, u) for k, u in items if k not in existing]
+        leadbook.add_blocks(new, reason, now)
         if reason is not None and existing:
-            for chunk in _chunks(sorted(existing), BATCH):
-                Block.update(reason=reason).where(Block.key.in_(chunk)).execute()
+            leadbook.set_block_reason(list(existing), reason)
         result.added, result.already = len(new), len(existing)
-        for chunk in _chunks(keys, BATCH):
-            result.running += (Enrollment.select().join(Lead)
-                               .where(Lead.key.in_(chunk), Enrollment.state.in_(RUNNING)).count())
+        result.running = leadbook.running_count(keys)
     return result
 
 
 def unblock_profile(key: str, url: str, now: dt.datetime) -> None:
     with db.atomic("IMMEDIATE"):
-        if Block.delete().where(Block.key == key).execute() == 0:
+        if not leadbook.remove_block(key):
             raise UserError(f"{url} is not blocked")
-        _block_events("unblocked", [(key, url)], None, now)
-
-
-def _block_events(kind: str, profiles: list[tuple[str, str]], reason: str | None, now: dt.datetime) -> None:
-    """Blocking and unblocking go into the event log (the audit log's `export events`), with the
-    profile in `data` because a profile may be blocked before it is imported as a lead."""
-    import uuid
-
-    lead_ids = dict(Lead.select(Lead.key, Lead.id).where(Lead.key.in_([k for k, _ in profiles])).tuples())
-    Event.insert_many([
-        {"event_id": f"{kind}:{key}:{uuid.uuid4().hex}", "kind": kind, "source": "cli", "lead": lead_ids.get(key),
-         "occurred_at": now, "received_at": now,
-         "data": {"profile_url": url, **({"reason": reason} if reason else {})}}
-        for key, url in profiles]).execute()
+        leadbook.record_block_events("unblocked", [(key, url)], None, now)
 
 
 # --- listing --------------------------------------------------------------------------------------
@@ -452,27 +350,7 @@ class LeadListing:
 
 def list_leads(*, sequence: str | None = None, state: str | None = None) -> Iterator[LeadListing]:
     """Each lead with its latest enrollment (in `sequence` when given), optionally of one state."""
-    latest = Enrollment.select(peewee.fn.MAX(Enrollment.id)).where(Enrollment.lead == Lead.id)
-    if sequence is not None:
-        latest = latest.where(Enrollment.sequence == sequence)
-    blocked = Block.select(Block.id).where(Block.key == Lead.key)
-    query = (Lead.select(Lead.profile_url, Lead.fields, Enrollment.sequence, Enrollment.state, Enrollment.step_id,
-                         Sender.name, Enrollment.due_at, Enrollment.outcome, Enrollment.paused_reason,
-                         peewee.fn.EXISTS(blocked))
-             .join(Enrollment, peewee.JOIN.LEFT_OUTER, on=(Enrollment.id == latest))
-             .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id))
-             .order_by(Lead.id))
-    if sequence is not None or state is not None:
-        query = query.where(Enrollment.id.is_null(False))
-    if state is not None:
-        query = query.where(Enrollment.state == state)
-    for url, fields, seq_name, st, step, sender, due, outcome, reason, is_blocked in query.tuples().iterator():
-        due_at = Enrollment.due_at.python_value(due) if isinstance(due, str) else due
+    for url, fields, seq_name, st, step, sender, due_at, outcome, reason, blocked in \
+            leadbook.leads_with_latest_enrollment(sequence, state):
         yield LeadListing(url, (fields or {}).get("full_name"), seq_name, st, step, sender, due_at, outcome,
-                          reason, bool(is_blocked))
-
-
-def known_sequences() -> list[str]:
-    """Sequences that have enrollments in the store."""
-    query = Enrollment.select(Enrollment.sequence).distinct().order_by(Enrollment.sequence).tuples()
-    return [name for (name,) in query]
+                          reason, blocked)

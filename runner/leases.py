@@ -7,11 +7,11 @@ tells two processes apart that got the same pid one after the other.
 
 A runner starting on a host can therefore tell at once which leases belong to runners of that
 host that are gone (their pid is not running, or it is its own pid under another nonce) and take
-them back, instead of waiting for the leases to run out. Leases of another host are left to expire:
-from here nothing can tell whether that runner is alive. (When the store gains a table of runners
-with heartbeats, "gone" becomes "no heartbeat for a while", for every host; the identity stays.)
-Identities that do not parse come from an older seqrun, whose runs never overlap this one (one run
-per database, see `seqrun run`), so they are gone too.
+them back, instead of waiting for the leases to run out. For every host, a runner is also gone when
+its heartbeat in the runner table is stale (`runner.presence`, which builds on this module); a
+runner of another host that the table does not know has its leases left to expire. Identities that
+do not parse come from an older seqrun, whose runs never overlapped another (one run per database
+then), so they are gone too.
 """
 from __future__ import annotations
 

@@ -40,6 +40,7 @@ from . import calendar as cal
 from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
 from .store import charges, db
+from .store import pace_hints as hints
 from .store.fields import from_db_time, to_db_time
 
 MAX_DAYS_AHEAD = 400
@@ -50,25 +51,15 @@ LATE = dt.timedelta(minutes=15)
 #: of a kind by one sender in any stretch of one nominal gap.
 FLOOR_SHARE = Fraction(1, 4)
 
-#: (sender id, sequence, action, lead zone) -> the first sender-local day that may still have room
-#: for a lead of that zone. Days before it are known to be full (used + reserved at the cap, or no
-#: free point in the zone's windows), so `plan` does not scan them again: without this, the n-th of
-#: many waiting leads would re-read n/cap full days. Only a hint: every day is still checked against
-#: the store, and releases, refunds and moved bookings move the hint back.
-_first_free: dict[tuple[int, str, str, str], dt.date] = {}
-_first_free_owner: object | None = None  # the connection the hints were learnt on
-
-
-def _hints() -> dict[tuple[int, str, str, str], dt.date]:
-    """The hints for the open store. Another connection (a second database in the same process,
-    or the store reopened) starts without any: hints describe one store's usage table."""
-    global _first_free_owner
-    connection = db.connection()
-    if connection is not _first_free_owner:
-        _first_free.clear()
-        _reach.clear()
-        _first_free_owner = connection
-    return _first_free
+# The pacing hints live in the store (`store.pace_hints`), so that every runner sharing the
+# database learns the same and a release by one moves the hints of all:
+# - per (sender, sequence, action, lead zone), the first sender-local day that may still have room
+#   for a lead of that zone. Days before it are known to be full (used + reserved at the cap, or no
+#   free point in the zone's windows), so `plan` does not scan them again: without this, the n-th
+#   of many waiting leads would re-read n/cap full days. Only a hint: every day is still checked
+#   against the store, and releases, refunds and moved bookings move the hint back;
+# - per (sender, action), the largest spacing of any point stored (`_reach_of`);
+# - per (sender, sequence, action), the earliest day given back that `fill_gaps` has not filled.
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,25 +187,24 @@ def _segments(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar
     return grids.slices(calendar, zone, lo, hi, cap, jitter, spacing)
 
 
-#: (sender id, action) -> the largest spacing of any point stored for it, as far as this process
-#: knows: how far around a moment `_conflict` has to look.
-_reach: dict[tuple[int, str], float] = {}
+def _reach_of(sender_id: int, action: str, spacing: float) -> dt.timedelta:
+    """How far around a moment `_conflict` has to look: the largest spacing of any point stored for
+    the sender's `action` (read from the store, written by whichever runner stores a point with a
+    larger spacing, so that a runner of another sequence looks far enough), and `spacing` itself.
+    Read once per search, inside the write transaction that stores the point."""
+    known = hints.reach(sender_id, action)
+    if known is None or known < spacing:
+        # (without a row yet: points may have been stored before the hint existed)
+        known = max(hints.stored_reach(sender_id, action) if known is None else known, spacing)
+        hints.widen_reach(sender_id, action, known)
+    return dt.timedelta(seconds=known)
 
 
-def _reach_of(sender_id: int, action: str, spacing: float) -> float:
-    key = (sender_id, action)
-    _hints()  # another store forgets what this one knew
-    if key not in _reach:
-        row = db.execute_sql("SELECT MAX(spacing) FROM pace WHERE sender_id = ? AND action = ?", key).fetchone()
-        _reach[key] = float(row[0] or 0.0)
-    _reach[key] = max(_reach[key], spacing)
-    return _reach[key]
-
-
-def _conflict(sender_id: int, action: str, t: dt.datetime, spacing: float, *, used_only: bool = False) -> dt.datetime | None:
+def _conflict(sender_id: int, action: str, t: dt.datetime, spacing: float, reach: dt.timedelta, *,
+              used_only: bool = False) -> dt.datetime | None:
     """The moment `t` would have to move past to keep its distance from the sender's booked and used
-    points of `action` (only the performed ones with `used_only`); None when `t` is free."""
-    reach = dt.timedelta(seconds=_reach_of(sender_id, action, spacing))
+    points of `action` (only the performed ones with `used_only`); None when `t` is free. `reach`
+    comes from `_reach_of`."""
     rows = db.execute_sql(
         "SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND at > ? AND at < ?"
         + (" AND state = 'used'" if used_only else ""),
@@ -282,23 +272,21 @@ def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar
     # Per zone: a day with room but no free point in this zone's windows (a weekend, a day whose
     # points here are all taken) is as full as a day at its cap for every lead of the zone.
     hint_key = (sender.sender_id, seq.name, action, zone.key)
-    hints = _hints()
-    first = max(today, hints.get(hint_key, today))
-    all_full_so_far = True
-    for offset in range((first - today).days, MAX_DAYS_AHEAD):
-        day = today + dt.timedelta(days=offset)
+    hinted = hints.first_free_day(*hint_key)
+    first = day = max(today, dt.date.fromisoformat(hinted)) if hinted else today
+    slot = Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD))  # unless a day has room: no window at all
+    while day < today + dt.timedelta(days=MAX_DAYS_AHEAD):
         seq_cap, sender_cap = caps_for(seq, sender, action, day, today)
         used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
-        if used + reserved >= seq_cap or total + reserved >= sender_cap:
-            if all_full_so_far:
-                hints[hint_key] = day + dt.timedelta(days=1)
-            continue
-        at = _free_point(seq, sender, action, calendar, zone, day, seq_cap, spacing, now, lead_key)
-        if at is not None:
-            return _book(sender, seq, action, day, at, spacing, enrollment_id)
-        if all_full_so_far:
-            hints[hint_key] = day + dt.timedelta(days=1)
-    return Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD))  # the calendar has no window at all
+        if used + reserved < seq_cap and total + reserved < sender_cap:
+            at = _free_point(seq, sender, action, calendar, zone, day, seq_cap, spacing, now, lead_key)
+            if at is not None:
+                slot = _book(sender, seq, action, day, at, spacing, enrollment_id)
+                break
+        day += dt.timedelta(days=1)
+    if day > first:  # the days scanned before `day` are full for leads of this zone
+        hints.set_first_free_day(*hint_key, day.isoformat())
+    return slot
 
 
 def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
@@ -310,6 +298,7 @@ def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calend
     if not total:
         return None
     start = int(_unit(lead_key, action, day) * total)
+    reach = _reach_of(sender.sender_id, action, spacing)
     for k in range(total):
         index = (start + k) % total
         for grid, first, end in segments:
@@ -317,7 +306,7 @@ def _free_point(seq: Sequence, sender: SenderCaps, action: str, calendar: Calend
                 at = grid[first + index]
                 break
             index -= end - first
-        if _conflict(sender.sender_id, action, at, spacing) is None:
+        if _conflict(sender.sender_id, action, at, spacing, reach) is None:
             return at
     return None
 
@@ -330,9 +319,10 @@ def _free_moment(sender: SenderCaps, action: str, calendar: Calendar, zone: Zone
     spans = grids.open_spans(calendar, zone, lo, _local_midnight(day + dt.timedelta(days=1), sender.zone))
     if sum((b - a).total_seconds() for a, b in spans) < 1:
         return None
+    reach = _reach_of(sender.sender_id, action, spacing)
     for k in range(tries):
         at = grids.moment_at(spans, _unit(lead_key, action, day, "moment", k))
-        if _conflict(sender.sender_id, action, at, spacing) is None:
+        if _conflict(sender.sender_id, action, at, spacing, reach) is None:
             return at
     return None
 
@@ -340,7 +330,7 @@ def _free_moment(sender: SenderCaps, action: str, calendar: Calendar, zone: Zone
 def _too_close(sender_id: int, action: str, now: dt.datetime, spacing: float) -> dt.datetime | None:
     """When an action performed lately is too close to `now`: the first moment that keeps the
     distance from it; None when `now` is fine."""
-    return _conflict(sender_id, action, now, spacing, used_only=True)
+    return _conflict(sender_id, action, now, spacing, _reach_of(sender_id, action, spacing), used_only=True)
 
 
 def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar, zone: ZoneInfo,
@@ -362,7 +352,8 @@ def plan_first(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Cale
         return Slot(_random_open_moment(calendar, zone, tomorrow, _unit(lead_key, action, today)))
     end = cal.window_end(calendar, zone, now)
     at = now
-    while at < end and (blocked := _conflict(sender.sender_id, action, at, spacing)) is not None:
+    reach = _reach_of(sender.sender_id, action, spacing)
+    while at < end and (blocked := _conflict(sender.sender_id, action, at, spacing, reach)) is not None:
         at = blocked
     if at == now:
         return Slot(None)
@@ -406,24 +397,15 @@ def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime)
 
 # --- capacity given back --------------------------------------------------------------------------
 
-#: (sender id, sequence, action) -> the earliest sender-local day given back since `fill_gaps` last
-#: ran in this process: `fill_gaps` moves bookings from later days into it.
-_vacated: dict[tuple[int, str, str], str] = {}
-
-
 def _reopen(sender_id: int, sequence: str, action: str, day: str) -> None:
-    key = (sender_id, sequence, action)
-    _rehint(key, day)
-    _vacated[key] = min(_vacated.get(key, day), day)
+    """Capacity on `day` came back: new leads may book it, and `fill_gaps` moves later bookings in."""
+    _rehint((sender_id, sequence, action), day)
+    hints.mark_vacated(sender_id, sequence, action, day)
 
 
 def _rehint(key: tuple[int, str, str], day: str) -> None:
     """A point or a count on `day` was given back: no zone may skip that day any more."""
-    hints = _hints()
-    freed = dt.date.fromisoformat(day)
-    for hint_key, first in hints.items():
-        if hint_key[:3] == key and first > freed:
-            hints[hint_key] = freed
+    hints.reopen_day(*key, day)
 
 
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
@@ -448,14 +430,17 @@ def fill_gaps(rt: Any, now: dt.datetime) -> int:
     until their later points. Leads being worked on (leased) are left alone.
     """
     moved = 0
-    while _vacated:
-        (sender_id, sequence, action), day = _vacated.popitem()
-        seq, sender = rt.sequences.get(sequence), rt.senders.get(sender_id)
-        if seq is None or sender is None:
-            continue
-        today = cal.local_date(now, sender.caps.zone)
-        target = max(today, dt.date.fromisoformat(day))
+    while hints.any_vacated():  # (read outside a transaction: most passes give nothing back)
         with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
+            taken = hints.take_vacated()  # by one runner: the others find it gone
+            if taken is None:
+                break
+            sender_id, sequence, action, day = taken
+            seq, sender = rt.sequences.get(sequence), rt.senders.get(sender_id)
+            if seq is None or sender is None:
+                continue  # a sequence or sender this runner does not have: nothing to move into it
+            today = cal.local_date(now, sender.caps.zone)
+            target = max(today, dt.date.fromisoformat(day))
             moved += _pull_forward(seq, sender.caps, sender.timezone, action, target, now)
     return moved
 
@@ -468,13 +453,13 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
         return 0
     spacing = spacing_seconds(seq, sender, action)
     rows = db.execute_sql(
-        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields FROM pace p "
+        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields, e.version FROM pace p "
         "JOIN enrollment e ON e.id = p.enrollment_id JOIN lead l ON l.id = e.lead_id "
         "WHERE p.sender_id = ? AND p.action = ? AND p.sequence = ? AND p.state = 'booked' AND p.day > ? "
         "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
         (sender.sender_id, action, seq.name, day.isoformat(), room * 4)).fetchall()
     moved = 0
-    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields in rows:
+    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields, version in rows:
         if moved >= room:
             break
         facts = json.loads(facts_json)
@@ -488,10 +473,12 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
         if at is None:
             continue
         facts["slot"] = {"action": action, "day": day.isoformat(), "at": at.isoformat()}
+        # Guarded by the version read above: an event applied to the lead meanwhile (runner.inbox) stands.
         changed = db.execute_sql(
-            "UPDATE enrollment SET facts = ?, due_at = ? WHERE id = ? AND state = 'active' AND lease_owner IS NULL",
+            "UPDATE enrollment SET facts = ?, due_at = ?, version = version + 1 "
+            "WHERE id = ? AND state = 'active' AND lease_owner IS NULL AND version = ?",
             (json.dumps(facts, ensure_ascii=False, sort_keys=True, separators=(",", ":")), to_db_time(at),
-             enrollment_id)).rowcount
+             enrollment_id, version)).rowcount
         if changed != 1:
             continue
         db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day.isoformat(), to_db_time(at), pace_id))

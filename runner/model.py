@@ -22,6 +22,13 @@ ACTIONS: tuple[str, ...] = ("visit", "connect", "message", "withdraw", "tag", "n
 #: Actions that touch LinkedIn and therefore count against per-sender daily limits.
 LIMITED_ACTIONS: tuple[str, ...] = ("visit", "connect", "message", "inmail", "withdraw")
 
+#: LinkedIn's documented daily ceilings per account type (seed 001, "Action Limits Quick Reference").
+#: Limits above these are allowed but warned about: they risk the account.
+CEILINGS: dict[str, dict[str, int]] = {
+    "classic": {"visit": 80, "connect": 25, "message": 50},
+    "sales_navigator": {"visit": 500, "connect": 30, "message": 250},
+}
+
 #: Events a `wait_for` step can wait for.
 WAIT_EVENTS: tuple[str, ...] = ("accepted", "replied")
 

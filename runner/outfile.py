@@ -24,8 +24,8 @@ SEQUENCES_DIR = "sequences"
 #: SQLite's companion files, and what to call them.
 _COMPANIONS = (("", ""), ("-wal", "'s write-ahead log"), ("-shm", "'s shared-memory file"),
                ("-journal", "'s rollback journal"))
-#: The file `seqrun run` locks so that only one runner works on a database (see commands/run.py):
-#: replaced by a rename, it would let a second runner in.
+#: The file older versions of `seqrun run` locked so that only one runner worked on a database:
+#: one may still run during an upgrade, and a rename over its lock file would let a second one in.
 _RUN_LOCK = (".lock", "'s lock file")
 
 

@@ -22,8 +22,7 @@ from fractions import Fraction
 from . import calendar as cal
 from .model import Sequence
 from .runtime import Runtime
-from .store import Sender, db
-from .store.fields import from_db_time
+from .store.auditlog import first_action_times
 
 #: The spacing floor as a share of the nominal gap: at most four actions of a kind in one gap.
 FLOOR_SHARE = Fraction(1, 4)
@@ -58,7 +57,7 @@ def _seq_cap(seq: Sequence, sender_cap: int, action: str) -> int:
 
 def _caps(sequences: dict[str, Sequence], rt: Runtime, rows: list[tuple[str, str, dt.datetime, int]]) -> list[str]:
     senders = {s.id: s for s in rt.senders.values()}
-    first_action = {row.id: row.first_action_at for row in Sender.select(Sender.id, Sender.first_action_at)}
+    first_action = first_action_times()
     per_sequence: Counter[tuple[int, str, str, dt.date]] = Counter()
     per_sender: Counter[tuple[int, str, dt.date]] = Counter()
     seqs_of: dict[tuple[int, str, dt.date], set[str]] = defaultdict(set)
@@ -130,10 +129,3 @@ def _span(seconds: float) -> str:
     parts.append(f"{secs} s")
     return " ".join(parts)
 
-
-def done_rows(actions: tuple[str, ...]) -> list[tuple[str, str, dt.datetime, int]]:
-    """(sequence, action, started_at, sender id) of every action of these kinds that happened."""
-    marks = ", ".join("?" for _ in actions)
-    return [(seq, action, from_db_time(at), sender_id) for seq, action, at, sender_id in db.execute_sql(
-        f"SELECT sequence, action, COALESCE(started_at, performed_at), sender_id FROM action "
-        f"WHERE status = 'done' AND action IN ({marks}) AND sender_id IS NOT NULL", actions).fetchall() if at]

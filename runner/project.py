@@ -1,5 +1,7 @@
-"""Assembling a project for the commands that run things: sequences, config, store, runtime.
+"""Assembling a project for the commands: finding it, its sequences, config, store, runtime.
 
+`open_project` finds the project around the working directory (its seqrun.yaml, and one sequence of
+its sequences/ by name) for every command that works on a project's database;
 `load_sequences` loads sequence files and fails loudly (UserError with every diagnostic) when any has
 errors; `sync_senders` writes the configured senders into the store; `build_runtime` binds each
 sender to its provider driver with credentials from the environment. Configuration errors surface
@@ -15,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 import httpx
 
 from .calendar import resolve_zone
-from .config import Config, SenderConfig, default_limits, resolve_credentials
+from .config import Config, SenderConfig, default_limits, load_project_config, project_dir, resolve_credentials
 from .diagnostics import Diagnostic, UserError, error, has_errors
 from .limits import SenderCaps
 from .loader import load_paths
@@ -25,7 +27,9 @@ from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
 from .providers.base import Account, Provider
 from .providers.http import RequestBudget, budget_key, make_client, register_secret
 from .runtime import Notifier, Runtime, SenderRuntime
-from .store import Enrollment, Sender
+from .store import Sender
+from .store.configured_senders import save_configured_sender
+from .store.leadbook import sequences_with_running_leads
 from .store.request_holds import hold_requests, requests_held_until
 from .templates import check_sequence_templates
 
@@ -46,6 +50,33 @@ def load_sequences(paths: Iterable[str]) -> dict[str, Sequence]:
     return by_name
 
 
+def load_sequence_by_name(name: str, root: str) -> tuple[Sequence, list[Diagnostic]]:
+    """The sequence called `name` in the project's sequences/ directory, and the load warnings."""
+    directory = os.path.join(root, "sequences")
+    # Named relative to the cwd when inside it, so messages show sequences/x.yaml, not /home/…
+    shown = os.path.relpath(directory) if directory.startswith(os.getcwd() + os.sep) else directory
+    seqs, diags, _ = load_paths([shown])
+    for seq in seqs:
+        if seq.name == name:
+            return seq, [d for d in diags if d.severity == "warning" and d.file == seq.path]
+    known = ", ".join(sorted(s.name for s in seqs)) or "none"
+    if has_errors(diags):
+        raise UserError(f'no valid sequence named "{name}" in {shown} (valid: {known}); some files have '
+                        "errors, shown above", [d for d in diags if d.severity == "error"])
+    raise UserError(f'no sequence named "{name}" in {shown} (known: {known})')
+
+
+def open_project(sequence: str | None = None,
+                 start: str | None = None) -> tuple[Config, Sequence | None, list[Diagnostic]]:
+    """Config and (optionally) one sequence of the project containing `start` (default: the cwd)."""
+    root = project_dir(start)
+    if sequence is None:
+        return load_project_config(root), None, []
+    seq, warnings = load_sequence_by_name(sequence, str(root))
+    config = load_project_config(root, sequences=[seq])
+    return config, seq, warnings
+
+
 def project_sequences(config: Config) -> dict[str, Sequence]:
     directory = pathlib.Path(config.root) / "sequences"
     if not directory.is_dir():
@@ -55,21 +86,10 @@ def project_sequences(config: Config) -> dict[str, Sequence]:
 
 def sync_senders(config: Config, now: dt.datetime) -> dict[str, Sender]:
     """Upsert the configured senders into the store (status and warm-up start are kept)."""
-    out: dict[str, Sender] = {}
-    for sc in config.senders:
-        row = Sender.get_or_none(Sender.name == sc.name)
-        # A profile id learnt by `seqrun senders check` stays until seqrun.yaml names one.
-        values = dict(provider=sc.provider, account_id=sc.account_id, account_type=sc.account_type,
-                      timezone=sc.timezone, profile_id=sc.profile_id or (row.profile_id if row else None),
-                      full_name=sc.full_name)
-        if row is None:
-            row = Sender.create(name=sc.name, created_at=now, **values)
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.save()
-        out[sc.name] = row
-    return out
+    return {sc.name: save_configured_sender(sc.name, now, provider=sc.provider, account_id=sc.account_id,
+                                            account_type=sc.account_type, timezone=sc.timezone,
+                                            profile_id=sc.profile_id, full_name=sc.full_name)
+            for sc in config.senders}
 
 
 def sender_caps(sc: SenderConfig, row: Sender) -> SenderCaps:
@@ -123,10 +143,10 @@ class StoreHolds:
     def __init__(self, provider: str, base_url: str) -> None:
         self._api = (provider, base_url)
 
-    def load(self, key: str) -> dt.datetime | None:
+    def held_until(self, key: str) -> dt.datetime | None:
         return requests_held_until(budget_key(*self._api, key))
 
-    def save(self, key: str, until: dt.datetime) -> None:
+    def hold(self, key: str, until: dt.datetime) -> None:
         hold_requests(budget_key(*self._api, key), until)
 
 
@@ -230,8 +250,7 @@ def _unset_variables(seq: Sequence, getenv: Callable[[str], str | None]) -> list
 
 def running_sequences() -> set[str]:
     """Sequences with leads in them that are not finished (active or paused)."""
-    query = Enrollment.select(Enrollment.sequence).where(Enrollment.state.in_(("active", "paused"))).distinct()
-    return {name for (name,) in query.tuples()}
+    return set(sequences_with_running_leads())
 
 
 def http_notifier(client: httpx.Client) -> Notifier:

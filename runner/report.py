@@ -18,14 +18,16 @@ from typing import Any, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from . import calendar as cal
-from . import leases
+from . import leases, presence
 from .config import Config, default_limits
 from .model import Calendar, Sequence
 from .providers import QUOTAS
-from .store import db
+from .store import reports
 from .store.fields import from_db_time
+from .store.leadbook import enrolled_sequences
 from .store.leases import lease_holders
 from .store.quota_usage import performed_between
+from .store.runners import running_runners
 from .store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
@@ -39,18 +41,18 @@ class Status:
     attention_total: int = 0
     #: leads a run claimed and has not finished with, per runner (see runner/leases.py)
     leased: list[dict[str, Any]] = field(default_factory=list)
+    #: the runners marked running in the store, with their heartbeat (see runner/presence.py)
+    runners: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "usage_today": self.usage, "attention": self.attention,
-                "attention_total": self.attention_total, "leased": self.leased}
+                "attention_total": self.attention_total, "leased": self.leased, "runners": self.runners}
 
 
 def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, *, sequence: str | None = None) -> Status:
     out = Status()
-    where, args = ("WHERE sequence = ?", (sequence,)) if sequence else ("", ())
-    names = [r[0] for r in db.execute_sql(f"SELECT DISTINCT sequence FROM enrollment {where} ORDER BY 1", args).fetchall()]
-    for name in names:
-        states = dict(db.execute_sql("SELECT state, COUNT(*) FROM enrollment WHERE sequence = ? GROUP BY state", (name,)).fetchall())
+    for name in enrolled_sequences(sequence or None):
+        states = reports.states_of(name)
         seq = sequences.get(name)
         versions = _versions(name, seq)
         # "Leads here" counts the leads on the file's version: an id means another step in another.
@@ -60,12 +62,9 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
                 for step_id, n in v["steps"].items():
                     at_step[step_id] += n
         done = defaultdict(dict)
-        for step_id, status_, n in db.execute_sql(
-                "SELECT step_id, status, COUNT(*) FROM action WHERE sequence = ? GROUP BY step_id, status", (name,)).fetchall():
+        for step_id, status_, n in reports.actions_by_step(name):
             done[step_id][status_] = n
-        outcomes = dict(db.execute_sql(
-            "SELECT outcome, COUNT(*) FROM enrollment WHERE sequence = ? AND outcome IS NOT NULL GROUP BY outcome ORDER BY 2 DESC",
-            (name,)).fetchall())
+        outcomes = reports.outcomes_of(name)
         order = [s.id for s in seq.steps] if seq else sorted(set(at_step) | set(done))
         steps = [{"id": sid, "leads_here": at_step.get(sid, 0), "actions": done.get(sid, {})}
                  for sid in order if at_step.get(sid) or done.get(sid) or seq is not None]
@@ -79,6 +78,11 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
     out.attention, out.attention_total = _attention(sequence)
     out.leased = [{"runner": owner, "leads": count, "until": until.isoformat(), "holder": leases.describe(owner)}
                   for owner, (count, until) in lease_holders().items()]
+    out.runners = [{"runner": row.identity, "command": row.command, "host": row.host, "pid": row.pid,
+                    "started_at": row.started_at.isoformat(), "heartbeat_at": row.heartbeat_at.isoformat(),
+                    "heartbeat_age_s": int((now - row.heartbeat_at).total_seconds()),
+                    "live": not presence.gone(row.identity, row, now, me="")}
+                   for row in running_runners()]
     return out
 
 
@@ -103,14 +107,12 @@ def _versions(name: str, seq: Sequence | None) -> list[dict[str, Any]]:
 
 def _usage_today(config: Config, now: dt.datetime) -> list[dict[str, Any]]:
     rows = []
-    for sid, name, account_type, tz, sender_status, reason in db.execute_sql(
-            "SELECT id, name, account_type, timezone, status, paused_reason FROM sender ORDER BY name").fetchall():
+    for sid, name, account_type, tz, sender_status, reason in reports.senders_by_name():
         zone = cal.resolve_zone(Calendar(timezone="sender", fallback="UTC"), lead_tz=None, sender_tz=tz)
         today = cal.local_date(now, zone).isoformat()
         sc = config.sender(name)
         caps = {**default_limits(account_type), **(dict(sc.limits) if sc else {})}
-        used = dict(db.execute_sql("SELECT action, SUM(used) FROM usage WHERE sender_id = ? AND day = ? GROUP BY action",
-                                   (sid, today)).fetchall())
+        used = reports.used_on(sid, today)
         row = {"sender": name, "status": sender_status, "paused_reason": reason, "day": today,
                "used": {a: int(used.get(a, 0) or 0) for a in caps}, "limits": caps}
         quotas = _quotas(sid, sc.provider if sc else "", now)
@@ -132,16 +134,7 @@ def _quotas(sender_id: int, provider: str, now: dt.datetime) -> list[dict[str, A
 
 
 def _attention(sequence: str | None) -> tuple[list[dict[str, Any]], int]:
-    cond = "(e.outcome = 'replied' OR e.state IN ('failed', 'paused'))"
-    args: tuple[Any, ...] = ()
-    if sequence:
-        cond += " AND e.sequence = ?"
-        args = (sequence,)
-    total = db.execute_sql(f"SELECT COUNT(*) FROM enrollment e WHERE {cond}", args).fetchone()[0]
-    rows = db.execute_sql(
-        f"SELECT l.profile_url, e.sequence, e.step_id, e.state, e.outcome, e.last_error, e.paused_reason, e.updated_at "
-        f"FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE {cond} ORDER BY e.updated_at DESC LIMIT ?",
-        (*args, ATTENTION_LIMIT)).fetchall()
+    total, rows = reports.needing_attention(sequence, ATTENTION_LIMIT)
     out = []
     for url, seq, step, state, outcome, error, paused, updated in rows:
         if outcome == "replied":
@@ -194,14 +187,9 @@ def _zone(name: str | None) -> Any:
 
 
 def _action_rows() -> Iterator[dict[str, Any]]:
-    cursor = db.execute_sql(
-        "SELECT a.id, l.profile_url, l.key, s.name, a.sequence, a.step_id, a.action, a.variant, a.template, a.status, "
-        "a.planned_at, a.performed_at, a.lead_timezone, a.sender_timezone, a.relationship, a.conversation, a.charged, "
-        "a.provider_id, a.conversation_id, a.error_kind, a.error_message, a.key, a.content "
-        "FROM action a JOIN lead l ON l.id = a.lead_id LEFT JOIN sender s ON s.id = a.sender_id ORDER BY a.id")
     for (aid, url, key, sender, seq, step, action, variant, template, status_, planned, performed, lead_tz, sender_tz,
          relationship, conversation, charged, provider_id, conversation_id, error_kind, error_message, idem,
-         content) in cursor:
+         content) in reports.action_log():
         zone = _zone(lead_tz)
         yield {
             "action_id": aid, "lead": url, "lead_key": key, "sender": sender or "", "sequence": seq, "step": step,
@@ -216,11 +204,7 @@ def _action_rows() -> Iterator[dict[str, Any]]:
 
 
 def _event_rows() -> Iterator[dict[str, Any]]:
-    cursor = db.execute_sql(
-        "SELECT e.event_id, e.kind, e.source, e.occurred_at, e.received_at, l.profile_url, l.key, s.name, n.sequence, e.data "
-        "FROM event e LEFT JOIN lead l ON l.id = e.lead_id LEFT JOIN sender s ON s.id = e.sender_id "
-        "LEFT JOIN enrollment n ON n.id = e.enrollment_id ORDER BY e.occurred_at, e.id")
-    for event_id, kind, source, occurred, received, url, key, sender, seq, data in cursor:
+    for event_id, kind, source, occurred, received, url, key, sender, seq, data in reports.event_log():
         # A profile blocked before it was imported has no lead row; its event carries the profile.
         url = url or json.loads(data or "{}").get("profile_url")
         yield {"event_id": event_id, "kind": kind, "source": source, "occurred_at_utc": _utc(occurred),
@@ -229,21 +213,14 @@ def _event_rows() -> Iterator[dict[str, Any]]:
 
 
 def _transition_rows() -> Iterator[dict[str, Any]]:
-    cursor = db.execute_sql(
-        "SELECT t.id, t.enrollment_id, l.profile_url, l.key, t.sequence, t.step_id, t.entered_at "
-        "FROM transition t JOIN lead l ON l.id = t.lead_id ORDER BY t.id")
-    for tid, enrollment_id, url, key, seq, step, entered in cursor:
+    for tid, enrollment_id, url, key, seq, step, entered in reports.transition_log():
         yield {"transition_id": tid, "enrollment_id": enrollment_id, "lead": url, "lead_key": key, "sequence": seq,
                "step": step, "entered_at_utc": _utc(entered)}
 
 
 def _enrollment_rows() -> Iterator[dict[str, Any]]:
-    cursor = db.execute_sql(
-        "SELECT e.id, l.profile_url, l.key, e.sequence, s.name, s.timezone, e.state, e.step_id, e.outcome, "
-        "e.created_at, e.finished_at, e.last_error, e.paused_reason "
-        "FROM enrollment e JOIN lead l ON l.id = e.lead_id LEFT JOIN sender s ON s.id = e.sender_id ORDER BY e.id")
     for (eid, url, key, seq, sender, sender_tz, state, step, outcome, created, finished, error,
-         paused) in cursor:
+         paused) in reports.enrollment_log():
         yield {"enrollment_id": eid, "lead": url, "lead_key": key, "sequence": seq, "sender": sender or "",
                "sender_timezone": sender_tz or "", "state": state, "step": step or "", "outcome": outcome or "",
                "started_at_utc": _utc(created), "finished_at_utc": _utc(finished), "last_error": error or "",

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 from .leases import new_identity
 from .limits import SenderCaps
 from .model import Sequence
-from .providers.base import Account, Provider, ProviderEvent
+from .providers.base import Account, Provider
 
 #: notify(url, headers, payload) -> None; raises on failure (the engine retries).
 Notifier = Callable[[str, Mapping[str, str], Mapping[str, Any]], None]
@@ -59,16 +59,14 @@ class Runtime:
     stop_requested: Callable[[], bool] = lambda: False
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
-    #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED): other
-    #: leads of the sender wait too instead of each being refused in turn
+    #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED,
+    #: NOT_READY): other leads of the sender wait too instead of each being refused in turn. Kept in
+    #: the store (`provider_hold`, every runner obeys it); this is the pass's copy (`Engine.tick`)
     provider_holds: dict[tuple[int, str], dt.datetime] = field(default_factory=dict)
     #: where notify steps read the values of `headers_from_env` (simulate posts nothing, needs none)
     getenv: Callable[[str], str | None] = os.environ.get
     #: a stored version of a sequence by its hash (runner.versions.load_version), None if not stored
     load_version: Callable[[str], Sequence | None] | None = None
-    #: verified webhook events received since the last call (runner.webhooks.WebhookInbox.drain);
-    #: None when nothing in this process receives webhooks
-    webhook_events: Callable[[], list[ProviderEvent]] | None = None
     _versions: dict[str, Sequence | None] = field(default_factory=dict)
 
     def sequence_for(self, name: str, version: str) -> Sequence | None:

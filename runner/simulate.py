@@ -32,10 +32,12 @@ from .providers import QUOTAS
 from .providers.quotas import by_window
 from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
-from .store import Enrollment, Sender, db
-from .store.fields import from_db_time, to_db_time
+from .store import db, leadbook, reports
+from .store import simulation as stored
+from .store.auditlog import first_action_times
+from .store.dashboard import booked_slots, variant_results
+from .store.fields import to_db_time
 from .store.quota_usage import performed_times
-from .store.rows import execute_many, last_enrollment_id, record_first_steps
 from .versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
@@ -92,6 +94,12 @@ class SimReport:
     ticks: int = 0
     transitions: int = 0
     wire: dict[str, Any] | None = None  # with --wire: requests made, ledger against audit
+    #: every simulated hour: leads holding a paced slot (waiting for their turn), per action
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    #: hours from acceptance to the first message, per lead that got that far (for the HTML report)
+    accept_hours: list[float] = field(default_factory=list)
+    #: per A/B variant of a message step: leads assigned, messages sent, leads who replied after one
+    ab: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,7 +110,7 @@ class SimReport:
             "replies_per_message": self.replies,
             "booked_after_end": self.booked, "provider_quotas": self.quotas,
             "violations": self.violations, "sender_pauses": self.pauses, "reauth_after_hours": self.reauth_after_hours,
-            "ticks": self.ticks, "transitions": self.transitions,
+            "ticks": self.ticks, "transitions": self.transitions, "ab_results": self.ab,
             **({"wire": self.wire} if self.wire is not None else {}),
         }
 
@@ -134,8 +142,7 @@ class SimulatedHuman:
 
     def notice(self, now: dt.datetime) -> None:
         """After a tick: senders paused since the last look."""
-        for sender_id, name, reason in db.execute_sql(
-                "SELECT id, name, paused_reason FROM sender WHERE status = 'paused'").fetchall():
+        for sender_id, name, reason in stored.paused_senders():
             if sender_id in self._open:
                 continue
             pause = {"sender": name, "reason": reason or "no reason recorded", "from": now.isoformat(),
@@ -203,26 +210,16 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
     from .urls import normalize_profile_url
 
     stamp = to_db_time(now)
-    leads, count = [], 0
+    leads = []
     for row in rows:
         key, url = normalize_profile_url(row["linkedin_profile_url"])
         fields = {k: v for k, v in row.items() if k != "linkedin_profile_url" and v}
         leads.append((key, url, _json(fields), fields.get("timezone"), stamp, stamp))
     with db.atomic():
-        db.execute_sql("CREATE TEMP TABLE IF NOT EXISTS _keys (key TEXT)")
-        db.execute_sql("DELETE FROM _keys")
-        execute_many(
-            "INSERT INTO lead (key, profile_url, fields, timezone, tags, provider_ids, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, '[]', '{}', ?, ?) ON CONFLICT (key) DO NOTHING", leads)
-        ids = [r[0] for r in db.execute_sql("SELECT id FROM lead ORDER BY id").fetchall()]
-        enrollments = [(lead_id, seq.name, seq.source_hash, sender_ids[i % len(sender_ids)], seq.steps[0].id, stamp, stamp, stamp, stamp)
-                       for i, lead_id in enumerate(ids)]
-        before = last_enrollment_id()
-        execute_many(
-            "INSERT INTO enrollment (lead_id, sequence, sequence_hash, sender_id, step_id, state, due_at, step_entered_at, "
-            "facts, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, '{}', 0, ?, ?)", enrollments)
-        record_first_steps(before)
-        count = len(enrollments)
+        leadbook.insert_new_leads(leads)
+        count = leadbook.enroll(((lead_id, sender_ids[i % len(sender_ids)])
+                                 for i, lead_id in enumerate(leadbook.all_lead_ids())),
+                                sequence=seq.name, sequence_hash=seq.source_hash, step_id=seq.steps[0].id, now=now)
         remember(seq, now)
     return count
 
@@ -269,8 +266,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
-                                poll_every=options.poll_every, getenv=lambda name: "(simulated)",
-                                webhook_events=wire.inbox.drain if wire is not None else None)
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:
@@ -308,6 +304,7 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     end = options.start + dt.timedelta(days=options.days)
     report = SimReport(seq.name, count, options.days, options.start, end)
     now = options.start
+    sample_at = options.start
     while now < end:
         clock.now = now
         human.act(now)
@@ -315,6 +312,7 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
             before_tick(now)
         tick = engine.tick(now)
         human.notice(now)
+        sample_at = _sample_queue(report, now, sample_at, end)
         report.ticks += 1
         report.transitions += tick.transitions
         if progress:
@@ -324,6 +322,7 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
             break
         now = max(nxt, now + dt.timedelta(seconds=1))
     clock.now = end
+    _sample_queue(report, end, sample_at, end + dt.timedelta(hours=1))
     human.finish(end)
     report.pauses, report.reauth_after_hours = human.pauses, round(human.delay.total_seconds() / 3600, 2)
     _fill_report(report, seq, runtime, entered, end)
@@ -331,6 +330,17 @@ def _simulate(seq: Sequence, options: SimOptions, clock: VirtualClock, runtime: 
     if progress:
         progress(1.0)
     return report
+
+
+def _sample_queue(report: SimReport, now: dt.datetime, sample_at: dt.datetime, end: dt.datetime) -> dt.datetime:
+    """Record the queue at every whole hour up to `now` (it only changes at ticks); the next hour to sample."""
+    if sample_at > now:
+        return sample_at
+    booked = booked_slots()
+    while sample_at <= now and sample_at < end:
+        report.queue.append({"at": sample_at.isoformat(), "booked": booked})
+        sample_at += dt.timedelta(hours=1)
+    return sample_at
 
 
 def _no_senders(seq: Sequence, config: Config) -> str:
@@ -347,12 +357,10 @@ def _reply_yield(seq: Sequence, replied_at: Mapping[int, dt.datetime]) -> list[d
     message the lead received before it), so each follow-up's yield shows."""
     sent: Counter[str] = Counter()
     last_before: dict[int, str] = {}
-    for enrollment_id, step_id, performed in db.execute_sql(
-            "SELECT enrollment_id, step_id, performed_at FROM action WHERE sequence = ? AND action IN ('message', 'inmail') "
-            "AND status = 'done' ORDER BY performed_at", (seq.name,)).fetchall():
+    for enrollment_id, step_id, performed in stored.messages_sent(seq.name):
         sent[step_id] += 1
         reply = replied_at.get(enrollment_id)
-        if reply is not None and from_db_time(performed) <= reply:
+        if reply is not None and performed <= reply:  # type: ignore[operator]
             last_before[enrollment_id] = step_id
     replies = Counter(last_before.values())
     return [{"step": step.id, "sent": sent[step.id], "replies": replies[step.id]}
@@ -369,11 +377,9 @@ def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
 
 
 def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter[str], end: dt.datetime) -> None:
-    waiting = Counter(dict(db.execute_sql(
-        "SELECT step_id, COUNT(*) FROM enrollment WHERE sequence = ? AND state = 'active' GROUP BY step_id", (seq.name,)).fetchall()))
+    waiting = Counter(stored.active_by_step(seq.name))
     by_step: dict[str, Counter[str]] = defaultdict(Counter)
-    for step_id, status, n in db.execute_sql(
-            "SELECT step_id, status, COUNT(*) FROM action WHERE sequence = ? GROUP BY step_id, status", (seq.name,)).fetchall():
+    for step_id, status, n in reports.actions_by_step(seq.name):
         by_step[step_id][status] = n
     for step in seq.steps:
         entry: dict[str, Any] = {"id": step.id, "kind": step.kind, "entered": entered.get(step.id, 0),
@@ -382,23 +388,17 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
             entry["action"] = step.action
             entry.update({k: by_step[step.id].get(k, 0) for k in ("done", "skipped", "failed", "in_flight")})
         report.steps.append(entry)
-    report.outcomes = dict(db.execute_sql(
-        "SELECT outcome, COUNT(*) FROM enrollment WHERE sequence = ? AND outcome IS NOT NULL GROUP BY outcome ORDER BY 2 DESC",
-        (seq.name,)).fetchall())
-    report.states = dict(db.execute_sql(
-        "SELECT state, COUNT(*) FROM enrollment WHERE sequence = ? GROUP BY state", (seq.name,)).fetchall())
+    report.outcomes = reports.outcomes_of(seq.name)
+    report.states = reports.states_of(seq.name)
+    first_action = first_action_times()
     for sender in rt.senders.values():
-        caps = dataclasses.replace(sender.caps, first_action_at=Sender.get_by_id(sender.id).first_action_at)
-        for day, action, used in db.execute_sql(
-                "SELECT day, action, SUM(used) FROM usage WHERE sender_id = ? GROUP BY day, action ORDER BY day, action",
-                (sender.id,)).fetchall():
+        caps = dataclasses.replace(sender.caps, first_action_at=first_action[sender.id])
+        for day, action, used in stored.usage_by_day(sender.id):
             if not used:
                 continue
             seq_cap, sender_cap = caps_for(seq, caps, action, dt.date.fromisoformat(day))
             report.usage.append({"sender": sender.name, "day": day, "action": action, "used": used, "limit": seq_cap})
-        for action, day, waiting in db.execute_sql(
-                "SELECT action, MAX(day), SUM(reserved) FROM usage WHERE sender_id = ? AND reserved > 0 GROUP BY action",
-                (sender.id,)).fetchall():
+        for action, day, waiting in stored.bookings(sender.id):
             report.booked.append({"sender": sender.name, "action": action, "until": day, "leads": waiting})
         provider = getattr(sender.provider, "name", "")
         for quota in QUOTAS.get(provider, ()):
@@ -409,8 +409,7 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
     hours = []
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     replied_at: dict[int, dt.datetime] = {}
-    for enrollment_id, facts_json in db.execute_sql("SELECT id, facts FROM enrollment WHERE sequence = ?",
-                                                    (seq.name,)).fetchall():
+    for enrollment_id, facts_json in stored.facts_of(seq.name):
         import json
 
         facts = json.loads(facts_json)
@@ -424,6 +423,9 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
             variants[step_id][name] += 1
     report.variants = {k: dict(v) for k, v in variants.items()}
     report.replies = _reply_yield(seq, replied_at)
+    report.accept_hours = [round(h, 2) for h in hours]
+    report.ab = [{"step": step_id, "variant": name, "assigned": variants.get(step_id, {}).get(name, 0), "sent": sent,
+                  "replied": replied} for step_id, name, sent, replied in variant_results(seq.name)]
     if hours:
         hours.sort()
         report.accept_to_message_hours = {"count": len(hours), "median": round(statistics.median(hours), 1),
@@ -432,4 +434,4 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
         report.accept_to_message_hours = {"count": 0, "median": None, "p90": None}
 
 
-__all__ = ["SimOptions", "SimReport", "run_simulation", "synthetic_leads", "enroll", "from_db_time", "Enrollment"]
+__all__ = ["SimOptions", "SimReport", "run_simulation", "synthetic_leads", "enroll"]

@@ -25,6 +25,7 @@ import peewee
 
 from . import calendar as cal
 from . import limits, templates
+from .absorb import absorb
 from .jinja import compile_condition
 from .model import (
     ActionStep,
@@ -41,11 +42,13 @@ from .providers.base import (
     ErrorKind,
     LeadRef,
     ProviderError,
-    ProviderEvent,
 )
 from .runtime import Runtime, SenderRuntime
 from .store import Action, Enrollment, Lead, Sender, db
+from .store.enrollment_writes import save_enrollment
+from .store.leases import release_claims
 from .store.rows import close_action_row, insert_transition, set_lead_json
+from .store.sender_state import hold_action
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,15 @@ class Interrupted(Exception):
     """
 
 
+class Woken(Exception):
+    """Events for the lead arrived (the inbox) while it was about to make an external call.
+
+    Everything since the last commit is rolled back (the call is not made; an action recorded for
+    it is not) and the lead is due at once: its next run applies the events first and checks its
+    exits, so a reply stops it before any further action.
+    """
+
+
 class Stopping(Exception):
     """The process was asked to stop (SIGINT/SIGTERM) before this lead's next external call.
 
@@ -128,6 +140,9 @@ class Ctx:
     txn: Any = None  # the lead's open transaction (see `advance`)
     db_state: str = "active"  # the enrollment's state as this run last read or wrote it
     dirty: bool = False  # a transition or an outbox key not yet written to the enrollment row
+    #: the lead's inbox events were taken since this run's transaction (re)began; until it commits,
+    #: no other writer can add any on SQLite (the transaction holds the write lock)
+    events_taken: bool = False
 
     @contextlib.contextmanager
     def outside(self) -> Iterator[None]:
@@ -136,6 +151,8 @@ class Ctx:
         steps merely observed since the last save may wait for the next one: losing them in a crash
         only means asking again.) A run asked to stop makes no new call: it stops here (`Stopping`)."""
         self.stop_if_asked()
+        if self.take_events():
+            raise Woken(f"enrollment {self.enr.id}: events arrived")
         if self.dirty:
             self.save()
         if self.txn is not None and not isinstance(self.txn, peewee._savepoint):
@@ -144,6 +161,7 @@ class Ctx:
                 yield
             finally:
                 db.begin("IMMEDIATE")
+                self.events_taken = False
         else:  # inside a dry run's outer transaction: nothing is committed for real anyway
             if self.txn is not None:
                 self.txn.commit()
@@ -161,12 +179,21 @@ class Ctx:
             self.txn.commit()  # and begin again: the unwinding `atomic` ends an empty transaction
         raise Stopping(f"enrollment {self.enr.id}: the run is stopping")
 
+    def take_events(self) -> int:
+        """The lead's pending inbox events, applied to its facts (runner.absorb); how many."""
+        applied = absorb(self.rt, self.enr, self.facts, self.now)
+        self.events_taken = True
+        if applied:
+            self.dirty = True
+        return applied
+
     def save(self) -> None:
         """Write the enrollment row (its cursor and facts) once for all the transitions since the last
-        save. Raises Interrupted when another process changed its state meanwhile (paused it)."""
+        save, guarded by its version. Raises Interrupted when another process changed it meanwhile
+        (paused it, or took it over after this run's lease ran out)."""
         self.enr.facts = self.facts
         if not save_enrollment(self.enr, self.db_state):
-            raise Interrupted(f"enrollment {self.enr.id} is no longer {self.db_state}")
+            raise Interrupted(f"enrollment {self.enr.id} is no longer {self.db_state} at version {self.enr.version}")
         self.db_state = self.enr.state
         self.dirty = False
 
@@ -217,7 +244,11 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
                     break
             else:
                 _commit(ctx, Sleep(now + dt.timedelta(minutes=1)))  # a guard; validate rejects cycles without waits
+            ctx.take_events()  # what arrived during its last call is saved with it, never overwritten
             ctx.save()
+    except Woken:
+        release_claims([enr.id], rt.owner, now)  # due at once: its next run applies the events first
+        log.info("lead %s: events arrived before its next call; it plans again", enr.lead.key)
     except Interrupted as exc:
         log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc)
         result.final = "interrupted"
@@ -248,6 +279,8 @@ def _step_once(ctx: Ctx) -> Outcome:
     if ctx.enr.step_id is None:
         return Goto(ctx.seq.steps[0].id)
     step = ctx.seq.step(ctx.enr.step_id)
+    if not ctx.events_taken:
+        ctx.take_events()  # events that arrived since the last commit: exits see them
     try:
         if ctx.facts.get("inflight") and isinstance(step, ActionStep):
             # Settle an action left in flight before anything else, exits included: a lead that
@@ -310,9 +343,10 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
 
 
 def _commit_simple(enr: Enrollment, outcome: Pause, now: dt.datetime) -> None:
+    was = enr.state
     enr.state, enr.paused_reason, enr.due_at, enr.updated_at = "paused", outcome.reason, now, now
     enr.lease_owner = None
-    enr.save()
+    save_enrollment(enr, was)  # False: changed elsewhere meanwhile, and that change stands
 
 
 def _finish(ctx: Ctx, state: str, outcome: str) -> None:
@@ -373,18 +407,6 @@ def _parse(s: str | None) -> dt.datetime | None:
 
 def is_blocked(lead: Lead) -> bool:
     return db.execute_sql("SELECT 1 FROM block WHERE key = ? LIMIT 1", (lead.key,)).fetchone() is not None
-
-
-_ENROLLMENT_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
-                       "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
-_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _ENROLLMENT_COLUMNS)} WHERE id = ? AND state = ?"
-
-
-def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
-    """The enrollment row, written as plain SQL (this runs for every lead on every wake-up), only
-    if its state is still `expected_state`: False when another process paused or ended it."""
-    values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _ENROLLMENT_COLUMNS]
-    return db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state)).rowcount == 1
 
 
 def fact_values(ctx: Ctx) -> dict[str, Any]:
@@ -599,6 +621,7 @@ def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | Non
         if isinstance(step, ActionStep):
             name = "inmail" if step.action == "message" and step.inmail else step.action
             ctx.rt.provider_holds[(ctx.sender.id, name)] = until
+            hold_action(ctx.sender.id, name, until, kind.name)  # for every runner, and the next run
         return Sleep(until)
     if kind is ErrorKind.ALREADY_CONNECTED:
         f["connected"] = f["accepted"] = True
@@ -689,41 +712,3 @@ def close_action(ctx: Ctx, act: Action, status: str, *, error: ProviderError | N
             limits.refund(act.sequence, ctx.sender.id, limit_key, cal.local_date(act.started_at, sender_zone).isoformat())
 
     ctx.pending.append(write)
-
-
-def apply_event_to_enrollment(rt: Runtime, enr: Enrollment, event: ProviderEvent, now: dt.datetime) -> None:
-    """Record what an event says on the lead's facts and wake the lead if it is waiting for it."""
-    f = dict(enr.facts or {})
-    wake = False
-    if event.kind == "accepted":
-        f["connected"] = f["accepted"] = True
-        f["invite_pending"] = False
-        f.setdefault("accepted_at", _iso(event.occurred_at))
-        if event.conversation_id:
-            f["conversation_id"] = event.conversation_id
-        wake = _waiting_for(rt, enr, "accepted")
-    elif event.kind == "replied":
-        if event.occurred_at >= enr.created_at:
-            f["replied"] = True
-            f.setdefault("replied_at", _iso(event.occurred_at))
-            f["last_message_at"] = _iso(event.occurred_at)
-            if event.conversation_id:
-                f["conversation_id"] = event.conversation_id
-            wake = True
-    elif event.kind == "invite_withdrawn":
-        f["invite_pending"] = False
-    enr.facts = f
-    enr.updated_at = now
-    if wake and enr.state == "active" and (enr.due_at is None or enr.due_at > now):
-        enr.due_at = now
-    enr.save()
-
-
-def _waiting_for(rt: Runtime, enr: Enrollment, event: str) -> bool:
-    seq = rt.sequence_for(enr.sequence, enr.sequence_hash)
-    if seq is None or enr.step_id not in seq.index:
-        return False
-    step = seq.step(enr.step_id)
-    return isinstance(step, WaitForStep) and step.event == event
-
-

@@ -3,9 +3,9 @@
 All rendering goes through the one environment in `runner.jinja`. After rendering, text is stripped
 and rejected (`TemplateRenderError`) when it is empty, has a greeting with no name ("Hi ,"), still
 contains "{{", "}}" or "{%", or is longer than LinkedIn allows (notes 300, messages 8,000
-characters, counted after stripping). `check_templates_for_leads` renders every template for every
-row of a lead CSV before anything is sent; `preview_lead` is what `seqrun render` shows. Checking
-templates without leads is `runner.templatelint` (re-exported here as `check_sequence_templates`).
+characters, counted after stripping). `preview_lead` is what `seqrun render` shows; rendering every
+template for every row of a lead CSV is `runner.templaterows`. Checking templates without leads is
+`runner.templatelint` (re-exported here as `check_sequence_templates`).
 
 Missing lead fields. A field that is empty or absent in the lead's row is a `MissingField`: false in
 `{% if lead.company_name %}`, equal to no string, replaced by `| fallback("...")` or `| default(...)`,
@@ -27,11 +27,9 @@ from typing import Any, Iterable, Mapping
 
 import jinja2
 
-from .diagnostics import Diagnostic, SeqrunError, UserError, error, sort_diagnostics
+from .diagnostics import SeqrunError
 from .jinja import environment
-from .leadsfile import URL_FIELD, read_leads
 from .model import ActionStep, MessageTemplate, Sequence, TemplateRef, Variant
-from .paths import PROJECT_CONFIG
 from .templatelint import (
     MESSAGE_LIMIT,
     NOTE_LIMIT,
@@ -43,8 +41,8 @@ from .templatelint import (
 
 __all__ = [
     "MESSAGE_LIMIT", "NOTE_LIMIT", "MissingField", "Preview", "Record", "Rendered", "TemplateRenderError",
-    "build_context", "check_output", "check_sequence_templates", "check_templates_for_leads",
-    "choose_template", "pick_variant", "preview_facts", "preview_lead", "project_senders", "render_message",
+    "build_context", "check_output", "check_sequence_templates",
+    "choose_template", "pick_variant", "preview_facts", "preview_lead", "render_message",
     "render_note", "render_variant", "rendered_steps", "sender_fields",
 ]
 
@@ -342,22 +340,6 @@ def rendered_steps(seq: Sequence) -> list[ActionStep]:
             and ((s.action == "connect" and s.note is not None) or s.action == "message")]
 
 
-def project_senders(seq: Sequence) -> list[dict[str, str]]:
-    """The senders this sequence may use, as templates see them (see `sender_fields`), from the
-    project's seqrun.yaml or the embedded default. A broken seqrun.yaml raises UserError."""
-    from .config import (
-        load_project_config,  # config pulls in the store and providers; load on use
-    )
-
-    config = load_project_config(seq.path, [seq])
-    if not config.senders:  # a seqrun.yaml without any (the embedded default always has one)
-        raise UserError(diagnostics=[error(config.path or PROJECT_CONFIG, 0, 0, (
-            f'no senders are defined, so nobody can send for sequence "{seq.name}"; add one under `senders:` '
-            "(see docs/config.md)"))])
-    chosen = [s for s in config.senders if not seq.senders or s.name in seq.senders] or list(config.senders)
-    return [sender_fields(s.name, s.full_name) for s in chosen]
-
-
 def sender_fields(name: str, full_name: str | None) -> dict[str, str]:
     """`sender` as templates see it; without a configured full name, the sender's name stands in
     (what the engine sends, so previews match it)."""
@@ -420,36 +402,3 @@ def _preview_message(seq: Sequence, step: ActionStep, variant: Variant | None, l
     except TemplateRenderError as exc:
         return Preview(step.id, kind, case, variant_name, name, error=exc)
     return Preview(step.id, kind, case, variant_name, name, rendered=rendered)
-
-
-def check_templates_for_leads(
-    seq: Sequence, leads_path: str, *, senders: Iterable[Mapping[str, str]] | None = None,
-) -> list[Diagnostic]:
-    """Render every template (every variant, invites with and without a note, every sender) for
-    every good row of the CSV and report what would fail or must not be sent, by row:
-
-        leads.csv:7: error: row 7 (https://linkedin.com/in/x): connect note from connect_note.j2 is 318 characters; LinkedIn allows 300
-
-    The CSV's own problems come first; rows that have them are not rendered. `senders` defaults to
-    `project_senders(seq)`; the problems of a broken seqrun.yaml are returned instead.
-    """
-    required = [f.name for f in seq.fields if f.required]
-    leads = read_leads(leads_path, required_fields=required)
-    diags = list(leads.diagnostics)
-    if leads.fatal:  # no row of a file that cannot be read is worth rendering
-        return sort_diagnostics(diags)
-    if senders is None:
-        try:
-            senders = project_senders(seq)
-        except UserError as exc:
-            return sort_diagnostics(diags + (exc.diagnostics or [error(seq.path, 0, 0, exc.message)]))
-    who = list(senders)
-    for row in leads.good_rows:
-        assert row.key is not None  # good rows have a valid profile URL
-        url = row.fields.get(URL_FIELD, row.profile_url)
-        for sender in who:
-            for preview in preview_lead(seq, row.fields, row.key, sender, all_variants=True, both_cases=True):
-                if preview.error is not None:
-                    message = f"row {row.row} ({url}): {preview.error.message}"
-                    diags.append(error(leads.path, row.line, 0, message, preview.step))
-    return sort_diagnostics(diags)

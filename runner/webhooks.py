@@ -18,11 +18,13 @@ The contract a driver that takes webhooks implements (docs/providers/README.md#w
   webhooks) puts the proof in the URL instead, `POST /webhooks/{provider}/{path}`; its driver gets
   that `path` and verifies it like a header. A driver without the keyword has no URL below its own.
 
-`WebhookInbox` is what an HTTP endpoint calls (`seqrun serve` will mount it; `simulate --wire`
-serves it with `WebhookReceiver` on 127.0.0.1): it routes a delivery by provider name to the
-mounted drivers with the provider's secrets, answers a status, and queues the verified events,
-once per event id, until the engine's own thread drains them (`Runtime.webhook_events`), so that
-only that thread writes the store.
+`WebhookInbox` is what an HTTP endpoint calls (`seqrun serve` mounts it; `simulate --wire`
+serves it with `WebhookReceiver` on 127.0.0.1), from any thread: it routes a delivery by provider
+name to the mounted drivers with the provider's secrets and, once verified, appends its events to
+the event inbox (runner.store.inbox: unique by provider and event id, the raw body kept, never the
+headers) and commits, and only then answers 2xx. A delivery that is refused stores nothing; one that
+cannot be stored gets 503, so that the provider delivers it again. The engine applies the stored
+events (runner.inbox).
 """
 from __future__ import annotations
 
@@ -34,8 +36,12 @@ import logging
 import threading
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+import peewee
+
 from .providers.base import ProviderError, ProviderEvent
 from .providers.fakeserver import Reply
+from .store import inbox as store_inbox
+from .store.inbox import Received
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -44,7 +50,6 @@ UTC = dt.timezone.utc
 SECRET_CREDENTIAL = "webhook_secret"
 #: Where the receiver takes each provider's deliveries: POST {PATH_PREFIX}{provider}.
 PATH_PREFIX = "/webhooks/"
-SEEN_SIZE = 200_000  # event ids remembered for de-duplication within one process
 
 
 class WebhookDriver(Protocol):
@@ -80,16 +85,14 @@ def secrets_by_provider(credentials: Iterable[tuple[str, Mapping[str, str]]]) ->
 
 
 class WebhookInbox:
-    """Verified events waiting for the engine, and the counts a report shows."""
+    """Verifies deliveries and stores their events in the inbox; the counts a report shows."""
 
     def __init__(self, secrets: Mapping[str, Sequence[str]], *,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC)) -> None:
         self._secrets = {name: list(values) for name, values in secrets.items()}
         self._clock = clock
         self._drivers: dict[str, list[Any]] = {}
-        self._queue: list[ProviderEvent] = []
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for the counts: deliveries arrive on several threads
         self.stats: collections.Counter[str] = collections.Counter()
 
     def set_secrets(self, provider: str, secrets: Sequence[str]) -> None:
@@ -111,19 +114,21 @@ class WebhookInbox:
 
     def receive(self, provider: str, headers: Mapping[str, str], body: bytes, *,
                 path: str = "") -> tuple[int, str]:
-        """One delivery: (status, reason) for the HTTP answer. Only verified events are queued.
-        `path` is what followed the provider's name in the URL (drivers that take it verify it)."""
+        """One delivery: (status, reason) for the HTTP answer: (200, "ok") verified, (200, "duplicate")
+        verified and every event already stored, else refused. Only verified events are stored, and
+        committed before the answer. `path` is what followed the provider's name in the URL (drivers
+        that take it verify it)."""
         drivers = self._drivers.get(provider)
         if not drivers:
-            self.stats["unknown_provider"] += 1
+            self._count("unknown_provider")
             return 404, f"no webhooks are taken for {provider}"
         if path and not all(takes_path(d) for d in drivers):
-            self.stats["unknown_provider"] += 1
+            self._count("unknown_provider")
             return 404, "not a webhook endpoint"
         secrets = self._secrets.get(provider, [])
         if not secrets:
             # Without a secret nothing can be verified, so nothing is accepted.
-            self.stats["refused"] += 1
+            self._count("refused")
             log.warning("webhook for %s refused: no webhook secret is configured", provider)
             return 401, "no webhook secret configured"
         received_at = self._clock()
@@ -134,27 +139,27 @@ class WebhookInbox:
                                            path=path)
             except ProviderError as err:
                 status = err.status if err.status in (400, 401) else 400
-                self.stats["refused" if status == 401 else "malformed"] += 1
+                self._count("refused" if status == 401 else "malformed")
                 log.warning("webhook for %s refused (%s): %s", provider, status, err.message)
                 return status, err.message
-        self.stats["received"] += 1
+        payload = body.decode("utf-8", errors="replace")
+        try:
+            new = store_inbox.append([Received(event, payload) for event in events], source="webhook",
+                                     provider=provider, received_at=received_at)
+        except peewee.DatabaseError as exc:
+            self._count("unstored")
+            log.error("webhook for %s could not be stored: %s", provider, exc)
+            return 503, "the delivery could not be stored; deliver it again"
         with self._lock:
-            for event in events:
-                if event.event_id in self._seen:
-                    self.stats["duplicate_events"] += 1
-                    continue
-                self._seen[event.event_id] = None
-                if len(self._seen) > SEEN_SIZE:
-                    self._seen.popitem(last=False)
-                self._queue.append(event)
-                self.stats["events"] += 1
-        return 200, "ok"
+            self.stats["received"] += 1
+            self.stats["events"] += len(new)
+            self.stats["duplicate_events"] += len(events) - len(new)
+        # A verified delivery whose every event was already stored (a provider's retry) changes nothing.
+        return (200, "duplicate") if events and not new else (200, "ok")
 
-    def drain(self) -> list[ProviderEvent]:
-        """The events queued since the last drain, in arrival order (the engine's thread calls it)."""
+    def _count(self, name: str) -> None:
         with self._lock:
-            out, self._queue = self._queue, []
-        return out
+            self.stats[name] += 1
 
 
 class WebhookReceiver:

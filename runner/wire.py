@@ -8,8 +8,8 @@ budget off, because the virtual clock does not move inside a tick (a real run sp
 
 Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
 on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
-receiver verifies each raw delivery with the driver's own verifier and queues the events for the
-engine (`Runtime.webhook_events`). Before every tick `before_tick` lets each fake send what is due
+receiver verifies each raw delivery with the driver's own verifier and stores the events in the
+event inbox, which the engine applies (runner.inbox). Before every tick `before_tick` lets each fake send what is due
 on the virtual clock (Salesflow's late NEW_CONNECTION).
 
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
@@ -37,8 +37,7 @@ from .providers import PROVIDERS
 from .providers.base import Account, Provider
 from .providers.fakeserver import FakeClock, FakeHTTPServer
 from .providers.http import make_client
-from .store import db
-from .store.fields import from_db_time
+from .store import simulation as stored
 from .webhooks import PATH_PREFIX, WebhookInbox, WebhookReceiver
 
 SIMULATED_KEY = "seqrun-simulated-key"
@@ -207,10 +206,9 @@ class WireSession:
     def introduce_leads(self, account_ids: Mapping[int, str]) -> None:
         """Every enrolled lead exists in its sender's fake from the start (see `EdgesFake.introduce`)."""
         by_sender: dict[int, list[str]] = collections.defaultdict(list)
-        for sender_id, url in db.execute_sql(
-                "SELECT e.sender_id, l.profile_url FROM enrollment e JOIN lead l ON l.id = e.lead_id").fetchall():
+        for sender_id, url in stored.profiles_by_sender():
             by_sender[sender_id].append(url)
-        names = dict(db.execute_sql("SELECT id, name FROM sender").fetchall())
+        names = stored.sender_names()
         for sender_id, urls in by_sender.items():
             sender = names.get(sender_id)
             if sender in self.wired and sender_id in account_ids:
@@ -231,20 +229,12 @@ class WireSession:
                 else:  # no key on the wire: (account, action, lead)
                     unkeyed[(str(entry["account_id"]), str(entry["action"]), str(entry["lead"]))] += 1
         report.ledger_actions = sum(ledger.values()) + sum(unkeyed.values())
-        marks = ", ".join("?" * len(self.wired)) or "NULL"
         senders = {sid: (self.provider or self._providers.get(name, ""), account) for sid, name, account in
-                   db.execute_sql(f"SELECT id, name, account_id FROM sender WHERE name IN ({marks})",
-                                  sorted(self.wired)).fetchall()}
-        rows = db.execute_sql(
-            "SELECT a.key, a.action, a.sender_id, l.key FROM action a JOIN lead l ON l.id = a.lead_id "
-            "WHERE a.sequence = ? AND a.status = 'done' "
-            "AND a.action IN ('visit', 'connect', 'message', 'inmail', 'withdraw')", (sequence,)).fetchall()
-        rows = [row for row in rows if row[2] in senders]
+                   stored.senders_named(self.wired)}
+        rows = [row for row in stored.done_at_linkedin(sequence) if row[2] in senders]
         audit = {key: action for key, action, sender_id, _ in rows if senders[sender_id][0] in keyed}
         report.audit_actions = len(rows)
-        for source, kind, count in db.execute_sql(
-                f"SELECT source, kind, COUNT(*) FROM event WHERE sender_id IN ({', '.join('?' * len(senders))}) "
-                "GROUP BY source, kind ORDER BY source, kind", sorted(senders)).fetchall() if senders else ():
+        for source, kind, count in stored.event_counts(senders):
             report.events.setdefault(source, {})[kind] = count
         self._compare_unkeyed(report, unkeyed, [(senders[sid][1], action, lead) for _, action, sid, lead in rows
                                                 if senders[sid][0] not in keyed])
@@ -256,9 +246,7 @@ class WireSession:
         for key, action in sorted(audit.items()):
             if key not in ledger:
                 report.mismatches.append(f"the audit log shows {action} {key} done, which the fake never performed")
-        cursors = {str(account): from_db_time(at) for account, at in db.execute_sql(
-            "SELECT s.account_id, c.last_synced_at FROM sync_cursor c JOIN sender s ON s.id = c.sender_id "
-            "WHERE c.last_synced_at IS NOT NULL").fetchall()}
+        cursors = stored.sync_cursors_by_account()
         for name, fake in sorted(self.fakes.items()):
             check = getattr(fake, "wire_check", None)
             if callable(check):

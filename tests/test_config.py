@@ -136,7 +136,7 @@ def test_schema_errors_are_positioned_and_name_senders(tmp_path: pathlib.Path, m
         """
     assert errors_of(tmp_path, text, monkeypatch) == [
         'seqrun.yaml:2:1: error: databse: unknown key "databse" (expected one of: version, database, senders, retry, '
-        'sandbox)',
+        'outgoing, sandbox)',
         "seqrun.yaml:7:19: error: senders[name=alice].account_type: expected one of classic, sales_navigator, "
         'got "premium"',
         "seqrun.yaml:8:23: error: senders[name=alice].limits.connect: expected a whole number of at least 0, got -1",

@@ -66,14 +66,6 @@ def test_a_database_whose_directory_is_read_only(tmp_path: pathlib.Path, clock: 
             f"create seqrun.db-wal and -shm beside it; check that {tmp_path} is writable\n"))
 
 
-def test_a_read_only_lock_file_is_no_obstacle(tmp_path: pathlib.Path, clock: Clock, run: Run) -> None:
-    assert run("run", "--once")[0] == 0
-    lock = tmp_path / "seqrun.db.lock"
-    assert lock.is_file()
-    with read_only(lock):
-        assert run("run", "--once") == (0, "0 lead(s) processed; 0 step(s); 0 event(s)\n", "")
-
-
 def test_a_garbage_sandbox_state_file(tmp_path: pathlib.Path, clock: Clock, run: Run) -> None:
     state = tmp_path / "seqrun.db.sandbox"
     state.write_bytes(b"this is not what the sandbox wrote\n" * 200)

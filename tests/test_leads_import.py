@@ -9,7 +9,8 @@ import pytest
 
 from runner.cli import main
 from runner.config import load_config
-from runner.leads import block_profiles, import_leads, load_sequence_by_name
+from runner.leads import block_profiles, import_leads
+from runner.project import load_sequence_by_name
 from runner.leadsfile import read_leads
 from runner.store import Block, Enrollment, Lead, Sender, db, open_store
 

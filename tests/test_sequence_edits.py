@@ -7,7 +7,6 @@ hours), with a sequence whose steps after the acceptance have positional ids (`a
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import pathlib
 from typing import Iterator
@@ -15,10 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from runner import presence
 from runner.cli import main
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
 from runner.store import Action, Enrollment, SequenceVersion, db, open_store
+from runner.store.runners import register_runner
 from test_run_cli import Clock, Run, invoke, run, write_project  # noqa: F401 - fixtures
 
 UTC = dt.timezone.utc
@@ -471,11 +472,16 @@ def test_migrate_waits_for_a_running_seqrun_to_stop(tmp_path: pathlib.Path, at_t
     sequence_file(tmp_path).write_text(INSERTED, encoding="utf-8")
     database = tmp_path / "seqrun.db"
     before = versions_of(tmp_path)
-    with open(str(database) + ".lock", "a+") as other_runner:
-        fcntl.flock(other_runner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (
-            1, "", f'error: another "seqrun run" is already working on {database}\n')
+    open_store(str(database))
+    far = "far-host:4242:0a0a0a0a"  # a runner of another machine whose heartbeat is 30 s old
+    register_runner(far, "far-host", 4242, "run", at_the_wait.now - dt.timedelta(seconds=30))
+    db.close()
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3") == (
+        1, "", f'error: "seqrun run" is working on {database} (far-host pid 4242, heartbeat 30 s ago); stop it '
+        "before moving leads\n")
     assert versions_of(tmp_path) == before
+    at_the_wait.now += presence.STALE_AFTER  # no heartbeat since: it is gone
+    assert run("leads", "migrate", "-s", "intro", "--map", "accepted+2=accepted+3")[0] == 0
 
 
 def test_validate_names_an_explicit_id_whose_step_changed(tmp_path: pathlib.Path, at_the_wait: Clock,

@@ -19,12 +19,12 @@ from runner.model import (
     TemplateRef,
     Variant,
 )
+from runner.templaterows import check_templates_for_leads
 from runner.templates import (
     TemplateRenderError,
     build_context,
     check_output,
     check_sequence_templates,
-    check_templates_for_leads,
     pick_variant,
     preview_facts,
     preview_lead,

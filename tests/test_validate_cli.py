@@ -137,7 +137,7 @@ def test_leads_are_checked_for_sequences_without_errors(proj: pathlib.Path, caps
         calls.append((seq.name, path))
         return [error(path, 2, 0, f"row 2: fails in {seq.name}")]
 
-    monkeypatch.setattr("runner.templates.check_templates_for_leads", for_leads)
+    monkeypatch.setattr("runner.templaterows.check_templates_for_leads", for_leads)
     code, out, _ = run(capsys, "--leads", "leads.csv", "seq")
     assert calls == [("a", "leads.csv"), ("c", "leads.csv")]
     assert code == 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Mapping, Sequence
+import threading
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import httpx
 import pytest
@@ -13,7 +14,8 @@ from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
 from runner.providers.edges.driver import EdgesProvider
 from runner.providers.fakeserver import FakeHTTPServer
 from runner.providers.http import make_client
-from runner.webhooks import WebhookInbox, WebhookReceiver, secrets_by_provider, verify_and_parse
+from runner.webhooks import WebhookReceiver, secrets_by_provider, verify_and_parse
+from tests.providers.stored_inbox import StoredInbox
 
 UTC = dt.timezone.utc
 AT = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -44,9 +46,23 @@ def post(server: FakeHTTPServer, path: str, body: Any, token: str | None = "t-1"
     return httpx.post(server.url + path, content=json.dumps(body).encode(), headers=headers)
 
 
-def test_the_receiver_routes_verifies_and_queues_each_event_once() -> None:
+@pytest.fixture
+def make_inbox() -> Iterator[Callable[..., StoredInbox]]:
+    """Inboxes over a store of their own, closed after the test."""
+    made: list[StoredInbox] = []
+
+    def make(secrets: Mapping[str, Sequence[str]]) -> StoredInbox:
+        made.append(StoredInbox(secrets, clock=lambda: AT))
+        return made[-1]
+
+    yield make
+    for inbox in made:
+        inbox.close()
+
+
+def test_the_receiver_routes_verifies_and_queues_each_event_once(make_inbox: Callable[..., StoredInbox]) -> None:
     driver = Echo()
-    inbox = WebhookInbox({"echo": ["t-0", "t-1"]}, clock=lambda: AT)  # two secrets: one is being rotated
+    inbox = make_inbox({"echo": ["t-0", "t-1"]})  # two secrets: one is being rotated
     inbox.mount("echo", driver)
     assert driver.mounted and inbox.providers == ["echo"]
     with FakeHTTPServer(WebhookReceiver(inbox)) as server:
@@ -68,8 +84,8 @@ def test_the_receiver_routes_verifies_and_queues_each_event_once() -> None:
                                  "unknown_provider": 1}
 
 
-def test_a_provider_without_a_secret_accepts_nothing() -> None:
-    inbox = WebhookInbox({}, clock=lambda: AT)
+def test_a_provider_without_a_secret_accepts_nothing(make_inbox: Callable[..., StoredInbox]) -> None:
+    inbox = make_inbox({})
     inbox.mount("echo", Echo())
     assert inbox.receive("echo", {"x-token": ""}, b'{"events": []}') == (401, "no webhook secret configured")
 
@@ -107,8 +123,8 @@ class Pathed(Echo):
         return [ProviderEvent(i, kind, received_at, "acc-alice", lead) for i, kind, lead in json.loads(body)["events"]]
 
 
-def test_a_driver_that_takes_the_path_gets_what_follows_the_provider() -> None:
-    inbox = WebhookInbox({"pathed": ["t-1"], "echo": ["t-1"]}, clock=lambda: AT)
+def test_a_driver_that_takes_the_path_gets_what_follows_the_provider(make_inbox: Callable[..., StoredInbox]) -> None:
+    inbox = make_inbox({"pathed": ["t-1"], "echo": ["t-1"]})
     inbox.mount("pathed", Pathed())
     inbox.mount("echo", Echo())
     with FakeHTTPServer(WebhookReceiver(inbox)) as server:
@@ -120,3 +136,43 @@ def test_a_driver_that_takes_the_path_gets_what_follows_the_provider() -> None:
         assert post(server, "/webhooks/echo/alice/t-1", one).json() == {"status": 404,
                                                                          "reason": "not a webhook endpoint"}
     assert [e.event_id for e in inbox.drain()] == ["e-1"]
+
+
+def test_a_verified_delivery_is_committed_before_the_answer_with_its_body_and_no_headers(
+        make_inbox: Callable[..., StoredInbox]) -> None:
+    from runner.store.models import InboxEvent
+
+    inbox = make_inbox({"echo": ["t-1"]})
+    inbox.mount("echo", Echo())
+    body = json.dumps({"events": [["e-1", "replied", "ann"]]}).encode()
+    assert inbox.receive("echo", {"x-token": "wrong"}, body) == (401, "webhook refused: bad token")
+    assert InboxEvent.select().count() == 0  # refused: nothing stored
+    seen: list[tuple[str, str, str | None, str | None, str]] = []
+
+    def look() -> None:  # another thread: another connection sees only what was committed
+        seen.extend((r.event_id, r.source, r.lead_key, r.payload, r.state) for r in InboxEvent.select())
+
+    assert inbox.receive("echo", {"x-token": "t-1"}, body) == (200, "ok")
+    other = threading.Thread(target=look)
+    other.start()
+    other.join()
+    assert seen == [("e-1", "webhook", "ann", body.decode(), "pending")]
+    assert "t-1" not in json.dumps([list(r) for r in InboxEvent.select().tuples()], default=str)  # no header
+
+
+def test_a_delivery_that_cannot_be_stored_gets_503_so_that_it_comes_again(
+        make_inbox: Callable[..., StoredInbox], monkeypatch: pytest.MonkeyPatch) -> None:
+    import peewee
+
+    from runner.store import inbox as store_inbox
+
+    inbox = make_inbox({"echo": ["t-1"]})
+    inbox.mount("echo", Echo())
+
+    def full(*args: Any, **kwargs: Any) -> list[int]:
+        raise peewee.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store_inbox, "append", full)
+    body = json.dumps({"events": [["e-1", "replied", "ann"]]}).encode()
+    assert inbox.receive("echo", {"x-token": "t-1"}, body) == (503, "the delivery could not be stored; deliver it again")
+    assert inbox.stats["unstored"] == 1 and inbox.drain() == []

@@ -9,10 +9,10 @@ from typing import IO, Any, Iterable
 import click
 
 from ..diagnostics import UserError
-from ..leads import open_project
+from ..project import open_project
 from ..outfile import atomic_output, check_output, owned_files
 from ..report import EXPORTS, export_rows, spreadsheet_safe
-from ..store import db, health, open_store
+from ..store import health, open_store, reports
 from ..urls import redact_secrets
 
 NOTHING_EXPORTED = "nothing was exported"
@@ -48,17 +48,17 @@ def command(what: str, fmt: str, output: str | None, db_url: str | None) -> None
         owned = owned_files(root=config.root, config_path=config.path, databases=(url, config.project_database_url()),
                             sandbox_state=config.sandbox.get("state_path"))
         check_output(output, root=config.root, owned=owned)
-    open_store(url)
+    database = open_store(url)
     # One read transaction: the count and the rows come from the same snapshot of the database.
-    with health.reading(NOTHING_EXPORTED), db.atomic():
+    with health.reading(NOTHING_EXPORTED), reports.snapshot():
         health.quick_check(NOTHING_EXPORTED)
         expected = health.count_rows(TABLES[what])
         if output:
             with atomic_output(output) as handle:
                 written = _write(handle, what, fmt, export_rows(what))
-                _check_count(what, written, expected)
+                _check_count(what, written, expected, database.database)
         else:
-            _check_count(what, _write(sys.stdout, what, fmt, export_rows(what)), expected)
+            _check_count(what, _write(sys.stdout, what, fmt, export_rows(what)), expected, database.database)
 
 
 def _write(handle: IO[str], what: str, fmt: str, rows: Iterable[dict[str, Any]]) -> int:
@@ -82,8 +82,8 @@ def _redacted(value: Any) -> Any:
     return redact_secrets(value) if isinstance(value, str) else value
 
 
-def _check_count(what: str, written: int, expected: int) -> None:
+def _check_count(what: str, written: int, expected: int, path: str) -> None:
     """Every row must have come out: a join that lost rows to damage would just make the file shorter."""
     if written != expected:
-        raise UserError(f"the database {db.database} is inconsistent: only {written} of {expected} {what} could be "
+        raise UserError(f"the database {path} is inconsistent: only {written} of {expected} {what} could be "
                         f"read; {NOTHING_EXPORTED}; {health.check_command('integrity_check', 'foreign_key_check')}")

@@ -17,12 +17,12 @@ from ..leads import (
     block_profiles,
     import_leads,
     list_leads,
-    open_project,
     profile_key,
     profiles_from_file,
     unblock_profile,
 )
 from ..leadsfile import read_leads
+from ..project import open_project
 from ..store import health, open_store
 from ..store.models import ENROLLMENT_STATES
 from ..terminal import json_printable, printable
@@ -240,18 +240,19 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
       seqrun leads migrate --sequence founders-q1 --dry-run
       seqrun leads migrate --sequence founders-q1 --map accepted+2=accepted+3
     """
-    from ..commands.run import single_runner
     from ..migrate import migrate_leads
+    from ..presence import refuse_beside_live_runner
     from ..store import db
-    from ..store.db import database_file
 
     mapping = _parse_maps(maps)
     config, seq, warnings = open_project(sequence)
     assert seq is not None
     echo_warnings(list(config.warnings) + warnings)
     open_db(config, db_url)
-    with single_runner(database_file(db.database)):
-        plan = migrate_leads(seq, mapping, utc_now(), dry_run=dry_run)
+    now = utc_now()
+    with db.atomic():  # no runner can start between the check and the move
+        refuse_beside_live_runner("moving leads", db.database, now)
+        plan = migrate_leads(seq, mapping, now, dry_run=dry_run)
     if not plan.moves:
         click.echo(f"sequence {seq.name}: no running lead is on an earlier version; nothing to move")
         return

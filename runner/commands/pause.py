@@ -13,8 +13,7 @@ from ..holds import (
     pause,
     resume,
 )
-from ..leads import open_project
-from ..project import sync_senders
+from ..project import open_project, sync_senders
 from .leads import db_option, open_db, utc_now
 
 

@@ -20,13 +20,13 @@ from ..leadsfile import URL_FIELD, LeadRow, LeadsFile, read_leads
 from ..loader import load_sequence
 from ..model import ActionStep, Sequence
 from ..schemacheck import plural
+from ..templaterows import project_senders
 from ..terminal import json_printable, printable
 from ..templates import (
     MESSAGE_LIMIT,
     NOTE_LIMIT,
     Preview,
     preview_lead,
-    project_senders,
     rendered_steps,
 )
 

@@ -1,5 +1,8 @@
 """`seqrun run`: process every lead that is due, once (for cron) or on a loop.
 
+Outgoing events (runner.outgoing) are delivered after each pass; a receiver that fails never stops
+the run (its events wait in the outbox).
+
 Stopping: SIGINT (Ctrl-C) and SIGTERM ask the run to stop. The call in flight finishes and is
 committed, no new call starts, the leads claimed and not started are handed back (due at once), and
 the process exits 130 after SIGINT, 0 after SIGTERM (a stop that was asked for and carried out; what
@@ -11,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import logging
 import os
 import signal
 import threading
 from types import FrameType
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import click
 import httpx
@@ -28,20 +30,21 @@ from ..config import Config
 from ..diagnostics import UserError, format_text
 from ..dryrun import DryRunProvider
 from ..engine import Engine, TickReport
-from ..leads import open_project
+from ..outgoing import Outgoing
 from ..project import (
     apply_provider_limits,
     build_runtime,
     http_notifier,
     missing_environment,
     missing_environment_of_earlier_versions,
+    open_project,
     project_sequences,
     real_provider_for,
     running_sequences,
     sync_senders,
 )
+from ..presence import STALE_AFTER, Presence, age
 from ..store import db, open_store
-from ..store.db import database_file
 from ..terminal import printable
 from ..urls import redact_url
 from ..versions import absent_report, edit_report
@@ -51,32 +54,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-@contextlib.contextmanager
-def single_runner(db_file: str | None) -> Iterator[None]:
-    """Only one `seqrun run` per SQLite file at a time: a second one would only wait for the first's
-    write lock. (On Postgres, `db_file` None, any number of runners share the work: claims skip the
-    rows another runner holds.)"""
-    if db_file is None or db_file == ":memory:":
-        yield
-        return
-    path = os.path.realpath(db_file) + ".lock"
-    try:
-        # Read-only is enough for flock, so a lock file left read-only (another user's) still works.
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise UserError(f"cannot open the lock file {path}: {exc.strerror}; seqrun run needs to create it "
-                        f"beside the database (check the permissions of {os.path.dirname(path)})") from None
-    with open(fd, "rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f'another "seqrun run" is already working on {db_file}') from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class StopSignals:
@@ -130,7 +107,8 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     With --once it processes what is due and exits (put it in cron); without, it keeps going every
     --interval seconds until Ctrl-C or SIGTERM, which finish the call in flight and stop (exit 130
     after Ctrl-C, 0 after SIGTERM; a second Ctrl-C stops at once). --dry-run prints what would be
-    sent now and leaves the database and LinkedIn untouched.
+    sent now and leaves the database and LinkedIn untouched. Outgoing events (`outgoing:` in
+    seqrun.yaml) are delivered after each pass.
 
     \b
     Example:
@@ -138,6 +116,28 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
       seqrun run --once --dry-run
       seqrun run --once
     """
+    config, sequences, url = prepare(db_url)
+    _warn_webhook_only(config)
+    if dry_run:
+        _dry_run(config, sequences)
+        return
+    try:
+        signum = _operate(config, sequences, once=once, interval=interval)
+    except KeyboardInterrupt:
+        signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next run reconciles)
+    if signum == signal.SIGINT:
+        from ..cli import EXIT_INTERRUPTED
+
+        click.echo("Interrupted.", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    if signum is not None:
+        click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+
+
+def prepare(db_url: str | None, command: str = "seqrun run") -> tuple[Config, dict[str, Any], str]:
+    """What `run` and `serve` check before anything moves: the project's sequences (at least one),
+    the steps their senders' providers can do, a writable database, what edits mean for running
+    leads, and the environment the sequences need. Returns (config, sequences, database URL)."""
     config, _, _ = open_project()
     sequences = project_sequences(config)
     if not sequences:
@@ -149,23 +149,8 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     report = edit_report(sequences) + absent_report(sequences)
     if report:
         click.echo(format_text(report), err=True)
-    _check_environment(sequences)
-    _warn_webhook_only(config)
-    with single_runner(database_file(url)):
-        if dry_run:
-            _dry_run(config, sequences)
-            return
-        try:
-            signum = _operate(config, sequences, once=once, interval=interval)
-        except KeyboardInterrupt:
-            signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next run reconciles)
-    if signum == signal.SIGINT:
-        from ..cli import EXIT_INTERRUPTED
-
-        click.echo("Interrupted.", err=True)
-        raise click.exceptions.Exit(EXIT_INTERRUPTED)
-    if signum is not None:
-        click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
+    _check_environment(sequences, command)
+    return config, sequences, url
 
 
 def _warn_webhook_only(config: Config) -> None:
@@ -184,7 +169,7 @@ def _warn_webhook_only(config: Config) -> None:
                    f"which receives the webhooks", err=True)
 
 
-def _check_environment(sequences: Mapping[str, Any]) -> None:
+def _check_environment(sequences: Mapping[str, Any], command: str = "seqrun run") -> None:
     """Every environment variable the sequences with leads in them need is set, or nothing starts:
     otherwise each lead would stop at the step that needs it, one by one. A sequence without leads
     only gets a warning (its leads pause at that step until the variable is set)."""
@@ -196,43 +181,56 @@ def _check_environment(sequences: Mapping[str, Any]) -> None:
                        "leads that reach this step will be paused)", err=True)
     errors = [diag for seq, diag in missing if seq.name in running]
     if errors:
-        raise UserError("set the environment variables above and start seqrun run again; the leads of these "
+        raise UserError(f"set the environment variables above and start {command} again; the leads of these "
                         "sequences would stop at these steps", errors)
 
 
 def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interval: int) -> int | None:
     """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
     with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
-        # One engine for the whole process: its per-sender poll schedule lives in it.
-        engine = _runtime(config, sequences, client, db_file=database_file(db.database) or ":memory:")
-        engine.rt.stop_requested = stop.requested
-        try:
-            _recover(engine)
-            if once:
-                click.echo(_summary(_pass(engine)))
-            else:
-                _loop(engine, interval, stop)
-        finally:
-            _close_providers(engine)
+        outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here, before anything
+        engine = _runtime(config, sequences, client, db_file=db.database)
+        # Other runners may share the database: this one is known by its row and heartbeat
+        # (runner.presence), and stops making calls once another found it gone.
+        with Presence(engine.rt.owner, "run", clock=lambda: utc_now()) as presence:
+            engine.rt.stop_requested = lambda: stop.requested() or presence.lost()
+            try:
+                _recover(engine)
+                if once:
+                    click.echo(_summary(_pass(engine)))
+                    _deliver(outgoing)
+                else:
+                    _loop(engine, interval, stop, presence.lost, outgoing)
+            finally:
+                _close_providers(engine)
+            if presence.lost() and stop.signum is None:
+                raise UserError(f"this run stopped: another runner found it gone (no heartbeat in the database for "
+                                f"{age(STALE_AFTER)}) and took its leads back; whatever it left in flight is "
+                                "reconciled with the provider")
     return stop.signum
 
 
-def _recover(engine: Engine) -> None:
+def _recover(engine: Engine, now: dt.datetime | None = None) -> None:
     """Once per process, before any lead moves."""
-    now = utc_now()
+    now = now or utc_now()
     # Leads a killed run left mid-action are due now; their step reconciles the action first.
     recovered = engine.recover(now)
     if recovered:
         log.warning("%d action(s) were left in flight by an earlier run; reconciling them first", recovered)
-    # Leads claimed by a run that is gone come back now, not when its lease runs out.
+    _take_back(engine, now)
+
+
+def _take_back(engine: Engine, now: dt.datetime) -> None:
+    """Leads claimed by a run that is gone come back now, not when its lease runs out."""
     for owner, count in engine.take_back_leases(now).items():
         log.warning("took back %d lead(s) leased by a run that is gone (%s)", count, owner)
 
 
 def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client, provider: Any = None,
-             db_file: str = ":memory:") -> Engine:
-    rows = sync_senders(config, utc_now())
-    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=utc_now)
+             db_file: str = ":memory:", clock: Callable[[], dt.datetime] | None = None) -> Engine:
+    clock = clock or utc_now  # read at call time: tests put a clock of their own in its place
+    rows = sync_senders(config, clock())
+    provider_for = (lambda sc, cred: provider) if provider is not None else real_provider_for(config, client, db_file, clock=clock)
     notifier = http_notifier(client)
     if isinstance(provider, DryRunProvider):
         def notifier(url: str, headers: Mapping[str, str], payload: Mapping[str, Any]) -> None:
@@ -309,11 +307,25 @@ def _paced(now: dt.datetime) -> list[tuple[str, str, str]]:
             for due, facts, url in rows]
 
 
-def _loop(engine: Engine, interval: int, stop: StopSignals) -> None:
+def _deliver(outgoing: Outgoing | None, now: dt.datetime | None = None) -> None:
+    """Outgoing events between passes (runner.outgoing): a receiver that fails never stops the run."""
+    if outgoing is None:
+        return
+    try:
+        outgoing.deliver_due(now or utc_now())
+    except Exception:  # noqa: BLE001 - the events stay in the outbox; the next pass tries again
+        log.exception("outgoing events could not be delivered this pass")
+
+
+def _loop(engine: Engine, interval: int, stop: StopSignals, lost: Callable[[], bool],
+          outgoing: Outgoing | None = None) -> None:
     def one_pass() -> None:
+        _take_back(engine, utc_now())  # a runner sharing the database may have gone since the last pass
         report = _pass(engine)
         if report.processed or report.events or report.errors:
             click.echo(f"{utc_now():%Y-%m-%d %H:%M:%S} {_summary(report)}")
+        if not stop.requested():
+            _deliver(outgoing)
 
     # `schedule` only triggers passes; whether a lead is due comes from the database.
     scheduler = schedule.Scheduler()
@@ -321,7 +333,7 @@ def _loop(engine: Engine, interval: int, stop: StopSignals) -> None:
     one_pass()
     if not stop.requested():
         click.echo(f"running every {interval} s; Ctrl-C to stop", err=True)
-    while not stop.requested():
+    while not stop.requested() and not lost():
         scheduler.run_pending()
         stop.wait(max(0.5, min(interval, scheduler.idle_seconds or interval)))
 

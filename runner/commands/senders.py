@@ -8,8 +8,7 @@ import click
 
 from ..diagnostics import UserError
 from ..holds import SENDER, SenderListing, find_target, list_senders, resume
-from ..leads import open_project
-from ..project import sync_senders
+from ..project import open_project, sync_senders
 from ..terminal import printable
 from .leads import db_option, open_db, utc_now
 from .pause import unchanged_line

@@ -15,10 +15,11 @@ import click
 from ..capabilities import require_capabilities
 from ..config import load_project_config
 from ..diagnostics import UserError
-from ..outfile import check_output, owned_files
+from ..outfile import atomic_output, check_output, owned_files
 from ..project import load_sequences
 from ..simulate import SimOptions, SimReport, run_simulation
-from ..store import Enrollment, open_store
+from ..store import open_store
+from ..store.simulation import has_enrollments
 
 
 #: The days a simulation may start on: the calendar, time zones and the store's timestamps are sure
@@ -49,13 +50,16 @@ def next_monday(today: dt.date) -> dt.datetime:
 @click.option("--db", "db_url", default=None, help="Keep the simulated store in this new SQLite file (for `seqrun export`); never the "
                                                       "project's own database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Also write the report as one self-contained HTML file with plots.")
 @click.option("--wire", is_flag=True,
               help="Run the senders' real drivers against their fake servers over HTTP on 127.0.0.1.")
 @click.option("--provider", metavar="NAME", default=None,
               help="With --wire: every sender acts through this provider (e.g. edges), no credentials needed.")
 def command(sequence: str, leads_n: int | None, leads_file: str | None, days: int, seed: int,
             accept_rate: float | None, reply_rate: float | None, start: dt.datetime | None,
-            reauth_hours: float | None, db_url: str | None, as_json: bool, wire: bool, provider: str | None) -> None:
+            reauth_hours: float | None, db_url: str | None, as_json: bool, html_path: str | None, wire: bool,
+            provider: str | None) -> None:
     """Simulate SEQUENCE on a virtual clock against a simulated LinkedIn.
 
     Uses the same interpreter as `seqrun run`, with the senders of seqrun.yaml (or the embedded
@@ -85,11 +89,13 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
     seq = next(iter(load_sequences([sequence]).values()))
     config = load_project_config(sequence, [seq])
     require_capabilities([seq], config.senders, provider=provider)
+    owned = owned_files(root=config.root, config_path=config.path,
+                        databases=(config.database_url(), config.project_database_url()),
+                        sandbox_state=config.sandbox.get("state_path"))
     if db_url:  # simulated leads and actions never go into the project's own files
-        owned = owned_files(root=config.root, config_path=config.path,
-                            databases=(config.database_url(), config.project_database_url()),
-                            sandbox_state=config.sandbox.get("state_path"))
         check_output(db_url, root=config.root, owned=owned, what_for="the simulation")
+    if html_path:
+        check_output(html_path, root=config.root, owned=owned, what_for="the HTML report")
     options = SimOptions(leads=leads_n or 1000, leads_file=leads_file, days=days, seed=seed,
                          accept_rate=accept_rate, reply_rate=reply_rate, wire=wire, provider=provider,
                          reauth_after=dt.timedelta(hours=reauth_hours) if reauth_hours else None,
@@ -98,7 +104,7 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
         path = db_url or os.path.join(tmp, "simulation.db")
         if db_url and pathlib.Path(db_url).exists() and pathlib.Path(db_url).stat().st_size > 0:
             open_store(path, durable=False)
-            if Enrollment.select().exists():
+            if has_enrollments():
                 raise UserError(f'database "{db_url}" already holds leads; simulate needs a new file')
         database = open_store(path, durable=False)
         try:
@@ -109,6 +115,12 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
         click.echo(format_report(report, seed))
+    if html_path:
+        from ..simhtml import render
+
+        with atomic_output(html_path) as out:
+            out.write(render(report, seed))
+        click.echo(f"wrote the HTML report to {html_path}", err=True)
     if report.violations:
         raise UserError(f"the simulation broke {len(report.violations)} promise(s); this is a bug, please report it")
 

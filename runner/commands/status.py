@@ -1,4 +1,5 @@
-"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human."""
+"""`seqrun status`: the funnel per sequence and step, today's usage per sender, leads needing a human,
+failing outgoing-event subscriptions."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,11 +7,17 @@ import json
 
 import click
 
-from ..leads import open_project
+from ..project import open_project
 from ..loader import load_paths
+from ..presence import age
 from ..report import status
 from ..store import health, open_store
+from ..store import inbox as store_inbox
+from ..store.outgoing import summary as outgoing_summary
 from ..terminal import json_printable, printable
+from .events import event_json, event_line
+
+DEAD_SHOWN = 5  # the latest dead events `status` lists
 
 
 def loaded_sequences(root: str) -> dict:
@@ -39,6 +46,28 @@ def _echo_earlier_versions(s: dict) -> None:
         click.echo(f"    version {v['version']} ({stored}): {steps}")
 
 
+def _outgoing_json(summary: dict) -> dict:
+    return {name: {**s, "latest_error_at": s["latest_error_at"].isoformat() if s["latest_error_at"] else None}
+            for name, s in summary.items()}
+
+
+def _echo_outgoing(summary: dict) -> None:
+    """Subscriptions whose events fail (runner.outgoing): counts and the latest error of each."""
+    failing = {name: s for name, s in summary.items() if s["counts"]["failed"] or s["counts"]["retrying"]}
+    if not failing:
+        return
+    click.echo("Outgoing events failing")
+    for name, s in sorted(failing.items()):
+        c = s["counts"]
+        line = (f"  {name}: {c['failed']} failed, {c['retrying']} retrying, {c['pending'] - c['retrying']} waiting, "
+                f"{c['delivered']} delivered")
+        if s["latest_error"]:
+            line += f"; latest error {s['latest_error_at']:%Y-%m-%d %H:%M} UTC: {s['latest_error']}"
+        click.echo(printable(line))
+    click.echo("  (seqrun outgoing list --state failed; seqrun outgoing retry)")
+    click.echo("")
+
+
 @click.command("status")
 @click.option("--sequence", "-s", metavar="NAME", help="Only this sequence.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
@@ -49,7 +78,9 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     A provider quota over a longer window (ConnectSafely: 90 invitations a week per account) is
     shown per its window, under the sender's daily usage.
 
-    Leads a run has claimed and not finished with are listed with the run that holds them.
+    Leads a run has claimed and not finished with are listed with the run that holds them;
+    outgoing-event subscriptions whose deliveries fail, with their counts and latest error; and
+    events that could not be applied (dead), with their errors.
 
     \b
     Example:
@@ -61,8 +92,13 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
     sequences = loaded_sequences(config.root)
     with health.reading():
         report = status(config, sequences, dt.datetime.now(dt.timezone.utc), sequence=sequence)
+        outgoing = outgoing_summary()
+        events = store_inbox.counts()
+        dead = store_inbox.listing("dead", DEAD_SHOWN) if events["dead"] else []
     if as_json:
-        click.echo(json_printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
+        body = {**report.to_json(), "outgoing": _outgoing_json(outgoing),
+                "events": {**events, "latest_dead": [event_json(row) for row in dead]}}
+        click.echo(json_printable(json.dumps(body, indent=2, ensure_ascii=False)))
         return
     if not report.sequences:
         click.echo("no leads yet" + (f" in sequence {sequence}" if sequence else "") + "; import some with `seqrun leads import`")
@@ -95,10 +131,27 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
                 click.echo(f"  {'':<12} {window}: {q['action']} {q['used']}/{q['limit']} ({q['provider']} quota, "
                            f"resets {resets:%a %Y-%m-%d %H:%M} UTC)")
         click.echo("")
+    if report.runners:
+        click.echo("Runners")
+        for r in report.runners:
+            gone = "" if r["live"] else "  [gone: the next run takes its leads back]"
+            click.echo(f"  {r['command']:<5} {printable(r['host'])} pid {r['pid']}, heartbeat "
+                       f"{age(dt.timedelta(seconds=r['heartbeat_age_s']))} ago, started "
+                       f"{r['started_at'][:16].replace('T', ' ')} UTC{gone}")
+        click.echo("")
     if report.leased:
         click.echo("Leased (claimed by a run that has not finished with them)")
         for lease in report.leased:
             click.echo(f"  {lease['leads']} lead(s) by {lease['holder']}, until {lease['until'][:16].replace('T', ' ')} UTC")
+        click.echo("")
+    _echo_outgoing(outgoing)
+    if dead:
+        # Events that could not be applied: they hold nothing up, but a reply among them is missed.
+        click.echo(f"Dead events ({events['dead']}; `seqrun events retry --all` tries them again)")
+        for row in dead:
+            click.echo(printable(f"  {event_line(row)}"))
+        if events["dead"] > len(dead):
+            click.echo(f"  … and {events['dead'] - len(dead)} more (seqrun events list --state dead)")
         click.echo("")
     if report.attention:
         click.echo(f"Needs attention ({report.attention_total})")

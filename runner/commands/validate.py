@@ -41,7 +41,8 @@ def validate_paths(paths: list[str], *, leads_csv: str | None = None,
     without errors are compared with the leads running in the project's database, when it has one
     (`check_running_leads`).
     """
-    from ..templates import check_sequence_templates, check_templates_for_leads
+    from ..templaterows import check_templates_for_leads
+    from ..templates import check_sequence_templates
 
     files, diags = expand_paths(paths)
     dirs = TemplatesDirs()

@@ -271,9 +271,9 @@ def budget_key(*parts: str) -> str:
 class Holds(Protocol):
     """Where 429 resets outlive a process (the store): a key's hold, as a UTC time."""
 
-    def load(self, key: str) -> dt.datetime | None: ...
+    def held_until(self, key: str) -> dt.datetime | None: ...
 
-    def save(self, key: str, until: dt.datetime) -> None: ...
+    def hold(self, key: str, until: dt.datetime) -> None: ...
 
 
 #: seconds between two reads of a key's shared hold, so that a long-running runner sees another
@@ -360,7 +360,7 @@ class RequestBudget:
             self._hold(bucket, until)
             bucket.tokens = min(bucket.tokens, 0.0)  # a 429 also spends what the bucket thought it had
         if self._holds is not None:
-            self._holds.save(key, until)
+            self._holds.hold(key, until)
 
     def _hold(self, bucket: _Bucket, until: dt.datetime) -> None:
         seconds = (until - self._wall()).total_seconds()
@@ -378,7 +378,7 @@ class RequestBudget:
         now = self._clock()
         if self._holds is not None and (bucket.holds_read is None or now - bucket.holds_read >= self._holds_every):
             bucket.holds_read = now
-            until = self._holds.load(key)
+            until = self._holds.held_until(key)
             if until is not None:
                 self._hold(bucket, until)
         rate = bucket.rate if bucket.rate is not None else self.rate

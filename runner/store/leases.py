@@ -43,3 +43,26 @@ def release_claims(ids: list[int], owner: str, now: dt.datetime) -> int:
             f"UPDATE enrollment SET due_at = ?, lease_owner = NULL WHERE state = 'active' AND lease_owner = ? "
             f"AND id IN ({', '.join('?' for _ in chunk)})", (to_db_time(now), owner, *chunk)).rowcount
     return released
+
+
+def in_flight_holders() -> dict[str, int]:
+    """Runners holding leads whose action is in flight (a lead that sleeps in a backoff after a
+    timeout has its action in flight on purpose, but no lease): identity -> how many."""
+    rows = db.execute_sql(
+        "SELECT e.lease_owner, COUNT(*) FROM enrollment e WHERE e.state = 'active' AND e.lease_owner IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM action a WHERE a.enrollment_id = e.id AND a.status = 'in_flight') "
+        "GROUP BY e.lease_owner").fetchall()
+    return {owner: count for owner, count in rows}
+
+
+def release_in_flight_of(owners: list[str], now: dt.datetime) -> int:
+    """Make the leads these (gone) runners left with an action in flight due at `now`, owned by nobody."""
+    released = 0
+    for start in range(0, len(owners), BATCH):
+        chunk = owners[start:start + BATCH]
+        released += db.execute_sql(
+            f"UPDATE enrollment SET due_at = ?, lease_owner = NULL WHERE state = 'active' "
+            f"AND lease_owner IN ({', '.join('?' for _ in chunk)}) "
+            "AND EXISTS (SELECT 1 FROM action a WHERE a.enrollment_id = enrollment.id AND a.status = 'in_flight')",
+            (to_db_time(now), *chunk)).rowcount
+    return released

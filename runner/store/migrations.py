@@ -128,9 +128,95 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # is a hash naming the provider, its base URL and the API key (or account), never the key.
         "CREATE TABLE request_hold (scope TEXT PRIMARY KEY, until TEXT NOT NULL)",
     ]),
+    (7, "event inbox", [
+        # Every event a poll, a webhook or a provider callback brought, appended from any thread or
+        # process before it is applied (runner.inbox); `payload` is the body as received (never
+        # the headers: they carry signatures). Unique by provider and the provider's event id.
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY, source TEXT NOT NULL, provider TEXT NOT NULL,
+            sender_id INTEGER REFERENCES sender (id) ON DELETE SET NULL,
+            event_id TEXT NOT NULL, kind TEXT NOT NULL, lead_key TEXT, account_id TEXT, conversation_id TEXT,
+            data TEXT NOT NULL DEFAULT '{}', payload TEXT, received_at TEXT NOT NULL, occurred_at TEXT,
+            state TEXT NOT NULL DEFAULT 'pending', error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+            applied_at TEXT,
+            CHECK (state IN ('pending', 'applied', 'dead')))""",
+        "CREATE UNIQUE INDEX inbox_event ON inbox (provider, event_id)",
+        "CREATE INDEX inbox_pending ON inbox (lead_key, id) WHERE state = 'pending'",
+        "CREATE INDEX inbox_state ON inbox (state, id)",
+        # Every write of an enrollment row checks and bumps it, so none overwrites a newer one.
+        "ALTER TABLE enrollment ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+    ]),
+    (8, "runtime state", [
+        # Every `seqrun run` (and later `seqrun serve`) on the database: who it is (`host:pid:nonce`,
+        # as on its leases), since when, and its last heartbeat. A runner whose heartbeat is stale
+        # is gone: another takes its leads back (runner.presence).
+        """CREATE TABLE runner (
+            id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, command TEXT NOT NULL,
+            started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running',
+            stopped_at TEXT,
+            CHECK (state IN ('running', 'stopped', 'gone')))""",
+        "CREATE INDEX runner_running ON runner (heartbeat_at) WHERE state = 'running'",
+        # When each sender is next polled, whichever runner polls it (a guarded write claims a poll).
+        """CREATE TABLE poll_schedule (
+            sender_id INTEGER PRIMARY KEY REFERENCES sender (id) ON DELETE CASCADE, next_at TEXT NOT NULL)""",
+        # Until when a provider refuses an action of a sender (LIMIT_REACHED with its postponed_until,
+        # NOT_READY): every lead of the sender waits, in every runner.
+        """CREATE TABLE provider_hold (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            action TEXT NOT NULL, until TEXT NOT NULL, reason TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX provider_hold_key ON provider_hold (sender_id, action)",
+        # Pacing hints (runner.limits): the first sender-local day that may still have room for a
+        # lead of a zone, the earliest day given back and not yet filled, and the largest spacing
+        # of any point stored for a sender's action.
+        """CREATE TABLE pace_hint (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            sequence TEXT NOT NULL, action TEXT NOT NULL, zone TEXT NOT NULL, first_free TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX pace_hint_key ON pace_hint (sender_id, sequence, action, zone)",
+        """CREATE TABLE pace_vacated (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            sequence TEXT NOT NULL, action TEXT NOT NULL, day TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX pace_vacated_key ON pace_vacated (sender_id, sequence, action)",
+        """CREATE TABLE pace_reach (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            action TEXT NOT NULL, spacing REAL NOT NULL)""",
+        "CREATE UNIQUE INDEX pace_reach_key ON pace_reach (sender_id, action)",
+    ]),
+    (10, "outgoing events", [
+        # A subscription of seqrun.yaml's `outgoing:` by name; `*_at` are how far each source of facts
+        # has been read (the latest fact time seen), `senders` the sender states last seen (JSON).
+        # Never a URL or a secret: those stay in seqrun.yaml and the environment.
+        """CREATE TABLE outgoing_subscription (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, since TEXT NOT NULL,
+            actions_at TEXT, events_at TEXT, finished_at TEXT, senders TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        # The outbox: one row per event and subscription, the signed body exactly as it is sent.
+        """CREATE TABLE outgoing_event (
+            id INTEGER PRIMARY KEY,
+            subscription_id INTEGER NOT NULL REFERENCES outgoing_subscription (id) ON DELETE CASCADE,
+            event_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL, occurred_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT, last_attempt_at TEXT, last_error TEXT,
+            created_at TEXT NOT NULL, delivered_at TEXT,
+            CHECK (state IN ('pending', 'delivered', 'failed')))""",
+        "CREATE UNIQUE INDEX outgoing_event_once ON outgoing_event (subscription_id, event_id)",
+        "CREATE INDEX outgoing_event_due ON outgoing_event (next_attempt_at) WHERE state = 'pending'",
+        "CREATE INDEX outgoing_event_state ON outgoing_event (subscription_id, state)",
+        # The facts events are read from, by the time they happened.
+        "CREATE INDEX action_performed ON action (performed_at) WHERE status = 'done'",
+        "CREATE INDEX event_received ON event (received_at)",
+        "CREATE INDEX enrollment_finished ON enrollment (finished_at) WHERE finished_at IS NOT NULL",
+    ]),
+    (11, "dashboard", [
+        # A person marked a lead that needed one as handled (the dashboard's "Needs a human"), with
+        # the enrollment's `updated_at` then: once the enrollment changes again, it needs a human again.
+        """CREATE TABLE handled_mark (
+            id INTEGER PRIMARY KEY,
+            enrollment_id INTEGER NOT NULL UNIQUE REFERENCES enrollment (id) ON DELETE CASCADE,
+            enrollment_updated_at TEXT NOT NULL, handled_at TEXT NOT NULL)""",
+    ]),
 ]
 
-LATEST = MIGRATIONS[-1][0]
+LATEST = max(version for version, _, _ in MIGRATIONS)
 
 
 def applied_versions(database: peewee.Database) -> set[int]:

@@ -14,6 +14,9 @@
   message started a conversation.
 - Event: append-only things that happened (accepted, replied, auth_expired, ...), unique by the
   provider's event id so that re-deliveries and overlapping polls are harmless.
+- InboxEvent (table `inbox`): every event received (poll, webhook, callback), appended from any
+  thread or process, then applied once (`applied`) or given up on after bounded attempts (`dead`,
+  with its error); the applied ones are also in Event, the ledger.
 - Transition: every step a lead entered, and when (the audit log's step transitions).
 - SyncCursor: per-sender `last_synced_at` for inbox/connection polling (seed 000's lastSyncedAtUtc).
 - SequenceVersion: the exact text (YAML and templates) of a version of a sequence, by the hash an
@@ -148,6 +151,7 @@ class Enrollment(BaseModel):
     created_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
     finished_at = UTCDateTimeField(null=True)
+    version = peewee.IntegerField(default=0)  # bumped by every guarded write (runner.store.enrollment_writes)
 
 
 class Action(BaseModel):
@@ -188,6 +192,29 @@ class Event(BaseModel):
     occurred_at = UTCDateTimeField()
     received_at = UTCDateTimeField()
     data = JSONField(default=dict)
+
+
+class InboxEvent(BaseModel):
+    source = peewee.TextField()  # poll | webhook | callback
+    provider = peewee.TextField()
+    sender = peewee.ForeignKeyField(Sender, null=True, on_delete="SET NULL")
+    event_id = peewee.TextField()
+    kind = peewee.TextField()
+    lead_key = peewee.TextField(null=True)
+    account_id = peewee.TextField(null=True)
+    conversation_id = peewee.TextField(null=True)
+    data = JSONField(default=dict)
+    payload = peewee.TextField(null=True)  # the body as received; never headers (signatures)
+    received_at = UTCDateTimeField()
+    occurred_at = UTCDateTimeField(null=True)  # NULL: the payload's time could not be read (dead)
+    state = peewee.TextField(default="pending")  # pending | applied | dead
+    error = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    applied_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "inbox"
+        indexes = ((("provider", "event_id"), True),)
 
 
 class Transition(BaseModel):
@@ -246,5 +273,5 @@ class RequestHold(BaseModel):
     until = UTCDateTimeField()  # nothing goes out for the scope before it (a 429's reset)
 
 
-MODELS = (Sender, Lead, Block, Enrollment, Action, Event, Transition, SyncCursor, Usage, SequenceVersion, Pace,
+MODELS = (Sender, Lead, Block, Enrollment, Action, Event, InboxEvent, Transition, SyncCursor, Usage, SequenceVersion, Pace,
           RequestHold)

@@ -118,7 +118,7 @@ def move_enrollment(enrollment_id: int, *, expected_version: str, version_hash: 
     # A paused lead stays paused (its due time is set again when it is resumed); an active one is due now.
     cursor = db.execute_sql(
         f"UPDATE enrollment SET sequence_hash = ?, step_id = ?, facts = ?, updated_at = ?, "
-        f"due_at = CASE WHEN state = 'active' THEN ? ELSE due_at END, lease_owner = NULL{fresh} "
+        f"due_at = CASE WHEN state = 'active' THEN ? ELSE due_at END, lease_owner = NULL, version = version + 1{fresh} "
         "WHERE id = ? AND sequence_hash = ? AND state IN ('active', 'paused')",
         (*args, enrollment_id, expected_version))
     return cursor.rowcount == 1

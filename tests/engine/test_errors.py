@@ -391,10 +391,10 @@ def test_limit_reached_holds_the_senders_other_leads_too(make_harness: HarnessFa
     assert all(h.enrollment(name).due_at >= TUESDAY_MIDNIGHT for name in ("anna", "ben", "chloe"))
 
 
-def test_an_event_that_cannot_be_applied_does_not_stop_the_leads(make_harness: HarnessFactory,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_an_event_that_cannot_be_applied_does_not_stop_the_leads(make_harness: HarnessFactory) -> None:
     from runner.providers.base import PollResult
     from runner.store import SyncCursor
+    from runner.store.models import InboxEvent
 
     h = make_harness(sequence_yaml("s", FLOW))
     h.enroll(lead_row("anna"))
@@ -403,8 +403,13 @@ def test_an_event_that_cannot_be_applied_does_not_stop_the_leads(make_harness: H
     h.provider.poll_events = lambda account, since: PollResult(events=(bad,), synced_until=h.now)  # type: ignore[method-assign]
     h.run(days=1, stop=lambda: bool(h.provider.called("connect")))
     assert len(h.provider.called("connect")) == 1  # the lead went on
-    assert SyncCursor.select().count() == 0  # the cursor stays, so the event comes again
-    assert "event e1 (accepted) could not be applied" in caplog.text
+    # The event is stored dead with its reason, and the cursor moved on: nothing is held up by it.
+    assert SyncCursor.select().count() == 1
+    (dead,) = InboxEvent.select()
+    assert (dead.event_id, dead.state, dead.source, dead.occurred_at, dead.error) == (
+        "e1", "dead", "poll", None,
+        "ValueError: naive datetime datetime.datetime(2026, 3, 2, 9, 0): seqrun stores only timezone-aware times")
+    assert Event.select().count() == 0  # never applied
 
 
 def test_an_expiry_seen_after_the_session_was_renewed_does_not_pause_the_resumed_sender(

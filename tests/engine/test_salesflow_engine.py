@@ -1,5 +1,5 @@
 """Seed 000 as the engine runs it on the Salesflow driver: its fake over HTTP, webhooks through a real
-receiver into `Runtime.webhook_events`, a virtual clock, a real store."""
+receiver into the event inbox, a virtual clock, a real store."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +49,7 @@ class Salesflow:
         self.inbox.mount("salesflow", self.driver)
         self.receiver = FakeHTTPServer(WebhookReceiver(self.inbox)).start()
         self.fake.webhook_url, self.fake.webhook_secret = self.receiver.url + "/webhooks/salesflow", HOOK
-        h.knobs.update(webhook_events=self.inbox.drain, poll_every=poll_every)
+        h.knobs.update(poll_every=poll_every)
         engine = h.restart(provider=self.driver)
         for sender in engine.rt.senders.values():
             sender.account = dataclasses.replace(sender.account, credentials={"api_key": KEY})

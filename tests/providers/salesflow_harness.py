@@ -20,6 +20,8 @@ from runner.providers.salesflow.fake import SalesflowFake
 from runner.simulate import VirtualClock
 from runner.webhooks import WebhookInbox, WebhookReceiver
 
+from .stored_inbox import StoredInbox
+
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = "sfk_live_5b4a39281706f5e4d3c2b1a09f8e7d6c"
@@ -41,7 +43,7 @@ class SalesflowHarness:
         self.server = FakeHTTPServer(self.fake).start()
         self.client = make_client(self.server.url)
         self.provider = SalesflowProvider(self.client, clock=self.clock, sync_wait=sync_wait)
-        self.inbox = WebhookInbox({"salesflow": [HOOK_SECRET]}, clock=self.clock)
+        self.inbox = StoredInbox({"salesflow": [HOOK_SECRET]}, clock=self.clock)
         self.receiver = FakeHTTPServer(WebhookReceiver(self.inbox)).start()
         self.fake.webhook_url = self.receiver.url + "/webhooks/salesflow"
         self.fake.webhook_secret = HOOK_SECRET
@@ -55,6 +57,7 @@ class SalesflowHarness:
         self.client.close()
         self.server.stop()
         self.receiver.stop()
+        self.inbox.close()
 
     def now(self) -> dt.datetime:
         return self.clock()

@@ -28,6 +28,8 @@ from runner.store import Lead, db, open_store
 from runner.store.lookups import lead_key_by_provider_id
 from runner.webhooks import WebhookInbox, WebhookReceiver
 
+from .stored_inbox import StoredInbox
+
 from .campaign_harness import ACCOUNT, CAMPAIGN, CampaignHarness
 from .contract import new_key
 
@@ -157,11 +159,12 @@ def test_the_store_finds_a_lead_by_its_member_id(tmp_path: pathlib.Path) -> None
 @pytest.fixture
 def wired() -> Iterator[tuple[CampaignHarness, WebhookInbox, FakeHTTPServer]]:
     harness = CampaignHarness()
-    inbox = WebhookInbox({"salesflow-campaign": [SECRET]}, clock=harness.clock)
+    inbox = StoredInbox({"salesflow-campaign": [SECRET]}, clock=harness.clock)
     inbox.mount("salesflow-campaign", harness.provider)
     with FakeHTTPServer(WebhookReceiver(inbox)) as server:
         yield harness, inbox, server
     harness.close()
+    inbox.close()
 
 
 def test_deliveries_carry_the_seed_payload_and_match_the_poll(

@@ -106,11 +106,11 @@ class _Holds:
         self.until: dict[str, dt.datetime] = {}
         self.reads = 0
 
-    def load(self, key: str) -> dt.datetime | None:
+    def held_until(self, key: str) -> dt.datetime | None:
         self.reads += 1
         return self.until.get(key)
 
-    def save(self, key: str, until: dt.datetime) -> None:
+    def hold(self, key: str, until: dt.datetime) -> None:
         self.until[key] = max(until, self.until.get(key, until))
 
 

@@ -1,0 +1,23 @@
+"""The SQL of the senders seqrun.yaml configures: writing each one's row as configured (status,
+pause reason and warm-up start are the store's own and are kept)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from .models import Sender
+
+
+def save_configured_sender(name: str, now: dt.datetime, *, provider: str, account_id: str, account_type: str,
+                           timezone: str, profile_id: str | None, full_name: str | None) -> Sender:
+    """The sender's row, created at `now` or updated where the configuration changed. A profile id
+    learnt by `seqrun senders check` stays until seqrun.yaml names one."""
+    row = Sender.get_or_none(Sender.name == name)
+    values = dict(provider=provider, account_id=account_id, account_type=account_type, timezone=timezone,
+                  profile_id=profile_id or (row.profile_id if row else None), full_name=full_name)
+    if row is None:
+        return Sender.create(name=name, created_at=now, **values)
+    if any(getattr(row, k) != v for k, v in values.items()):
+        for k, v in values.items():
+            setattr(row, k, v)
+        row.save()
+    return row

@@ -1,0 +1,178 @@
+"""The SQL of the event inbox: appending received events, taking them to apply, dead letters.
+
+An event is appended (`append`) by whoever received it — a poll, a webhook receiver on another
+thread, another process — and committed there; it is applied later, once, by `runner.inbox`. A row
+is `pending` until applied (`mark_applied`, a guarded write: only one applier wins), or `dead` after
+`record_failure` counted too many attempts; `retry` makes dead rows pending again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from peewee import fn
+
+from ..providers.base import ProviderEvent
+from ..urls import redact_secrets
+from .fields import to_db_time
+from .models import Enrollment, Event, InboxEvent, Lead, SyncCursor, db
+
+STATES = ("pending", "applied", "dead")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One event as it arrived, ready to append: the parsed event and the raw body it came in."""
+
+    event: ProviderEvent
+    payload: str | None = None
+
+
+def append(received: Iterable[Received], *, source: str, provider: str, received_at: dt.datetime,
+           sender_id: int | None = None) -> list[int]:
+    """Store each event once (by provider and event id) and commit; the ids of the rows that are new.
+
+    An event whose time cannot be stored (a naive datetime) is stored `dead` with the reason, so
+    that it is seen (`seqrun events list`) and never holds up anything else.
+    """
+    new: list[int] = []
+    with db.atomic():
+        for item in received:
+            ev = item.event
+            row = dict(source=source, provider=provider, sender=sender_id, event_id=ev.event_id, kind=ev.kind,
+                       lead_key=ev.lead_key, account_id=ev.account_id, conversation_id=ev.conversation_id,
+                       data=dict(ev.data), payload=item.payload, received_at=received_at, occurred_at=ev.occurred_at)
+            try:
+                to_db_time(ev.occurred_at)
+            except (TypeError, ValueError, AttributeError) as exc:
+                row.update(occurred_at=None, state="dead", attempts=1, error=_describe(exc))
+            inserted = InboxEvent.insert(**row).on_conflict_ignore().as_rowcount().execute()
+            if inserted:
+                found = (InboxEvent.select(InboxEvent.id)
+                         .where(InboxEvent.provider == provider, InboxEvent.event_id == ev.event_id).scalar())
+                new.append(int(found))
+    return new
+
+
+def to_event(row: InboxEvent) -> ProviderEvent:
+    """The event a stored row holds."""
+    return ProviderEvent(event_id=row.event_id, kind=row.kind, occurred_at=row.occurred_at, account_id=row.account_id,
+                         lead_key=row.lead_key, conversation_id=row.conversation_id, data=dict(row.data or {}))
+
+
+def pending(limit: int, *, after: int = 0) -> list[InboxEvent]:
+    """Pending rows in arrival order, from id `after` on (a pass walks the table in pages)."""
+    return list(InboxEvent.select().where(InboxEvent.state == "pending", InboxEvent.id > after)
+                .order_by(InboxEvent.id).limit(limit))
+
+
+# The literal 'pending' (not a parameter) lets SQLite use the partial index `inbox_pending`: these
+# run for every lead a run takes, and must not grow with the number of events ever received.
+_PENDING_FOR_LEAD = "SELECT * FROM inbox WHERE lead_key = ? AND state = 'pending' ORDER BY id"
+_ANY_PENDING_FOR_LEAD = "SELECT 1 FROM inbox WHERE lead_key = ? AND state = 'pending' LIMIT 1"
+
+
+def pending_for_lead(lead_key: str) -> list[InboxEvent]:
+    """A lead's pending rows in arrival order (the holder of its claim applies them)."""
+    if db.execute_sql(_ANY_PENDING_FOR_LEAD, (lead_key,)).fetchone() is None:
+        return []  # the common case, answered from the index alone
+    return list(InboxEvent.raw(_PENDING_FOR_LEAD, lead_key))
+
+
+def mark_applied(row_id: int, now: dt.datetime) -> bool:
+    """Take a pending row as applied; False when someone else applied it (or it died) first."""
+    return InboxEvent.update(state="applied", applied_at=now, error=None).where(
+        InboxEvent.id == row_id, InboxEvent.state == "pending").execute() == 1
+
+
+def record_failure(row_id: int, exc: BaseException, *, max_attempts: int) -> str:
+    """Count a failed attempt; the row's state afterwards (`dead` once `max_attempts` are used)."""
+    with db.atomic():
+        row = InboxEvent.get_or_none(InboxEvent.id == row_id)
+        if row is None or row.state != "pending":
+            return row.state if row is not None else "dead"
+        attempts = row.attempts + 1
+        state = "dead" if attempts >= max_attempts else "pending"
+        InboxEvent.update(attempts=attempts, state=state, error=_describe(exc)).where(
+            InboxEvent.id == row_id, InboxEvent.state == "pending").execute()
+    return state
+
+
+def later_restore(account_id: str | None, sender_id: int | None, since: dt.datetime) -> bool:
+    """Whether a renewal of the session (`auth_restored`) at or after `since` was received for the
+    account: an expiry it supersedes pauses nothing."""
+    if account_id is None and sender_id is None:
+        return False
+    query = InboxEvent.select(InboxEvent.id).where(InboxEvent.kind == "auth_restored",
+                                                   InboxEvent.occurred_at >= since)
+    if sender_id is not None:
+        query = query.where(InboxEvent.sender == sender_id)
+    else:
+        query = query.where(InboxEvent.account_id == account_id)
+    return query.exists()
+
+
+def counts() -> dict[str, int]:
+    """Rows per state (every state present, zero when none)."""
+    found = {state: 0 for state in STATES}
+    for state, count in InboxEvent.select(InboxEvent.state, fn.COUNT(InboxEvent.id)).group_by(InboxEvent.state).tuples():
+        found[state] = count
+    return found
+
+
+def listing(state: str | None = None, limit: int = 50) -> list[InboxEvent]:
+    """The newest rows (of one state), newest first."""
+    query = InboxEvent.select()
+    if state is not None:
+        query = query.where(InboxEvent.state == state)
+    return list(query.order_by(InboxEvent.id.desc()).limit(limit))
+
+
+def states_of(ids: Iterable[int]) -> dict[int, str]:
+    """The state of each of these rows that exists."""
+    return dict(InboxEvent.select(InboxEvent.id, InboxEvent.state).where(InboxEvent.id.in_(list(ids))).tuples())
+
+
+def retry(ids: Sequence[int] | None) -> int:
+    """Dead rows (these, or all with None) pending again with their attempts reset."""
+    query = InboxEvent.update(state="pending", attempts=0).where(InboxEvent.state == "dead")
+    if ids is not None:
+        query = query.where(InboxEvent.id.in_(list(ids)))
+    return query.execute()
+
+
+def _describe(exc: BaseException) -> str:
+    return redact_secrets(f"{type(exc).__name__}: {exc}")[:2000]
+
+
+def record_in_ledger(row: InboxEvent, *, sender_id: int | None, lead_id: int | None,
+                     enrollment_id: int | None, applied_at: dt.datetime) -> bool:
+    """The applied event in the ledger (`event`, what status, export, the audit and outgoing events
+    read), once by event id; False when the ledger already had it (the same event from another
+    source). Its `received_at` is when it entered the ledger, so that readers that follow the ledger
+    by that time (runner.outgoing_derive) see an event applied late, e.g. a dead letter retried;
+    the inbox row keeps when it arrived."""
+    if Event.select(Event.id).where(Event.event_id == row.event_id).exists():
+        return False
+    Event.insert(event_id=row.event_id, kind=row.kind, source=row.source, sender=sender_id, lead=lead_id,
+                 enrollment=enrollment_id, occurred_at=row.occurred_at, received_at=applied_at,
+                 data=dict(row.data or {})).on_conflict_ignore().execute()
+    return True
+
+
+def move_cursor(sender_id: int, synced_until: dt.datetime, now: dt.datetime) -> None:
+    """A sender's sync cursor, once the events its poll brought are in the inbox."""
+    SyncCursor.insert(sender=sender_id, last_synced_at=synced_until, updated_at=now).on_conflict(
+        conflict_target=[SyncCursor.sender],
+        update={SyncCursor.last_synced_at: synced_until, SyncCursor.updated_at: now}).execute()
+
+
+def lead_and_running_enrollment(lead_key: str) -> tuple[Lead | None, Enrollment | None]:
+    """The lead with this key and its running (active or paused) enrollment, if any."""
+    lead = Lead.get_or_none(Lead.key == lead_key)
+    if lead is None:
+        return None, None
+    enr = (Enrollment.select().where(Enrollment.lead == lead.id, Enrollment.state.in_(("active", "paused")))
+           .first())
+    return lead, enr
