@@ -13,6 +13,8 @@ import pytest
 from runner.diagnostics import UserError
 from runner.store import Action, Enrollment, Lead, Sender, SyncCursor, Usage, charges, claims, db, open_store
 from runner.store.backends import postgres
+from runner.store import health
+from runner.store.lookups import lead_key_by_provider_id
 from runner.store.leases import lease_holders, release_claims, release_leases_of
 from runner.store.migrations import LATEST, MIGRATIONS, migrate
 from runner.store.request_holds import hold_requests, requests_held_until
@@ -202,3 +204,14 @@ def test_a_database_from_a_newer_seqrun_is_refused(store: str) -> None:
 def test_placeholders_and_percent_signs_work_as_written(store: str) -> None:
     row = db.execute_sql("SELECT ? || '%' || '?', 'a%b' LIKE ?", ("x", "a%")).fetchone()
     assert tuple(row) == ("x%?", True if row[1] is True else 1)
+
+
+def test_a_lead_is_found_by_a_provider_id_in_its_json(store: str) -> None:
+    Lead.create(key="jane", profile_url="https://www.linkedin.com/in/jane", provider_ids={"salesflow_member_id": "4687"}, created_at=NOW, updated_at=NOW)
+    assert lead_key_by_provider_id("salesflow_member_id", "4687") == "jane"
+    assert lead_key_by_provider_id("salesflow_member_id", "1") is None
+    assert lead_key_by_provider_id("other_id", "4687") is None
+
+
+def test_the_check_before_an_export_passes_on_a_sound_store(store: str) -> None:
+    health.quick_check("nothing was exported")  # SQLite's pragma; nothing to run on Postgres
