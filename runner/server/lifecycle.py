@@ -40,6 +40,7 @@ from ..diagnostics import UserError
 from ..engine import Engine, TickReport
 from ..outgoing import Outgoing
 from ..store import db
+from ..store.db import bound_file
 from ..inbox import process as apply_inbox
 from ..webhooks import WebhookInbox, secrets_by_provider
 from .app import ServerState, create_app
@@ -144,7 +145,7 @@ class Daemon:
         with httpx.Client(timeout=30.0) as client, StopSignals() as signals:
             self._signals = signals
             outgoing = Outgoing.from_config(self.config, client)  # a secret not set stops it here, before anything
-            engine = _runtime(self.config, self.sequences, client, db_file=db.database, clock=self.clock)
+            engine = _runtime(self.config, self.sequences, client, db_file=bound_file(), clock=self.clock)
             engine.rt.stop_requested = self.stop_requested
             try:
                 self._serve(engine, outgoing)

@@ -39,6 +39,17 @@ def database_file(url: str) -> str | None:
     return None if is_postgres_url(url) else sqlite_path(url)
 
 
+def bound_file() -> str:
+    """The SQLite file the models are bound to, or ":memory:" (also for a Postgres server, which
+    has no file beside which to keep anything)."""
+    return database_file(db.database) or ":memory:"
+
+
+def bound_name() -> str:
+    """The database the models are bound to, as messages may show it (a password never is)."""
+    return _redact(db.database)
+
+
 def sqlite_path(url: str) -> str:
     if url == ":memory:":
         return url
