@@ -408,6 +408,9 @@ class _Checker:
             guess = difflib.get_close_matches(str(instance), list(value), n=1)
             hint = f'; did you mean "{guess[0]}"?' if guess else f" (expected one of: {', '.join(value)})"
             self.add(path, f"unknown event type {show(instance)}{hint}")
+        elif path[:1] == ("outgoing",) and path[-1:] == ("events",) and validator == "minItems":
+            self.add(path, 'expected at least one event type, like [lead.replied]; leave "events" out to send every '
+                           "type")
         elif path[:1] == ("outgoing",) and validator == "uniqueItems":
             self.add(path, "an event type is listed twice")
         elif path[-1:] in (("base_url",), ("app_base_url",)) and validator == "pattern":

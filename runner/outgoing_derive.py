@@ -9,7 +9,10 @@ unique by subscription and event id, and the id is a hash of the fact).
 
 Facts are read by the time they carry (performed, received, finished), which each runner takes from
 its own clock just before it commits; a fact committed late is still found, because every pass reads
-again the last `LATE` before the newest time it has seen. A sender's pause is seen by comparing its
+again the last `LATE` before the newest time it has seen. An action is the one fact whose time can be
+much older than its commit: a send that timed out stays in flight through its backoff and is then
+found done at the provider with the time it went out. So the reading of actions never moves past the
+start of the oldest action in flight, and such an action is found whenever it is settled. A sender's pause is seen by comparing its
 row with the state the subscription saw last, so its time is when a pass noticed it.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .store.outgoing import (
     finished_enrollments,
     known_event_ids,
     lead_events,
+    oldest_in_flight,
     save_reading,
     sender_states,
     senders_json,
@@ -82,12 +86,13 @@ def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.dateti
     actions = [a for a, t in ACTION_EVENTS.items() if t in types]
     if actions:
         read, sub.actions_at = _read(sub, "action", lambda **w: done_actions(actions, **w),
-                                     lambda a, b: action_refs(actions, a, b), sub.actions_at)
+                                     lambda start: action_refs(actions, start), sub.actions_at,
+                                     oldest_in_flight(actions))
         facts += [(ACTION_EVENTS[f.kind], f) for f in read]
     kinds = [k for k, t in LEAD_EVENTS.items() if t in types]
     if kinds:
         read, sub.events_at = _read(sub, "event", lambda **w: lead_events(kinds, **w),
-                                    lambda a, b: event_refs(kinds, a, b), sub.events_at)
+                                    lambda start: event_refs(kinds, start), sub.events_at)
         facts += [(LEAD_EVENTS[f.kind], f) for f in read]
     if any(t in types for t in FINISH_EVENTS.values()):
         read, sub.finished_at = _read(sub, "finish", finished_enrollments, finish_refs, sub.finished_at)
@@ -104,21 +109,30 @@ def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.dateti
 
 
 def _read(sub: OutgoingSubscription, source: str, select: Callable[..., list[Fact]],
-          refs_between: Callable[[dt.datetime, dt.datetime], list[str]],
-          seen: dt.datetime | None) -> tuple[list[Fact], dt.datetime | None]:
-    """The facts of one source not yet read: those of the late window before `seen` that the outbox
-    does not hold (found by a cheap read of their refs first), and a batch after `seen`; and the
-    newest time read."""
+          refs_from: Callable[[dt.datetime], list[tuple[str, dt.datetime]]], seen: dt.datetime | None,
+          floor: dt.datetime | None = None) -> tuple[list[Fact], dt.datetime | None]:
+    """The facts of one source not yet read, and how far the next pass may start reading.
+
+    The first read takes a batch from the subscription's start. Later ones list the refs from the
+    late window before `seen` on (a cheap read), and take a batch of those the outbox does not hold.
+    The reading never moves past `floor`: the oldest time a fact not yet committed may still carry
+    (an action in flight), so that it lies inside the next pass's window when it is committed.
+    """
     if seen is None:
         facts = select(start=sub.since, limit=BATCH)
+        newest = max((f.at for f in facts), default=None)
     else:
-        refs = refs_between(max(sub.since, seen - LATE), seen)
-        known = known_event_ids(sub.id, [event_id(source, r) for r in refs])
-        missing = [r for r in refs if event_id(source, r) not in known]
-        facts = [f for start in range(0, len(missing), 500) for f in select(refs=missing[start:start + 500])]
-        facts += select(after=seen, limit=BATCH)
-    newest = max((f.at for f in facts), default=seen)
-    return facts, newest if seen is None or newest is None else max(seen, newest)
+        refs = refs_from(max(sub.since, seen - LATE))
+        known = known_event_ids(sub.id, [event_id(source, r) for r, _ in refs])
+        missing = [(r, at) for r, at in refs if event_id(source, r) not in known]
+        taken = missing[:BATCH]
+        facts = [f for start in range(0, len(taken), 500) for f in select(refs=[r for r, _ in taken[start:start + 500]])]
+        # A backlog beyond the batch is read on the next passes, from the last fact taken.
+        newest = taken[-1][1] if len(missing) > BATCH else max((at for _, at in refs), default=None)
+        newest = seen if newest is None else max(seen, newest)
+    if floor is not None and newest is not None:
+        newest = min(newest, floor)  # back a little is harmless: what the outbox holds is skipped
+    return facts, newest
 
 
 #: Among facts of the same moment, the order they happen in: a lead accepts, is thanked, and ends.

@@ -120,3 +120,13 @@ def test_the_schema_lists_exactly_the_event_types_seqrun_derives() -> None:
     assert tuple(schema) == EVENT_TYPES
     shipped = json.loads((pathlib.Path(__file__).parent.parent / "schemas" / "config.schema.json").read_text())
     assert shipped == load_schema()
+
+
+def test_an_empty_events_list_says_what_to_write(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert errors_of(tmp_path, """\
+  - name: crm
+    url: https://crm.example.com/hooks
+    secret_env: SEQRUN_HOOK_SECRET
+    events: []
+""", monkeypatch) == ['seqrun.yaml:8:13: error: outgoing[name=crm].events: expected at least one event type, like '
+                      '[lead.replied]; leave "events" out to send every type']

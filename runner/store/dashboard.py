@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import peewee
 
@@ -161,29 +161,47 @@ class TimelineItem:
 
 
 def timeline(enrollment_id: int) -> list[TimelineItem]:
-    """Every step entered, action (with the message as rendered and sent) and event of an enrollment."""
-    items: list[TimelineItem] = []
-    for step_id, entered in (Transition.select(Transition.step_id, Transition.entered_at)
-                             .where(Transition.enrollment == enrollment_id).tuples()):
-        items.append(TimelineItem(_time(entered), "step", f"entered {step_id}", "", ""))
-    for (step_id, action, status, planned, performed, content, subject, error, variant) in (
-            Action.select(Action.step_id, Action.action, Action.status, Action.planned_at, Action.performed_at,
-                          Action.content, Action.subject, Action.error_message, Action.variant)
+    """Every step entered, action (with the message as rendered and sent) and event of an enrollment,
+    in the order they happened.
+
+    One pass stamps a step's action and the entry into the next step with the same `now`, so times
+    alone cannot order them. Transitions are ordered by id; an action goes after the latest entry into
+    its own step (at or before its time), an event after the latest entry before its time; then by time
+    and id.
+    """
+    entries = [(_time(entered), step_id) for step_id, entered in (
+        Transition.select(Transition.step_id, Transition.entered_at)
+        .where(Transition.enrollment == enrollment_id).order_by(Transition.id).tuples())]
+    keyed: list[tuple[tuple[Any, ...], TimelineItem]] = []
+    for position, (entered, step_id) in enumerate(entries):
+        keyed.append(((position, 0, entered, 0), TimelineItem(entered, "step", f"entered {step_id}", "", "")))
+    for (row_id, step_id, action, status, planned, performed, content, subject, error, variant) in (
+            Action.select(Action.id, Action.step_id, Action.action, Action.status, Action.planned_at,
+                          Action.performed_at, Action.content, Action.subject, Action.error_message, Action.variant)
             .where(Action.enrollment == enrollment_id).tuples()):
         title = f"{action} at {step_id}" + (f" (variant {variant})" if variant else "")
         body = content or ""
         if error:
             body = f"{body}\n\n{error}".strip()
-        items.append(TimelineItem(_time(performed or planned), "action", title, status, body, subject or ""))
+        at = _time(performed or planned)
+        position = _last_entry(entries, lambda e: e[1] == step_id and e[0] <= at)
+        keyed.append(((position, 1, at, row_id), TimelineItem(at, "action", title, status, body, subject or "")))
     lead_id = Enrollment.select(Enrollment.lead).where(Enrollment.id == enrollment_id).scalar()
-    for kind, source, occurred, data in (Event.select(Event.kind, Event.source, Event.occurred_at, Event.data)
-                                         .where((Event.enrollment == enrollment_id)
-                                                | ((Event.lead == lead_id) & Event.enrollment.is_null()))
-                                         .tuples()):
+    for row_id, kind, source, occurred, data in (
+            Event.select(Event.id, Event.kind, Event.source, Event.occurred_at, Event.data)
+            .where((Event.enrollment == enrollment_id) | ((Event.lead == lead_id) & Event.enrollment.is_null()))
+            .tuples()):
         data = _json(data)
         text = data.get("text") or data.get("message") or ""
-        items.append(TimelineItem(_time(occurred), "event", kind.replace("_", " "), source, str(text)))
-    return sorted(items, key=lambda i: i.at)
+        at = _time(occurred)
+        position = _last_entry(entries, lambda e: e[0] < at)
+        keyed.append(((position, 2, at, row_id), TimelineItem(at, "event", kind.replace("_", " "), source, str(text))))
+    return [item for _, item in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _last_entry(entries: list[tuple[dt.datetime, str]], fits: Callable[[tuple[dt.datetime, str]], bool]) -> int:
+    """The position of the latest step entry that `fits`, or -1 (before the first)."""
+    return max((i for i, entry in enumerate(entries) if fits(entry)), default=-1)
 
 
 def _time(value: Any) -> dt.datetime:

@@ -15,7 +15,7 @@ from peewee import fn
 
 from ..providers.base import ProviderEvent
 from ..urls import redact_secrets
-from .fields import to_db_time
+from .fields import from_db_time, to_db_time
 from .models import Enrollment, Event, InboxEvent, Lead, SyncCursor, db
 
 STATES = ("pending", "applied", "dead")
@@ -119,6 +119,14 @@ def counts() -> dict[str, int]:
     for state, count in InboxEvent.select(InboxEvent.state, fn.COUNT(InboxEvent.id)).group_by(InboxEvent.state).tuples():
         found[state] = count
     return found
+
+
+def oldest_pending_received_at() -> dt.datetime | None:
+    """When the oldest event still waiting to be applied was received (the inbox's lag), or None."""
+    oldest = InboxEvent.select(fn.MIN(InboxEvent.received_at)).where(InboxEvent.state == "pending").scalar()
+    if oldest is None or isinstance(oldest, dt.datetime):  # peewee converts through the field, or not
+        return oldest
+    return from_db_time(oldest)
 
 
 def listing(state: str | None = None, limit: int = 50) -> list[InboxEvent]:

@@ -144,10 +144,18 @@ def _done(kinds: Sequence[str]) -> peewee.Expression:
     return (Action.status == "done") & Action.action.in_(list(kinds))
 
 
-def action_refs(kinds: Sequence[str], start: dt.datetime, end: dt.datetime) -> list[str]:
-    """The keys of the actions `done_actions` would read between `start` and `end` (a cheap read)."""
-    query = _pick(Action.select(Action.key).where(_done(kinds)), Action.performed_at, start=start, end=end)
-    return [k for (k,) in query.tuples()]
+def action_refs(kinds: Sequence[str], start: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    """(key, time) of the actions `done_actions` would read from `start` on, oldest first (a cheap read)."""
+    query = _pick(Action.select(Action.key, Action.performed_at).where(_done(kinds)), Action.performed_at, start=start)
+    return list(query.tuples())
+
+
+def oldest_in_flight(kinds: Sequence[str]) -> dt.datetime | None:
+    """When the oldest action of `kinds` still in flight was started (planned, if it has no start):
+    it may yet be marked done with a time as old as that."""
+    oldest = (Action.select(peewee.fn.MIN(peewee.fn.COALESCE(Action.started_at, Action.planned_at)))
+              .where(Action.status == "in_flight", Action.action.in_(list(kinds))).scalar())
+    return UTCDateTimeField().python_value(oldest) if isinstance(oldest, str) else oldest
 
 
 def done_actions(kinds: Sequence[str], **window: Any) -> list[Fact]:
@@ -169,10 +177,11 @@ def _about_a_lead(kinds: Sequence[str]) -> peewee.Expression:
     return Event.kind.in_(list(kinds)) & Event.lead.is_null(False)
 
 
-def event_refs(kinds: Sequence[str], start: dt.datetime, end: dt.datetime) -> list[str]:
-    """The event ids `lead_events` would read between `start` and `end` (a cheap read)."""
-    query = _pick(Event.select(Event.event_id).where(_about_a_lead(kinds)), Event.received_at, start=start, end=end)
-    return [e for (e,) in query.tuples()]
+def event_refs(kinds: Sequence[str], start: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    """(event id, time) of the events `lead_events` would read from `start` on, oldest first (a cheap read)."""
+    query = _pick(Event.select(Event.event_id, Event.received_at).where(_about_a_lead(kinds)), Event.received_at,
+                  start=start)
+    return list(query.tuples())
 
 
 def lead_events(kinds: Sequence[str], **window: Any) -> list[Fact]:
@@ -199,11 +208,11 @@ def _finish_ref(enrollment_id: int, finished_at: dt.datetime) -> str:
     return f"{enrollment_id}@{finished_at.isoformat()}"
 
 
-def finish_refs(start: dt.datetime, end: dt.datetime) -> list[str]:
-    """The ends `finished_enrollments` would read between `start` and `end` (a cheap read)."""
+def finish_refs(start: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    """(ref, time) of the ends `finished_enrollments` would read from `start` on, oldest first (a cheap read)."""
     query = _pick(Enrollment.select(Enrollment.id, Enrollment.finished_at).where(_ENDED), Enrollment.finished_at,
-                  start=start, end=end)
-    return [_finish_ref(i, at) for i, at in query.tuples()]
+                  start=start)
+    return [(_finish_ref(i, at), at) for i, at in query.tuples()]
 
 
 def finished_enrollments(**window: Any) -> list[Fact]:

@@ -4,6 +4,7 @@ under the test run's temporary directory (`artefacts/`), or SEQRUN_ARTEFACTS whe
 Skipped when Chromium or Playwright is missing; CI installs both (.ci/run)."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Iterator
 
 import pytest
@@ -26,7 +27,21 @@ def site(project) -> Iterator[str]:
 
 
 def test_overview_shows_the_projects_numbers(page, site, artefacts):
+    from runner.providers.base import ProviderEvent
+    from runner.store import Sender, inbox, sender_state
+
+    received = [inbox.Received(ProviderEvent(f"ev{n}", "replied", NOW, lead_key="nobody")) for n in range(3)]
+    inbox.append(received[:1], source="webhook", provider="edges", received_at=NOW - dt.timedelta(minutes=12))
+    for row_id in inbox.append(received[1:], source="poll", provider="edges", received_at=NOW):
+        inbox.record_failure(row_id, LookupError("no lead nobody"), max_attempts=1)
+    alice = Sender.get(Sender.name == "alice").id
+    sender_state.hold_action(alice, "connect", NOW + dt.timedelta(hours=5), "weekly invitation limit reached")
     page.goto(site + "/")
+    assert page.text_content('[data-stat="inbox-lag"]') == "12 min"
+    assert page.text_content('[data-stat="dead"]') == "2"
+    assert page.text_content('[data-sender="alice"] [data-hold="connect"]') == (
+        "connect held by the provider until 2026-01-17 03:00 UTC: weekly invitation limit reached")
+    assert page.text_content('[data-sender="alice"] .pill') == "provider hold"
     for state, n in Enrollment.select(Enrollment.state, Enrollment.id).group_by(Enrollment.state).tuples():
         expected = Enrollment.select().where(Enrollment.state == state).count()
         assert page.text_content(f'[data-state="two-senders-ab:{state}"]') == str(expected)

@@ -178,3 +178,58 @@ def test_the_overview_shows_failed_outgoing_events(client):
     assert '<td class="num bad" data-col="failed">2</td>' in row
     assert "HTTP 500 from the receiver" in row
     assert "Failed events wait for <code>seqrun outgoing retry</code>." in html
+
+
+def test_the_timeline_reads_in_the_order_things_happened(project):
+    """Same-second items keep their real order: a step is entered, its action is done, then the next
+    step is entered (the simulator's passes stamp all three with one `now`)."""
+    checked = 0
+    for (enrollment_id,) in Enrollment.select(Enrollment.id).where(Enrollment.state == "done").tuples():
+        items = store.timeline(enrollment_id)
+        entered = None
+        for item in items:
+            if item.kind == "step":
+                entered = item.title.removeprefix("entered ")
+            elif item.kind == "action":
+                step = item.title.split(" at ", 1)[1].split(" (", 1)[0]
+                assert entered == step, [f"{i.at:%H:%M:%S} {i.kind} {i.title}" for i in items]
+                checked += 1
+    assert checked > 20
+
+
+def test_the_overview_shows_the_inbox_lag_and_dead_events(client):
+    from runner.providers.base import ProviderEvent
+    from runner.store import inbox
+
+    html = client.get("/")
+    assert '<span class="stat-n" data-stat="inbox-lag">none waiting</span>' in html.text
+    def event(n: int) -> inbox.Received:
+        return inbox.Received(ProviderEvent(f"ev{n}", "replied", NOW, lead_key="nobody"))
+    inbox.append([event(1)], source="webhook", provider="edges", received_at=NOW - dt.timedelta(minutes=7))
+    inbox.append([event(2)], source="webhook", provider="edges", received_at=NOW - dt.timedelta(minutes=1))
+    dead = inbox.append([event(3), event(4)], source="poll", provider="edges", received_at=NOW - dt.timedelta(hours=2))
+    for row_id in dead:
+        inbox.record_failure(row_id, LookupError("no lead nobody"), max_attempts=1)
+    html = client.get("/").text
+    assert '<span class="stat-n" data-stat="inbox-lag">7 min</span><span class="stat-l">inbox lag (2 waiting)</span>' in html
+    assert ('<a class="stat stat-alert" href="#inbox"><span class="stat-n" data-stat="dead">2</span>'
+            '<span class="stat-l">dead events</span></a>') in html
+    assert "2 events could not be applied (dead); <code>seqrun events list --state dead</code> shows why" in html
+
+
+def test_a_senders_card_shows_its_provider_holds(client):
+    from runner.store import sender_state
+
+    alice = Sender.get(Sender.name == "alice")
+    until = NOW + dt.timedelta(days=2, hours=3)
+    sender_state.hold_action(alice.id, "connect", until, "weekly invitation limit reached")
+    sender_state.hold_action(alice.id, "message", NOW - dt.timedelta(minutes=1), "over")  # ended: not shown
+    html = client.get("/").text
+    card = html[html.index('data-sender="alice"'):]
+    card = card[:card.index("</article>")]
+    assert '<span class="pill pill-warn">provider hold</span>' in card
+    assert ('<p class="detail" data-hold="connect">connect held by the provider until 2026-01-19 01:00 UTC: '
+            'weekly invitation limit reached</p>') in card
+    assert 'data-hold="message"' not in card
+    bob = html[html.index('data-sender="bob"'):]
+    assert 'data-hold' not in bob[:bob.index("</article>")]

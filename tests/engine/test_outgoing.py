@@ -17,7 +17,7 @@ from runner.diagnostics import UserError
 from runner.outgoing import Outgoing, Subscription, backoff
 from runner.outgoing_derive import derive
 from runner.steps import pause_sender
-from runner.store import Event, Sender, db
+from runner.store import Action, Event, Sender, db
 from runner.store.outgoing import OutgoingEvent, claim
 from tests.outgoing_receiver import HANG, Receiver, verify
 
@@ -327,3 +327,63 @@ def test_a_failing_receiver_is_tried_once_per_call_and_its_other_events_wait_unt
         assert (report.delivered, report.retrying) == (3, 0)
     finally:
         receiver.close()
+
+
+def test_an_action_reconciled_long_after_it_was_sent_is_still_reported(make_harness: HarnessFactory) -> None:
+    """A send that timed out stays in flight through its backoff (up to an hour) and is then found done
+    at the provider with the time it was sent: older than the late window behind the facts read since."""
+    h = make_harness(sequence_yaml("intro", STEPS))
+    subs = [("crm", frozenset({"lead.message_sent"}))]
+    derive(subs, MONDAY - dt.timedelta(days=1))
+    h.enroll(lead_row("anna", company="Acme"), lead_row("ben", company="Initech"))
+    h.run(days=2)
+    assert [e.outcome for e in (h.enrollment("anna"), h.enrollment("ben"))] == ["messaged", "messaged"]
+    anna = Action.get(Action.enrollment == h.enrollment("anna").id, Action.action == "message")
+    ben = Action.get(Action.enrollment == h.enrollment("ben").id, Action.action == "message")
+    sent_at = anna.performed_at
+    Action.update(status="in_flight", performed_at=None).where(Action.id == anna.id).execute()
+    Action.update(performed_at=sent_at + dt.timedelta(minutes=30)).where(Action.id == ben.id).execute()
+    assert derive(subs, h.now) == 1  # ben's; anna's is in flight
+    # The provider answers again: anna's message went out when it was sent.
+    Action.update(status="done", performed_at=sent_at).where(Action.id == anna.id).execute()
+    assert derive(subs, h.now) == 1
+    types = [(e.type, e.body) for e in OutgoingEvent.select().order_by(OutgoingEvent.id)]
+    assert len(types) == 2 and all(t == "lead.message_sent" for t, _ in types)
+    assert '"key":"' + h.lead("anna").key + '"' in types[1][1]
+
+
+def test_a_backlog_is_read_a_batch_per_pass_and_nothing_is_skipped(make_harness: HarnessFactory,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness(sequence_yaml("intro", STEPS))
+    subs = [("crm", frozenset({"lead.invite_sent", "lead.message_sent"}))]
+    derive(subs, MONDAY - dt.timedelta(days=1))
+    h.enroll(lead_row("anna"), lead_row("ben"), lead_row("cleo"))
+    h.run(days=2)
+    monkeypatch.setattr(outgoing_derive, "BATCH", 2)
+    assert [derive(subs, h.now) for _ in range(4)] == [2, 2, 2, 0]
+    keys = {(e.type, e.event_id) for e in OutgoingEvent.select()}
+    assert len(keys) == 6
+
+
+@pytest.mark.parametrize("secret", [SECRET, "a shared text secret"])
+def test_the_reference_standard_webhooks_library_verifies_every_delivery(
+        make_harness: HarnessFactory, receiver: Receiver, client: httpx.Client, secret: str) -> None:
+    """The `standardwebhooks` package (the specification's own Python library) accepts each delivery.
+    It checks the timestamp against the real clock, so these attempts are stamped with it."""
+    standardwebhooks = pytest.importorskip("standardwebhooks")
+    h = make_harness(sequence_yaml("intro", STEPS))
+    sub = Subscription(name="crm", url=receiver.url, secret_env="SEQRUN_HOOK_SECRET")
+    real = lambda: dt.datetime.now(dt.timezone.utc)  # noqa: E731
+    out = Outgoing([sub], client, environ={"SEQRUN_HOOK_SECRET": secret}, clock=real)
+    assert out.deliver_due(MONDAY).added == 0
+    h.enroll(lead_row("anna", company="Acme"))
+    h.run(days=1)
+    assert out.deliver_due(h.now).delivered == 4
+    # The library takes a text secret as it is only when it is not `whsec_`: it base64-decodes the rest.
+    key = secret if secret.startswith("whsec_") else base64.b64encode(secret.encode()).decode()
+    hook = standardwebhooks.Webhook(key)
+    for d in receiver.deliveries:
+        assert hook.verify(d.body, d.headers) == d.json
+    forged = {**receiver.deliveries[0].headers, "webhook-id": "evt_forged"}
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        hook.verify(receiver.deliveries[0].body, forged)

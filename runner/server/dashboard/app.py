@@ -49,6 +49,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = _when
     env.filters["ago"] = _ago
+    env.filters["span"] = _span
     return env
 
 
@@ -59,14 +60,20 @@ def _when(value: dt.datetime | None) -> str:
 def _ago(value: dt.datetime | None, now: dt.datetime) -> str:
     if value is None:
         return "never"
-    seconds = (now - value).total_seconds()
-    if seconds < 0:
+    if value > now:
         return "in the future"
+    span = _span(now - value)
+    return "just now" if span == "under 1 min" else f"{span} ago"
+
+
+def _span(value: dt.timedelta) -> str:
+    """A length of time as the dashboard shows it, in its largest whole unit: "3 days", "2 h", "7 min"."""
+    seconds = value.total_seconds()
     for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             n = int(seconds // size)
-            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
-    return "just now"
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    return "under 1 min"
 
 
 def create_dashboard(project: Project, *, clock: Clock, deliveries: Any = None, login_token: str | None = None,

@@ -15,7 +15,8 @@ from ...holds import API_KEY_REJECTED, AUTH_EXPIRED
 from ...model import Sequence
 from ...report import status
 from ...store import dashboard as store
-from ...store import outgoing
+from ...store import inbox as store_inbox
+from ...store import outgoing, sender_state
 from .flowchart import flowchart_svg
 
 
@@ -43,10 +44,28 @@ class Meter:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """An action the provider refuses for a sender until a time (runner.store.sender_state)."""
+
+    action: str
+    until: dt.datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """The event inbox at a glance: events waiting to be applied, how long the oldest has waited, dead ones."""
+
+    pending: int
+    lag: dt.timedelta | None
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
 class SenderCard:
     name: str
     provider: str
-    status: str  # active | paused | auth expired | API key rejected
+    status: str  # active | provider hold | paused | auth expired | API key rejected
     detail: str  # the pause reason
     today: list[Meter]
     week: list[Meter]
@@ -54,10 +73,15 @@ class SenderCard:
     last_activity: dt.datetime | None
     last_error: str | None
     last_error_at: dt.datetime | None
+    holds: list[Hold] = field(default_factory=list)
 
     @property
     def tone(self) -> str:
         return "good" if self.status == "active" else "bad" if self.status in (AUTH_EXPIRED, API_KEY_REJECTED) else "warn"
+
+
+#: the status of an active sender one of whose actions its provider refuses for now
+PROVIDER_HOLD = "provider hold"
 
 
 def sender_status(status_: str, reason: str | None) -> tuple[str, str]:
@@ -72,10 +96,15 @@ def sender_status(status_: str, reason: str | None) -> tuple[str, str]:
 def overview(project: Project, now: dt.datetime) -> dict[str, Any]:
     report = status(project.config, project.sequences, now)
     by_name = {row[1]: row for row in store.senders()}
+    holds: dict[int, list[Hold]] = {}
+    for sender_id, action, until, reason in sender_state.provider_holds(now):
+        holds.setdefault(sender_id, []).append(Hold(action, until, reason))
     cards = []
     for usage in report.usage:
         sender_id, name, provider, tz, status_, reason = by_name[usage["sender"]]
         state, detail = sender_status(status_, reason)
+        if state == "active" and sender_id in holds:
+            state = PROVIDER_HOLD
         today = [Meter(action, usage["used"].get(action, 0), cap) for action, cap in usage["limits"].items()]
         day = dt.date.fromisoformat(usage["day"])
         monday = day - dt.timedelta(days=day.weekday())
@@ -86,7 +115,8 @@ def overview(project: Project, now: dt.datetime) -> dict[str, Any]:
                 for action in usage["limits"]]
         activity = store.sender_activity(sender_id)
         cards.append(SenderCard(name, provider, state, detail, today, week, monday.isoformat(),
-                                activity.last_activity, activity.last_error, activity.last_error_at))
+                                activity.last_activity, activity.last_error, activity.last_error_at,
+                                holds.get(sender_id, [])))
     sequences = []
     for seq in report.sequences:
         rows = []
@@ -100,7 +130,14 @@ def overview(project: Project, now: dt.datetime) -> dict[str, Any]:
         sequences.append({"name": seq["name"], "states": seq["states"], "total": total, "outcomes": seq["outcomes"],
                           "steps": rows, "funnel": funnel, "earlier": seq["on_earlier_versions"]})
     _, waiting = store.attention(limit=1)
-    return {"senders": cards, "sequences": sequences, "attention_total": waiting, "outgoing": outgoing.summary()}
+    return {"senders": cards, "sequences": sequences, "attention_total": waiting, "outgoing": outgoing.summary(),
+            "inbox": inbox_state(now)}
+
+
+def inbox_state(now: dt.datetime) -> Inbox:
+    counts = store_inbox.counts()
+    oldest = store_inbox.oldest_pending_received_at()
+    return Inbox(counts["pending"], max(now - oldest, dt.timedelta(0)) if oldest is not None else None, counts["dead"])
 
 
 def _funnel(seq: Mapping[str, Any], total: int) -> str:
