@@ -16,9 +16,10 @@ from typing import Any
 from .model import WaitForStep
 from .providers.base import ProviderEvent
 from .runtime import Runtime
-from .store import Enrollment, db
+from .store import Enrollment
 from .store import inbox as store_inbox
 from .store.models import InboxEvent
+from .store.transactions import writing
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def absorb(rt: Runtime, enr: Enrollment, facts: dict[str, Any], now: dt.datetime
         if not belongs_to(rt, row, enr.sender_id):
             continue  # the inbox processor puts it in the ledger
         try:
-            with db.atomic():  # a savepoint: a failing event leaves the lead's work alone
+            with writing():  # a savepoint: a failing event leaves the lead's work alone
                 if not store_inbox.mark_applied(row.id, now):
                     continue
                 if store_inbox.record_in_ledger(row, sender_id=enr.sender_id, lead_id=enr.lead.id,

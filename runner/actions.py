@@ -9,43 +9,51 @@ Order of business for a LinkedIn action (visit, connect, message, withdraw):
    outside them the lead sleeps until its slot;
 4. render the text (failures end the lead with the template's file and line);
 5. record the action `in_flight` and charge the limit in one transaction, and commit;
-6. call the provider; commit the result (done, or the error's reaction from `steps.on_provider_error`).
+6. call the provider; commit the result (done, or the error's reaction, `on_provider_error`).
 
 `tag` touches only our store; `notify` POSTs to the user's URL through the runtime's notifier, with
 the same record-before-perform discipline so that a crash does not post twice without a trace.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
 
 from . import calendar as cal
-from . import limits, templates
-from .model import ActionStep
-from .providers.base import ActionResult, ErrorKind, ProviderError
-from .steps import (
+from . import limits, logfields, templates
+from .flow import (
+    API_KEY_REJECTED,
     Ctx,
     Fail,
     Finish,
+    Goto,
     Outcome,
     Pause,
+    PauseSender,
     Sleep,
     Stopping,
     Woken,
-    _iso,
-    _learn_ids,
-    _release_slot,
+    backoff,
     close_action,
     fact_values,
     follow,
-    is_blocked,
-    on_provider_error,
+    iso,
+    learn_ids,
     refresh_conversation,
     refresh_relationship,
+    release_slot,
 )
-from .store import Action, Sender, db
+from .model import ActionStep, Sequence
+from .providers.base import ActionResult, ErrorKind, ProviderError
+from .store import Action
+from .store.blocks import is_blocked
+from .store.ledger import action_by_key
 from .store.rows import insert_action, set_lead_json
+from .store.sender_state import hold_action
+from .store.senders import start_warmup
+from .store.transactions import writing
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,7 @@ def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
 def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     """Run an action step (an action left in flight was reconciled first, in `steps._step_once`)."""
     if step.action in ("tag", "notify"):
-        if is_blocked(ctx.lead):  # read fresh, as before every action: a block may have come in since
+        if is_blocked(ctx.lead.key):  # read fresh, as before every action: a block may have come in since
             return Finish("blocked")
         if step.in_window and not cal.is_open(ctx.seq.calendar, ctx.zone, ctx.now):
             return Sleep(cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now))
@@ -87,7 +95,7 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
             ctx.facts["slot"] = slot.hold
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
-    if is_blocked(ctx.lead):  # read fresh: a block may have come in since the lead woke up
+    if is_blocked(ctx.lead.key):  # read fresh: a block may have come in since the lead woke up
         return Finish("blocked")
     act = _record(ctx, step, name, content=text, subject=subject, template=template, variant=variant)
     if act is None:  # the cap filled up between plan and charge (another runner): plan again
@@ -115,7 +123,7 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
     key = ctx.facts.get("inflight")
     if not key:
         return None
-    act = Action.get_or_none(Action.key == key)
+    act = action_by_key(key)
     if act is None or act.status != "in_flight":
         ctx.facts.pop("inflight", None)
         return None
@@ -125,15 +133,17 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
         # A POST cannot be asked about. It goes again under the same Idempotency-Key, so the
         # receiver can drop it if the first one arrived.
         log.info("lead %s step %s: notify %s was interrupted; posting it again with the same key",
-                 ctx.lead.key, step.id, key)
+                 ctx.lead.key, step.id, key, extra=logfields.of_ctx(ctx, step.id))
         return _notify(ctx, step, act)
     with ctx.outside():
         result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
                                                  since=act.started_at - dt.timedelta(minutes=1))
     if result is not None:
-        log.info("lead %s step %s: action %s had happened (reconciled)", ctx.lead.key, step.id, key)
+        log.info("lead %s step %s: action %s had happened (reconciled)", ctx.lead.key, step.id, key,
+                 extra=logfields.of_ctx(ctx, step.id))
         return _succeeded(ctx, step, act, result)
-    log.info("lead %s step %s: action %s had not happened (reconciled); trying again", ctx.lead.key, step.id, key)
+    log.info("lead %s step %s: action %s had not happened (reconciled); trying again", ctx.lead.key, step.id, key,
+             extra=logfields.of_ctx(ctx, step.id))
     close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "not performed (reconciled after an interruption)"))
     if act.attempt == ctx.enr.attempt:
         # A crash: nothing counted this attempt yet. After a TRANSIENT error the error's reaction
@@ -190,7 +200,7 @@ def audit_fields(ctx: Ctx, step: ActionStep) -> dict[str, Any]:
 
 def _skip(ctx: Ctx, step: ActionStep, reason: str) -> Outcome:
     """Record a skipped action (visible in the audit log, never charged) and move on."""
-    _release_slot(ctx)
+    release_slot(ctx)
     key = idempotency_key(ctx, step)
     ctx.pending.append(lambda: insert_action(
         key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
@@ -254,7 +264,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | N
     """Write the outbox row and the limit charge, and commit, before the provider is called."""
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
-    with db.atomic():
+    with writing():
         for write in ctx.pending:
             write()
         ctx.pending.clear()
@@ -287,7 +297,7 @@ def _call(ctx: Ctx, step: ActionStep, *, text: str | None, subject: str | None) 
 def _succeeded(ctx: Ctx, step: ActionStep, act: Action, result: ActionResult) -> Outcome:
     close_action(ctx, act, "done", result=result)
     f = ctx.facts
-    at = _iso(result.performed_at)
+    at = iso(result.performed_at)
     if step.action == "connect":
         f.update(invited=True, invited_with_note=step.note is not None, invited_at=at, invite_pending=True)
         if result.invitation_id:
@@ -302,19 +312,100 @@ def _succeeded(ctx: Ctx, step: ActionStep, act: Action, result: ActionResult) ->
         f.update(invite_pending=False, withdrawn=True)
     elif step.action == "visit":
         f["visited"] = True
-    _learn_ids(ctx, result.provider_ids)
+    learn_ids(ctx, result.provider_ids)
     if ctx.sender.caps.first_action_at is None and step.action != "tag":
         _start_warmup(ctx, result.performed_at)
     return follow(ctx, step.id, step.then)
 
 
 def _start_warmup(ctx: Ctx, at: dt.datetime) -> None:
-    import dataclasses
-
     ctx.sender.caps = dataclasses.replace(ctx.sender.caps, first_action_at=at)
     sender_id = ctx.sender.id
-    ctx.pending.append(lambda: Sender.update(first_action_at=at).where(
-        Sender.id == sender_id, Sender.first_action_at.is_null()).execute())
+    ctx.pending.append(lambda: start_warmup(sender_id, at))
+
+
+# --- the reaction to a provider's error -----------------------------------------------------------
+
+def first_connect_step(seq: Sequence) -> str | None:
+    return next((s.id for s in seq.steps if isinstance(s, ActionStep) and s.action == "connect"), None)
+
+
+def on_provider_error(ctx: Ctx, step: Any, err: ProviderError, act: Action | None) -> Outcome:
+    """The engine's fixed reaction to each error kind (seed 001's table)."""
+    kind = err.kind
+    f = ctx.facts
+    if act is not None and kind is not ErrorKind.TRANSIENT:
+        status = "skipped" if kind in (ErrorKind.ALREADY_CONNECTED, ErrorKind.INVITATION_PENDING) else "failed"
+        close_action(ctx, act, status, error=err)
+    if kind in (ErrorKind.LIMIT_REACHED, ErrorKind.NOT_READY):  # the sender's action waits, nothing failed
+        _retry_under_new_key(ctx, act)
+        until = err.retry_at or cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now + dt.timedelta(hours=12))
+        until = max(until, ctx.now + ctx.rt.backoff_base)  # a retry_at already past is no reason to spin
+        if isinstance(step, ActionStep):
+            name = "inmail" if step.action == "message" and step.inmail else step.action
+            ctx.rt.provider_holds[(ctx.sender.id, name)] = until
+            hold_action(ctx.sender.id, name, until, kind.name)  # for every runner, and the next run
+        return Sleep(until)
+    if kind is ErrorKind.ALREADY_CONNECTED:
+        f["connected"] = f["accepted"] = True
+        f["invite_pending"] = False
+        return follow(ctx, step.id, getattr(step, "then", None))
+    if kind is ErrorKind.INVITATION_PENDING:
+        f["invite_pending"] = True
+        return follow(ctx, step.id, getattr(step, "then", None))
+    if kind is ErrorKind.NOT_CONNECTED:
+        f["connected"] = False
+        if f.get("invite_pending"):
+            # Going back to connect would skip the pending invite and come straight back here, again
+            # and again without a wait, calling the provider every time.
+            return Fail(f"NOT_CONNECTED: {err.message} (the invitation is still pending: wait for it with "
+                        "`wait_for: accepted` before messaging)")
+        target = first_connect_step(ctx.seq)
+        if target is None:
+            return Fail(f"NOT_CONNECTED: {err.message} (the sequence has no connect step to go back to)")
+        return Goto(target)
+    if kind is ErrorKind.NOT_FOUND and getattr(step, "action", None) == "withdraw":
+        f["invite_pending"] = False
+        return follow(ctx, step.id, step.then)
+    if kind is ErrorKind.AUTH_EXPIRED:
+        _retry_under_new_key(ctx, act)
+        return PauseSender("auth expired")
+    if kind is ErrorKind.API_KEY_REJECTED:  # configuration, not the LinkedIn session: fix the key, then resume
+        _retry_under_new_key(ctx, act)
+        return PauseSender(API_KEY_REJECTED)
+    if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):
+        # `retries` counts this step's failures (the backoff's exponent) and `retry_seconds` the
+        # backoff spent on them: the budget is time spent waiting to retry, so a lead that also
+        # waits for its paced slot or the window (days, maybe) is not failed by a single error.
+        # `attempt` only makes the next idempotency key unique (other reactions raise it too).
+        retries = int(f.get("retries", 0)) + 1
+        f["retries"] = retries
+        spent = dt.timedelta(seconds=float(f.get("retry_seconds", 0)))
+        ctx.enr.attempt += 1
+        until = ctx.now + backoff(ctx.rt, retries, key=f"{ctx.enr.id}:{step.id}")
+        if err.retry_at is not None:
+            until = max(until, err.retry_at)
+        if spent + (until - ctx.now) > ctx.rt.retry_budget:
+            gave_up = (f"gave up after {retries} {'attempt' if retries == 1 else 'attempts'} and {_hours(spent)} "
+                       f"of backoff; the retry budget is {_hours(ctx.rt.retry_budget)}")
+            if act is not None and kind is ErrorKind.TRANSIENT:
+                return settle_unknown(ctx, step, act, err, gave_up)
+            return Fail(f"{kind.value}: {err.message} ({gave_up})")
+        f["retry_seconds"] = (spent + (until - ctx.now)).total_seconds()
+        return Sleep(until)
+    return Fail(f"{kind.value}: {err.message}")
+
+
+def _hours(span: dt.timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{round(minutes)} min" if minutes < 60 else f"{round(minutes / 60, 1):g} h"
+
+
+def _retry_under_new_key(ctx: Ctx, act: Action | None) -> None:
+    """The refused action's outbox row is closed, and its key is taken: the retry of the same step
+    needs an idempotency key of its own (the key ends with the attempt)."""
+    if act is not None:
+        ctx.enr.attempt += 1
 
 
 # --- local actions --------------------------------------------------------------------------------
@@ -353,7 +444,7 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
     payload = {
         "sequence": ctx.seq.name, "step": step.id, "lead": {**(ctx.lead.fields or {}), "linkedin_profile_url": ctx.lead.profile_url},
         "tags": list(ctx.lead.tags or []), "sender": ctx.sender.name,
-        "facts": {k: v for k, v in fact_values(ctx).items() if k != "tags"}, "at": _iso(at),
+        "facts": {k: v for k, v in fact_values(ctx).items() if k != "tags"}, "at": iso(at),
     }
     if act is None:
         act = _record_local(ctx, step)
@@ -369,8 +460,6 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
             close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, f"notify failed: {exc}"))
             return follow(ctx, step.id, step.then)
         close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, f"notify failed: {exc}"))
-        from .steps import backoff
-
         return Sleep(ctx.now + backoff(ctx.rt, ctx.enr.attempt, key=f"{ctx.enr.id}:{step.id}"))
     close_action(ctx, act, "done", result=ActionResult(performed_at=ctx.now))
     return follow(ctx, step.id, step.then)
@@ -379,7 +468,7 @@ def _notify(ctx: Ctx, step: ActionStep, act: Action | None = None) -> Outcome:
 def _record_local(ctx: Ctx, step: ActionStep) -> Action:
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
-    with db.atomic():
+    with writing():
         for write in ctx.pending:
             write()
         ctx.pending.clear()
@@ -392,4 +481,4 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
     return act
 
 
-__all__ = ["perform", "action_name", "idempotency_key", "reconcile", "settle_unknown"]
+__all__ = ["perform", "action_name", "idempotency_key", "on_provider_error", "reconcile", "settle_unknown"]

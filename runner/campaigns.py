@@ -23,7 +23,7 @@ from .providers.salesflow_campaign.admin import WebhookChange
 from .providers.salesflow_campaign.driver import CampaignProvider
 from .providers.salesflow_campaign.members import PROVIDER
 from .providers.salesflow_campaign.webhook import ROUTE, webhook_url
-from .store import Enrollment, Lead, Sender
+from .store.enrollments import enrolled_with
 from .urls import normalize_profile_url
 
 _BASE_URL = re.compile(r"https?://[^\s?#]+")
@@ -98,9 +98,7 @@ def remove_from_campaigns(config: Config, keys: Iterable[str]) -> list[Removal]:
     if not campaign_senders:
         return []
     wanted = list(dict.fromkeys(keys))
-    rows = (Enrollment.select(Lead.key, Lead.profile_url, Lead.provider_ids, Sender.name)
-            .join(Lead).switch(Enrollment).join(Sender)
-            .where(Lead.key.in_(wanted), Sender.name.in_(list(campaign_senders))).tuples())
+    rows = enrolled_with(wanted, list(campaign_senders))
     seen: set[tuple[str, str]] = set()
     drivers: dict[str, tuple[CampaignProvider, Account]] = {}
     out: list[Removal] = []

@@ -28,16 +28,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import inbox, limits, presence, steps
+from . import flow, inbox, limits, logfields, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Lead, Sender, SyncCursor, claims, db, health
+from .store import Enrollment, Sender, SyncCursor, claims, db, enrollments, health, sender_state
 from .store import inbox as store_inbox
-from .store.enrollment_writes import save_enrollment
-from .store.inbox import Received
 from .store.fields import to_db_time
-from .store import sender_state
+from .store.inbox import Received
 from .store.leases import in_flight_holders, release_claims, release_in_flight_of
+from .store.transactions import writing
 from .urls import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -51,25 +50,6 @@ class TickReport:
     errors: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     stopped: bool = False  # the pass ended early because the run was asked to stop
-
-
-_ENR_FIELDS = [f for f in Enrollment._meta.sorted_fields]
-_LEAD_FIELDS = [f for f in Lead._meta.sorted_fields]
-_LOAD_SQL = (f"SELECT {', '.join('e.' + f.column_name for f in _ENR_FIELDS)}, "
-             f"{', '.join('l.' + f.column_name for f in _LEAD_FIELDS)} "
-             "FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE e.id = ?")
-
-
-def load_enrollment(enrollment_id: int) -> Enrollment:
-    """An enrollment with its lead, read with one plain query (peewee's query builder is the
-    slowest part of a tick otherwise)."""
-    row = db.execute_sql(_LOAD_SQL, (enrollment_id,)).fetchone()
-    n = len(_ENR_FIELDS)
-    lead = Lead(**{f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:])})
-    values = {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n]) if f.name != "lead"}
-    enr = Enrollment(**values)
-    enr.lead = lead
-    return enr
 
 
 class Engine:
@@ -118,10 +98,7 @@ class Engine:
         return report.stopped
 
     def due_ids(self, now: dt.datetime, limit: int) -> list[int]:
-        rows = db.execute_sql(
-            "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
-            (to_db_time(now), limit)).fetchall()
-        return [r[0] for r in rows]
+        return enrollments.due_ids(now, limit)
 
     def claim_many(self, ids: list[int], now: dt.datetime) -> list[int]:
         """Claim a batch with one guarded write (one transaction instead of one per lead); returns the
@@ -131,19 +108,17 @@ class Engine:
 
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
-        row = db.execute_sql("SELECT MIN(due_at) FROM enrollment WHERE state = 'active'").fetchone()
         if self._first_poll is None:
             self._first_poll = (sender_state.next_poll(list(self.rt.senders)),)
         poll = self._first_poll[0]
         candidates = [poll] if poll is not None else []
-        if row and row[0]:
-            from .store.fields import from_db_time
-
-            candidates.append(from_db_time(row[0]))
+        due = enrollments.earliest_due()
+        if due is not None:
+            candidates.append(due)
         return min(candidates) if candidates else None
 
     def _run(self, enrollment_id: int, now: dt.datetime, report: TickReport) -> bool:
-        enr = load_enrollment(enrollment_id)
+        enr = enrollments.load_enrollment(enrollment_id)
         if enr.state != "active" or enr.lease_owner != self.rt.owner:
             return False  # paused (e.g. its sender's auth expired) since the batch was claimed
         try:
@@ -162,24 +137,21 @@ class Engine:
             if health.damaged(exc):
                 raise  # the database file, not this lead: stop; the user repairs the file
             report.errors += 1
-            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
+            sender = self.rt.senders.get(enr.sender_id) if enr.sender_id is not None else None
+            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id,
+                          extra=logfields.ids(lead=enr.lead.key, enrollment=enr.id, step=enr.step_id,
+                                              sender=sender.name if sender is not None else None))
             self._record_crash(enr, now, exc)
         return True
 
     def _record_crash(self, enr: Enrollment, now: dt.datetime, exc: Exception) -> None:
         """An unexpected error in our own code: retry with backoff, then fail the lead with the error kept."""
-        with db.atomic():
-            fresh = Enrollment.get_by_id(enr.id)
-            was = fresh.state
-            fresh.attempt += 1
-            fresh.last_error = redact_secrets(f"{type(exc).__name__}: {exc}")
-            fresh.updated_at = now
-            fresh.lease_owner = None  # it sleeps in its backoff; nobody is working on it
-            if fresh.attempt > self.rt.max_attempts:
-                fresh.state, fresh.outcome, fresh.finished_at, fresh.due_at = "failed", "error", now, None
-            else:
-                fresh.due_at = now + steps.backoff(self.rt, fresh.attempt, key=str(fresh.id))
-            save_enrollment(fresh, was)  # read in this transaction: the write lock makes it current
+        with writing():
+            attempt = enrollments.attempt_of(enr.id) + 1
+            retry_at = (None if attempt > self.rt.max_attempts
+                        else now + flow.backoff(self.rt, attempt, key=str(enr.id)))
+            enrollments.note_crash(enr.id, attempt, redact_secrets(f"{type(exc).__name__}: {exc}"), now,
+                                   retry_at=retry_at)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -239,7 +211,7 @@ class Engine:
                 steps.pause_sender(sender.id, "auth expired", now)
             elif err.kind is ErrorKind.API_KEY_REJECTED:
                 steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
-            log.warning("sender %s: polling failed: %s", sender.name, err)
+            log.warning("sender %s: polling failed: %s", sender.name, err, extra=logfields.ids(sender=sender.name))
             return 0
         received = [Received(ev, json.dumps(_event_json(ev), default=str)) for ev in result.events]
         with db.atomic():

@@ -14,14 +14,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import peewee
-
 from .config import Config
 from .diagnostics import UserError
 from .leads import profile_key
 from .steps import release_slots
-from .store import Enrollment, Lead, Sender, db
-from .store.leadbook import BATCH, RUNNING, chunks, enrolled_sequences
+from .store import enrollments, senders
+from .store.leadbook import enrolled_sequences
+from .store.lookups import lead_id_by_key
+from .store.transactions import writing
 
 LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
 #: The reason the engine writes when a provider says the sender's session expired (runner.steps).
@@ -51,16 +51,16 @@ def find_target(scope: str, value: str) -> Target:
     """The lead, sender or sequence named on the command line; unknown values are UserErrors."""
     if scope == LEAD:
         key, url = profile_key(value)
-        lead = Lead.get_or_none(Lead.key == key)
-        if lead is None:
+        lead_id = lead_id_by_key(key)
+        if lead_id is None:
             raise UserError(f"no lead {url} in the database")
-        return Target(LEAD, lead.id, f"lead {url}")
+        return Target(LEAD, lead_id, f"lead {url}")
     if scope == SENDER:
-        sender = Sender.get_or_none(Sender.name == value)
-        if sender is None:
-            known = ", ".join(n for (n,) in Sender.select(Sender.name).order_by(Sender.name).tuples()) or "none"
+        sender_id = senders.sender_id_by_name(value)
+        if sender_id is None:
+            known = ", ".join(senders.sender_names()) or "none"
             raise UserError(f'unknown sender "{value}" (known: {known})')
-        return Target(SENDER, sender.id, f"sender {value}")
+        return Target(SENDER, sender_id, f"sender {value}")
     known_seqs = enrolled_sequences()
     if value not in known_seqs:
         raise UserError(f'no leads in sequence "{value}" (sequences with leads: {", ".join(known_seqs) or "none"})')
@@ -80,27 +80,17 @@ def _holder(reason: str | None) -> str | None:
     return SENDER if reason in (AUTH_EXPIRED, API_KEY_REJECTED) else None
 
 
-def _running_of(target: Target) -> peewee.ModelSelect:
-    column = {LEAD: Enrollment.lead, SENDER: Enrollment.sender, SEQUENCE: Enrollment.sequence}[target.scope]
-    return Enrollment.select().where(column == target.value, Enrollment.state.in_(RUNNING))
-
-
 def pause(target: Target, reason: str | None, now: dt.datetime) -> PauseResult:
     """Pause the target's active enrollments; a paused sender also gets no new leads."""
     result = PauseResult()
-    with db.atomic("IMMEDIATE"):
+    with writing(immediate=True):
         if target.scope == SENDER:
-            Sender.update(status="paused", paused_reason=reason or "paused with seqrun pause").where(
-                Sender.id == target.value).execute()
-        for (held,) in _running_of(target).where(Enrollment.state == "paused").select(
-                Enrollment.paused_reason).tuples():
+            senders.pause_sender(int(target.value), reason or "paused with seqrun pause")
+        for held in enrollments.pause_reasons_of(target.scope, target.value):
             result.unchanged[held or "no reason given"] += 1
-        ids = [e for (e,) in _running_of(target).where(Enrollment.state == "active").select(Enrollment.id).tuples()]
+        ids = enrollments.active_ids_of(target.scope, target.value)
         release_slots(ids)  # resumed leads plan their slots again rather than all acting at once
-        for chunk in chunks(ids, BATCH):
-            result.changed += (Enrollment.update(state="paused", paused_reason=hold_reason(target.scope, reason),
-                                                 updated_at=now)
-                               .where(Enrollment.id.in_(chunk), Enrollment.state == "active").execute())
+        result.changed += enrollments.pause_enrollments(ids, hold_reason(target.scope, reason), now)
     return result
 
 
@@ -111,14 +101,11 @@ def resume(target: Target, now: dt.datetime) -> PauseResult:
     stays paused when its sequence resumes, and nothing resumes while its sender is paused.
     """
     result = PauseResult()
-    with db.atomic("IMMEDIATE"):
+    with writing(immediate=True):
         if target.scope == SENDER:
-            Sender.update(status="active", paused_reason=None).where(Sender.id == target.value).execute()
-        query = (_running_of(target).where(Enrollment.state == "paused")
-                 .select(Enrollment.id, Enrollment.paused_reason, Sender.name, Sender.status)
-                 .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id)).tuples())
+            senders.resume_sender(int(target.value))
         ids: list[int] = []
-        for enrollment_id, reason, sender, sender_status in query:
+        for enrollment_id, reason, sender, sender_status in enrollments.paused_of(target.scope, target.value):
             holder = _holder(reason)
             if sender_status == "paused":
                 result.unchanged[f"sender {sender} is paused"] += 1
@@ -126,10 +113,7 @@ def resume(target: Target, now: dt.datetime) -> PauseResult:
                 result.unchanged[f"{holder} paused"] += 1
             else:
                 ids.append(enrollment_id)
-        for chunk in chunks(ids, BATCH):
-            result.changed += (Enrollment.update(state="active", paused_reason=None, due_at=now, lease_owner=None,
-                                                 updated_at=now)
-                               .where(Enrollment.id.in_(chunk), Enrollment.state == "paused").execute())
+        result.changed += enrollments.resume_enrollments(ids, now)
     return result
 
 
@@ -155,12 +139,8 @@ class SenderListing:
 
 def list_senders(config: Config) -> list[SenderListing]:
     """Every sender in the store (configured ones first synced by the caller), with enrollment counts."""
-    counts: dict[int, dict[str, int]] = collections.defaultdict(dict)
-    query = (Enrollment.select(Enrollment.sender, Enrollment.state, peewee.fn.COUNT(Enrollment.id))
-             .where(Enrollment.sender.is_null(False)).group_by(Enrollment.sender, Enrollment.state).tuples())
-    for sender_id, state, count in query:
-        counts[sender_id][state] = count
+    counts = enrollments.counts_by_sender()
     configured = set(config.sender_names)
     return [SenderListing(s.name, s.provider, s.account_type, s.timezone, s.status, s.paused_reason,
                           s.name in configured, counts.get(s.id, {}))
-            for s in Sender.select().order_by(Sender.name)]
+            for s in senders.all_senders()]

@@ -7,7 +7,7 @@ and provider callbacks append what they received to the inbox (runner.store.inbo
 - to a lead a runner holds (claimed, `lease_owner` set): not here. The holder takes the lead's
   pending events into the facts it saves (runner.absorb), at every step and before its final save,
   and a run about to make an external call while events wait for its lead stops short and plans
-  again (`steps.Woken`): a reply stops the lead before any further action;
+  again (`flow.Woken`): a reply stops the lead before any further action;
 - to any other lead: with a guarded write (the enrollment's `version`, runner.store.enrollment_writes)
   that never overwrites a newer change; a lost race leaves the event pending for the next pass.
 
@@ -21,15 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from . import steps
+from . import logfields, steps
 from .absorb import belongs_to, event_facts, woken_due
 from .providers.base import ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import db, health
+from .store import health
 from .store import inbox as store_inbox
 from .store.enrollment_writes import write_facts_unclaimed
 from .store.inbox import Received
 from .store.models import InboxEvent
+from .store.transactions import writing
 
 log = logging.getLogger(__name__)
 PAGE = 500  # pending rows read at a time
@@ -61,7 +62,7 @@ def process(rt: Runtime, now: dt.datetime) -> int:
         for row in rows:
             after = row.id
             try:
-                with db.atomic():
+                with writing():
                     applied += _apply(rt, row, now)
             except _Changed:
                 continue  # not an error: the next pass reads the row again
@@ -69,7 +70,8 @@ def process(rt: Runtime, now: dt.datetime) -> int:
                 if health.damaged(exc):
                     raise
                 state = store_inbox.record_failure(row.id, exc, max_attempts=rt.max_attempts)
-                log.warning("event %s (%s) could not be applied (%s): %s", row.event_id, row.kind, state, exc)
+                log.warning("event %s (%s) could not be applied (%s): %s", row.event_id, row.kind, state, exc,
+                            extra=logfields.ids(lead=row.lead_key))
         if len(rows) < PAGE:
             return applied
 

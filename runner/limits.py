@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,9 +38,9 @@ from zoneinfo import ZoneInfo
 from . import calendar as cal
 from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
-from .store import charges, db
+from .store import charges, db, enrollments, pace, usage
 from .store import pace_hints as hints
-from .store.fields import from_db_time, to_db_time
+from .store.fields import to_db_time
 
 MAX_DAYS_AHEAD = 400
 #: A lead that wakes later than this after its booked point (downtime, a long pass) does not act at
@@ -126,31 +125,6 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
     return ramped(seq_cap, factor), ramped(sender_cap, factor)
 
 
-def _usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int]:
-    """(sequence used, sequence reserved, sender total used) for one day."""
-    rows = db.execute_sql(
-        "SELECT sequence, used, reserved FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
-        (sender_id, day, action)).fetchall()
-    used = reserved = total = 0
-    for seq_name, u, r in rows:
-        total += u
-        if seq_name == sequence:
-            used, reserved = u, r
-    return used, reserved, total
-
-
-def _bump(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0, reserved: int = 0,
-          last_at: dt.datetime | None = None) -> None:
-    stamp = to_db_time(last_at) if last_at else None
-    db.execute_sql(
-        "INSERT INTO usage (sender_id, sequence, action, day, used, reserved, last_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (sender_id, day, action, sequence) DO UPDATE SET used = usage.used + excluded.used, "
-        "reserved = CASE WHEN usage.reserved + excluded.reserved > 0 THEN usage.reserved + excluded.reserved ELSE 0 END, "
-        "last_at = CASE WHEN excluded.last_at IS NOT NULL AND (usage.last_at IS NULL OR excluded.last_at > usage.last_at) "
-        "THEN excluded.last_at ELSE usage.last_at END",
-        (sender_id, sequence, action, day, used, reserved, stamp))
-
-
 unit = _unit = grids.unit  # deterministic jitter, the same on every run
 _local_midnight = grids.local_midnight
 
@@ -205,13 +179,8 @@ def _conflict(sender_id: int, action: str, t: dt.datetime, spacing: float, reach
     """The moment `t` would have to move past to keep its distance from the sender's booked and used
     points of `action` (only the performed ones with `used_only`); None when `t` is free. `reach`
     comes from `_reach_of`."""
-    rows = db.execute_sql(
-        "SELECT at, spacing FROM pace WHERE sender_id = ? AND action = ? AND at > ? AND at < ?"
-        + (" AND state = 'used'" if used_only else ""),
-        (sender_id, action, to_db_time(t - reach), to_db_time(t + reach))).fetchall()
     blocked: dt.datetime | None = None
-    for at_text, other in rows:
-        at = from_db_time(at_text)
+    for at, other in pace.points_between(sender_id, action, t - reach, t + reach, used_only=used_only):
         need = dt.timedelta(seconds=max(spacing, other))
         if abs(at - t) < need:
             blocked = at + need if blocked is None else max(blocked, at + need)
@@ -220,20 +189,16 @@ def _conflict(sender_id: int, action: str, t: dt.datetime, spacing: float, reach
 
 def _book(sender: SenderCaps, seq: Sequence, action: str, day: dt.date, at: dt.datetime, spacing: float,
           enrollment_id: int | None) -> Slot:
-    _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
-    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state, enrollment_id) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'booked', ?)",
-                   (sender.sender_id, action, seq.name, day.isoformat(), to_db_time(at), spacing, enrollment_id))
+    usage.add_usage(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+    pace.book_point(sender.sender_id, action, seq.name, day.isoformat(), at, spacing, enrollment_id)
     return Slot(at, {"action": action, "day": day.isoformat(), "at": at.isoformat()})
 
 
 def _unbook(sender_id: int, sequence: str, action: str, day: str, at: str | None) -> None:
     """Delete a booking's point (bookings made before points existed have none) and its count."""
     if at is not None:
-        db.execute_sql("DELETE FROM pace WHERE id = (SELECT id FROM pace WHERE sender_id = ? AND action = ? AND "
-                       "sequence = ? AND at = ? AND state = 'booked' LIMIT 1)",
-                       (sender_id, action, sequence, to_db_time(dt.datetime.fromisoformat(at))))
-    _bump(sender_id, day, action, sequence, reserved=-1)
+        pace.unbook_point(sender_id, action, sequence, dt.datetime.fromisoformat(at))
+    usage.add_usage(sender_id, day, action, sequence, reserved=-1)
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -277,7 +242,7 @@ def _place(seq: Sequence, sender: SenderCaps, action: str, *, calendar: Calendar
     slot = Slot(now + dt.timedelta(days=MAX_DAYS_AHEAD))  # unless a day has room: no window at all
     while day < today + dt.timedelta(days=MAX_DAYS_AHEAD):
         seq_cap, sender_cap = caps_for(seq, sender, action, day, today)
-        used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+        used, reserved, total = usage.day_usage(sender.sender_id, day.isoformat(), action, seq.name)
         if used + reserved < seq_cap and total + reserved < sender_cap:
             at = _free_point(seq, sender, action, calendar, zone, day, seq_cap, spacing, now, lead_key)
             if at is not None:
@@ -370,7 +335,7 @@ def _random_open_moment(calendar: Calendar, zone: ZoneInfo, after: dt.datetime, 
 
 def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
     seq_cap, sender_cap = caps_for(seq, sender, action, day)
-    used, _, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    used, _, total = usage.day_usage(sender.sender_id, day.isoformat(), action, seq.name)
     return used < seq_cap and total < sender_cap
 
 
@@ -411,8 +376,7 @@ def _rehint(key: tuple[int, str, str], day: str) -> None:
 def refund(sequence: str, sender_id: int, action: str, day: str) -> None:
     """Give back a charge for an action that did not happen."""
     _reopen(sender_id, sequence, action, day)
-    db.execute_sql("UPDATE usage SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END WHERE sender_id = ? AND day = ? AND action = ? AND sequence = ?",
-                   (sender_id, day, action, sequence))
+    usage.refund_use(sender_id, day, action, sequence)
 
 
 def release(sequence: str, sender_id: int, action: str, day: str, at: str | None = None) -> None:
@@ -447,26 +411,20 @@ def fill_gaps(rt: Any, now: dt.datetime) -> int:
 
 def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str, day: dt.date, now: dt.datetime) -> int:
     seq_cap, sender_cap = caps_for(seq, sender, action, day)
-    used, reserved, total = _usage(sender.sender_id, day.isoformat(), action, seq.name)
+    used, reserved, total = usage.day_usage(sender.sender_id, day.isoformat(), action, seq.name)
     room = min(seq_cap - used - reserved, sender_cap - total - reserved)
     if room <= 0:
         return 0
     spacing = spacing_seconds(seq, sender, action)
-    rows = db.execute_sql(
-        "SELECT p.id, p.day, p.at, e.id, e.facts, l.key, l.timezone, l.fields, e.version FROM pace p "
-        "JOIN enrollment e ON e.id = p.enrollment_id JOIN lead l ON l.id = e.lead_id "
-        "WHERE p.sender_id = ? AND p.action = ? AND p.sequence = ? AND p.state = 'booked' AND p.day > ? "
-        "AND e.state = 'active' AND e.lease_owner IS NULL ORDER BY p.at LIMIT ?",
-        (sender.sender_id, action, seq.name, day.isoformat(), room * 4)).fetchall()
+    rows = pace.bookings_after(sender.sender_id, action, seq.name, day.isoformat(), room * 4)
     moved = 0
-    for pace_id, old_day, old_at, enrollment_id, facts_json, lead_key, lead_tz, fields, version in rows:
+    for pace_id, old_day, enrollment_id, facts, lead_key, lead_tz, fields, version in rows:
         if moved >= room:
             break
-        facts = json.loads(facts_json)
         slot = facts.get("slot")
         if not slot or slot.get("action") != action or slot.get("day") != old_day:
             continue
-        zone = cal.resolve_zone(seq.calendar, lead_tz=lead_tz or json.loads(fields).get("timezone"), sender_tz=sender_tz)
+        zone = cal.resolve_zone(seq.calendar, lead_tz=lead_tz or fields.get("timezone"), sender_tz=sender_tz)
         at = _free_point(seq, sender, action, seq.calendar, zone, day, seq_cap, spacing, now, lead_key)
         if at is None:  # the freed points have passed: any free moment of what is left will do
             at = _free_moment(sender, action, seq.calendar, zone, day, spacing, now, lead_key)
@@ -474,16 +432,11 @@ def _pull_forward(seq: Sequence, sender: SenderCaps, sender_tz: str, action: str
             continue
         facts["slot"] = {"action": action, "day": day.isoformat(), "at": at.isoformat()}
         # Guarded by the version read above: an event applied to the lead meanwhile (runner.inbox) stands.
-        changed = db.execute_sql(
-            "UPDATE enrollment SET facts = ?, due_at = ?, version = version + 1 "
-            "WHERE id = ? AND state = 'active' AND lease_owner IS NULL AND version = ?",
-            (json.dumps(facts, ensure_ascii=False, sort_keys=True, separators=(",", ":")), to_db_time(at),
-             enrollment_id, version)).rowcount
-        if changed != 1:
+        if not enrollments.move_slot(enrollment_id, facts, at, version):
             continue
-        db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day.isoformat(), to_db_time(at), pace_id))
-        _bump(sender.sender_id, old_day, action, seq.name, reserved=-1)
-        _bump(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
+        pace.move_point(pace_id, day.isoformat(), at)
+        usage.add_usage(sender.sender_id, old_day, action, seq.name, reserved=-1)
+        usage.add_usage(sender.sender_id, day.isoformat(), action, seq.name, reserved=1)
         _rehint((sender.sender_id, seq.name, action), old_day)  # for new leads; no cascade of moves
         moved += 1
     return moved

@@ -21,7 +21,7 @@ from .diagnostics import Diagnostic, UserError, error
 from .model import ActionStep, BranchStep, EndStep, Sequence, Target, WaitForStep
 from .schemacheck import plural
 from .steps import release_slots
-from .store import db
+from .store.transactions import writing
 from .store.versions import RunningLead, move_enrollment, performed_actions, running_leads_not_on
 from .versions import describe, does_the_same, is_positional, load_version, remember, same_step, shown
 
@@ -48,7 +48,7 @@ def migrate_leads(seq: Sequence, maps: Mapping[str, str], now: dt.datetime, *, d
 
     Raises UserError with a diagnostic per problem, and changes nothing, when any lead cannot move.
     """
-    with db.atomic("IMMEDIATE") as txn:
+    with writing(immediate=True) as txn:
         plan = plan_migration(seq, maps)
         if dry_run or not plan.moves:
             txn.rollback()

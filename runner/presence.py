@@ -31,7 +31,16 @@ from .store import db
 from .store.backends.postgres import is_postgres
 from .store.db import bound_file
 from .store.leases import lease_holders, release_leases_of
-from .store.runners import RunnerRow, beat, end_runner, known_runners, mark_gone, register_runner, running_runners
+from .store.runners import (
+    RunnerRow,
+    beat,
+    end_runner,
+    known_runners,
+    mark_gone,
+    register_runner,
+    running_runners,
+)
+from .store.transactions import writing
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,7 @@ def take_back(now: dt.datetime, *, me: str) -> dict[str, int]:
     """Mark gone the runners that are, and take back the leads they leased (due at `now`, owned by
     nobody). Returns, per gone runner holding leads, how many came back. Leases of runners that
     may still run are left alone (a runner of another host unknown to the table: until they expire)."""
-    with db.atomic():
+    with writing():
         holders = lease_holders()
         rows = known_runners(list(holders))
         for row in running_runners():

@@ -17,9 +17,8 @@ import collections
 import datetime as dt
 from dataclasses import dataclass, field
 
-import peewee
-
-from .store import Action, Enrollment, Lead, Sender, db
+from .store import enrollments, ledger
+from .store.transactions import writing
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +42,16 @@ class RetryResult:
 def failed_leads(*, sequence: str | None = None, sender_id: int | None = None,
                  lead_id: int | None = None) -> list[FailedLead]:
     """Failed enrollments, oldest failure first, narrowed by every filter given."""
-    query = (Enrollment.select(Enrollment.id, Enrollment.lead, Lead.profile_url, Enrollment.sequence,
-                               Enrollment.step_id, Sender.name, Enrollment.last_error)
-             .join(Lead, on=(Enrollment.lead == Lead.id))
-             .join(Sender, peewee.JOIN.LEFT_OUTER, on=(Enrollment.sender == Sender.id))
-             .where(Enrollment.state == "failed")
-             .order_by(Enrollment.finished_at, Enrollment.id))
-    if sequence is not None:
-        query = query.where(Enrollment.sequence == sequence)
-    if sender_id is not None:
-        query = query.where(Enrollment.sender == sender_id)
-    if lead_id is not None:
-        query = query.where(Enrollment.lead == lead_id)
-    return [FailedLead(*row) for row in query.tuples()]
+    return [FailedLead(*row) for row in enrollments.failed_enrollments(sequence=sequence, sender_id=sender_id,
+                                                                          lead_id=lead_id)]
 
 
 def retry(leads: list[FailedLead], now: dt.datetime, *, dry_run: bool = False) -> RetryResult:
     """Put the failed leads back (in one transaction); with `dry_run`, only say what would happen."""
     result = RetryResult()
-    with db.atomic("IMMEDIATE") as txn:
+    with writing(immediate=True) as txn:
         for lead in leads:
-            if _running_elsewhere(lead):
+            if enrollments.runs_elsewhere(lead.lead_id, lead.enrollment_id):
                 # A lead runs in at most one sequence at a time: it was imported into another since.
                 result.unchanged["running in another sequence"] += 1
                 continue
@@ -77,32 +65,21 @@ def retry(leads: list[FailedLead], now: dt.datetime, *, dry_run: bool = False) -
     return result
 
 
-def _running_elsewhere(lead: FailedLead) -> bool:
-    return Enrollment.select(Enrollment.id).where(
-        Enrollment.lead == lead.lead_id, Enrollment.state.in_(("active", "paused")),
-        Enrollment.id != lead.enrollment_id).exists()
-
-
 def _reopen_unknown_action(enrollment_id: int) -> int:
     """A failed action that kept its charge is one whose outcome is unknown (`actions.settle_unknown`):
     mark it in flight again and point the lead at it, so that its step reconciles it first."""
-    act = (Action.select().where(Action.enrollment == enrollment_id, Action.status == "failed", Action.charged == True)  # noqa: E712
-           .order_by(Action.id.desc()).first())
-    if act is None:
+    unknown = ledger.last_unknown_action(enrollment_id)
+    if unknown is None:
         return 0
-    Action.update(status="in_flight").where(Action.id == act.id).execute()
-    enr = Enrollment.get_by_id(enrollment_id)
-    facts = dict(enr.facts or {})
-    facts["inflight"] = act.key
-    Enrollment.update(facts=facts).where(Enrollment.id == enrollment_id).execute()
+    action_id, key = unknown
+    ledger.reopen_action(action_id)
+    facts = enrollments.facts_of(enrollment_id)
+    facts["inflight"] = key
+    enrollments.set_facts(enrollment_id, facts)
     return 1
 
 
 def _put_back(enrollment_id: int, now: dt.datetime) -> bool:
-    enr = Enrollment.get_by_id(enrollment_id)
-    facts = {k: v for k, v in (enr.facts or {}).items() if k not in ("retries", "retry_seconds")}
+    facts = {k: v for k, v in enrollments.facts_of(enrollment_id).items() if k not in ("retries", "retry_seconds")}
     # The next attempt gets an idempotency key of its own: the failed attempt's key is taken.
-    return Enrollment.update(
-        state="active", outcome=None, finished_at=None, last_error=None, due_at=now, lease_owner=None,
-        attempt=enr.attempt + 1, facts=facts, updated_at=now,
-    ).where(Enrollment.id == enrollment_id, Enrollment.state == "failed").execute() == 1
+    return enrollments.put_back(enrollment_id, enrollments.attempt_of(enrollment_id) + 1, facts, now)

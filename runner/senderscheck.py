@@ -14,7 +14,7 @@ from .config import Config, SenderConfig, resolve_credentials
 from .diagnostics import UserError
 from .providers.base import Account, ErrorKind, Provider, ProviderError, SenderCheck
 from .providers.http import redact, register_secret
-from .store import Sender
+from .store.senders import store_profile_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,5 @@ def store_profile_ids(reports: list[SenderReport], config: Config) -> int:
     for report in reports:
         sc = config.sender(report.name)
         if report.profile_id and sc is not None and not sc.profile_id:
-            changed += Sender.update(profile_id=report.profile_id).where(
-                Sender.name == report.name, (Sender.profile_id.is_null()) | (Sender.profile_id != report.profile_id)
-            ).execute()
+            changed += store_profile_id(report.name, report.profile_id)
     return changed

@@ -244,6 +244,7 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
     from ..presence import refuse_beside_live_runner
     from ..store import db
     from ..store.db import bound_name
+    from ..store.transactions import writing
 
     mapping = _parse_maps(maps)
     config, seq, warnings = open_project(sequence)
@@ -251,7 +252,7 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
     echo_warnings(list(config.warnings) + warnings)
     open_db(config, db_url)
     now = utc_now()
-    with db.atomic():  # no runner can start between the check and the move
+    with writing():  # no runner can start between the check and the move
         refuse_beside_live_runner("moving leads", bound_name(), now)
         plan = migrate_leads(seq, mapping, now, dry_run=dry_run)
     if not plan.moves:

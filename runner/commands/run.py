@@ -46,6 +46,8 @@ from ..project import (
 from ..presence import STALE_AFTER, Presence, age
 from ..store import db, open_store
 from ..store.db import bound_file
+from ..store.enrollments import paced_at
+from ..store.transactions import writing
 from ..terminal import printable
 from ..urls import redact_url
 from ..versions import absent_report, edit_report
@@ -267,11 +269,11 @@ def _close_providers(engine: Engine) -> None:
 def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
     provider = DryRunProvider(clock=utc_now)
     now = utc_now()
-    with httpx.Client(timeout=30.0) as client, db.atomic() as txn:
+    with httpx.Client(timeout=30.0) as client, writing() as txn:
         try:
             engine = _runtime(config, sequences, client, provider)
             report = engine.tick(now)
-            scheduled = _paced(now)
+            scheduled = [(f"{due:%Y-%m-%d %H:%M}", action, url) for due, action, url in paced_at(now)]
         finally:
             txn.rollback()  # everything the pass wrote goes: a dry run changes no state
     for p in provider.planned:
@@ -292,20 +294,6 @@ def _dry_run(config: Config, sequences: Mapping[str, Any]) -> None:
 
 
 DRY_RUN_SHOWN = 20
-
-
-def _paced(now: dt.datetime) -> list[tuple[str, str, str]]:
-    """Actions the pass gave a pacing slot to (read before the rollback): when, what, for whom."""
-    import json
-
-    from ..store.fields import from_db_time, to_db_time
-
-    rows = db.execute_sql(
-        "SELECT e.due_at, e.facts, l.profile_url FROM enrollment e JOIN lead l ON l.id = e.lead_id "
-        "WHERE e.state = 'active' AND e.updated_at = ? AND e.facts LIKE '%\"slot\"%' ORDER BY e.due_at",
-        (to_db_time(now),)).fetchall()
-    return [(f"{from_db_time(due):%Y-%m-%d %H:%M}", json.loads(facts)["slot"]["action"], url)
-            for due, facts, url in rows]
 
 
 def _deliver(outgoing: Outgoing | None, now: dt.datetime | None = None) -> None:

@@ -1,5 +1,6 @@
-"""Finding a lead by what a provider calls it, for webhooks that name a member only by the
-provider's own id (a Salesflow MemberId learnt when the lead was imported into a campaign)."""
+"""Finding a lead: by its key (a profile named on the command line), or by what a provider calls
+it, for webhooks that name a member only by the provider's own id (a Salesflow MemberId learnt
+when the lead was imported into a campaign)."""
 from __future__ import annotations
 
 import re
@@ -8,6 +9,11 @@ from .backends import current
 from .models import db
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def lead_id_by_key(key: str) -> int | None:
+    row = db.execute_sql("SELECT id FROM lead WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
 
 
 def lead_key_by_provider_id(name: str, value: str) -> str | None:

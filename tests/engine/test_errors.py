@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from runner import audit, steps
+from runner import audit, flow
 from runner.cli import main
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
 from runner.store import Action, Enrollment, Event, Usage
@@ -238,14 +238,14 @@ def test_retryable_errors_back_off_exponentially_then_fail_with_the_error(
         assert (enr.state, enr.attempt) == ("active", attempt)
         delay = enr.due_at - h.now
         nominal = rt.backoff_base * 2 ** (attempt - 1)
-        assert delay == steps.backoff(rt, attempt, key=f"{enr.id}:check")
+        assert delay == flow.backoff(rt, attempt, key=f"{enr.id}:check")
         assert nominal * 0.5 <= delay < nominal * 1.5  # jitter around the doubling base
         delays.append(delay)
         h.clock.now = enr.due_at
     assert delays[2] > delays[0] and delays[3] > delays[1]  # doubling beats any jitter over two steps
     assert sum(delays, dt.timedelta()) <= rt.retry_budget
     # The fifth failure's backoff would end after the 20-minute budget: the lead fails, error kept.
-    assert sum(delays, dt.timedelta()) + steps.backoff(rt, 5, key=f"{enr.id}:check") > rt.retry_budget
+    assert sum(delays, dt.timedelta()) + flow.backoff(rt, 5, key=f"{enr.id}:check") > rt.retry_budget
     h.tick()
     enr = h.enrollment("anna")
     assert (enr.state, enr.outcome, enr.due_at) == ("failed", "failed", None)
@@ -271,7 +271,7 @@ def test_backoff_is_capped(make_harness: HarnessFactory) -> None:
     h = make_harness(sequence_yaml("s", CHECK_FIRST), start=OPEN)
     rt = h.engine.rt
     for attempt in (8, 12, 30):
-        assert rt.backoff_cap * 0.5 <= steps.backoff(rt, attempt, key="1:check") < rt.backoff_cap * 1.5
+        assert rt.backoff_cap * 0.5 <= flow.backoff(rt, attempt, key="1:check") < rt.backoff_cap * 1.5
 
 
 def test_rate_limited_waits_at_least_until_retry_at(make_harness: HarnessFactory) -> None:

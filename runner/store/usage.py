@@ -1,0 +1,44 @@
+"""The SQL of daily usage: per sender, sender-local day, action and sequence, the actions charged
+(`used`) and the pacing points booked (`reserved`). `runner.limits` decides; this counts."""
+from __future__ import annotations
+
+import datetime as dt
+
+from .fields import to_db_time
+from .models import db
+
+
+def day_usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int]:
+    """(sequence used, sequence reserved, sender total used) for one day."""
+    rows = db.execute_sql(
+        "SELECT sequence, used, reserved FROM usage WHERE sender_id = ? AND day = ? AND action = ?",
+        (sender_id, day, action)).fetchall()
+    used = reserved = total = 0
+    for seq_name, u, r in rows:
+        total += u
+        if seq_name == sequence:
+            used, reserved = u, r
+    return used, reserved, total
+
+
+# Portable upsert: the row's own columns are named with the table (Postgres finds a bare name
+# ambiguous beside `excluded`), and a count never goes below 0 (CASE, not SQLite's two-argument MAX).
+_ADD = (
+    "INSERT INTO usage (sender_id, sequence, action, day, used, reserved, last_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (sender_id, day, action, sequence) DO UPDATE SET used = usage.used + excluded.used, "
+    "reserved = CASE WHEN usage.reserved + excluded.reserved < 0 THEN 0 ELSE usage.reserved + excluded.reserved END, "
+    "last_at = CASE WHEN excluded.last_at IS NOT NULL AND (usage.last_at IS NULL OR excluded.last_at > usage.last_at) "
+    "THEN excluded.last_at ELSE usage.last_at END")
+
+
+def add_usage(sender_id: int, day: str, action: str, sequence: str, *, used: int = 0, reserved: int = 0,
+              last_at: dt.datetime | None = None) -> None:
+    """Add to a day's counts (a negative `reserved` gives bookings back); `last_at` keeps the latest."""
+    stamp = to_db_time(last_at) if last_at else None
+    db.execute_sql(_ADD, (sender_id, sequence, action, day, used, reserved, stamp))
+
+
+def refund_use(sender_id: int, day: str, action: str, sequence: str) -> None:
+    """Give back one charged action of a day."""
+    db.execute_sql("UPDATE usage SET used = used - 1 WHERE sender_id = ? AND day = ? AND action = ? AND sequence = ? "
+                   "AND used > 0", (sender_id, day, action, sequence))
