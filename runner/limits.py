@@ -38,9 +38,8 @@ from zoneinfo import ZoneInfo
 from . import calendar as cal
 from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
-from .store import charges, db, enrollments, pace, usage
+from .store import charges, enrollments, pace, usage
 from .store import pace_hints as hints
-from .store.fields import to_db_time
 from .store.transactions import writing
 
 MAX_DAYS_AHEAD = 400
@@ -355,9 +354,7 @@ def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime)
     if not charges.charge_usage(sender.sender_id, today.isoformat(), action, seq.name, sequence_cap=seq_cap,
                                 sender_cap=sender_cap, at=now):
         return False
-    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'used')",
-                   (sender.sender_id, action, seq.name, today.isoformat(), to_db_time(now), spacing))
+    pace.record_used(sender.sender_id, action, seq.name, today.isoformat(), now, spacing)
     return True
 
 
