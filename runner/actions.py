@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from . import calendar as cal
-from . import limits, templates
+from . import limits, logfields, templates
 from .flow import (
     API_KEY_REJECTED,
     Ctx,
@@ -133,15 +133,17 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
         # A POST cannot be asked about. It goes again under the same Idempotency-Key, so the
         # receiver can drop it if the first one arrived.
         log.info("lead %s step %s: notify %s was interrupted; posting it again with the same key",
-                 ctx.lead.key, step.id, key)
+                 ctx.lead.key, step.id, key, extra=logfields.of_ctx(ctx, step.id))
         return _notify(ctx, step, act)
     with ctx.outside():
         result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
                                                  since=act.started_at - dt.timedelta(minutes=1))
     if result is not None:
-        log.info("lead %s step %s: action %s had happened (reconciled)", ctx.lead.key, step.id, key)
+        log.info("lead %s step %s: action %s had happened (reconciled)", ctx.lead.key, step.id, key,
+                 extra=logfields.of_ctx(ctx, step.id))
         return _succeeded(ctx, step, act, result)
-    log.info("lead %s step %s: action %s had not happened (reconciled); trying again", ctx.lead.key, step.id, key)
+    log.info("lead %s step %s: action %s had not happened (reconciled); trying again", ctx.lead.key, step.id, key,
+             extra=logfields.of_ctx(ctx, step.id))
     close_action(ctx, act, "failed", error=ProviderError(ErrorKind.TRANSIENT, "not performed (reconciled after an interruption)"))
     if act.attempt == ctx.enr.attempt:
         # A crash: nothing counted this attempt yet. After a TRANSIENT error the error's reaction

@@ -28,10 +28,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import flow, inbox, limits, presence, steps
+from . import flow, inbox, limits, logfields, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Enrollment, Sender, SyncCursor, db, enrollments, health, sender_state
+from .store import Enrollment, claims, db, enrollments, health, sender_state, senders
 from .store import inbox as store_inbox
 from .store.fields import to_db_time
 from .store.inbox import Received
@@ -77,8 +77,7 @@ class Engine:
         self.sync(now, report)
         while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
-            ids = self.due_ids(now, batch)
-            claimed = self.claim_many(ids, now)
+            claimed = claims.claim_due(now, batch, self.rt.owner, now + self.rt.lease)
             for index, enrollment_id in enumerate(claimed):
                 if self._stopping(report):
                     # Hand back what this pass claimed and did not start: due at once for the next run.
@@ -87,7 +86,7 @@ class Engine:
                 at = max(now, clock()) if clock is not None else now
                 if self._run(enrollment_id, at, report):
                     report.processed += 1
-            if len(ids) < batch:
+            if len(claimed) < batch:
                 break
         limits.fill_gaps(self.rt, now)  # capacity given back during the pass goes to waiting leads
         self._want_polls(now)
@@ -105,14 +104,7 @@ class Engine:
         """Claim a batch with one guarded write (one transaction instead of one per lead); returns the
         ids this runner got, in the order given (due order). A row another runner claimed first, or
         that stopped being due, is not returned."""
-        if not ids:
-            return []
-        marks = ", ".join("?" for _ in ids)
-        got = {r[0] for r in db.execute_sql(
-            f"UPDATE enrollment SET due_at = ?, lease_owner = ? WHERE id IN ({marks}) AND state = 'active' "
-            f"AND due_at <= ? RETURNING id",
-            (to_db_time(now + self.rt.lease), self.rt.owner, *ids, to_db_time(now))).fetchall()}
-        return [i for i in ids if i in got]
+        return claims.claim_ids(ids, now, self.rt.owner, now + self.rt.lease)
 
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""
@@ -145,7 +137,10 @@ class Engine:
             if health.damaged(exc):
                 raise  # the database file, not this lead: stop; the user repairs the file
             report.errors += 1
-            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id)
+            sender = self.rt.senders.get(enr.sender_id) if enr.sender_id is not None else None
+            log.exception("lead %s (enrollment %s) step %s failed unexpectedly", enr.lead.key, enr.id, enr.step_id,
+                          extra=logfields.ids(lead=enr.lead.key, enrollment=enr.id, step=enr.step_id,
+                                              sender=sender.name if sender is not None else None))
             self._record_crash(enr, now, exc)
         return True
 
@@ -175,7 +170,7 @@ class Engine:
                 raced = True  # another runner polled it: `next_due` reads its schedule again
                 continue
             schedule[sender.id] = now + self.rt.poll_every
-            if Sender.get_by_id(sender.id).status != "active":
+            if senders.status_of(sender.id) != "active":
                 continue
             self._sync_sender(sender, now)
         self._first_poll = None if raced else self._earliest(schedule)
@@ -207,8 +202,8 @@ class Engine:
         (seed 000: only after the sync finished). The cursor moves once the events are stored, not
         once applied: an event that cannot be applied goes dead in the inbox and holds nothing up.
         Returns the number of new events."""
-        cursor = SyncCursor.get_or_none(SyncCursor.sender == sender.id)
-        since = cursor.last_synced_at - self.rt.sync_overlap if cursor and cursor.last_synced_at else None
+        synced = store_inbox.synced_until(sender.id)
+        since = synced - self.rt.sync_overlap if synced else None
         try:
             result = sender.provider.poll_events(sender.account, since=since)
         except ProviderError as err:
@@ -216,10 +211,10 @@ class Engine:
                 steps.pause_sender(sender.id, "auth expired", now)
             elif err.kind is ErrorKind.API_KEY_REJECTED:
                 steps.pause_sender(sender.id, steps.API_KEY_REJECTED, now)
-            log.warning("sender %s: polling failed: %s", sender.name, err)
+            log.warning("sender %s: polling failed: %s", sender.name, err, extra=logfields.ids(sender=sender.name))
             return 0
         received = [Received(ev, json.dumps(_event_json(ev), default=str)) for ev in result.events]
-        with db.atomic():
+        with writing():
             new = store_inbox.append(received, source="poll", provider=sender.provider.name, received_at=now,
                                      sender_id=sender.id)
             if result.synced_until is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from . import steps
+from . import logfields, steps
 from .absorb import belongs_to, event_facts, woken_due
 from .providers.base import ProviderEvent
 from .runtime import Runtime, SenderRuntime
@@ -70,7 +70,8 @@ def process(rt: Runtime, now: dt.datetime) -> int:
                 if health.damaged(exc):
                     raise
                 state = store_inbox.record_failure(row.id, exc, max_attempts=rt.max_attempts)
-                log.warning("event %s (%s) could not be applied (%s): %s", row.event_id, row.kind, state, exc)
+                log.warning("event %s (%s) could not be applied (%s): %s", row.event_id, row.kind, state, exc,
+                            extra=logfields.ids(lead=row.lead_key))
         if len(rows) < PAGE:
             return applied
 

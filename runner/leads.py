@@ -37,9 +37,10 @@ from .leadsfile import (
 )
 from .model import Sequence
 from .project import sync_senders
-from .store import Lead, Sender, db, leadbook
+from .store import Lead, Sender, leadbook
 from .store.fields import from_db_time, to_db_time
 from .store.leadbook import RUNNING
+from .store.transactions import writing
 from .urls import normalize_profile_url
 from .versions import remember
 
@@ -89,7 +90,7 @@ def import_leads(leads: LeadsFile, seq: Sequence, config: Config, *, senders: Se
         raise UserError("nothing imported: the file cannot be read as a lead list",
                         [d for d in leads.diagnostics if d.severity == "error"])
     result = ImportResult(seq.name)
-    with db.atomic("IMMEDIATE"):
+    with writing(immediate=True):
         rows_by_sender = sync_senders(config, now)
         allowed = _allowed_senders(seq, config, senders, rows_by_sender)
         history = _history([r.key for r in leads.rows if r.ok and r.key], seq.name)
@@ -307,7 +308,7 @@ def block_profiles(profiles: Iterable[tuple[str, str]], reason: str | None, now:
     result = BlockResult()
     items = list(profiles)
     keys = [k for k, _ in items]
-    with db.atomic("IMMEDIATE"):
+    with writing(immediate=True):
         existing = leadbook.blocked_keys(keys)
         new = [(k, u) for k, u in items if k not in existing]
         leadbook.add_blocks(new, reason, now)
@@ -319,7 +320,7 @@ def block_profiles(profiles: Iterable[tuple[str, str]], reason: str | None, now:
 
 
 def unblock_profile(key: str, url: str, now: dt.datetime) -> None:
-    with db.atomic("IMMEDIATE"):
+    with writing(immediate=True):
         if not leadbook.remove_block(key):
             raise UserError(f"{url} is not blocked")
         leadbook.record_block_events("unblocked", [(key, url)], None, now)

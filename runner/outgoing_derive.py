@@ -22,7 +22,6 @@ import hashlib
 import json
 from typing import Any, Callable, Iterable
 
-from .store import db
 from .store.outgoing import (
     Fact,
     OutgoingSubscription,
@@ -38,8 +37,10 @@ from .store.outgoing import (
     save_reading,
     sender_states,
     senders_json,
+    subscription_by_id,
     subscription_rows,
 )
+from .store.transactions import writing
 from .urls import redact_secrets
 
 #: How far back each pass reads again, for facts committed after newer ones were read.
@@ -70,8 +71,8 @@ def derive(subscriptions: Iterable[tuple[str, frozenset[str]]], now: dt.datetime
     rows = subscription_rows([name for name, _ in subs], now)
     added = 0
     for name, types in subs:
-        with db.atomic():
-            sub = OutgoingSubscription.get_by_id(rows[name].id)  # the reading as committed, inside the lock
+        with writing():
+            sub = subscription_by_id(rows[name].id)  # the reading as committed, inside the lock
             added += _derive_one(sub, types, now)
     return added
 

@@ -32,12 +32,13 @@ from .providers import QUOTAS
 from .providers.quotas import by_window
 from .providers.sandbox import SandboxProvider
 from .runtime import Runtime
-from .store import db, leadbook, reports
+from .store import leadbook, reports
 from .store import simulation as stored
 from .store.auditlog import first_action_times
 from .store.dashboard import booked_slots, variant_results
 from .store.fields import to_db_time
 from .store.quota_usage import performed_times
+from .store.transactions import writing
 from .versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
@@ -215,7 +216,7 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
         key, url = normalize_profile_url(row["linkedin_profile_url"])
         fields = {k: v for k, v in row.items() if k != "linkedin_profile_url" and v}
         leads.append((key, url, _json(fields), fields.get("timezone"), stamp, stamp))
-    with db.atomic():
+    with writing():
         leadbook.insert_new_leads(leads)
         count = leadbook.enroll(((lead_id, sender_ids[i % len(sender_ids)])
                                  for i, lead_id in enumerate(leadbook.all_lead_ids())),

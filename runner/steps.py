@@ -19,7 +19,7 @@ import logging
 from typing import Any, Callable
 
 from . import calendar as cal
-from . import limits, templates
+from . import limits, logfields, templates
 from .actions import on_provider_error, perform, reconcile
 from .flow import (
     API_KEY_REJECTED,  # noqa: F401 - the engine's sync pauses senders with it as steps.API_KEY_REJECTED
@@ -69,6 +69,10 @@ CONVERSATION_FACTS = frozenset({"conversation_exists", "replied", "lead_messaged
 
 # --- the loop for one lead ------------------------------------------------------------------------
 
+def _log_ids(enr: Enrollment, sender: Any) -> dict[str, Any]:
+    return logfields.ids(lead=enr.lead.key, enrollment=enr.id, sender=sender.name, step=enr.step_id)
+
+
 def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
     result = Advanced()
     # The version the lead started on (runner.versions): an edited file never changes what it does.
@@ -100,12 +104,14 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
             ctx.save()
     except Woken:
         release_claims([enr.id], rt.owner, now)  # due at once: its next run applies the events first
-        log.info("lead %s: events arrived before its next call; it plans again", enr.lead.key)
+        log.info("lead %s: events arrived before its next call; it plans again", enr.lead.key,
+                 extra=_log_ids(enr, sender))
     except Interrupted as exc:
-        log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc)
+        log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc, extra=_log_ids(enr, sender))
         result.final = "interrupted"
     except Stopping:
-        log.info("lead %s: the run is stopping; the lead continues at step %s next time", enr.lead.key, enr.step_id)
+        log.info("lead %s: the run is stopping; the lead continues at step %s next time", enr.lead.key, enr.step_id,
+                 extra=_log_ids(enr, sender))
         result.final = STOPPED
     return result
 

@@ -13,6 +13,7 @@ LAST_WORDS = {
     "bench_import.py": "ratio import / baseline:",
     "bench_pacing.py": "worst quota use",
     "bench_sandbox.py": "ratio scan / heap per poll:",
+    "bench_serve_kill.py": "duplicates: 0, lost steps: 0, lost deliveries: 0",
     "bench_serve_load.py": "deliveries lost: 0",
     "bench_simulate.py": "audit violations: 0",
     "bench_validate.py": "validate_paths, first run",

@@ -7,9 +7,9 @@ The check reads `runner/**/*.py` with `ast` (nothing is imported or run) and rep
 model instance's `save()`, the database's own transaction calls, and peewee's query-building names
 (`peewee.fn`, `peewee.JOIN`, `peewee._savepoint`, ...; its exception classes are fine).
 
-`ALLOWED` names what other helpers are moving into the store right now. It only shrinks: an entry
-that no longer covers anything is reported too, so that whoever moves the last statement out of
-it also deletes the entry.
+`ALLOWED` names what another helper is moving into the store right now, and the one permanent
+exemption (the sandbox provider's own SQLite file). It only shrinks: an entry that no longer covers
+anything is reported too, so that whoever moves the last statement out of it also deletes the entry.
 """
 from __future__ import annotations
 
@@ -27,25 +27,13 @@ import runner.store
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "runner"
 
-#: (file, function) -> the helper moving its statements into runner/store/ now. The function is
-#: its qualified name ("Engine.claim_many"); None covers the whole file.
+#: (file, function) -> why it may run SQL outside runner/store/ (the helper moving it, or the
+#: permanent reason). The function is its qualified name ("Engine.claim_many"); None covers the
+#: whole file.
 ALLOWED: dict[tuple[str, str | None], str] = {
-    # pg: the claim (FOR UPDATE SKIP LOCKED on Postgres) and the limit charge (one conditional statement)
-    ("runner/engine.py", "Engine.claim_many"): "pg",
-    ("runner/limits.py", "try_charge"): "pg",
-    # inbox: events, the cursor of each sender's sync, and the guarded apply of an event to a lead
-    ("runner/engine.py", "Engine.sync"): "inbox",
-    ("runner/engine.py", "Engine._sync_sender"): "inbox",
-    # events: deriving outgoing events reads a subscription inside its own transaction; the retry
-    # command looks subscriptions up
-    ("runner/outgoing_derive.py", "derive"): "events",
-    ("runner/commands/outgoing.py", "retry_command"): "events",
-    # state: the transaction `fill_gaps` opens
-    ("runner/limits.py", "fill_gaps"): "state",
-    # sqlout-read: the modules that read the store for reports, exports and the simulator
-    ("runner/leads.py", None): "sqlout-read",
-    ("runner/providers", None): "sqlout-read",
-    ("runner/simulate.py", None): "sqlout-read",
+    # Permanent: the sandbox provider's own SQLite file (its state shared between processes), not
+    # seqrun's store; it never goes to Postgres.
+    ("runner/providers/sandbox_state.py", None): "the sandbox's own file",
 }
 
 

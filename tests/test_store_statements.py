@@ -1,5 +1,6 @@
 """Store statements rewritten to be portable keep what they did: daily counts never go below 0 and
-keep the latest time, and a write transaction commits around an external call."""
+keep the latest time, a write transaction commits around an external call, and the small lookups
+moved out of the engine and commands answer as the queries they replace did."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,6 +10,9 @@ import sqlite3
 import pytest
 
 from runner.store import Sender, Usage, db, open_store
+from runner.store.inbox import move_cursor, synced_until
+from runner.store.outgoing import subscription_by_id, subscription_names, subscription_rows
+from runner.store.senders import pause_sender, status_of
 from runner.store.transactions import writing
 from runner.store.usage import add_usage, day_usage, refund_use
 
@@ -65,3 +69,20 @@ def test_nested_released_leaves_the_outer_transaction_open(sender_id: int, tmp_p
         assert _committed_elsewhere(tmp_path) == ["alice"]
         outer.rollback()
     assert _committed_elsewhere(tmp_path) == ["alice"]
+
+
+def test_sender_status_and_sync_cursor(sender_id: int) -> None:
+    assert status_of(sender_id) == "active" and status_of(sender_id + 1) is None
+    pause_sender(sender_id, "auth expired")
+    assert status_of(sender_id) == "paused"
+    assert synced_until(sender_id) is None
+    move_cursor(sender_id, NOW - dt.timedelta(minutes=5), NOW)
+    move_cursor(sender_id, NOW, NOW)
+    assert synced_until(sender_id) == NOW
+
+
+def test_subscription_names_in_order(sender_id: int) -> None:
+    assert subscription_names() == []
+    rows = subscription_rows(["crm", "alerts"], NOW)
+    assert subscription_names() == ["alerts", "crm"]
+    assert subscription_by_id(rows["crm"].id).name == "crm"

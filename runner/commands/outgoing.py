@@ -9,7 +9,7 @@ import click
 from ..diagnostics import UserError
 from ..project import open_project
 from ..store import open_store
-from ..store.outgoing import STATES, OutgoingSubscription, list_events, retry_failed
+from ..store.outgoing import STATES, list_events, retry_failed, subscription_names
 from ..terminal import json_printable, printable
 
 def utc_now() -> dt.datetime:
@@ -91,8 +91,9 @@ def retry_command(every: bool, subscription: str | None, event_id: str | None, d
         raise UserError("say which failed events to try again: --all, --subscription NAME or --event ID")
     config, _, _ = open_project()
     open_store(config.database_url(db_url), writable=True)
-    if subscription is not None and OutgoingSubscription.get_or_none(OutgoingSubscription.name == subscription) is None:
-        known = ", ".join(s.name for s in OutgoingSubscription.select().order_by(OutgoingSubscription.name)) or "none yet"
+    names = subscription_names() if subscription is not None else []
+    if subscription is not None and subscription not in names:
+        known = ", ".join(names) or "none yet"
         raise UserError(f"no outgoing subscription named {subscription!r} has events (known: {known})")
     count = retry_failed(utc_now(), subscription=subscription, event_id=event_id)
     click.echo(f"{count} failed event(s) will be tried again at the next pass of seqrun run or serve")

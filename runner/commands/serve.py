@@ -1,8 +1,9 @@
 """`seqrun serve`: the long-running daemon (webhook receiver, engine loop, health and metrics).
 
 The process is `runner.server.lifecycle.Daemon`; this module checks the options and the project,
-binds the socket and maps the way it stopped to an exit code: 0 after SIGTERM, 130 after Ctrl-C
-(as `seqrun run`), 1 for anything the user must fix before it can start.
+binds the socket and maps the way it stopped to an exit code: 0 after SIGTERM or Ctrl-C (a
+deliberate stop of a daemon is a success; `seqrun run` keeps 130 for Ctrl-C), 130 after a second
+Ctrl-C (stopped at once, without finishing), 1 for anything the user must fix before it can start.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
 
     Webhooks go to POST /webhooks/PROVIDER (Salesflow campaigns: /webhooks/salesflow-campaign/SENDER/TOKEN);
     each is verified with the provider's secret and stored before it is answered. SIGTERM or Ctrl-C
-    finish the call in flight and stop (exit 0 after SIGTERM, 130 after Ctrl-C). See docs/serve.md.
+    finish the call in flight and stop with exit 0 (a second Ctrl-C stops at once: 130). See docs/serve.md.
 
     \b
     Example:
@@ -70,15 +71,13 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
                        "Ctrl-C to stop", err=True)
             try:
                 signum = daemon.run()
-            except KeyboardInterrupt:
-                signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next start reconciles)
+            except KeyboardInterrupt:  # a second Ctrl-C: stopped at once (the next start reconciles)
+                from ..cli import EXIT_INTERRUPTED
+
+                click.echo("Interrupted.", err=True)
+                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         finally:
             sock.close()
-    if signum == signal.SIGINT:
-        from ..cli import EXIT_INTERRUPTED
-
-        click.echo("Interrupted.", err=True)
-        raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if signum is not None:
         click.echo(f"stopped ({signal.Signals(signum).name})", err=True)
 

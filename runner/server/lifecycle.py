@@ -11,7 +11,8 @@
    engine pass (`Engine.tick`: the inbox's events first, each sender's polls when due, then every
    lead that is due), then a pause until the earliest of: `interval`, the next thing due
    (`Engine.next_due`: a lead's `due_at` or a sender's poll), or a wake-up (a verified webhook
-   delivery, so that an acceptance or a reply moves its lead now). The pause only triggers passes;
+   delivery, so that an acceptance or a reply moves its lead now). Wake-ups are coalesced: while
+   they keep coming, a pass starts at most every `WAKE_GAP` seconds and serves them all. The pause only triggers passes;
    what is due always comes from the database. After each pass the outgoing events that are due
    are delivered (`runner.outgoing`, as `seqrun run` does).
 
@@ -39,7 +40,9 @@ from ..config import Config
 from ..diagnostics import UserError
 from ..engine import Engine, TickReport
 from ..outgoing import Outgoing
+from ..presence import STALE_AFTER, Presence, age
 from ..store import db
+from ..store.db import bound_file
 from ..inbox import process as apply_inbox
 from ..webhooks import WebhookInbox, secrets_by_provider
 from .app import ServerState, create_app
@@ -48,6 +51,9 @@ from .metrics import Metrics
 log = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.05  # seconds: a floor between passes, so that a lead due in the past never spins the loop
+#: seconds: while wake-ups keep coming (webhooks under load), a pass starts at most this often; every
+#: wake-up meanwhile is served by that one pass, and none waits longer than this for it
+WAKE_GAP = 0.2
 STARTUP_WAIT = 30.0  # seconds the HTTP server may take to start
 
 
@@ -121,6 +127,8 @@ class Daemon:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._signals: StopSignals | None = None
+        self._presence: Presence | None = None
+        self._last_start = 0.0  # monotonic time the last pass started
 
     @property
     def url(self) -> str:
@@ -137,19 +145,28 @@ class Daemon:
         self._wake.set()
 
     def stop_requested(self) -> bool:
-        return self._stop.is_set() or (self._signals is not None and self._signals.requested())
+        return (self._stop.is_set() or (self._signals is not None and self._signals.requested())
+                or (self._presence is not None and self._presence.lost()))
 
     def run(self) -> int | None:
         """Serve until stopped; returns the signal that stopped it, if one did."""
         with httpx.Client(timeout=30.0) as client, StopSignals() as signals:
             self._signals = signals
             outgoing = Outgoing.from_config(self.config, client)  # a secret not set stops it here, before anything
-            engine = _runtime(self.config, self.sequences, client, db_file=db.database, clock=self.clock)
-            engine.rt.stop_requested = self.stop_requested
-            try:
-                self._serve(engine, outgoing)
-            finally:
-                _close_providers(engine)
+            engine = _runtime(self.config, self.sequences, client, db_file=bound_file(), clock=self.clock)
+            # A runner like `seqrun run` (runner.presence): known by its row and heartbeat, on the
+            # clock its leases are written with; it stops making calls once another runner found it gone.
+            with Presence(engine.rt.owner, "serve", clock=self.clock) as presence:
+                self._presence = presence
+                engine.rt.stop_requested = self.stop_requested
+                try:
+                    self._serve(engine, outgoing)
+                finally:
+                    _close_providers(engine)
+            if presence.lost() and signals.signum is None and not self._stop.is_set():
+                raise UserError(f"seqrun serve stopped: another runner found it gone (no heartbeat in the database "
+                                f"for {age(STALE_AFTER)}) and took its leads back; whatever it left in flight is "
+                                "reconciled with the provider")
         return signals.signum
 
     def _serve(self, engine: Engine, outgoing: Outgoing | None) -> None:
@@ -176,8 +193,8 @@ class Daemon:
     def _loop(self, engine: Engine, metrics: Metrics, outgoing: Outgoing | None) -> None:
         while not self.stop_requested():
             self._wake.clear()
+            self._last_start = time.monotonic()
             started = time.perf_counter()
-            metrics.engine_took_deliveries()  # the pass applies every delivery stored so far (runner.inbox)
             report = engine.tick(self.clock(), clock=self.clock)
             metrics.loop_seconds.observe(time.perf_counter() - started)
             _count(metrics, report)
@@ -193,11 +210,25 @@ class Daemon:
         seconds = self.interval if due is None else (due - self.clock()).total_seconds() / self.pace
         deadline = time.monotonic() + min(self.interval, max(MIN_PAUSE, seconds))
         # In slices: a signal sets the stop flag without waking the event.
-        while not self.stop_requested() and not self._wake.is_set():
-            left = deadline - time.monotonic()
+        while not self.stop_requested():
+            now = time.monotonic()
+            woken = self._wake.is_set()
+            left = next_pass_at(now=now, deadline=deadline, woken=woken, last_start=self._last_start) - now
             if left <= 0:
                 return
-            self._wake.wait(min(left, 0.2))
+            if woken:
+                time.sleep(min(left, 0.05))  # the wake-up is noted; the next pass takes it with any that follow
+            else:
+                self._wake.wait(min(left, 0.2))
+
+
+def next_pass_at(*, now: float, deadline: float, woken: bool, last_start: float) -> float:
+    """When the next pass starts (monotonic seconds): at `deadline` (the next thing due), sooner when
+    woken, but not before `WAKE_GAP` after the last pass started: wake-ups are coalesced, so that a
+    stream of webhooks does not run one full pass each."""
+    if not woken:
+        return deadline
+    return min(deadline, max(now, last_start + WAKE_GAP))
 
 
 def _count(metrics: Metrics, report: TickReport) -> None:

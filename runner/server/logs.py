@@ -2,7 +2,7 @@
 
 A JSON line has `time` (UTC, ISO 8601), `level`, `logger` and `message`, plus the ids a record
 carries as fields: `lead`, `enrollment`, `sender`, `step`, `provider`, `verdict`, `status` (the
-server's own records set them; the engine's name the lead, enrollment and step in the message), and
+server's records and the engine's set them, runner.logfields; the messages name them too), and
 `exception` with the traceback when there is one. Every record is redacted as it is made
 (`runner.providers.http.install_log_redaction`): credentials, webhook secrets and URL query strings
 never reach a line. The HTTP server's access log is off: a webhook URL may carry a token; each

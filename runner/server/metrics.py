@@ -1,16 +1,15 @@
 """`/metrics`: the Prometheus text format (prometheus_client), one registry per app.
 
 What the process counts itself: webhook deliveries by provider and verdict, their answer time, the
-engine loop's pass duration and what passes did, and the inbox lag (how long the oldest verified
-delivery not yet applied by the engine has waited). What the database knows is read at scrape time
-(`runner.store.serving`): actions by kind and outcome, the queue of due leads, leads by state, and
-each sender's usage today against its daily caps, so the figures are right across restarts and
+engine loop's pass duration and what passes did. What the database knows is read at scrape time
+(`runner.store.serving`): actions by kind and outcome, the queue of due leads, leads by state, each
+sender's usage today against its daily caps, and the inbox lag (how long the oldest event stored in
+the inbox and not yet applied has waited, whoever received it), so the figures are right across restarts and
 across several processes sharing one database.
 """
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -39,43 +38,13 @@ class Metrics:
                                       registry=self.registry)
         self.loop_work = Counter("seqrun_loop_work", "What engine passes did: leads processed, steps, events, errors",
                                  ["what"], registry=self.registry)
-        self.inbox_lag = Gauge("seqrun_inbox_lag_seconds", "Age of the oldest verified webhook delivery the engine "
-                               "has not applied yet (0 when none waits)", registry=self.registry)
+        self.inbox_lag = Gauge("seqrun_inbox_lag_seconds", "Age of the oldest event in the inbox not applied yet "
+                               "(0 when none waits)", registry=self.registry)
         self.registry.register(_StoreCollector(clock, senders))
-        self._lag = _Lag(clock)
-        self.inbox_lag.set_function(self._lag.seconds)
-
-    def delivery_waiting(self) -> None:
-        """A verified delivery is waiting for the engine."""
-        self._lag.waiting()
-
-    def engine_took_deliveries(self) -> None:
-        """The engine took every delivery waiting so far."""
-        self._lag.taken()
+        self.inbox_lag.set_function(lambda: serving.inbox_lag(clock()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class _Lag:
-    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
-        self._clock = clock
-        self._since: dt.datetime | None = None
-        self._lock = threading.Lock()
-
-    def waiting(self) -> None:
-        with self._lock:
-            if self._since is None:
-                self._since = self._clock()
-
-    def taken(self) -> None:
-        with self._lock:
-            self._since = None
-
-    def seconds(self) -> float:
-        with self._lock:
-            since = self._since
-        return 0.0 if since is None else max(0.0, (self._clock() - since).total_seconds())
 
 
 class _StoreCollector(Collector):

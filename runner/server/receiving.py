@@ -64,7 +64,6 @@ async def receive(request: Request) -> JSONResponse:
     if 200 <= status < 300:
         verdict = DUPLICATE if reason == DUPLICATE_REASON else VERIFIED
         if verdict == VERIFIED:
-            state.metrics.delivery_waiting()
             state.wake()  # an acceptance or a reply moves its lead now, not at the next pass
     else:
         verdict = REJECTED

@@ -174,6 +174,13 @@ def record_in_ledger(row: InboxEvent, *, sender_id: int | None, lead_id: int | N
     return True
 
 
+def synced_until(sender_id: int) -> dt.datetime | None:
+    """How far the sender's provider sync had finished at its last poll (its cursor); None before
+    the first finished sync."""
+    cursor = SyncCursor.get_or_none(SyncCursor.sender == sender_id)
+    return cursor.last_synced_at if cursor is not None else None
+
+
 def move_cursor(sender_id: int, synced_until: dt.datetime, now: dt.datetime) -> None:
     """A sender's sync cursor, once the events its poll brought are in the inbox."""
     SyncCursor.insert(sender=sender_id, last_synced_at=synced_until, updated_at=now).on_conflict(

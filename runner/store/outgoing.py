@@ -84,6 +84,15 @@ def subscription_rows(names: Iterable[str], now: dt.datetime) -> dict[str, Outgo
     return rows
 
 
+def subscription_by_id(subscription_id: int) -> OutgoingSubscription:
+    return OutgoingSubscription.get_by_id(subscription_id)
+
+
+def subscription_names() -> list[str]:
+    """Every subscription that has had events, by name."""
+    return [n for (n,) in OutgoingSubscription.select(OutgoingSubscription.name).order_by(OutgoingSubscription.name).tuples()]
+
+
 def save_reading(sub: OutgoingSubscription, now: dt.datetime) -> None:
     """How far a subscription has read, written in the transaction that added its events."""
     OutgoingSubscription.update(actions_at=sub.actions_at, events_at=sub.events_at, finished_at=sub.finished_at,

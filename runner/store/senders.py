@@ -15,6 +15,11 @@ def resume_sender(sender_id: int) -> None:
     Sender.update(status="active", paused_reason=None).where(Sender.id == sender_id).execute()
 
 
+def status_of(sender_id: int) -> str | None:
+    """The sender's status ("active", "paused"); None for a sender not in the store."""
+    return Sender.select(Sender.status).where(Sender.id == sender_id).scalar()
+
+
 def sender_id_by_name(name: str) -> int | None:
     return Sender.select(Sender.id).where(Sender.name == name).scalar()
 

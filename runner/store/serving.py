@@ -10,7 +10,7 @@ import datetime as dt
 from peewee import fn
 
 from .migrations import MIGRATIONS, applied_versions
-from .models import Action, Enrollment, Sender, Usage, db
+from .models import Action, Enrollment, InboxEvent, Sender, Usage, db
 
 
 def ping() -> None:
@@ -54,3 +54,11 @@ def sender_statuses() -> dict[str, tuple[str, str | None]]:
     """Every stored sender's status and paused reason, by name."""
     return {name: (status, reason) for name, status, reason in
             Sender.select(Sender.name, Sender.status, Sender.paused_reason).tuples()}
+
+
+def inbox_lag(now: dt.datetime) -> float:
+    """Seconds the oldest pending inbox event has waited to be applied (0 when none waits).
+    Rows a dead letter holds are not waiting (`seqrun events` shows them)."""
+    oldest = (InboxEvent.select(InboxEvent.received_at).where(InboxEvent.state == "pending")
+              .order_by(InboxEvent.received_at).first())
+    return 0.0 if oldest is None else max(0.0, (now - oldest.received_at).total_seconds())

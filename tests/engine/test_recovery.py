@@ -202,3 +202,26 @@ def test_recover_leaves_a_lead_sleeping_in_backoff_alone(make_harness: HarnessFa
     assert due > h.now  # backing off, with its action in flight on purpose
     assert h.engine.recover(h.now) == 0
     assert h.enrollment("anna").due_at == due
+
+
+def test_the_engines_log_records_carry_the_lead_enrollment_sender_and_step_as_fields(
+        make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture) -> None:
+    # `seqrun serve --log-format json` writes these fields; a reconciliation is one such record.
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    enr = h.enrollment("anna")
+    at = h.now + dt.timedelta(hours=2)
+    h.clock.now = at
+    key = f"{enr.id}:connect:0:0"
+    h.sandbox.connect(ALICE_ACCOUNT, ANNA, note=None, key=key)
+    Action.create(key=key, enrollment=enr.id, lead=enr.lead_id, sender=h.sender_id(), sequence="s",
+                  step_id="connect", action="connect", status="in_flight", charged=True, planned_at=at, started_at=at)
+    Enrollment.update(facts={"inflight": key}, due_at=at, lease_owner="crashed-run").where(
+        Enrollment.id == enr.id).execute()
+    engine = h.restart()
+    caplog.set_level("INFO", logger="runner")
+    engine.tick(at)
+    (record,) = [r for r in caplog.records if "(reconciled)" in r.getMessage()]
+    assert record.getMessage() == f"lead anna step connect: action {key} had happened (reconciled)"
+    assert (record.lead, record.enrollment, record.sender, record.step) == (  # type: ignore[attr-defined]
+        "anna", enr.id, "alice", "connect")

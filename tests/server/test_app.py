@@ -9,10 +9,13 @@ from typing import Iterator
 import httpx
 import pytest
 
+from runner.providers.base import ProviderEvent
 from runner.server.app import ServerState
 from runner.server.deliveries import DUPLICATE, REJECTED, VERIFIED
 from runner.server.metrics import Metrics
 from runner.store import db, open_store
+from runner.store import inbox as store_inbox
+from runner.store.inbox import Received
 from runner.webhooks import WebhookInbox
 from tests.providers.stored_inbox import take_stored
 
@@ -102,6 +105,20 @@ def test_health_readiness_and_metrics(state: ServerState) -> None:
     assert "seqrun_queue_depth 0.0" in text
     assert "seqrun_inbox_lag_seconds 0.0" in text  # the clock stands still in this test
     assert "# TYPE seqrun_loop_seconds histogram" in text
+
+
+def test_the_inbox_lag_is_the_oldest_pending_event_in_the_database(state: ServerState) -> None:
+    # Stored by a poll or by another process: this process never saw it arrive.
+    store_inbox.append([Received(ProviderEvent("p-1", "replied", AT - dt.timedelta(minutes=5), lead_key="ann"))],
+                       source="poll", provider="echo", received_at=AT - dt.timedelta(seconds=90))
+    store_inbox.append([Received(ProviderEvent("p-2", "replied", AT, lead_key="bob"))],
+                       source="poll", provider="echo", received_at=AT - dt.timedelta(seconds=30))
+    with served(state) as url:
+        lagging = httpx.get(url + "/metrics").text
+        take_stored(AT)  # the engine applies them
+        caught_up = httpx.get(url + "/metrics").text
+    assert "seqrun_inbox_lag_seconds 90.0" in lagging
+    assert "seqrun_inbox_lag_seconds 0.0" in caught_up
 
 
 def test_the_dashboard_is_mounted_after_the_routes_it_cannot_shadow(state: ServerState) -> None:

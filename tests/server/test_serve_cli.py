@@ -1,5 +1,6 @@
 """`seqrun serve` as a user starts it: a real process on 127.0.0.1 (port 0), health, readiness,
-metrics and JSON logs, stopped by SIGTERM (exit 0) or Ctrl-C (exit 130); refusals before it starts."""
+metrics and JSON logs, stopped by SIGTERM or Ctrl-C (exit 0), a runner
+with a heartbeat meanwhile; refusals before it starts."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import queue
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -121,12 +123,22 @@ def test_serve_answers_health_readiness_metrics_and_stops_on_sigterm_with_exit_0
         "warning", "runner.server.receiving", "unknown", 404)
 
 
-def test_ctrl_c_stops_serve_with_exit_130(project: pathlib.Path) -> None:
+def runners(root: pathlib.Path) -> list[tuple[str, int, str]]:
+    with sqlite3.connect(root / "seqrun.db") as con:
+        found = con.execute("SELECT command, pid, state FROM runner ORDER BY started_at").fetchall()
+    con.close()
+    return found
+
+
+def test_serve_is_a_runner_with_a_heartbeat_and_ctrl_c_stops_it_with_exit_0(project: pathlib.Path) -> None:
     serve = Serve(project)
     serve.ready()
+    running = runners(project)  # registered as `run` registers: its leases are judged by its heartbeat
     code, err = serve.stop(signal.SIGINT)
-    assert code == 130
-    assert err.splitlines()[-1] == "Interrupted."
+    assert running == [("serve", serve.proc.pid, "running")]
+    assert code == 0  # a deliberate stop of a daemon is a success
+    assert err.splitlines()[-1] == "stopped (SIGINT)"
+    assert runners(project) == [("serve", serve.proc.pid, "stopped")]
 
 
 def test_serve_refuses_a_non_loopback_address_without_the_dashboard_token(

@@ -202,3 +202,18 @@ def test_outgoing_events_are_delivered_after_the_pass_that_made_them(served: Ser
     served.until(lambda: actions() == [("connect", "connect", "done")], advance=dt.timedelta(minutes=20))
     (event_type, signature), = served.until(lambda: crm.received)  # the pass that sent the invite delivered it
     assert event_type == "lead.invite_sent" and signature.startswith("v1,")
+
+
+def test_wake_ups_are_coalesced_into_at_most_one_pass_per_gap() -> None:
+    from runner.server.lifecycle import WAKE_GAP, next_pass_at
+
+    # Not woken: the pass waits for what is due (the deadline).
+    assert next_pass_at(now=100.0, deadline=130.0, woken=False, last_start=99.0) == 130.0
+    # Woken long after the last pass started: at once.
+    assert next_pass_at(now=100.0, deadline=130.0, woken=True, last_start=90.0) == 100.0
+    # Woken again right after a pass started (deliveries keep coming): not before the gap is over,
+    # so however many wake-ups come meanwhile, they make one pass.
+    assert next_pass_at(now=100.0, deadline=130.0, woken=True, last_start=99.95) == 99.95 + WAKE_GAP
+    # Something due sooner than that still goes at its time.
+    assert next_pass_at(now=100.0, deadline=100.1, woken=True, last_start=99.95) == 100.1
+    assert WAKE_GAP <= 0.25  # a reaction to an acceptance or a reply is never held back longer
