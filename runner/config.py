@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from jsonschema import Draft202012Validator, ValidationError
@@ -271,6 +272,16 @@ def _sender(doc: YamlDoc, index: int, raw: dict[str, Any]) -> SenderConfig:
         app_base_url=raw.get("app_base_url"), pos=Pos(doc.file, line, col))
 
 
+def _has_password(database: Any) -> bool:
+    """Whether a `database:` URL carries a password (`postgresql://user:password@host/db`)."""
+    if not isinstance(database, str) or "://" not in database:
+        return False
+    try:
+        return urlsplit(database).password is not None
+    except ValueError:
+        return False
+
+
 def _anchor_database(value: str | None, root: pathlib.Path) -> str | None:
     """A relative database path in seqrun.yaml means relative to the file, not to the cwd."""
     if value is None or value == ":memory:":
@@ -375,6 +386,9 @@ class _Checker:
                     self.add(path, "secrets do not belong in seqrun.yaml; put the value in an environment "
                                    "variable and name it in the sender's credentials_env, e.g. "
                                    f"credentials_env: {{{key.lower()}: {variable}}}", key=True)
+        if _has_password(data.get("database")):
+            self.add(("database",), "a password does not belong in seqrun.yaml; remove it from the URL and give it "
+                                    "to Postgres through PGPASSWORD or ~/.pgpass (the value is not shown)")
         return found
 
     def _convert(self, err: ValidationError, secret_keys: set[YamlPath]) -> None:

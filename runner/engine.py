@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from . import flow, inbox, limits, logfields, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Enrollment, db, enrollments, health, sender_state, senders
+from .store import Enrollment, claims, enrollments, health, sender_state, senders
 from .store import inbox as store_inbox
-from .store.fields import to_db_time
 from .store.inbox import Received
 from .store.leases import in_flight_holders, release_claims, release_in_flight_of
 from .store.transactions import writing
@@ -77,8 +76,7 @@ class Engine:
         self.sync(now, report)
         while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
-            ids = self.due_ids(now, batch)
-            claimed = self.claim_many(ids, now)
+            claimed = claims.claim_due(now, batch, self.rt.owner, now + self.rt.lease)
             for index, enrollment_id in enumerate(claimed):
                 if self._stopping(report):
                     # Hand back what this pass claimed and did not start: due at once for the next run.
@@ -87,7 +85,7 @@ class Engine:
                 at = max(now, clock()) if clock is not None else now
                 if self._run(enrollment_id, at, report):
                     report.processed += 1
-            if len(ids) < batch:
+            if len(claimed) < batch:
                 break
         limits.fill_gaps(self.rt, now)  # capacity given back during the pass goes to waiting leads
         self._want_polls(now)
@@ -105,14 +103,7 @@ class Engine:
         """Claim a batch with one guarded write (one transaction instead of one per lead); returns the
         ids this runner got, in the order given (due order). A row another runner claimed first, or
         that stopped being due, is not returned."""
-        if not ids:
-            return []
-        marks = ", ".join("?" for _ in ids)
-        got = {r[0] for r in db.execute_sql(
-            f"UPDATE enrollment SET due_at = ?, lease_owner = ? WHERE id IN ({marks}) AND state = 'active' "
-            f"AND due_at <= ? RETURNING id",
-            (to_db_time(now + self.rt.lease), self.rt.owner, *ids, to_db_time(now))).fetchall()}
-        return [i for i in ids if i in got]
+        return claims.claim_ids(ids, now, self.rt.owner, now + self.rt.lease)
 
     def next_due(self) -> dt.datetime | None:
         """The earliest moment anything will be due: a lead's `due_at` or a sender's next poll."""

@@ -122,6 +122,11 @@ class Ctx:
         steps merely observed since the last save may wait for the next one: losing them in a crash
         only means asking again.) A run asked to stop makes no new call: it stops here (`Stopping`)."""
         self.stop_if_asked()
+        if self.rt.calls_in_process:
+            # The simulator's sandbox: nothing outside the process sees the store, and no event can
+            # arrive for the lead before its run ends (they come in at the tick's sync only).
+            yield
+            return
         if self.take_events():
             raise Woken(f"enrollment {self.enr.id}: events arrived")
         if self.dirty:
@@ -150,6 +155,8 @@ class Ctx:
 
     def take_events(self) -> int:
         """The lead's pending inbox events, applied to its facts (runner.absorb); how many."""
+        if self.events_taken and self.rt.calls_in_process:
+            return 0  # the simulator: none can have arrived since (see `Runtime.calls_in_process`)
         applied = absorb(self.rt, self.enr, self.facts, self.now)
         self.events_taken = True
         if applied:

@@ -38,11 +38,9 @@ from zoneinfo import ZoneInfo
 from . import calendar as cal
 from . import pacing_grid as grids
 from .model import Calendar, Limits, Sequence
-from .store import db, enrollments, pace, usage
+from .store import charges, enrollments, pace, usage
 from .store import pace_hints as hints
-from .store.fields import to_db_time
 from .store.transactions import writing
-from .store.usage import add_usage as _bump  # the name `try_charge` (helper pg is moving it) calls it by
 
 MAX_DAYS_AHEAD = 400
 #: A lead that wakes later than this after its booked point (downtime, a long pass) does not act at
@@ -343,17 +341,20 @@ def _room(seq: Sequence, sender: SenderCaps, action: str, day: dt.date) -> bool:
 
 def try_charge(seq: Sequence, sender: SenderCaps, action: str, now: dt.datetime) -> bool:
     """Count one performed action against today's caps and record its point; False (and nothing
-    charged) when the day is full or the sender's last such action is closer than the spacing."""
+    charged) when the day is full or the sender's last such action is closer than the spacing.
+    Runs inside the transaction that records the action (`actions._record`)."""
     today = cal.local_date(now, sender.zone)
-    if not _room(seq, sender, action, today):
+    seq_cap, sender_cap = caps_for(seq, sender, action, today)
+    if seq_cap <= 0 or sender_cap <= 0:
         return False
+    charges.lock_sender(sender.sender_id)  # the spacing read and the charge below, as one
     spacing = spacing_seconds(seq, sender, action)
     if _too_close(sender.sender_id, action, now, spacing) is not None:
         return False
-    _bump(sender.sender_id, today.isoformat(), action, seq.name, used=1, last_at=now)
-    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'used')",
-                   (sender.sender_id, action, seq.name, today.isoformat(), to_db_time(now), spacing))
+    if not charges.charge_usage(sender.sender_id, today.isoformat(), action, seq.name, sequence_cap=seq_cap,
+                                sender_cap=sender_cap, at=now):
+        return False
+    pace.record_used(sender.sender_id, action, seq.name, today.isoformat(), now, spacing)
     return True
 
 

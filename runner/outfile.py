@@ -18,7 +18,7 @@ from typing import IO
 
 from .diagnostics import UserError
 from .paths import PROJECT_CONFIG, SANDBOX_STATE_SUFFIX, TEMPLATES_DIR
-from .store.db import sqlite_path
+from .store.db import database_file
 
 SEQUENCES_DIR = "sequences"
 
@@ -37,7 +37,7 @@ def owned_files(*, root: str, config_path: str | None, databases: Iterable[str],
     `sandbox_state` (the config's `sandbox.state_path`) the sandbox keeps its state beside each
     database, as `run` does (`runner.project.real_provider_for`)."""
     owned: dict[str, str] = {}
-    paths = [sqlite_path(url) for url in databases]
+    paths = [path for path in map(database_file, databases) if path is not None]
     files = [(path, "the database", (*_COMPANIONS, _RUN_LOCK)) for path in paths]
     states = [sandbox_state] if sandbox_state else [path + SANDBOX_STATE_SUFFIX for path in paths if path != ":memory:"]
     for base, name, companions in [*files, *((state, "the sandbox state file", _COMPANIONS) for state in states)]:

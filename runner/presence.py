@@ -28,6 +28,8 @@ from collections.abc import Callable
 from . import leases
 from .diagnostics import UserError
 from .store import db
+from .store.backends.postgres import is_postgres
+from .store.db import bound_file
 from .store.leases import lease_holders, release_leases_of
 from .store.runners import (
     RunnerRow,
@@ -139,7 +141,7 @@ class Presence:
         assert owner is not None, self.identity
         register_runner(self.identity, owner.host, owner.pid, self.command, self.clock())
         self._last_beat = time.time()
-        if db.database != ":memory:":  # a thread's connection to :memory: would be another database
+        if bound_file() != ":memory:" or is_postgres(db):  # a thread's connection to :memory: would be another database
             self._thread = threading.Thread(target=self._beat_forever, name="seqrun-heartbeat", daemon=True)
             self._thread.start()
         return self

@@ -58,6 +58,10 @@ class Runtime:
     #: asked between leads and before every external call: True once the process was asked to stop
     #: (SIGINT/SIGTERM); the run then hands back what it has not started and returns
     stop_requested: Callable[[], bool] = lambda: False
+    #: True only in `seqrun simulate` without --wire: every "external" call goes to the in-process
+    #: sandbox, which neither reads the store nor adds events while a lead runs, so a lead's run needs
+    #: no commit around each call (`flow.Ctx.outside`): one transaction per lead instead
+    calls_in_process: bool = False
     #: called as observer(sequence, step_id) whenever a lead enters a step (simulate counts the funnel)
     observer: Callable[[str, str], None] | None = None
     #: (sender id, action) -> until when the provider refuses that action (LIMIT_REACHED,

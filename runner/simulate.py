@@ -268,7 +268,8 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
             provider_for = lambda sc, cred: wire.driver(sc) if wire.is_wired(sc) else provider  # noqa: E731
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
-                                poll_every=options.poll_every, getenv=lambda name: "(simulated)")
+                                poll_every=options.poll_every, getenv=lambda name: "(simulated)",
+                                calls_in_process=not options.wire)
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:

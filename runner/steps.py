@@ -253,9 +253,10 @@ def _compiled(source: str) -> Callable[..., Any]:
     return compile_condition(source)
 
 
-def evaluate(ctx: Ctx, condition: Condition) -> bool:
+def evaluate(ctx: Ctx, condition: Condition, values: dict[str, Any] | None = None) -> bool:
+    """Whether `condition` holds for the lead; `values` is its `_condition_context` when already built."""
     try:
-        return bool(_compiled(condition.source)(**_condition_context(ctx)))
+        return bool(_compiled(condition.source)(**(_condition_context(ctx) if values is None else values)))
     except Exception as exc:  # noqa: BLE001 - a condition that fails for this lead's data
         raise templates.TemplateRenderError(ctx.seq.path, condition.pos.line, f"condition {condition.source!r}: {exc}") from None
 
@@ -310,8 +311,9 @@ def run_branch(ctx: Ctx, step: BranchStep) -> Outcome:
         refresh_relationship(ctx)
     if names & CONVERSATION_FACTS:
         refresh_conversation(ctx)
+    values = _condition_context(ctx)  # the facts cannot change between the cases: built once
     for case in step.cases:
-        if evaluate(ctx, case.when):
+        if evaluate(ctx, case.when, values):
             return follow(ctx, step.id, case.target)
     if step.default is None:
         return Goto(ctx.seq.next_step_id(step.id))

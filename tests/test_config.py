@@ -417,3 +417,19 @@ def test_every_number_must_be_finite(tmp_path: pathlib.Path, monkeypatch: pytest
         "seqrun.yaml:2:23: error: retry.budget_hours: expected a number, got .nan"]
     assert errors_of(tmp_path, "version: 1\nretry: {budget_hours: .inf}\n", monkeypatch) == [
         "seqrun.yaml:2:23: error: retry.budget_hours: expected a number, got .inf"]
+
+
+def test_a_database_password_in_the_file_is_refused_and_never_echoed(tmp_path: pathlib.Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "version: 1\ndatabase: postgresql://seqrun:hunter2-pw@db.internal/seqrun\n"
+    out = errors_of(tmp_path, text, monkeypatch)
+    assert out == [
+        "seqrun.yaml:2:11: error: database: a password does not belong in seqrun.yaml; remove it from the URL "
+        "and give it to Postgres through PGPASSWORD or ~/.pgpass (the value is not shown)"]
+    assert not any("hunter2-pw" in line for line in out)
+
+
+def test_a_database_url_without_a_password_is_kept(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "version: 1\ndatabase: postgresql://seqrun@db.internal/seqrun\n")
+    assert load_config(tmp_path).database == "postgresql://seqrun@db.internal/seqrun"

@@ -31,9 +31,6 @@ PACKAGE = ROOT / "runner"
 #: permanent reason). The function is its qualified name ("Engine.claim_many"); None covers the
 #: whole file.
 ALLOWED: dict[tuple[str, str | None], str] = {
-    # pg: the claim (FOR UPDATE SKIP LOCKED on Postgres) and the limit charge (one conditional statement)
-    ("runner/engine.py", "Engine.claim_many"): "pg",
-    ("runner/limits.py", "try_charge"): "pg",
     # Permanent: the sandbox provider's own SQLite file (its state shared between processes), not
     # seqrun's store; it never goes to Postgres.
     ("runner/providers/sandbox_state.py", None): "the sandbox's own file",

@@ -27,7 +27,7 @@ from ..store import health, open_store
 from ..store.models import ENROLLMENT_STATES
 from ..terminal import json_printable, printable
 
-DB_HELP = "Database: a SQLite path or sqlite:///path. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
+DB_HELP = "Database: a SQLite path, sqlite:///path or postgresql://user@host/dbname. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
 
 
 def db_option(function: click.decorators.FC) -> click.decorators.FC:
@@ -242,7 +242,7 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
     """
     from ..migrate import migrate_leads
     from ..presence import refuse_beside_live_runner
-    from ..store import db
+    from ..store.db import bound_name
     from ..store.transactions import writing
 
     mapping = _parse_maps(maps)
@@ -252,7 +252,7 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
     open_db(config, db_url)
     now = utc_now()
     with writing():  # no runner can start between the check and the move
-        refuse_beside_live_runner("moving leads", db.database, now)
+        refuse_beside_live_runner("moving leads", bound_name(), now)
         plan = migrate_leads(seq, mapping, now, dry_run=dry_run)
     if not plan.moves:
         click.echo(f"sequence {seq.name}: no running lead is on an earlier version; nothing to move")

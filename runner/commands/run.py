@@ -45,7 +45,8 @@ from ..project import (
     running_sequences,
     sync_senders,
 )
-from ..store import db, open_store
+from ..store import open_store
+from ..store.db import bound_file
 from ..store.enrollments import paced_at
 from ..store.transactions import writing
 from ..terminal import printable
@@ -192,7 +193,7 @@ def _operate(config: Config, sequences: Mapping[str, Any], *, once: bool, interv
     """Recover, then one pass or the loop; returns the signal that stopped the run, if one did."""
     with httpx.Client(timeout=30.0) as client, StopSignals() as stop:
         outgoing = Outgoing.from_config(config, client)  # a variable not set stops the run here, before anything
-        engine = _runtime(config, sequences, client, db_file=db.database)
+        engine = _runtime(config, sequences, client, db_file=bound_file())
         # Other runners may share the database: this one is known by its row and heartbeat
         # (runner.presence), and stops making calls once another found it gone.
         with Presence(engine.rt.owner, "run", clock=lambda: utc_now()) as presence:

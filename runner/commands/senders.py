@@ -104,13 +104,13 @@ def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> 
     """
     from ..project import real_provider_for
     from ..senderscheck import check, selected, store_profile_ids
-    from ..store import db
+    from ..store.db import bound_file
 
     config, _, _ = open_project()
     senders = selected(config, names)
     open_db(config, db_url)
     sync_senders(config, utc_now())
-    reports = check(senders, real_provider_for(config, db_file=db.database, clock=utc_now))
+    reports = check(senders, real_provider_for(config, db_file=bound_file(), clock=utc_now))
     store_profile_ids(reports, config)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))

@@ -69,7 +69,8 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
     created here (validate runs in CI, where there is none)."""
     from ..config import find_config
     from ..store import db, open_store
-    from ..store.db import sqlite_path
+    from ..store.backends import postgres
+    from ..store.db import database_file
     from ..versions import edit_report
 
     by_url: dict[str, list[Sequence]] = {}
@@ -83,8 +84,10 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
             by_url.setdefault(url, []).append(seq)
     diags: list[Diagnostic] = []
     for url, group in by_url.items():
-        path = sqlite_path(url)
-        if path == ":memory:" or not os.path.isfile(path):
+        path = database_file(url)
+        if path is None:
+            path = postgres.redact(url)  # a Postgres database: it exists if it can be opened
+        elif path == ":memory:" or not os.path.isfile(path):
             continue
         try:
             open_store(url)

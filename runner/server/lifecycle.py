@@ -43,7 +43,7 @@ from ..engine import Engine, TickReport
 from ..inbox import process as apply_inbox
 from ..outgoing import Outgoing
 from ..presence import STALE_AFTER, Presence, age
-from ..store import db
+from ..store.db import bound_file
 from ..webhooks import WebhookInbox, secrets_by_provider
 from .app import ServerState, create_app
 from .metrics import Metrics
@@ -153,7 +153,7 @@ class Daemon:
         with httpx.Client(timeout=30.0) as client, StopSignals() as signals:
             self._signals = signals
             outgoing = Outgoing.from_config(self.config, client)  # a secret not set stops it here, before anything
-            engine = _runtime(self.config, self.sequences, client, db_file=db.database, clock=self.clock)
+            engine = _runtime(self.config, self.sequences, client, db_file=bound_file(), clock=self.clock)
             # A runner like `seqrun run` (runner.presence): known by its row and heartbeat, on the
             # clock its leases are written with; it stops making calls once another runner found it gone.
             with Presence(engine.rt.owner, "serve", clock=self.clock) as presence:

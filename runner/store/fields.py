@@ -50,3 +50,19 @@ class JSONField(peewee.TextField):
 
     def python_value(self, value: str | None) -> Any:
         return None if value is None else json.loads(value)
+
+
+class IntBooleanField(peewee.Field):
+    """A boolean kept as INTEGER 0/1, as the migrations declare it on both backends (Postgres does
+    not take True for an integer column)."""
+    field_type = "INTEGER"
+
+    if TYPE_CHECKING:  # as UTCDateTimeField's
+        def __get__(self, instance: object, owner: Any) -> Any: ...
+        def __set__(self, instance: object, value: Any) -> None: ...
+
+    def db_value(self, value: Any) -> int | None:
+        return None if value is None else int(bool(value))
+
+    def python_value(self, value: Any) -> bool | None:
+        return None if value is None else bool(value)

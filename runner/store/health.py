@@ -57,7 +57,12 @@ def damage_problem(exc: BaseException, consequence: str = "") -> UserError | Non
 
 
 def quick_check(consequence: str = "") -> None:
-    """SQLite's structural check of every table and index (cheaper than integrity_check)."""
+    """SQLite's structural check of every table and index (cheaper than integrity_check). Postgres
+    has no such pragma and checks its own pages as it reads them: nothing to do there."""
+    from .backends import postgres
+
+    if postgres.is_postgres(db):
+        return
     with reading(consequence):
         result = [row[0] for row in db.execute_sql("PRAGMA quick_check").fetchall()]
     if result != ["ok"]:

@@ -61,8 +61,13 @@ def to_event(row: InboxEvent) -> ProviderEvent:
                          lead_key=row.lead_key, conversation_id=row.conversation_id, data=dict(row.data or {}))
 
 
+_ANY_PENDING_AFTER = "SELECT 1 FROM inbox WHERE state = 'pending' AND id > ? LIMIT 1"
+
+
 def pending(limit: int, *, after: int = 0) -> list[InboxEvent]:
     """Pending rows in arrival order, from id `after` on (a pass walks the table in pages)."""
+    if db.execute_sql(_ANY_PENDING_AFTER, (after,)).fetchone() is None:
+        return []  # the common case (every tick asks), answered from the partial index without building a query
     return list(InboxEvent.select().where(InboxEvent.state == "pending", InboxEvent.id > after)
                 .order_by(InboxEvent.id).limit(limit))
 

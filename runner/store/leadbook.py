@@ -17,7 +17,7 @@ import peewee
 
 from .fields import to_db_time
 from .models import Block, Enrollment, Event, Lead, Sender, db
-from .rows import last_enrollment_id, record_first_steps
+from .rows import execute_many, last_enrollment_id, record_first_steps
 
 BATCH = 500  # keys per IN (...) query: below the 999 variables old SQLite builds allow
 RUNNING = ("active", "paused")
@@ -35,16 +35,15 @@ def chunks(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
 def _select_in(sql: str, values: list[Any]) -> Iterator[tuple[Any, ...]]:
     """Rows of `sql`, whose one `IN ({})` is filled with `values` a chunk at a time."""
     for chunk in chunks(values):
-        yield from db.execute_sql(sql.format(", ".join([db.param] * len(chunk))), chunk).fetchall()
+        yield from db.execute_sql(sql.format(", ".join(["?"] * len(chunk))), chunk).fetchall()
 
 
 def _execute_many(sql: str, rows: list[tuple[Any, ...]], on_batch: OnBatch | None) -> None:
     if not rows:
         return
-    statement = sql.format(", ".join([db.param] * len(rows[0])))
-    cursor = db.cursor()
+    statement = sql.format(", ".join(["?"] * len(rows[0])))
     for batch in chunks(rows, 10 * BATCH):
-        cursor.executemany(statement, batch)
+        execute_many(statement, batch)
         if on_batch is not None:
             on_batch(len(batch))
 
@@ -100,7 +99,7 @@ def upsert_leads(rows: list[tuple[str, str, str, str | None, str, str]], on_batc
 
 def insert_new_leads(rows: list[tuple[str, str, str, str | None, str, str]]) -> None:
     """Insert leads given as `upsert_leads` takes them; a key already stored is left as it is."""
-    db.cursor().executemany(_INSERT_NEW_LEAD, rows)
+    execute_many(_INSERT_NEW_LEAD, rows)
 
 
 def lead_ids_by_key(keys: list[str]) -> dict[str, int]:
@@ -120,9 +119,8 @@ def enroll(leads_and_senders: Iterable[tuple[int, int]], *, sequence: str, seque
     rows = [(lead_id, sequence, sequence_hash, sender_id, step_id, stamp, stamp, stamp, stamp)
             for lead_id, sender_id in leads_and_senders]
     before = last_enrollment_id()
-    cursor = db.cursor()
     for batch in chunks(rows, 10 * BATCH):
-        cursor.executemany(_INSERT_ENROLLMENT, batch)
+        execute_many(_INSERT_ENROLLMENT, batch)
         if on_batch is not None:
             on_batch(len(batch))
     record_first_steps(before)

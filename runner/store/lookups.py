@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .backends import current
 from .models import db
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -19,6 +20,7 @@ def lead_key_by_provider_id(name: str, value: str) -> str | None:
     """The key of a lead whose `provider_ids` hold `name: value`, or None."""
     if not _NAME.fullmatch(name):
         raise ValueError(f"not a provider id name: {name!r}")
-    row = db.execute_sql("SELECT key FROM lead WHERE json_extract(provider_ids, ?) = ? ORDER BY id LIMIT 1",
-                         (f"$.{name}", value)).fetchone()
+    backend = current()
+    row = db.execute_sql(f"SELECT key FROM lead WHERE {backend.json_text('provider_ids')} = ? ORDER BY id LIMIT 1",
+                         (backend.json_path(name), value)).fetchone()
     return row[0] if row else None

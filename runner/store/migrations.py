@@ -3,6 +3,12 @@
 Each migration is a list of SQL statements frozen at the time it was written: it never imports the
 current models, so an old database can always be brought forward. Never edit a released migration;
 append a new one.
+
+The statements are written in SQLite's dialect; on Postgres each goes through
+`backends.postgres.translate_ddl` (row ids from a sequence, REAL as double precision), so that both
+backends run the same numbered migrations and record them the same way. Two processes opening a
+database at once apply each migration once: on Postgres the second waits on an advisory lock, on
+SQLite on the IMMEDIATE transaction, and each re-reads what is applied before applying anything.
 """
 from __future__ import annotations
 
@@ -221,21 +227,39 @@ def applied_versions(database: peewee.Database) -> set[int]:
 
 def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[int]:
     """Apply pending migrations, each in its own transaction. Returns the versions applied."""
-    done = applied_versions(database)
+    from .backends import postgres, sqlite
+
+    # The concrete database, not the proxy: another thread may rebind the proxy meanwhile, and the
+    # lock must be released on the connection that took it.
+    database = getattr(database, "obj", None) or database
+    backend = postgres if postgres.is_postgres(database) else sqlite
+    applied: list[int] = []
+    stamp = to_db_time(now or dt.datetime.now(dt.UTC))
+    backend.lock_migrations(database)
+    try:
+        done = applied_versions(database)
+        _refuse_newer(done)
+        if all(version in done for version, _, _ in MIGRATIONS):
+            return applied  # the common case
+        for version, name, statements in MIGRATIONS:
+            with database.atomic("IMMEDIATE"):
+                done = {row[0] for row in database.execute_sql("SELECT version FROM schema_migrations")}
+                _refuse_newer(done)
+                if version in done:
+                    continue  # applied meanwhile by another process
+                for sql in statements:
+                    database.execute_sql(backend.translate_ddl(sql))
+                database.execute_sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                                     (version, name, stamp))
+            applied.append(version)
+    finally:
+        backend.unlock_migrations(database)
+    return applied
+
+
+def _refuse_newer(done: set[int]) -> None:
     if done and max(done) > LATEST:
         from ..diagnostics import UserError
 
         raise UserError(f"the database was written by a newer seqrun (schema version {max(done)}; "
                         f"this version knows up to {LATEST}); upgrade seqrun")
-    applied = []
-    stamp = to_db_time(now or dt.datetime.now(dt.UTC))
-    for version, name, statements in MIGRATIONS:
-        if version in done:
-            continue
-        with database.atomic():
-            for sql in statements:
-                database.execute_sql(sql)
-            database.execute_sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                                 (version, name, stamp))
-        applied.append(version)
-    return applied

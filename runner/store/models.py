@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from .fields import JSONField, UTCDateTimeField
+from .fields import IntBooleanField, JSONField, UTCDateTimeField
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,7 +87,10 @@ def is_locked(exc: BaseException) -> bool:
     return str(exc).startswith(("database is locked", "database table is locked"))
 
 
-db = Database(None, lock_type="IMMEDIATE")
+#: The models' database: SQLite (`Database`) or Postgres (`backends.postgres.PostgresDatabase`),
+#: chosen by `open_store` from the URL.
+db = peewee.DatabaseProxy()
+db.initialize(Database(None, lock_type="IMMEDIATE"))
 
 ENROLLMENT_STATES = ("active", "paused", "done", "failed")
 ACTION_STATUSES = ("in_flight", "done", "failed", "skipped")
@@ -166,7 +169,7 @@ class Action(BaseModel):
     content = peewee.TextField(null=True)
     subject = peewee.TextField(null=True)
     status = peewee.TextField()
-    charged = peewee.BooleanField(default=False)
+    charged = IntBooleanField(default=False)
     planned_at = UTCDateTimeField()
     started_at = UTCDateTimeField(null=True)
     performed_at = UTCDateTimeField(null=True)

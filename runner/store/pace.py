@@ -28,6 +28,13 @@ def book_point(sender_id: int, action: str, sequence: str, day: str, at: dt.date
                    (sender_id, action, sequence, day, to_db_time(at), spacing, enrollment_id))
 
 
+def record_used(sender_id: int, action: str, sequence: str, day: str, at: dt.datetime, spacing: float) -> None:
+    """The point of an action just charged (`limits.try_charge`): later slots keep their distance from it."""
+    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'used')",
+                   (sender_id, action, sequence, day, to_db_time(at), spacing))
+
+
 def unbook_point(sender_id: int, action: str, sequence: str, at: dt.datetime) -> None:
     """Delete one booked point at `at` (two leads may have booked the same moment: one goes)."""
     db.execute_sql("DELETE FROM pace WHERE id = (SELECT id FROM pace WHERE sender_id = ? AND action = ? AND "

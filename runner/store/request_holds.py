@@ -16,7 +16,8 @@ def hold_requests(scope: str, until: dt.datetime) -> None:
     """Hold `scope` until `until`, or keep the later hold already recorded."""
     with db.atomic():
         db.execute_sql("INSERT INTO request_hold (scope, until) VALUES (?, ?) "
-                       "ON CONFLICT (scope) DO UPDATE SET until = MAX(until, excluded.until)",
+                       "ON CONFLICT (scope) DO UPDATE SET until = CASE WHEN excluded.until > request_hold.until "
+                       "THEN excluded.until ELSE request_hold.until END",
                        (scope, to_db_time(until)))
 
 

@@ -7,20 +7,27 @@ the source of truth for columns and value conversion (`Field.db_value`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..urls import redact_secrets
+from .backends import current
 from .fields import to_db_time
 from .models import Action, Lead, db
 
 _ACTION_FIELDS = [f for f in Action._meta.sorted_fields if f.name != "id"]
 _INSERT = (f"INSERT INTO action ({', '.join(f.column_name for f in _ACTION_FIELDS)}) "
-           f"VALUES ({', '.join('?' for _ in _ACTION_FIELDS)})")
+           f"VALUES ({', '.join('?' for _ in _ACTION_FIELDS)}) RETURNING id")
 _CLOSE_FIELDS = [Action.status, Action.charged, Action.performed_at, Action.provider_id, Action.conversation_id,
                  Action.error_kind, Action.error_message]
 # A URL's password or token must never be stored, wherever it came from (a notify URL, an error text).
 _REDACTED = ("content", "error_message")
 _CLOSE = f"UPDATE action SET {', '.join(f.column_name + ' = ?' for f in _CLOSE_FIELDS)} WHERE id = ?"
+
+
+def execute_many(sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    """One statement (with `?` placeholders) for each row, through the driver's executemany."""
+    db.cursor().executemany(current().native_sql(sql), rows)
 
 
 def insert_action(**values: Any) -> Action:
@@ -31,7 +38,7 @@ def insert_action(**values: Any) -> Action:
     act = Action(**values)
     params = [f.db_value(act.__data__.get(f.name, f.default() if callable(f.default) else f.default))
               for f in _ACTION_FIELDS]
-    act.id = db.execute_sql(_INSERT, params).lastrowid
+    act.id = db.execute_sql(_INSERT, params).fetchone()[0]
     return act
 
 

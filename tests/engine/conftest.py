@@ -149,6 +149,7 @@ class EngineHarness:
     def __init__(self, root: pathlib.Path, *, start: dt.datetime, sandbox: Mapping[str, Any],
                  senders: tuple[SenderConfig, ...], knobs: Mapping[str, Any]) -> None:
         self.root = root
+        self.db_url = ""  # set by make_harness
         self.sequences: dict[str, Sequence] = load_sequences([str(root / "sequences")])
         self.config = Config(path=None, root=str(root), database=None, senders=senders)
         self.clock = FakeClock(start)
@@ -247,16 +248,18 @@ def write_project(root: pathlib.Path, sequences: Mapping[str, str] | str,
 
 
 @pytest.fixture
-def make_harness(tmp_path: pathlib.Path) -> Iterator[HarnessFactory]:
+def make_harness(tmp_path: pathlib.Path, store_url: str) -> Iterator[HarnessFactory]:
     """make_harness(sequences, templates=..., sandbox=..., senders=..., start=..., **runtime knobs)."""
 
     def make(sequences: Mapping[str, str] | str, *, templates: Mapping[str, str] | None = None,
              sandbox: Mapping[str, Any] | None = None, senders: tuple[SenderConfig, ...] = (ALICE,),
              start: dt.datetime = MONDAY, **knobs: Any) -> EngineHarness:
         write_project(tmp_path / "project", sequences, templates)
-        open_store(str(tmp_path / "t.db"), durable=False)
+        open_store(store_url, durable=False)
         options = {"seed": 1, **ACCEPTING, **(sandbox or {})}
-        return EngineHarness(tmp_path / "project", start=start, sandbox=options, senders=senders, knobs=knobs)
+        harness = EngineHarness(tmp_path / "project", start=start, sandbox=options, senders=senders, knobs=knobs)
+        harness.db_url = store_url  # for commands the test runs on the same store
+        return harness
 
     yield make
     if not db.is_closed():

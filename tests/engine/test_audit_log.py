@@ -43,9 +43,14 @@ def test_every_step_entered_is_a_transition(make_harness: HarnessFactory) -> Non
     assert steps[-1][1] == enr.step_entered_at
 
 
-def test_the_models_match_the_migrated_schema(make_harness: HarnessFactory) -> None:
+def test_the_models_match_the_migrated_schema(make_harness: HarnessFactory, backend: str) -> None:
     make_harness(sequence_yaml("s", SEED_000.format(note="")))
     for model in MODELS:
         table = model._meta.table_name
-        columns = {row[1] for row in db.execute_sql(f"PRAGMA table_info({table})").fetchall()}
+        if backend == "sqlite":
+            columns = {row[1] for row in db.execute_sql(f"PRAGMA table_info({table})").fetchall()}
+        else:
+            columns = {row[0] for row in db.execute_sql(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = ?", (table,)).fetchall()}
         assert columns == {f.column_name for f in model._meta.sorted_fields}, table

@@ -12,6 +12,7 @@ import pytest
 
 from runner.holds import LEAD, SENDER, Target, pause
 from runner.leads import block_profiles
+from runner.store import db
 
 from .conftest import HarnessFactory, lead_row, sequence_yaml
 
@@ -25,7 +26,13 @@ FLOW = """\
 
 def elsewhere(fn: Callable[[], Any]) -> Any:
     box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(fn()))
+    def work() -> None:
+        try:
+            box.append(fn())
+        finally:
+            db.close()  # this thread's own connection
+
+    thread = threading.Thread(target=work)
     thread.start()
     thread.join()
     return box[0]

@@ -170,8 +170,7 @@ def resume_with_cli(h: EngineHarness, monkeypatch: pytest.MonkeyPatch, capsys: p
     (h.root / "seqrun.yaml").write_text(SEQRUN_YAML, encoding="utf-8")
     monkeypatch.chdir(h.root)
     monkeypatch.setattr("runner.commands.senders.utc_now", lambda: h.now)
-    db_file = str(h.root.parent / "t.db")
-    assert main(["senders", "resume", "alice", "--db", db_file]) == 0
+    assert main(["senders", "resume", "alice", "--db", h.db_url]) == 0
     return capsys.readouterr().out
 
 

@@ -1,0 +1,67 @@
+"""SQLite's side of the backend differences (see `backends/__init__.py`).
+
+SQLite has one writer at a time: a transaction opened IMMEDIATE holds the write lock from its
+BEGIN, so a read followed by a write inside it cannot be overtaken by another process.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..fields import to_db_time
+from ..models import db
+
+
+def native_sql(sql: str) -> str:
+    return sql  # the store's SQL is written with SQLite's `?` placeholders
+
+
+def translate_ddl(sql: str) -> str:
+    return sql  # the migrations are written in SQLite's dialect
+
+
+def claim_due(now: dt.datetime, limit: int, owner: str, lease_until: dt.datetime) -> list[int]:
+    """Take up to `limit` due active enrollments, earliest first: one guarded UPDATE inside the
+    IMMEDIATE transaction that read them, so no other process claims the same rows."""
+    with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
+        ids = [r[0] for r in db.execute_sql(
+            "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (to_db_time(now), limit)).fetchall()]
+        return claim_ids(ids, now, owner, lease_until)
+
+
+def claim_ids(ids: list[int], now: dt.datetime, owner: str, lease_until: dt.datetime) -> list[int]:
+    """Claim these enrollments if they are still due and active; the ids got, in the order given."""
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    got = {r[0] for r in db.execute_sql(
+        f"UPDATE enrollment SET due_at = ?, lease_owner = ? WHERE id IN ({marks}) AND state = 'active' "
+        f"AND due_at <= ? RETURNING id", (to_db_time(lease_until), owner, *ids, to_db_time(now))).fetchall()}
+    return [i for i in ids if i in got]
+
+
+def lock_sender_usage(sender_id: int) -> None:
+    """Nothing to do: the charge runs inside the lead's IMMEDIATE transaction, which holds the
+    database's one write lock."""
+
+
+def greatest(a: str, b: str) -> str:
+    return f"MAX({a}, {b})"
+
+
+def json_text(column: str) -> str:
+    """A JSON text column's member (the path is the parameter that follows: `$.name`)."""
+    return f"json_extract({column}, ?)"
+
+
+def json_path(name: str) -> str:
+    return f"$.{name}"
+
+
+def lock_migrations(database: Any) -> None:
+    """Migrations run in IMMEDIATE transactions: a second process waits, then sees them applied."""
+
+
+def unlock_migrations(database: Any) -> None:
+    pass
