@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from runner.providers.base import ProviderEvent
-from runner.store import Event
+from runner.store import Event, db
 
 from .conftest import BERLIN_10AM, HarnessFactory, lead_row, sequence_yaml
 
@@ -43,6 +43,8 @@ def test_a_reply_delivered_during_a_provider_call_is_not_overwritten_by_the_lead
             h.run(days=1, stop=go.is_set)  # until its connect went out (paced: not at once)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
+        finally:
+            db.close()  # this thread's own connection (Postgres warns about one left open)
 
     lead_thread = threading.Thread(target=run_lead)
     lead_thread.start()

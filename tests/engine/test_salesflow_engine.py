@@ -14,7 +14,7 @@ from runner.providers.fakeserver import FakeClock, FakeHTTPServer
 from runner.providers.http import make_client
 from runner.providers.salesflow.driver import SalesflowProvider
 from runner.providers.salesflow.fake import SalesflowFake
-from runner.store import Event, SyncCursor
+from runner.store import Event, SyncCursor, db
 from runner.webhooks import WebhookInbox, WebhookReceiver
 
 from .conftest import ACCEPTING, EngineHarness, HarnessFactory, lead_row, sequence_yaml
@@ -35,6 +35,20 @@ WITH_NOTE = sequence_yaml("noted", """\
 NO_NOTE = WITH_NOTE.replace("name: noted", "name: plain").replace(", note: note.j2", "")
 
 
+
+class _ClosingReceiver:
+    """The receiver on the fake server's request threads, each closing its own database connection
+    when done (Postgres warns about a connection left open by a finished thread)."""
+
+    def __init__(self, inner: WebhookReceiver) -> None:
+        self.inner = inner
+
+    def handle(self, method: str, target: str, headers: Any, body: bytes) -> Any:
+        try:
+            return self.inner.handle(method, target, headers, body)
+        finally:
+            db.close()
+
 class Salesflow:
     """The fake, a receiver and the driver, on the engine harness's clock."""
 
@@ -48,7 +62,7 @@ class Salesflow:
         self.driver = SalesflowProvider(self.client, clock=h.clock, sync_wait=sync_wait)
         self.inbox = WebhookInbox({"salesflow": [HOOK]}, clock=h.clock)
         self.inbox.mount("salesflow", self.driver)
-        self.receiver = FakeHTTPServer(WebhookReceiver(self.inbox)).start()
+        self.receiver = FakeHTTPServer(_ClosingReceiver(WebhookReceiver(self.inbox))).start()
         self.fake.webhook_url, self.fake.webhook_secret = self.receiver.url + "/webhooks/salesflow", HOOK
         h.knobs.update(poll_every=poll_every)
         engine = h.restart(provider=self.driver)
