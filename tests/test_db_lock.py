@@ -47,7 +47,8 @@ def other(tmp_path: pathlib.Path, clock: Clock, monkeypatch: pytest.MonkeyPatch)
     # `runner.store.db` the attribute is the database; the module is only reachable by its name.
     monkeypatch.setattr(importlib.import_module("runner.store.db"), "BUSY_TIMEOUT_S", 0)
     proc = OtherProcess(tmp_path / "seqrun.db")
-    monkeypatch.setattr(db, "sleep", proc.pause, raising=False)
+    # `db` is a proxy now (SQLite or Postgres); the pause belongs to the SQLite database class.
+    monkeypatch.setattr(importlib.import_module("runner.store.models").Database, "sleep", staticmethod(proc.pause))
     yield proc
     with contextlib.suppress(sqlite3.Error):
         proc.connection.execute("ROLLBACK")
