@@ -120,6 +120,8 @@ def test_a_failing_receiver_shows_in_status_and_failed_events_can_be_retried(
         1, "", "error: say which failed events to try again: --all, --subscription NAME or --event ID\n")
     assert invoke(capsys, "outgoing", "retry", "--subscription", "chat") == (
         1, "", "error: no outgoing subscription named 'chat' has events (known: crm)\n")
+    assert invoke(capsys, "outgoing", "retry", "--event", "evt_nope") == (
+        1, "", "error: no failed outgoing event with id 'evt_nope' (see seqrun outgoing list --state failed)\n")
     assert invoke(capsys, "outgoing", "retry", "--subscription", "crm") == (
         0, "1 failed event(s) will be tried again at the next pass of seqrun run or serve\n", "")
     assert invoke(capsys, "run", "--once")[0] == 0  # the receiver answers 200 now

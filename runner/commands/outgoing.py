@@ -97,4 +97,6 @@ def retry_command(every: bool, subscription: str | None, event_id: str | None, d
         known = ", ".join(names) or "none yet"
         raise UserError(f"no outgoing subscription named {subscription!r} has events (known: {known})")
     count = retry_failed(utc_now(), subscription=subscription, event_id=event_id)
+    if event_id is not None and count == 0:
+        raise UserError(f"no failed outgoing event with id {event_id!r} (see seqrun outgoing list --state failed)")
     click.echo(f"{count} failed event(s) will be tried again at the next pass of seqrun run or serve")
