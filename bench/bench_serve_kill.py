@@ -1,8 +1,12 @@
 """The kill -9 proof: `seqrun serve` killed with SIGKILL at random moments while it works and while
 webhooks are being delivered, restarted each time; afterwards nothing was done twice or lost.
 
-Run: python bench/bench_serve_kill.py [--kills 1000] [--leads 3000] [--senders 4] [--seed 1] [--json]
-     (or --smoke: 3 kills, 30 leads; tests/server/test_serve_kill.py runs 30 kills)
+Run: python bench/bench_serve_kill.py [--kills 1000] [--leads 3000] [--senders 4] [--seed 1] [--warp 300]
+         [--days 7] [--progress] [--json]
+     (or --smoke: 3 kills, 30 leads; tests/server/test_serve_kill.py runs 30 kills, 150 leads at --warp 4000)
+     The default run takes about 40 minutes on a loaded 2-core machine: each sender's daily cap spreads its
+     invitations over 7 days of a clock 300 times faster than the wall clock (34 minutes), so that the kills
+     keep landing while invitations are being made.
 
 Set-up, all on 127.0.0.1: the fake Edges API (`runner.providers.edges.fake`, what `seqrun fake
 edges` serves) in this process, keeping its own ledger of every action it performed with the
@@ -29,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime as dt
 import hashlib
 import json
+import math
 import os
 import pathlib
 import random
@@ -54,10 +60,12 @@ from runner.providers.fakeserver import FakeClock, FakeHTTPServer  # noqa: E402
 from runner.server.lifecycle import warped_clock  # noqa: E402
 
 WAIT = 120.0  # seconds: a bound for a condition that never comes
-#: `serve` and the fake run on one clock, 4,000 times faster than the wall clock from the start on:
-#: a day of pacing (each visit at its own slot of the day) passes in 22 seconds
-FACTOR, EPOCH = 4000.0, time.time()
-WARP = f"{FACTOR}@{EPOCH}"
+#: `serve` and the fake run on one clock, faster than the wall clock (`--warp`). The factor is bounded by the engine's own speed: a lead that wakes more than 15 minutes (of that
+#: clock; runner.limits.LATE) after its booked point does not act but is placed again, so the time
+#: a pass, or a restart after a kill, takes on the wall clock must stay well under 15 minutes / factor.
+#: At 4,000 (0.23 s) a pass over a few thousand leads never catches up and nothing is ever invited;
+#: 300 (3 s) leaves room for a restart on a loaded machine: a day passes in 4.8 minutes.
+WARP = 300.0
 KEY, SECRET = "kill-harness-key", "kill-harness-webhook-secret"
 QUIET_WORLD = {"accept_rate": 0.0, "reply_rate": 0.0, "connected_rate": 0.0, "pending_rate": 0.0,
                "messaged_first_rate": 0.0, "recent_conversation_rate": 0.0, "inaccessible_rate": 0.0}
@@ -72,12 +80,35 @@ steps:
 """
 
 
-def project(root: pathlib.Path, fake_url: str, senders: int, leads: int) -> None:
+class Clock:
+    """The warped clock `serve` (`--time-warp FACTOR@EPOCH`) and the fake share: `factor` times the
+    wall clock from the moment the bench starts (when the leads it imports are due)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor, self.epoch = factor, time.time()
+        self.now = warped_clock(self.factor, self.epoch)
+
+    @property
+    def flag(self) -> str:
+        return f"{self.factor!r}@{self.epoch!r}"
+
+    def wall(self, warped: dt.datetime) -> float:
+        """The wall-clock time (Unix seconds) at which the clock reads `warped`."""
+        return self.epoch + (warped.timestamp() - self.epoch) / self.factor
+
+
+def daily_cap(leads: int, senders: int, days: float) -> int:
+    """Each sender's connect cap, so that its invitations are spread over `days` days of the clock
+    (pacing books each at a free point of the first day with room)."""
+    return max(1, math.ceil(leads / senders / days))
+
+
+def project(root: pathlib.Path, fake_url: str, senders: int, leads: int, cap: int) -> None:
     lines = ["version: 1", "database: seqrun.db", "senders:"]
     for i in range(senders):
         lines += [f"  - name: s{i}", "    provider: edges", f"    account_id: identity-{i}", "    account_type: sales_navigator",
                   f"    base_url: {fake_url}/v1", "    credentials_env: {api_key: KILL_EDGES_KEY, webhook_secret: KILL_EDGES_HOOK}",
-                  "    requests_per_minute: 100000", "    limits: {connect: 2000}"]
+                  "    requests_per_minute: 100000", f"    limits: {{connect: {cap}}}"]
     (root / "seqrun.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "sequences").mkdir()
     (root / "sequences" / "kill.yaml").write_text(SEQUENCE, encoding="utf-8")
@@ -100,8 +131,8 @@ def seqrun(root: pathlib.Path, *args: str) -> subprocess.Popen[str]:
 class Serve:
     """One `seqrun serve` process: its URL once it listens, its stderr kept."""
 
-    def __init__(self, root: pathlib.Path) -> None:
-        self.proc = seqrun(root, "serve", "--port", "0", "--interval", "1", "--time-warp", WARP)
+    def __init__(self, root: pathlib.Path, clock: Clock) -> None:
+        self.proc = seqrun(root, "serve", "--port", "0", "--interval", "1", "--time-warp", clock.flag)
         self.err: list[str] = []
         self.listening = threading.Event()
         self.url = ""
@@ -161,9 +192,10 @@ class Poster:
         self._client.close()
 
 
-def one_round(root: pathlib.Path, fake: EdgesFake, poster: Poster, rng: random.Random, leads: int) -> None:
+def one_round(root: pathlib.Path, clock: Clock, fake: EdgesFake, poster: Poster, rng: random.Random,
+              leads: int) -> None:
     """Start serve, let it work a random while with webhooks coming, SIGKILL it."""
-    serve = Serve(root)
+    serve = Serve(root, clock)
     serve.wait_listening()
     stop = threading.Event()
     posting = threading.Thread(target=poster.run, args=(serve.url, stop), daemon=True)
@@ -198,15 +230,21 @@ def one_round(root: pathlib.Path, fake: EdgesFake, poster: Poster, rng: random.R
     posting.join(WAIT)
 
 
-def finish(root: pathlib.Path, fake: EdgesFake, poster: Poster, leads: int) -> None:
-    """A last, uninterrupted round: until every lead finished and every acknowledged delivery is applied."""
-    serve = Serve(root)
+def finish(root: pathlib.Path, clock: Clock, poster: Poster, leads: int) -> None:
+    """A last, uninterrupted round: until every lead finished and every acknowledged delivery is applied.
+    It waits as long as leads keep finishing, and until the last booked point has passed."""
+    serve = Serve(root, clock)
     serve.wait_listening()
-    deadline = time.monotonic() + WAIT
+    deadline, last = time.monotonic() + WAIT, (-1, -1)
     while True:
-        finished, applied = _progress(root, poster.acknowledged)
+        finished, applied, latest = _progress(root, poster.acknowledged)
         if finished == leads and applied == len(set(poster.acknowledged)):
             break
+        if (finished, applied) != last:
+            last = (finished, applied)
+            deadline = time.monotonic() + WAIT
+        if latest is not None:
+            deadline = max(deadline, time.monotonic() + clock.wall(latest) - time.time() + WAIT)
         if time.monotonic() > deadline or serve.proc.poll() is not None:
             break  # the counts say what is missing
         time.sleep(0.05)  # polling a condition
@@ -219,12 +257,14 @@ def _connect(root: pathlib.Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{root / 'seqrun.db'}?mode=ro", uri=True, timeout=30)
 
 
-def _progress(root: pathlib.Path, acknowledged: list[str]) -> tuple[int, int]:
+def _progress(root: pathlib.Path, acknowledged: list[str]) -> tuple[int, int, dt.datetime | None]:
+    """Leads finished, acknowledged deliveries applied, and the latest time an active lead is due."""
     with _connect(root) as con:
         finished = con.execute("SELECT COUNT(*) FROM enrollment WHERE state = 'done'").fetchone()[0]
         applied = len(_applied_events(con, set(acknowledged)))
+        (latest,) = con.execute("SELECT MAX(due_at) FROM enrollment WHERE state = 'active'").fetchone()
     con.close()
-    return finished, applied
+    return finished, applied, None if latest is None else dt.datetime.fromisoformat(latest).replace(tzinfo=dt.UTC)
 
 
 def _applied_events(con: sqlite3.Connection, wanted: set[str]) -> set[str]:
@@ -265,33 +305,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=3000)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--warp", type=float, default=WARP,
+                        help="the clock runs this many times faster than the wall clock (see WARP)")
+    parser.add_argument("--days", type=float, default=7.0,
+                        help="days of that clock each sender's invitations are spread over (sets its daily cap)")
     parser.add_argument("--json", action="store_true", help="print the counts as one JSON object")
-    parser.add_argument("--smoke", action="store_true", help="3 kills, 30 leads: proves the harness works")
+    parser.add_argument("--progress", action="store_true", help="a line on stderr after each round")
+    parser.add_argument("--smoke", action="store_true",
+                        help="3 kills, 30 leads at --warp 4000: proves the harness works")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.kills, args.leads = 3, 30
+        args.kills, args.leads, args.days, args.warp = 3, 30, 0.05, 4000.0
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    fake = EdgesFake(clock=FakeClock(warped_clock(FACTOR, EPOCH)), seed=args.seed, api_keys={KEY}, smart_limits=None,
+    clock, cap = Clock(args.warp), daily_cap(args.leads, args.senders, args.days)
+    fake = EdgesFake(clock=FakeClock(clock.now), seed=args.seed, api_keys={KEY}, smart_limits=None,
                      sandbox=QUIET_WORLD)
     with tempfile.TemporaryDirectory() as tmp, FakeHTTPServer(fake) as server:
         # A kill cuts the fake's connections: that is the point, not an error worth a traceback.
         server._server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         root = pathlib.Path(tmp)
-        project(root, server.url, args.senders, args.leads)
+        project(root, server.url, args.senders, args.leads, cap)
         imported = seqrun(root, "leads", "import", "leads.csv", "--sequence", "kill")
         _, err = imported.communicate(timeout=WAIT)
         if imported.returncode != 0:
             raise SystemExit(f"leads import failed:\n{err}")
         poster = Poster(args.seed)
         try:
-            for _ in range(args.kills):
-                one_round(root, fake, poster, rng, args.leads)
-            finish(root, fake, poster, args.leads)
+            for n in range(args.kills):
+                one_round(root, clock, fake, poster, rng, args.leads)
+                if args.progress:
+                    print(f"round {n + 1}/{args.kills} at {time.perf_counter() - started:.1f} s: {len(fake.ledger)} "
+                          f"actions, {len(poster.acknowledged)} deliveries answered 2xx", file=sys.stderr, flush=True)
+            while_killed = len(fake.ledger)
+            finish(root, clock, poster, args.leads)
             counts = count(root, fake, poster, args.leads)
         finally:
             poster.close()
     counts["kills"], counts["seconds"] = args.kills, round(time.perf_counter() - started, 1)
+    counts["actions_while_killed"], counts["daily_cap"], counts["warp"] = while_killed, cap, args.warp
     duplicates = counts["duplicate_keys"] + counts["leads_invited_twice"]
     lost = counts["unfinished_leads"] + counts["leads_never_invited"] + counts["audit_invites_missing_in_ledger"]
     if args.json:

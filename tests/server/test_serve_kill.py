@@ -14,7 +14,7 @@ BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "bench_serve_kil
 
 def test_thirty_kills_lose_nothing_and_do_nothing_twice() -> None:
     done = subprocess.run([sys.executable, str(BENCH), "--kills", "30", "--leads", "150", "--senders", "3",
-                           "--seed", "7", "--json"], capture_output=True, text=True, timeout=600)
+                           "--seed", "7", "--warp", "4000", "--days", "0.05", "--json"], capture_output=True, text=True, timeout=600)
     assert (done.returncode, done.stderr) == (0, "")
     counts = json.loads(done.stdout.splitlines()[0])
     assert counts["kills"] == 30
