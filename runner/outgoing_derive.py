@@ -7,9 +7,12 @@ an event is in the outbox exactly when the fact it reports is committed: a crash
 loses nothing (the facts are read again), and reading a fact again adds nothing (an outbox row is
 unique by subscription and event id, and the id is a hash of the fact).
 
-Facts are read by the time they carry (performed, received, finished), which each runner takes from
-its own clock just before it commits; a fact committed late is still found, because every pass reads
-again the last `LATE` before the newest time it has seen. An action is the one fact whose time can be
+Provider events are read from the ledger (`event`) in the order they were written to it, by id, up
+to the id below which nothing can still be committed (`ledger_high_water`): the time they carry is
+when the pass that applied them began, and a pass that began with a long sync may commit them long
+after another runner read newer ones. The other facts are read by the time they carry (performed,
+finished), which each runner takes from its own clock just before it commits; a fact committed late
+is still found, because every pass reads again the last `LATE` before the newest time it has seen. An action is the one fact whose time can be
 much older than its commit: a send that timed out stays in flight through its backoff and is then
 found done at the provider with the time it went out. So the reading of actions never moves past the
 start of the oldest action in flight, and such an action is found whenever it is settled. A sender's pause is seen by comparing its
@@ -29,11 +32,12 @@ from .store.outgoing import (
     action_refs,
     add_events,
     done_actions,
-    event_refs,
     finish_refs,
     finished_enrollments,
     known_event_ids,
     lead_events,
+    ledger_high_water,
+    ledger_id_before,
     oldest_in_flight,
     save_reading,
     sender_states,
@@ -70,19 +74,20 @@ def derive(subscriptions: Iterable[tuple[str, frozenset[str]]], now: dt.datetime
     """Put every new event of each (name, event types) subscription in the outbox; returns how many."""
     subs = list(subscriptions)
     rows = subscription_rows([name for name, _ in subs], now)
+    high = ledger_high_water()  # before the transactions below: it may wait for other runners' commits
     added = 0
     for name, types in subs:
         with writing():
             sub = subscription_by_id(rows[name].id)  # the reading as committed, inside the lock
-            added += _derive_one(sub, types, now)
+            added += _derive_one(sub, types, now, high)
     return added
 
 
 def _reading(sub: OutgoingSubscription) -> tuple[Any, ...]:
-    return sub.actions_at, sub.events_at, sub.finished_at, sub.senders
+    return sub.actions_at, sub.events_seq, sub.finished_at, sub.senders
 
 
-def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.datetime) -> int:
+def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.datetime, high: int) -> int:
     before = _reading(sub)
     facts: list[tuple[str, Fact]] = []  # (event type, fact)
     actions = [a for a, t in ACTION_EVENTS.items() if t in types]
@@ -93,8 +98,7 @@ def _derive_one(sub: OutgoingSubscription, types: frozenset[str], now: dt.dateti
         facts += [(ACTION_EVENTS[f.kind], f) for f in read]
     kinds = [k for k, t in LEAD_EVENTS.items() if t in types]
     if kinds:
-        read, sub.events_at = _read(sub, "event", lambda **w: lead_events(kinds, **w),
-                                    lambda start: event_refs(kinds, start), sub.events_at)
+        read, sub.events_seq = _read_ledger(sub, kinds, high)
         facts += [(LEAD_EVENTS[f.kind], f) for f in read]
     if any(t in types for t in FINISH_EVENTS.values()):
         read, sub.finished_at = _read(sub, "finish", finished_enrollments, finish_refs, sub.finished_at)
@@ -135,6 +139,20 @@ def _read(sub: OutgoingSubscription, source: str, select: Callable[..., list[Fac
     if floor is not None and newest is not None:
         newest = min(newest, floor)  # back a little is harmless: what the outbox holds is skipped
     return facts, newest
+
+
+def _read_ledger(sub: OutgoingSubscription, kinds: list[str], high: int) -> tuple[list[Fact], int]:
+    """The provider events of `kinds` written to the ledger after the subscription's last read (by
+    id) and up to `high`, a batch at most; and the id the next pass reads after. A subscription
+    that never read by id starts where its reading by time stood (or at its start)."""
+    after = sub.events_seq
+    if after is None:
+        start = sub.since if sub.events_at is None else max(sub.since, sub.events_at - LATE)
+        after = ledger_id_before(start, high)
+    rows = lead_events(kinds, after=after, upto=high, limit=BATCH)
+    # A full batch may leave more behind it: the next pass goes on from the last one read.
+    last = rows[-1][0] if len(rows) == BATCH else high
+    return [fact for _, fact in rows], max(after, last)
 
 
 #: Among facts of the same moment, the order they happen in: a lead accepts, is thanked, and ends.

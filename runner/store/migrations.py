@@ -214,6 +214,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             enrollment_id INTEGER NOT NULL UNIQUE REFERENCES enrollment (id) ON DELETE CASCADE,
             enrollment_updated_at TEXT NOT NULL, handled_at TEXT NOT NULL)""",
     ]),
+    (12, "outgoing events read by ledger id", [
+        # How far a subscription has read the event ledger, by `event.id`: a runner stamps the events
+        # it applies with the time its pass began, which may be long before it commits them, so
+        # reading by that time could step over them (runner.outgoing_derive).
+        "ALTER TABLE outgoing_subscription ADD COLUMN events_seq INTEGER",
+    ]),
 ]
 
 LATEST = max(version for version, _, _ in MIGRATIONS)

@@ -1,8 +1,10 @@
 """Outgoing events in the store: subscriptions with how far they have read, the outbox, and the facts.
 
 - `OutgoingSubscription`: one per `outgoing:` entry of seqrun.yaml, by name (migration 10). `since` is
-  when it was first seen (nothing older is reported); `actions_at`, `events_at`, `finished_at` the
-  latest fact time read from each source; `senders` the sender states last seen.
+  when it was first seen (nothing older is reported); `actions_at`, `finished_at` the latest fact time
+  read from actions and finished enrollments, `events_seq` the last id of the event ledger read
+  (migration 12; `events_at`, the time it was read up to before, only says where a subscription
+  read before it starts); `senders` the sender states last seen.
 - `OutgoingEvent`: the outbox. One row per event and subscription, unique by `event_id`, holding the
   body exactly as it is signed and sent; `pending` until a 2xx (`delivered`) or the last attempt
   (`failed`).
@@ -20,6 +22,7 @@ from typing import Any
 
 import peewee
 
+from . import backends
 from .fields import UTCDateTimeField
 from .models import Action, BaseModel, Enrollment, Event, Lead, Sender, db
 
@@ -31,6 +34,7 @@ class OutgoingSubscription(BaseModel):
     since = UTCDateTimeField()
     actions_at = UTCDateTimeField(null=True)
     events_at = UTCDateTimeField(null=True)
+    events_seq = peewee.IntegerField(null=True)
     finished_at = UTCDateTimeField(null=True)
     senders = peewee.TextField(default="{}")  # JSON: sender id -> [status, pauses seen]
     created_at = UTCDateTimeField()
@@ -96,7 +100,7 @@ def subscription_names() -> list[str]:
 
 def save_reading(sub: OutgoingSubscription, now: dt.datetime) -> None:
     """How far a subscription has read, written in the transaction that added its events."""
-    OutgoingSubscription.update(actions_at=sub.actions_at, events_at=sub.events_at, finished_at=sub.finished_at,
+    OutgoingSubscription.update(actions_at=sub.actions_at, events_seq=sub.events_seq, finished_at=sub.finished_at,
                                 senders=sub.senders, updated_at=now).where(OutgoingSubscription.id == sub.id).execute()
 
 
@@ -187,26 +191,32 @@ def _about_a_lead(kinds: Sequence[str]) -> peewee.Expression:
     return Event.kind.in_(list(kinds)) & Event.lead.is_null(False)
 
 
-def event_refs(kinds: Sequence[str], start: dt.datetime) -> list[tuple[str, dt.datetime]]:
-    """(event id, time) of the events `lead_events` would read from `start` on, oldest first (a cheap read)."""
-    query = _pick(Event.select(Event.event_id, Event.received_at).where(_about_a_lead(kinds)), Event.received_at,
-                  start=start)
-    return list(query.tuples())
+def ledger_high_water() -> int:
+    """The ledger id up to which every event is committed (or never will be): see the backends."""
+    return int(backends.current().ledger_high_water())
 
 
-def lead_events(kinds: Sequence[str], **window: Any) -> list[Fact]:
-    """Stored events of `kinds` about a known lead, by `received_at` (when seqrun learnt of them)."""
-    query = (Event.select(Event.event_id, Event.kind, Event.source, Event.occurred_at, Event.received_at, Event.data,
-                          Enrollment.sequence, Enrollment.step_id, *_lead_columns())
+def ledger_id_before(start: dt.datetime, high: int) -> int:
+    """Where to start reading the ledger by id to take every event from `start` on (by the time it
+    carries): just before the first of them, or `high` when there is none up to it."""
+    first = Event.select(peewee.fn.MIN(Event.id)).where(Event.received_at >= start, Event.id <= high).scalar()
+    return high if first is None else int(first) - 1
+
+
+def lead_events(kinds: Sequence[str], *, after: int, upto: int, limit: int) -> list[tuple[int, Fact]]:
+    """Stored events of `kinds` about a known lead with `after < id <= upto`, in the order they were
+    written to the ledger (its id), at most `limit`; each with its id."""
+    query = (Event.select(Event.id, Event.event_id, Event.kind, Event.source, Event.occurred_at, Event.received_at,
+                          Event.data, Enrollment.sequence, Enrollment.step_id, *_lead_columns())
              .join(Lead, on=(Event.lead == Lead.id))
              .join_from(Event, Sender, peewee.JOIN.LEFT_OUTER, on=(Event.sender == Sender.id))
              .join_from(Event, Enrollment, peewee.JOIN.LEFT_OUTER, on=(Event.enrollment == Enrollment.id))
-             .where(_about_a_lead(kinds)))
-    query = _pick(query, Event.received_at, ref=Event.event_id, **window)
-    return [Fact("event", r["event_id"], r["kind"], r["received_at"], r["lead_key"], r["profile_url"], r["lead_fields"],
-                 r["sequence"], r["step_id"], r["sender"],
-                 {"occurred_at": r["occurred_at"], "source": r["source"],
-                  "conversation_id": (r["data"] or {}).get("conversation_id")})
+             .where(_about_a_lead(kinds), Event.id > after, Event.id <= upto)
+             .order_by(Event.id).limit(limit))
+    return [(r["id"], Fact("event", r["event_id"], r["kind"], r["received_at"], r["lead_key"], r["profile_url"],
+                           r["lead_fields"], r["sequence"], r["step_id"], r["sender"],
+                           {"occurred_at": r["occurred_at"], "source": r["source"],
+                            "conversation_id": (r["data"] or {}).get("conversation_id")}))
             for r in _rows(query)]
 
 

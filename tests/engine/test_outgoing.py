@@ -148,7 +148,8 @@ def test_a_crash_before_the_outbox_commit_loses_nothing_and_reading_again_double
     assert derive(subs, h.now) == 4
     assert derive(subs, h.now) == 0
     # A second process reading from scratch (its own idea of how far it read) adds nothing either.
-    db.execute_sql("UPDATE outgoing_subscription SET actions_at = NULL, events_at = NULL, finished_at = NULL")
+    db.execute_sql("UPDATE outgoing_subscription SET actions_at = NULL, events_at = NULL, events_seq = NULL, "
+                   "finished_at = NULL")
     assert derive(subs, h.now) == 0
     assert OutgoingEvent.select().count() == 4
 
@@ -166,10 +167,28 @@ def test_a_fact_committed_after_newer_ones_were_read_is_still_reported(
     # Another runner commits a reply it received a minute before the one already read.
     Event.create(event_id="reply-0", kind="replied", source="poll", lead=lead.id, occurred_at=late, received_at=late)
     assert derive(subs, h.now) == 1
-    # Beyond the late window a fact is not looked for again (and the window bounds the rereading).
-    old = h.now - outgoing_derive.LATE - dt.timedelta(seconds=1)
-    Event.create(event_id="reply-x", kind="replied", source="poll", lead=lead.id, occurred_at=old, received_at=old)
     assert derive(subs, h.now) == 0
+
+
+def test_an_event_stamped_long_before_its_commit_by_another_runner_is_still_reported(
+        make_harness: HarnessFactory) -> None:
+    """A pass stamps the events it applies with the time it started; a runner whose pass began with
+    a sync of half an hour commits them that much later, after another runner read newer events.
+    The ledger is read in the order it was written, whatever time its rows carry."""
+    h = messaged(make_harness)
+    subs = [("crm", frozenset({"lead.replied"}))]
+    derive(subs, MONDAY - dt.timedelta(days=1))
+    lead = h.lead("anna")
+    Event.create(event_id="reply-new", kind="replied", source="webhook", lead=lead.id, occurred_at=h.now,
+                 received_at=h.now)
+    assert derive(subs, h.now) == 1
+    stale = h.now - dt.timedelta(minutes=30)
+    Event.create(event_id="reply-synced", kind="replied", source="poll", lead=lead.id, occurred_at=stale,
+                 received_at=stale)
+    assert derive(subs, h.now) == 1
+    assert derive(subs, h.now) == 0
+    assert sorted(e.event_id for e in OutgoingEvent.select()) == sorted(
+        outgoing_derive.event_id("event", ref) for ref in ("reply-new", "reply-synced"))
 
 
 def test_failures_are_retried_with_growing_jittered_delays_until_a_2xx(

@@ -175,3 +175,14 @@ def lock_migrations(database: Any) -> None:
 
 def unlock_migrations(database: Any) -> None:
     database.execute_sql("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+
+
+def ledger_high_water() -> int:
+    """The highest id in the event ledger below which no row can still appear. A sequence hands out
+    ids when rows are inserted, not when they are committed: another runner's transaction may hold
+    a lower id than a row already committed. A SHARE lock on the table waits for every transaction
+    inserting into it to end (and holds new inserts back for the instant it is held), so every id
+    up to the maximum it then reads is committed or never will be."""
+    with db.atomic():
+        db.execute_sql("LOCK TABLE event IN SHARE MODE")
+        return int(db.execute_sql("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0])
