@@ -1,12 +1,12 @@
 """The kill -9 proof: `seqrun serve` killed with SIGKILL at random moments while it works and while
 webhooks are being delivered, restarted each time; afterwards nothing was done twice or lost.
 
-Run: python bench/bench_serve_kill.py [--kills 1000] [--leads 3000] [--senders 4] [--seed 1] [--warp 300]
-         [--days 7] [--progress] [--json]
+Run: python bench/bench_serve_kill.py [--kills 1000] [--leads 3000] [--senders 4] [--seed 1] [--warp 100]
+         [--days 2.5] [--progress] [--json]
      (or --smoke: 3 kills, 30 leads; tests/server/test_serve_kill.py runs 30 kills, 150 leads at --warp 4000)
      The default run takes about 40 minutes on a loaded 2-core machine: each sender's daily cap spreads its
-     invitations over 7 days of a clock 300 times faster than the wall clock (34 minutes), so that the kills
-     keep landing while invitations are being made.
+     invitations over 2.5 days of a clock 100 times faster than the wall clock (36 minutes), so that the
+     kills keep landing while invitations are being made.
 
 Set-up, all on 127.0.0.1: the fake Edges API (`runner.providers.edges.fake`, what `seqrun fake
 edges` serves) in this process, keeping its own ledger of every action it performed with the
@@ -64,8 +64,12 @@ WAIT = 120.0  # seconds: a bound for a condition that never comes
 #: clock; runner.limits.LATE) after its booked point does not act but is placed again, so the time
 #: a pass, or a restart after a kill, takes on the wall clock must stay well under 15 minutes / factor.
 #: At 4,000 (0.23 s) a pass over a few thousand leads never catches up and nothing is ever invited;
-#: 300 (3 s) leaves room for a restart on a loaded machine: a day passes in 4.8 minutes.
-WARP = 300.0
+#: at 300 (3 s) a machine loaded by other work (load average 7 on 2 cores) stalls it again; 100 (9 s)
+#: leaves room for a restart on a loaded machine: a day passes in 14.4 minutes.
+WARP = 100.0
+#: Webhook deliveries a second while `serve` runs: enough for kills to land mid-delivery. An
+#: unthrottled stream (thousands a round) made the engine fall behind its clock on a loaded machine.
+RATE = 50.0
 KEY, SECRET = "kill-harness-key", "kill-harness-webhook-secret"
 QUIET_WORLD = {"accept_rate": 0.0, "reply_rate": 0.0, "connected_rate": 0.0, "pending_rate": 0.0,
                "messaged_first_rate": 0.0, "recent_conversation_rate": 0.0, "inaccessible_rate": 0.0}
@@ -164,8 +168,8 @@ class Serve:
 
 
 class Poster:
-    """Posts signed Edges integration webhooks to the current `serve` from a thread; keeps the event
-    id of every delivery that was answered 2xx."""
+    """Posts signed Edges integration webhooks to the current `serve` from a thread, about `RATE` a
+    second; keeps the event id of every delivery that was answered 2xx."""
 
     def __init__(self, seed: int) -> None:
         self.acknowledged: list[str] = []
@@ -187,6 +191,7 @@ class Poster:
                 self.acknowledged.append("edges-webhook:" + hashlib.sha256(body).hexdigest()[:32])
             else:
                 self.refused += 1
+            stop.wait(1 / RATE)  # a provider's pace, not a flood (bench_serve_load.py measures floods)
 
     def close(self) -> None:
         self._client.close()
@@ -206,7 +211,7 @@ def one_round(root: pathlib.Path, clock: Clock, fake: EdgesFake, poster: Poster,
         def wanted() -> bool:  # right after it listens: recovery, the first claims
             return True
     elif moment < 0.6 and actions < leads:
-        more = min(rng.randint(1, 6), leads - actions)  # mid-action: as the fake performs one
+        more = min(rng.randint(1, 3), leads - actions)  # mid-action: as the fake performs one
 
         def wanted() -> bool:
             return len(fake.ledger) >= actions + more
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--warp", type=float, default=WARP,
                         help="the clock runs this many times faster than the wall clock (see WARP)")
-    parser.add_argument("--days", type=float, default=7.0,
+    parser.add_argument("--days", type=float, default=2.5,
                         help="days of that clock each sender's invitations are spread over (sets its daily cap)")
     parser.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     parser.add_argument("--progress", action="store_true", help="a line on stderr after each round")
