@@ -28,7 +28,9 @@
 """
 from __future__ import annotations
 
+import collections
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -57,8 +59,37 @@ class Database(peewee.SqliteDatabase):
     #: how to pause (tests inject one that does not sleep)
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = FairGate()
+        self._holding = threading.local()
+
     def begin(self, lock_type: str | None = None) -> None:
-        self._patiently(lambda: super(Database, self).begin(lock_type))
+        # Threads of this process take turns, first come first served, before they ask SQLite for
+        # its lock: left to SQLite's busy handler (a sleep between tries), a thread storing a webhook
+        # delivery lost the lock to the engine's back-to-back transactions for seconds.
+        self._gate.acquire()
+        self._holding.gate = True
+        try:
+            self._patiently(lambda: super(Database, self).begin(lock_type))
+        except BaseException:
+            self._let_go()
+            raise
+
+    def commit(self) -> None:
+        super().commit()
+        self._let_go()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        if getattr(self._holding, "gate", False):
+            self._holding.gate = False
+            self._gate.release()
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         if not self.is_closed() and self.connection().in_transaction:
@@ -81,6 +112,40 @@ class Database(peewee.SqliteDatabase):
                                 waited + 1)
                 waited += 1
                 self.sleep(pause)
+
+
+class FairGate:
+    """A lock handed to its waiters in the order they came (a plain lock lets the thread that just
+    released it take it again at once, before any waiter wakes)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: collections.deque[threading.Event] = collections.deque()
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiting.append(turn)
+        try:
+            turn.wait()
+        except BaseException:  # Ctrl-C while waiting: leave the queue, or pass on a turn just given
+            with self._mutex:
+                if turn in self._waiting:
+                    self._waiting.remove(turn)
+                    raise
+            self.release()
+            raise
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().set()  # handed over: it stays held
+            else:
+                self._held = False
 
 
 def is_locked(exc: BaseException) -> bool:
