@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from . import flow, inbox, limits, logfields, presence, steps
 from .providers.base import ErrorKind, ProviderError, ProviderEvent
 from .runtime import Runtime, SenderRuntime
-from .store import Enrollment, claims, enrollments, health, sender_state, senders
+from .store import Enrollment, claims, enrollments, health, sender_calls, sender_state, senders
 from .store import inbox as store_inbox
 from .store.inbox import Received
 from .store.leases import in_flight_holders, release_claims, release_in_flight_of
@@ -151,6 +151,9 @@ class Engine:
                         else now + flow.backoff(self.rt, attempt, key=str(enr.id)))
             enrollments.note_crash(enr.id, attempt, redact_secrets(f"{type(exc).__name__}: {exc}"), now,
                                    retry_at=retry_at)
+            # A call that raised is over, whatever it did: its action stays in flight and is
+            # reconciled with the provider when the lead runs again.
+            sender_calls.end_calls_of_enrollment(enr.id, self.rt.owner)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -236,8 +239,13 @@ class Engine:
         lead in the middle of its call is left to it; a lead that sleeps in a backoff after a
         timeout (its action in flight on purpose, no lease) keeps its backoff.
         """
-        gone = [owner for owner in in_flight_holders() if presence.gone_now(owner, now, me=self.rt.owner)]
-        return release_in_flight_of(gone, now) if gone else 0
+        holders = set(in_flight_holders()) | set(sender_calls.call_holders())
+        gone = [owner for owner in sorted(holders) if presence.gone_now(owner, now, me=self.rt.owner)]
+        if not gone:
+            return 0
+        with writing():
+            sender_calls.end_calls_of(gone)  # their leads' actions stay in flight, reconciled first
+            return release_in_flight_of(gone, now)
 
     def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
         """Leads leased by runners that are gone (killed, stopped without handing them back, or
