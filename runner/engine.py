@@ -5,8 +5,9 @@ One tick:
    re-read with an overlap, cursor saved only after the sync finished), appends the events to the
    inbox, and applies every pending inbox event, the webhooks' included (runner.inbox);
 2. claims due enrollments through the partial index on `due_at` (cost grows with the number due,
-   not the number enrolled) with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so
-   a crashed run's leads come back by themselves);
+   not the number enrolled), a few at a time (`claims.share`: runners sharing the database share
+   its backlog), with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so a crashed
+   run's leads come back by themselves);
 3. runs each claimed lead's steps (`runner.steps`) until it must wait, act later, or end, committing
    every transition before the next external action.
 
@@ -74,8 +75,9 @@ class Engine:
         self.rt.provider_holds = {(sender_id, action): until
                                   for sender_id, action, until, _ in sender_state.provider_holds(now)}
         self.sync(now, report)
+        share = self.rt.batch or claims.share()
         while (limit is None or report.processed < limit) and not self._stopping(report):
-            batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
+            batch = share if limit is None else min(share, limit - report.processed)
             claimed = claims.claim_due(now, batch, self.rt.owner, now + self.rt.lease)
             for index, enrollment_id in enumerate(claimed):
                 if self._stopping(report):

@@ -1,4 +1,5 @@
-"""At most one action in flight per sender account, whatever the number of runners (issue 8, section 4).
+"""Several runners on one store (issue 8, sections 4 and 5): at most one action in flight per sender
+account, whatever the number of runners, and a backlog that runners share.
 
 The guard is a row per call in `sender_call`, unique by sender, committed with the action's outbox
 row before the provider is called and deleted with its result. Every test runs on both backends;
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from runner.actions import SENDER_BUSY_WAIT
-from runner.store import db
+from runner.store import claims, db
 from runner.store.runners import register_runner
 from runner.store.sender_calls import calls_in_flight, end_call, start_call
 
@@ -218,3 +219,45 @@ def _elsewhere(fn: Any) -> Any:
     thread.start()
     thread.join(WAIT)
     return box[0]
+
+
+NOTIFY = """\
+  - {id: out, action: notify, url: "https://crm.example.com/hook"}
+  - end: posted
+"""
+
+
+def test_a_second_runner_shares_the_backlog_of_a_working_one(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", NOTIFY))
+    h.enroll(*(lead_row(f"lead{i:02d}") for i in range(30)))
+    runner_a = h.engine
+    runner_b = h.restart()
+    in_call, release = threading.Event(), threading.Event()
+
+    def slow_crm(url: str, headers: Any, payload: Any) -> None:
+        in_call.set()
+        assert release.wait(WAIT)
+
+    runner_a.rt.notifier = slow_crm
+    reports: list[Any] = []
+
+    def run_a() -> None:
+        try:
+            reports.append(runner_a.tick(h.now))
+        finally:
+            db.close()
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    try:
+        assert in_call.wait(WAIT)  # runner A is in its first lead's POST, with its claimed share leased
+        report_b = runner_b.tick(h.now)
+    finally:
+        release.set()
+        thread.join(WAIT)
+    (report_a,) = reports
+    share = claims.share()
+    assert share == (1 if h.db_url.startswith("postgresql://") else 20)
+    assert (report_a.processed, report_b.processed) == (share, 30 - share)
+    assert {h.enrollment(f"lead{i:02d}").outcome for i in range(30)} == {"posted"}
+    assert len(h.notified) == 30 - share

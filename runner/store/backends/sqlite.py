@@ -11,6 +11,9 @@ from typing import Any
 from ..fields import to_db_time
 from ..models import db
 
+#: due leads claimed at a time (`store.claims.share`): a claim is a commit of its own
+CLAIM_SHARE = 20
+
 
 def native_sql(sql: str) -> str:
     return sql  # the store's SQL is written with SQLite's `?` placeholders
