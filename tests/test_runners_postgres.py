@@ -21,13 +21,13 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from tests.backends import fresh_store_url
 
 from runner import audit
 from runner.project import build_runtime, open_project, project_sequences, real_provider_for, sync_senders
 from runner.store import Action, Enrollment, db, open_store
 from runner.store.enrollments import set_facts
 from runner.store.sender_calls import calls_in_flight
-from tests.backends import fresh_store_url
 
 DEADLINE = 120.0  # seconds a run may take before the test fails; nothing sleeps
 SENDERS = 5
