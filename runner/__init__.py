@@ -10,7 +10,7 @@ def main() -> None:
     import sys
 
     try:
-        from .cli import main as run_command
+        from runner.cli import main as run_command
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         sys.exit(130)  # runner.cli.EXIT_INTERRUPTED, which is not loaded yet

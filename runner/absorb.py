@@ -13,13 +13,13 @@ import datetime as dt
 import logging
 from typing import Any
 
-from .model import WaitForStep
-from .providers.base import ProviderEvent
-from .runtime import Runtime
-from .store import Enrollment
-from .store import inbox as store_inbox
-from .store.models import InboxEvent
-from .store.transactions import writing
+from runner.model import WaitForStep
+from runner.providers.base import ProviderEvent
+from runner.runtime import Runtime
+from runner.store import Enrollment
+from runner.store import inbox as store_inbox
+from runner.store.models import InboxEvent
+from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from . import calendar as cal
-from . import limits, logfields, templates
-from .flow import (
+from runner import calendar as cal
+from runner import limits, logfields, templates
+from runner.flow import (
     API_KEY_REJECTED,
     Ctx,
     Fail,
@@ -45,15 +45,15 @@ from .flow import (
     refresh_relationship,
     release_slot,
 )
-from .model import ActionStep, Sequence
-from .providers.base import ActionResult, ErrorKind, ProviderError
-from .store import Action
-from .store.blocks import is_blocked
-from .store.ledger import action_by_key
-from .store.rows import insert_action, set_lead_json
-from .store.sender_state import hold_action
-from .store.senders import start_warmup
-from .store.transactions import writing
+from runner.model import ActionStep, Sequence
+from runner.providers.base import ActionResult, ErrorKind, ProviderError
+from runner.store import Action
+from runner.store.blocks import is_blocked
+from runner.store.ledger import action_by_key
+from runner.store.rows import insert_action, set_lead_json
+from runner.store.sender_state import hold_action
+from runner.store.senders import start_warmup
+from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
 

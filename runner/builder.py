@@ -20,10 +20,10 @@ from typing import Any
 import jinja2
 from jinja2 import meta
 
-from .diagnostics import Diagnostic, error
-from .durations import DurationError, parse_duration, parse_time_range
-from .jinja import ConditionError, compile_condition, environment
-from .model import (
+from runner.diagnostics import Diagnostic, error
+from runner.durations import DurationError, parse_duration, parse_time_range
+from runner.jinja import ConditionError, compile_condition, environment
+from runner.model import (
     LIMITED_ACTIONS,
     WEEKDAYS,
     ActionStep,
@@ -49,9 +49,9 @@ from .model import (
     WaitStep,
     Warmup,
 )
-from .schemacheck import PathNames, show
-from .urls import url_secrets
-from .yamlsrc import Path, YamlDoc
+from runner.schemacheck import PathNames, show
+from runner.urls import url_secrets
+from runner.yamlsrc import Path, YamlDoc
 
 #: `default: next` in a branch means "the following step"; no step may take the name.
 NEXT = "next"

@@ -27,7 +27,7 @@ import functools
 import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .model import Calendar, Duration
+from runner.model import Calendar, Duration
 
 UTC = dt.UTC
 

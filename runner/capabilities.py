@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .config import SenderConfig
-from .diagnostics import Diagnostic, UserError, error
-from .model import ActionStep, Sequence
-from .providers import CAPABILITIES, why_not
+from runner.config import SenderConfig
+from runner.diagnostics import Diagnostic, UserError, error
+from runner.model import ActionStep, Sequence
+from runner.providers import CAPABILITIES, why_not
 
 #: the ability each provider action needs (an InMail is a message step with `inmail: true`)
 PROVIDER_ACTIONS = ("visit", "connect", "message", "withdraw")

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 
 import jinja2
 
-from .diagnostics import Diagnostic, error, warning
-from .jinja import attribute_uses, environment, expression_names
-from .model import (
+from runner.diagnostics import Diagnostic, error, warning
+from runner.jinja import attribute_uses, environment, expression_names
+from runner.model import (
     CEILINGS,
     CONTEXT_NAMES,
     FACTS,
@@ -39,8 +39,8 @@ from .model import (
     WaitForStep,
     WaitStep,
 )
-from .providers import CAPABILITIES, why_not
-from .templatelint import SENDER_FIELDS, SEQUENCE_FIELDS
+from runner.providers import CAPABILITIES, why_not
+from runner.templatelint import SENDER_FIELDS, SEQUENCE_FIELDS
 
 _CAPABILITY_WORDS = {
     "visit": "visit profiles",

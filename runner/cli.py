@@ -17,9 +17,9 @@ import traceback
 
 import click
 
-from . import __version__
-from .diagnostics import UserError
-from .terminal import printable
+from runner import __version__
+from runner.diagnostics import UserError
+from runner.terminal import printable
 
 #: module name under runner.commands -> command name(s) it provides (a click command or group).
 COMMANDS: tuple[str, ...] = (
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(problem.render(), err=True)
             code = EXIT_USER
         else:
-            from .providers.http import redact
+            from runner.providers.http import redact
 
             if debug:  # redacted like every log line: an exception may quote a URL's token or a key
                 click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _storage_problem(exc: BaseException) -> UserError | None:
-    from .store import health
-    from .store.db import storage_problem
+    from runner.store import health
+    from runner.store.db import storage_problem
 
     seen: set[int] = set()
     current: BaseException | None = exc

@@ -31,24 +31,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from .diagnostics import (
-    Diagnostic,
-    UserError,
-    error,
-    has_errors,
-    sort_diagnostics,
-    warning,
-)
-from .model import CEILINGS, LIMITED_ACTIONS, Pos, Sequence
-from .outgoing import Subscription
-from .outgoing_derive import EVENT_TYPES
-from .paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
-from .providers import PROVIDERS
-from .schemacheck import error_parts, secret_name_message, show, simple_message
-from .store.db import DEFAULT_DB, resolve_db_url
-from .urls import url_secrets
-from .yamlsrc import Path as YamlPath
-from .yamlsrc import YamlDoc, load_yaml_file
+from runner.diagnostics import Diagnostic, UserError, error, has_errors, sort_diagnostics, warning
+from runner.model import CEILINGS, LIMITED_ACTIONS, Pos, Sequence
+from runner.outgoing import Subscription
+from runner.outgoing_derive import EVENT_TYPES
+from runner.paths import PROJECT_CONFIG, TEMPLATES_DIR, find_project_root
+from runner.providers import PROVIDERS
+from runner.schemacheck import error_parts, secret_name_message, show, simple_message
+from runner.store.db import DEFAULT_DB, resolve_db_url
+from runner.urls import url_secrets
+from runner.yamlsrc import Path as YamlPath
+from runner.yamlsrc import YamlDoc, load_yaml_file
 
 ACCOUNT_TYPES = ("classic", "sales_navigator")
 DEFAULT_SANDBOX_SENDER = "sandbox"
@@ -511,7 +504,7 @@ class _Checker:
 
     def _sandbox(self, options: dict[str, Any]) -> None:
         """Options that are fine one by one but not together: reported here, not when simulate starts."""
-        from .providers.sandbox import option_problems  # the sandbox module loads only when needed
+        from runner.providers.sandbox import option_problems  # the sandbox module loads only when needed
 
         for path, message in option_problems(options):
             if path[0].endswith("_rate"):  # a sum of rates: shown at the first one set, named as the block

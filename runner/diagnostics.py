@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .terminal import json_printable, printable
+from runner.terminal import json_printable, printable
 
 Severity = Literal["error", "warning"]
 

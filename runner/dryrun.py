@@ -11,14 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .providers.base import (
-    Account,
-    ActionResult,
-    Conversation,
-    LeadRef,
-    PollResult,
-    Relationship,
-)
+from runner.providers.base import Account, ActionResult, Conversation, LeadRef, PollResult, Relationship
 
 
 @dataclass(frozen=True)

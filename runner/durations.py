@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from .model import Duration, TimeRange
+from runner.model import Duration, TimeRange
 
 _UNITS = {
     "minute": 60, "minutes": 60, "min": 60, "mins": 60,

@@ -28,15 +28,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import flow, inbox, limits, logfields, presence, steps
-from .providers.base import ErrorKind, ProviderError, ProviderEvent
-from .runtime import Runtime, SenderRuntime
-from .store import Enrollment, claims, enrollments, health, sender_state, senders
-from .store import inbox as store_inbox
-from .store.inbox import Received
-from .store.leases import in_flight_holders, release_claims, release_in_flight_of
-from .store.transactions import writing
-from .urls import redact_secrets
+from runner import flow, inbox, limits, logfields, presence, steps
+from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
+from runner.runtime import Runtime, SenderRuntime
+from runner.store import Enrollment, claims, enrollments, health, sender_state, senders
+from runner.store import inbox as store_inbox
+from runner.store.inbox import Received
+from runner.store.leases import in_flight_holders, release_claims, release_in_flight_of
+from runner.store.transactions import writing
+from runner.urls import redact_secrets
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import calendar as cal
-from . import limits
-from .absorb import absorb
-from .model import Sequence, Target
-from .providers.base import ActionResult, LeadRef, ProviderError
-from .runtime import Runtime, SenderRuntime
-from .store import Action, Enrollment, Lead, blocks
-from .store.enrollment_writes import save_enrollment
-from .store.rows import close_action_row, set_lead_json
-from .store.transactions import Transaction
+from runner import calendar as cal
+from runner import limits
+from runner.absorb import absorb
+from runner.model import Sequence, Target
+from runner.providers.base import ActionResult, LeadRef, ProviderError
+from runner.runtime import Runtime, SenderRuntime
+from runner.store import Action, Enrollment, Lead, blocks
+from runner.store.enrollment_writes import save_enrollment
+from runner.store.rows import close_action_row, set_lead_json
+from runner.store.transactions import Transaction
 
 #: The pause reason of a sender whose provider refused its API key (a configuration error).
 API_KEY_REJECTED = "API key rejected"

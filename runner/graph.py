@@ -18,17 +18,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .model import (
-    ActionStep,
-    BranchStep,
-    EndStep,
-    MessageTemplate,
-    Sequence,
-    Step,
-    Target,
-    WaitForStep,
-    WaitStep,
-)
+from runner.model import ActionStep, BranchStep, EndStep, MessageTemplate, Sequence, Step, Target, WaitForStep, WaitStep
 
 Shape = Literal["action", "wait", "wait_for", "branch", "end", "exit"]
 

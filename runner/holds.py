@@ -14,14 +14,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
-from .diagnostics import UserError
-from .leads import profile_key
-from .steps import release_slots
-from .store import enrollments, senders
-from .store.leadbook import enrolled_sequences
-from .store.lookups import lead_id_by_key
-from .store.transactions import writing
+from runner.config import Config
+from runner.diagnostics import UserError
+from runner.leads import profile_key
+from runner.steps import release_slots
+from runner.store import enrollments, senders
+from runner.store.leadbook import enrolled_sequences
+from runner.store.lookups import lead_id_by_key
+from runner.store.transactions import writing
 
 LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
 #: The reason the engine writes when a provider says the sender's session expired (runner.steps).

@@ -21,16 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from . import logfields, steps
-from .absorb import belongs_to, event_facts, woken_due
-from .providers.base import ProviderEvent
-from .runtime import Runtime, SenderRuntime
-from .store import health
-from .store import inbox as store_inbox
-from .store.enrollment_writes import write_facts_unclaimed
-from .store.inbox import Received
-from .store.models import InboxEvent
-from .store.transactions import writing
+from runner import logfields, steps
+from runner.absorb import belongs_to, event_facts, woken_due
+from runner.providers.base import ProviderEvent
+from runner.runtime import Runtime, SenderRuntime
+from runner.store import health
+from runner.store import inbox as store_inbox
+from runner.store.enrollment_writes import write_facts_unclaimed
+from runner.store.inbox import Received
+from runner.store.models import InboxEvent
+from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
 PAGE = 500  # pending rows read at a time

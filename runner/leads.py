@@ -25,25 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config import Config
-from .diagnostics import Diagnostic, UserError
-from .leadsfile import (
-    CONTROL_CHARACTER,
-    DUPLICATE,
-    URL_FIELD,
-    LeadRow,
-    LeadsFile,
-    RowProblem,
-    problem_kind,
-)
-from .model import Sequence
-from .project import sync_senders
-from .store import Lead, Sender, leadbook
-from .store.fields import from_db_time, to_db_time
-from .store.leadbook import RUNNING
-from .store.transactions import writing
-from .urls import normalize_profile_url
-from .versions import remember
+from runner.config import Config
+from runner.diagnostics import Diagnostic, UserError
+from runner.leadsfile import CONTROL_CHARACTER, DUPLICATE, URL_FIELD, LeadRow, LeadsFile, RowProblem, problem_kind
+from runner.model import Sequence
+from runner.project import sync_senders
+from runner.store import Lead, Sender, leadbook
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.leadbook import RUNNING
+from runner.store.transactions import writing
+from runner.urls import normalize_profile_url
+from runner.versions import remember
 
 BLOCKED = "blocked"
 IN_OTHER_SEQUENCE = "in another sequence"

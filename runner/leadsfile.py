@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .diagnostics import Diagnostic, error, has_errors, sort_diagnostics, warning
-from .urls import normalize_profile_url
+from runner.diagnostics import Diagnostic, error, has_errors, sort_diagnostics, warning
+from runner.urls import normalize_profile_url
 
 URL_FIELD = "linkedin_profile_url"
 DELIMITERS = (",", ";", "\t", "|")

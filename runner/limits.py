@@ -35,12 +35,12 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import calendar as cal
-from . import pacing_grid as grids
-from .model import Calendar, Limits, Sequence
-from .store import charges, enrollments, pace, usage
-from .store import pace_hints as hints
-from .store.transactions import writing
+from runner import calendar as cal
+from runner import pacing_grid as grids
+from runner.model import Calendar, Limits, Sequence
+from runner.store import charges, enrollments, pace, usage
+from runner.store import pace_hints as hints
+from runner.store.transactions import writing
 
 MAX_DAYS_AHEAD = 400
 #: A lead that wakes later than this after its booked point (downtime, a long pass) does not act at

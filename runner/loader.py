@@ -22,13 +22,13 @@ import os
 import pathlib
 from collections.abc import Iterable, Mapping
 
-from . import checks
-from .builder import Builder
-from .diagnostics import Diagnostic, error, has_errors, sort_diagnostics
-from .model import Sequence
-from .paths import PROJECT_CONFIG, templates_dir_for
-from .schemacheck import check_schema, show
-from .yamlsrc import MAX_FILE_BYTES, load_yaml_bytes
+from runner import checks
+from runner.builder import Builder
+from runner.diagnostics import Diagnostic, error, has_errors, sort_diagnostics
+from runner.model import Sequence
+from runner.paths import PROJECT_CONFIG, templates_dir_for
+from runner.schemacheck import check_schema, show
+from runner.yamlsrc import MAX_FILE_BYTES, load_yaml_bytes
 
 SEQUENCE_SUFFIXES = (".yaml", ".yml")
 # --- public entry points ------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from .diagnostics import UserError
-from .paths import PROJECT_CONFIG, SANDBOX_STATE_SUFFIX, TEMPLATES_DIR
-from .store.db import database_file
+from runner.diagnostics import UserError
+from runner.paths import PROJECT_CONFIG, SANDBOX_STATE_SUFFIX, TEMPLATES_DIR
+from runner.store.db import database_file
 
 SEQUENCES_DIR = "sequences"
 

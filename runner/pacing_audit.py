@@ -20,10 +20,10 @@ import math
 from collections import Counter, defaultdict
 from fractions import Fraction
 
-from . import calendar as cal
-from .model import Sequence
-from .runtime import Runtime
-from .store.auditlog import first_action_times
+from runner import calendar as cal
+from runner.model import Sequence
+from runner.runtime import Runtime
+from runner.store.auditlog import first_action_times
 
 #: The spacing floor as a share of the nominal gap: at most four actions of a kind in one gap.
 FLOOR_SHARE = Fraction(1, 4)

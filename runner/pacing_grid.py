@@ -16,8 +16,8 @@ import hashlib
 import math
 from zoneinfo import ZoneInfo
 
-from . import calendar as cal
-from .model import Calendar
+from runner import calendar as cal
+from runner.model import Calendar
 
 Span = tuple[dt.datetime, dt.datetime]
 #: Points of one local date, in time order.

@@ -25,22 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import leases
-from .diagnostics import UserError
-from .store import db
-from .store.backends.postgres import is_postgres
-from .store.db import bound_file
-from .store.leases import lease_holders, release_leases_of
-from .store.runners import (
-    RunnerRow,
-    beat,
-    end_runner,
-    known_runners,
-    mark_gone,
-    register_runner,
-    running_runners,
-)
-from .store.transactions import writing
+from runner import leases
+from runner.diagnostics import UserError
+from runner.store import db
+from runner.store.backends.postgres import is_postgres
+from runner.store.db import bound_file
+from runner.store.leases import lease_holders, release_leases_of
+from runner.store.runners import RunnerRow, beat, end_runner, known_runners, mark_gone, register_runner, running_runners
+from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
 

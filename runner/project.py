@@ -17,22 +17,22 @@ from typing import Any
 
 import httpx
 
-from .calendar import resolve_zone
-from .config import Config, SenderConfig, default_limits, load_project_config, project_dir, resolve_credentials
-from .diagnostics import Diagnostic, UserError, error, has_errors
-from .limits import SenderCaps
-from .loader import load_paths
-from .model import ActionStep, Calendar, Sequence
-from .paths import SANDBOX_STATE_SUFFIX
-from .providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
-from .providers.base import Account, Provider
-from .providers.http import RequestBudget, budget_key, make_client, register_secret
-from .runtime import Notifier, Runtime, SenderRuntime
-from .store import Sender
-from .store.configured_senders import save_configured_sender
-from .store.leadbook import sequences_with_running_leads
-from .store.request_holds import hold_requests, requests_held_until
-from .templates import check_sequence_templates
+from runner.calendar import resolve_zone
+from runner.config import Config, SenderConfig, default_limits, load_project_config, project_dir, resolve_credentials
+from runner.diagnostics import Diagnostic, UserError, error, has_errors
+from runner.limits import SenderCaps
+from runner.loader import load_paths
+from runner.model import ActionStep, Calendar, Sequence
+from runner.paths import SANDBOX_STATE_SUFFIX
+from runner.providers import BASE_URLS, DEFAULT_REQUESTS_PER_MINUTE, PROVIDERS
+from runner.providers.base import Account, Provider
+from runner.providers.http import RequestBudget, budget_key, make_client, register_secret
+from runner.runtime import Notifier, Runtime, SenderRuntime
+from runner.store import Sender
+from runner.store.configured_senders import save_configured_sender
+from runner.store.leadbook import sequences_with_running_leads
+from runner.store.request_holds import hold_requests, requests_held_until
+from runner.templates import check_sequence_templates
 
 
 def load_sequences(paths: Iterable[str]) -> dict[str, Sequence]:
@@ -169,7 +169,7 @@ def build_runtime(config: Config, sequences: Mapping[str, Sequence], rows: Mappi
                           profile_id=sc.profile_id, credentials=credentials, settings=sc.settings)
         senders[row.id] = SenderRuntime(caps=sender_caps(sc, row), account=account, provider=provider,
                                         full_name=sc.full_name or sc.name, timezone=sc.timezone)
-    from .versions import load_version
+    from runner.versions import load_version
 
     knobs.setdefault("load_version", load_version)
     knobs.setdefault("retry_budget", dt.timedelta(hours=config.retry_budget_hours))
@@ -216,8 +216,8 @@ def missing_environment_of_earlier_versions(sequences: Mapping[str, Sequence],
     """Like `missing_environment`, for the earlier versions running leads keep to (`runner.versions`):
     a variable the file no longer names may still be needed by them. Variables the file itself
     misses are left to `missing_environment`."""
-    from .store.versions import running_versions
-    from .versions import load_version
+    from runner.store.versions import running_versions
+    from runner.versions import load_version
 
     counts: dict[tuple[str, str, str, str], int] = {}
     for name, version, leads in running_versions():

@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import calendar as cal
-from . import leases, presence
-from .config import Config, default_limits
-from .model import Calendar, Sequence
-from .providers import QUOTAS
-from .store import reports
-from .store.fields import from_db_time
-from .store.leadbook import enrolled_sequences
-from .store.leases import lease_holders
-from .store.quota_usage import performed_between
-from .store.runners import running_runners
-from .store.versions import running_by_version, version_dates
+from runner import calendar as cal
+from runner import leases, presence
+from runner.config import Config, default_limits
+from runner.model import Calendar, Sequence
+from runner.providers import QUOTAS
+from runner.store import reports
+from runner.store.fields import from_db_time
+from runner.store.leadbook import enrolled_sequences
+from runner.store.leases import lease_holders
+from runner.store.quota_usage import performed_between
+from runner.store.runners import running_runners
+from runner.store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
 

@@ -17,8 +17,8 @@ import collections
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .store import enrollments, ledger
-from .store.transactions import writing
+from runner.store import enrollments, ledger
+from runner.store.transactions import writing
 
 
 @dataclass(frozen=True, slots=True)

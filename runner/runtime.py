@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .leases import new_identity
-from .limits import SenderCaps
-from .model import Sequence
-from .providers.base import Account, Provider
+from runner.leases import new_identity
+from runner.limits import SenderCaps
+from runner.model import Sequence
+from runner.providers.base import Account, Provider
 
 #: notify(url, headers, payload) -> None; raises on failure (the engine retries).
 Notifier = Callable[[str, Mapping[str, str], Mapping[str, Any]], None]
@@ -82,7 +82,7 @@ class Runtime:
         if current is None or current.source_hash == version:
             return current
         if version not in self._versions:
-            from .versions import with_current_policy
+            from runner.versions import with_current_policy
 
             old = self.load_version(version) if self.load_version is not None else None
             self._versions[version] = None if old is None else with_current_policy(old, current)

@@ -34,11 +34,11 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from .diagnostics import Diagnostic, error
-from .durations import DurationError, parse_duration, parse_time_range
-from .model import ACTIONS
-from .urls import redact_url
-from .yamlsrc import Path, YamlDoc
+from runner.diagnostics import Diagnostic, error
+from runner.durations import DurationError, parse_duration, parse_time_range
+from runner.model import ACTIONS
+from runner.urls import redact_url
+from runner.yamlsrc import Path, YamlDoc
 
 #: Keys that say what kind of step a mapping is, in the schema's order of precedence. `end` is a
 #: kind only on its own; next to another kind key it says where to go afterwards.

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config, SenderConfig, resolve_credentials
-from .diagnostics import UserError
-from .providers.base import Account, ErrorKind, Provider, ProviderError, SenderCheck
-from .providers.http import redact, register_secret
-from .store.senders import store_profile_id
+from runner.config import Config, SenderConfig, resolve_credentials
+from runner.diagnostics import UserError
+from runner.providers.base import Account, ErrorKind, Provider, ProviderError, SenderCheck
+from runner.providers.http import redact, register_secret
+from runner.store.senders import store_profile_id
 
 
 @dataclass(frozen=True, slots=True)

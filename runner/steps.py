@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import calendar as cal
-from . import limits, logfields, templates
-from .actions import on_provider_error, perform, reconcile
-from .flow import (
+from runner import calendar as cal
+from runner import limits, logfields, templates
+from runner.actions import on_provider_error, perform, reconcile
+from runner.flow import (
     Advanced,
     Ctx,
     Fail,
@@ -41,24 +41,16 @@ from .flow import (
     refresh_relationship,
     release_slot,
 )
-from .jinja import compile_condition, expression_names
-from .model import (
-    ActionStep,
-    BranchStep,
-    Condition,
-    EndStep,
-    Sequence,
-    WaitForStep,
-    WaitStep,
-)
-from .providers.base import ProviderError
-from .runtime import Runtime, SenderRuntime
-from .store import Enrollment, enrollments, senders
-from .store.enrollment_writes import save_enrollment
-from .store.leases import release_claims
-from .store.rows import insert_transition
-from .store.transactions import writing
-from .urls import redact_secrets
+from runner.jinja import compile_condition, expression_names
+from runner.model import ActionStep, BranchStep, Condition, EndStep, Sequence, WaitForStep, WaitStep
+from runner.providers.base import ProviderError
+from runner.runtime import Runtime, SenderRuntime
+from runner.store import Enrollment, enrollments, senders
+from runner.store.enrollment_writes import save_enrollment
+from runner.store.leases import release_claims
+from runner.store.rows import insert_transition
+from runner.store.transactions import writing
+from runner.urls import redact_secrets
 
 log = logging.getLogger(__name__)
 

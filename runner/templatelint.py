@@ -29,16 +29,9 @@ from typing import Any, cast
 import jinja2
 from jinja2 import meta, nodes
 
-from .diagnostics import Diagnostic, error, sort_diagnostics
-from .jinja import FILTERS, attribute_uses, environment
-from .model import (
-    CONTEXT_NAMES,
-    FACTS,
-    ActionStep,
-    MessageTemplate,
-    Sequence,
-    TemplateRef,
-)
+from runner.diagnostics import Diagnostic, error, sort_diagnostics
+from runner.jinja import FILTERS, attribute_uses, environment
+from runner.model import CONTEXT_NAMES, FACTS, ActionStep, MessageTemplate, Sequence, TemplateRef
 
 NOTE_LIMIT = 300  # LinkedIn's limit for an invitation note
 MESSAGE_LIMIT = 8000  # LinkedIn's limit for a message body

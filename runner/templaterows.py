@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .config import load_project_config
-from .diagnostics import Diagnostic, UserError, error, sort_diagnostics
-from .leadsfile import URL_FIELD, read_leads
-from .model import Sequence
-from .paths import PROJECT_CONFIG
-from .templates import preview_lead, sender_fields
+from runner.config import load_project_config
+from runner.diagnostics import Diagnostic, UserError, error, sort_diagnostics
+from runner.leadsfile import URL_FIELD, read_leads
+from runner.model import Sequence
+from runner.paths import PROJECT_CONFIG
+from runner.templates import preview_lead, sender_fields
 
 
 def project_senders(seq: Sequence) -> list[dict[str, str]]:

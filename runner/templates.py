@@ -28,10 +28,10 @@ from typing import Any
 
 import jinja2
 
-from .diagnostics import SeqrunError
-from .jinja import environment
-from .model import ActionStep, MessageTemplate, Sequence, TemplateRef, Variant
-from .templatelint import (
+from runner.diagnostics import SeqrunError
+from runner.jinja import environment
+from runner.model import ActionStep, MessageTemplate, Sequence, TemplateRef, Variant
+from runner.templatelint import (
     MESSAGE_LIMIT,
     NOTE_LIMIT,
     SENDER_FIELDS,

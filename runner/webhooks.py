@@ -39,10 +39,10 @@ from typing import Any, Protocol
 
 import peewee
 
-from .providers.base import ProviderError, ProviderEvent
-from .providers.fakeserver import Reply
-from .store import inbox as store_inbox
-from .store.inbox import Received
+from runner.providers.base import ProviderError, ProviderEvent
+from runner.providers.fakeserver import Reply
+from runner.store import inbox as store_inbox
+from runner.store.inbox import Received
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import Diagnostic, error
+from runner.diagnostics import Diagnostic, error
 
 try:  # libyaml is much faster; fall back to the pure-Python composer.
     from yaml import CSafeLoader as _Loader

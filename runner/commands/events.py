@@ -5,12 +5,12 @@ import json
 
 import click
 
-from ..diagnostics import UserError
-from ..project import open_project
-from ..store import inbox as store_inbox
-from ..store.models import InboxEvent
-from ..terminal import json_printable, printable
-from .leads import db_option, open_db
+from runner.commands.leads import db_option, open_db
+from runner.diagnostics import UserError
+from runner.project import open_project
+from runner.store import inbox as store_inbox
+from runner.store.models import InboxEvent
+from runner.terminal import json_printable, printable
 
 
 @click.group("events")

@@ -9,12 +9,12 @@ from typing import IO, Any
 
 import click
 
-from ..diagnostics import UserError
-from ..outfile import atomic_output, check_output, owned_files
-from ..project import open_project
-from ..report import EXPORTS, export_rows, spreadsheet_safe
-from ..store import health, open_store, reports
-from ..urls import redact_secrets
+from runner.diagnostics import UserError
+from runner.outfile import atomic_output, check_output, owned_files
+from runner.project import open_project
+from runner.report import EXPORTS, export_rows, spreadsheet_safe
+from runner.store import health, open_store, reports
+from runner.urls import redact_secrets
 
 NOTHING_EXPORTED = "nothing was exported"
 #: the table each export reads, every row of it (checked: a damaged database must not give a shorter file)

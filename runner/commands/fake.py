@@ -9,14 +9,14 @@ from typing import Any
 
 import click
 
-from ..config import load_project_config
-from ..diagnostics import UserError
+from runner.config import load_project_config
+from runner.diagnostics import UserError
 
 
 def _project_world() -> tuple[Any, dict[str, Any]]:
     """The project's config and the simulated LinkedIn's options from its `sandbox:` (no state file,
     no seed: a fake has its own world and takes its seed from --seed); log lines are redacted."""
-    from ..providers.http import install_log_redaction
+    from runner.providers.http import install_log_redaction
 
     install_log_redaction()
     config = load_project_config()
@@ -46,7 +46,7 @@ def _webhook_secret(env: str, url: str | None, kind: str) -> str | None:
 
 
 def _listen(fake: Any, port: int, *, on_failure: Callable[[], None] | None = None) -> Any:
-    from ..providers.fakeserver import FakeHTTPServer
+    from runner.providers.fakeserver import FakeHTTPServer
 
     try:
         return FakeHTTPServer(fake, port=port)
@@ -95,7 +95,7 @@ def edges_command(port: int, webhook_url: str | None, webhook_secret_env: str, a
       seqrun fake edges --port 8787
       curl -X POST localhost:8787/_fake/clock -d '{"advance_seconds": 172800}'
     """
-    from ..providers.edges.fake import SMART_LIMITS, EdgesFake
+    from runner.providers.edges.fake import SMART_LIMITS, EdgesFake
 
     config, sandbox = _project_world()
     api_keys = _accepted_keys(api_key_env, "--api-key-env")
@@ -139,7 +139,7 @@ def connectsafely_command(port: int, webhook_url: str | None, webhook_secret_env
       seqrun fake connectsafely --port 8788
       curl -X POST localhost:8788/_fake/clock -d '{"advance_seconds": 172800}'
     """
-    from ..providers.connectsafely.fake import BUDGETS, ConnectSafelyFake
+    from runner.providers.connectsafely.fake import BUDGETS, ConnectSafelyFake
 
     config, sandbox = _project_world()
     api_keys = _accepted_keys(api_key_env, "--api-key-env")
@@ -196,7 +196,7 @@ def salesflow_command(port: int, webhook_url: str | None, webhook_secret_env: st
       seqrun fake salesflow --port 8789 --webhook-url http://127.0.0.1:8790/webhooks/salesflow
       curl -X POST localhost:8789/_fake/clock -d '{"advance_seconds": 172800}'
     """
-    from ..providers.salesflow.fake import DEFAULT_LIMITS, SalesflowFake
+    from runner.providers.salesflow.fake import DEFAULT_LIMITS, SalesflowFake
 
     config, sandbox = _project_world()
     api_keys = _accepted_keys(api_key_env, "--api-key-env")
@@ -248,7 +248,7 @@ def campaign_command(port: int, token_env: str | None, seed: int | None, invite_
     """
     import datetime as dt
 
-    from ..providers.salesflow_campaign.fake import CampaignFake, Pace
+    from runner.providers.salesflow_campaign.fake import CampaignFake, Pace
 
     config, sandbox = _project_world()
     tokens = _accepted_keys(token_env, "--token-env")

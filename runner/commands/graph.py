@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from ..diagnostics import UserError, format_text
-from ..graph import to_dot, to_mermaid
-from ..loader import load_sequence
+from runner.diagnostics import UserError, format_text
+from runner.graph import to_dot, to_mermaid
+from runner.loader import load_sequence
 
 
 @click.command("graph")

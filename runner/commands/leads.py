@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from ..config import Config
-from ..diagnostics import Diagnostic, format_text
-from ..leads import (
+from runner.config import Config
+from runner.diagnostics import Diagnostic, format_text
+from runner.leads import (
     LeadListing,
     block_profiles,
     import_leads,
@@ -21,11 +21,11 @@ from ..leads import (
     profiles_from_file,
     unblock_profile,
 )
-from ..leadsfile import read_leads
-from ..project import open_project
-from ..store import health, open_store
-from ..store.models import ENROLLMENT_STATES
-from ..terminal import json_printable, printable
+from runner.leadsfile import read_leads
+from runner.project import open_project
+from runner.store import health, open_store
+from runner.store.models import ENROLLMENT_STATES
+from runner.terminal import json_printable, printable
 
 DB_HELP = "Database: a SQLite path, sqlite:///path or postgresql://user@host/dbname. Default: SEQRUN_DB, then seqrun.yaml's database, then seqrun.db."
 
@@ -101,7 +101,7 @@ def import_command(csv_path: str | None, sequence: str, from_campaign: str | Non
     assert seq is not None
     required = [f.name for f in seq.fields if f.required]
     if from_campaign is not None:
-        from ..campaigns import campaign_leads, campaign_sender
+        from runner.campaigns import campaign_leads, campaign_sender
 
         source = f"campaign {campaign_sender(config, from_campaign).campaign_id} of {from_campaign}"
         open_db(config, db_url)  # the driver's request budget keeps a 429's reset there
@@ -186,8 +186,8 @@ def block_command(target: str, reason: str | None, db_url: str | None) -> None:
 
 def _leave_campaigns(config: Config, keys: list[str]) -> None:
     """Blocked leads of salesflow-campaign senders leave their Salesflow campaign (DeleteContact)."""
-    from ..campaigns import remove_from_campaigns
-    from ..diagnostics import UserError
+    from runner.campaigns import remove_from_campaigns
+    from runner.diagnostics import UserError
 
     removals = remove_from_campaigns(config, keys)
     for r in removals:
@@ -240,10 +240,10 @@ def migrate_command(sequence: str, maps: tuple[str, ...], dry_run: bool, db_url:
       seqrun leads migrate --sequence founders-q1 --dry-run
       seqrun leads migrate --sequence founders-q1 --map accepted+2=accepted+3
     """
-    from ..migrate import migrate_leads
-    from ..presence import refuse_beside_live_runner
-    from ..store.db import bound_name
-    from ..store.transactions import writing
+    from runner.migrate import migrate_leads
+    from runner.presence import refuse_beside_live_runner
+    from runner.store.db import bound_name
+    from runner.store.transactions import writing
 
     mapping = _parse_maps(maps)
     config, seq, warnings = open_project(sequence)
@@ -301,8 +301,8 @@ def retry_command(all_failed: bool, sequence: str | None, sender: str | None, le
       seqrun leads retry --sequence founders-q1 --sender alice
       seqrun leads retry --lead https://www.linkedin.com/in/jane-doe
     """
-    from ..holds import LEAD, SENDER, SEQUENCE, find_target
-    from ..retry import failed_leads, retry
+    from runner.holds import LEAD, SENDER, SEQUENCE, find_target
+    from runner.retry import failed_leads, retry
 
     if not (all_failed or sequence or sender or lead):
         raise click.UsageError("say which failed leads: --all, or any of --sequence, --sender, --lead")

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from ..diagnostics import UserError
-from ..project import open_project
-from ..store import open_store
-from ..store.outgoing import STATES, list_events, retry_failed, subscription_names
-from ..terminal import json_printable, printable
+from runner.diagnostics import UserError
+from runner.project import open_project
+from runner.store import open_store
+from runner.store.outgoing import STATES, list_events, retry_failed, subscription_names
+from runner.terminal import json_printable, printable
 
 
 def utc_now() -> dt.datetime:

@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import click
 
-from ..holds import (
-    LEAD,
-    SENDER,
-    SEQUENCE,
-    PauseResult,
-    Target,
-    find_target,
-    pause,
-    resume,
-)
-from ..project import open_project, sync_senders
-from .leads import db_option, open_db, utc_now
+from runner.commands.leads import db_option, open_db, utc_now
+from runner.holds import LEAD, SENDER, SEQUENCE, PauseResult, Target, find_target, pause, resume
+from runner.project import open_project, sync_senders
 
 
 def _target(lead: str | None, sender: str | None, sequence: str | None, db_url: str | None) -> Target:

@@ -14,21 +14,15 @@ from typing import Any
 
 import click
 
-from .. import templates
-from ..diagnostics import UserError, format_text, has_errors, sort_diagnostics
-from ..leadsfile import URL_FIELD, LeadRow, LeadsFile, read_leads
-from ..loader import load_sequence
-from ..model import ActionStep, Sequence
-from ..schemacheck import plural
-from ..templaterows import project_senders
-from ..templates import (
-    MESSAGE_LIMIT,
-    NOTE_LIMIT,
-    Preview,
-    preview_lead,
-    rendered_steps,
-)
-from ..terminal import json_printable, printable
+from runner import templates
+from runner.diagnostics import UserError, format_text, has_errors, sort_diagnostics
+from runner.leadsfile import URL_FIELD, LeadRow, LeadsFile, read_leads
+from runner.loader import load_sequence
+from runner.model import ActionStep, Sequence
+from runner.schemacheck import plural
+from runner.templaterows import project_senders
+from runner.templates import MESSAGE_LIMIT, NOTE_LIMIT, Preview, preview_lead, rendered_steps
+from runner.terminal import json_printable, printable
 
 
 @click.command("render")

@@ -26,14 +26,14 @@ import click
 import httpx
 import schedule
 
-from ..capabilities import require_capabilities
-from ..config import Config
-from ..diagnostics import UserError, format_text
-from ..dryrun import DryRunProvider
-from ..engine import Engine, TickReport
-from ..outgoing import Outgoing
-from ..presence import STALE_AFTER, Presence, age
-from ..project import (
+from runner.capabilities import require_capabilities
+from runner.config import Config
+from runner.diagnostics import UserError, format_text
+from runner.dryrun import DryRunProvider
+from runner.engine import Engine, TickReport
+from runner.outgoing import Outgoing
+from runner.presence import STALE_AFTER, Presence, age
+from runner.project import (
     apply_provider_limits,
     build_runtime,
     http_notifier,
@@ -45,13 +45,13 @@ from ..project import (
     running_sequences,
     sync_senders,
 )
-from ..store import open_store
-from ..store.db import bound_file
-from ..store.enrollments import paced_at
-from ..store.transactions import writing
-from ..terminal import printable
-from ..urls import redact_url
-from ..versions import absent_report, edit_report
+from runner.store import open_store
+from runner.store.db import bound_file
+from runner.store.enrollments import paced_at
+from runner.store.transactions import writing
+from runner.terminal import printable
+from runner.urls import redact_url
+from runner.versions import absent_report, edit_report
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def command(once: bool, dry_run: bool, interval: int, db_url: str | None) -> Non
     except KeyboardInterrupt:
         signum = signal.SIGINT  # a second Ctrl-C: stopped at once (the next run reconciles)
     if signum == signal.SIGINT:
-        from ..cli import EXIT_INTERRUPTED
+        from runner.cli import EXIT_INTERRUPTED
 
         click.echo("Interrupted.", err=True)
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
@@ -159,7 +159,7 @@ def prepare(db_url: str | None, command: str = "seqrun run") -> tuple[Config, di
 
 def _warn_webhook_only(config: Config) -> None:
     """Senders whose provider reports replies only by webhook: `run` receives none, so say so at start."""
-    from ..providers import WEBHOOK_ONLY
+    from runner.providers import WEBHOOK_ONLY
 
     by_provider: dict[str, list[str]] = {}
     for sc in config.senders:
@@ -248,7 +248,7 @@ def _runtime(config: Config, sequences: Mapping[str, Any], client: httpx.Client,
 
 
 def _planned_notify(url: str) -> Any:
-    from ..dryrun import Planned
+    from runner.dryrun import Planned
 
     return Planned(sender="-", lead="-", action="notify", text=redact_url(url))
 

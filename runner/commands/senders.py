@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from ..diagnostics import UserError
-from ..holds import SENDER, SenderListing, find_target, list_senders, resume
-from ..project import open_project, sync_senders
-from ..terminal import printable
-from .leads import db_option, open_db, utc_now
-from .pause import unchanged_line
+from runner.commands.leads import db_option, open_db, utc_now
+from runner.commands.pause import unchanged_line
+from runner.diagnostics import UserError
+from runner.holds import SENDER, SenderListing, find_target, list_senders, resume
+from runner.project import open_project, sync_senders
+from runner.terminal import printable
 
 
 @click.group("senders")
@@ -102,9 +102,9 @@ def check_command(names: tuple[str, ...], as_json: bool, db_url: str | None) -> 
       seqrun senders check
       seqrun senders check alice --json
     """
-    from ..project import real_provider_for
-    from ..senderscheck import check, selected, store_profile_ids
-    from ..store.db import bound_file
+    from runner.project import real_provider_for
+    from runner.senderscheck import check, selected, store_profile_ids
+    from runner.store.db import bound_file
 
     config, _, _ = open_project()
     senders = selected(config, names)
@@ -176,7 +176,7 @@ def webhooks_command(name: str, base_url: str, remove: bool, db_url: str | None)
       seqrun senders webhooks carol --url https://hooks.example.com
       seqrun senders webhooks carol --url https://hooks.example.com --remove
     """
-    from ..campaigns import campaign_sender, set_up_webhook
+    from runner.campaigns import campaign_sender, set_up_webhook
 
     config, _, _ = open_project()
     sender = campaign_sender(config, name)

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..diagnostics import UserError
-from .run import prepare
+from runner.commands.run import prepare
+from runner.diagnostics import UserError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from ..server.app import ServerState
+    from runner.server.app import ServerState
 
 TOKEN_ENV = "SEQRUN_DASHBOARD_TOKEN"
 
@@ -56,7 +56,7 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
       seqrun serve
       seqrun serve --host 0.0.0.0 --port 8787 --log-format json   # needs SEQRUN_DASHBOARD_TOKEN
     """
-    from ..server import lifecycle, logs
+    from runner.server import lifecycle, logs
 
     if not lifecycle.is_loopback(host) and not (os.environ.get(TOKEN_ENV) or "").strip():
         raise UserError(f"--host {host} is reachable from other machines: set {TOKEN_ENV} (the dashboard's login "
@@ -73,7 +73,7 @@ def command(ctx: click.Context, host: str, port: int, log_format: str, interval:
             try:
                 signum = daemon.run()
             except KeyboardInterrupt:  # a second Ctrl-C: stopped at once (the next start reconciles)
-                from ..cli import EXIT_INTERRUPTED
+                from runner.cli import EXIT_INTERRUPTED
 
                 click.echo("Interrupted.", err=True)
                 raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -87,7 +87,7 @@ def _dashboard(config: Any, sequences: Mapping[str, Any],
                clock: Callable[[], dt.datetime]) -> Callable[[ServerState], ASGIApp]:
     """The dashboard at `/`, showing the daemon's delivery log; with SEQRUN_DASHBOARD_TOKEN set, it asks for
     that token to log in (wherever it listens; docs/dashboard.md)."""
-    from ..server.dashboard import Project, create_dashboard
+    from runner.server.dashboard import Project, create_dashboard
 
     token = (os.environ.get(TOKEN_ENV) or "").strip() or None
 
@@ -100,8 +100,8 @@ def _dashboard(config: Any, sequences: Mapping[str, Any],
 
 def _clock(time_warp: str | None) -> tuple[Callable[[], dt.datetime], float]:
     """The daemon's clock and its pace: the wall clock, or the warped clock of the kill -9 harness."""
-    from ..server.lifecycle import warped_clock
-    from .run import utc_now
+    from runner.commands.run import utc_now
+    from runner.server.lifecycle import warped_clock
 
     if time_warp is None:
         return utc_now, 1.0

@@ -12,14 +12,14 @@ from typing import Any
 
 import click
 
-from ..capabilities import require_capabilities
-from ..config import load_project_config
-from ..diagnostics import UserError
-from ..outfile import atomic_output, check_output, owned_files
-from ..project import load_sequences
-from ..simulate import SimOptions, SimReport, run_simulation
-from ..store import open_store
-from ..store.simulation import has_enrollments
+from runner.capabilities import require_capabilities
+from runner.config import load_project_config
+from runner.diagnostics import UserError
+from runner.outfile import atomic_output, check_output, owned_files
+from runner.project import load_sequences
+from runner.simulate import SimOptions, SimReport, run_simulation
+from runner.store import open_store
+from runner.store.simulation import has_enrollments
 
 #: The days a simulation may start on: the calendar, time zones and the store's timestamps are sure
 #: in this range, with room after it for the longest simulation and the waits it books beyond its end.
@@ -115,7 +115,7 @@ def command(sequence: str, leads_n: int | None, leads_file: str | None, days: in
     else:
         click.echo(format_report(report, seed))
     if html_path:
-        from ..simhtml import render
+        from runner.simhtml import render
 
         with atomic_output(html_path) as out:
             out.write(render(report, seed))

@@ -8,16 +8,16 @@ from typing import Any
 
 import click
 
-from ..loader import load_paths
-from ..model import Sequence
-from ..presence import age
-from ..project import open_project
-from ..report import status
-from ..store import health, open_store
-from ..store import inbox as store_inbox
-from ..store.outgoing import summary as outgoing_summary
-from ..terminal import json_printable, printable
-from .events import event_json, event_line
+from runner.commands.events import event_json, event_line
+from runner.loader import load_paths
+from runner.model import Sequence
+from runner.presence import age
+from runner.project import open_project
+from runner.report import status
+from runner.store import health, open_store
+from runner.store import inbox as store_inbox
+from runner.store.outgoing import summary as outgoing_summary
+from runner.terminal import json_printable, printable
 
 DEAD_SHOWN = 5  # the latest dead events `status` lists
 

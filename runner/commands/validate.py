@@ -15,8 +15,8 @@ import pathlib
 
 import click
 
-from ..checks import check_project, check_sequence
-from ..diagnostics import (
+from runner.checks import check_project, check_sequence
+from runner.diagnostics import (
     Diagnostic,
     UserError,
     error,
@@ -26,9 +26,9 @@ from ..diagnostics import (
     sort_diagnostics,
     warning,
 )
-from ..loader import TemplatesDirs, build_sequence, expand_paths
-from ..model import Sequence
-from ..schemacheck import plural
+from runner.loader import TemplatesDirs, build_sequence, expand_paths
+from runner.model import Sequence
+from runner.schemacheck import plural
 
 
 def validate_paths(paths: list[str], *, leads_csv: str | None = None,
@@ -41,8 +41,8 @@ def validate_paths(paths: list[str], *, leads_csv: str | None = None,
     without errors are compared with the leads running in the project's database, when it has one
     (`check_running_leads`).
     """
-    from ..templaterows import check_templates_for_leads
-    from ..templates import check_sequence_templates
+    from runner.templaterows import check_templates_for_leads
+    from runner.templates import check_sequence_templates
 
     files, diags = expand_paths(paths)
     dirs = TemplatesDirs()
@@ -67,11 +67,11 @@ def check_running_leads(seqs: list[Sequence], db_url: str | None) -> list[Diagno
     """What an edit means for the leads already running (runner.versions.edit_report), for each
     project whose database exists: `--db`, else as the other commands find it. A database is never
     created here (validate runs in CI, where there is none)."""
-    from ..config import find_config
-    from ..store import db, open_store
-    from ..store.backends import postgres
-    from ..store.db import database_file
-    from ..versions import edit_report
+    from runner.config import find_config
+    from runner.store import db, open_store
+    from runner.store.backends import postgres
+    from runner.store.db import database_file
+    from runner.versions import edit_report
 
     by_url: dict[str, list[Sequence]] = {}
     urls: dict[pathlib.Path | None, str | None] = {}  # per seqrun.yaml: most files share one
@@ -104,7 +104,7 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
     """The problems of each project's seqrun.yaml (once per file, whether or not a sequence names a
     sender: `run` and `simulate` refuse a broken one), names in a sequence's `senders:` that are not
     senders of it, and steps their providers cannot perform."""
-    from ..config import find_config, load_config
+    from runner.config import find_config, load_config
 
     diags: list[Diagnostic] = []
     configs: dict[str, object] = {}
@@ -123,7 +123,7 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
         config = configs[key]
         if config is None:
             continue
-        from ..capabilities import check_capabilities
+        from runner.capabilities import check_capabilities
 
         diags += check_capabilities(seq, config.senders)  # type: ignore[attr-defined]
         defined = [s.name for s in config.senders]  # type: ignore[attr-defined]
@@ -137,8 +137,8 @@ def check_senders(seqs: list[Sequence]) -> list[Diagnostic]:
 
 def _database_of(config: pathlib.Path | None, db_url: str | None) -> str | None:
     """The database of the project whose seqrun.yaml is `config`, as `run` finds it (`--db` first)."""
-    from ..config import load_config
-    from ..store.db import resolve_db_url
+    from runner.config import load_config
+    from runner.store.db import resolve_db_url
 
     if config is None:
         return resolve_db_url(db_url) if db_url is not None else None

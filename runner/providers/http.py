@@ -34,8 +34,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from .. import __version__
-from .base import Account, ActionResult, ErrorKind, LeadRef, ProviderError
+from runner import __version__
+from runner.providers.base import Account, ActionResult, ErrorKind, LeadRef, ProviderError
 
 UTC = dt.UTC
 USER_AGENT = f"seqrun/{__version__} (+https://github.com/seqrun/seqrun)"

@@ -36,17 +36,17 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from ..commands.run import StopSignals, _close_providers, _deliver, _recover, _runtime, utc_now
-from ..config import Config
-from ..diagnostics import UserError
-from ..engine import Engine, TickReport
-from ..inbox import process as apply_inbox
-from ..outgoing import Outgoing
-from ..presence import STALE_AFTER, Presence, age
-from ..store.db import bound_file
-from ..webhooks import WebhookInbox, secrets_by_provider
-from .app import ServerState, create_app
-from .metrics import Metrics
+from runner.commands.run import StopSignals, _close_providers, _deliver, _recover, _runtime, utc_now
+from runner.config import Config
+from runner.diagnostics import UserError
+from runner.engine import Engine, TickReport
+from runner.inbox import process as apply_inbox
+from runner.outgoing import Outgoing
+from runner.presence import STALE_AFTER, Presence, age
+from runner.server.app import ServerState, create_app
+from runner.server.metrics import Metrics
+from runner.store.db import bound_file
+from runner.webhooks import WebhookInbox, secrets_by_provider
 
 log = logging.getLogger(__name__)
 

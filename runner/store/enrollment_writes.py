@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .fields import to_db_time
-from .models import Enrollment, db
+from runner.store.fields import to_db_time
+from runner.store.models import Enrollment, db
 
 _COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
             "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")

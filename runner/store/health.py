@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import peewee
 
-from ..diagnostics import UserError
-from .models import db
+from runner.diagnostics import UserError
+from runner.store.models import db
 
 #: SQLite result codes that mean the file itself cannot be read (extended codes share the prefix).
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_FORMAT")
@@ -59,7 +59,7 @@ def damage_problem(exc: BaseException, consequence: str = "") -> UserError | Non
 def quick_check(consequence: str = "") -> None:
     """SQLite's structural check of every table and index (cheaper than integrity_check). Postgres
     has no such pragma and checks its own pages as it reads them: nothing to do there."""
-    from .backends import postgres
+    from runner.store.backends import postgres
 
     if postgres.is_postgres(db):
         return

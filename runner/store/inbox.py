@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from ..providers.base import ProviderEvent
-from ..urls import redact_secrets
-from .fields import from_db_time, to_db_time
-from .models import Enrollment, Event, InboxEvent, Lead, SyncCursor, db
+from runner.providers.base import ProviderEvent
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import Enrollment, Event, InboxEvent, Lead, SyncCursor, db
+from runner.urls import redact_secrets
 
 STATES = ("pending", "applied", "dead")
 

@@ -16,7 +16,7 @@ import datetime as dt
 
 import peewee
 
-from .fields import to_db_time
+from runner.store.fields import to_db_time
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial", [
@@ -227,7 +227,7 @@ def applied_versions(database: peewee.Database) -> set[int]:
 
 def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[int]:
     """Apply pending migrations, each in its own transaction. Returns the versions applied."""
-    from .backends import postgres, sqlite
+    from runner.store.backends import postgres, sqlite
 
     # The concrete database, not the proxy: another thread may rebind the proxy meanwhile, and the
     # lock must be released on the connection that took it.
@@ -259,7 +259,7 @@ def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[i
 
 def _refuse_newer(done: set[int]) -> None:
     if done and max(done) > LATEST:
-        from ..diagnostics import UserError
+        from runner.diagnostics import UserError
 
         raise UserError(f"the database was written by a newer seqrun (schema version {max(done)}; "
                         f"this version knows up to {LATEST}); upgrade seqrun")

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from .fields import IntBooleanField, JSONField, UTCDateTimeField
+from runner.store.fields import IntBooleanField, JSONField, UTCDateTimeField
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,8 +6,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from .fields import from_db_time, to_db_time
-from .models import db
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import db
 
 
 def points_between(sender_id: int, action: str, after: dt.datetime, before: dt.datetime, *,

@@ -11,7 +11,7 @@ and a release by one moves the hints of all.
 """
 from __future__ import annotations
 
-from .models import db
+from runner.store.models import db
 
 
 def first_free_day(sender_id: int, sequence: str, action: str, zone: str) -> str | None:

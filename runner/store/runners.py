@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from .fields import from_db_time, to_db_time
-from .models import db
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import db
 
 #: how long a stopped or gone runner's row is kept (so `status` can still name it for a while)
 KEEP_ENDED = dt.timedelta(days=7)

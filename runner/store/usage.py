@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .fields import to_db_time
-from .models import db
+from runner.store.fields import to_db_time
+from runner.store.models import db
 
 
 def day_usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int]:

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ...charts import FONT, TEXT, esc
-from ...graph import Graph, Node
+from runner.charts import FONT, TEXT, esc
+from runner.graph import Graph, Node
 
 NODE_H, RANK_GAP, NODE_GAP, MARGIN = 44, 46, 28, 24
 LEFT_ROOM = 120  # for edges that pass other ranks on the left
