@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from runner import calendar as cal
 from runner import pacing_audit
-from runner.model import Sequence
+from runner.engine.runtime import Runtime
+from runner.language import calendar as cal
+from runner.language.model import Sequence
 from runner.providers import QUOTAS
 from runner.providers.quotas import by_window
-from runner.runtime import Runtime
 from runner.store import auditlog
 from runner.store.fields import from_db_time
 from runner.store.quota_usage import performed_times

@@ -12,7 +12,7 @@ Senders are assigned sticky (a lead that had a sender in this sequence, else in 
 keeps it when allowed: the conversation is with that person) and otherwise balanced by load (fewest
 active enrollments first, ties by name) among the allowed senders that are not paused.
 
-Nothing here prints; the commands in `runner/commands/` turn results into text.
+Nothing here prints; the commands in `runner/cli/commands/` turn results into text.
 """
 from __future__ import annotations
 
@@ -25,16 +25,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runner.config import Config
-from runner.diagnostics import Diagnostic, UserError
-from runner.leadsfile import CONTROL_CHARACTER, DUPLICATE, URL_FIELD, LeadRow, LeadsFile, RowProblem, problem_kind
-from runner.model import Sequence
-from runner.project import sync_senders
+from runner.language.diagnostics import Diagnostic, UserError
+from runner.language.model import Sequence
+from runner.language.urls import normalize_profile_url
+from runner.project.config import Config
+from runner.project.discovery import sync_senders
+from runner.project.leadsfile import (
+    CONTROL_CHARACTER,
+    DUPLICATE,
+    URL_FIELD,
+    LeadRow,
+    LeadsFile,
+    RowProblem,
+    problem_kind,
+)
 from runner.store import Lead, Sender, leadbook
 from runner.store.fields import from_db_time, to_db_time
 from runner.store.leadbook import RUNNING
 from runner.store.transactions import writing
-from runner.urls import normalize_profile_url
 from runner.versions import remember
 
 BLOCKED = "blocked"

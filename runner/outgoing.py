@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from runner.diagnostics import UserError
-from runner.model import Pos
+from runner.language.diagnostics import UserError
+from runner.language.model import Pos
 from runner.outgoing_derive import EVENT_TYPES, derive
 from runner.store.outgoing import OutgoingEvent, claim, due_events, mark_delivered, mark_failed_attempt
 

@@ -23,6 +23,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from runner.language.urls import redact_secrets
 from runner.store.outgoing import (
     Fact,
     OutgoingSubscription,
@@ -42,7 +43,6 @@ from runner.store.outgoing import (
     subscription_rows,
 )
 from runner.store.transactions import writing
-from runner.urls import redact_secrets
 
 #: How far back each pass reads again, for facts committed after newer ones were read.
 LATE = dt.timedelta(minutes=10)

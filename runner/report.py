@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runner import calendar as cal
-from runner import leases, presence
-from runner.config import Config, default_limits
-from runner.model import Calendar, Sequence
+from runner.engine import leases, presence
+from runner.language import calendar as cal
+from runner.language.model import Calendar, Sequence
+from runner.project.config import Config, default_limits
 from runner.providers import QUOTAS
 from runner.store import reports
 from runner.store.fields import from_db_time
@@ -40,9 +40,9 @@ class Status:
     usage: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)
     attention_total: int = 0
-    #: leads a run claimed and has not finished with, per runner (see runner/leases.py)
+    #: leads a run claimed and has not finished with, per runner (see runner/engine/leases.py)
     leased: list[dict[str, Any]] = field(default_factory=list)
-    #: the runners marked running in the store, with their heartbeat (see runner/presence.py)
+    #: the runners marked running in the store, with their heartbeat (see runner/engine/presence.py)
     runners: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

@@ -21,18 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import audit
-from runner.config import Config
-from runner.diagnostics import UserError
-from runner.engine import Engine
+from runner.engine.limits import caps_for
+from runner.engine.loop import Engine
+from runner.engine.runtime import Runtime
 from runner.holds import AUTH_EXPIRED, SENDER, Target, resume
-from runner.leadsfile import read_leads
-from runner.limits import caps_for
-from runner.model import ActionStep, Sequence
-from runner.project import apply_provider_limits, build_runtime, sync_senders
+from runner.language.diagnostics import UserError
+from runner.language.model import ActionStep, Sequence
+from runner.project.config import Config
+from runner.project.discovery import apply_provider_limits, build_runtime, sync_senders
+from runner.project.leadsfile import read_leads
 from runner.providers import QUOTAS
 from runner.providers.quotas import by_window
 from runner.providers.sandbox import SandboxProvider
-from runner.runtime import Runtime
 from runner.store import leadbook, reports
 from runner.store import simulation as stored
 from runner.store.auditlog import first_action_times
@@ -209,7 +209,7 @@ def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
 
 def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[int], now: dt.datetime) -> int:
     """Bulk-create leads and their enrollments (new store only), senders assigned round-robin."""
-    from runner.urls import normalize_profile_url
+    from runner.language.urls import normalize_profile_url
 
     stamp = to_db_time(now)
     leads = []
@@ -371,7 +371,7 @@ def _reply_yield(seq: Sequence, replied_at: Mapping[int, dt.datetime]) -> list[d
 
 
 def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
-    from runner.diagnostics import UserError, has_errors
+    from runner.language.diagnostics import UserError, has_errors
 
     leads = read_leads(path, required_fields=[f.name for f in seq.fields if f.required])
     if has_errors(leads.diagnostics):

@@ -24,10 +24,10 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping
 
-from runner.diagnostics import Diagnostic, warning
-from runner.loader import build_stored
-from runner.model import ActionStep, BranchStep, EndStep, Sequence, Step, WaitForStep, WaitStep
-from runner.schemacheck import plural
+from runner.language.diagnostics import Diagnostic, warning
+from runner.language.loader import build_stored
+from runner.language.model import ActionStep, BranchStep, EndStep, Sequence, Step, WaitForStep, WaitStep
+from runner.language.schemacheck import plural
 from runner.store.versions import running_steps, running_versions, save_version, stored_version, version_dates
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ budget off, because the virtual clock does not move inside a tick (a real run sp
 Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
 on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
 receiver verifies each raw delivery with the driver's own verifier and stores the events in the
-event inbox, which the engine applies (runner.inbox). Before every tick `before_tick` lets each fake send what is due
+event inbox, which the engine applies (runner.engine.inbox). Before every tick `before_tick` lets each fake send what is due
 on the virtual clock (Salesflow's late NEW_CONNECTION).
 
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
@@ -32,8 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.config import SenderConfig
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
+from runner.project.config import SenderConfig
 from runner.providers import PROVIDERS
 from runner.providers.base import Account, Provider
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer

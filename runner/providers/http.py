@@ -14,7 +14,7 @@
 - `RequestBudget` is a token bucket per API key and per account (a key may have a rate of its own:
   ConnectSafely's reads and writes per account), which also remembers a 429's reset time so that
   nothing is sent to the provider before it. Given `holds` (the store, wired in by
-  `runner.project`), it shares those resets with every runner using the same database.
+  `runner.project.discovery`), it shares those resets with every runner using the same database.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.providers import CAPABILITIES
 from runner.providers.base import (
     Account,

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.providers.base import ActionResult
 
 UTC = dt.UTC

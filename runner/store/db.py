@@ -18,7 +18,7 @@ import pathlib
 
 import peewee
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.store.backends import is_postgres_url, postgres
 from runner.store.migrations import migrate
 from runner.store.models import Database, db

@@ -2,7 +2,7 @@
 
 A write that finds another version (someone wrote the row since it was read) changes nothing and
 says so; the caller reads again, or gives up. So no writer ever overwrites a newer change: an event
-applied from another process survives the lead's own save (runner.inbox, issue 8's lost update).
+applied from another process survives the lead's own save (runner.engine.inbox, issue 8's lost update).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A damaged database file is the user's to repair, not a bug, and never a reason for a partial answer.
 
-Any command that meets a damaged file stops with exit 1 (`runner.cli` asks `damage_problem`), and
+Any command that meets a damaged file stops with exit 1 (`runner.cli.main` asks `damage_problem`), and
 `run` does not charge the lead it was working on for it (`damaged`).
 
 Reads that cover the whole store (export, status, `leads list`) run inside `reading()`: SQLite's
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import peewee
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.store.models import db
 
 #: SQLite result codes that mean the file itself cannot be read (extended codes share the prefix).

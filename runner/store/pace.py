@@ -1,5 +1,5 @@
 """The SQL of pacing points (the `pace` table): the moments a sender's actions are booked for or were
-performed at, each with the spacing it keeps from the others (`runner.limits` decides where)."""
+performed at, each with the spacing it keeps from the others (`runner.engine.limits` decides where)."""
 from __future__ import annotations
 
 import datetime as dt

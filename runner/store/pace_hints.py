@@ -1,4 +1,4 @@
-"""The SQL of pacing hints (see `runner.limits`): what a runner learnt about a sender's pacing that
+"""The SQL of pacing hints (see `runner.engine.limits`): what a runner learnt about a sender's pacing that
 saves work for the next lead, kept in the database so that every runner sharing it learns the same
 and a release by one moves the hints of all.
 

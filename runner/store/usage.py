@@ -1,5 +1,5 @@
 """The SQL of daily usage: per sender, sender-local day, action and sequence, the actions charged
-(`used`) and the pacing points booked (`reserved`). `runner.limits` decides; this counts."""
+(`used`) and the pacing points booked (`reserved`). `runner.engine.limits` decides; this counts."""
 from __future__ import annotations
 
 import datetime as dt

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from runner.language.urls import normalize_profile_url
 from runner.providers import CAPABILITIES
 from runner.providers.base import (
     Account,
@@ -48,7 +49,6 @@ from runner.providers.connectsafely.quota import QuotaBook
 from runner.providers.connectsafely.shapes import connected_interval, parse_moment, profile_urn, relative_interval
 from runner.providers.connectsafely.webhook import parse_webhook
 from runner.providers.http import ActionMemo, RequestBudget
-from runner.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from runner.language.urls import normalize_profile_url
 from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
 from runner.providers.connectsafely import fake_control
 from runner.providers.connectsafely import fake_routes as routes
@@ -50,7 +51,6 @@ from runner.providers.fakeserver import FakeClock, Reply
 from runner.providers.quotas import Quota
 from runner.providers.sandbox import SandboxProvider
 from runner.providers.sandbox_state import Note
-from runner.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

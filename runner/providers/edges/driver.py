@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from runner.language.urls import normalize_profile_url
 from runner.providers import CAPABILITIES
 from runner.providers.base import (
     Account,
@@ -45,7 +46,6 @@ from runner.providers.edges.api import PAGE_DELAY, SLUGS, EdgesAPI
 from runner.providers.edges.api import text as _str
 from runner.providers.edges.webhook import parse_webhook
 from runner.providers.http import ActionMemo, RequestBudget, json_body, parse_time
-from runner.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

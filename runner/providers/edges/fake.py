@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from runner.language.urls import normalize_profile_url
 from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
 from runner.providers.edges import fake_reads
 from runner.providers.edges.fake_shapes import (
@@ -49,7 +50,6 @@ from runner.providers.edges.fake_shapes import (
 )
 from runner.providers.fakeserver import FakeClock, Reply, rule_fires
 from runner.providers.sandbox import SandboxProvider
-from runner.urls import normalize_profile_url
 
 UTC = dt.UTC
 PREFIX = "/v1"

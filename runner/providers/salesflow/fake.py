@@ -34,13 +34,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner.language.urls import normalize_profile_url
 from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
 from runner.providers.fakeserver import FakeClock, Reply, rule_fires
 from runner.providers.salesflow import fake_api
 from runner.providers.salesflow.fake_delivery import Deliveries
 from runner.providers.salesflow.fake_shapes import SalesflowError, iso, profile_id, unit
 from runner.providers.sandbox import SandboxProvider
-from runner.urls import normalize_profile_url
 
 PREFIX = "/api/v1/"
 #: Salesflow's documented default daily limits per account (getting-started/linkedin-limits).

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from runner.language.urls import normalize_profile_url
 from runner.providers.fakeserver import FakeClock, Reply, rule_fires
 from runner.providers.salesflow_campaign.api import status_names
 from runner.providers.salesflow_campaign.fake_campaign import (
@@ -46,7 +47,6 @@ from runner.providers.salesflow_campaign.fake_campaign import (
 )
 from runner.providers.salesflow_campaign.fake_shapes import FakeError, contact, iso, listed_contact, webhook_payload
 from runner.providers.sandbox import SandboxProvider
-from runner.urls import normalize_profile_url
 
 PREFIX = "/api"
 #: Errors `/_fake/errors` can inject, by status (seed 002's codes, and what any API answers).

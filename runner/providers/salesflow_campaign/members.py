@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner.language.urls import normalize_profile_url
 from runner.providers.http import parse_time
 from runner.providers.salesflow_campaign.api import (
     CONNECTED,
@@ -25,7 +26,6 @@ from runner.providers.salesflow_campaign.api import (
     WITHDRAWN,
     parse_status,
 )
-from runner.urls import normalize_profile_url
 
 PROVIDER = "salesflow-campaign"
 MEMBER_ID = "salesflow_member_id"  # the key under which the lead's MemberId is stored (provider_ids)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from runner.config import Config
 from runner.holds import LEAD, Target, pause, resume
 from runner.leads import block_profiles, profile_key
+from runner.project.config import Config
 from runner.retry import failed_leads, retry
 from runner.store import dashboard as store
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.charts import hbars
-from runner.config import Config
-from runner.graph import build_graph
 from runner.holds import API_KEY_REJECTED, AUTH_EXPIRED
-from runner.model import Sequence
+from runner.language.graph import build_graph
+from runner.language.model import Sequence
+from runner.project.config import Config
 from runner.report import status
 from runner.server.dashboard.flowchart import flowchart_svg
 from runner.store import dashboard as store

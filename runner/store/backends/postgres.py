@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import peewee
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.store.fields import to_db_time
 from runner.store.models import db
 
