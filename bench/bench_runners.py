@@ -35,8 +35,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner import audit  # noqa: E402
-from runner.project import build_runtime, project_sequences, real_provider_for, sync_senders  # noqa: E402
-from runner.project import open_project as load_project  # noqa: E402
+from runner.project.discovery import build_runtime, project_sequences, real_provider_for, sync_senders  # noqa: E402
+from runner.project.discovery import open_project as load_project  # noqa: E402
 from runner.store import Enrollment, db, open_store  # noqa: E402
 from runner.store.enrollments import set_facts  # noqa: E402
 from runner.store.fields import from_db_time  # noqa: E402
@@ -93,7 +93,7 @@ def fresh_database(server: str | None, directory: pathlib.Path) -> Iterator[str]
 
 def seqrun(root: pathlib.Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "SEQRUN_DB"}
-    return subprocess.Popen([sys.executable, "-c", "from runner.cli import main; main()", *args], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, "-c", "from runner.cli.main import main; main()", *args], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

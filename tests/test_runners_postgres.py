@@ -24,7 +24,7 @@ import pytest
 from tests.backends import fresh_store_url
 
 from runner import audit
-from runner.project import build_runtime, open_project, project_sequences, real_provider_for, sync_senders
+from runner.project.discovery import build_runtime, open_project, project_sequences, real_provider_for, sync_senders
 from runner.store import Action, Enrollment, db, open_store
 from runner.store.enrollments import set_facts
 from runner.store.sender_calls import calls_in_flight
@@ -84,7 +84,7 @@ def project(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.
 
 def seqrun(root: pathlib.Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "SEQRUN_DB"}
-    return subprocess.Popen([sys.executable, "-c", "from runner.cli import main; main()", *args], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, "-c", "from runner.cli.main import main; main()", *args], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .backends import current
+from runner.store.backends import current
 
 
 def share() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runner.actions import SENDER_BUSY_WAIT
+from runner.engine.actions import SENDER_BUSY_WAIT
 from runner.store import claims, db
 from runner.store.runners import register_runner
 from runner.store.sender_calls import calls_in_flight, end_call, start_call
