@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from runner.engine.actions import SENDER_BUSY_WAIT
-from runner.store import claims, db
+from runner.holds import LEAD, Target, pause
+from runner.store import Enrollment, claims, db
 from runner.store.runners import register_runner
 from runner.store.sender_calls import calls_in_flight, end_call, start_call
 
@@ -261,3 +262,22 @@ def test_a_second_runner_shares_the_backlog_of_a_working_one(make_harness: Harne
     assert (report_a.processed, report_b.processed) == (share, 30 - share)
     assert {h.enrollment(f"lead{i:02d}").outcome for i in range(30)} == {"posted"}
     assert len(h.notified) == 30 - share
+
+
+def test_a_lead_paused_during_its_call_leaves_no_call_behind(make_harness: HarnessFactory) -> None:
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"), lead_row("bob"))
+    inner = h.provider.connect
+    paused: list[str] = []
+
+    def connect(account: Any, lead: Any, *, note: str | None, key: str) -> Any:
+        if not paused:  # the first invite's lead is paused from elsewhere while its call is in flight
+            enrollment_id = int(key.split(":", 1)[0])
+            paused.append(_elsewhere(lambda: pause(Target(LEAD, Enrollment.get_by_id(enrollment_id).lead_id,
+                                                          "the lead"), "talking on the phone", h.now)) or key)
+        return inner(account, lead, note=note, key=key)
+
+    h.provider.connect = connect  # type: ignore[method-assign]
+    h.run(days=1, stop=lambda: len(h.provider.called("connect")) == 2)
+    assert len(h.provider.called("connect")) == 2  # the other lead of the sender was not held up
+    assert calls_in_flight() == []
