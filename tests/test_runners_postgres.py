@@ -106,7 +106,7 @@ def accepted_a_moment_ago(url: str) -> None:
         db.close()
 
 
-def test_three_runs_started_at_once_do_the_due_work_once(project: pathlib.Path, url: str, backend: str) -> None:
+def test_three_runs_started_at_once_do_the_due_work_once(project: pathlib.Path, url: str) -> None:
     code, out, err = finish(seqrun(project, "leads", "import", "leads.csv", "--sequence", "thanks", "--db", url))
     assert (code, err) == (0, ""), err
     assert out.startswith(f"sequence thanks: imported {SENDERS * LEADS_PER_SENDER}, updated 0, skipped 0\n")
@@ -118,9 +118,10 @@ def test_three_runs_started_at_once_do_the_due_work_once(project: pathlib.Path, 
     counts = [re.fullmatch(r"(\d+) lead\(s\) processed; (\d+) step\(s\); 0 event\(s\)\n", out) for _, out, _ in results]
     assert all(counts), results
     processed = [int(m.group(1)) for m in counts if m]
-    assert sum(processed) == SENDERS * LEADS_PER_SENDER  # every lead once: no lead claimed twice
-    if backend == "postgres":
-        assert min(processed) >= 1, processed  # the backlog was shared, not leased by the first run
+    # Every lead once: no lead claimed twice. (How the three shared it depends on when each process
+    # got going; that a working runner leaves the backlog to others is
+    # tests/engine/test_sender_calls.py's test_a_second_runner_shares_the_backlog_of_a_working_one.)
+    assert sum(processed) == SENDERS * LEADS_PER_SENDER
 
     open_store(url)
     try:
