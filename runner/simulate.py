@@ -20,27 +20,27 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit
-from .config import Config
-from .diagnostics import UserError
-from .engine import Engine
-from .holds import AUTH_EXPIRED, SENDER, Target, resume
-from .leadsfile import read_leads
-from .limits import caps_for
-from .model import ActionStep, Sequence
-from .project import apply_provider_limits, build_runtime, sync_senders
-from .providers import QUOTAS
-from .providers.quotas import by_window
-from .providers.sandbox import SandboxProvider
-from .runtime import Runtime
-from .store import leadbook, reports
-from .store import simulation as stored
-from .store.auditlog import first_action_times
-from .store.dashboard import booked_slots, variant_results
-from .store.fields import to_db_time
-from .store.quota_usage import performed_times
-from .store.transactions import writing
-from .versions import remember
+from runner import audit
+from runner.engine.limits import caps_for
+from runner.engine.loop import Engine
+from runner.engine.runtime import Runtime
+from runner.holds import AUTH_EXPIRED, SENDER, Target, resume
+from runner.language.diagnostics import UserError
+from runner.language.model import ActionStep, Sequence
+from runner.project.config import Config
+from runner.project.discovery import apply_provider_limits, build_runtime, sync_senders
+from runner.project.leadsfile import read_leads
+from runner.providers import QUOTAS
+from runner.providers.quotas import by_window
+from runner.providers.sandbox import SandboxProvider
+from runner.store import leadbook, reports
+from runner.store import simulation as stored
+from runner.store.auditlog import first_action_times
+from runner.store.dashboard import booked_slots, variant_results
+from runner.store.fields import to_db_time
+from runner.store.quota_usage import performed_times
+from runner.store.transactions import writing
+from runner.versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
          "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
@@ -209,7 +209,7 @@ def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
 
 def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[int], now: dt.datetime) -> int:
     """Bulk-create leads and their enrollments (new store only), senders assigned round-robin."""
-    from .urls import normalize_profile_url
+    from runner.language.urls import normalize_profile_url
 
     stamp = to_db_time(now)
     leads = []
@@ -238,8 +238,10 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     clock = VirtualClock(options.start)
     sandbox_options = dict(config.sandbox)
     # The simulated LinkedIn of a simulation lives and dies with it, on its own virtual clock: it
-    # never reads or writes the state file that `seqrun run` shares between its processes.
+    # never reads or writes the state file that `seqrun run` shares between its processes, and it
+    # never sleeps in real time (`sleep_ms` is for trying several runners against a slow provider).
     sandbox_options.pop("state_path", None)
+    sandbox_options.pop("sleep_ms", None)
     sandbox_options["seed"] = options.seed
     reauth_after = options.reauth_after or dt.timedelta(hours=float(sandbox_options.get("reauth_after_hours", 24.0)))
     sandbox_options["reauth_after_hours"] = reauth_after.total_seconds() / 3600
@@ -261,7 +263,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         wire = None
         provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731
         if options.wire:
-            from .wire import SIMULATED_KEY, WireSession
+            from runner.wire import SIMULATED_KEY, WireSession
 
             wire = stack.enter_context(WireSession(clock, options.seed, sandbox_options, options.provider))
             wire.register(allowed)
@@ -269,7 +271,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
                                 poll_every=options.poll_every, getenv=lambda name: "(simulated)",
-                                calls_in_process=not options.wire)
+                                calls_in_process=not options.wire, batch=500)  # one process: no one to share with
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:
@@ -371,7 +373,7 @@ def _reply_yield(seq: Sequence, replied_at: Mapping[int, dt.datetime]) -> list[d
 
 
 def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
-    from .diagnostics import UserError, has_errors
+    from runner.language.diagnostics import UserError, has_errors
 
     leads = read_leads(path, required_fields=[f.name for f in seq.fields if f.required])
     if has_errors(leads.diagnostics):

@@ -22,9 +22,9 @@ from typing import Any
 
 import peewee
 
-from . import backends
-from .fields import UTCDateTimeField
-from .models import Action, BaseModel, Enrollment, Event, Lead, Sender, db
+from runner.store import backends
+from runner.store.fields import UTCDateTimeField
+from runner.store.models import Action, BaseModel, Enrollment, Event, Lead, Sender, db
 
 STATES = ("pending", "delivered", "failed")
 
