@@ -81,7 +81,7 @@ def environment(url: str) -> dict[str, str]:
 
 
 def seqrun(root: pathlib.Path, url: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", "from runner.cli import main; main()", *args], cwd=root,
+    return subprocess.Popen([sys.executable, "-c", "from runner.cli.main import main; main()", *args], cwd=root,
                             env=environment(url), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
