@@ -8,10 +8,10 @@ import time
 
 import psycopg
 import pytest
+from tests.backends import POSTGRES
 
 from runner.store import db, open_store
 from runner.store.outgoing import ledger_high_water
-from tests.backends import POSTGRES
 
 INSERT = ("INSERT INTO event (event_id, kind, source, occurred_at, received_at, data) "
           "VALUES (%s, 'replied', 'poll', '2026-03-02 09:00:00', '2026-03-02 09:00:00', '{}') RETURNING id")
