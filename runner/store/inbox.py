@@ -16,7 +16,7 @@ from peewee import fn
 from ..providers.base import ProviderEvent
 from ..urls import redact_secrets
 from .fields import from_db_time, to_db_time
-from .models import Enrollment, Event, InboxEvent, Lead, SyncCursor, db
+from .models import Enrollment, Event, InboxEvent, Lead, db
 
 STATES = ("pending", "applied", "dead")
 
@@ -177,15 +177,15 @@ def record_in_ledger(row: InboxEvent, *, sender_id: int | None, lead_id: int | N
 def synced_until(sender_id: int) -> dt.datetime | None:
     """How far the sender's provider sync had finished at its last poll (its cursor); None before
     the first finished sync."""
-    cursor = SyncCursor.get_or_none(SyncCursor.sender == sender_id)
-    return cursor.last_synced_at if cursor is not None else None
+    row = db.execute_sql("SELECT last_synced_at FROM sync_cursor WHERE sender_id = ?", (sender_id,)).fetchone()
+    return from_db_time(row[0]) if row is not None and row[0] is not None else None
 
 
 def move_cursor(sender_id: int, synced_until: dt.datetime, now: dt.datetime) -> None:
     """A sender's sync cursor, once the events its poll brought are in the inbox."""
-    SyncCursor.insert(sender=sender_id, last_synced_at=synced_until, updated_at=now).on_conflict(
-        conflict_target=[SyncCursor.sender],
-        update={SyncCursor.last_synced_at: synced_until, SyncCursor.updated_at: now}).execute()
+    db.execute_sql("INSERT INTO sync_cursor (sender_id, last_synced_at, updated_at) VALUES (?, ?, ?) "
+                   "ON CONFLICT (sender_id) DO UPDATE SET last_synced_at = excluded.last_synced_at, "
+                   "updated_at = excluded.updated_at", (sender_id, to_db_time(synced_until), to_db_time(now)))
 
 
 def lead_and_running_enrollment(lead_key: str) -> tuple[Lead | None, Enrollment | None]:
