@@ -26,10 +26,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.config import Config, SenderConfig  # noqa: E402
-from runner.engine import Engine  # noqa: E402
-from runner.loader import load_sequence  # noqa: E402
-from runner.project import build_runtime, sync_senders  # noqa: E402
+from runner.engine.loop import Engine  # noqa: E402
+from runner.language.loader import load_sequence  # noqa: E402
+from runner.project.config import Config, SenderConfig  # noqa: E402
+from runner.project.discovery import build_runtime, sync_senders  # noqa: E402
 from runner.providers.sandbox import SandboxProvider  # noqa: E402
 from runner.store import db, open_store  # noqa: E402
 from runner.store.fields import to_db_time  # noqa: E402

@@ -5,7 +5,7 @@ Run: python bench/bench_import.py [ROWS]   (or --smoke: 200 rows, to prove it wo
 Builds a throwaway project (one sandbox sender pair, one sequence) in a temporary directory, writes
 a CSV of ROWS leads (default 100,000), then times
 
-- reading and checking the CSV (`runner.leadsfile.read_leads`),
+- reading and checking the CSV (`runner.project.leadsfile.read_leads`),
 - the full import (`runner.leads.import_leads`: store checks, sender assignment, lead upserts and
   enrollments, one transaction, durable SQLite settings),
 - the baseline: plain sqlite3 `executemany` of the same lead and enrollment rows into tables of
@@ -26,10 +26,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.config import load_config  # noqa: E402
 from runner.leads import import_leads  # noqa: E402
-from runner.leadsfile import read_leads  # noqa: E402
-from runner.project import load_sequence_by_name  # noqa: E402
+from runner.project.config import load_config  # noqa: E402
+from runner.project.discovery import load_sequence_by_name  # noqa: E402
+from runner.project.leadsfile import read_leads  # noqa: E402
 from runner.store import open_store  # noqa: E402
 from runner.store.fields import to_db_time  # noqa: E402
 from runner.store.migrations import MIGRATIONS  # noqa: E402

@@ -32,11 +32,11 @@ from zoneinfo import ZoneInfo
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import calendar as cal  # noqa: E402
-from runner.config import load_project_config  # noqa: E402
-from runner.limits import caps_for  # noqa: E402
-from runner.model import Sequence  # noqa: E402
-from runner.project import load_sequences, sender_caps  # noqa: E402
+from runner.engine.limits import caps_for  # noqa: E402
+from runner.language import calendar as cal  # noqa: E402
+from runner.language.model import Sequence  # noqa: E402
+from runner.project.config import load_project_config  # noqa: E402
+from runner.project.discovery import load_sequences, sender_caps  # noqa: E402
 from runner.simulate import SimOptions, run_simulation  # noqa: E402
 from runner.store import Sender, db, open_store  # noqa: E402
 from runner.store.fields import from_db_time  # noqa: E402

@@ -69,7 +69,7 @@ def environment() -> dict[str, str]:
 
 
 def seqrun(root: pathlib.Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", "from runner.cli import main; main()", *args], cwd=root,
+    return subprocess.Popen([sys.executable, "-c", "from runner.cli.main import main; main()", *args], cwd=root,
                             env=environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 

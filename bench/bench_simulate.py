@@ -21,8 +21,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.config import load_project_config  # noqa: E402
-from runner.project import load_sequences  # noqa: E402
+from runner.project.config import load_project_config  # noqa: E402
+from runner.project.discovery import load_sequences  # noqa: E402
 from runner.simulate import SimOptions, enroll, run_simulation, synthetic_leads  # noqa: E402
 from runner.store import Sender, db, open_store  # noqa: E402
 

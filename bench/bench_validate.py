@@ -24,9 +24,9 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import builder, checks, schemacheck  # noqa: E402
-from runner.commands.validate import validate_paths  # noqa: E402
-from runner.loader import load_paths  # noqa: E402
+from runner.cli.commands.validate import validate_paths  # noqa: E402
+from runner.language import builder, checks, schemacheck  # noqa: E402
+from runner.language.loader import load_paths  # noqa: E402
 
 ROUNDS = 5
 

@@ -6,12 +6,12 @@ __version__ = "0.1.0"
 
 def main() -> None:
     """The `seqrun` console script. Loading the commands takes a moment; a Ctrl-C in it is an
-    interruption like any later one (exit 130), not a traceback. `runner.cli.main` does the rest."""
+    interruption like any later one (exit 130), not a traceback. `runner.cli.main.main` does the rest."""
     import sys
 
     try:
-        from .cli import main as run_command
+        from runner.cli.main import main as run_command
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
-        sys.exit(130)  # runner.cli.EXIT_INTERRUPTED, which is not loaded yet
+        sys.exit(130)  # runner.cli.main.EXIT_INTERRUPTED, which is not loaded yet
     run_command()

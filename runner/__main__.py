@@ -1,6 +1,6 @@
 """`python -m runner` is the same as the `seqrun` command."""
 from __future__ import annotations
 
-from . import main
+from runner import main
 
 main()

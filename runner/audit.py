@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from . import calendar as cal
-from . import pacing_audit
-from .model import Sequence
-from .providers import QUOTAS
-from .providers.quotas import by_window
-from .runtime import Runtime
-from .store import auditlog
-from .store.fields import from_db_time
-from .store.quota_usage import performed_times
+from runner import pacing_audit
+from runner.engine.runtime import Runtime
+from runner.language import calendar as cal
+from runner.language.model import Sequence
+from runner.providers import QUOTAS
+from runner.providers.quotas import by_window
+from runner.store import auditlog
+from runner.store.fields import from_db_time
+from runner.store.quota_usage import performed_times
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 

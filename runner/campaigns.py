@@ -14,17 +14,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .config import Config, SenderConfig, resolve_credentials
-from .diagnostics import UserError
-from .leadsfile import DUPLICATE, MISSING_FIELD, MISSING_URL, URL_FIELD, LeadRow, LeadsFile, RowProblem
-from .providers.base import Account, LeadRef, ProviderError
-from .providers.http import MASK, redact, register_secret
-from .providers.salesflow_campaign.admin import WebhookChange
-from .providers.salesflow_campaign.driver import CampaignProvider
-from .providers.salesflow_campaign.members import PROVIDER
-from .providers.salesflow_campaign.webhook import ROUTE, webhook_url
-from .store.enrollments import enrolled_with
-from .urls import normalize_profile_url
+from runner.language.diagnostics import UserError
+from runner.language.urls import normalize_profile_url
+from runner.project.config import Config, SenderConfig, resolve_credentials
+from runner.project.leadsfile import DUPLICATE, MISSING_FIELD, MISSING_URL, URL_FIELD, LeadRow, LeadsFile, RowProblem
+from runner.providers.base import Account, LeadRef, ProviderError
+from runner.providers.http import MASK, redact, register_secret
+from runner.providers.salesflow_campaign.admin import WebhookChange
+from runner.providers.salesflow_campaign.driver import CampaignProvider
+from runner.providers.salesflow_campaign.members import PROVIDER
+from runner.providers.salesflow_campaign.webhook import ROUTE, webhook_url
+from runner.store.enrollments import enrolled_with
 
 _BASE_URL = re.compile(r"https?://[^\s?#]+")
 
@@ -41,7 +41,7 @@ def campaign_sender(config: Config, name: str) -> SenderConfig:
 
 
 def _driver_and_account(config: Config, sender: SenderConfig) -> tuple[CampaignProvider, Account]:
-    from .project import real_provider_for
+    from runner.project.discovery import real_provider_for
 
     credentials = resolve_credentials(sender)
     for value in credentials.values():

@@ -5,7 +5,7 @@ Pauses are recorded in `paused_reason` with the kind of pause as prefix ("lead p
 session expired), so that each resume lifts only its own kind of pause. Paused leads give their
 pacing slots back and plan again when resumed.
 
-Nothing here prints; the commands in `runner/commands/` turn results into text.
+Nothing here prints; the commands in `runner/cli/commands/` turn results into text.
 """
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
-from .diagnostics import UserError
-from .leads import profile_key
-from .steps import release_slots
-from .store import enrollments, senders
-from .store.leadbook import enrolled_sequences
-from .store.lookups import lead_id_by_key
-from .store.transactions import writing
+from runner.engine.steps import release_slots
+from runner.language.diagnostics import UserError
+from runner.leads import profile_key
+from runner.project.config import Config
+from runner.store import enrollments, senders
+from runner.store.leadbook import enrolled_sequences
+from runner.store.lookups import lead_id_by_key
+from runner.store.transactions import writing
 
 LEAD, SENDER, SEQUENCE = "lead", "sender", "sequence"
-#: The reason the engine writes when a provider says the sender's session expired (runner.steps).
+#: The reason the engine writes when a provider says the sender's session expired (runner.engine.steps).
 AUTH_EXPIRED = "auth expired"
 #: ... and the reason it writes when the provider refused the sender's API key.
 API_KEY_REJECTED = "API key rejected"

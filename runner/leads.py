@@ -12,7 +12,7 @@ Senders are assigned sticky (a lead that had a sender in this sequence, else in 
 keeps it when allowed: the conversation is with that person) and otherwise balanced by load (fewest
 active enrollments first, ties by name) among the allowed senders that are not paused.
 
-Nothing here prints; the commands in `runner/commands/` turn results into text.
+Nothing here prints; the commands in `runner/cli/commands/` turn results into text.
 """
 from __future__ import annotations
 
@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config import Config
-from .diagnostics import Diagnostic, UserError
-from .leadsfile import (
+from runner.language.diagnostics import Diagnostic, UserError
+from runner.language.model import Sequence
+from runner.language.urls import normalize_profile_url
+from runner.project.config import Config
+from runner.project.discovery import sync_senders
+from runner.project.leadsfile import (
     CONTROL_CHARACTER,
     DUPLICATE,
     URL_FIELD,
@@ -36,14 +39,11 @@ from .leadsfile import (
     RowProblem,
     problem_kind,
 )
-from .model import Sequence
-from .project import sync_senders
-from .store import Lead, Sender, leadbook
-from .store.fields import from_db_time, to_db_time
-from .store.leadbook import RUNNING
-from .store.transactions import writing
-from .urls import normalize_profile_url
-from .versions import remember
+from runner.store import Lead, Sender, leadbook
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.leadbook import RUNNING
+from runner.store.transactions import writing
+from runner.versions import remember
 
 BLOCKED = "blocked"
 IN_OTHER_SEQUENCE = "in another sequence"

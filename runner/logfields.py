@@ -17,5 +17,5 @@ def ids(*, lead: str | None = None, enrollment: int | None = None, sender: str |
 
 
 def of_ctx(ctx: Any, step: str | None = None) -> dict[str, Any]:
-    """The ids of a lead being moved (a `runner.steps.Ctx`): its lead, enrollment, sender and step."""
+    """The ids of a lead being moved (a `runner.engine.steps.Ctx`): its lead, enrollment, sender and step."""
     return ids(lead=ctx.lead.key, enrollment=ctx.enr.id, sender=ctx.sender.name, step=step or ctx.enr.step_id)

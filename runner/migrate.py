@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import Diagnostic, UserError, error
-from .model import ActionStep, BranchStep, EndStep, Sequence, Target, WaitForStep
-from .schemacheck import plural
-from .steps import release_slots
-from .store.transactions import writing
-from .store.versions import RunningLead, move_enrollment, performed_actions, running_leads_not_on
-from .versions import describe, does_the_same, is_positional, load_version, remember, same_step, shown
+from runner.engine.steps import release_slots
+from runner.language.diagnostics import Diagnostic, UserError, error
+from runner.language.model import ActionStep, BranchStep, EndStep, Sequence, Target, WaitForStep
+from runner.language.schemacheck import plural
+from runner.store.transactions import writing
+from runner.store.versions import RunningLead, move_enrollment, performed_actions, running_leads_not_on
+from runner.versions import describe, does_the_same, is_positional, load_version, remember, same_step, shown
 
 
 @dataclass(frozen=True)

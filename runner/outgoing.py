@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .diagnostics import UserError
-from .model import Pos
-from .outgoing_derive import EVENT_TYPES, derive
-from .store.outgoing import OutgoingEvent, claim, due_events, mark_delivered, mark_failed_attempt
+from runner.language.diagnostics import UserError
+from runner.language.model import Pos
+from runner.outgoing_derive import EVENT_TYPES, derive
+from runner.store.outgoing import OutgoingEvent, claim, due_events, mark_delivered, mark_failed_attempt
 
 log = logging.getLogger(__name__)
 

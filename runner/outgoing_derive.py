@@ -23,7 +23,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .store.outgoing import (
+from runner.language.urls import redact_secrets
+from runner.store.outgoing import (
     Fact,
     OutgoingSubscription,
     action_refs,
@@ -41,8 +42,7 @@ from .store.outgoing import (
     subscription_by_id,
     subscription_rows,
 )
-from .store.transactions import writing
-from .urls import redact_secrets
+from runner.store.transactions import writing
 
 #: How far back each pass reads again, for facts committed after newer ones were read.
 LATE = dt.timedelta(minutes=10)

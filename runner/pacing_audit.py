@@ -1,7 +1,7 @@
 """Auditing the limit promises on the ledger: daily caps, warm-up, `min_gap` and bursts.
 
 Written from the documented rules (docs/sequence-format.md, "Limits, pacing and warm-up"), not from
-`runner.limits`, so that a mistake in the planner cannot hide itself from the audit:
+`runner.engine.limits`, so that a mistake in the planner cannot hide itself from the audit:
 
 - a sender-local day has at most the sequence's cap of an action for that sequence, and at most the
   sender's own cap for all sequences together, both scaled by the warm-up ramp in exact arithmetic;
@@ -20,10 +20,10 @@ import math
 from collections import Counter, defaultdict
 from fractions import Fraction
 
-from . import calendar as cal
-from .model import Sequence
-from .runtime import Runtime
-from .store.auditlog import first_action_times
+from runner.engine.runtime import Runtime
+from runner.language import calendar as cal
+from runner.language.model import Sequence
+from runner.store.auditlog import first_action_times
 
 #: The spacing floor as a share of the nominal gap: at most four actions of a kind in one gap.
 FLOOR_SHARE = Fraction(1, 4)

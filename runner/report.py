@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import calendar as cal
-from . import leases, presence
-from .config import Config, default_limits
-from .model import Calendar, Sequence
-from .providers import QUOTAS
-from .store import reports
-from .store.fields import from_db_time
-from .store.leadbook import enrolled_sequences
-from .store.leases import lease_holders
-from .store.quota_usage import performed_between
-from .store.runners import running_runners
-from .store.versions import running_by_version, version_dates
+from runner.engine import leases, presence
+from runner.language import calendar as cal
+from runner.language.model import Calendar, Sequence
+from runner.project.config import Config, default_limits
+from runner.providers import QUOTAS
+from runner.store import reports
+from runner.store.fields import from_db_time
+from runner.store.leadbook import enrolled_sequences
+from runner.store.leases import lease_holders
+from runner.store.quota_usage import performed_between
+from runner.store.runners import running_runners
+from runner.store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
 
@@ -40,9 +40,9 @@ class Status:
     usage: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)
     attention_total: int = 0
-    #: leads a run claimed and has not finished with, per runner (see runner/leases.py)
+    #: leads a run claimed and has not finished with, per runner (see runner/engine/leases.py)
     leased: list[dict[str, Any]] = field(default_factory=list)
-    #: the runners marked running in the store, with their heartbeat (see runner/presence.py)
+    #: the runners marked running in the store, with their heartbeat (see runner/engine/presence.py)
     runners: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ An action whose outcome stayed unknown when the lead failed (the provider could 
 happened; its limit charge was kept) is reopened as in flight, so that the step asks the provider
 about it again before anything is sent: a retry never sends twice.
 
-Nothing here prints; `runner/commands/leads.py` turns results into text.
+Nothing here prints; `runner/cli/commands/leads.py` turns results into text.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import collections
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .store import enrollments, ledger
-from .store.transactions import writing
+from runner.store import enrollments, ledger
+from runner.store.transactions import writing
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 import jinja2
 
-from . import __version__
-from .charts import bar_chart, hbars, histogram, line_chart
-from .simulate import SimReport
+from runner import __version__
+from runner.charts import bar_chart, hbars, histogram, line_chart
+from runner.simulate import SimReport
 
 TEMPLATE = pathlib.Path(__file__).parent / "data" / "simulate_report.html.j2"
 

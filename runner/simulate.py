@@ -20,27 +20,27 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit
-from .config import Config
-from .diagnostics import UserError
-from .engine import Engine
-from .holds import AUTH_EXPIRED, SENDER, Target, resume
-from .leadsfile import read_leads
-from .limits import caps_for
-from .model import ActionStep, Sequence
-from .project import apply_provider_limits, build_runtime, sync_senders
-from .providers import QUOTAS
-from .providers.quotas import by_window
-from .providers.sandbox import SandboxProvider
-from .runtime import Runtime
-from .store import leadbook, reports
-from .store import simulation as stored
-from .store.auditlog import first_action_times
-from .store.dashboard import variant_results
-from .store.fields import to_db_time
-from .store.quota_usage import performed_times
-from .store.transactions import writing
-from .versions import remember
+from runner import audit
+from runner.engine.limits import caps_for
+from runner.engine.loop import Engine
+from runner.engine.runtime import Runtime
+from runner.holds import AUTH_EXPIRED, SENDER, Target, resume
+from runner.language.diagnostics import UserError
+from runner.language.model import ActionStep, Sequence
+from runner.project.config import Config
+from runner.project.discovery import apply_provider_limits, build_runtime, sync_senders
+from runner.project.leadsfile import read_leads
+from runner.providers import QUOTAS
+from runner.providers.quotas import by_window
+from runner.providers.sandbox import SandboxProvider
+from runner.store import leadbook, reports
+from runner.store import simulation as stored
+from runner.store.auditlog import first_action_times
+from runner.store.dashboard import variant_results
+from runner.store.fields import to_db_time
+from runner.store.quota_usage import performed_times
+from runner.store.transactions import writing
+from runner.versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
          "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
@@ -209,7 +209,7 @@ def synthetic_leads(seq: Sequence, n: int, seed: int) -> list[dict[str, str]]:
 
 def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[int], now: dt.datetime) -> int:
     """Bulk-create leads and their enrollments (new store only), senders assigned round-robin."""
-    from .urls import normalize_profile_url
+    from runner.language.urls import normalize_profile_url
 
     stamp = to_db_time(now)
     leads = []
@@ -261,7 +261,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         wire = None
         provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731
         if options.wire:
-            from .wire import SIMULATED_KEY, WireSession
+            from runner.wire import SIMULATED_KEY, WireSession
 
             wire = stack.enter_context(WireSession(clock, options.seed, sandbox_options, options.provider))
             wire.register(allowed)
@@ -371,7 +371,7 @@ def _reply_yield(seq: Sequence, replied_at: Mapping[int, dt.datetime]) -> list[d
 
 
 def _csv_rows(path: str, seq: Sequence) -> list[dict[str, str]]:
-    from .diagnostics import UserError, has_errors
+    from runner.language.diagnostics import UserError, has_errors
 
     leads = read_leads(path, required_fields=[f.name for f in seq.fields if f.required])
     if has_errors(leads.diagnostics):

@@ -2,7 +2,7 @@
 
 A name holding `ESC ] 0 ; … BEL` retitles the terminal, `ESC [ 2 J` clears it, a bare carriage
 return hides the start of a line and a right-to-left override reverses what follows. Imports refuse
-such characters (`runner.leadsfile`), but a database may hold older rows and templates or providers
+such characters (`runner.project.leadsfile`), but a database may hold older rows and templates or providers
 may produce them, so everything seqrun prints from those sources goes through `printable` (text)
 or `json_printable` (JSON documents), which write them as visible escapes like `\\x1b` or `\\u202e`.
 """

@@ -24,11 +24,11 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping
 
-from .diagnostics import Diagnostic, warning
-from .loader import build_stored
-from .model import ActionStep, BranchStep, EndStep, Sequence, Step, WaitForStep, WaitStep
-from .schemacheck import plural
-from .store.versions import running_steps, running_versions, save_version, stored_version, version_dates
+from runner.language.diagnostics import Diagnostic, warning
+from runner.language.loader import build_stored
+from runner.language.model import ActionStep, BranchStep, EndStep, Sequence, Step, WaitForStep, WaitStep
+from runner.language.schemacheck import plural
+from runner.store.versions import running_steps, running_versions, save_version, stored_version, version_dates
 
 log = logging.getLogger(__name__)
 

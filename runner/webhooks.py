@@ -24,7 +24,7 @@ name to the mounted drivers with the provider's secrets and, once verified, appe
 the event inbox (runner.store.inbox: unique by provider and event id, the raw body kept, never the
 headers) and commits, and only then answers 2xx. A delivery that is refused stores nothing; one that
 cannot be stored gets 503, so that the provider delivers it again. The engine applies the stored
-events (runner.inbox).
+events (runner.engine.inbox).
 """
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ from typing import Any, Protocol
 
 import peewee
 
-from .providers.base import ProviderError, ProviderEvent
-from .providers.fakeserver import Reply
-from .store import inbox as store_inbox
-from .store.inbox import Received
+from runner.providers.base import ProviderError, ProviderEvent
+from runner.providers.fakeserver import Reply
+from runner.store import inbox as store_inbox
+from runner.store.inbox import Received
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

@@ -9,7 +9,7 @@ budget off, because the virtual clock does not move inside a tick (a real run sp
 Providers that report by webhook (Salesflow) get a receiver: `runner.webhooks.WebhookReceiver`
 on 127.0.0.1, to which their fake POSTs its webhooks with a secret generated for the session; the
 receiver verifies each raw delivery with the driver's own verifier and stores the events in the
-event inbox, which the engine applies (runner.inbox). Before every tick `before_tick` lets each fake send what is due
+event inbox, which the engine applies (runner.engine.inbox). Before every tick `before_tick` lets each fake send what is due
 on the virtual clock (Salesflow's late NEW_CONNECTION).
 
 Afterwards `compare` checks the fake's ledger of performed actions against seqrun's audit log:
@@ -32,14 +32,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import SenderConfig
-from .diagnostics import UserError
-from .providers import PROVIDERS
-from .providers.base import Account, Provider
-from .providers.fakeserver import FakeClock, FakeHTTPServer
-from .providers.http import make_client
-from .store import simulation as stored
-from .webhooks import PATH_PREFIX, WebhookInbox, WebhookReceiver
+from runner.language.diagnostics import UserError
+from runner.project.config import SenderConfig
+from runner.providers import PROVIDERS
+from runner.providers.base import Account, Provider
+from runner.providers.fakeserver import FakeClock, FakeHTTPServer
+from runner.providers.http import make_client
+from runner.store import simulation as stored
+from runner.webhooks import PATH_PREFIX, WebhookInbox, WebhookReceiver
 
 SIMULATED_KEY = "seqrun-simulated-key"
 #: provider name -> the fake app's factory(clock, seed, sandbox options); one line per HTTP provider.
@@ -47,14 +47,14 @@ FAKES: dict[str, Callable[[FakeClock, int, Mapping[str, Any]], Any]] = {}
 
 
 def _edges_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
-    from .providers.edges.fake import EdgesFake
+    from runner.providers.edges.fake import EdgesFake
 
     # Smart Limits off: the sequence's and senders' own limits are what the audit checks.
     return EdgesFake(clock=clock, seed=seed, smart_limits=None, sandbox=sandbox)
 
 
 def _salesflow_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
-    from .providers.salesflow.fake import SalesflowFake
+    from runner.providers.salesflow.fake import SalesflowFake
 
     # Salesflow's own daily limits: seqrun's caps are lowered to them at start, and they count per
     # sender-local day where the fake counts UTC days, so the fake does not enforce them here.
@@ -63,7 +63,7 @@ def _salesflow_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> 
 
 
 def _connectsafely_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
-    from .providers.connectsafely.fake import ConnectSafelyFake
+    from runner.providers.connectsafely.fake import ConnectSafelyFake
 
     # Per-minute budgets off (the virtual clock stands still inside a tick); quotas on: keeping the
     # weekly invitation quota is what the simulation checks.
@@ -71,7 +71,7 @@ def _connectsafely_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any])
 
 
 def _campaign_fake(clock: FakeClock, seed: int, sandbox: Mapping[str, Any]) -> Any:
-    from .providers.salesflow_campaign.fake import CampaignFake, Pace
+    from runner.providers.salesflow_campaign.fake import CampaignFake, Pace
 
     # The campaign keeps up with the sequence's own connect limit (which the audit checks) and, as
     # Salesflow's campaigns do, messages an hour after an acceptance and withdraws after three weeks.
@@ -196,7 +196,7 @@ class WireSession:
             account = dataclasses.replace(account, settings=settings)
         setup = getattr(driver, "setup_webhook", None)
         if callable(setup) and callable(getattr(driver, "verify_and_parse", None)):
-            from .providers.salesflow_campaign.webhook import webhook_url
+            from runner.providers.salesflow_campaign.webhook import webhook_url
 
             assert driver is not None
             self._receiver_url(name, driver)  # the receiver runs and verifies with this driver

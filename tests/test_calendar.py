@@ -1,4 +1,4 @@
-"""Tests for runner.calendar: windows across DST, business arithmetic and pacing slots."""
+"""Tests for runner.language.calendar: windows across DST, business arithmetic and pacing slots."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from runner import calendar as cal
-from runner.durations import parse_duration
-from runner.model import Calendar, TimeRange
+from runner.language import calendar as cal
+from runner.language.durations import parse_duration
+from runner.language.model import Calendar, TimeRange
 
 UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tests.providers.campaign_harness import ACCOUNT, CAMPAIGN, CERTAIN, QUICK, TOKEN
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.base import Account
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer, Reply
@@ -112,7 +112,7 @@ senders:
     monkeypatch.setenv("SALESFLOW_TOKEN", TOKEN)
     monkeypatch.setenv("SEQRUN_WEBHOOK_SECRET", SECRET)
     for module in ("run", "leads", "senders"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "salesflow-campaign", lambda **options: CampaignProvider(clock=clock, **options))
     yield tmp_path
     if not db.is_closed():

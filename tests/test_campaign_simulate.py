@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "sequences" / "salesflow-campaign.yaml")

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 SEQRUN_YAML = """\
 version: 1

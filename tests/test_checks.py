@@ -5,9 +5,9 @@ import pathlib
 
 import pytest
 
-from runner.checks import check_project, check_sequence
-from runner.loader import build_sequence
-from runner.model import Sequence
+from runner.language.checks import check_project, check_sequence
+from runner.language.loader import build_sequence
+from runner.language.model import Sequence
 
 HEAD = "version: 1\nname: s\nfields:\n  full_name: required\n"
 

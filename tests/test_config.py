@@ -7,7 +7,9 @@ import textwrap
 
 import pytest
 
-from runner.config import (
+from runner.language.diagnostics import UserError
+from runner.language.model import LIMITED_ACTIONS, Pos
+from runner.project.config import (
     CEILINGS,
     Config,
     SenderConfig,
@@ -20,8 +22,6 @@ from runner.config import (
     project_dir,
     resolve_credentials,
 )
-from runner.diagnostics import UserError
-from runner.model import LIMITED_ACTIONS, Pos
 from runner.providers import CAPABILITIES
 from runner.providers.sandbox import INJECTABLE, OPTIONS
 

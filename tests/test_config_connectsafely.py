@@ -6,9 +6,9 @@ import pathlib
 
 import pytest
 
-from runner.config import load_config
-from runner.diagnostics import UserError
-from runner.project import http_driver_options, real_provider_for
+from runner.language.diagnostics import UserError
+from runner.project.config import load_config
+from runner.project.discovery import http_driver_options, real_provider_for
 from runner.providers.connectsafely.driver import ConnectSafelyProvider
 
 SENDER = """\

@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
-from runner.config import load_config
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
+from runner.project.config import load_config
 
 EDGES = """\
 version: 1

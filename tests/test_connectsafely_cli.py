@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from tests.providers.connectsafely_harness import ACCOUNT, CERTAIN, SECRET
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.connectsafely.driver import ConnectSafelyProvider
 from runner.providers.connectsafely.fake import ConnectSafelyFake
@@ -93,7 +93,7 @@ senders:
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     monkeypatch.setenv("CONNECTSAFELY_API_KEY", SECRET)
     for module in ("run", "leads", "senders"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     # The driver on the test's clock; its request budget (which sleeps for real) is left out.
     monkeypatch.setitem(PROVIDERS, "connectsafely", lambda **options: ConnectSafelyProvider(
         clock=clock, **{k: v for k, v in options.items() if k != "budget"}))
@@ -166,7 +166,7 @@ def test_run_once_sends_the_thank_you_into_the_invites_conversation_and_status_s
         def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
             return clock.now.astimezone(tz)
 
-    monkeypatch.setattr("runner.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone, UTC=dt.UTC))
+    monkeypatch.setattr("runner.cli.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone, UTC=dt.UTC))
     capsys.readouterr()
     assert main(["status"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -4,7 +4,7 @@ Every `tests/fixtures/invalid/<name>.yaml` targets one mistake; `<name>.expected
 diagnostic lines (without the summary line) as printed when run from the repository root. Files
 that cannot be committed sensibly (not UTF-8, a NUL byte, over the size limit) are generated here.
 
-Template lint (`runner.templatelint`) is switched off for the corpus so that it pins the loader's
+Template lint (`runner.language.templatelint`) is switched off for the corpus so that it pins the loader's
 and the checks' messages only; `test_valid_fixtures_pass_template_lint` and the shipped examples
 run the real thing.
 
@@ -18,8 +18,8 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
-from runner.yamlsrc import MAX_FILE_BYTES
+from runner.cli.main import main
+from runner.language.yamlsrc import MAX_FILE_BYTES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INVALID = pathlib.Path("tests/fixtures/invalid")
@@ -38,7 +38,7 @@ def at_root(monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
 
 @pytest.fixture
 def no_template_lint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("runner.templates.check_sequence_templates", lambda seq: [])
+    monkeypatch.setattr("runner.language.templates.check_sequence_templates", lambda seq: [])
 
 
 def run_validate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:

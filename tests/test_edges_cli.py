@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.providers.edges_harness import CERTAIN, SECRET
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.edges import fake_reads
 from runner.providers.edges.driver import EdgesProvider
@@ -95,7 +95,7 @@ senders:
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     monkeypatch.setenv("EDGES_API_KEY", SECRET)
     for module in ("run", "leads", "senders"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "edges", lambda **options: EdgesProvider(clock=clock, page_delay=0, **options))
     yield tmp_path
     if not db.is_closed():
@@ -223,7 +223,7 @@ def test_the_debug_traceback_of_a_bug_shows_no_secret(project: pathlib.Path, mon
         register_secret(SECRET)  # as reading the sender's credentials does
         raise RuntimeError(f"refused {SECRET} at https://crm.example/hook?token=tb-token-77ff")
 
-    monkeypatch.setattr("runner.senderscheck.check", broken)
+    monkeypatch.setattr("runner.project.senderscheck.check", broken)
     assert main(["--debug", "senders", "check"]) == 3
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "RuntimeError: refused [redacted] at" in err

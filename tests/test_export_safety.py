@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.store import Action, Enrollment, Lead, Sender, db, open_store
 
 NOW = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.UTC)
@@ -201,7 +201,7 @@ def test_a_failed_export_leaves_the_previous_file_and_no_half_file(project: path
             yield next(rows)
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("runner.commands.export.export_rows", fail_midway)
+    monkeypatch.setattr("runner.cli.commands.export.export_rows", fail_midway)
     (project / "old.csv").write_text("previous export\n", encoding="utf-8")
     assert run(capsys, "export", "actions", "-o", "old.csv")[0] == 3
     assert (project / "old.csv").read_text(encoding="utf-8") == "previous export\n"
@@ -308,7 +308,7 @@ def test_urls_in_an_export_are_redacted(project: pathlib.Path, capsys: pytest.Ca
 def test_run_on_a_damaged_database_stops_with_the_check_to_run(project: pathlib.Path,
                                                                 capsys: pytest.CaptureFixture[str],
                                                                 dry_run: tuple[str, ...]) -> None:
-    from runner.loader import load_sequence
+    from runner.language.loader import load_sequence
     from runner.versions import remember
 
     seq, _ = load_sequence(str(project / "sequences" / "intro.yaml"))

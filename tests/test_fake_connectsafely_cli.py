@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from runner.cli import main
-from runner.graph import build_graph, dot_text, mermaid_text, to_dot, to_mermaid
-from runner.loader import load_sequence
-from runner.model import Sequence
+from runner.cli.main import main
+from runner.language.graph import build_graph, dot_text, mermaid_text, to_dot, to_mermaid
+from runner.language.loader import load_sequence
+from runner.language.model import Sequence
 
 FLOW = """\
 version: 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.jinja import company
+from runner.language.jinja import company
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LANGUAGE_MODULES = ("loader", "model", "checks", "schemacheck", "templates", "templatelint", "jinja", "calendar",
-                    "durations", "graph", "yamlsrc", "urls", "builder", "diagnostics", "paths")
-NOT_BELOW_LANGUAGE = ("peewee", "runner.store", "runner.config", "runner.leadsfile", "runner.leads",
-                      "runner.project")
+LANGUAGE_MODULES = tuple(f"language.{m}" for m in (
+    "loader", "model", "checks", "schemacheck", "templates", "templatelint", "jinja", "calendar", "durations", "graph",
+    "yamlsrc", "urls", "builder", "diagnostics", "paths"))
+NOT_BELOW_LANGUAGE = ("peewee", "runner.store", "runner.project", "runner.leads",
+                      "runner.project.discovery")
 
 
 def loaded_after_importing(modules: tuple[str, ...]) -> set[str]:

@@ -7,11 +7,11 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
-from runner.config import load_config
+from runner.cli.main import main
 from runner.leads import block_profiles, import_leads
-from runner.leadsfile import read_leads
-from runner.project import load_sequence_by_name
+from runner.project.config import load_config
+from runner.project.discovery import load_sequence_by_name
+from runner.project.leadsfile import read_leads
 from runner.store import Block, Enrollment, Lead, Sender, db, open_store
 
 NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
@@ -219,7 +219,7 @@ def test_paused_senders_get_no_new_leads_but_keep_theirs(project: pathlib.Path) 
 
 def test_every_allowed_sender_paused_is_an_error(project: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     reopen(project)
-    from runner.project import sync_senders
+    from runner.project.discovery import sync_senders
     sync_senders(load_config(project), NOW)
     Sender.update(status="paused", paused_reason="auth expired").execute()
     db.close()

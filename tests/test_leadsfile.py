@@ -4,8 +4,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from runner.diagnostics import format_text
-from runner.leadsfile import LeadRow, detect_delimiter, normalize_column, parse_leads, problem_kind, read_leads
+from runner.language.diagnostics import format_text
+from runner.project.leadsfile import LeadRow, detect_delimiter, normalize_column, parse_leads, problem_kind, read_leads
 
 HEADER = "linkedin_profile_url,full_name,company_name\n"
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner.checks import check_sequence
-from runner.diagnostics import has_errors
-from runner.loader import build_sequence, build_stored, expand_paths, load_paths, load_sequence
-from runner.model import (
+from runner.language.checks import check_sequence
+from runner.language.diagnostics import has_errors
+from runner.language.loader import build_sequence, build_stored, expand_paths, load_paths, load_sequence
+from runner.language.model import (
     ActionStep,
     BranchStep,
     Duration,
@@ -27,9 +27,9 @@ from runner.model import (
     WaitForStep,
     WaitStep,
 )
-from runner.paths import find_project_root, templates_dir_for
-from runner.schemacheck import PathNames, check_schema, load_schema, step_ids
-from runner.yamlsrc import YamlDoc, load_yaml_file
+from runner.language.paths import find_project_root, templates_dir_for
+from runner.language.schemacheck import PathNames, check_schema, load_schema, step_ids
+from runner.language.yamlsrc import YamlDoc, load_yaml_file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VALID = ROOT / "tests" / "fixtures" / "valid"
@@ -82,7 +82,7 @@ def test_a_file_called_templates_does_not_make_a_project(tmp_path: pathlib.Path)
 
 def test_without_a_project_templates_sit_beside_the_sequence_directory(tmp_path: pathlib.Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("runner.paths._is_project_root", lambda directory: False)
+    monkeypatch.setattr("runner.language.paths._is_project_root", lambda directory: False)
     seq = tmp_path / "sequences" / "s.yaml"
     assert find_project_root(seq) == tmp_path.resolve()
     assert templates_dir_for(seq) == tmp_path.resolve() / "templates"

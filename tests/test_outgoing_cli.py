@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from tests.outgoing_receiver import Receiver, verify
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
 from runner.simulate import VirtualClock as Clock
@@ -63,7 +63,7 @@ def project(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, receiver: R
     monkeypatch.setenv("SEQRUN_HOOK_SECRET", SECRET)
     clock = Clock(NOW)
     for module in ("run", "leads", "senders", "outgoing"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: SandboxProvider(clock=clock, **options))
     assert main(["leads", "import", "leads.csv", "--sequence", "tagging"]) == 0
     yield clock

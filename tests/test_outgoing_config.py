@@ -6,11 +6,11 @@ import pathlib
 
 import pytest
 
-from runner.config import load_config
-from runner.diagnostics import UserError
-from runner.model import Pos
+from runner.language.diagnostics import UserError
+from runner.language.model import Pos
 from runner.outgoing import Subscription
 from runner.outgoing_derive import EVENT_TYPES
+from runner.project.config import load_config
 
 HEAD = "version: 1\nsenders:\n  - {name: alice, provider: sandbox, account_id: acc-alice}\noutgoing:\n"
 
@@ -114,7 +114,7 @@ def test_urls_with_credentials_twice_defined_names_and_url_or_url_env(tmp_path: 
 
 
 def test_the_schema_lists_exactly_the_event_types_seqrun_derives() -> None:
-    from runner.config import load_schema
+    from runner.project.config import load_schema
 
     schema = load_schema()["$defs"]["outgoing"]["properties"]["events"]["items"]["enum"]
     assert tuple(schema) == EVENT_TYPES

@@ -7,11 +7,11 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
-from runner.config import load_config
+from runner.cli.main import main
 from runner.leads import import_leads
-from runner.leadsfile import read_leads
-from runner.project import load_sequence_by_name
+from runner.project.config import load_config
+from runner.project.discovery import load_sequence_by_name
+from runner.project.leadsfile import read_leads
 from runner.store import Enrollment, Sender, db, open_store
 
 NOW = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
@@ -147,7 +147,7 @@ def test_senders_resume_after_auth_expired(project: pathlib.Path, capsys: pytest
     run(capsys, "pause", "--lead", "https://www.linkedin.com/in/a-2")
     open_store(str(project / "seqrun.db"))
     bob = Sender.get(Sender.name == "bob")
-    # What the engine does on AUTH_EXPIRED (runner.steps.pause_sender).
+    # What the engine does on AUTH_EXPIRED (runner.engine.steps.pause_sender).
     Sender.update(status="paused", paused_reason="auth expired").where(Sender.id == bob.id).execute()
     Enrollment.update(state="paused", paused_reason="auth expired").where(
         Enrollment.sender == bob.id, Enrollment.state == "active").execute()

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "templates" / "project"
 SEQ = "sequences/preview.yaml"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
 from runner.store import Action, Enrollment, db, open_store
@@ -86,7 +86,7 @@ def start_project(root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Clock:
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     clock = Clock(NOW)
     for module in ("run", "leads", "senders"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: SandboxProvider(clock=clock, **options))
     assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
     return clock

@@ -45,7 +45,7 @@ def test_run_refuses_to_start_while_a_sequence_with_leads_needs_an_unset_variabl
 
     monkeypatch.setenv("CRM_TOKEN", "Bearer t0ken")
     posted: list[tuple[str, str]] = []
-    monkeypatch.setattr("runner.commands.run.http_notifier", lambda client: (
+    monkeypatch.setattr("runner.cli.commands.run.http_notifier", lambda client: (
         lambda url, headers, payload: posted.append((url, headers["Authorization"]))))
     code, out, err = run("run", "--once")
     assert (code, err) == (0, "")

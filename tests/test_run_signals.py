@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.store import Action, Enrollment, db, open_store
 
 WAIT = 60.0  # seconds: a bound for a test that fails, never a sleep
@@ -84,7 +84,7 @@ class Child:
 
     def __init__(self, root: pathlib.Path, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != "SEQRUN_DB"}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from runner.cli import main; main()", *args],
+        self.proc = subprocess.Popen([sys.executable, "-c", "from runner.cli.main import main; main()", *args],
                                      cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.err: list[str] = []

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from tests.providers.salesflow_harness import CERTAIN, SECRET
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.fakeserver import FakeClock, FakeHTTPServer
 from runner.providers.salesflow.driver import SalesflowProvider
@@ -94,7 +94,7 @@ senders:
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     monkeypatch.setenv("SALESFLOW_API_KEY", SECRET)
     for module in ("run", "leads", "senders"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "salesflow",
                         lambda **options: SalesflowProvider(clock=clock, sync_wait=0.05, **options))
     yield tmp_path

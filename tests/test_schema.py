@@ -6,9 +6,9 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
-from runner import model
+from runner.language import model
+from runner.language.schemacheck import load_schema
 from runner.providers import CAPABILITIES
-from runner.schemacheck import load_schema
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMA = load_schema()

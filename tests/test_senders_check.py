@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
 

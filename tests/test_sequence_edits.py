@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner import presence
-from runner.cli import main
+from runner.cli.main import main
+from runner.engine import presence
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
 from runner.store import Action, Enrollment, SequenceVersion, db, open_store
@@ -70,7 +70,7 @@ def clock(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     monkeypatch.delenv("SEQRUN_DB", raising=False)
     clock = Clock(NOW)
     for module in ("run", "leads", "senders", "pause"):
-        monkeypatch.setattr(f"runner.commands.{module}.utc_now", clock)
+        monkeypatch.setattr(f"runner.cli.commands.{module}.utc_now", clock)
     monkeypatch.setitem(PROVIDERS, "sandbox", lambda **options: SandboxProvider(clock=clock, **options))
     assert main(["leads", "import", "leads.csv", "--sequence", "intro"]) == 0
     yield clock
@@ -556,7 +556,7 @@ def test_migrate_refuses_a_map_onto_the_moved_step_of_an_action_they_had(tmp_pat
 
 
 def test_a_visit_moved_by_an_edit_is_matched_with_the_visit_it_was(tmp_path: pathlib.Path) -> None:
-    from runner.loader import load_sequence
+    from runner.language.loader import load_sequence
     from runner.migrate import _counterparts
 
     (tmp_path / "templates").mkdir()
@@ -613,7 +613,7 @@ def test_run_reports_leads_whose_sequence_no_file_defines_any_more(tmp_path: pat
 
 
 def test_a_map_onto_an_inmail_the_lead_had_is_a_repeat(tmp_path: pathlib.Path) -> None:
-    from runner.loader import load_sequence
+    from runner.language.loader import load_sequence
     from runner.migrate import _first_repeat, _Mapping
 
     (tmp_path / "templates").mkdir()

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from test_run_signals import WAIT, Child, Hook, hook, project, state  # noqa: F401 - fixtures
 
 HOST = os.uname().nodename

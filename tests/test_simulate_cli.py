@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EDGES = str(ROOT / "sequences" / "edges-full-flow.yaml")

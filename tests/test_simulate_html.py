@@ -4,7 +4,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-from runner.cli import main
+from runner.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEQUENCE = ROOT / "sequences" / "two-senders-ab.yaml"

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from runner.config import load_project_config
-from runner.project import load_sequences
+from runner.project.config import load_project_config
+from runner.project.discovery import load_sequences
 from runner.simulate import SimOptions, run_simulation
 from runner.store import db, open_store
 

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.providers import CAPABILITIES
 from runner.wire import FAKES
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from runner.cli import main
-from runner.commands.simulate import format_report
+from runner.cli.commands.simulate import format_report
+from runner.cli.main import main
 from runner.simulate import SimReport
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runner import wire
-from runner.cli import main
+from runner.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WITH_NOTE = str(ROOT / "sequences" / "connect-with-note.yaml")

@@ -11,15 +11,15 @@ import runner
 
 
 class _CtrlCWhileLoading:
-    """A meta path finder that stands for a Ctrl-C arriving while runner.cli is imported."""
+    """A meta path finder that stands for a Ctrl-C arriving while runner.cli.main is imported."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "runner.cli":
+        if name == "runner.cli.main":
             raise KeyboardInterrupt
 
 
 def test_ctrl_c_while_seqrun_starts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delitem(sys.modules, "runner.cli", raising=False)
+    monkeypatch.delitem(sys.modules, "runner.cli.main", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_CtrlCWhileLoading(), *sys.meta_path])
     monkeypatch.setattr(sys, "argv", ["seqrun", "--version"])
     with pytest.raises(SystemExit) as stopped:

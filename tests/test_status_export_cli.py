@@ -44,7 +44,7 @@ def invited(tmp_path: pathlib.Path, clock: Clock, run: Run, monkeypatch: pytest.
         def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
             return clock.now.astimezone(tz)
 
-    monkeypatch.setattr("runner.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone, UTC=dt.UTC))
+    monkeypatch.setattr("runner.cli.commands.status.dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone, UTC=dt.UTC))
     return slots
 
 

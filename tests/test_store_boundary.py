@@ -62,7 +62,7 @@ DATABASE_CALLS = frozenset({
 })
 #: Unmistakable whatever the receiver.
 ANY_RECEIVER = frozenset({"execute_sql", "atomic", "delete_instance"})
-#: `ctx.save()` and `self.save()` are the lead context's own method (runner.flow.Ctx.save, which
+#: `ctx.save()` and `self.save()` are the lead context's own method (runner.engine.flow.Ctx.save, which
 #: calls the store); any other `.save()` is a peewee model instance writing its row.
 OWN_SAVE = frozenset({"self", "ctx"})
 SQL = re.compile(r"\b(SELECT\s.*\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX)|"

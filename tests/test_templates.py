@@ -7,8 +7,8 @@ import pathlib
 
 import pytest
 
-from runner.jinja import company, first_name
-from runner.model import (
+from runner.language.jinja import company, first_name
+from runner.language.model import (
     ActionStep,
     Calendar,
     FieldSpec,
@@ -19,8 +19,7 @@ from runner.model import (
     TemplateRef,
     Variant,
 )
-from runner.templaterows import check_templates_for_leads
-from runner.templates import (
+from runner.language.templates import (
     TemplateRenderError,
     build_context,
     check_output,
@@ -31,6 +30,7 @@ from runner.templates import (
     render_message,
     render_note,
 )
+from runner.project.templaterows import check_templates_for_leads
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "templates" / "project"
 YAML = "sequences/s.yaml"
@@ -524,7 +524,7 @@ LINT_FILES = sorted(p.name for p in (ROOT / LINT).glob("*.yaml"))
 def test_lint_corpus(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`seqrun validate tests/fixtures/templates/lint/X.yaml`, run from the repository root, prints
     exactly the lines of X.expected (the templates are in tests/fixtures/templates/)."""
-    from runner.cli import main
+    from runner.cli.main import main
 
     monkeypatch.chdir(ROOT)
     path = LINT / name
@@ -535,7 +535,7 @@ def test_lint_corpus(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
 
 
 def test_validate_with_leads_reports_rows(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from runner.cli import main
+    from runner.cli.main import main
 
     monkeypatch.chdir(FIXTURE)
     assert main(["validate", "sequences/preview.yaml", "--leads", "leads.csv"]) == 1

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.cli import main
-from runner.diagnostics import error, format_json, format_text
+from runner.cli.main import main
+from runner.language.diagnostics import error, format_json, format_text
 from runner.terminal import json_printable, printable
 from test_export_safety import build_db
 from test_render_cli import FIXTURE

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.urls import normalize_profile_url
+from runner.language.urls import normalize_profile_url
 
 JANE = ("jane-doe", "https://www.linkedin.com/in/jane-doe")
 
@@ -105,7 +105,7 @@ def test_sales_navigator_ids_are_case_sensitive() -> None:
 
 # --- credentials in URLs --------------------------------------------------------------------------
 
-from runner.urls import redact_secrets, redact_url, url_secrets  # noqa: E402
+from runner.language.urls import redact_secrets, redact_url, url_secrets  # noqa: E402
 
 
 @pytest.mark.parametrize(("url", "found"), [

@@ -7,9 +7,9 @@ import pathlib
 import pytest
 from click.testing import CliRunner
 
-from runner.cli import cli, main
-from runner.diagnostics import error
-from runner.model import Sequence
+from runner.cli.main import cli, main
+from runner.language.diagnostics import error
+from runner.language.model import Sequence
 
 GOOD = "version: 1\nname: {name}\nsteps:\n  - action: visit\n"
 WARNS = "version: 1\nname: {name}\nlimits: {{visit: 100}}\nsteps:\n  - action: visit\n"
@@ -22,7 +22,7 @@ def proj(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Pat
     (tmp_path / "templates").mkdir()
     (tmp_path / "seq").mkdir()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("runner.templates.check_sequence_templates", lambda seq: [])
+    monkeypatch.setattr("runner.language.templates.check_sequence_templates", lambda seq: [])
     return tmp_path
 
 
@@ -123,7 +123,7 @@ def test_template_lint_results_are_reported(proj: pathlib.Path, capsys: pytest.C
     def lint(seq: Sequence) -> list:
         return [error("templates/x.j2", 3, 1, f"lint for {seq.name}", "start")]
 
-    monkeypatch.setattr("runner.templates.check_sequence_templates", lint)
+    monkeypatch.setattr("runner.language.templates.check_sequence_templates", lint)
     assert run(capsys, "seq") == (1, "templates/x.j2:3:1: error: lint for a\n1 error in 1 file\n", "")
 
 
@@ -137,7 +137,7 @@ def test_leads_are_checked_for_sequences_without_errors(proj: pathlib.Path, caps
         calls.append((seq.name, path))
         return [error(path, 2, 0, f"row 2: fails in {seq.name}")]
 
-    monkeypatch.setattr("runner.templaterows.check_templates_for_leads", for_leads)
+    monkeypatch.setattr("runner.project.templaterows.check_templates_for_leads", for_leads)
     code, out, _ = run(capsys, "--leads", "leads.csv", "seq")
     assert calls == [("a", "leads.csv"), ("c", "leads.csv")]
     assert code == 1
@@ -172,7 +172,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(proj: pathlib.Path, capsys: pytes
     def interrupted(seq: Sequence) -> list:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("runner.templates.check_sequence_templates", interrupted)
+    monkeypatch.setattr("runner.language.templates.check_sequence_templates", interrupted)
     code, out, err = run(capsys, "seq")
     assert (code, out) == (130, "")
     assert err.strip() == "Interrupted."
@@ -181,7 +181,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(proj: pathlib.Path, capsys: pytes
 def test_missing_template_is_reported_once_with_real_template_lint(tmp_path: pathlib.Path,
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """The loader and runner.templatelint both notice a missing template; the user sees one line."""
+    """The loader and runner.language.templatelint both notice a missing template; the user sees one line."""
     (tmp_path / "templates").mkdir()
     (tmp_path / "seq").mkdir()
     (tmp_path / "seq" / "m.yaml").write_text(GOOD.format(name="m") + "  - {action: message, template: gone.j2}\n")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import Provider
-from .quotas import Quota
+from runner.providers.base import Provider
+from runner.providers.quotas import Quota
 
 CAPABILITIES: dict[str, frozenset[str]] = {
     "sandbox": frozenset({"visit", "connect", "message", "inmail", "withdraw"}),
@@ -46,31 +46,31 @@ def why_not(provider: str, ability: str) -> str | None:
 
 
 def _sandbox_factory(**options: object) -> Provider:
-    from .sandbox import SandboxProvider
+    from runner.providers.sandbox import SandboxProvider
 
     return SandboxProvider(**options)  # type: ignore[arg-type]
 
 
 def _edges_factory(**options: object) -> Provider:
-    from .edges.driver import EdgesProvider
+    from runner.providers.edges.driver import EdgesProvider
 
     return EdgesProvider(**options)  # type: ignore[arg-type]
 
 
 def _salesflow_factory(**options: object) -> Provider:
-    from .salesflow.driver import SalesflowProvider
+    from runner.providers.salesflow.driver import SalesflowProvider
 
     return SalesflowProvider(**options)  # type: ignore[arg-type]
 
 
 def _connectsafely_factory(**options: object) -> Provider:
-    from .connectsafely.driver import ConnectSafelyProvider
+    from runner.providers.connectsafely.driver import ConnectSafelyProvider
 
     return ConnectSafelyProvider(**options)  # type: ignore[arg-type]
 
 
 def _salesflow_campaign_factory(**options: object) -> Provider:
-    from .salesflow_campaign.driver import CampaignProvider
+    from runner.providers.salesflow_campaign.driver import CampaignProvider
 
     return CampaignProvider(**options)  # type: ignore[arg-type]
 

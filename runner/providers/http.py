@@ -14,7 +14,7 @@
 - `RequestBudget` is a token bucket per API key and per account (a key may have a rate of its own:
   ConnectSafely's reads and writes per account), which also remembers a 429's reset time so that
   nothing is sent to the provider before it. Given `holds` (the store, wired in by
-  `runner.project`), it shares those resets with every runner using the same database.
+  `runner.project.discovery`), it shares those resets with every runner using the same database.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from .. import __version__
-from .base import Account, ActionResult, ErrorKind, LeadRef, ProviderError
+from runner import __version__
+from runner.providers.base import Account, ActionResult, ErrorKind, LeadRef, ProviderError
 
 UTC = dt.UTC
 USER_AGENT = f"seqrun/{__version__} (+https://github.com/seqrun/seqrun)"

@@ -1,6 +1,6 @@
 """Provider quotas: a provider's own cap on an action per account over a fixed calendar window.
 
-seqrun's limits are per sender-local day (`runner.limits`). Some providers count differently:
+seqrun's limits are per sender-local day (`runner.engine.limits`). Some providers count differently:
 ConnectSafely allows 90 invitations a week per LinkedIn account, the week starting Monday 00:00
 UTC. A `Quota` says what a provider counts, how many, and over which window, so that `seqrun
 status`, simulate's report and its audit show it as what it is (a weekly limit, not a daily one).

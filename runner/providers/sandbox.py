@@ -31,9 +31,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ..diagnostics import UserError
-from . import CAPABILITIES
-from .base import (
+from runner.language.diagnostics import UserError
+from runner.providers import CAPABILITIES
+from runner.providers.base import (
     Account,
     ActionResult,
     Conversation,
@@ -46,17 +46,8 @@ from .base import (
     Relationship,
     SenderCheck,
 )
-from .sandbox_state import (
-    ACCOUNT,
-    LEAD,
-    UTC,
-    AccountState,
-    LeadState,
-    LedgerEntry,
-    Outage,
-    StateFile,
-)
-from .sandbox_world import Behaviour, Delay, World, auth_event_id, event_order
+from runner.providers.sandbox_state import ACCOUNT, LEAD, UTC, AccountState, LeadState, LedgerEntry, Outage, StateFile
+from runner.providers.sandbox_world import Behaviour, Delay, World, auth_event_id, event_order
 
 NOTE_LIMIT = 300  # characters in a connection note (seed 001, all three APIs)
 MESSAGE_LIMIT = 8000  # characters in a message (Edges `parameters.message`)

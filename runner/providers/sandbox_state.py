@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..diagnostics import UserError
-from .base import ActionResult
+from runner.language.diagnostics import UserError
+from runner.providers.base import ActionResult
 
 UTC = dt.UTC
 

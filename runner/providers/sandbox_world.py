@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from .base import ProviderEvent
-from .sandbox_state import (
+from runner.providers.base import ProviderEvent
+from runner.providers.sandbox_state import (
     ACCOUNT,
     LEAD,
     LEDGER,

@@ -30,11 +30,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-from ..webhooks import WebhookInbox
-from . import receiving
-from .deliveries import DeliveryLog
-from .health import Readiness
-from .metrics import CONTENT_TYPE, Metrics
+from runner.server import receiving
+from runner.server.deliveries import DeliveryLog
+from runner.server.health import Readiness
+from runner.server.metrics import CONTENT_TYPE, Metrics
+from runner.webhooks import WebhookInbox
 
 
 @dataclass

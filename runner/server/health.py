@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..store import serving
+from runner.store import serving
 
 
 @dataclass

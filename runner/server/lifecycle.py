@@ -2,10 +2,10 @@
 
 `Daemon.run()` (in the main thread, which receives the signals):
 
-1. builds the engine exactly as `seqrun run` does (`runner.commands.run`: the same senders, drivers,
+1. builds the engine exactly as `seqrun run` does (`runner.cli.commands.run`: the same senders, drivers,
    runtime and recovery), mounts every sender's driver that takes webhooks on a `WebhookInbox`
    with its provider's secrets; verified deliveries are stored in the event inbox, which every
-   engine pass applies (runner.inbox);
+   engine pass applies (runner.engine.inbox);
 2. serves the app (`runner.server.app`) with uvicorn from a thread, on a socket bound beforehand;
 3. reconciles what an earlier run left in flight and takes back dead runs' leases, then loops: one
    engine pass (`Engine.tick`: the inbox's events first, each sender's polls when due, then every
@@ -36,17 +36,17 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from ..commands.run import StopSignals, _close_providers, _deliver, _recover, _runtime, utc_now
-from ..config import Config
-from ..diagnostics import UserError
-from ..engine import Engine, TickReport
-from ..inbox import process as apply_inbox
-from ..outgoing import Outgoing
-from ..presence import STALE_AFTER, Presence, age
-from ..store.db import bound_file
-from ..webhooks import WebhookInbox, secrets_by_provider
-from .app import ServerState, create_app
-from .metrics import Metrics
+from runner.cli.commands.run import StopSignals, _close_providers, _deliver, _recover, _runtime, utc_now
+from runner.engine.inbox import process as apply_inbox
+from runner.engine.loop import Engine, TickReport
+from runner.engine.presence import STALE_AFTER, Presence, age
+from runner.language.diagnostics import UserError
+from runner.outgoing import Outgoing
+from runner.project.config import Config
+from runner.server.app import ServerState, create_app
+from runner.server.metrics import Metrics
+from runner.store.db import bound_file
+from runner.webhooks import WebhookInbox, secrets_by_provider
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Daemon:
             self._signals = signals
             outgoing = Outgoing.from_config(self.config, client)  # a secret not set stops it here, before anything
             engine = _runtime(self.config, self.sequences, client, db_file=bound_file(), clock=self.clock)
-            # A runner like `seqrun run` (runner.presence): known by its row and heartbeat, on the
+            # A runner like `seqrun run` (runner.engine.presence): known by its row and heartbeat, on the
             # clock its leases are written with; it stops making calls once another runner found it gone.
             with Presence(engine.rt.owner, "serve", clock=self.clock) as presence:
                 self._presence = presence

@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from ..providers.http import install_log_redaction
+from runner.providers.http import install_log_redaction
 
 FIELDS = ("lead", "enrollment", "sender", "step", "provider", "verdict", "status")
 FORMATS = ("text", "json")

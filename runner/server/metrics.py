@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..calendar import local_date
-from ..limits import SenderCaps
-from ..store import serving
+from runner.engine.limits import SenderCaps
+from runner.language.calendar import local_date
+from runner.store import serving
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -26,11 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..terminal import printable
-from .deliveries import DUPLICATE, REJECTED, VERIFIED, Delivery
+from runner.server.deliveries import DUPLICATE, REJECTED, VERIFIED, Delivery
+from runner.terminal import printable
 
 if TYPE_CHECKING:
-    from .app import ServerState
+    from runner.server.app import ServerState
 
 log = logging.getLogger(__name__)
 

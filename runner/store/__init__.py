@@ -6,8 +6,8 @@ depends on today's model classes.
 """
 from __future__ import annotations
 
-from .db import DEFAULT_DB, open_store, resolve_db_url
-from .models import (
+from runner.store.db import DEFAULT_DB, open_store, resolve_db_url
+from runner.store.models import (
            MODELS,
            Action,
            Block,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .fields import from_db_time
-from .models import Sender, db
+from runner.store.fields import from_db_time
+from runner.store.models import Sender, db
 
 
 def _marks(values: tuple[str, ...]) -> str:

@@ -1,7 +1,7 @@
 """The block list: profiles never to be contacted again, looked up before every action."""
 from __future__ import annotations
 
-from .models import db
+from runner.store.models import db
 
 
 def is_blocked(key: str) -> bool:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .backends import current
-from .fields import to_db_time
-from .models import db
+from runner.store.backends import current
+from runner.store.fields import to_db_time
+from runner.store.models import db
 
 _CHARGE = (
     "UPDATE usage SET used = used + 1, last_at = CASE WHEN last_at IS NULL OR last_at < ? THEN ? ELSE last_at END "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .backends import current
+from runner.store.backends import current
 
 
 def claim_due(now: dt.datetime, limit: int, owner: str, lease_until: dt.datetime) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .models import Sender
+from runner.store.models import Sender
 
 
 def save_configured_sender(name: str, now: dt.datetime, *, provider: str, account_id: str, account_type: str,

@@ -15,8 +15,8 @@ from typing import Any
 
 import peewee
 
-from .fields import JSONField, UTCDateTimeField, from_db_time
-from .models import Action, BaseModel, Enrollment, Event, Lead, Pace, Sender, Transition, Usage, db
+from runner.store.fields import JSONField, UTCDateTimeField, from_db_time
+from runner.store.models import Action, BaseModel, Enrollment, Event, Lead, Pace, Sender, Transition, Usage, db
 
 
 class HandledMark(BaseModel):

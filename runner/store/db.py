@@ -18,10 +18,10 @@ import pathlib
 
 import peewee
 
-from ..diagnostics import UserError
-from .backends import is_postgres_url, postgres
-from .migrations import migrate
-from .models import Database, db
+from runner.language.diagnostics import UserError
+from runner.store.backends import is_postgres_url, postgres
+from runner.store.migrations import migrate
+from runner.store.models import Database, db
 
 DEFAULT_DB = "seqrun.db"
 BUSY_TIMEOUT_S = 10

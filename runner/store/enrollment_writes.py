@@ -2,15 +2,15 @@
 
 A write that finds another version (someone wrote the row since it was read) changes nothing and
 says so; the caller reads again, or gives up. So no writer ever overwrites a newer change: an event
-applied from another process survives the lead's own save (runner.inbox, issue 8's lost update).
+applied from another process survives the lead's own save (runner.engine.inbox, issue 8's lost update).
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from .fields import to_db_time
-from .models import Enrollment, db
+from runner.store.fields import to_db_time
+from runner.store.models import Enrollment, db
 
 _COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
             "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")

@@ -12,8 +12,8 @@ from typing import Any
 
 import peewee
 
-from .fields import from_db_time, to_db_time
-from .models import Enrollment, Lead, Sender, db
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import Enrollment, Lead, Sender, db
 
 BATCH = 500  # ids per IN (...): below the 999 variables old SQLite builds allow
 

@@ -1,6 +1,6 @@
 """A damaged database file is the user's to repair, not a bug, and never a reason for a partial answer.
 
-Any command that meets a damaged file stops with exit 1 (`runner.cli` asks `damage_problem`), and
+Any command that meets a damaged file stops with exit 1 (`runner.cli.main` asks `damage_problem`), and
 `run` does not charge the lead it was working on for it (`damaged`).
 
 Reads that cover the whole store (export, status, `leads list`) run inside `reading()`: SQLite's
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import peewee
 
-from ..diagnostics import UserError
-from .models import db
+from runner.language.diagnostics import UserError
+from runner.store.models import db
 
 #: SQLite result codes that mean the file itself cannot be read (extended codes share the prefix).
 _DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_FORMAT")
@@ -59,7 +59,7 @@ def damage_problem(exc: BaseException, consequence: str = "") -> UserError | Non
 def quick_check(consequence: str = "") -> None:
     """SQLite's structural check of every table and index (cheaper than integrity_check). Postgres
     has no such pragma and checks its own pages as it reads them: nothing to do there."""
-    from .backends import postgres
+    from runner.store.backends import postgres
 
     if postgres.is_postgres(db):
         return

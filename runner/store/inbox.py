@@ -1,7 +1,7 @@
 """The SQL of the event inbox: appending received events, taking them to apply, dead letters.
 
 An event is appended (`append`) by whoever received it — a poll, a webhook receiver on another
-thread, another process — and committed there; it is applied later, once, by `runner.inbox`. A row
+thread, another process — and committed there; it is applied later, once, by `runner.engine.inbox`. A row
 is `pending` until applied (`mark_applied`, a guarded write: only one applier wins), or `dead` after
 `record_failure` counted too many attempts; `retry` makes dead rows pending again.
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from ..providers.base import ProviderEvent
-from ..urls import redact_secrets
-from .fields import from_db_time, to_db_time
-from .models import Enrollment, Event, InboxEvent, Lead, db
+from runner.language.urls import redact_secrets
+from runner.providers.base import ProviderEvent
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import Enrollment, Event, InboxEvent, Lead, db
 
 STATES = ("pending", "applied", "dead")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import peewee
 
-from .fields import to_db_time
-from .models import Block, Enrollment, Event, Lead, Sender, db
-from .rows import execute_many, last_enrollment_id, record_first_steps
+from runner.store.fields import to_db_time
+from runner.store.models import Block, Enrollment, Event, Lead, Sender, db
+from runner.store.rows import execute_many, last_enrollment_id, record_first_steps
 
 BATCH = 500  # keys per IN (...) query: below the 999 variables old SQLite builds allow
 RUNNING = ("active", "paused")

@@ -2,7 +2,7 @@
 interpreter writes on every step (`rows.insert_action`, `rows.close_action_row`)."""
 from __future__ import annotations
 
-from .models import Action
+from runner.store.models import Action
 
 
 def action_by_key(key: str) -> Action | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from .backends import current
-from .models import db
+from runner.store.backends import current
+from runner.store.models import db
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 

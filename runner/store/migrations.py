@@ -16,7 +16,7 @@ import datetime as dt
 
 import peewee
 
-from .fields import to_db_time
+from runner.store.fields import to_db_time
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial", [
@@ -130,7 +130,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
     (7, "event inbox", [
         # Every event a poll, a webhook or a provider callback brought, appended from any thread or
-        # process before it is applied (runner.inbox); `payload` is the body as received (never
+        # process before it is applied (runner.engine.inbox); `payload` is the body as received (never
         # the headers: they carry signatures). Unique by provider and the provider's event id.
         """CREATE TABLE inbox (
             id INTEGER PRIMARY KEY, source TEXT NOT NULL, provider TEXT NOT NULL,
@@ -149,7 +149,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (8, "runtime state", [
         # Every `seqrun run` (and later `seqrun serve`) on the database: who it is (`host:pid:nonce`,
         # as on its leases), since when, and its last heartbeat. A runner whose heartbeat is stale
-        # is gone: another takes its leads back (runner.presence).
+        # is gone: another takes its leads back (runner.engine.presence).
         """CREATE TABLE runner (
             id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, command TEXT NOT NULL,
             started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running',
@@ -165,7 +165,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
             action TEXT NOT NULL, until TEXT NOT NULL, reason TEXT NOT NULL)""",
         "CREATE UNIQUE INDEX provider_hold_key ON provider_hold (sender_id, action)",
-        # Pacing hints (runner.limits): the first sender-local day that may still have room for a
+        # Pacing hints (runner.engine.limits): the first sender-local day that may still have room for a
         # lead of a zone, the earliest day given back and not yet filled, and the largest spacing
         # of any point stored for a sender's action.
         """CREATE TABLE pace_hint (
@@ -227,7 +227,7 @@ def applied_versions(database: peewee.Database) -> set[int]:
 
 def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[int]:
     """Apply pending migrations, each in its own transaction. Returns the versions applied."""
-    from .backends import postgres, sqlite
+    from runner.store.backends import postgres, sqlite
 
     # The concrete database, not the proxy: another thread may rebind the proxy meanwhile, and the
     # lock must be released on the connection that took it.
@@ -259,7 +259,7 @@ def migrate(database: peewee.Database, now: dt.datetime | None = None) -> list[i
 
 def _refuse_newer(done: set[int]) -> None:
     if done and max(done) > LATEST:
-        from ..diagnostics import UserError
+        from runner.language.diagnostics import UserError
 
         raise UserError(f"the database was written by a newer seqrun (schema version {max(done)}; "
                         f"this version knows up to {LATEST}); upgrade seqrun")

@@ -6,7 +6,7 @@
 - Block: the do-not-contact list, by key (a lead may be blocked before it is imported).
 - Enrollment: a lead in a sequence with a sticky sender; `state` active|paused|done|failed; the
   interpreter's cursor (`step_id`, `attempt`, `due_at`) and what it learnt (`facts`);
-  `lease_owner` is the runner (`host:pid:nonce`, see runner/leases.py) that claimed it and has not
+  `lease_owner` is the runner (`host:pid:nonce`, see runner/engine/leases.py) that claimed it and has not
   finished with it (indexed for active rows since migration 3).
 - Action: the ledger and outbox. A row is written (in_flight) and committed before the provider is
   called, and marked done/failed after; `key` (enrollment:step:attempt) is the idempotency key.
@@ -24,7 +24,7 @@
 - Usage: actions performed (and pacing slots reserved) per sender, sender-local day, action and
   sequence; a sender's total for a day is the sum over its sequences.
 - Pace: the moments of a sender's paced actions, booked by a waiting enrollment or used by one that
-  acted, each with the spacing it keeps from the others (runner.limits).
+  acted, each with the spacing it keeps from the others (runner.engine.limits).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from .fields import IntBooleanField, JSONField, UTCDateTimeField
+from runner.store.fields import IntBooleanField, JSONField, UTCDateTimeField
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

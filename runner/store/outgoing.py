@@ -20,8 +20,8 @@ from typing import Any
 
 import peewee
 
-from .fields import UTCDateTimeField
-from .models import Action, BaseModel, Enrollment, Event, Lead, Sender, db
+from runner.store.fields import UTCDateTimeField
+from runner.store.models import Action, BaseModel, Enrollment, Event, Lead, Sender, db
 
 STATES = ("pending", "delivered", "failed")
 

@@ -1,13 +1,13 @@
 """The SQL of pacing points (the `pace` table): the moments a sender's actions are booked for or were
-performed at, each with the spacing it keeps from the others (`runner.limits` decides where)."""
+performed at, each with the spacing it keeps from the others (`runner.engine.limits` decides where)."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 from typing import Any
 
-from .fields import from_db_time, to_db_time
-from .models import db
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import db
 
 
 def points_between(sender_id: int, action: str, after: dt.datetime, before: dt.datetime, *,

@@ -1,4 +1,4 @@
-"""The SQL of pacing hints (see `runner.limits`): what a runner learnt about a sender's pacing that
+"""The SQL of pacing hints (see `runner.engine.limits`): what a runner learnt about a sender's pacing that
 saves work for the next lead, kept in the database so that every runner sharing it learns the same
 and a release by one moves the hints of all.
 
@@ -11,7 +11,7 @@ and a release by one moves the hints of all.
 """
 from __future__ import annotations
 
-from .models import db
+from runner.store.models import db
 
 
 def first_free_day(sender_id: int, sequence: str, action: str, zone: str) -> str | None:

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from .models import db
+from runner.store.models import db
 
 
 @contextlib.contextmanager

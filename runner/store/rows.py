@@ -10,10 +10,10 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..urls import redact_secrets
-from .backends import current
-from .fields import to_db_time
-from .models import Action, Lead, db
+from runner.language.urls import redact_secrets
+from runner.store.backends import current
+from runner.store.fields import to_db_time
+from runner.store.models import Action, Lead, db
 
 _ACTION_FIELDS = [f for f in Action._meta.sorted_fields if f.name != "id"]
 _INSERT = (f"INSERT INTO action ({', '.join(f.column_name for f in _ACTION_FIELDS)}) "

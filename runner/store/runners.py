@@ -2,15 +2,15 @@
 
 A runner registers when it starts, writes a heartbeat while it runs, and marks itself stopped when it
 ends. A runner that stopped writing heartbeats (killed, its machine gone, cut off from the database)
-is marked gone by whichever runner notices first; see `runner.presence` for the rules.
+is marked gone by whichever runner notices first; see `runner.engine.presence` for the rules.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from .fields import from_db_time, to_db_time
-from .models import db
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import db
 
 #: how long a stopped or gone runner's row is kept (so `status` can still name it for a while)
 KEEP_ENDED = dt.timedelta(days=7)
@@ -59,7 +59,7 @@ def end_runner(identity: str, now: dt.datetime) -> None:
 
 
 def running_runners() -> list[RunnerRow]:
-    """Every runner marked running, oldest first (some may be stale: see `runner.presence`)."""
+    """Every runner marked running, oldest first (some may be stale: see `runner.engine.presence`)."""
     rows = db.execute_sql(f"SELECT {_COLUMNS} FROM runner WHERE state = 'running' ORDER BY started_at, id").fetchall()
     return [_row(r) for r in rows]
 

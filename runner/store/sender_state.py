@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .fields import from_db_time, to_db_time
-from .models import db
+from runner.store.fields import from_db_time, to_db_time
+from runner.store.models import db
 
 # --- poll schedule --------------------------------------------------------------------------------
 

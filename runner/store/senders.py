@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .models import Sender, db
+from runner.store.models import Sender, db
 
 
 def pause_sender(sender_id: int, reason: str) -> None:

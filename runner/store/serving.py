@@ -9,8 +9,8 @@ import datetime as dt
 
 from peewee import fn
 
-from .migrations import MIGRATIONS, applied_versions
-from .models import Action, Enrollment, InboxEvent, Sender, Usage, db
+from runner.store.migrations import MIGRATIONS, applied_versions
+from runner.store.models import Action, Enrollment, InboxEvent, Sender, Usage, db
 
 
 def ping() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from .fields import from_db_time
-from .models import Enrollment, db
+from runner.store.fields import from_db_time
+from runner.store.models import Enrollment, db
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import peewee
 
-from .models import db
+from runner.store.models import db
 
 
 class Transaction:

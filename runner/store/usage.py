@@ -1,11 +1,11 @@
 """The SQL of daily usage: per sender, sender-local day, action and sequence, the actions charged
-(`used`) and the pacing points booked (`reserved`). `runner.limits` decides; this counts."""
+(`used`) and the pacing points booked (`reserved`). `runner.engine.limits` decides; this counts."""
 from __future__ import annotations
 
 import datetime as dt
 
-from .fields import to_db_time
-from .models import db
+from runner.store.fields import to_db_time
+from runner.store.models import db
 
 
 def day_usage(sender_id: int, day: str, action: str, sequence: str) -> tuple[int, int, int]:

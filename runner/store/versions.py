@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .fields import to_db_time
-from .models import Enrollment, SequenceVersion, db
+from runner.store.fields import to_db_time
+from runner.store.models import Enrollment, SequenceVersion, db
 
 RUNNING = ("active", "paused")
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.cli import main
-from runner.config import load_project_config
-from runner.project import load_sequences
+from runner.cli.main import main
+from runner.project.config import load_project_config
+from runner.project.discovery import load_sequences
 from runner.server.dashboard import Project, create_dashboard
 from runner.store import db, open_store
 

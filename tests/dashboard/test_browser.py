@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.holds import LEAD, Target, pause
 from runner.server.dashboard import create_dashboard
 from runner.store import Enrollment

@@ -9,7 +9,7 @@ from markupsafe import escape as html_escape
 from peewee import fn
 from starlette.testclient import TestClient
 
-from runner.graph import build_graph
+from runner.language.graph import build_graph
 from runner.server.dashboard.flowchart import flowchart_svg
 from runner.store import Action, Block, Enrollment, Sender, Usage
 from runner.store import dashboard as store

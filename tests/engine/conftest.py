@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from runner.config import Config, SenderConfig
-from runner.engine import Engine, TickReport
-from runner.model import Sequence
-from runner.project import build_runtime, load_sequences, sync_senders
+from runner.engine.loop import Engine, TickReport
+from runner.language.model import Sequence
+from runner.project.config import Config, SenderConfig
+from runner.project.discovery import build_runtime, load_sequences, sync_senders
 from runner.providers.base import Account, ActionResult, Conversation, LeadRef, PollResult, Provider, Relationship
 from runner.providers.sandbox import SandboxProvider
 from runner.simulate import VirtualClock, enroll

@@ -5,8 +5,9 @@ import datetime as dt
 
 import pytest
 
-from runner import audit, flow
-from runner.cli import main
+from runner import audit
+from runner.cli.main import main
+from runner.engine import flow
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
 from runner.store import Action, Enrollment, Event, Usage
 
@@ -169,7 +170,7 @@ senders:
 def resume_with_cli(h: EngineHarness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
     (h.root / "seqrun.yaml").write_text(SEQRUN_YAML, encoding="utf-8")
     monkeypatch.chdir(h.root)
-    monkeypatch.setattr("runner.commands.senders.utc_now", lambda: h.now)
+    monkeypatch.setattr("runner.cli.commands.senders.utc_now", lambda: h.now)
     assert main(["senders", "resume", "alice", "--db", h.db_url]) == 0
     return capsys.readouterr().out
 

@@ -12,7 +12,7 @@ import pytest
 from runner import audit
 from runner.holds import SENDER, find_target, pause, resume
 from runner.leads import import_leads
-from runner.leadsfile import read_leads
+from runner.project.leadsfile import read_leads
 from runner.store import Action, Enrollment, Usage, open_store
 
 from .conftest import ACCEPTING, ALICE, MONDAY, UTC, EngineHarness, HarnessFactory, lead_row, sequence_yaml

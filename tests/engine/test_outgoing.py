@@ -14,10 +14,10 @@ import pytest
 from tests.outgoing_receiver import HANG, Receiver, verify
 
 from runner import outgoing_derive
-from runner.diagnostics import UserError
+from runner.engine.steps import pause_sender
+from runner.language.diagnostics import UserError
 from runner.outgoing import Outgoing, Subscription, backoff
 from runner.outgoing_derive import derive
-from runner.steps import pause_sender
 from runner.store import Action, Event, Sender, db
 from runner.store.outgoing import OutgoingEvent, claim
 

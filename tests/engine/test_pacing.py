@@ -12,7 +12,8 @@ import itertools
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from runner import audit, limits
+from runner import audit
+from runner.engine import limits
 from runner.leads import block_profiles
 from runner.store import Action, Enrollment, Sender, db
 from runner.store.rows import insert_action

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from tests.backends import BACKENDS, fresh_store_url
 
 from runner import audit
-from runner.config import Config, SenderConfig
-from runner.project import load_sequences
+from runner.project.config import Config, SenderConfig
+from runner.project.discovery import load_sequences
 from runner.simulate import SimOptions, run_simulation
 from runner.store import Action, Enrollment, Event, db, open_store
 

@@ -5,8 +5,8 @@ import datetime as dt
 from typing import Any
 
 from runner import audit, retry
-from runner.config import Config
-from runner.project import build_runtime
+from runner.project.config import Config
+from runner.project.discovery import build_runtime
 from runner.providers.base import ErrorKind
 
 from .conftest import ALICE, HarnessFactory, lead_row, sequence_yaml

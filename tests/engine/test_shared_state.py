@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from runner import leases, limits, presence
+from runner.engine import leases, limits, presence
 from runner.providers.base import ErrorKind, ProviderError
 from runner.store import Action, Enrollment, db
 from runner.store.fields import to_db_time
@@ -106,7 +106,7 @@ def test_capacity_given_back_by_a_runner_that_died_before_filling_it_is_filled_b
     assert anna.facts["slot"]["day"] == "2026-03-02" and ben.facts["slot"]["day"] == "2026-03-03"
     # Another process gives anna's booking back and dies before its `fill_gaps`.
     slot = anna.facts["slot"]
-    code = ("import sys; from runner import limits; from runner.store import db, open_store\n"
+    code = ("import sys; from runner.engine import limits; from runner.store import db, open_store\n"
             "open_store(sys.argv[1], durable=False)\n"
             "with db.atomic():\n"
             "    limits.release('s', int(sys.argv[2]), 'connect', sys.argv[3], sys.argv[4])\n"

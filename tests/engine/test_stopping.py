@@ -9,7 +9,7 @@ import sys
 import peewee
 import pytest
 
-from runner import leases
+from runner.engine import leases
 from runner.store import Enrollment
 
 from .conftest import HarnessFactory, lead_row, sequence_yaml

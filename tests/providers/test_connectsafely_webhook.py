@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.providers.base import ErrorKind
 from runner.providers.connectsafely import webhook
 from runner.providers.connectsafely.webhook import parse_webhook, secret_from_env, sign

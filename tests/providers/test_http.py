@@ -94,7 +94,7 @@ def test_a_logged_traceback_carries_no_secret(caplog: pytest.LogCaptureFixture) 
     try:
         raise RuntimeError("refused tb-secret-2c9e71f0 at https://crm.example/hook?token=tb-token-88aa")
     except RuntimeError:
-        logging.getLogger("runner.engine").exception("lead %s failed unexpectedly", "anna")
+        logging.getLogger("runner.engine.loop").exception("lead %s failed unexpectedly", "anna")
     assert "lead anna failed unexpectedly" in caplog.text and "RuntimeError: refused [redacted]" in caplog.text
     assert "tb-secret-2c9e71f0" not in caplog.text and "tb-token-88aa" not in caplog.text
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.providers import PROVIDERS
 from runner.providers.base import Account, ErrorKind, LeadRef, Provider, ProviderError
 from runner.providers.sandbox import OPTIONS, SandboxProvider

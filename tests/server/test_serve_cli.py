@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 WAIT = 60.0  # seconds: a bound for a condition that never comes, never a pause
 SEQRUN_YAML = """\
@@ -43,7 +43,7 @@ class Serve:
 
     def __init__(self, root: pathlib.Path, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("SEQRUN_DB", "SEQRUN_DASHBOARD_TOKEN")}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from runner.cli import main; main()", "serve",
+        self.proc = subprocess.Popen([sys.executable, "-c", "from runner.cli.main import main; main()", "serve",
                                       "--port", "0", *args], cwd=root, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.cli import main
-from runner.commands.run import prepare
+from runner.cli.commands.run import prepare
+from runner.cli.main import main
 from runner.providers import PROVIDERS
 from runner.providers.base import Account, PollResult
 from runner.providers.fakeserver import FakeClock

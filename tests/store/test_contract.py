@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 import pytest
 
-from runner.diagnostics import UserError
+from runner.language.diagnostics import UserError
 from runner.store import Action, Enrollment, Lead, Sender, SyncCursor, Usage, charges, claims, db, health, open_store
 from runner.store.backends import postgres
 from runner.store.leases import lease_holders, release_claims, release_leases_of

@@ -8,7 +8,7 @@ import sys
 import peewee  # noqa: F401 - imported before a test hides psycopg: peewee looks for it once
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 URL = "postgresql://bob:s3cret-pw@127.0.0.1:1/seqrun"
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 
-from ..base import Account, ErrorKind, ProviderError
-from ..http import RequestBudget, budget_key, credential, json_body, reset_header, transport_error
-from .errors import QUOTA_ACTIONS, to_error
-from .quota import QuotaBook
+from runner.providers.base import Account, ErrorKind, ProviderError
+from runner.providers.connectsafely.errors import QUOTA_ACTIONS, to_error
+from runner.providers.connectsafely.quota import QuotaBook
+from runner.providers.http import RequestBudget, budget_key, credential, json_body, reset_header, transport_error
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

@@ -29,9 +29,9 @@ from typing import Any
 
 import httpx
 
-from ...urls import normalize_profile_url
-from .. import CAPABILITIES
-from ..base import (
+from runner.language.urls import normalize_profile_url
+from runner.providers import CAPABILITIES
+from runner.providers.base import (
     Account,
     ActionResult,
     Conversation,
@@ -44,11 +44,11 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import ActionMemo, RequestBudget
-from .api import ConnectSafelyAPI, quote
-from .quota import QuotaBook
-from .shapes import connected_interval, parse_moment, profile_urn, relative_interval
-from .webhook import parse_webhook
+from runner.providers.connectsafely.api import ConnectSafelyAPI, quote
+from runner.providers.connectsafely.quota import QuotaBook
+from runner.providers.connectsafely.shapes import connected_interval, parse_moment, profile_urn, relative_interval
+from runner.providers.connectsafely.webhook import parse_webhook
+from runner.providers.http import ActionMemo, RequestBudget
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

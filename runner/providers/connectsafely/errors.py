@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from ..base import ErrorKind, ProviderError
-from ..http import ErrorBody, error_from_response, json_body, parse_time, redact
-from .shapes import parse_moment
+from runner.providers.base import ErrorKind, ProviderError
+from runner.providers.connectsafely.shapes import parse_moment
+from runner.providers.http import ErrorBody, error_from_response, json_body, parse_time, redact
 
 #: Labels (ours, derived from the message text, or ConnectSafely's `code`) -> our vocabulary.
 LABELS: dict[str, ErrorKind] = {

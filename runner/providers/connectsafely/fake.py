@@ -39,18 +39,18 @@ from typing import Any
 
 import httpx
 
-from ...urls import normalize_profile_url
-from ..base import Account, ErrorKind, LeadRef, ProviderError
-from ..fakeserver import FakeClock, Reply
-from ..quotas import Quota
-from ..sandbox import SandboxProvider
-from ..sandbox_state import Note
-from . import fake_control
-from . import fake_routes as routes
-from .fake_control import Rule
-from .fake_routes import CSError, Request, invalid
-from .shapes import PROFILE_URN, THREAD_URN, iso
-from .webhook import SIGNATURE_HEADER, sign
+from runner.language.urls import normalize_profile_url
+from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
+from runner.providers.connectsafely import fake_control
+from runner.providers.connectsafely import fake_routes as routes
+from runner.providers.connectsafely.fake_control import Rule
+from runner.providers.connectsafely.fake_routes import CSError, Request, invalid
+from runner.providers.connectsafely.shapes import PROFILE_URN, THREAD_URN, iso
+from runner.providers.connectsafely.webhook import SIGNATURE_HEADER, sign
+from runner.providers.fakeserver import FakeClock, Reply
+from runner.providers.quotas import Quota
+from runner.providers.sandbox import SandboxProvider
+from runner.providers.sandbox_state import Note
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

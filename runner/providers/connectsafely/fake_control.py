@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..fakeserver import rule_fires
-from ..sandbox_state import Note
-from .fake_routes import CSError
-from .shapes import iso
+from runner.providers.connectsafely.fake_routes import CSError
+from runner.providers.connectsafely.shapes import iso
+from runner.providers.fakeserver import rule_fires
+from runner.providers.sandbox_state import Note
 
 if TYPE_CHECKING:
-    from .fake import ConnectSafelyFake
+    from runner.providers.connectsafely.fake import ConnectSafelyFake
 
 #: kind -> (status, message) of an injected error
 INJECTABLE: dict[str, tuple[int, str]] = {
@@ -60,7 +60,7 @@ def injected(fake: ConnectSafelyFake, pattern: str) -> Rule | None:
 
 
 def injected_error(fake: ConnectSafelyFake, rule: Rule, now: dt.datetime) -> CSError:
-    from .fake import HOLD, QUOTAS
+    from runner.providers.connectsafely.fake import HOLD, QUOTAS
 
     status, message = INJECTABLE[rule.kind]
     extra: dict[str, Any] = {}
@@ -157,7 +157,7 @@ def wire_check(fake: ConnectSafelyFake) -> tuple[dict[str, Any], list[str]]:
     """What `simulate --wire` reports beyond the ledger: invitations per account and week against the
     quota, requests refused over a quota, and whether every first message after a noted invite went
     into the conversation that invite created."""
-    from .fake import QUOTAS
+    from runner.providers.connectsafely.fake import QUOTAS
 
     facts: dict[str, Any] = {}
     problems: list[str] = []

@@ -14,10 +14,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .shapes import MESSAGE_URN, THREAD_URN, connected_text, millis, parse_moment, relative_text
+from runner.providers.connectsafely.shapes import (
+    MESSAGE_URN,
+    THREAD_URN,
+    connected_text,
+    millis,
+    parse_moment,
+    relative_text,
+)
 
 if TYPE_CHECKING:
-    from .fake import ConnectSafelyFake
+    from runner.providers.connectsafely.fake import ConnectSafelyFake
 
 NOTE_LIMIT = 300
 MESSAGE_LIMIT = 8000

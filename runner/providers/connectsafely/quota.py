@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..base import ErrorKind, ProviderError
-from ..http import reset_header
-from .shapes import parse_moment
+from runner.providers.base import ErrorKind, ProviderError
+from runner.providers.connectsafely.shapes import parse_moment
+from runner.providers.http import reset_header
 
 #: seqrun's words for ConnectSafely's quota actions, for messages
 WHAT = {"CONNECT": "invitations", "NEW_CONVERSATION": "new conversations", "MESSAGE": "messages"}

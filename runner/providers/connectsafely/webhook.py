@@ -22,11 +22,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ...diagnostics import UserError
-from ...urls import normalize_profile_url
-from ..base import ErrorKind, ProviderError, ProviderEvent
-from ..http import register_secret
-from .shapes import parse_moment
+from runner.language.diagnostics import UserError
+from runner.language.urls import normalize_profile_url
+from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
+from runner.providers.connectsafely.shapes import parse_moment
+from runner.providers.http import register_secret
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
 SECRET_ENV = "CONNECTSAFELY_WEBHOOK_SECRET"

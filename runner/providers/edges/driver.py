@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 
-from ...urls import normalize_profile_url
-from .. import CAPABILITIES
-from ..base import (
+from runner.language.urls import normalize_profile_url
+from runner.providers import CAPABILITIES
+from runner.providers.base import (
     Account,
     ActionResult,
     Conversation,
@@ -42,10 +42,10 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import ActionMemo, RequestBudget, json_body, parse_time
-from .api import PAGE_DELAY, SLUGS, EdgesAPI
-from .api import text as _str
-from .webhook import parse_webhook
+from runner.providers.edges.api import PAGE_DELAY, SLUGS, EdgesAPI
+from runner.providers.edges.api import text as _str
+from runner.providers.edges.webhook import parse_webhook
+from runner.providers.http import ActionMemo, RequestBudget, json_body, parse_time
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

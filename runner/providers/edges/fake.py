@@ -35,12 +35,21 @@ from typing import Any
 
 import httpx
 
-from ...urls import normalize_profile_url
-from ..base import Account, ErrorKind, LeadRef, ProviderError
-from ..fakeserver import FakeClock, Reply, rule_fires
-from ..sandbox import SandboxProvider
-from . import fake_reads
-from .fake_shapes import EdgesError, cursor, iso, number_id, profile_url, sales_navigator_id, thread_url, urn
+from runner.language.urls import normalize_profile_url
+from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
+from runner.providers.edges import fake_reads
+from runner.providers.edges.fake_shapes import (
+    EdgesError,
+    cursor,
+    iso,
+    number_id,
+    profile_url,
+    sales_navigator_id,
+    thread_url,
+    urn,
+)
+from runner.providers.fakeserver import FakeClock, Reply, rule_fires
+from runner.providers.sandbox import SandboxProvider
 
 UTC = dt.UTC
 PREFIX = "/v1"

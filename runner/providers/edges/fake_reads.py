@@ -7,10 +7,18 @@ import datetime as dt
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from .fake_shapes import EdgesError, iso, number_id, profile_url, sales_navigator_id, thread_url, urn
+from runner.providers.edges.fake_shapes import (
+    EdgesError,
+    iso,
+    number_id,
+    profile_url,
+    sales_navigator_id,
+    thread_url,
+    urn,
+)
 
 if TYPE_CHECKING:
-    from .fake import EdgesFake
+    from runner.providers.edges.fake import EdgesFake
 
 
 def me(fake: EdgesFake, identity: str, given: dict[str, Any], parameters: dict[str, Any], now: dt.datetime) -> Any:

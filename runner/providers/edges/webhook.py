@@ -16,8 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import ErrorKind, ProviderError, ProviderEvent
-from ..http import parse_time
+from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
+from runner.providers.http import parse_time
 
 SECRET_HEADER = "X-Webhook-Secret"
 EVENTS = {"AUTH_EXPIRED": "auth_expired", "AUTH_FAILED": "auth_expired", "AUTH_SUCCESS": "auth_restored"}

@@ -30,8 +30,8 @@ from typing import Any
 
 import httpx
 
-from .. import CAPABILITIES
-from ..base import (
+from runner.providers import CAPABILITIES
+from runner.providers.base import (
     Account,
     ActionResult,
     Conversation,
@@ -44,11 +44,11 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import ActionMemo, RequestBudget, parse_time
-from . import webhook
-from .api import SalesflowAPI, connect_request
-from .network import Network
-from .syncs import Sync, SyncBook
+from runner.providers.http import ActionMemo, RequestBudget, parse_time
+from runner.providers.salesflow import webhook
+from runner.providers.salesflow.api import SalesflowAPI, connect_request
+from runner.providers.salesflow.network import Network
+from runner.providers.salesflow.syncs import Sync, SyncBook
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC

@@ -34,13 +34,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...urls import normalize_profile_url
-from ..base import Account, ErrorKind, LeadRef, ProviderError
-from ..fakeserver import FakeClock, Reply, rule_fires
-from ..sandbox import SandboxProvider
-from . import fake_api
-from .fake_delivery import Deliveries
-from .fake_shapes import SalesflowError, iso, profile_id, unit
+from runner.language.urls import normalize_profile_url
+from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
+from runner.providers.fakeserver import FakeClock, Reply, rule_fires
+from runner.providers.salesflow import fake_api
+from runner.providers.salesflow.fake_delivery import Deliveries
+from runner.providers.salesflow.fake_shapes import SalesflowError, iso, profile_id, unit
+from runner.providers.sandbox import SandboxProvider
 
 PREFIX = "/api/v1/"
 #: Salesflow's documented default daily limits per account (getting-started/linkedin-limits).
@@ -136,7 +136,7 @@ class SalesflowFake:
     def wire_check(self, driver: Any, cursors: Mapping[str, dt.datetime]) -> tuple[dict[str, Any], list[str]]:
         """Seed 000's promises after `simulate --wire` (see `fake_audit`): `runner.wire` passes the
         driver (its marker log) and the cursors the engine stored."""
-        from .fake_audit import audit
+        from runner.providers.salesflow.fake_audit import audit
 
         return audit(self, driver, cursors)
 
@@ -381,7 +381,7 @@ class SalesflowFake:
 
 
 def _new_connection(key: str, at: dt.datetime, due: dt.datetime) -> dict[str, Any]:
-    from .fake_shapes import member_id, names
+    from runner.providers.salesflow.fake_shapes import member_id, names
 
     first, last = names(key)
     return {"EventType": "NEW_CONNECTION",

@@ -12,10 +12,10 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..base import Account
-from ..http import parse_time
-from .fake_delivery import SyncRecord
-from .fake_shapes import (
+from runner.providers.base import Account
+from runner.providers.http import parse_time
+from runner.providers.salesflow.fake_delivery import SyncRecord
+from runner.providers.salesflow.fake_shapes import (
     CONVERSATIONS_PAGE,
     MESSAGES_PAGE,
     SalesflowError,
@@ -28,7 +28,7 @@ from .fake_shapes import (
 )
 
 if TYPE_CHECKING:
-    from .fake import SalesflowFake
+    from runner.providers.salesflow.fake import SalesflowFake
 
 Handler = Callable[..., tuple[int, Any]]
 #: endpoint names (for /_fake/errors and request counts)
@@ -329,6 +329,6 @@ def _ref(acc: str) -> Account:
 
 
 def _lead(key: str) -> Any:
-    from ..base import LeadRef
+    from runner.providers.base import LeadRef
 
     return LeadRef(key, f"https://www.linkedin.com/in/{key}")

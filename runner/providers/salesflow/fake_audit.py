@@ -15,11 +15,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..http import parse_time
-from .fake_shapes import iso
+from runner.providers.http import parse_time
+from runner.providers.salesflow.fake_shapes import iso
 
 if TYPE_CHECKING:
-    from .fake import SalesflowFake
+    from runner.providers.salesflow.fake import SalesflowFake
 
 WAYS = {"note": "into the invite's conversation", "history": "into the earlier conversation",
         "create": "by creating the conversation", "message": "into a conversation our own message opened"}

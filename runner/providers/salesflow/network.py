@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..base import Account, ProviderEvent
-from ..http import parse_time
-from . import webhook
-from .api import SalesflowAPI
+from runner.providers.base import Account, ProviderEvent
+from runner.providers.http import parse_time
+from runner.providers.salesflow import webhook
+from runner.providers.salesflow.api import SalesflowAPI
 
 UTC = dt.UTC
 

@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..base import Message, ProviderEvent
-from .webhook import CONVERSATIONS, ConversationItem, MessageItem, Page
+from runner.providers.base import Message, ProviderEvent
+from runner.providers.salesflow.webhook import CONVERSATIONS, ConversationItem, MessageItem, Page
 
 PENDING_PAGES = 10_000  # pages of unregistered syncs kept at most (oldest dropped first)
 KEEP_SYNCS = 500  # finished syncs remembered (with their pages); older ones are forgotten

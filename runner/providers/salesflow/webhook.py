@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...urls import normalize_profile_url
-from ..base import ErrorKind, ProviderError
-from ..http import parse_time
+from runner.language.urls import normalize_profile_url
+from runner.providers.base import ErrorKind, ProviderError
+from runner.providers.http import parse_time
 
 SECRET_HEADER = "X-Webhook-Secret"
 NEW_CONNECTION = "NEW_CONNECTION"

@@ -3,6 +3,6 @@ side by side. seqrun imports leads into a sender's Salesflow campaign and follow
 does: connections, replies and withdrawn invitations, by webhook and by polling."""
 from __future__ import annotations
 
-from .driver import CampaignProvider
+from runner.providers.salesflow_campaign.driver import CampaignProvider
 
 __all__ = ["CampaignProvider"]

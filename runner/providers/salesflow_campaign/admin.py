@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...urls import normalize_profile_url
-from ..base import Account, ErrorKind, LeadRef, ProviderError, SenderCheck
-from ..http import redact
-from .api import RUN_ON, CampaignAPI
+from runner.language.urls import normalize_profile_url
+from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError, SenderCheck
+from runner.providers.http import redact
+from runner.providers.salesflow_campaign.api import RUN_ON, CampaignAPI
 
 #: The events seqrun attaches its webhook for (AttachWebhook `runOn`).
 RUN_ONS = (1, 2, 7)

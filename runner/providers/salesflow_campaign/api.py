@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from ..base import Account, ErrorKind, ProviderError
-from ..http import (
+from runner.providers.base import Account, ErrorKind, ProviderError
+from runner.providers.http import (
     ErrorBody,
     RequestBudget,
     budget_key,

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import httpx
 
-from .. import CAPABILITIES, why_not
-from ..base import (
+from runner.providers import CAPABILITIES, why_not
+from runner.providers.base import (
     Account,
     ActionResult,
     Conversation,
@@ -40,10 +40,10 @@ from ..base import (
     Relationship,
     SenderCheck,
 )
-from ..http import ActionMemo, RequestBudget
-from . import admin, webhook
-from .api import CampaignAPI
-from .members import MEMBER_ID, PROVIDER, Member, event_id, lead_key
+from runner.providers.http import ActionMemo, RequestBudget
+from runner.providers.salesflow_campaign import admin, webhook
+from runner.providers.salesflow_campaign.api import CampaignAPI
+from runner.providers.salesflow_campaign.members import MEMBER_ID, PROVIDER, Member, event_id, lead_key
 
 UTC = dt.UTC
 #: How long a member's status answers relationship questions: the engine asks right before a

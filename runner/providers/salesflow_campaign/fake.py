@@ -34,12 +34,19 @@ from typing import Any
 
 import httpx
 
-from ...urls import normalize_profile_url
-from ..fakeserver import FakeClock, Reply, rule_fires
-from ..sandbox import SandboxProvider
-from .api import status_names
-from .fake_campaign import RUN_ON_NAMES, Campaign, Campaigns, Delivery, FakeMember, Pace
-from .fake_shapes import FakeError, contact, iso, listed_contact, webhook_payload
+from runner.language.urls import normalize_profile_url
+from runner.providers.fakeserver import FakeClock, Reply, rule_fires
+from runner.providers.salesflow_campaign.api import status_names
+from runner.providers.salesflow_campaign.fake_campaign import (
+    RUN_ON_NAMES,
+    Campaign,
+    Campaigns,
+    Delivery,
+    FakeMember,
+    Pace,
+)
+from runner.providers.salesflow_campaign.fake_shapes import FakeError, contact, iso, listed_contact, webhook_payload
+from runner.providers.sandbox import SandboxProvider
 
 PREFIX = "/api"
 #: Errors `/_fake/errors` can inject, by status (seed 002's codes, and what any API answers).

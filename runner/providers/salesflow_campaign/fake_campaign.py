@@ -19,9 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..base import Account, ErrorKind, LeadRef, ProviderError
-from ..sandbox import SandboxProvider
-from .api import CONNECTED, DELETED, ERROR, IMPORTED, INVITATION_SENT, PENDING, WITHDRAWN
+from runner.providers.base import Account, ErrorKind, LeadRef, ProviderError
+from runner.providers.salesflow_campaign.api import (
+    CONNECTED,
+    DELETED,
+    ERROR,
+    IMPORTED,
+    INVITATION_SENT,
+    PENDING,
+    WITHDRAWN,
+)
+from runner.providers.sandbox import SandboxProvider
 
 UTC = dt.UTC
 #: webhook run-on numbers (AttachWebhook) and the IntegrationRunOn names deliveries carry

@@ -7,10 +7,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .api import status_names
+from runner.providers.salesflow_campaign.api import status_names
 
 if TYPE_CHECKING:
-    from .fake_campaign import Campaign, Campaigns, FakeMember
+    from runner.providers.salesflow_campaign.fake_campaign import Campaign, Campaigns, FakeMember
 
 UTC = dt.UTC
 _RUN_ON_STATUS = {1: "MEMBER_CONNECTED", 7: "MEMBER_INVITATION_WITHDRAWN"}
@@ -52,7 +52,7 @@ def contact(member: FakeMember, campaigns: Campaigns, *, status_as_number: bool 
 
 def webhook_payload(member: FakeMember, campaign: Campaign, run_on: int) -> dict[str, Any]:
     """The campaign webhook's body for MEMBER_CONNECTED (1), REPLY_DETECTED (2), INVITATION_WITHDRAWN (7)."""
-    from .fake_campaign import RUN_ON_NAMES
+    from runner.providers.salesflow_campaign.fake_campaign import RUN_ON_NAMES
 
     lines = []
     if member.replied_at is not None:

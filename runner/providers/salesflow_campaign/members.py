@@ -13,9 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...urls import normalize_profile_url
-from ..http import parse_time
-from .api import CONNECTED, DELETED, DISCONNECTED, ERROR, IMPORTED, INVITATION_SENT, PENDING, WITHDRAWN, parse_status
+from runner.language.urls import normalize_profile_url
+from runner.providers.http import parse_time
+from runner.providers.salesflow_campaign.api import (
+    CONNECTED,
+    DELETED,
+    DISCONNECTED,
+    ERROR,
+    IMPORTED,
+    INVITATION_SENT,
+    PENDING,
+    WITHDRAWN,
+    parse_status,
+)
 
 PROVIDER = "salesflow-campaign"
 MEMBER_ID = "salesflow_member_id"  # the key under which the lead's MemberId is stored (provider_ids)

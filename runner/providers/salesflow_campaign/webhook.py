@@ -27,10 +27,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..base import ErrorKind, ProviderError, ProviderEvent
-from ..http import parse_time, register_secret
-from .api import CONNECTED, WITHDRAWN, parse_status
-from .members import MEMBER_ID, PROVIDER, event_id, lead_key, member_id
+from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
+from runner.providers.http import parse_time, register_secret
+from runner.providers.salesflow_campaign.api import CONNECTED, WITHDRAWN, parse_status
+from runner.providers.salesflow_campaign.members import MEMBER_ID, PROVIDER, event_id, lead_key, member_id
 
 ROUTE = f"webhooks/{PROVIDER}"
 LINKEDIN_MEMBER_ID = "linkedin_member_id"

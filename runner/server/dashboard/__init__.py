@@ -2,7 +2,7 @@
 sequence flowchart and the webhook log. See app.py."""
 from __future__ import annotations
 
-from .app import create_dashboard
-from .views import Project
+from runner.server.dashboard.app import create_dashboard
+from runner.server.dashboard.views import Project
 
 __all__ = ["Project", "create_dashboard"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ...config import Config
-from ...holds import LEAD, Target, pause, resume
-from ...leads import block_profiles, profile_key
-from ...retry import failed_leads, retry
-from ...store import dashboard as store
+from runner.holds import LEAD, Target, pause, resume
+from runner.leads import block_profiles, profile_key
+from runner.project.config import Config
+from runner.retry import failed_leads, retry
+from runner.store import dashboard as store
 
 ACTIONS = ("handled", "pause", "resume", "retry", "block")
 
@@ -52,7 +52,7 @@ def perform(action: str, enrollment_id: int, config: Config, now: dt.datetime) -
     if action == "block":
         key, canonical = profile_key(url)
         block_profiles([(key, canonical)], "blocked from the dashboard", now)
-        from ...campaigns import remove_from_campaigns
+        from runner.campaigns import remove_from_campaigns
 
         problems = [r.problem for r in remove_from_campaigns(config, [key]) if r.problem is not None]
         if problems:

@@ -25,9 +25,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import actions, views
-from .security import COOKIE, Guard, Session, loopback_host, same_origin
-from .views import Project
+from runner.server.dashboard import actions, views
+from runner.server.dashboard.security import COOKIE, Guard, Session, loopback_host, same_origin
+from runner.server.dashboard.views import Project
 
 HERE = pathlib.Path(__file__).parent
 REFRESH_SECONDS = 5

@@ -1,4 +1,4 @@
-"""The sequence flowchart `seqrun graph` draws (runner.graph), as server-side SVG with lead counts.
+"""The sequence flowchart `seqrun graph` draws (runner.language.graph), as server-side SVG with lead counts.
 
 Layout: steps are ranked top to bottom by the longest forward path from the first step (an edge
 back to an earlier step, a `goto` loop, is drawn around the right side instead); nodes of one rank
@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ...charts import FONT, TEXT, esc
-from ...graph import Graph, Node
+from runner.charts import FONT, TEXT, esc
+from runner.language.graph import Graph, Node
 
 NODE_H, RANK_GAP, NODE_GAP, MARGIN = 44, 46, 28, 24
 LEFT_ROOM = 120  # for edges that pass other ranks on the left

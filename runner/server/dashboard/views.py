@@ -9,16 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...charts import hbars
-from ...config import Config
-from ...graph import build_graph
-from ...holds import API_KEY_REJECTED, AUTH_EXPIRED
-from ...model import Sequence
-from ...report import status
-from ...store import dashboard as store
-from ...store import inbox as store_inbox
-from ...store import outgoing, sender_state
-from .flowchart import flowchart_svg
+from runner.charts import hbars
+from runner.holds import API_KEY_REJECTED, AUTH_EXPIRED
+from runner.language.graph import build_graph
+from runner.language.model import Sequence
+from runner.project.config import Config
+from runner.report import status
+from runner.server.dashboard.flowchart import flowchart_svg
+from runner.store import dashboard as store
+from runner.store import inbox as store_inbox
+from runner.store import outgoing, sender_state
 
 
 @dataclass

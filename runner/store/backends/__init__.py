@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ..models import db
-from . import postgres, sqlite
+from runner.store.backends import postgres, sqlite
+from runner.store.models import db
 
 
 def current() -> ModuleType:

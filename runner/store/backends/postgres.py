@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import peewee
 
-from ...diagnostics import UserError
-from ..fields import to_db_time
-from ..models import db
+from runner.language.diagnostics import UserError
+from runner.store.fields import to_db_time
+from runner.store.models import db
 
 SCHEMES = ("postgresql://", "postgres://")
 _MIGRATION_LOCK = 7_362_105  # advisory lock keys: one for migrations, one space for senders' usage

@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..fields import to_db_time
-from ..models import db
+from runner.store.fields import to_db_time
+from runner.store.models import db
 
 
 def native_sql(sql: str) -> str:

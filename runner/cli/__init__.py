@@ -1,0 +1,1 @@
+"""The `seqrun` command line."""

@@ -1,0 +1,1 @@
+"""The interpreter: claiming due leads and moving each through its sequence, durably."""

@@ -1,0 +1,3 @@
+"""The sequence language: reading, checking and rendering sequences, templates and times.
+
+Nothing here loads the store or a project (tests/test_layers.py)."""
