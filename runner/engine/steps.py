@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ from runner.engine.flow import (
 from runner.engine.runtime import Runtime, SenderRuntime
 from runner.language import calendar as cal
 from runner.language import templates
-from runner.language.jinja import compile_condition, expression_names
+from runner.language.jinja import compile_condition, environment, expression_names
 from runner.language.model import ActionStep, BranchStep, Condition, EndStep, Sequence, WaitForStep, WaitStep
 from runner.language.urls import redact_secrets
 from runner.providers.base import ProviderError
@@ -275,8 +276,11 @@ _PLAIN = (bool, int, float, str, type(None))
 def _memo_key(source: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
     """(source, then type and value of every name it reads), or None when a name it reads is not a
     plain value of `values` (a mapping, a list, a global such as `lipsum`): evaluated every time."""
+    names = _names_of(source)
+    if names is None:
+        return None
     key: list[Any] = [source]
-    for name in _names_of(source):
+    for name in names:
         if name not in values:
             return None
         value = values[name]
@@ -287,7 +291,12 @@ def _memo_key(source: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _names_of(source: str) -> tuple[str, ...]:
+def _names_of(source: str) -> tuple[str, ...] | None:
+    """The names a condition reads from its context; None when it may call one of Jinja's globals
+    (`lipsum` draws at random, and `expression_names` does not list globals)."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
+    if words & set(environment().globals):
+        return None
     return tuple(sorted(expression_names(source)))
 
 
