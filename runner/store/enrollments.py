@@ -45,6 +45,23 @@ def load_enrollment(enrollment_id: int) -> Enrollment:
     return enr
 
 
+def read_models(model: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """`model` instances of the rows `sql` selects (every column of the model, in `sorted_fields`
+    order), as peewee's `select()` builds them, without its query builder."""
+    fields = list(model._meta.sorted_fields)
+    out = []
+    for row in db.execute_sql(sql, params).fetchall():
+        instance = _filled(model, {f.name: f.python_value(v) for f, v in zip(fields, row, strict=True)})
+        instance._dirty.clear()  # as read from the database
+        out.append(instance)
+    return out
+
+
+def columns_of(model: Any) -> str:
+    """Every column of `model`, in the order `read_models` reads them."""
+    return ", ".join(f.column_name for f in model._meta.sorted_fields)
+
+
 def _filled(model: Any, values: dict[str, Any]) -> Any:
     """A model instance with every field given: what `model(**values)` builds, without peewee's
     default values and per-field descriptors (a tick loads one per lead)."""
