@@ -238,8 +238,10 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     clock = VirtualClock(options.start)
     sandbox_options = dict(config.sandbox)
     # The simulated LinkedIn of a simulation lives and dies with it, on its own virtual clock: it
-    # never reads or writes the state file that `seqrun run` shares between its processes.
+    # never reads or writes the state file that `seqrun run` shares between its processes, and it
+    # never sleeps in real time (`sleep_ms` is for trying several runners against a slow provider).
     sandbox_options.pop("state_path", None)
+    sandbox_options.pop("sleep_ms", None)
     sandbox_options["seed"] = options.seed
     reauth_after = options.reauth_after or dt.timedelta(hours=float(sandbox_options.get("reauth_after_hours", 24.0)))
     sandbox_options["reauth_after_hours"] = reauth_after.total_seconds() / 3600
@@ -269,7 +271,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         runtime = build_runtime(sim_config, {seq.name: seq}, rows, provider_for=provider_for,
                                 notifier=lambda url, headers, payload: posted.append(url),
                                 poll_every=options.poll_every, getenv=lambda name: "(simulated)",
-                                calls_in_process=not options.wire)
+                                calls_in_process=not options.wire, batch=500)  # one process: no one to share with
         if wire is not None:
             for sender in runtime.senders.values():
                 if sender.name in wire.wired:

@@ -12,6 +12,7 @@ LAST_WORDS = {
     "bench_engine.py": "ratio full path / raw:",
     "bench_import.py": "ratio import / baseline:",
     "bench_pacing.py": "worst quota use",
+    "bench_runners.py": "double claims: 0, cap overshoots: 0, duplicate keys: 0",
     "bench_sandbox.py": "ratio scan / heap per poll:",
     "bench_serve_kill.py": "duplicates: 0, lost steps: 0, lost deliveries: 0",
     "bench_serve_load.py": "deliveries lost: 0",

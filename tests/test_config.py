@@ -332,7 +332,7 @@ def test_sandbox_option_errors(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
         "seqrun.yaml:5:23: error: sandbox.reauth_after_hours: expected a number above 0, got 0",
         'seqrun.yaml:6:3: error: sandbox.sede: unknown key "sede" (expected one of: seed, accept_rate, '
         "accept_delay_hours, reply_rate, reply_decay, reply_delay_hours, connected_rate, pending_rate, messaged_first_rate, "
-        "recent_conversation_rate, inaccessible_rate, errors, latency_ms, reauth_after_hours, state_path)",
+        "recent_conversation_rate, inaccessible_rate, errors, latency_ms, reauth_after_hours, state_path, sleep_ms)",
     ]
 
 

@@ -7,6 +7,7 @@ the wait is real in behaviour and takes no time.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
 import pathlib
 import sqlite3
@@ -17,7 +18,7 @@ import pytest
 
 from runner.providers import PROVIDERS
 from runner.providers.sandbox import SandboxProvider
-from runner.store import Action, Enrollment, db, open_store
+from runner.store import Action, Enrollment, claims, db, open_store
 from test_run_cli import Clock, Run, clock, run  # noqa: F401 - the project of test_run_cli: three leads
 
 
@@ -99,3 +100,13 @@ def test_a_lock_does_not_stop_a_lead_import(tmp_path: pathlib.Path, clock: Clock
     assert other.pauses == [0.05, 0.1, 0.25]
     open_store(str(tmp_path / "seqrun.db"))
     assert Enrollment.select().count() == 4
+
+
+def test_a_claim_with_nothing_due_does_not_wait_for_the_write_lock(tmp_path: pathlib.Path, other: OtherProcess) -> None:
+    """Most ticks of a quiet campaign find nothing due: they must not queue for (or take) the one
+    write lock that another process's lead run is holding."""
+    open_store(str(tmp_path / "seqrun.db"))
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    other.lock()
+    assert claims.claim_due(now, 10, "runner-a", now + dt.timedelta(minutes=10)) == []
+    assert other.pauses == []

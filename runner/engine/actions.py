@@ -8,8 +8,11 @@ Order of business for a LinkedIn action (visit, connect, message, withdraw):
 3. the calendar window in the lead's zone and the sender's daily limits and pacing (`limits.plan`):
    outside them the lead sleeps until its slot;
 4. render the text (failures end the lead with the template's file and line);
-5. record the action `in_flight` and charge the limit in one transaction, and commit;
-6. call the provider; commit the result (done, or the error's reaction, `on_provider_error`).
+5. record the action `in_flight`, charge the limit and take the sender's one call
+   (`store.sender_calls`) in one transaction, and commit; a sender with a call in flight in any
+   runner makes the lead wait `SENDER_BUSY_WAIT` (not an attempt);
+6. call the provider; commit the result (done, or the error's reaction, `on_provider_error`) with
+   the end of the sender's call.
 
 `tag` touches only our store; `notify` POSTs to the user's URL through the runtime's notifier, with
 the same record-before-perform discipline so that a crash does not post twice without a trace.
@@ -53,11 +56,23 @@ from runner.store import Action
 from runner.store.blocks import is_blocked
 from runner.store.ledger import action_by_key
 from runner.store.rows import insert_action, set_lead_json
+from runner.store.sender_calls import end_call, is_calling, start_call
 from runner.store.sender_state import hold_action
 from runner.store.senders import start_warmup
 from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
+
+#: How long a lead waits when its sender has a call in flight (in this runner or another): at most
+#: one action per LinkedIn account at any moment, whatever the number of runners.
+SENDER_BUSY_WAIT = dt.timedelta(seconds=5)
+
+
+class _Busy:
+    """`_record`'s answer when the sender has a call in flight elsewhere."""
+
+
+BUSY = _Busy()
 
 
 def action_name(step: ActionStep) -> str:
@@ -83,6 +98,8 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     hold = ctx.rt.provider_holds.get((ctx.sender.id, name))
     if hold is not None and ctx.now < hold:  # the provider said no for this sender until then
         return Sleep(hold + dt.timedelta(seconds=60 * limits.unit(ctx.lead.key, name, hold)))
+    if _sender_busy(ctx):  # before planning: a booking kept is not planned again
+        return Sleep(ctx.now + SENDER_BUSY_WAIT)
     held = ctx.facts.pop("slot", None)
     if _first_after_acceptance(ctx, step):
         if held:
@@ -100,14 +117,34 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     if is_blocked(ctx.lead.key):  # read fresh: a block may have come in since the lead woke up
         return Finish("blocked")
     act = _record(ctx, step, name, content=text, subject=subject, template=template, variant=variant)
+    if act is BUSY:
+        # Another runner took the sender's call since the check above (its booking was used by
+        # `plan`: the lead plans again when it wakes). Not an attempt: nothing was tried.
+        return Sleep(ctx.now + SENDER_BUSY_WAIT)
     if act is None:  # the cap filled up between plan and charge (another runner): plan again
         return perform(ctx, step)
+    assert isinstance(act, Action)
     try:
-        with ctx.outside():  # the outbox row and the charge are committed before the call
+        with ctx.outside():  # the outbox row, the charge and the sender's call are committed before the call
             result = _call(ctx, step, text=text, subject=subject)
     except ProviderError as err:
+        _call_ended(ctx, act)
         return on_provider_error(ctx, step, err, act)
+    _call_ended(ctx, act)
     return _succeeded(ctx, step, act, result)
+
+
+def _sender_busy(ctx: Ctx) -> bool:
+    """Whether a call of the lead's sender is in flight (the simulator runs one call at a time in one
+    process, and keeps no call rows)."""
+    return not ctx.rt.calls_in_process and is_calling(ctx.sender.id)
+
+
+def _call_ended(ctx: Ctx, act: Action) -> None:
+    """The sender's call is over: its row goes in the commit that records the result."""
+    if not ctx.rt.calls_in_process:
+        sender_id, key = ctx.sender.id, act.key
+        ctx.pending.append(lambda: end_call(sender_id, key))
 
 
 # --- reconciliation -------------------------------------------------------------------------------
@@ -137,6 +174,9 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
         log.info("lead %s step %s: notify %s was interrupted; posting it again with the same key",
                  ctx.lead.key, step.id, key, extra=logfields.of_ctx(ctx, step.id))
         return _notify(ctx, step, act)
+    # Whoever made the call is gone or gave up on it: the sender's call row (if any is left) ends
+    # with the reconciliation's result.
+    _call_ended(ctx, act)
     with ctx.outside():
         result = ctx.sender.provider.find_action(ctx.sender.account, ctx.ref, action=act.action, key=key,
                                                  since=act.started_at - dt.timedelta(minutes=1))
@@ -262,15 +302,22 @@ def _render(ctx: Ctx, step: ActionStep) -> tuple[str | None, str | None, str | N
     return None, None, None, None
 
 
-def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | None:
-    """Write the outbox row and the limit charge, and commit, before the provider is called."""
+def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | _Busy | None:
+    """Write the outbox row, the limit charge and the sender's call, and commit, before the provider
+    is called. `BUSY` (nothing written but the step's queued writes) when the sender has a call in
+    flight; None when a cap or the spacing leaves no room."""
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
     with writing():
         for write in ctx.pending:
             write()
         ctx.pending.clear()
+        calling = not ctx.rt.calls_in_process
+        if calling and not start_call(ctx.sender.id, ctx.enr.id, key, ctx.rt.owner, ctx.now):
+            return BUSY
         if not limits.try_charge(ctx.seq, ctx.sender.caps, name, ctx.now):
+            if calling:
+                end_call(ctx.sender.id, key)
             return None
         act = insert_action(
             key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id, sequence=ctx.seq.name,
@@ -483,4 +530,4 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
     return act
 
 
-__all__ = ["perform", "action_name", "idempotency_key", "on_provider_error", "reconcile", "settle_unknown"]
+__all__ = ["SENDER_BUSY_WAIT", "perform", "action_name", "idempotency_key", "on_provider_error", "reconcile", "settle_unknown"]

@@ -155,8 +155,10 @@ class Ctx:
 
     def take_events(self) -> int:
         """The lead's pending inbox events, applied to its facts (runner.engine.absorb); how many."""
-        if self.events_taken and self.rt.calls_in_process:
-            return 0  # the simulator: none can have arrived since (see `Runtime.calls_in_process`)
+        if self.events_taken and (self.rt.calls_in_process or (self.txn is not None and self.txn.excludes_writers)):
+            # None can have arrived since: the simulator (see `Runtime.calls_in_process`), or a
+            # transaction that has held the database's write lock since they were taken.
+            return 0
         applied = absorb(self.rt, self.enr, self.facts, self.now)
         self.events_taken = True
         if applied:

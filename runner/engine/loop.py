@@ -5,8 +5,9 @@ One tick:
    re-read with an overlap, cursor saved only after the sync finished), appends the events to the
    inbox, and applies every pending inbox event, the webhooks' included (runner.engine.inbox);
 2. claims due enrollments through the partial index on `due_at` (cost grows with the number due,
-   not the number enrolled) with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so
-   a crashed run's leads come back by themselves);
+   not the number enrolled), a few at a time (`claims.share`: runners sharing the database share
+   its backlog), with one guarded UPDATE each (a lease: `due_at` moves to now + lease, so a crashed
+   run's leads come back by themselves);
 3. runs each claimed lead's steps (`runner.engine.steps`) until it must wait, act later, or end, committing
    every transition before the next external action.
 
@@ -34,7 +35,7 @@ from runner.engine import flow, inbox, limits, presence, steps
 from runner.engine.runtime import Runtime, SenderRuntime
 from runner.language.urls import redact_secrets
 from runner.providers.base import ErrorKind, ProviderError, ProviderEvent
-from runner.store import Enrollment, claims, enrollments, health, sender_state, senders
+from runner.store import Enrollment, claims, enrollments, health, sender_calls, sender_state, senders
 from runner.store import inbox as store_inbox
 from runner.store.inbox import Received
 from runner.store.leases import in_flight_holders, release_claims, release_in_flight_of
@@ -76,8 +77,9 @@ class Engine:
         self.rt.provider_holds = {(sender_id, action): until
                                   for sender_id, action, until, _ in sender_state.provider_holds(now)}
         self.sync(now, report)
+        share = self.rt.batch or claims.share()
         while (limit is None or report.processed < limit) and not self._stopping(report):
-            batch = self.rt.batch if limit is None else min(self.rt.batch, limit - report.processed)
+            batch = share if limit is None else min(share, limit - report.processed)
             claimed = claims.claim_due(now, batch, self.rt.owner, now + self.rt.lease)
             with self._batch_transaction():
                 for index, enrollment_id in enumerate(claimed):
@@ -161,6 +163,9 @@ class Engine:
                         else now + flow.backoff(self.rt, attempt, key=str(enr.id)))
             enrollments.note_crash(enr.id, attempt, redact_secrets(f"{type(exc).__name__}: {exc}"), now,
                                    retry_at=retry_at)
+            # A call that raised is over, whatever it did: its action stays in flight and is
+            # reconciled with the provider when the lead runs again.
+            sender_calls.end_calls_of_enrollment(enr.id, self.rt.owner)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -246,8 +251,13 @@ class Engine:
         lead in the middle of its call is left to it; a lead that sleeps in a backoff after a
         timeout (its action in flight on purpose, no lease) keeps its backoff.
         """
-        gone = [owner for owner in in_flight_holders() if presence.gone_now(owner, now, me=self.rt.owner)]
-        return release_in_flight_of(gone, now) if gone else 0
+        holders = set(in_flight_holders()) | set(sender_calls.call_holders())
+        gone = [owner for owner in sorted(holders) if presence.gone_now(owner, now, me=self.rt.owner)]
+        if not gone:
+            return 0
+        with writing():
+            sender_calls.end_calls_of(gone)  # their leads' actions stay in flight, reconciled first
+            return release_in_flight_of(gone, now)
 
     def take_back_leases(self, now: dt.datetime) -> dict[str, int]:
         """Leads leased by runners that are gone (killed, stopped without handing them back, or

@@ -32,6 +32,7 @@ from runner.store.backends.postgres import is_postgres
 from runner.store.db import bound_file
 from runner.store.leases import lease_holders, release_leases_of
 from runner.store.runners import RunnerRow, beat, end_runner, known_runners, mark_gone, register_runner, running_runners
+from runner.store.sender_calls import call_holders, end_calls_of
 from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,18 @@ def gone_now(identity: str, now: dt.datetime, *, me: str) -> bool:
 
 def take_back(now: dt.datetime, *, me: str) -> dict[str, int]:
     """Mark gone the runners that are, and take back the leads they leased (due at `now`, owned by
-    nobody). Returns, per gone runner holding leads, how many came back. Leases of runners that
-    may still run are left alone (a runner of another host unknown to the table: until they expire)."""
+    nobody), and end the calls they left in flight (`store.sender_calls`). Returns, per gone runner
+    holding leads, how many came back. Leases of runners that may still run are left alone (a
+    runner of another host unknown to the table: until they expire)."""
     with writing():
         holders = lease_holders()
-        rows = known_runners(list(holders))
+        callers = call_holders()
+        rows = known_runners(sorted(set(holders) | set(callers)))
         for running in running_runners():
             rows.setdefault(running.identity, running)
         taken: dict[str, int] = {}
-        for identity in sorted(set(holders) | set(rows)):
+        ended: list[str] = []
+        for identity in sorted(set(holders) | set(callers) | set(rows)):
             row = rows.get(identity)
             if not gone(identity, row, now, me=me):
                 continue
@@ -76,8 +80,14 @@ def take_back(now: dt.datetime, *, me: str) -> dict[str, int]:
                 dead_here = leases.is_gone(identity, me=me)  # no heartbeat can come back from it
                 if not mark_gone(identity, now, stale_before=None if dead_here else now - STALE_AFTER):
                     continue  # its heartbeat came back meanwhile: it keeps its leads
+            if identity in callers:
+                ended.append(identity)
             if identity in holders:
                 taken[identity] = holders[identity][0]
+        # A call it left in flight ends here: its lead (taken back below, or sleeping in a backoff)
+        # still has the action in flight, and its step asks the provider (`find_action`) whether it
+        # happened before anything is retried.
+        end_calls_of(ended)
         if taken:
             release_leases_of(list(taken), now)
     return taken

@@ -51,7 +51,10 @@ class Runtime:
     #: how much backoff a step may spend retrying transient and rate-limit errors before the lead
     #: fails with the error kept (`retry.budget_hours` in seqrun.yaml)
     retry_budget: dt.timedelta = dt.timedelta(hours=24)
-    batch: int = 500
+    #: leads claimed at a time; None: the backend's share (`claims.share`: one at a time on Postgres,
+    #: a few on SQLite), so that runners sharing the database share its backlog instead of one of them
+    #: leasing hundreds; the simulator (one process) claims more
+    batch: int | None = None
     max_transitions: int = 64  # per lead per tick; a sequence cannot spin (validate rejects cycles without a wait)
     #: this runner's identity on the leases it takes (`host:pid:nonce`, see runner/engine/leases.py)
     owner: str = field(default_factory=new_identity)

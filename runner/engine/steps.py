@@ -53,6 +53,7 @@ from runner.store import Enrollment, enrollments, senders
 from runner.store.enrollment_writes import save_enrollment
 from runner.store.leases import release_claims
 from runner.store.rows import insert_transition
+from runner.store.sender_calls import end_calls_of_enrollment
 from runner.store.transactions import writing
 
 log = logging.getLogger(__name__)
@@ -98,13 +99,16 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
             ctx.take_events()  # what arrived during its last call is saved with it, never overwritten
             ctx.save()
     except Woken:
+        _end_calls(rt, enr)
         release_claims([enr.id], rt.owner, now)  # due at once: its next run applies the events first
         log.info("lead %s: events arrived before its next call; it plans again", enr.lead.key,
                  extra=_log_ids(enr, sender))
     except Interrupted as exc:
+        _end_calls(rt, enr)  # the rollback took the end of its call with it; the action is reconciled on resume
         log.info("lead %s: stopped, %s (paused from elsewhere)", enr.lead.key, exc, extra=_log_ids(enr, sender))
         result.final = "interrupted"
     except Stopping:
+        _end_calls(rt, enr)  # no call was made: it stopped right before
         log.info("lead %s: the run is stopping; the lead continues at step %s next time", enr.lead.key, enr.step_id,
                  extra=_log_ids(enr, sender))
         result.final = STOPPED
@@ -113,6 +117,14 @@ def advance(rt: Runtime, enr: Enrollment, now: dt.datetime) -> Advanced:
 
 #: `Advanced.final` of a lead left alone because the run is stopping
 STOPPED = "stopped"
+
+
+def _end_calls(rt: Runtime, enr: Enrollment) -> None:
+    """A lead's run ended early (rolled back to its last commit): no call of its sender is in flight
+    for it any more, whatever the rollback kept."""
+    if not rt.calls_in_process:
+        with writing():
+            end_calls_of_enrollment(enr.id, rt.owner)
 
 
 def _cannot_run(rt: Runtime, enr: Enrollment, seq: Sequence | None, sender: SenderRuntime | None) -> str | None:

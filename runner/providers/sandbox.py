@@ -27,6 +27,7 @@ import hashlib
 import inspect
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -68,7 +69,9 @@ class SandboxProvider:
     """A deterministic simulated LinkedIn. See the module docstring; options are the `sandbox:` block.
 
     Reporting attributes: `calls` (calls per Provider method), `injected_errors` (per error kind) and
-    `simulated_latency_ms` (the latency the calls would have cost; the sandbox never sleeps).
+    `simulated_latency_ms` (the latency the calls would have cost). The sandbox sleeps only when
+    told to (`sleep_ms`: real time every provider call takes, for trying several runners against a
+    slow provider; never in `seqrun simulate`, whose clock is virtual).
     `expire_auth` / `restore_auth` act on the simulated world, for tests and simulations.
     """
 
@@ -82,7 +85,7 @@ class SandboxProvider:
                  connected_rate: float = 0.05, pending_rate: float = 0.02, messaged_first_rate: float = 0.02,
                  recent_conversation_rate: float = 0.03, inaccessible_rate: float = 0.005,
                  errors: Mapping[str, float] | None = None, latency_ms: float = 0.0,
-                 reauth_after_hours: float = 24.0, state_path: str | None = None) -> None:
+                 reauth_after_hours: float = 24.0, state_path: str | None = None, sleep_ms: float = 0.0) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UserError(f"sandbox.seed: expected an integer, got {seed!r}")
         self.seed = seed
@@ -104,6 +107,7 @@ class SandboxProvider:
             }))
         self._faults = _error_shares(errors or {})
         self.latency_ms = _positive("latency_ms", latency_ms, allow_zero=True)
+        self.sleep_ms = _positive("sleep_ms", sleep_ms, allow_zero=True)
         self._reauth_after = dt.timedelta(hours=_positive("reauth_after_hours", reauth_after_hours))
 
         self.calls: Counter[str] = Counter()
@@ -263,6 +267,10 @@ class SandboxProvider:
 
     @contextlib.contextmanager
     def _call(self, method: str | None) -> Iterator[dt.datetime]:
+        if method is not None and self.sleep_ms:
+            # Before the state file's transaction and this process's lock: a slow provider answers
+            # several callers at once, as LinkedIn's APIs do.
+            time.sleep(self.sleep_ms / 1000)
         with self._lock:
             if method is not None:
                 self.calls[method] += 1

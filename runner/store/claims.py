@@ -9,6 +9,14 @@ import datetime as dt
 from runner.store.backends import current
 
 
+def share() -> int:
+    """How many due leads a runner claims at a time: few, so that the backlog is shared by every
+    runner on the database instead of leased by the first one. On Postgres one (a claim is one
+    statement that skips rows being claimed elsewhere); on SQLite a few, since each claim is a
+    commit and the runners take turns at the one write lock anyway."""
+    return int(current().CLAIM_SHARE)
+
+
 def claim_due(now: dt.datetime, limit: int, owner: str, lease_until: dt.datetime) -> list[int]:
     """Up to `limit` enrollments due at `now`, earliest first, now leased to `owner` until `lease_until`."""
     return current().claim_due(now, limit, owner, lease_until)

@@ -181,6 +181,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             action TEXT NOT NULL, spacing REAL NOT NULL)""",
         "CREATE UNIQUE INDEX pace_reach_key ON pace_reach (sender_id, action)",
     ]),
+    (9, "one call per sender", [
+        # The provider call in flight for each sender account, whichever runner makes it: a row is
+        # inserted (and committed, with the action's outbox row) before the call and deleted when
+        # its result is recorded. The unique index is what keeps a second call of the same account
+        # from starting, across runners and backends; account safety on LinkedIn depends on it.
+        """CREATE TABLE sender_call (
+            id INTEGER PRIMARY KEY, sender_id INTEGER NOT NULL REFERENCES sender (id) ON DELETE CASCADE,
+            enrollment_id INTEGER REFERENCES enrollment (id) ON DELETE CASCADE,
+            action_key TEXT NOT NULL, runner TEXT NOT NULL, started_at TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX sender_call_one ON sender_call (sender_id)",
+        "CREATE INDEX sender_call_runner ON sender_call (runner)",
+    ]),
     (10, "outgoing events", [
         # A subscription of seqrun.yaml's `outgoing:` by name; `*_at` are how far each source of facts
         # has been read (the latest fact time seen), `senders` the sender states last seen (JSON).

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import peewee
 
+from runner.store.backends import postgres
 from runner.store.models import db
 
 
@@ -27,6 +28,12 @@ class Transaction:
     def nested(self) -> bool:
         """Inside an outer transaction: nothing is committed for real before the outer one is."""
         return isinstance(self._handle, peewee._savepoint)
+
+    @property
+    def excludes_writers(self) -> bool:
+        """No other connection can write before this transaction ends: SQLite's IMMEDIATE transaction
+        holds the database's one write lock from its BEGIN. (Postgres lets others commit meanwhile.)"""
+        return self._lock == "IMMEDIATE" and not self.nested and not postgres.is_postgres(db)
 
     def commit(self) -> None:
         """Commit what is written so far and go on in a new transaction (nested: a new savepoint)."""

@@ -736,7 +736,7 @@ def test_state_file_is_shared_with_another_process(clock: FakeClock, tmp_path: P
 def test_options_come_from_the_sandbox_block(clock: FakeClock) -> None:
     assert OPTIONS == ("seed", "accept_rate", "accept_delay_hours", "reply_rate", "reply_decay", "reply_delay_hours",
                        "connected_rate", "pending_rate", "messaged_first_rate", "recent_conversation_rate",
-                       "inaccessible_rate", "errors", "latency_ms", "reauth_after_hours", "state_path")
+                       "inaccessible_rate", "errors", "latency_ms", "reauth_after_hours", "state_path", "sleep_ms")
     # YAML gives lists and ints; both are fine.
     provider = PROVIDERS["sandbox"](clock=clock, seed=7, accept_rate=1, accept_delay_hours=[2, 2], **NO_HISTORY)
     assert isinstance(provider, SandboxProvider)
@@ -832,3 +832,14 @@ def test_each_message_received_may_bring_a_reply_less_likely_down_the_sequence(c
         waiting = [w for w in waiting if w.key not in repliers]
     for got, expected in zip(yields, (0.2, 0.1, 0.05), strict=True):
         assert abs(got - expected) < 0.015, yields
+
+
+def test_sleep_ms_makes_every_provider_call_take_real_time(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("runner.providers.sandbox.time.sleep", slept.append)  # the test itself never sleeps
+    provider = SandboxProvider(clock=clock, seed=7, sleep_ms=300, **NO_HISTORY)
+    connect(provider, lead("ann"))
+    provider.relationship(ALICE, lead("ann"))
+    provider.expire_auth(ALICE.account_id)  # a control of the simulated world, not a call: no sleep
+    assert slept == [0.3, 0.3]
+    assert SandboxProvider(clock=clock, seed=7).sleep_ms == 0.0

@@ -25,6 +25,8 @@ SCHEMES = ("postgresql://", "postgres://")
 _MIGRATION_LOCK = 7_362_105  # advisory lock keys: one for migrations, one space for senders' usage
 _USAGE_LOCKS = 7_362_106
 CONNECT_TIMEOUT_S = 10
+#: due leads claimed at a time (`store.claims.share`)
+CLAIM_SHARE = 1
 
 #: `?` outside quotes becomes `%s`; every `%` (psycopg reads them even inside quotes) is doubled.
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|%")

@@ -11,6 +11,9 @@ from typing import Any
 from runner.store.fields import to_db_time
 from runner.store.models import db
 
+#: due leads claimed at a time (`store.claims.share`): a claim is a commit of its own
+CLAIM_SHARE = 20
+
 
 def native_sql(sql: str) -> str:
     return sql  # the store's SQL is written with SQLite's `?` placeholders
@@ -22,11 +25,19 @@ def translate_ddl(sql: str) -> str:
 
 def claim_due(now: dt.datetime, limit: int, owner: str, lease_until: dt.datetime) -> list[int]:
     """Take up to `limit` due active enrollments, earliest first: one guarded UPDATE inside the
-    IMMEDIATE transaction that read them, so no other process claims the same rows."""
+    IMMEDIATE transaction that read them, so no other process claims the same rows.
+
+    A plain read first: when nothing is due (most ticks of a quiet campaign) no write transaction is
+    opened, so an idle tick neither takes the write lock from other processes nor pays for a commit.
+    A row that becomes due just after that read is claimed by the next tick."""
+    due = to_db_time(now)
+    if db.execute_sql("SELECT 1 FROM enrollment WHERE state = 'active' AND due_at <= ? LIMIT 1",
+                      (due,)).fetchone() is None:
+        return []
     with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
         ids = [r[0] for r in db.execute_sql(
             "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
-            (to_db_time(now), limit)).fetchall()]
+            (due, limit)).fetchall()]
         return claim_ids(ids, now, owner, lease_until)
 
 
