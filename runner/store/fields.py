@@ -14,7 +14,10 @@ def to_db_time(value: dt.datetime) -> str:
     """Aware datetime -> naive-UTC text that sorts correctly as a string."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: seqrun stores only timezone-aware times")
-    return value.astimezone(dt.UTC).strftime(_FMT)
+    utc = value.astimezone(dt.UTC)
+    if utc.year < 1000:  # (strftime does not pad such years: keep its text)
+        return utc.strftime(_FMT)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")  # the same text as _FMT, several times faster
 
 
 def from_db_time(value: str) -> dt.datetime:
