@@ -29,6 +29,8 @@ from runner.store.leadbook import enrolled_sequences
 from runner.store.leases import lease_holders
 from runner.store.quota_usage import performed_between
 from runner.store.runners import running_runners
+from runner.store.sender_calls import calls_in_flight
+from runner.store.senders import all_senders
 from runner.store.versions import running_by_version, version_dates
 
 ATTENTION_LIMIT = 50
@@ -44,10 +46,13 @@ class Status:
     leased: list[dict[str, Any]] = field(default_factory=list)
     #: the runners marked running in the store, with their heartbeat (see runner/engine/presence.py)
     runners: list[dict[str, Any]] = field(default_factory=list)
+    #: the provider calls in flight, at most one per sender account (see runner/store/sender_calls.py)
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "usage_today": self.usage, "attention": self.attention,
-                "attention_total": self.attention_total, "leased": self.leased, "runners": self.runners}
+                "attention_total": self.attention_total, "leased": self.leased, "runners": self.runners,
+                "calls_in_flight": self.calls}
 
 
 def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, *, sequence: str | None = None) -> Status:
@@ -84,6 +89,10 @@ def status(config: Config, sequences: Mapping[str, Sequence], now: dt.datetime, 
                     "heartbeat_age_s": int((now - row.heartbeat_at).total_seconds()),
                     "live": not presence.gone(row.identity, row, now, me="")}
                    for row in running_runners()]
+    names = {s.id: s.name for s in all_senders()}
+    out.calls = [{"sender": names.get(c.sender_id, str(c.sender_id)), "action_key": c.action_key, "runner": c.runner,
+                  "holder": leases.describe(c.runner), "started_at": c.started_at.isoformat()}
+                 for c in calls_in_flight()]
     return out
 
 

@@ -36,7 +36,7 @@ from runner.providers.sandbox import SandboxProvider
 from runner.store import leadbook, reports
 from runner.store import simulation as stored
 from runner.store.auditlog import first_action_times
-from runner.store.dashboard import booked_slots, variant_results
+from runner.store.dashboard import variant_results
 from runner.store.fields import to_db_time
 from runner.store.quota_usage import performed_times
 from runner.store.transactions import writing
@@ -341,7 +341,7 @@ def _sample_queue(report: SimReport, now: dt.datetime, sample_at: dt.datetime, e
     """Record the queue at every whole hour up to `now` (it only changes at ticks); the next hour to sample."""
     if sample_at > now:
         return sample_at
-    booked = booked_slots()
+    booked = stored.reserved_by_action()
     while sample_at <= now and sample_at < end:
         report.queue.append({"at": sample_at.isoformat(), "booked": booked})
         sample_at += dt.timedelta(hours=1)

@@ -241,3 +241,25 @@ def test_export_events_has_blocks_and_unblocks_with_their_time(invited: dict[str
          "", {"profile_url": "https://www.linkedin.com/in/never-imported"}),
         ("unblocked", "cli", (start + dt.timedelta(hours=4)).isoformat(), BEN, "ben-okafor", {"profile_url": BEN}),
     ]
+
+
+def test_status_shows_the_calls_in_flight(invited: dict[str, dt.datetime], run: Run, tmp_path: pathlib.Path,
+                                          clock: Clock) -> None:
+    from runner.store.sender_calls import start_call
+    from runner.store.senders import sender_id_by_name
+
+    open_store(str(tmp_path / "seqrun.db"))
+    with db.atomic():
+        enrollment = Enrollment.select().first()
+        assert start_call(sender_id_by_name("alice") or 0, enrollment.id, f"{enrollment.id}:thanks:2:0",
+                          "elsewhere:4242:0a1b2c3d", clock.now)
+    db.close()
+    code, out, err = run("status")
+    assert (code, err) == (0, "")
+    assert (f"Calls in flight (at most one per sender account)\n"
+            f"  alice  action {enrollment.id}:thanks:2:0 since {clock.now:%Y-%m-%d %H:%M} UTC, by elsewhere pid 4242\n\n"
+            ) in out
+    code, out, err = run("status", "--json")
+    assert json.loads(out)["calls_in_flight"] == [{
+        "sender": "alice", "action_key": f"{enrollment.id}:thanks:2:0", "runner": "elsewhere:4242:0a1b2c3d",
+        "holder": "elsewhere pid 4242", "started_at": clock.now.isoformat()}]

@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from runner import logfields
-from runner.engine import limits
+from runner.engine import limits, presence
 from runner.engine.flow import (
     API_KEY_REJECTED,
     Ctx,
@@ -56,7 +56,7 @@ from runner.store import Action
 from runner.store.blocks import is_blocked
 from runner.store.ledger import action_by_key
 from runner.store.rows import insert_action, set_lead_json
-from runner.store.sender_calls import end_call, is_calling, start_call
+from runner.store.sender_calls import caller_of, end_call, start_call
 from runner.store.sender_state import hold_action
 from runner.store.senders import start_warmup
 from runner.store.transactions import writing
@@ -136,8 +136,18 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
 
 def _sender_busy(ctx: Ctx) -> bool:
     """Whether a call of the lead's sender is in flight (the simulator runs one call at a time in one
-    process, and keeps no call rows)."""
-    return not ctx.rt.calls_in_process and is_calling(ctx.sender.id)
+    process, and keeps no call rows). A call whose runner is gone is not: that runner's leads and
+    calls are taken back here and now, not at the next pass (and its lead, due at once, asks the
+    provider whether the action happened before anything is retried)."""
+    if ctx.rt.calls_in_process:
+        return False
+    caller = caller_of(ctx.sender.id)
+    if caller is None:
+        return False
+    if caller != ctx.rt.owner and presence.gone_now(caller, ctx.now, me=ctx.rt.owner):
+        presence.take_back(ctx.now, me=ctx.rt.owner)
+        return caller_of(ctx.sender.id) is not None
+    return True
 
 
 def _call_ended(ctx: Ctx, act: Action) -> None:

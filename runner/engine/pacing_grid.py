@@ -62,6 +62,13 @@ def slices(calendar: Calendar, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime,
            spacing: float) -> list[tuple[Grid, int, int]]:
     """The points strictly between `lo` and `hi`, as (grid, first, end) slices of the grids of the
     local dates that overlap the span, in time order."""
+    return list(_slices(calendar, zone, lo, hi, count, jitter, spacing))
+
+
+@functools.lru_cache(maxsize=4096)
+def _slices(calendar: Calendar, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime, count: int, jitter: float,
+            spacing: float) -> tuple[tuple[Grid, int, int], ...]:
+    # Kept: a pass plans many leads of one zone for the same sender-day at the same moment.
     out = []
     date = cal.local_date(lo, zone) - dt.timedelta(days=1)  # a window may run past midnight into the span
     last = cal.local_date(hi, zone)
@@ -71,7 +78,7 @@ def slices(calendar: Calendar, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime,
         if end > first:
             out.append((points, first, end))
         date += dt.timedelta(days=1)
-    return out
+    return tuple(out)
 
 
 def open_spans(calendar: Calendar, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> list[Span]:

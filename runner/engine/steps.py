@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ from runner.engine.flow import (
 from runner.engine.runtime import Runtime, SenderRuntime
 from runner.language import calendar as cal
 from runner.language import templates
-from runner.language.jinja import compile_condition, expression_names
+from runner.language.jinja import compile_condition, environment, expression_names
 from runner.language.model import ActionStep, BranchStep, Condition, EndStep, Sequence, WaitForStep, WaitStep
 from runner.language.urls import redact_secrets
 from runner.providers.base import ProviderError
@@ -261,10 +262,54 @@ def _compiled(source: str) -> Callable[..., Any]:
 
 def evaluate(ctx: Ctx, condition: Condition, values: dict[str, Any] | None = None) -> bool:
     """Whether `condition` holds for the lead; `values` is its `_condition_context` when already built."""
+    values = _condition_context(ctx) if values is None else values
+    key = _memo_key(condition.source, values)
+    if key is not None and (known := _RESULTS.get(key)) is not None:
+        return known
     try:
-        return bool(_compiled(condition.source)(**(_condition_context(ctx) if values is None else values)))
+        result = bool(_compiled(condition.source)(**values))
     except Exception as exc:  # noqa: BLE001 - a condition that fails for this lead's data
         raise templates.TemplateRenderError(ctx.seq.path, condition.pos.line, f"condition {condition.source!r}: {exc}") from None
+    if key is not None:
+        if len(_RESULTS) >= _RESULTS_MAX:
+            _RESULTS.clear()
+        _RESULTS[key] = result
+    return result
+
+
+#: Results of conditions by the values they read: most leads of a campaign read the same few facts
+#: (a fresh lead: not connected, no conversation), and building Jinja's context per call costs more
+#: than everything else a branch does. Only for conditions that read nothing but plain values.
+_RESULTS: dict[tuple[Any, ...], bool] = {}
+_RESULTS_MAX = 65536
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _memo_key(source: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
+    """(source, then type and value of every name it reads), or None when a name it reads is not a
+    plain value of `values` (a mapping, a list, a global such as `lipsum`): evaluated every time."""
+    names = _names_of(source)
+    if names is None:
+        return None
+    key: list[Any] = [source]
+    for name in names:
+        if name not in values:
+            return None
+        value = values[name]
+        if not isinstance(value, _PLAIN):
+            return None
+        key += (name, type(value), value)
+    return tuple(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_of(source: str) -> tuple[str, ...] | None:
+    """The names a condition reads from its context; None when it may call one of Jinja's globals
+    (`lipsum` draws at random, and `expression_names` does not list globals)."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
+    if words & set(environment().globals):
+        return None
+    return tuple(sorted(expression_names(source)))
 
 
 def check_exits(ctx: Ctx) -> Outcome | None:

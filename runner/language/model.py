@@ -315,6 +315,10 @@ class FieldSpec:
     pos: Pos
 
 
+#: id(steps tuple) -> (that tuple, its index): a frozen, slotted Sequence has nowhere to keep it
+_INDEXES: dict[int, tuple[tuple[Step, ...], dict[str, int]]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Sequence:
     name: str
@@ -342,8 +346,11 @@ class Sequence:
 
     @property
     def index(self) -> dict[str, int]:
-        # Computed on demand; the engine caches per loaded sequence.
-        return {s.id: i for i, s in enumerate(self.steps)}
+        """Step id -> position. Kept per steps tuple (the engine asks several times per lead)."""
+        known = _INDEXES.get(id(self.steps))
+        if known is None or known[0] is not self.steps:
+            known = _INDEXES[id(self.steps)] = (self.steps, {s.id: i for i, s in enumerate(self.steps)})
+        return dict(known[1])
 
     def next_step_id(self, step_id: str) -> str | None:
         """The id of the step after `step_id` in file order, or None at the end of the list."""

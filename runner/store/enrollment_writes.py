@@ -16,6 +16,7 @@ _COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at
             "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
 _SAVE_SQL = (f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _COLUMNS)}, version = version + 1 "
              "WHERE id = ? AND state = ? AND version = ?")
+_TO_DB = [(c, getattr(Enrollment, c).db_value) for c in _COLUMNS]  # (column, its Field.db_value)
 _FACTS_SQL = ("UPDATE enrollment SET facts = ?, due_at = ?, updated_at = ?, version = version + 1 "
               "WHERE id = ? AND state = ? AND version = ? AND lease_owner IS NULL")
 
@@ -23,7 +24,8 @@ _FACTS_SQL = ("UPDATE enrollment SET facts = ?, due_at = ?, updated_at = ?, vers
 def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
     """Write the lead's cursor and facts if the row is still in `expected_state` at `enr.version`;
     on success `enr.version` is the new version. False when another writer got there first."""
-    values = [getattr(Enrollment, c).db_value(getattr(enr, c)) for c in _COLUMNS]
+    data = enr.__data__
+    values = [to_db(data.get(column)) for column, to_db in _TO_DB]
     if db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state, enr.version)).rowcount != 1:
         return False
     enr.version += 1

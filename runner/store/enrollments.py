@@ -39,11 +39,36 @@ def load_enrollment(enrollment_id: int) -> Enrollment:
     slowest part of a tick otherwise)."""
     row = db.execute_sql(_LOAD_SQL, (enrollment_id,)).fetchone()
     n = len(_ENR_FIELDS)
-    lead = Lead(**{f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:], strict=True)})
-    values = {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n], strict=True) if f.name != "lead"}
-    enr = Enrollment(**values)
+    lead = _filled(Lead, {f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:], strict=True)})
+    enr = _filled(Enrollment, {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n], strict=True)})
     enr.lead = lead
     return enr
+
+
+def read_models(model: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """`model` instances of the rows `sql` selects (every column of the model, in `sorted_fields`
+    order), as peewee's `select()` builds them, without its query builder."""
+    fields = list(model._meta.sorted_fields)
+    out = []
+    for row in db.execute_sql(sql, params).fetchall():
+        instance = _filled(model, {f.name: f.python_value(v) for f, v in zip(fields, row, strict=True)})
+        instance._dirty.clear()  # as read from the database
+        out.append(instance)
+    return out
+
+
+def columns_of(model: Any) -> str:
+    """Every column of `model`, in the order `read_models` reads them."""
+    return ", ".join(f.column_name for f in model._meta.sorted_fields)
+
+
+def _filled(model: Any, values: dict[str, Any]) -> Any:
+    """A model instance with every field given: what `model(**values)` builds, without peewee's
+    default values and per-field descriptors (a tick loads one per lead)."""
+    instance = model(__no_default__=True)
+    instance.__data__ = values
+    instance._dirty = set(values)
+    return instance
 
 
 def due_ids(now: dt.datetime, limit: int) -> list[int]:

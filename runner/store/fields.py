@@ -14,11 +14,22 @@ def to_db_time(value: dt.datetime) -> str:
     """Aware datetime -> naive-UTC text that sorts correctly as a string."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: seqrun stores only timezone-aware times")
-    return value.astimezone(dt.UTC).strftime(_FMT)
+    utc = value.astimezone(dt.UTC)
+    if utc.year < 1000:  # (strftime does not pad such years: keep its text)
+        return utc.strftime(_FMT)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")  # the same text as _FMT, several times faster
 
 
 def from_db_time(value: str) -> dt.datetime:
-    # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime.
+    # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime; reading the
+    # zone with it is several times faster than `replace(tzinfo=...)` afterwards (text that already
+    # names a zone, or is a date alone, takes the second way, as before).
+    try:
+        parsed = dt.datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.tzinfo is not None:  # (a date alone drops the zone)
+        return parsed
     return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
 
 

@@ -15,8 +15,9 @@ from peewee import fn
 
 from runner.language.urls import redact_secrets
 from runner.providers.base import ProviderEvent
+from runner.store.enrollments import columns_of, read_models
 from runner.store.fields import from_db_time, to_db_time
-from runner.store.models import Enrollment, Event, InboxEvent, Lead, SyncCursor, db
+from runner.store.models import Enrollment, Event, InboxEvent, Lead, db
 
 STATES = ("pending", "applied", "dead")
 
@@ -68,8 +69,8 @@ def pending(limit: int, *, after: int = 0) -> list[InboxEvent]:
     """Pending rows in arrival order, from id `after` on (a pass walks the table in pages)."""
     if db.execute_sql(_ANY_PENDING_AFTER, (after,)).fetchone() is None:
         return []  # the common case (every tick asks), answered from the partial index without building a query
-    return list(InboxEvent.select().where(InboxEvent.state == "pending", InboxEvent.id > after)
-                .order_by(InboxEvent.id).limit(limit))
+    return read_models(InboxEvent, f"SELECT {columns_of(InboxEvent)} FROM inbox WHERE state = 'pending' AND id > ? "
+                                   "ORDER BY id LIMIT ?", (after, limit))
 
 
 # The literal 'pending' (not a parameter) lets SQLite use the partial index `inbox_pending`: these
@@ -166,33 +167,35 @@ def record_in_ledger(row: InboxEvent, *, sender_id: int | None, lead_id: int | N
     source). Its `received_at` is when it entered the ledger, so that readers that follow the ledger
     by that time (runner.outgoing_derive) see an event applied late, e.g. a dead letter retried;
     the inbox row keeps when it arrived."""
-    if Event.select(Event.id).where(Event.event_id == row.event_id).exists():
+    if db.execute_sql("SELECT 1 FROM event WHERE event_id = ? LIMIT 1", (row.event_id,)).fetchone() is not None:
         return False
-    Event.insert(event_id=row.event_id, kind=row.kind, source=row.source, sender=sender_id, lead=lead_id,
-                 enrollment=enrollment_id, occurred_at=row.occurred_at, received_at=applied_at,
-                 data=dict(row.data or {})).on_conflict_ignore().execute()
+    db.execute_sql("INSERT INTO event (event_id, kind, source, sender_id, lead_id, enrollment_id, occurred_at, "
+                   "received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                   (row.event_id, row.kind, row.source, sender_id, lead_id, enrollment_id,
+                    Event.occurred_at.db_value(row.occurred_at), to_db_time(applied_at),
+                    Event.data.db_value(dict(row.data or {}))))
     return True
 
 
 def synced_until(sender_id: int) -> dt.datetime | None:
     """How far the sender's provider sync had finished at its last poll (its cursor); None before
     the first finished sync."""
-    cursor = SyncCursor.get_or_none(SyncCursor.sender == sender_id)
-    return cursor.last_synced_at if cursor is not None else None
+    row = db.execute_sql("SELECT last_synced_at FROM sync_cursor WHERE sender_id = ?", (sender_id,)).fetchone()
+    return from_db_time(row[0]) if row is not None and row[0] is not None else None
 
 
 def move_cursor(sender_id: int, synced_until: dt.datetime, now: dt.datetime) -> None:
     """A sender's sync cursor, once the events its poll brought are in the inbox."""
-    SyncCursor.insert(sender=sender_id, last_synced_at=synced_until, updated_at=now).on_conflict(
-        conflict_target=[SyncCursor.sender],
-        update={SyncCursor.last_synced_at: synced_until, SyncCursor.updated_at: now}).execute()
+    db.execute_sql("INSERT INTO sync_cursor (sender_id, last_synced_at, updated_at) VALUES (?, ?, ?) "
+                   "ON CONFLICT (sender_id) DO UPDATE SET last_synced_at = excluded.last_synced_at, "
+                   "updated_at = excluded.updated_at", (sender_id, to_db_time(synced_until), to_db_time(now)))
 
 
 def lead_and_running_enrollment(lead_key: str) -> tuple[Lead | None, Enrollment | None]:
     """The lead with this key and its running (active or paused) enrollment, if any."""
-    lead = Lead.get_or_none(Lead.key == lead_key)
-    if lead is None:
+    leads = read_models(Lead, f"SELECT {columns_of(Lead)} FROM lead WHERE key = ?", (lead_key,))
+    if not leads:
         return None, None
-    enr = (Enrollment.select().where(Enrollment.lead == lead.id, Enrollment.state.in_(("active", "paused")))
-           .first())
-    return lead, enr
+    running = read_models(Enrollment, f"SELECT {columns_of(Enrollment)} FROM enrollment WHERE lead_id = ? "
+                                      "AND state IN ('active', 'paused') LIMIT 1", (leads[0].id,))
+    return leads[0], running[0] if running else None

@@ -48,9 +48,10 @@ def end_calls_of_enrollment(enrollment_id: int, runner: str) -> int:
                               (enrollment_id, runner)).rowcount)
 
 
-def is_calling(sender_id: int) -> bool:
-    """Whether a call of the sender is in flight now (a hint: `start_call` decides)."""
-    return db.execute_sql("SELECT 1 FROM sender_call WHERE sender_id = ?", (sender_id,)).fetchone() is not None
+def caller_of(sender_id: int) -> str | None:
+    """The runner with a call of the sender in flight now, if any (a hint: `start_call` decides)."""
+    row = db.execute_sql("SELECT runner FROM sender_call WHERE sender_id = ?", (sender_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def call_holders() -> dict[str, int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from runner.store.models import Sender
+from runner.store.models import Sender, db
 
 
 def pause_sender(sender_id: int, reason: str) -> None:
@@ -17,7 +17,8 @@ def resume_sender(sender_id: int) -> None:
 
 def status_of(sender_id: int) -> str | None:
     """The sender's status ("active", "paused"); None for a sender not in the store."""
-    return Sender.select(Sender.status).where(Sender.id == sender_id).scalar()
+    row = db.execute_sql("SELECT status FROM sender WHERE id = ?", (sender_id,)).fetchone()  # (every poll)
+    return str(row[0]) if row is not None else None
 
 
 def sender_id_by_name(name: str) -> int | None:

@@ -99,7 +99,10 @@ def test_two_runners_never_have_two_calls_of_one_sender_in_flight(make_harness: 
     assert first.due_at < second.due_at
     runner_a = h.engine
     runner_b = h.restart()  # another runner on the same store and the same simulated LinkedIn
-    assert runner_a.rt.owner != runner_b.rt.owner
+    # Runner A as another machine's live run (in this process, another engine's identity would be
+    # taken for an earlier, gone runner of the same pid).
+    runner_a.rt.owner = ELSEWHERE
+    live_runner_elsewhere(h.now, heartbeat=second.due_at + SENDER_BUSY_WAIT)
     inner = h.provider.connect
     in_call, release = threading.Event(), threading.Event()
     keys: list[str] = []
@@ -281,3 +284,17 @@ def test_a_lead_paused_during_its_call_leaves_no_call_behind(make_harness: Harne
     h.run(days=1, stop=lambda: len(h.provider.called("connect")) == 2)
     assert len(h.provider.called("connect")) == 2  # the other lead of the sender was not held up
     assert calls_in_flight() == []
+
+
+def test_a_busy_sender_whose_caller_is_gone_is_freed_by_the_lead_that_finds_it(make_harness: HarnessFactory) -> None:
+    # Without waiting for the next pass's take-back (a `serve` beside a run that died, say).
+    h = make_harness(sequence_yaml("s", FLOW))
+    h.enroll(lead_row("anna"))
+    with db.atomic():
+        live_runner_elsewhere(h.now, heartbeat=h.now - dt.timedelta(seconds=91))  # silent for more than 90 s
+        start_call(h.sender_id(), h.enrollment("anna").id, "their-key", ELSEWHERE, h.now)
+    h.tick()
+    enr = h.enrollment("anna")
+    assert enr.due_at != h.now + SENDER_BUSY_WAIT and enr.facts["slot"]["action"] == "connect"  # it planned its invite
+    assert calls_in_flight() == []
+    assert db.execute_sql("SELECT state FROM runner WHERE id = ?", (ELSEWHERE,)).fetchone() == ("gone",)

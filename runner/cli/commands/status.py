@@ -141,6 +141,12 @@ def command(sequence: str | None, as_json: bool, db_url: str | None) -> None:
                        f"{age(dt.timedelta(seconds=r['heartbeat_age_s']))} ago, started "
                        f"{r['started_at'][:16].replace('T', ' ')} UTC{gone}")
         click.echo("")
+    if report.calls:
+        click.echo("Calls in flight (at most one per sender account)")
+        for call in report.calls:
+            click.echo(printable(f"  {call['sender']}  action {call['action_key']} since "
+                                 f"{call['started_at'][:16].replace('T', ' ')} UTC, by {call['holder']}"))
+        click.echo("")
     if report.leased:
         click.echo("Leased (claimed by a run that has not finished with them)")
         for lease in report.leased:
