@@ -80,8 +80,8 @@ class Engine:
         share = self.rt.batch or claims.share()
         while (limit is None or report.processed < limit) and not self._stopping(report):
             batch = share if limit is None else min(share, limit - report.processed)
-            claimed = claims.claim_due(now, batch, self.rt.owner, now + self.rt.lease)
             with self._batch_transaction():
+                claimed = claims.claim_due(now, batch, self.rt.owner, now + self.rt.lease)
                 for index, enrollment_id in enumerate(claimed):
                     if self._stopping(report):
                         # Hand back what this pass claimed and did not start: due at once for the next run.
@@ -97,10 +97,10 @@ class Engine:
         return report
 
     def _batch_transaction(self) -> contextlib.AbstractContextManager[object]:
-        """Around a claimed batch: in the simulator (`Runtime.calls_in_process`: no other process
-        sees the store, no call leaves it) one transaction, each lead's own transaction a savepoint
-        in it, so the store writes its pages once per batch instead of once per lead; elsewhere
-        nothing (each lead commits before its external calls)."""
+        """Around a batch's claim and its leads: in the simulator (`Runtime.calls_in_process`: no
+        other process sees the store, no call leaves it) one transaction, the claim's and each lead's
+        own transaction a savepoint in it, so the store writes its pages once per batch instead of
+        once per lead; elsewhere nothing (each lead commits before its external calls)."""
         return writing(immediate=True) if self.rt.calls_in_process else contextlib.nullcontext()
 
     def _stopping(self, report: TickReport) -> bool:

@@ -21,7 +21,15 @@ def to_db_time(value: dt.datetime) -> str:
 
 
 def from_db_time(value: str) -> dt.datetime:
-    # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime.
+    # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime; reading the
+    # zone with it is several times faster than `replace(tzinfo=...)` afterwards (text that already
+    # names a zone, or is a date alone, takes the second way, as before).
+    try:
+        parsed = dt.datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.tzinfo is not None:  # (a date alone drops the zone)
+        return parsed
     return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
 
 
