@@ -57,3 +57,17 @@ def test_a_port_that_is_not_a_number_is_an_input_error(
     assert out.err == ('error: database "postgresql://bob:***@127.0.0.1:54x2/seqrun": the port "54x2" is not a '
                        "number from 1 to 65535\n")
     assert "s3cret-pw" not in out.out + out.err
+
+
+def test_a_host_given_in_the_url_query_is_the_one_named(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # libpq reads `?host=` (a name or a socket directory) and `?port=`; the message said "the local socket".
+    pytest.importorskip("psycopg")
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", "--db", "postgresql:///seqrun?host=127.0.0.1&port=1"]) == 1
+    assert capsys.readouterr().err.startswith(
+        'error: database "postgresql:///seqrun?host=127.0.0.1&port=1": cannot connect to Postgres on 127.0.0.1:1: ')
+    assert main(["status", "--db", "postgresql:///seqrun?host=/nonexistent-dir"]) == 1
+    assert capsys.readouterr().err.startswith(
+        'error: database "postgresql:///seqrun?host=/nonexistent-dir": cannot connect to Postgres on the socket in '
+        "/nonexistent-dir: ")

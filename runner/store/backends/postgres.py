@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import peewee
 
@@ -120,9 +120,17 @@ def _check_port(url: str) -> None:
 
 
 def where(url: str) -> str:
+    """The server the URL names, as libpq reads it: the netloc's host and port, else `?host=` and
+    `?port=` (a host starting with `/` is a socket directory), else the local socket."""
     parts = urlsplit(url)
-    host = parts.hostname or "the local socket"
-    return f"{host}:{parts.port}" if parts.port else host
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host") or [""])[0]
+    port = parts.port or (query.get("port") or [""])[0]
+    if not host:
+        return "the local socket"
+    if host.startswith("/"):
+        return f"the socket in {host}"
+    return f"{host}:{port}" if port else host
 
 
 def _first_line(exc: BaseException, url: str) -> str:
