@@ -130,7 +130,7 @@ class WebhookInbox:
         if not secrets:
             # Without a secret nothing can be verified, so nothing is accepted.
             self._count("refused")
-            log.warning("webhook for %s refused: no webhook secret is configured", provider)
+            log.debug("webhook for %s refused: no webhook secret is configured", provider)
             return 401, "no webhook secret configured"
         received_at = self._clock()
         events: list[ProviderEvent] = []
@@ -141,7 +141,7 @@ class WebhookInbox:
             except ProviderError as err:
                 status = err.status if err.status in (400, 401) else 400
                 self._count("refused" if status == 401 else "malformed")
-                log.warning("webhook for %s refused (%s): %s", provider, status, err.message)
+                log.debug("webhook for %s refused (%s): %s", provider, status, err.message)
                 return status, err.message
         payload = body.decode("utf-8", errors="replace")
         try:
@@ -177,6 +177,8 @@ class WebhookReceiver:
         if method != "POST":
             return _answer(405, "webhooks are POSTed")
         status, reason = self.inbox.receive(provider, headers, body, path=below)
+        if status >= 400:  # the HTTP side logs the verdict once (`seqrun serve`: runner.server.receiving)
+            log.warning("webhook for %s refused (%s): %s", provider, status, reason)
         return _answer(status, reason)
 
 

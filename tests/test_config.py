@@ -433,3 +433,13 @@ def test_a_database_url_without_a_password_is_kept(tmp_path: pathlib.Path, monke
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "version: 1\ndatabase: postgresql://seqrun@db.internal/seqrun\n")
     assert load_config(tmp_path).database == "postgresql://seqrun@db.internal/seqrun"
+
+
+def test_a_database_password_in_the_url_query_is_refused_too(tmp_path: pathlib.Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # libpq takes `?password=...` as well as `user:password@`; both put a secret in the file.
+    text = "version: 1\ndatabase: postgresql://seqrun@db.internal/seqrun?sslmode=require&password=hunter2-pw\n"
+    out = errors_of(tmp_path, text, monkeypatch)
+    assert out == [
+        "seqrun.yaml:2:11: error: database: a password does not belong in seqrun.yaml; remove it from the URL "
+        "and give it to Postgres through PGPASSWORD or ~/.pgpass (the value is not shown)"]

@@ -53,7 +53,6 @@ from runner.language import templates
 from runner.language.model import ActionStep, Sequence
 from runner.providers.base import ActionResult, ErrorKind, ProviderError
 from runner.store import Action
-from runner.store.blocks import is_blocked
 from runner.store.ledger import action_by_key
 from runner.store.rows import insert_action, set_lead_json
 from runner.store.sender_calls import caller_of, end_call, start_call
@@ -86,7 +85,7 @@ def idempotency_key(ctx: Ctx, step: ActionStep) -> str:
 def perform(ctx: Ctx, step: ActionStep) -> Outcome:
     """Run an action step (an action left in flight was reconciled first, in `steps._step_once`)."""
     if step.action in ("tag", "notify"):
-        if is_blocked(ctx.lead.key):  # read fresh, as before every action: a block may have come in since
+        if ctx.blocked_now():  # read fresh, as before every action: a block may have come in since
             return Finish("blocked")
         if step.in_window and not cal.is_open(ctx.seq.calendar, ctx.zone, ctx.now):
             return Sleep(cal.next_open(ctx.seq.calendar, ctx.zone, ctx.now))
@@ -114,7 +113,7 @@ def perform(ctx: Ctx, step: ActionStep) -> Outcome:
             ctx.facts["slot"] = slot.hold
         return Sleep(slot.at)
     text, subject, template, variant = _render(ctx, step)
-    if is_blocked(ctx.lead.key):  # read fresh: a block may have come in since the lead woke up
+    if ctx.blocked_now():  # read fresh: a block may have come in since the lead woke up
         return Finish("blocked")
     act = _record(ctx, step, name, content=text, subject=subject, template=template, variant=variant)
     if act is BUSY:

@@ -114,6 +114,8 @@ class Ctx:
     #: the lead's inbox events were taken since this run's transaction (re)began; until it commits,
     #: no other writer can add any on SQLite (the transaction holds the write lock)
     events_taken: bool = False
+    #: the block list's answer for the lead, read fresh in this run's transaction (see `blocked_now`)
+    block_read: bool | None = None
 
     @contextlib.contextmanager
     def outside(self) -> Iterator[None]:
@@ -138,8 +140,9 @@ class Ctx:
             with self.txn.released():  # inside a dry run's outer transaction nothing is committed for real anyway
                 yield
         finally:
-            if not self.txn.nested:  # a new transaction: events may have arrived meanwhile
+            if not self.txn.nested:  # a new transaction: events (and blocks) may have arrived meanwhile
                 self.events_taken = False
+                self.block_read = None
 
     def stop_if_asked(self) -> None:
         """When the run was asked to stop: commit what is done and raise `Stopping`. Called where no
@@ -185,6 +188,15 @@ class Ctx:
         """For exits and conditions, looked up once per wake-up; `actions.perform` looks again, fresh,
         right before it records an action."""
         return blocks.is_blocked(self.lead.key)
+
+    def blocked_now(self) -> bool:
+        """Whether the lead is on the block list, read fresh right before an action: a block may
+        have come in since the lead woke up. Read once per transaction while it holds SQLite's write
+        lock (no other writer can add a block before it commits); on every call otherwise."""
+        if self.block_read is not None and self.txn is not None and self.txn.excludes_writers:
+            return self.block_read
+        self.block_read = blocks.is_blocked(self.lead.key)
+        return self.block_read
 
     @property
     def ref(self) -> LeadRef:

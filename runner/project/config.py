@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from jsonschema import Draft202012Validator, ValidationError
@@ -41,6 +40,7 @@ from runner.language.yamlsrc import YamlDoc, load_yaml_file
 from runner.outgoing import Subscription
 from runner.outgoing_derive import EVENT_TYPES
 from runner.providers import PROVIDERS
+from runner.store.backends.postgres import has_password as postgres_has_password
 from runner.store.db import DEFAULT_DB, resolve_db_url
 
 ACCOUNT_TYPES = ("classic", "sales_navigator")
@@ -269,10 +269,7 @@ def _has_password(database: Any) -> bool:
     """Whether a `database:` URL carries a password (`postgresql://user:password@host/db`)."""
     if not isinstance(database, str) or "://" not in database:
         return False
-    try:
-        return urlsplit(database).password is not None
-    except ValueError:
-        return False
+    return postgres_has_password(database)
 
 
 def _anchor_database(value: str | None, root: pathlib.Path) -> str | None:

@@ -15,7 +15,10 @@ def save_configured_sender(name: str, now: dt.datetime, *, provider: str, accoun
     values = dict(provider=provider, account_id=account_id, account_type=account_type, timezone=timezone,
                   profile_id=profile_id or (row.profile_id if row else None), full_name=full_name)
     if row is None:
-        return Sender.create(name=name, created_at=now, **values)
+        # Several commands starting at once on a new database all find no row: the first insert
+        # wins, the others take its row and bring it to this configuration.
+        Sender.insert(name=name, created_at=now, **values).on_conflict_ignore().execute()
+        row = Sender.get(Sender.name == name)
     if any(getattr(row, k) != v for k, v in values.items()):
         for k, v in values.items():
             setattr(row, k, v)

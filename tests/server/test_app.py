@@ -134,3 +134,11 @@ def test_the_dashboard_is_mounted_after_the_routes_it_cannot_shadow(state: Serve
         assert httpx.get(url + "/").text == "dashboard"
         assert httpx.get(url + "/healthz").json() == {"alive": True}
 
+
+
+def test_a_refused_delivery_is_logged_once(state: ServerState, caplog: pytest.LogCaptureFixture) -> None:
+    # `seqrun serve` logged every refusal twice: by runner.webhooks and by runner.server.receiving.
+    with caplog.at_level("INFO"), served(state) as url:
+        post(url + "/webhooks/echo", ONE, token="forged")
+    assert [(r.name, r.getMessage()) for r in caplog.records if "refused" in r.getMessage()] == [
+        ("runner.server.receiving", "webhook for echo refused (401): webhook refused: bad token")]

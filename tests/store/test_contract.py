@@ -213,3 +213,24 @@ def test_a_lead_is_found_by_a_provider_id_in_its_json(store: str) -> None:
 
 def test_the_check_before_an_export_passes_on_a_sound_store(store: str) -> None:
     health.quick_check("nothing was exported")  # SQLite's pragma; nothing to run on Postgres
+
+
+def test_a_sender_another_process_creates_meanwhile_is_taken_not_a_crash(
+        store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three commands started at once on a fresh database each found no row for alice, and the two
+    # that inserted second stopped with exit 3 (IntegrityError on sender_name_key).
+    from runner.store.configured_senders import save_configured_sender
+
+    read = Sender.get_or_none
+
+    def another_process_inserts_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(Sender, "get_or_none", read)
+        row = read(*args, **kwargs)
+        Sender.create(name="alice", provider="sandbox", account_id="acc-alice", created_at=NOW)
+        return row
+
+    monkeypatch.setattr(Sender, "get_or_none", another_process_inserts_first)
+    row = save_configured_sender("alice", NOW, provider="sandbox", account_id="acc-alice-2", account_type="classic",
+                                 timezone="Europe/Berlin", profile_id=None, full_name="Alice")
+    assert [(s.id, s.name, s.account_id, s.timezone) for s in Sender.select()] == [
+        (row.id, "alice", "acc-alice-2", "Europe/Berlin")]

@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import peewee
 
@@ -75,6 +75,7 @@ def open_database(url: str) -> PostgresDatabase:
     except ImportError:
         raise UserError(f'database "{redact(url)}": the Postgres driver is not installed; '
                         "install it with: pip install 'seqrun[postgres]'") from None
+    _check_port(url)
     conninfo = "postgresql://" + url.split("://", 1)[1]
     database = PostgresDatabase(conninfo, connect_timeout=CONNECT_TIMEOUT_S)
     try:
@@ -85,8 +86,14 @@ def open_database(url: str) -> PostgresDatabase:
     return database
 
 
+#: libpq also takes the password as a query parameter (`?password=...`)
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
 def redact(url: str) -> str:
-    """The URL without its password (user names and hosts are kept: they help find the problem)."""
+    """The URL without its password, whether in `user:password@` or in `?password=` (user names and
+    hosts are kept: they help find the problem)."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -95,16 +102,43 @@ def redact(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
-def where(url: str) -> str:
+def has_password(url: str) -> bool:
+    """Whether the URL carries a password, in `user:password@` or in `?password=`."""
+    try:
+        return urlsplit(url).password is not None or _QUERY_PASSWORD.search(url) is not None
+    except ValueError:
+        return False
+
+
+def _check_port(url: str) -> None:
     parts = urlsplit(url)
-    host = parts.hostname or "the local socket"
-    return f"{host}:{parts.port}" if parts.port else host
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        port = parts.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[-1]
+        raise UserError(f'database "{redact(url)}": the port "{port}" is not a number from 1 to 65535') from None
+
+
+def where(url: str) -> str:
+    """The server the URL names, as libpq reads it: the netloc's host and port, else `?host=` and
+    `?port=` (a host starting with `/` is a socket directory), else the local socket."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host") or [""])[0]
+    port = parts.port or (query.get("port") or [""])[0]
+    if not host:
+        return "the local socket"
+    if host.startswith("/"):
+        return f"the socket in {host}"
+    return f"{host}:{port}" if port else host
 
 
 def _first_line(exc: BaseException, url: str) -> str:
     text = (str(exc).strip().splitlines() or ["unknown error"])[0]
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
+    for password in (urlsplit(url).password, *(m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(url))):
+        if password:
+            text = text.replace(password, "***")
+    return text
 
 
 def native_sql(sql: str) -> str:

@@ -24,21 +24,15 @@ def translate_ddl(sql: str) -> str:
 
 
 def claim_due(now: dt.datetime, limit: int, owner: str, lease_until: dt.datetime) -> list[int]:
-    """Take up to `limit` due active enrollments, earliest first: one guarded UPDATE inside the
-    IMMEDIATE transaction that read them, so no other process claims the same rows.
-
-    A plain read first: when nothing is due (most ticks of a quiet campaign) no write transaction is
-    opened, so an idle tick neither takes the write lock from other processes nor pays for a commit.
-    A row that becomes due just after that read is claimed by the next tick."""
-    due = to_db_time(now)
-    if db.execute_sql("SELECT 1 FROM enrollment WHERE state = 'active' AND due_at <= ? LIMIT 1",
-                      (due,)).fetchone() is None:
-        return []
-    with db.atomic("IMMEDIATE") if not db.in_transaction() else db.atomic():
-        ids = [r[0] for r in db.execute_sql(
-            "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
-            (due, limit)).fetchall()]
-        return claim_ids(ids, now, owner, lease_until)
+    """Take up to `limit` due active enrollments, earliest first: a plain read of the due ids, then
+    `claim_ids`' one guarded UPDATE, which SQLite runs whole under its write lock. A row another
+    process claimed between the two is no longer due (its `due_at` moved a lease ahead), so the
+    guard leaves it out: no lead is claimed twice, and no write transaction is opened when nothing
+    is due (most ticks of a quiet campaign)."""
+    ids = [r[0] for r in db.execute_sql(
+        "SELECT id FROM enrollment WHERE state = 'active' AND due_at <= ? ORDER BY due_at LIMIT ?",
+        (to_db_time(now), limit)).fetchall()]
+    return claim_ids(ids, now, owner, lease_until)
 
 
 def claim_ids(ids: list[int], now: dt.datetime, owner: str, lease_until: dt.datetime) -> list[int]:
