@@ -3,12 +3,13 @@ handed out at insert and rows appear at commit, so a row with a lower id may app
 one was read; the high-water mark waits for the inserts in progress. SQLite has one writer."""
 from __future__ import annotations
 
+import pathlib
 import threading
 import time
 
 import psycopg
 import pytest
-from tests.backends import POSTGRES
+from tests.backends import POSTGRES, fresh_store_url
 
 from runner.store import db, open_store
 from runner.store.outgoing import ledger_high_water
@@ -17,10 +18,8 @@ INSERT = ("INSERT INTO event (event_id, kind, source, occurred_at, received_at, 
           "VALUES (%s, 'replied', 'poll', '2026-03-02 09:00:00', '2026-03-02 09:00:00', '{}') RETURNING id")
 
 
-def test_sqlite_goes_up_to_the_last_id(store_url: str, backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("the Postgres case is below")
-    open_store(store_url)
+def test_sqlite_goes_up_to_the_last_id(tmp_path: pathlib.Path) -> None:
+    open_store(str(tmp_path / "t.db"))
     assert ledger_high_water() == 0
     db.execute_sql("INSERT INTO event (event_id, kind, source, occurred_at, received_at, data) VALUES "
                    "('e1', 'replied', 'poll', '2026-03-02 09:00:00', '2026-03-02 09:00:00', '{}')")
@@ -28,9 +27,12 @@ def test_sqlite_goes_up_to_the_last_id(store_url: str, backend: str) -> None:
 
 
 @pytest.mark.skipif(not POSTGRES, reason="SEQRUN_TEST_POSTGRES is not set (a postgresql:// URL to test against)")
-def test_postgres_waits_for_an_insert_in_progress_with_a_lower_id(store_url: str, backend: str) -> None:
-    if backend != "postgres":
-        pytest.skip("Postgres only")
+def test_postgres_waits_for_an_insert_in_progress_with_a_lower_id(tmp_path: pathlib.Path) -> None:
+    with fresh_store_url("postgres", tmp_path) as store_url:
+        _waits_for_an_insert_in_progress(store_url)
+
+
+def _waits_for_an_insert_in_progress(store_url: str) -> None:
     open_store(store_url)
     with psycopg.connect(store_url) as slow, psycopg.connect(store_url, autocommit=True) as fast:
         (low,) = slow.execute(INSERT, ("slow",)).fetchone()  # another runner's, not committed yet
