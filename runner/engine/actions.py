@@ -206,9 +206,7 @@ def reconcile(ctx: Ctx, step: ActionStep) -> Outcome | None:
 
 def _flush(ctx: Ctx) -> None:
     """Write queued writes now (the step goes on; the next external call commits them)."""
-    for write in ctx.pending:
-        write()
-    ctx.pending.clear()
+    ctx.write_pending()
     ctx.save()
 
 
@@ -318,9 +316,7 @@ def _record(ctx: Ctx, step: ActionStep, name: str, **content: Any) -> Action | _
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
     with writing():
-        for write in ctx.pending:
-            write()
-        ctx.pending.clear()
+        ctx.write_pending()
         calling = not ctx.rt.calls_in_process
         if calling and not start_call(ctx.sender.id, ctx.enr.id, key, ctx.rt.owner, ctx.now):
             return BUSY
@@ -527,9 +523,7 @@ def _record_local(ctx: Ctx, step: ActionStep) -> Action:
     ctx.stop_if_asked()  # a run that is stopping records no new action
     key = idempotency_key(ctx, step)
     with writing():
-        for write in ctx.pending:
-            write()
-        ctx.pending.clear()
+        ctx.write_pending()
         act = insert_action(key=key, enrollment=ctx.enr.id, lead=ctx.lead.id, sender=ctx.sender.id,
                             sequence=ctx.seq.name, step_id=step.id, action=step.action, attempt=ctx.enr.attempt,
                             status="in_flight", planned_at=ctx.now, started_at=ctx.now, content=step.url,

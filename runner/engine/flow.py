@@ -189,6 +189,12 @@ class Ctx:
         right before it records an action."""
         return blocks.is_blocked(self.lead.key)
 
+    def write_pending(self) -> None:
+        """Run the writes the current step queued (inside the caller's transaction), once."""
+        for write in self.pending:
+            write()
+        self.pending.clear()
+
     def blocked_now(self) -> bool:
         """Whether the lead is on the block list, read fresh right before an action: a block may
         have come in since the lead woke up. Read once per transaction while it holds SQLite's write

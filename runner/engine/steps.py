@@ -168,9 +168,7 @@ def _commit(ctx: Ctx, outcome: Outcome) -> None:
     """Apply one transition: the step's queued writes now, the enrollment row at the next save
     (`Ctx.save`, at the next external call or when the lead's run ends; see `advance`)."""
     enr, now = ctx.enr, ctx.now
-    for write in ctx.pending:
-        write()
-    ctx.pending.clear()
+    ctx.write_pending()
     if isinstance(outcome, Goto):
         if outcome.step_id is None:
             _finish(ctx, "done", "completed")
