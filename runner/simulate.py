@@ -39,7 +39,7 @@ from runner.store.auditlog import first_action_times
 from runner.store.dashboard import variant_results
 from runner.store.fields import to_db_time
 from runner.store.quota_usage import performed_times
-from runner.store.transactions import writing
+from runner.store.transactions import sole_writer, writing
 from runner.versions import remember
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
@@ -260,6 +260,7 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
     with contextlib.ExitStack() as stack:
+        stack.enter_context(sole_writer())  # the simulation's store is its own: see runner.store.transactions
         wire = None
         provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731
         if options.wire:

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -82,6 +83,7 @@ class Database(peewee.SqliteDatabase):
         self._let_go()
 
     def rollback(self) -> None:
+        ROLLBACKS[0] += 1
         try:
             super().rollback()
         finally:
@@ -119,6 +121,31 @@ class Database(peewee.SqliteDatabase):
                                 waited + 1)
                 waited += 1
                 self.sleep(pause)
+
+
+#: rollbacks (of a transaction or a savepoint) seen by this process: what it kept in memory of rows
+#: it wrote may be stale once this moves (`transactions.sole_writer`); a list, to be moved in place
+ROLLBACKS = [0]
+_SAVEPOINT_IDS = itertools.count(1)
+
+
+class _Savepoint(peewee._savepoint):
+    """peewee's savepoint, named from a counter (peewee draws a uuid4 for each: measurable when
+    every lead of a simulation runs in its own), and counted when rolled back."""
+
+    def __init__(self, db: Any, sid: str | None = None) -> None:
+        super().__init__(db, sid or f"s{next(_SAVEPOINT_IDS)}")
+
+    def rollback(self, begin: bool = True) -> None:
+        ROLLBACKS[0] += 1
+        super().rollback(begin)
+
+
+class _Proxy(peewee.DatabaseProxy):
+    """The models' database, bound by `open_store`; its savepoints are `_Savepoint`s."""
+
+    def savepoint(self) -> peewee._savepoint:
+        return _Savepoint(self)
 
 
 class FairGate:
@@ -161,7 +188,7 @@ def is_locked(exc: BaseException) -> bool:
 
 #: The models' database: SQLite (`Database`) or Postgres (`backends.postgres.PostgresDatabase`),
 #: chosen by `open_store` from the URL.
-db = peewee.DatabaseProxy()
+db = _Proxy()
 db.initialize(Database(None, lock_type="IMMEDIATE"))
 
 ENROLLMENT_STATES = ("active", "paused", "done", "failed")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import peewee
 
 from runner.store.backends import postgres
-from runner.store.models import db
+from runner.store.models import ROLLBACKS, db
 
 
 class Transaction:
@@ -57,6 +57,40 @@ class Transaction:
             yield
         finally:
             db.begin(self._lock)
+
+
+class _Owner:
+    sole = False
+    generation = 0  # moves at every start and end of a `sole_writer` block
+
+
+@contextlib.contextmanager
+def sole_writer() -> Iterator[None]:
+    """Declare, for the block, that this process is the only one writing the open database (a
+    simulation's throwaway store): what the store keeps in memory of rows it wrote stays true across
+    transactions, until a rollback (`rollbacks`) undoes some of them. Only ever on SQLite."""
+    _Owner.sole, _Owner.generation = not postgres.is_postgres(db), _Owner.generation + 1
+    try:
+        yield
+    finally:
+        _Owner.sole, _Owner.generation = False, _Owner.generation + 1
+
+
+def is_sole_writer() -> bool:
+    return _Owner.sole
+
+
+def kept_rows_key() -> tuple[int, int] | None:
+    """What a cache of rows this process wrote is good for: None outside a `sole_writer` block (keep
+    nothing across statements: another process may write), else a key that changes when the cache
+    must be dropped (a new block, or a rollback)."""
+    return (_Owner.generation, rollbacks()) if _Owner.sole else None
+
+
+def rollbacks() -> int:
+    """How many rollbacks the connection has seen (a transaction's or a savepoint's): a cache of rows
+    this process wrote is good only while this number stays the same."""
+    return ROLLBACKS[0]
 
 
 @contextlib.contextmanager
