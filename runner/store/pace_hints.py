@@ -12,6 +12,7 @@ and a release by one moves the hints of all.
 from __future__ import annotations
 
 from runner.store.models import db
+from runner.store.transactions import KeptRead
 
 
 def first_free_day(sender_id: int, sequence: str, action: str, zone: str) -> str | None:
@@ -40,8 +41,11 @@ def mark_vacated(sender_id: int, sequence: str, action: str, day: str) -> None:
                    "WHERE pace_vacated.day > excluded.day", (sender_id, sequence, action, day))
 
 
+_ANY_VACATED: KeptRead[bool] = KeptRead("pace_vacated")  # asked after every pass; a simulation knows its own writes
+
+
 def any_vacated() -> bool:
-    return db.execute_sql("SELECT 1 FROM pace_vacated LIMIT 1").fetchone() is not None
+    return _ANY_VACATED.read(lambda: db.execute_sql("SELECT 1 FROM pace_vacated LIMIT 1").fetchone() is not None)
 
 
 def take_vacated() -> tuple[int, str, str, str] | None:
