@@ -137,6 +137,11 @@ def rollbacks() -> int:
     return ROLLBACKS[0]
 
 
+def in_transaction() -> bool:
+    """Whether a transaction is open on this thread's connection."""
+    return bool(db.in_transaction())
+
+
 @contextlib.contextmanager
 def writing(*, immediate: bool = False) -> Iterator[Transaction]:
     """A write transaction around the block: committed at its end, rolled back if it raises."""
