@@ -114,6 +114,7 @@ class KeptRead(Generic[T]):
 
     def __init__(self, *tables: str) -> None:
         self.tables = tables
+        written.watch(tables)
         self._stamp: object = None
         self._answer: T | None = None
 

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 _TARGET = re.compile(r'\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+'
                      r'["`\[]?(\w+)', re.IGNORECASE)
 _KNOWN_STATEMENTS = 4096  # statement texts whose tables are remembered (parsed again past that)
+#: statements that write no table, told apart without parsing them (a savepoint per lead and step)
+_NO_WRITE = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "PRAGMA")
 
 
 class _Counts:
@@ -26,7 +28,8 @@ class _Counts:
     cascades: Mapping[str, frozenset[str]] = {}  # table -> tables whose rows may change with its rows
     tables: dict[str, int] = {}
     others = 0  # writes of other threads (their connections)
-    targets: dict[str, frozenset[str]] = {}  # statement text -> the tables it writes
+    targets: dict[str, frozenset[str]] = {}  # statement text -> the watched tables it writes
+    watched: set[str] = set()  # the tables some `KeptRead` reads: only their writes are counted
 
 
 def start(cascades: Mapping[str, frozenset[str]]) -> None:
@@ -34,6 +37,12 @@ def start(cascades: Mapping[str, frozenset[str]]) -> None:
     _Counts.thread = threading.get_ident()
     _Counts.cascades = cascades
     _Counts.tables = {}
+    _Counts.targets = {}
+
+
+def watch(tables: Iterable[str]) -> None:
+    """Count the writes of these tables (a `KeptRead` of them exists)."""
+    _Counts.watched.update(tables)
     _Counts.targets = {}
 
 
@@ -49,14 +58,14 @@ def counting() -> bool:
 
 def note(sql: str) -> None:
     """A statement that is not a SELECT ran (on this thread: it sees the write from now on)."""
-    if _Counts.thread is None or sql.startswith("SELECT"):
+    if _Counts.thread is None or sql.startswith(_NO_WRITE):
         return
     if threading.get_ident() != _Counts.thread:
         _Counts.others += 1
         return
     tables = _Counts.targets.get(sql)
     if tables is None:
-        tables = tables_written(sql, _Counts.cascades)
+        tables = tables_written(sql, _Counts.cascades) & _Counts.watched
         if len(_Counts.targets) >= _KNOWN_STATEMENTS:
             _Counts.targets.clear()
         _Counts.targets[sql] = tables
