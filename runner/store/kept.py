@@ -33,7 +33,3 @@ class Kept(Generic[K, V]):
             self._rows.clear()
             self._key = key
         return None if key is None else self._rows
-
-    def drop(self) -> None:
-        """Forget everything (a write whose effect on the copy is not worth working out)."""
-        self._rows.clear()

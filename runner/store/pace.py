@@ -14,19 +14,24 @@ from runner.store.models import db
 
 class _Line:
     """A simulation's copy of the sender's points of one action (`runner.store.kept`): their
-    moments in time order, and beside each its (spacing, performed, sequence)."""
+    moments in time order, and beside each its (spacing, performed, sequence, id)."""
 
     __slots__ = ("ats", "rows")
 
-    def __init__(self, rows: list[tuple[str, float, str, str]]) -> None:
-        points = sorted((from_db_time(at), spacing, state == "used", sequence) for at, spacing, state, sequence in rows)
-        self.ats = [at for at, _, _, _ in points]
-        self.rows = [(spacing, used, sequence) for _, spacing, used, sequence in points]
+    def __init__(self, rows: list[tuple[int, str, float, str, str]]) -> None:
+        points = sorted((from_db_time(at), spacing, state == "used", sequence, pace_id)
+                        for pace_id, at, spacing, state, sequence in rows)
+        self.ats = [point[0] for point in points]
+        self.rows = [point[1:] for point in points]
 
-    def add(self, at: dt.datetime, spacing: float, used: bool, sequence: str) -> None:
+    def add(self, at: dt.datetime, row: tuple[float, bool, str, int]) -> None:
         i = bisect.bisect_right(self.ats, at)
         self.ats.insert(i, at)
-        self.rows.insert(i, (spacing, used, sequence))
+        self.rows.insert(i, row)
+
+    def pop(self, i: int) -> tuple[float, bool, str, int]:
+        del self.ats[i]
+        return self.rows.pop(i)
 
 
 #: per (sender id, action): points are only ever deleted by `unbook_point` here (and by cascades
@@ -41,7 +46,7 @@ def _line(sender_id: int, action: str) -> _Line | None:
     line = kept.get((sender_id, action))
     if line is None:
         line = kept[(sender_id, action)] = _Line(db.execute_sql(
-            "SELECT at, spacing, state, sequence FROM pace WHERE sender_id = ? AND action = ?",
+            "SELECT id, at, spacing, state, sequence FROM pace WHERE sender_id = ? AND action = ?",
             (sender_id, action)).fetchall())
     return line
 
@@ -70,21 +75,21 @@ def points_between(sender_id: int, action: str, after: dt.datetime, before: dt.d
 def book_point(sender_id: int, action: str, sequence: str, day: str, at: dt.datetime, spacing: float,
                enrollment_id: int | None) -> None:
     stamp = to_db_time(at)
-    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state, enrollment_id) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'booked', ?)",
-                   (sender_id, action, sequence, day, stamp, spacing, enrollment_id))
-    if (line := _kept_line(sender_id, action)) is not None:
-        line.add(from_db_time(stamp), spacing, False, sequence)
+    cursor = db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state, enrollment_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?, 'booked', ?)",
+                            (sender_id, action, sequence, day, stamp, spacing, enrollment_id))
+    if (line := _kept_line(sender_id, action)) is not None:  # (only on SQLite: lastrowid is the point's id)
+        line.add(from_db_time(stamp), (spacing, False, sequence, cursor.lastrowid))
 
 
 def record_used(sender_id: int, action: str, sequence: str, day: str, at: dt.datetime, spacing: float) -> None:
     """The point of an action just charged (`limits.try_charge`): later slots keep their distance from it."""
     stamp = to_db_time(at)
-    db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'used')",
-                   (sender_id, action, sequence, day, stamp, spacing))
+    cursor = db.execute_sql("INSERT INTO pace (sender_id, action, sequence, day, at, spacing, state) "
+                            "VALUES (?, ?, ?, ?, ?, ?, 'used')",
+                            (sender_id, action, sequence, day, stamp, spacing))
     if (line := _kept_line(sender_id, action)) is not None:
-        line.add(from_db_time(stamp), spacing, True, sequence)
+        line.add(from_db_time(stamp), (spacing, True, sequence, cursor.lastrowid))
 
 
 def unbook_point(sender_id: int, action: str, sequence: str, at: dt.datetime) -> None:
@@ -100,10 +105,10 @@ def unbook_point(sender_id: int, action: str, sequence: str, at: dt.datetime) ->
     moment = from_db_time(stamp)
     lo, hi = bisect.bisect_left(line.ats, moment), bisect.bisect_right(line.ats, moment)
     held = [i for i in range(lo, hi) if not line.rows[i][1] and line.rows[i][2] == sequence]
-    if len({line.rows[i][0] for i in held}) > 1:
+    if len(held) > 1:
         del kept[(sender_id, action)]  # (which one went is the database's choice: read them again)
     elif held:
-        del line.ats[held[0]], line.rows[held[0]]
+        line.pop(held[0])
 
 
 def bookings_after(sender_id: int, action: str, sequence: str, day: str,
@@ -122,5 +127,10 @@ def bookings_after(sender_id: int, action: str, sequence: str, day: str,
 
 
 def move_point(pace_id: int, day: str, at: dt.datetime) -> None:
-    db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day, to_db_time(at), pace_id))
-    _LINES.drop()  # (rare: kept points are not kept by id)
+    stamp = to_db_time(at)
+    db.execute_sql("UPDATE pace SET day = ?, at = ? WHERE id = ?", (day, stamp, pace_id))
+    for line in (_LINES.rows() or {}).values():  # (rare: the kept points are searched for the id)
+        moved = next((i for i, row in enumerate(line.rows) if row[3] == pace_id), None)
+        if moved is not None:
+            line.add(from_db_time(stamp), line.pop(moved))
+            return

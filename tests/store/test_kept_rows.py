@@ -51,7 +51,10 @@ def _write(rng: random.Random, senders: list[int]) -> None:
         case 6:
             pace.record_used(sender, action, seq, day, _moment(rng), rng.choice([60.0, 90.5]))
         case 7:
-            pace.unbook_point(sender, action, seq, _moment(rng))
+            if rng.random() < 0.7:
+                pace.unbook_point(sender, action, seq, _moment(rng))
+            elif ids := [pace_id for pace_id, in db.execute_sql("SELECT id FROM pace ORDER BY id").fetchall()]:
+                pace.move_point(rng.choice(ids), day, _moment(rng))  # (fill_gaps moves a booking by id)
         case 8:
             hints.set_first_free_day(sender, seq, action, rng.choice(ZONES), rng.choice(DAYS))
         case 9:
