@@ -137,6 +137,7 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
 _RAMPED: dict[tuple[Any, ...], tuple[Limits, tuple[int, int]]] = {}
 _SPACING: dict[tuple[Any, ...], tuple[Sequence, float]] = {}
 _OPEN_SECONDS: dict[int, tuple[Calendar, int]] = {}
+_JITTER: dict[tuple[Any, ...], tuple[Sequence, Calendar, float]] = {}
 _KEPT_MAX = 4096
 
 
@@ -188,13 +189,21 @@ def spacing_seconds(seq: Sequence, sender: SenderCaps, action: str) -> float:
 # --- points ---------------------------------------------------------------------------------------
 
 def _segments(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
-              cap: int, spacing: float, after: dt.datetime) -> list[tuple[grids.Grid, int, int]]:
+              cap: int, spacing: float, after: dt.datetime) -> tuple[tuple[grids.Grid, int, int], ...]:
     """The lead's points on sender-local `day` later than `after` (see `pacing_grid.slices`)."""
     lo = max(_local_midnight(day, sender.zone), after)
     hi = _local_midnight(day + dt.timedelta(days=1), sender.zone)
-    gap = _gap_seconds(seq, calendar, action, cap)
-    jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap)
-    return grids.slices(calendar, zone, lo, hi, cap, jitter, spacing)
+    return grids.slices(calendar, zone, lo, hi, cap, _jitter(seq, calendar, action, cap), spacing)
+
+
+def _jitter(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
+    key = (id(seq), id(calendar), action, cap)
+    kept = _JITTER.get(key)
+    if kept is not None and kept[0] is seq and kept[1] is calendar:
+        return kept[2]
+    jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * _gap_seconds(seq, calendar, action, cap))
+    _keep(_JITTER, key, (seq, calendar, jitter))
+    return jitter
 
 
 def _reach_of(sender_id: int, action: str, spacing: float) -> dt.timedelta:
