@@ -260,7 +260,10 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
     rows = sync_senders(sim_config, options.start)
     posted: list[str] = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(sole_writer())  # the simulation's store is its own: see runner.store.transactions
+        if not options.wire:
+            # The simulation's store is its own (with --wire, the webhook receiver's thread stores
+            # deliveries through a connection of its own): see runner.store.transactions.
+            stack.enter_context(sole_writer())
         wire = None
         provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731
         if options.wire:
