@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from runner.store.kept import Kept
 from runner.store.models import db
+from runner.store.transactions import KeptRead
 
 # In a simulation (`runner.store.kept`), the rows as the writes below leave them: per (sender id,
 # sequence, action), {zone: first free day or None (no row)}; per (sender id, action), the reach or
-# None (no row); whether `pace_vacated` has a row (absent: not known).
+# None (no row).
 _FIRST_FREE: Kept[tuple[int, str, str], dict[str, str | None]] = Kept()
 _REACH: Kept[tuple[int, str], float | None] = Kept()
-_VACATED: Kept[str, bool] = Kept()
 
 
 def first_free_day(sender_id: int, sequence: str, action: str, zone: str) -> str | None:
@@ -64,32 +64,22 @@ def mark_vacated(sender_id: int, sequence: str, action: str, day: str) -> None:
     db.execute_sql("INSERT INTO pace_vacated (sender_id, sequence, action, day) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (sender_id, sequence, action) DO UPDATE SET day = excluded.day "
                    "WHERE pace_vacated.day > excluded.day", (sender_id, sequence, action, day))
-    if (kept := _VACATED.rows()) is not None:
-        kept["any"] = True
+
+
+_ANY_VACATED: KeptRead[bool] = KeptRead("pace_vacated")  # asked after every pass; a simulation knows its own writes
 
 
 def any_vacated() -> bool:
-    kept = _VACATED.rows()
-    if kept is not None and "any" in kept:
-        return kept["any"]
-    found = db.execute_sql("SELECT 1 FROM pace_vacated LIMIT 1").fetchone() is not None
-    if kept is not None:
-        kept["any"] = found
-    return found
+    return _ANY_VACATED.read(lambda: db.execute_sql("SELECT 1 FROM pace_vacated LIMIT 1").fetchone() is not None)
 
 
 def take_vacated() -> tuple[int, str, str, str] | None:
     """Take one (sender id, sequence, action, day) given back, or None; run inside a write transaction
     so that one runner fills it."""
     row = db.execute_sql("SELECT id, sender_id, sequence, action, day FROM pace_vacated ORDER BY id LIMIT 1").fetchone()
-    kept = _VACATED.rows()
     if row is None:
-        if kept is not None:
-            kept["any"] = False
         return None
     db.execute_sql("DELETE FROM pace_vacated WHERE id = ?", (row[0],))
-    if kept is not None:
-        kept.pop("any", None)  # (others may be left)
     return int(row[1]), str(row[2]), str(row[3]), str(row[4])
 
 
