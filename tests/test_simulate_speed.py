@@ -107,3 +107,29 @@ def test_in_process_simulation_commits_once_per_claimed_batch(tmp_path: pathlib.
     commits = sum(1 for s in first_tick if s.strip().upper() == "COMMIT")
     assert savepoints >= 300  # each lead's own transaction, inside the batch's
     assert commits < 10
+
+
+def test_in_process_simulation_commits_once_per_many_ticks(tmp_path: pathlib.Path) -> None:
+    from runner.simulate import TICKS_PER_COMMIT
+
+    open_store(str(tmp_path / "sim.db"), durable=False)
+    statements: list[str] = []
+    ticks: list[dt.datetime] = []
+    original = Engine.tick
+
+    def tick(self: Engine, now: dt.datetime, **kwargs: Any) -> Any:
+        ticks.append(now)
+        return original(self, now, **kwargs)
+
+    try:
+        Engine.tick = tick  # type: ignore[method-assign]
+        db.connection().set_trace_callback(statements.append)
+        _simulate(tmp_path, 300, 6)
+    finally:
+        Engine.tick = original  # type: ignore[method-assign]
+        db.connection().set_trace_callback(None)
+        db.close()
+    commits = sum(1 for s in statements if s.strip().upper() == "COMMIT")
+    assert len(ticks) > 2 * TICKS_PER_COMMIT
+    # enrolling, the ticks (one transaction per TICKS_PER_COMMIT of them), the report: not one per tick
+    assert commits <= len(ticks) // TICKS_PER_COMMIT + 6

@@ -18,6 +18,7 @@ from runner.providers.base import ProviderEvent
 from runner.store.enrollments import columns_of, read_models
 from runner.store.fields import from_db_time, to_db_time
 from runner.store.models import Enrollment, Event, InboxEvent, Lead, db
+from runner.store.transactions import KeptRead
 
 STATES = ("pending", "applied", "dead")
 
@@ -65,9 +66,19 @@ def to_event(row: InboxEvent) -> ProviderEvent:
 _ANY_PENDING_AFTER = "SELECT 1 FROM inbox WHERE state = 'pending' AND id > ? LIMIT 1"
 
 
+_ANY_PENDING: KeptRead[bool] = KeptRead("inbox")  # whether any row is pending: a simulation knows it from its own writes
+
+
+def _none_pending() -> bool:
+    """Known without a query that no row is pending (a simulation that wrote no inbox row since it
+    last found none)."""
+    return _ANY_PENDING.stamp() is not None and not _ANY_PENDING.read(
+        lambda: db.execute_sql(_ANY_PENDING_AFTER, (0,)).fetchone() is not None)
+
+
 def pending(limit: int, *, after: int = 0) -> list[InboxEvent]:
     """Pending rows in arrival order, from id `after` on (a pass walks the table in pages)."""
-    if db.execute_sql(_ANY_PENDING_AFTER, (after,)).fetchone() is None:
+    if _none_pending() or db.execute_sql(_ANY_PENDING_AFTER, (after,)).fetchone() is None:
         return []  # the common case (every tick asks), answered from the partial index without building a query
     return read_models(InboxEvent, f"SELECT {columns_of(InboxEvent)} FROM inbox WHERE state = 'pending' AND id > ? "
                                    "ORDER BY id LIMIT ?", (after, limit))
@@ -81,7 +92,7 @@ _ANY_PENDING_FOR_LEAD = "SELECT 1 FROM inbox WHERE lead_key = ? AND state = 'pen
 
 def pending_for_lead(lead_key: str) -> list[InboxEvent]:
     """A lead's pending rows in arrival order (the holder of its claim applies them)."""
-    if db.execute_sql(_ANY_PENDING_FOR_LEAD, (lead_key,)).fetchone() is None:
+    if _none_pending() or db.execute_sql(_ANY_PENDING_FOR_LEAD, (lead_key,)).fetchone() is None:
         return []  # the common case, answered from the index alone
     return list(InboxEvent.raw(_PENDING_FOR_LEAD, lead_key))
 

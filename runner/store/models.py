@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from runner.store import written
 from runner.store.fields import IntBooleanField, JSONField, UTCDateTimeField
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Database(peewee.SqliteDatabase):
 
     def commit(self) -> None:
         super().commit()
+        written.note_commit()
         self._let_go()
 
     def rollback(self) -> None:
@@ -102,9 +104,14 @@ class Database(peewee.SqliteDatabase):
                 # What peewee's execute_sql does then, without its layers (half the time of a
                 # simple statement): errors are still peewee's.
                 with peewee.__exception_wrapper__:
-                    return conn.execute(sql, params or ())
-            return super().execute_sql(sql, params)
-        return self._patiently(lambda: super(Database, self).execute_sql(sql, params))
+                    cursor = conn.execute(sql, params or ())
+            else:
+                cursor = super().execute_sql(sql, params)
+        else:
+            cursor = self._patiently(lambda: super(Database, self).execute_sql(sql, params))
+        if written.counting():
+            written.note(sql)  # a simulation's own writes (runner.store.written)
+        return cursor
 
     def _patiently(self, attempt: Callable[[], T]) -> T:
         waited = 0

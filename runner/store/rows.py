@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from runner.language.urls import redact_secrets
+from runner.store import written
 from runner.store.backends import current
 from runner.store.fields import to_db_time
 from runner.store.models import Action, Lead, db
@@ -28,6 +29,7 @@ _CLOSE = f"UPDATE action SET {', '.join(f.column_name + ' = ?' for f in _CLOSE_F
 def execute_many(sql: str, rows: Iterable[Sequence[Any]]) -> None:
     """One statement (with `?` placeholders) for each row, through the driver's executemany."""
     db.cursor().executemany(current().native_sql(sql), rows)
+    written.note(sql)
 
 
 def insert_action(**values: Any) -> Action:

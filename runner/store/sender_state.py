@@ -8,14 +8,18 @@ import datetime as dt
 
 from runner.store.fields import from_db_time, to_db_time
 from runner.store.models import db
+from runner.store.transactions import KeptRead
 
 # --- poll schedule --------------------------------------------------------------------------------
 
 
+_SCHEDULE: KeptRead[dict[int, dt.datetime]] = KeptRead("poll_schedule")  # read at every pass; a simulation knows its own writes
+
+
 def poll_schedule() -> dict[int, dt.datetime]:
     """Sender id -> when its next poll is due (senders never polled have no entry)."""
-    return {sender_id: from_db_time(at) for sender_id, at in
-            db.execute_sql("SELECT sender_id, next_at FROM poll_schedule").fetchall()}
+    return dict(_SCHEDULE.read(lambda: {sender_id: from_db_time(at) for sender_id, at in
+                                        db.execute_sql("SELECT sender_id, next_at FROM poll_schedule").fetchall()}))
 
 
 def claim_poll(sender_id: int, now: dt.datetime, next_at: dt.datetime) -> bool:
@@ -66,8 +70,17 @@ def action_held_until(sender_id: int, action: str, now: dt.datetime) -> dt.datet
     return from_db_time(row[0]) if row else None
 
 
+_HOLDS: KeptRead[list[tuple[int, str, str, str]]] = KeptRead("provider_hold")  # read at every pass; a simulation knows its own writes
+_ALL_HOLDS = "SELECT sender_id, action, until, reason FROM provider_hold ORDER BY sender_id, action"
+
+
 def provider_holds(now: dt.datetime) -> list[tuple[int, str, dt.datetime, str]]:
     """Every hold still in force at `now`: (sender id, action, until, reason), by sender and action."""
-    rows = db.execute_sql("SELECT sender_id, action, until, reason FROM provider_hold WHERE until > ? "
-                          "ORDER BY sender_id, action", (to_db_time(now),)).fetchall()
+    at = to_db_time(now)
+    if _HOLDS.stamp() is not None:
+        # Every hold as last read (the table is small), compared as SQLite compares the stored text.
+        rows = [row for row in _HOLDS.read(lambda: db.execute_sql(_ALL_HOLDS).fetchall()) if row[2] > at]
+    else:
+        rows = db.execute_sql("SELECT sender_id, action, until, reason FROM provider_hold WHERE until > ? "
+                              "ORDER BY sender_id, action", (at,)).fetchall()
     return [(sender_id, action, from_db_time(until), reason) for sender_id, action, until, reason in rows]

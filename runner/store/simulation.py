@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from runner.store.fields import from_db_time
 from runner.store.models import Enrollment, db
+from runner.store.transactions import KeptRead
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
 
@@ -17,10 +18,13 @@ def has_enrollments() -> bool:
     return Enrollment.select().exists()
 
 
+_PAUSED: KeptRead[list[tuple[int, str, str | None]]] = KeptRead("sender")  # asked after every tick: known until a sender is written
+
+
 def paused_senders() -> list[tuple[int, str, str | None]]:
     """(id, name, paused reason) of every paused sender."""
-    return [tuple(r) for r in db.execute_sql(
-        "SELECT id, name, paused_reason FROM sender WHERE status = 'paused'").fetchall()]
+    return list(_PAUSED.read(lambda: [tuple(r) for r in db.execute_sql(
+        "SELECT id, name, paused_reason FROM sender WHERE status = 'paused'").fetchall()]))
 
 
 def active_by_step(sequence: str) -> dict[str, int]:

@@ -7,13 +7,17 @@ the start (SQLite's `BEGIN IMMEDIATE`): what the transaction reads cannot change
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import peewee
 
+from runner.store import written
 from runner.store.backends import postgres
 from runner.store.models import ROLLBACKS, _Savepoint, db
+
+T = TypeVar("T")
 
 
 class Transaction:
@@ -71,10 +75,23 @@ def sole_writer() -> Iterator[None]:
     simulation's throwaway store): what the store keeps in memory of rows it wrote stays true across
     transactions, until a rollback (`rollbacks`) undoes some of them. Only ever on SQLite."""
     _Owner.sole, _Owner.generation = not postgres.is_postgres(db), _Owner.generation + 1
+    if _Owner.sole:
+        written.start(written.cascades_of(_foreign_keys()))
     try:
         yield
     finally:
+        written.stop()
         _Owner.sole, _Owner.generation = False, _Owner.generation + 1
+
+
+def _foreign_keys() -> list[tuple[str, str, str, str]]:
+    """(child table, parent table, on update, on delete) of every foreign key of the SQLite store."""
+    keys = []
+    for (table,) in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        # foreign_key_list: id, seq, parent table, from, to, on_update, on_delete, match
+        for row in db.execute_sql("SELECT * FROM pragma_foreign_key_list(?)", (table,)).fetchall():
+            keys.append((table, row[2], row[5], row[6]))
+    return keys
 
 
 def is_sole_writer() -> bool:
@@ -88,10 +105,42 @@ def kept_rows_key() -> tuple[int, int] | None:
     return (_Owner.generation, rollbacks()) if _Owner.sole else None
 
 
+class KeptRead(Generic[T]):
+    """One read of some tables that a simulation need not repeat: its answer is kept while this
+    process is the store's only writer and has written none of the tables since (nor rolled back
+    anything: `kept_rows_key`). Outside a `sole_writer` block every call reads (another process may
+    have written). Only for answers that depend on nothing but the tables' rows."""
+
+    __slots__ = ("tables", "_stamp", "_answer")
+
+    def __init__(self, *tables: str) -> None:
+        self.tables = tables
+        self._stamp: object = None
+        self._answer: T | None = None
+
+    def read(self, query: Callable[[], T]) -> T:
+        stamp = self.stamp()  # taken before the query: a write meanwhile makes the next call read again
+        if stamp is None:
+            return query()
+        if stamp != self._stamp:
+            self._answer, self._stamp = query(), stamp
+        return self._answer  # type: ignore[return-value]
+
+    def stamp(self) -> tuple[object, ...] | None:
+        """What the answer kept is good for (None: nothing may be kept); see `read`."""
+        key, counts = kept_rows_key(), written.stamp(self.tables)
+        return None if key is None or counts is None else (key, counts)
+
+
 def rollbacks() -> int:
     """How many rollbacks the connection has seen (a transaction's or a savepoint's): a cache of rows
     this process wrote is good only while this number stays the same."""
     return ROLLBACKS[0]
+
+
+def in_transaction() -> bool:
+    """Whether a transaction is open on this thread's connection."""
+    return bool(db.in_transaction())
 
 
 class writing:
