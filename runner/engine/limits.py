@@ -121,8 +121,39 @@ def caps_for(seq: Sequence, sender: SenderCaps, action: str, day: dt.date,
     seq_cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
     if seq.limits.warmup is None:
         return seq_cap, sender_cap  # the common case, without fractions
+    key = (id(seq.limits), seq_cap, sender_cap, sender.first_action_at, sender.zone, day,
+           today if sender.first_action_at is None else None)
+    kept = _RAMPED.get(key)
+    if kept is not None and kept[0] is seq.limits:
+        return kept[1]
     factor = ramp(seq.limits, sender.first_action_at, day, sender.zone, today)
-    return ramped(seq_cap, factor), ramped(sender_cap, factor)
+    caps = ramped(seq_cap, factor), ramped(sender_cap, factor)
+    _keep(_RAMPED, key, (seq.limits, caps))
+    return caps
+
+
+# Pure results kept by the identity of the (frozen) objects they come from: a kept entry holds its
+# object, so that its id cannot be reused while the entry stands. Bounded: cleared when full.
+_RAMPED: dict[tuple[Any, ...], tuple[Limits, tuple[int, int]]] = {}
+_SPACING: dict[tuple[Any, ...], tuple[Sequence, float]] = {}
+_OPEN_SECONDS: dict[int, tuple[Calendar, int]] = {}
+_JITTER: dict[tuple[Any, ...], tuple[Sequence, Calendar, float]] = {}
+_KEPT_MAX = 4096
+
+
+def _keep(kept: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(kept) >= _KEPT_MAX:
+        kept.clear()
+    kept[key] = value
+
+
+def _open_seconds(calendar: Calendar) -> int:
+    kept = _OPEN_SECONDS.get(id(calendar))
+    if kept is not None and kept[0] is calendar:
+        return kept[1]
+    seconds = cal.open_seconds_per_day(calendar)
+    _keep(_OPEN_SECONDS, id(calendar), (calendar, seconds))
+    return seconds
 
 
 unit = _unit = grids.unit  # deterministic jitter, the same on every run
@@ -130,7 +161,7 @@ _local_midnight = grids.local_midnight
 
 
 def _gap_seconds(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
-    nominal = cal.open_seconds_per_day(calendar) / max(cap, 1)
+    nominal = _open_seconds(calendar) / max(cap, 1)
     return max(nominal, _min_gap_seconds(seq, action))
 
 
@@ -143,22 +174,36 @@ def spacing_seconds(seq: Sequence, sender: SenderCaps, action: str) -> float:
     """The least time between this sequence's `action` and any other of the sender's: `min_gap`,
     and never less than a quarter of the nominal gap (open time per day / cap before warm-up)."""
     sender_cap = sender.caps.get(action, 0)
+    key = (id(seq), action, sender_cap)
+    kept = _SPACING.get(key)
+    if kept is not None and kept[0] is seq:
+        return kept[1]
     limit = seq.limits.per_action.get(action)
     cap = min(limit.daily, sender_cap) if limit is not None else sender_cap
-    nominal = cal.open_seconds_per_day(seq.calendar) / max(cap, 1)
-    return max(_min_gap_seconds(seq, action), float(nominal * FLOOR_SHARE))
+    nominal = _open_seconds(seq.calendar) / max(cap, 1)
+    spacing = max(_min_gap_seconds(seq, action), float(nominal * FLOOR_SHARE))
+    _keep(_SPACING, key, (seq, spacing))
+    return spacing
 
 
 # --- points ---------------------------------------------------------------------------------------
 
 def _segments(seq: Sequence, sender: SenderCaps, action: str, calendar: Calendar, zone: ZoneInfo, day: dt.date,
-              cap: int, spacing: float, after: dt.datetime) -> list[tuple[grids.Grid, int, int]]:
+              cap: int, spacing: float, after: dt.datetime) -> tuple[tuple[grids.Grid, int, int], ...]:
     """The lead's points on sender-local `day` later than `after` (see `pacing_grid.slices`)."""
     lo = max(_local_midnight(day, sender.zone), after)
     hi = _local_midnight(day + dt.timedelta(days=1), sender.zone)
-    gap = _gap_seconds(seq, calendar, action, cap)
-    jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * gap)
-    return grids.slices(calendar, zone, lo, hi, cap, jitter, spacing)
+    return grids.slices(calendar, zone, lo, hi, cap, _jitter(seq, calendar, action, cap), spacing)
+
+
+def _jitter(seq: Sequence, calendar: Calendar, action: str, cap: int) -> float:
+    key = (id(seq), id(calendar), action, cap)
+    kept = _JITTER.get(key)
+    if kept is not None and kept[0] is seq and kept[1] is calendar:
+        return kept[2]
+    jitter = float(seq.limits.jitter.seconds if seq.limits.jitter else 0.2 * _gap_seconds(seq, calendar, action, cap))
+    _keep(_JITTER, key, (seq, calendar, jitter))
+    return jitter
 
 
 def _reach_of(sender_id: int, action: str, spacing: float) -> dt.timedelta:

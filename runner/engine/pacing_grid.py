@@ -30,6 +30,7 @@ def unit(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+@functools.lru_cache(maxsize=4096)
 def local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
 
@@ -58,16 +59,11 @@ def grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter: 
     return tuple(points)
 
 
+@functools.lru_cache(maxsize=4096)
 def slices(calendar: Calendar, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime, count: int, jitter: float,
-           spacing: float) -> list[tuple[Grid, int, int]]:
+           spacing: float) -> tuple[tuple[Grid, int, int], ...]:
     """The points strictly between `lo` and `hi`, as (grid, first, end) slices of the grids of the
     local dates that overlap the span, in time order."""
-    return list(_slices(calendar, zone, lo, hi, count, jitter, spacing))
-
-
-@functools.lru_cache(maxsize=4096)
-def _slices(calendar: Calendar, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime, count: int, jitter: float,
-            spacing: float) -> tuple[tuple[Grid, int, int], ...]:
     # Kept: a pass plans many leads of one zone for the same sender-day at the same moment.
     out = []
     date = cal.local_date(lo, zone) - dt.timedelta(days=1)  # a window may run past midnight into the span

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from runner.store import usage
 from runner.store.backends import current
 from runner.store.fields import to_db_time
 from runner.store.models import db
@@ -33,8 +34,10 @@ def charge_usage(sender_id: int, day: str, action: str, sequence: str, *, sequen
     """Count one action on `day` if both caps leave room; False (nothing counted) otherwise."""
     stamp = to_db_time(at)
     args = (stamp, stamp, sender_id, day, action, sequence, sequence_cap, sender_id, day, action, sender_cap)
-    if db.execute_sql(_CHARGE, args).fetchone() is not None:
-        return True
-    if db.execute_sql(_ENSURE, (sender_id, sequence, action, day)).rowcount == 0:
-        return False  # the row was there: a cap is reached
-    return db.execute_sql(_CHARGE, args).fetchone() is not None
+    row = db.execute_sql(_CHARGE, args).fetchone()
+    if row is None:
+        if db.execute_sql(_ENSURE, (sender_id, sequence, action, day)).rowcount == 0:
+            return False  # the row was there: a cap is reached
+        row = db.execute_sql(_CHARGE, args).fetchone()
+    usage.kept_charge(sender_id, day, action, sequence, None if row is None else int(row[0]))
+    return row is not None

@@ -7,29 +7,57 @@ applied from another process survives the lead's own save (runner.engine.inbox, 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from runner.store.fields import to_db_time
 from runner.store.models import Enrollment, db
+from runner.store.transactions import is_sole_writer
 
-_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
-            "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
-_SAVE_SQL = (f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in _COLUMNS)}, version = version + 1 "
-             "WHERE id = ? AND state = ? AND version = ?")
-_TO_DB = [(c, getattr(Enrollment, c).db_value) for c in _COLUMNS]  # (column, its Field.db_value)
+#: the columns `save_enrollment` writes: the lead's cursor and facts
+SAVED_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_entered_at",
+                 "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
+_GUARD = "version = version + 1 WHERE id = ? AND state = ? AND version = ?"
+_SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in SAVED_COLUMNS)}, {_GUARD}"
+_TO_DB = [(c, getattr(Enrollment, c).db_value) for c in SAVED_COLUMNS]  # (column, its Field.db_value)
 _FACTS_SQL = ("UPDATE enrollment SET facts = ?, due_at = ?, updated_at = ?, version = version + 1 "
               "WHERE id = ? AND state = ? AND version = ? AND lease_owner IS NULL")
 
 
+def keep_stored(enr: Enrollment, values: list[Any]) -> None:
+    """Remember the text of the `SAVED_COLUMNS` as the row holds them at `enr.version` (as read, or
+    as `save_enrollment` wrote them)."""
+    enr._stored = values
+
+
 def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
     """Write the lead's cursor and facts if the row is still in `expected_state` at `enr.version`;
-    on success `enr.version` is the new version. False when another writer got there first."""
+    on success `enr.version` is the new version. False when another writer got there first.
+
+    In a simulation (`sole_writer`: no other process writes the store, and this process writes a
+    claimed lead's row only through its run) only the columns whose text differs from what the row
+    holds are written: SQLite then leaves alone the indexes of the columns not written (`state` is
+    in most of them). Elsewhere every column is written, as another runner may have changed one
+    without moving the version (a claim after the lease ran out)."""
     data = enr.__data__
     values = [to_db(data.get(column)) for column, to_db in _TO_DB]
-    if db.execute_sql(_SAVE_SQL, (*values, enr.id, expected_state, enr.version)).rowcount != 1:
+    stored = enr.__dict__.get("_stored") if is_sole_writer() else None
+    if stored is None:
+        sql, params = _SAVE_SQL, (*values, enr.id, expected_state, enr.version)
+    else:
+        changed = tuple(i for i, (new, old) in enumerate(zip(values, stored, strict=True)) if new != old)
+        sql, params = _save_sql(changed), (*(values[i] for i in changed), enr.id, expected_state, enr.version)
+    if db.execute_sql(sql, params).rowcount != 1:
         return False
     enr.version += 1
+    enr._stored = values
     return True
+
+
+@functools.lru_cache(maxsize=512)
+def _save_sql(columns: tuple[int, ...]) -> str:
+    """The guarded UPDATE of these `SAVED_COLUMNS` (by position) alone."""
+    return f"UPDATE enrollment SET {''.join(SAVED_COLUMNS[i] + ' = ?, ' for i in columns)}{_GUARD}"
 
 
 def write_facts_unclaimed(enr: Enrollment, facts: dict[str, Any], due_at: dt.datetime | None,

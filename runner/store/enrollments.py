@@ -7,12 +7,13 @@ conversion (`Field.db_value`, `Field.python_value`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import peewee
 
-from runner.store.fields import from_db_time, to_db_time
+from runner.store.enrollment_writes import SAVED_COLUMNS, keep_stored
+from runner.store.fields import UTCDateTimeField, from_db_time, to_db_time
 from runner.store.models import Enrollment, Lead, Sender, db
 
 BATCH = 500  # ids per IN (...): below the 999 variables old SQLite builds allow
@@ -34,14 +35,56 @@ _LOAD_SQL = (f"SELECT {', '.join('e.' + f.column_name for f in _ENR_FIELDS)}, "
              "FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE e.id = ?")
 
 
+class _Reader:
+    """Turns a row of `model`'s columns (in `sorted_fields` order) into its field values, as each
+    field's `python_value` would: times and JSON are converted; a plain integer or text column is
+    taken as the driver gives it when it already has the field's type (`python_value` would return
+    it unchanged), else through `python_value` too."""
+
+    def __init__(self, model: Any) -> None:
+        fields = list(model._meta.sorted_fields)
+        self.names = [f.name for f in fields]
+        self.plain: list[tuple[str, type, Any]] = []  # (name, the type the driver gives, python_value)
+        self.converted: list[tuple[str, Any]] = []  # (name, conversion of a value that is not None)
+        for f in fields:
+            if type(f) in (peewee.AutoField, peewee.IntegerField) or (
+                    isinstance(f, peewee.ForeignKeyField) and type(f.rel_field) is peewee.AutoField):
+                self.plain.append((f.name, int, f.python_value))
+            elif type(f) is peewee.TextField:
+                self.plain.append((f.name, str, f.python_value))
+            elif isinstance(f, UTCDateTimeField):
+                self.converted.append((f.name, from_db_time))
+            else:
+                self.converted.append((f.name, f.python_value))
+
+    def values(self, row: Sequence[Any]) -> dict[str, Any]:
+        values = dict(zip(self.names, row, strict=True))
+        for name, kind, python_value in self.plain:
+            value = values[name]
+            if value is not None and type(value) is not kind:
+                values[name] = python_value(value)
+        for name, convert in self.converted:
+            value = values[name]
+            if value is not None:
+                values[name] = convert(value)
+        return values
+
+
+_ENR_READER, _LEAD_READER = _Reader(Enrollment), _Reader(Lead)
+#: where each column `save_enrollment` writes sits in a row of `_LOAD_SQL`
+_STORED_AT = [[f.column_name for f in _ENR_FIELDS].index(column) for column in SAVED_COLUMNS]
+
+
 def load_enrollment(enrollment_id: int) -> Enrollment:
     """An enrollment with its lead, read with one plain query (peewee's query builder is the
-    slowest part of a tick otherwise)."""
+    slowest part of a tick otherwise). The enrollment keeps the text of the columns
+    `save_enrollment` writes, as read (see `stored_values`)."""
     row = db.execute_sql(_LOAD_SQL, (enrollment_id,)).fetchone()
     n = len(_ENR_FIELDS)
-    lead = _filled(Lead, {f.name: f.python_value(v) for f, v in zip(_LEAD_FIELDS, row[n:], strict=True)})
-    enr = _filled(Enrollment, {f.name: f.python_value(v) for f, v in zip(_ENR_FIELDS, row[:n], strict=True)})
+    lead = _filled(Lead, _LEAD_READER.values(row[n:]))
+    enr = _filled(Enrollment, _ENR_READER.values(row[:n]))
     enr.lead = lead
+    keep_stored(enr, [row[i] for i in _STORED_AT])
     return enr
 
 
@@ -65,9 +108,10 @@ def columns_of(model: Any) -> str:
 def _filled(model: Any, values: dict[str, Any]) -> Any:
     """A model instance with every field given: what `model(**values)` builds, without peewee's
     default values and per-field descriptors (a tick loads one per lead)."""
-    instance = model(__no_default__=True)
+    instance = model.__new__(model)  # what `Model.__init__` sets, without its keyword handling
     instance.__data__ = values
     instance._dirty = set(values)
+    instance.__rel__ = {}
     return instance
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 import peewee
@@ -10,8 +11,29 @@ import peewee
 _FMT = "%Y-%m-%d %H:%M:%S.%f"
 
 
+#: Texts of times converted lately, both ways: a tick writes and reads the same few times (its
+#: `now`, the slots it plans) for every lead. (A datetime is immutable, so one may be shared. Only
+#: UTC datetimes are kept: in another zone, two different instants may be equal keys, as equality
+#: within one zone ignores `fold`.)
+_TEXTS: dict[dt.datetime, str] = {}
+_TIMES: dict[str, dt.datetime] = {}
+_KEPT = 4096
+
+
 def to_db_time(value: dt.datetime) -> str:
     """Aware datetime -> naive-UTC text that sorts correctly as a string."""
+    if value.tzinfo is not dt.UTC:
+        return _to_db_time(value)
+    text = _TEXTS.get(value)
+    if text is None:
+        text = _to_db_time(value)
+        if len(_TEXTS) >= _KEPT:
+            _TEXTS.clear()
+        _TEXTS[value] = text
+    return text
+
+
+def _to_db_time(value: dt.datetime) -> str:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: seqrun stores only timezone-aware times")
     utc = value.astimezone(dt.UTC)
@@ -21,6 +43,16 @@ def to_db_time(value: dt.datetime) -> str:
 
 
 def from_db_time(value: str) -> dt.datetime:
+    time = _TIMES.get(value)
+    if time is None:
+        time = _from_db_time(value)
+        if len(_TIMES) >= _KEPT:
+            _TIMES.clear()
+        _TIMES[value] = time
+    return time
+
+
+def _from_db_time(value: str) -> dt.datetime:
     # fromisoformat reads "YYYY-MM-DD HH:MM:SS.ffffff" and is far faster than strptime; reading the
     # zone with it is several times faster than `replace(tzinfo=...)` afterwards (text that already
     # names a zone, or is a date alone, takes the second way, as before).
@@ -55,9 +87,14 @@ class JSONField(peewee.TextField):
         def __set__(self, instance: object, value: Any) -> None: ...
 
     def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if type(value) is dict and c_make_encoder is not None:
+            # What the json.dumps below does for a document, without building a JSONEncoder for each
+            # (a tick writes the facts of every lead): its C encoder, with its arguments.
+            return "".join(c_make_encoder({}, str, encode_basestring, None, ":", ",", True, False, True)(value, 0))
         # default=str: provider payloads may carry datetimes and the like; store them as text.
-        return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
-                                                     default=str)
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
     def python_value(self, value: str | None) -> Any:
         return None if value is None else json.loads(value)

@@ -29,7 +29,6 @@
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 import time
@@ -133,15 +132,17 @@ class Database(peewee.SqliteDatabase):
 #: rollbacks (of a transaction or a savepoint) seen by this process: what it kept in memory of rows
 #: it wrote may be stale once this moves (`transactions.sole_writer`); a list, to be moved in place
 ROLLBACKS = [0]
-_SAVEPOINT_IDS = itertools.count(1)
 
 
 class _Savepoint(peewee._savepoint):
-    """peewee's savepoint, named from a counter (peewee draws a uuid4 for each: measurable when
-    every lead of a simulation runs in its own), and counted when rolled back."""
+    """peewee's savepoint, counted when rolled back, and always of the same name (peewee draws a
+    uuid4 for each: measurable when every lead of a simulation runs in its own). Savepoints nest
+    as blocks do, and SQLite's RELEASE and ROLLBACK TO act on the innermost of the name: the same
+    as a name of its own for each, and the statements are prepared once (the driver keeps them by
+    their text)."""
 
     def __init__(self, db: Any, sid: str | None = None) -> None:
-        super().__init__(db, sid or f"s{next(_SAVEPOINT_IDS)}")
+        super().__init__(db, sid or "s")
 
     def rollback(self, begin: bool = True) -> None:
         ROLLBACKS[0] += 1

@@ -11,14 +11,28 @@ and a release by one moves the hints of all.
 """
 from __future__ import annotations
 
+from runner.store.kept import Kept
 from runner.store.models import db
 from runner.store.transactions import KeptRead
 
+# In a simulation (`runner.store.kept`), the rows as the writes below leave them: per (sender id,
+# sequence, action), {zone: first free day or None (no row)}; per (sender id, action), the reach or
+# None (no row).
+_FIRST_FREE: Kept[tuple[int, str, str], dict[str, str | None]] = Kept()
+_REACH: Kept[tuple[int, str], float | None] = Kept()
+
 
 def first_free_day(sender_id: int, sequence: str, action: str, zone: str) -> str | None:
+    kept = _FIRST_FREE.rows()
+    zones = kept.setdefault((sender_id, sequence, action), {}) if kept is not None else None
+    if zones is not None and zone in zones:
+        return zones[zone]
     row = db.execute_sql("SELECT first_free FROM pace_hint WHERE sender_id = ? AND sequence = ? AND action = ? "
                          "AND zone = ?", (sender_id, sequence, action, zone)).fetchone()
-    return row[0] if row else None
+    day: str | None = row[0] if row else None
+    if zones is not None:
+        zones[zone] = day
+    return day
 
 
 def set_first_free_day(sender_id: int, sequence: str, action: str, zone: str, day: str) -> None:
@@ -26,12 +40,23 @@ def set_first_free_day(sender_id: int, sequence: str, action: str, zone: str, da
     db.execute_sql("INSERT INTO pace_hint (sender_id, sequence, action, zone, first_free) VALUES (?, ?, ?, ?, ?) "
                    "ON CONFLICT (sender_id, sequence, action, zone) DO UPDATE SET first_free = excluded.first_free "
                    "WHERE pace_hint.first_free < excluded.first_free", (sender_id, sequence, action, zone, day))
+    kept = _FIRST_FREE.rows()
+    zones = kept.get((sender_id, sequence, action)) if kept is not None else None
+    if zones is not None and zone in zones:
+        known = zones[zone]
+        zones[zone] = day if known is None or known < day else known
 
 
 def reopen_day(sender_id: int, sequence: str, action: str, day: str) -> None:
     """Capacity on `day` came back: no zone's hint may skip it any more."""
     db.execute_sql("UPDATE pace_hint SET first_free = ? WHERE sender_id = ? AND sequence = ? AND action = ? "
                    "AND first_free > ?", (day, sender_id, sequence, action, day))
+    kept = _FIRST_FREE.rows()
+    zones = kept.get((sender_id, sequence, action)) if kept is not None else None
+    if zones is not None:
+        for zone, known in zones.items():
+            if known is not None and known > day:
+                zones[zone] = day
 
 
 def mark_vacated(sender_id: int, sequence: str, action: str, day: str) -> None:
@@ -59,9 +84,15 @@ def take_vacated() -> tuple[int, str, str, str] | None:
 
 
 def reach(sender_id: int, action: str) -> float | None:
+    kept = _REACH.rows()
+    if kept is not None and (sender_id, action) in kept:
+        return kept[(sender_id, action)]
     row = db.execute_sql("SELECT spacing FROM pace_reach WHERE sender_id = ? AND action = ?",
                          (sender_id, action)).fetchone()
-    return float(row[0]) if row else None
+    known = float(row[0]) if row else None
+    if kept is not None:
+        kept[(sender_id, action)] = known
+    return known
 
 
 def stored_reach(sender_id: int, action: str) -> float:
@@ -76,3 +107,7 @@ def widen_reach(sender_id: int, action: str, spacing: float) -> None:
     db.execute_sql("INSERT INTO pace_reach (sender_id, action, spacing) VALUES (?, ?, ?) "
                    "ON CONFLICT (sender_id, action) DO UPDATE SET spacing = excluded.spacing "
                    "WHERE pace_reach.spacing < excluded.spacing", (sender_id, action, spacing))
+    kept = _REACH.rows()
+    if kept is not None and (sender_id, action) in kept:
+        known = kept[(sender_id, action)]
+        kept[(sender_id, action)] = float(spacing) if known is None or known < spacing else known

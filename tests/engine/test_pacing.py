@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from runner import audit
 from runner.engine import limits
+from runner.language.model import Duration, Limit
 from runner.leads import block_profiles
 from runner.store import Action, Enrollment, Sender, db
 from runner.store.rows import insert_action
@@ -61,6 +62,28 @@ def test_day_seven_of_a_fourteen_day_ramp_from_0_2_allows_exactly_three_fifths_o
     assert limits.caps_for(h.seq, caps, "connect", day + dt.timedelta(days=7)) == (12, 15)
     assert [limits.caps_for(h.seq, caps, "connect", day + dt.timedelta(days=n))[0] for n in range(15)] == [
         4, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20]
+
+
+def test_kept_caps_and_spacing_follow_the_sequence_the_sender_and_the_day(make_harness: HarnessFactory) -> None:
+    # `caps_for` and `spacing_seconds` keep their answers (issue 6): by what they depend on, never
+    # by a name that another sequence or sender could share.
+    h = make_harness(sequence_yaml("s", CONNECT_ONLY, calendar=EVERY_DAY, limits=WARMUP_20))
+    fresh = dataclasses.replace(h.engine.rt.senders[h.sender_id()].caps, first_action_at=None)
+    caps = dataclasses.replace(fresh, first_action_at=MONDAY)
+    day = MONDAY.date() + dt.timedelta(days=7)
+    assert limits.caps_for(h.seq, caps, "connect", day) == (12, 15)
+    assert limits.caps_for(h.seq, fresh, "connect", day) == (4, 5)  # not acted yet: starts on `day`
+    assert limits.caps_for(h.seq, fresh, "connect", day, MONDAY.date()) == (12, 15)
+    assert limits.caps_for(h.seq, caps, "connect", day) == (12, 15)
+    assert limits.spacing_seconds(h.seq, caps, "connect") == 8 * 3600 / 20 / 4
+    tighter = dataclasses.replace(h.seq, limits=dataclasses.replace(
+        h.seq.limits, per_action={"connect": Limit(daily=10, min_gap=Duration(text="1 hour", seconds=3600))}))
+    assert limits.caps_for(tighter, caps, "connect", day) == (6, 15)
+    assert limits.spacing_seconds(tighter, caps, "connect") == 3600
+    smaller = dataclasses.replace(caps, caps={**caps.caps, "connect": 8})
+    assert limits.caps_for(h.seq, smaller, "connect", day) == (5, 5)
+    assert limits.spacing_seconds(h.seq, smaller, "connect") == 8 * 3600 / 8 / 4
+    assert limits.spacing_seconds(h.seq, caps, "connect") == 8 * 3600 / 20 / 4
 
 
 def test_a_ramping_sender_sends_exactly_the_ramped_cap_each_day(make_harness: HarnessFactory) -> None:
