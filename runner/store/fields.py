@@ -4,11 +4,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
 _FMT = "%Y-%m-%d %H:%M:%S.%f"
+T = TypeVar("T")
 
 
 #: Texts of times converted lately, both ways: a tick writes and reads the same few times (its
@@ -25,12 +26,7 @@ def to_db_time(value: dt.datetime) -> str:
     if value.tzinfo is not dt.UTC:
         return _to_db_time(value)
     text = _TEXTS.get(value)
-    if text is None:
-        text = _to_db_time(value)
-        if len(_TEXTS) >= _KEPT:
-            _TEXTS.clear()
-        _TEXTS[value] = text
-    return text
+    return _keep(_TEXTS, value, _to_db_time(value)) if text is None else text
 
 
 def _to_db_time(value: dt.datetime) -> str:
@@ -44,12 +40,15 @@ def _to_db_time(value: dt.datetime) -> str:
 
 def from_db_time(value: str) -> dt.datetime:
     time = _TIMES.get(value)
-    if time is None:
-        time = _from_db_time(value)
-        if len(_TIMES) >= _KEPT:
-            _TIMES.clear()
-        _TIMES[value] = time
-    return time
+    return _keep(_TIMES, value, _from_db_time(value)) if time is None else time
+
+
+def _keep(kept: dict[Any, T], key: Any, value: T) -> T:
+    """Remember `value` under `key` (at most `_KEPT` entries: all dropped when full) and return it."""
+    if len(kept) >= _KEPT:
+        kept.clear()
+    kept[key] = value
+    return value
 
 
 def _from_db_time(value: str) -> dt.datetime:

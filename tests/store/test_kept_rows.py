@@ -132,15 +132,18 @@ def test_a_moved_point_is_read_again(senders: list[int]) -> None:
             == []
 
 
+def _nothing_booked(sender: int) -> None:
+    assert usage.day_usage(sender, DAYS[0], "connect", "intro") == (0, 0, 0)
+    assert hints.first_free_day(sender, "intro", "connect", ZONES[0]) is None
+    assert hints.reach(sender, "connect") is None
+    assert pace.points_between(sender, "connect", NOW - dt.timedelta(hours=1), NOW + dt.timedelta(hours=1)) == []
+    assert not hints.any_vacated()
+
+
 def test_a_rollback_drops_what_was_kept(senders: list[int]) -> None:
     sender = senders[0]
     with sole_writer(), writing():
-        assert usage.day_usage(sender, DAYS[0], "connect", "intro") == (0, 0, 0)
-        assert hints.first_free_day(sender, "intro", "connect", ZONES[0]) is None
-        assert hints.reach(sender, "connect") is None
-        assert pace.points_between(sender, "connect", NOW - dt.timedelta(hours=1), NOW + dt.timedelta(hours=1)) \
-                == []
-        assert not hints.any_vacated()
+        _nothing_booked(sender)
         with pytest.raises(RuntimeError), writing():  # a savepoint, rolled back
             usage.add_usage(sender, DAYS[0], "connect", "intro", reserved=1)
             pace.book_point(sender, "connect", "intro", DAYS[0], NOW, 60.0, None)
@@ -150,12 +153,7 @@ def test_a_rollback_drops_what_was_kept(senders: list[int]) -> None:
             assert usage.day_usage(sender, DAYS[0], "connect", "intro") == (0, 1, 0)
             assert hints.any_vacated()
             raise RuntimeError("boom")
-        assert usage.day_usage(sender, DAYS[0], "connect", "intro") == (0, 0, 0)
-        assert hints.first_free_day(sender, "intro", "connect", ZONES[0]) is None
-        assert hints.reach(sender, "connect") is None
-        assert pace.points_between(sender, "connect", NOW - dt.timedelta(hours=1), NOW + dt.timedelta(hours=1)) \
-                == []
-        assert not hints.any_vacated()
+        _nothing_booked(sender)
 
 
 def test_nothing_is_kept_outside_a_sole_writer_block(senders: list[int], tmp_path: pathlib.Path) -> None:
