@@ -133,3 +133,14 @@ def test_in_process_simulation_commits_once_per_many_ticks(tmp_path: pathlib.Pat
     assert len(ticks) > 2 * TICKS_PER_COMMIT
     # enrolling, the ticks (one transaction per TICKS_PER_COMMIT of them), the report: not one per tick
     assert commits <= len(ticks) // TICKS_PER_COMMIT + 6
+
+
+def test_the_names_a_branch_reads_are_kept_per_step_object() -> None:
+    path = str(ROOT / "sequences" / "edges-full-flow.yaml")
+    first = next(iter(load_sequences([path]).values())).step("check")
+    again = next(iter(load_sequences([path]).values())).step("check")  # an equal step, another object
+    names = {"lead_messaged_first", "conversation_exists", "days_since_last_message", "connected", "invite_pending"}
+    assert steps._branch_names(first) == names
+    assert steps._branch_names(again) == names
+    assert steps._branch_names(first) is steps._branch_names(first)  # kept, not computed again
+    assert steps._BRANCH_NAMES[id(again)][0] is again

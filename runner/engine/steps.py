@@ -369,12 +369,22 @@ def run_branch(ctx: Ctx, step: BranchStep) -> Outcome:
     return follow(ctx, step.id, step.default)
 
 
-@functools.lru_cache(maxsize=1024)
+#: id(step) -> (the step, the names its conditions read). Kept by identity, holding the step (its id
+#: cannot be reused meanwhile): hashing a whole branch step for every lead cost more than the lookup.
+_BRANCH_NAMES: dict[int, tuple[BranchStep, frozenset[str]]] = {}
+
+
 def _branch_names(step: BranchStep) -> frozenset[str]:
+    kept = _BRANCH_NAMES.get(id(step))
+    if kept is not None and kept[0] is step:
+        return kept[1]
     names: set[str] = set()
     for case in step.cases:
         names |= expression_names(case.when.source)
-    return frozenset(names)
+    if len(_BRANCH_NAMES) >= 1024:
+        _BRANCH_NAMES.clear()
+    _BRANCH_NAMES[id(step)] = (step, frozenset(names))
+    return _BRANCH_NAMES[id(step)][1]
 
 
 def run_end(ctx: Ctx, step: EndStep) -> Outcome:
