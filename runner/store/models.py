@@ -145,8 +145,14 @@ class _Savepoint(peewee._savepoint):
         super().__init__(db, sid or "s")
 
     def rollback(self, begin: bool = True) -> None:
+        """Undo the block's writes. A savepoint rolled back to stays on SQLite's (and Postgres')
+        stack: ending the block (`begin` false) releases it too, or the next RELEASE / ROLLBACK TO
+        of the name would reach it instead of the enclosing block's savepoint; going on (`begin`)
+        keeps it, open and empty, as the block's savepoint."""
         ROLLBACKS[0] += 1
-        super().rollback(begin)
+        self.db.execute_sql(f"ROLLBACK TO SAVEPOINT {self.quoted_sid};")
+        if not begin:
+            self.db.execute_sql(f"RELEASE SAVEPOINT {self.quoted_sid};")
 
 
 class _Proxy(peewee.DatabaseProxy):

@@ -51,3 +51,34 @@ def test_savepoints_are_named_without_drawing_a_uuid(store: None) -> None:
     with writing(), writing() as inner:
         inner.rollback()
     assert rollbacks() == count + 1
+
+
+def test_a_failed_inner_block_does_not_keep_its_enclosing_block_from_rolling_back(store: None) -> None:
+    """Savepoints share one name: a rolled-back one must leave the stack, or the enclosing block's
+    ROLLBACK TO would stop at it and keep what the enclosing block wrote before it (review of issue 6)."""
+    with writing():
+        db.execute_sql("CREATE TABLE t (x TEXT)")
+    with writing():
+        with pytest.raises(RuntimeError), writing():  # a lead's run
+            db.execute_sql("INSERT INTO t VALUES ('lead write before the event')")
+            with pytest.raises(ValueError), writing():  # an event that fails, caught
+                db.execute_sql("INSERT INTO t VALUES ('event write')")
+                raise ValueError("bad event")
+            raise RuntimeError("the lead fails")
+        db.execute_sql("INSERT INTO t VALUES ('after')")
+    assert db.execute_sql("SELECT x FROM t").fetchall() == [("after",)]
+
+
+def test_a_block_rolled_back_and_going_on_keeps_one_savepoint(store: None) -> None:
+    with writing():
+        db.execute_sql("CREATE TABLE t (x TEXT)")
+    with writing():
+        with writing() as inner:
+            db.execute_sql("INSERT INTO t VALUES ('undone')")
+            inner.rollback()
+            db.execute_sql("INSERT INTO t VALUES ('kept')")
+        with pytest.raises(RuntimeError), writing():
+            db.execute_sql("INSERT INTO t VALUES ('failed')")
+            raise RuntimeError("boom")
+        db.execute_sql("INSERT INTO t VALUES ('outer')")
+    assert db.execute_sql("SELECT x FROM t ORDER BY rowid").fetchall() == [("kept",), ("outer",)]
