@@ -9,6 +9,6 @@ _ANY_BLOCK: KeptRead[bool] = KeptRead("block")  # a simulation that blocked no o
 
 def is_blocked(key: str) -> bool:
     """Whether the profile with this lead key is blocked (a plain query: it runs at every wake-up)."""
-    if not _ANY_BLOCK.read(lambda: db.execute_sql("SELECT 1 FROM block LIMIT 1").fetchone() is not None):
-        return False
+    if _ANY_BLOCK.kept(lambda: db.execute_sql("SELECT 1 FROM block LIMIT 1").fetchone() is not None) is False:
+        return False  # (outside a simulation nothing is kept: one query, as before)
     return db.execute_sql("SELECT 1 FROM block WHERE key = ? LIMIT 1", (key,)).fetchone() is not None

@@ -72,8 +72,7 @@ _ANY_PENDING: KeptRead[bool] = KeptRead("inbox")  # whether any row is pending: 
 def _none_pending() -> bool:
     """Known without a query that no row is pending (a simulation that wrote no inbox row since it
     last found none)."""
-    return _ANY_PENDING.stamp() is not None and not _ANY_PENDING.read(
-        lambda: db.execute_sql(_ANY_PENDING_AFTER, (0,)).fetchone() is not None)
+    return _ANY_PENDING.kept(lambda: db.execute_sql(_ANY_PENDING_AFTER, (0,)).fetchone() is not None) is False
 
 
 def pending(limit: int, *, after: int = 0) -> list[InboxEvent]:

@@ -77,9 +77,10 @@ _ALL_HOLDS = "SELECT sender_id, action, until, reason FROM provider_hold ORDER B
 def provider_holds(now: dt.datetime) -> list[tuple[int, str, dt.datetime, str]]:
     """Every hold still in force at `now`: (sender id, action, until, reason), by sender and action."""
     at = to_db_time(now)
-    if _HOLDS.stamp() is not None:
+    kept = _HOLDS.kept(lambda: db.execute_sql(_ALL_HOLDS).fetchall())
+    if kept is not None:
         # Every hold as last read (the table is small), compared as SQLite compares the stored text.
-        rows = [row for row in _HOLDS.read(lambda: db.execute_sql(_ALL_HOLDS).fetchall()) if row[2] > at]
+        rows = [row for row in kept if row[2] > at]
     else:
         rows = db.execute_sql("SELECT sender_id, action, until, reason FROM provider_hold WHERE until > ? "
                               "ORDER BY sender_id, action", (at,)).fetchall()

@@ -120,12 +120,19 @@ class KeptRead(Generic[T]):
         self._answer: T | None = None
 
     def read(self, query: Callable[[], T]) -> T:
-        stamp = self.stamp()  # taken before the query: a write meanwhile makes the next call read again
+        # (the stamp is taken before the query: a write meanwhile makes the next call read again)
+        answer = self.kept(query)
+        return query() if answer is None else answer
+
+    def kept(self, query: Callable[[], T]) -> T | None:
+        """`read`'s answer where one may be kept (a simulation), else None without querying: for a
+        shortcut in front of a query the caller makes anyway."""
+        stamp = self.stamp()
         if stamp is None:
-            return query()
+            return None
         if stamp != self._stamp:
             self._answer, self._stamp = query(), stamp
-        return self._answer  # type: ignore[return-value]
+        return self._answer
 
     def stamp(self) -> tuple[object, ...] | None:
         """What the answer kept is good for (None: nothing may be kept); see `read`."""

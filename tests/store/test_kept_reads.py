@@ -194,3 +194,18 @@ def test_the_tables_a_statement_writes(sql: str, tables: set[str]) -> None:
                                     ("enrollment", "sender", "NO ACTION", "NO ACTION"),
                                     ("pace", "sender", "NO ACTION", "SET NULL")])
     assert written.tables_written(sql, cascades) == tables
+
+
+def test_outside_sole_writer_the_shortcuts_add_no_query(path: pathlib.Path) -> None:
+    """`run` and `serve` ask these at every wake-up: the simulation's shortcut must cost them nothing."""
+    _sender()
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    try:
+        blocks.is_blocked("lead-1")
+        inbox.pending_for_lead("lead-1")
+        sender_state.provider_holds(T0)
+    finally:
+        db.connection().set_trace_callback(None)
+    assert [s.split(" WHERE")[0] for s in statements] == [
+        "SELECT 1 FROM block", "SELECT 1 FROM inbox", "SELECT sender_id, action, until, reason FROM provider_hold"]
