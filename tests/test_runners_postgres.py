@@ -4,14 +4,17 @@ twice, no cap or spacing is exceeded, no idempotency key is used twice, and ever
 
 The leads are thank-you messages right after an acceptance (the fast lane, which acts at once
 instead of at a paced slot later in the day): the sandbox's senders may each send one now, and
-the spacing that a daily limit of 3 gives (one message every 2 hours) makes every other lead of the
-same sender book a later slot. Three runners race for each sender's one message. The sandbox
+the spacing that a daily limit of 3 gives (one message every 2 hours) makes each later lead of the
+same sender book a later moment of the day, or wake on the next day once the day has none left (so
+how many book depends on the hour the test runs; the test works that out from when each sender's
+message was charged). Three runners race for each sender's one message. The sandbox
 takes real time per call (`sleep_ms`), so that the runners' calls overlap. Real processes; the
 test waits for them with a deadline and never sleeps.
 """
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import pathlib
 import re
@@ -33,6 +36,7 @@ DEADLINE = 120.0  # seconds a run may take before the test fails; nothing sleeps
 SENDERS = 5
 LEADS_PER_SENDER = 4
 RUNNERS = 3
+SPACING = dt.timedelta(hours=2)  # a quarter of the nominal gap: 24 hours open / a daily limit of 3 / 4
 
 SEQRUN_YAML = "version: 1\nsenders:\n" + "".join(
     f"  - {{name: s{i}, provider: sandbox, account_id: acc-s{i}}}\n" for i in range(1, SENDERS + 1)) + """\
@@ -132,20 +136,37 @@ def test_three_runs_started_at_once_do_the_due_work_once(project: pathlib.Path, 
                                 notifier=lambda *args: None)
         messages = list(Action.select().order_by(Action.id))
         enrollments = list(Enrollment.select())
-        # One thank-you per sender went out now; the spacing sent every other lead to a later slot.
+        # One thank-you per sender went out now; the spacing sent the sender's other leads later.
         assert sorted(Counter(a.sender_id for a in messages).values()) == [1] * SENDERS
         assert {(a.action, a.status, a.charged) for a in messages} == {("message", "done", True)}
         assert len({a.key for a in messages}) == len(messages)  # no idempotency key twice
         assert len({a.enrollment_id for a in messages}) == len(messages)  # no lead messaged twice
         assert audit.violations(sequences, runtime) == []  # caps, spacing, windows, steps performed twice
         sent = {a.enrollment_id for a in messages}
-        for enrollment in enrollments:  # every lead moved on: thanked, or holding a later slot
+        sent_at = {a.sender_id: a.planned_at for a in messages}  # when its point was charged
+        booked: dict[int, list[dt.datetime]] = {s: [] for s in sent_at}
+        for enrollment in enrollments:  # every lead moved on: thanked, or waiting for a later moment
             assert enrollment.state == "active" and enrollment.lease_owner is None
             if enrollment.id in sent:
                 assert enrollment.step_id != "thanks"
-            else:
-                assert enrollment.step_id == "thanks" and enrollment.facts["slot"]["action"] == "message"
-                assert enrollment.due_at > now + dt.timedelta(minutes=30)
+                continue
+            assert enrollment.step_id == "thanks"
+            assert enrollment.due_at > now + dt.timedelta(minutes=30)
+            today = sent_at[enrollment.sender_id].date()  # the calendar and the senders are in UTC
+            slot = enrollment.facts.get("slot")
+            if slot is not None:  # a later moment of today's window, booked
+                assert (slot["action"], slot["day"], slot["at"]) == ("message", today.isoformat(),
+                                                                     enrollment.due_at.isoformat())
+                booked[enrollment.sender_id].append(enrollment.due_at)
+            else:  # today's window had no moment left: the fast lane wakes at a moment of the next day
+                assert enrollment.due_at.date() > today
+        # How many book today depends on the hour the test runs (runner.engine.limits.plan_first): each
+        # later lead takes the moment the spacing frees after the one before, while that is still today.
+        for s, t in sent_at.items():
+            fit = sum((t + k * SPACING).date() == t.date() for k in range(1, LEADS_PER_SENDER))
+            points = sorted([t, *booked[s]])
+            assert len(booked[s]) == fit, (t, booked[s])
+            assert all(b - a >= SPACING for a, b in itertools.pairwise(points)), points
         repeated = db.execute_sql("SELECT enrollment_id, step_id, COUNT(*) FROM transition "
                                   "GROUP BY enrollment_id, step_id HAVING COUNT(*) > 1").fetchall()
         assert repeated == []
