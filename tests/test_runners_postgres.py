@@ -151,15 +151,16 @@ def test_three_runs_started_at_once_do_the_due_work_once(project: pathlib.Path, 
                 assert enrollment.step_id != "thanks"
                 continue
             assert enrollment.step_id == "thanks"
-            assert enrollment.due_at > now + dt.timedelta(minutes=30)
             today = sent_at[enrollment.sender_id].date()  # the calendar and the senders are in UTC
             slot = enrollment.facts.get("slot")
             if slot is not None:  # a later moment of today's window, booked
                 assert (slot["action"], slot["day"], slot["at"]) == ("message", today.isoformat(),
                                                                      enrollment.due_at.isoformat())
+                assert enrollment.due_at > now + dt.timedelta(minutes=30)
                 booked[enrollment.sender_id].append(enrollment.due_at)
-            else:  # today's window had no moment left: the fast lane wakes at a moment of the next day
-                assert enrollment.due_at.date() > today
+            else:  # today's window had no moment left: the fast lane wakes at a random moment of the
+                # next day (which may come sooner than 30 minutes when the test runs just before midnight)
+                assert enrollment.due_at > now and enrollment.due_at.date() > today
         # How many book today depends on the hour the test runs (runner.engine.limits.plan_first): each
         # later lead takes the moment the spacing frees after the one before, while that is still today.
         for s, t in sent_at.items():
