@@ -95,6 +95,10 @@ class Stopping(Exception):
     """
 
 
+#: the context of an external call that needs no commit around it (see `Ctx.outside`)
+_NOTHING = contextlib.nullcontext()
+
+
 @dataclass
 class Ctx:
     """One lead's run: what it runs against, its enrollment and lead rows, the facts as they stand,
@@ -116,9 +120,9 @@ class Ctx:
     events_taken: bool = False
     #: the block list's answer for the lead, read fresh in this run's transaction (see `blocked_now`)
     block_read: bool | None = None
+    _ref: tuple[Lead, Any, Any, LeadRef] | None = None  # (lead, its ids, its fields, the `ref` built from them)
 
-    @contextlib.contextmanager
-    def outside(self) -> Iterator[None]:
+    def outside(self) -> contextlib.AbstractContextManager[None]:
         """Around every external call (provider, notify URL): everything written so far is saved and
         committed first, and no database lock is held while the call is in flight. (Facts the
         steps merely observed since the last save may wait for the next one: losing them in a crash
@@ -126,9 +130,14 @@ class Ctx:
         self.stop_if_asked()
         if self.rt.calls_in_process:
             # The simulator's sandbox: nothing outside the process sees the store, and no event can
-            # arrive for the lead before its run ends (they come in at the tick's sync only).
-            yield
-            return
+            # arrive for the lead before its run ends (they come in at the tick's sync only). (One
+            # shared empty context: a generator's context manager, made for every call of every
+            # lead, cost more than the call to the sandbox.)
+            return _NOTHING
+        return self._released()
+
+    @contextlib.contextmanager
+    def _released(self) -> Iterator[None]:
         if self.take_events():
             raise Woken(f"enrollment {self.enr.id}: events arrived")
         if self.dirty:
@@ -206,8 +215,17 @@ class Ctx:
 
     @property
     def ref(self) -> LeadRef:
-        return LeadRef(key=self.lead.key, profile_url=self.lead.profile_url, provider_ids=dict(self.lead.provider_ids or {}),
-                       fields={k: str(v) for k, v in (self.lead.fields or {}).items() if v is not None})
+        """The lead as providers take it: built again only when the lead's ids or fields were
+        replaced since (`learn_ids` replaces the ids; nothing changes either in place)."""
+        lead = self.lead
+        ids, fields = lead.provider_ids, lead.fields
+        kept = self._ref
+        if kept is not None and kept[0] is lead and kept[1] is ids and kept[2] is fields:
+            return kept[3]
+        ref = LeadRef(key=lead.key, profile_url=lead.profile_url, provider_ids=dict(ids or {}),
+                      fields={k: str(v) for k, v in (fields or {}).items() if v is not None})
+        self._ref = (lead, ids, fields, ref)
+        return ref
 
 
 # --- facts ----------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ share one simulated LinkedIn; each call is one transaction, committed before it 
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import inspect
@@ -29,7 +28,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.language.diagnostics import UserError
@@ -265,27 +264,13 @@ class SandboxProvider:
 
     # --- one call: transaction, counters, clock ----------------------------------------------
 
-    @contextlib.contextmanager
-    def _call(self, method: str | None) -> Iterator[dt.datetime]:
+    def _call(self, method: str | None) -> _Call:
+        """Around one call: `with self._call(name) as now:` (None: not an API call, not counted)."""
         if method is not None and self.sleep_ms:
             # Before the state file's transaction and this process's lock: a slow provider answers
             # several callers at once, as LinkedIn's APIs do.
             time.sleep(self.sleep_ms / 1000)
-        with self._lock:
-            if method is not None:
-                self.calls[method] += 1
-                self.simulated_latency_ms += self.latency_ms
-            self._lost_response = None
-            try:
-                self._begin()
-                yield self._now()
-            except ProviderError:
-                self._commit()  # a refused call may still have seen a lead for the first time
-                raise
-            except BaseException:
-                self._abort()
-                raise
-            self._commit()
+        return _Call(self, method)
 
     def _now(self) -> dt.datetime:
         now = self._clock()
@@ -523,3 +508,43 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[tuple[str, ...], s
     if total > 1.0 + 1e-9:
         problems.append((("errors",), f"the probabilities add up to {total:g}; together they may not exceed 1"))
     return problems
+
+
+class _Call:
+    """One call of the sandbox: this process's lock held, counted, inside the state file's
+    transaction (committed when the call ends, a refused call too, since it may still have seen a
+    lead for the first time; rolled back on any other exception); `__enter__` gives the time now.
+    (A class rather than a generator's context manager: a simulation makes several calls per lead.)"""
+
+    __slots__ = ("_sandbox", "_method")
+
+    def __init__(self, sandbox: SandboxProvider, method: str | None) -> None:
+        self._sandbox, self._method = sandbox, method
+
+    def __enter__(self) -> dt.datetime:
+        sandbox = self._sandbox
+        sandbox._lock.acquire()
+        try:
+            if self._method is not None:
+                sandbox.calls[self._method] += 1
+                sandbox.simulated_latency_ms += sandbox.latency_ms
+            sandbox._lost_response = None
+        except BaseException:
+            sandbox._lock.release()
+            raise
+        try:
+            sandbox._begin()
+            return sandbox._now()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, None)
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        sandbox = self._sandbox
+        try:
+            if exc_type is None or issubclass(exc_type, ProviderError):
+                sandbox._commit()
+            else:
+                sandbox._abort()
+        finally:
+            sandbox._lock.release()

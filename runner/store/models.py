@@ -102,15 +102,17 @@ class Database(peewee.SqliteDatabase):
             # transactions hold the write lock from BEGIN, so this only fails for a reason.
             if not self.query_hooks and not _SQL_LOG.isEnabledFor(logging.DEBUG):
                 # What peewee's execute_sql does then, without its layers (half the time of a
-                # simple statement): errors are still peewee's.
-                with peewee.__exception_wrapper__:
+                # simple statement): errors are still peewee's (its wrapper raises them as its own).
+                try:
                     cursor = conn.execute(sql, params or ())
+                except Exception as exc:
+                    peewee.__exception_wrapper__.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
             else:
                 cursor = super().execute_sql(sql, params)
         else:
             cursor = self._patiently(lambda: super(Database, self).execute_sql(sql, params))
-        if written.counting():
-            written.note(sql)  # a simulation's own writes (runner.store.written)
+        written.note(sql)  # a simulation's own writes (runner.store.written; nothing outside one)
         return cursor
 
     def _patiently(self, attempt: Callable[[], T]) -> T:
