@@ -10,7 +10,9 @@ import datetime as dt
 import functools
 from typing import Any
 
-from runner.store.fields import to_db_time
+import peewee
+
+from runner.store.fields import JSONField, UTCDateTimeField, to_db_time
 from runner.store.models import Enrollment, db
 from runner.store.transactions import is_sole_writer
 
@@ -19,7 +21,28 @@ SAVED_COLUMNS = ("step_id", "state", "outcome", "due_at", "attempt", "step_enter
                  "facts", "last_error", "paused_reason", "lease_owner", "updated_at", "finished_at")
 _GUARD = "version = version + 1 WHERE id = ? AND state = ? AND version = ?"
 _SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in SAVED_COLUMNS)}, {_GUARD}"
-_TO_DB = [(c, getattr(Enrollment, c).db_value) for c in SAVED_COLUMNS]  # (column, its Field.db_value)
+
+
+class _Never:
+    """A type no value has: the value always goes through its conversion."""
+
+
+def _conversion(column: str) -> tuple[str, type, Any]:
+    """(column, the type its `Field.db_value` passes through unchanged, the conversion of any other
+    value): text and integers as they are, times through `to_db_time`, JSON always encoded."""
+    field = getattr(Enrollment, column)
+    if isinstance(field, UTCDateTimeField):
+        return column, str, to_db_time
+    if isinstance(field, JSONField):
+        return column, _Never, field.db_value
+    if type(field) is peewee.IntegerField:
+        return column, int, field.db_value
+    if type(field) is peewee.TextField:
+        return column, str, field.db_value
+    return column, _Never, field.db_value
+
+
+_TO_DB = [_conversion(c) for c in SAVED_COLUMNS]
 _FACTS_SQL = ("UPDATE enrollment SET facts = ?, due_at = ?, updated_at = ?, version = version + 1 "
               "WHERE id = ? AND state = ? AND version = ? AND lease_owner IS NULL")
 
@@ -40,7 +63,8 @@ def save_enrollment(enr: Enrollment, expected_state: str) -> bool:
     in most of them). Elsewhere every column is written, as another runner may have changed one
     without moving the version (a claim after the lease ran out)."""
     data = enr.__data__
-    values = [to_db(data.get(column)) for column, to_db in _TO_DB]
+    values = [value if (value := data.get(column)) is None or type(value) is kind else to_db(value)
+              for column, kind, to_db in _TO_DB]  # what each field's `db_value` gives
     stored = enr.__dict__.get("_stored") if is_sole_writer() else None
     if stored is None:
         sql, params = _SAVE_SQL, (*values, enr.id, expected_state, enr.version)

@@ -35,39 +35,37 @@ _LOAD_SQL = (f"SELECT {', '.join('e.' + f.column_name for f in _ENR_FIELDS)}, "
              "FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE e.id = ?")
 
 
+class _Never:
+    """A type no column value has: the value always goes through its conversion."""
+
+
 class _Reader:
     """Turns a row of `model`'s columns (in `sorted_fields` order) into its field values, as each
     field's `python_value` would: times and JSON are converted; a plain integer or text column is
     taken as the driver gives it when it already has the field's type (`python_value` would return
-    it unchanged), else through `python_value` too."""
+    it unchanged), else through `python_value` too. None stays None."""
 
     def __init__(self, model: Any) -> None:
         fields = list(model._meta.sorted_fields)
         self.names = [f.name for f in fields]
-        self.plain: list[tuple[str, type, Any]] = []  # (name, the type the driver gives, python_value)
-        self.converted: list[tuple[str, Any]] = []  # (name, conversion of a value that is not None)
+        #: per column, in order: (name, the type taken as is, the conversion of any other value)
+        self.columns: list[tuple[str, type, Any]] = []
         for f in fields:
             if type(f) in (peewee.AutoField, peewee.IntegerField) or (
                     isinstance(f, peewee.ForeignKeyField) and type(f.rel_field) is peewee.AutoField):
-                self.plain.append((f.name, int, f.python_value))
+                self.columns.append((f.name, int, f.python_value))
             elif type(f) is peewee.TextField:
-                self.plain.append((f.name, str, f.python_value))
+                self.columns.append((f.name, str, f.python_value))
             elif isinstance(f, UTCDateTimeField):
-                self.converted.append((f.name, from_db_time))
+                self.columns.append((f.name, _Never, from_db_time))
             else:
-                self.converted.append((f.name, f.python_value))
+                self.columns.append((f.name, _Never, f.python_value))
 
     def values(self, row: Sequence[Any]) -> dict[str, Any]:
-        values = dict(zip(self.names, row, strict=True))
-        for name, kind, python_value in self.plain:
-            value = values[name]
-            if value is not None and type(value) is not kind:
-                values[name] = python_value(value)
-        for name, convert in self.converted:
-            value = values[name]
-            if value is not None:
-                values[name] = convert(value)
-        return values
+        if len(row) != len(self.columns):
+            raise ValueError(f"a row of {len(row)} columns for {len(self.columns)} fields")
+        return {name: value if value is None or type(value) is kind else convert(value)
+                for (name, kind, convert), value in zip(self.columns, row)}  # noqa: B905 - length checked above
 
 
 _ENR_READER, _LEAD_READER = _Reader(Enrollment), _Reader(Lead)
