@@ -263,7 +263,6 @@ def run_simulation(seq: Sequence, config: Config, options: SimOptions,
         if not options.wire:
             # The simulation's store is its own (with --wire, the webhook receiver's thread stores
             # deliveries through a connection of its own): see runner.store.transactions.
-            stored.journal_in_memory()
             stack.enter_context(sole_writer())
         wire = None
         provider_for: Callable[..., Any] = lambda sc, cred: provider  # noqa: E731

@@ -6,25 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from runner.store.backends import postgres
 from runner.store.fields import from_db_time
 from runner.store.models import Enrollment, db
 from runner.store.transactions import KeptRead
 
 LINKEDIN_ACTIONS = ("visit", "connect", "message", "inmail", "withdraw")
-
-
-def journal_in_memory() -> None:
-    """For a simulation's own store, which no other connection uses (`runner.simulate` without
-    --wire): SQLite keeps the rollback journal in memory instead of a write-ahead log on disk, so a
-    commit writes each changed page once, into the database file, instead of to the log and later
-    again into the file. Rollbacks and savepoints work as before; what is given up is the file
-    surviving a process killed in the middle of a commit, which a throwaway simulation (opened
-    with `durable=False`, a new file) does not need: it is run again. Nothing changes on Postgres,
-    or inside a transaction (the journal's mode cannot change there)."""
-    if db.in_transaction() or postgres.is_postgres(db):
-        return
-    db.execute_sql("PRAGMA journal_mode = MEMORY")
 
 
 def has_enrollments() -> bool:
