@@ -38,7 +38,7 @@ from runner.store import leadbook, reports
 from runner.store import simulation as stored
 from runner.store.auditlog import first_action_times
 from runner.store.dashboard import variant_results
-from runner.store.fields import to_db_time
+from runner.store.fields import read_json, to_db_time
 from runner.store.quota_usage import performed_times
 from runner.store.transactions import sole_writer, writing
 from runner.versions import remember
@@ -465,9 +465,7 @@ def _fill_report(report: SimReport, seq: Sequence, rt: Runtime, entered: Counter
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     replied_at: dict[int, dt.datetime] = {}
     for enrollment_id, facts_json in stored.facts_of(seq.name):
-        import json
-
-        facts = json.loads(facts_json)
+        facts = read_json(facts_json)
         if facts.get("replied_at"):
             replied_at[enrollment_id] = dt.datetime.fromisoformat(facts["replied_at"])
         if facts.get("accepted_at") and facts.get("first_message_at"):
