@@ -51,8 +51,11 @@ def grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter: 
     share = total / count
     jitter = min(jitter / 2, max(0.0, (share - spacing) / 2))
     points = []
+    head = hashlib.sha256(f"{zone.key}:{date}:".encode())  # `unit(zone.key, date, i)`, hashed once up to i
     for i in range(count):
-        offset = (i + 0.5) * share + jitter * (2 * unit(zone.key, date, i) - 1)
+        digest = head.copy()
+        digest.update(b"%d" % i)
+        offset = (i + 0.5) * share + jitter * (2 * (int.from_bytes(digest.digest()[:8], "big") / 2**64) - 1)
         offset = min(max(offset, 0.0), total - 1.0)
         k = bisect.bisect_right(marks, offset) - 1
         points.append(windows[k][0] + dt.timedelta(seconds=math.floor(offset - marks[k])))
