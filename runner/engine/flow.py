@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from runner.engine import limits
 from runner.engine.absorb import absorb
@@ -121,6 +121,8 @@ class Ctx:
     #: the block list's answer for the lead, read fresh in this run's transaction (see `blocked_now`)
     block_read: bool | None = None
     _ref: tuple[Lead, Any, Any, LeadRef] | None = None  # (lead, its ids, its fields, the `ref` built from them)
+    _zone: ZoneInfo | None = None  # see `zone`
+    _blocked: bool | None = None  # see `blocked`
 
     def outside(self) -> contextlib.AbstractContextManager[None]:
         """Around every external call (provider, notify URL): everything written so far is saved and
@@ -187,16 +189,26 @@ class Ctx:
         self.db_state = self.enr.state
         self.dirty = False
 
-    @functools.cached_property
-    def zone(self):  # type: ignore[no-untyped-def]
-        lead_tz = self.lead.timezone or (self.lead.fields or {}).get("timezone")
-        return cal.resolve_zone(self.seq.calendar, lead_tz=lead_tz, sender_tz=self.sender.timezone)
+    # (`zone` and `blocked` are worked out once per wake-up and kept on the context, by hand:
+    # Python 3.11's `functools.cached_property` takes a lock at every first read, for every lead.)
 
-    @functools.cached_property
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone the lead's calendar is read in."""
+        zone = self._zone
+        if zone is None:
+            lead_tz = self.lead.timezone or (self.lead.fields or {}).get("timezone")
+            zone = self._zone = cal.resolve_zone(self.seq.calendar, lead_tz=lead_tz, sender_tz=self.sender.timezone)
+        return zone
+
+    @property
     def blocked(self) -> bool:
         """For exits and conditions, looked up once per wake-up; `actions.perform` looks again, fresh,
         right before it records an action."""
-        return blocks.is_blocked(self.lead.key)
+        blocked = self._blocked
+        if blocked is None:
+            blocked = self._blocked = blocks.is_blocked(self.lead.key)
+        return blocked
 
     def write_pending(self) -> None:
         """Run the writes the current step queued (inside the caller's transaction), once."""
