@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 #: the table a writing statement names first: its target (SQLite's own and peewee's spellings)
 _TARGET = re.compile(r'\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+'
@@ -28,7 +29,7 @@ class _Counts:
     cascades: Mapping[str, frozenset[str]] = {}  # table -> tables whose rows may change with its rows
     tables: dict[str, int] = {}
     others = 0  # writes of other threads (their connections)
-    targets: dict[str, frozenset[str]] = {}  # statement text -> the watched tables it writes
+    targets: dict[str, frozenset[str] | Literal[False]] = {}  # statement text -> the watched tables it writes (False: none, not a write)
     watched: set[str] = set()  # the tables some `KeptRead` reads: only their writes are counted
 
 
@@ -57,18 +58,21 @@ def counting() -> bool:
 
 
 def note(sql: str) -> None:
-    """A statement that is not a SELECT ran (on this thread: it sees the write from now on)."""
-    if _Counts.thread is None or sql.startswith(_NO_WRITE):
+    """A statement ran (on this thread: it sees the write from now on). What it writes is worked
+    out once per statement text: False for one that writes nothing (a SELECT, a savepoint)."""
+    if _Counts.thread is None:
+        return
+    tables = _Counts.targets.get(sql)
+    if tables is None:
+        tables = False if sql.startswith(_NO_WRITE) else (tables_written(sql, _Counts.cascades) & _Counts.watched)
+        if len(_Counts.targets) >= _KNOWN_STATEMENTS:
+            _Counts.targets.clear()
+        _Counts.targets[sql] = tables
+    if tables is False:
         return
     if threading.get_ident() != _Counts.thread:
         _Counts.others += 1
         return
-    tables = _Counts.targets.get(sql)
-    if tables is None:
-        tables = tables_written(sql, _Counts.cascades) & _Counts.watched
-        if len(_Counts.targets) >= _KNOWN_STATEMENTS:
-            _Counts.targets.clear()
-        _Counts.targets[sql] = tables
     counts = _Counts.tables
     for table in tables:
         counts[table] = counts.get(table, 0) + 1
