@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
+import json
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -39,12 +40,11 @@ from runner.store import simulation as stored
 from runner.store.auditlog import first_action_times
 from runner.store.dashboard import variant_results
 from runner.store.fields import read_json, to_db_time
-from runner.store.models import Lead
 from runner.store.quota_usage import performed_times
 from runner.store.transactions import sole_writer, writing
 from runner.versions import remember
 
-_FIELDS_JSON = Lead.fields.db_value
+_FIELDS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 FIRST = ["Anna", "Ben", "Chloé", "Daniel", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars",
          "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sven", "Tomás", "Uma", "Vikram", "Wen", "Yara"]
@@ -232,8 +232,7 @@ def enroll(seq: Sequence, rows: Iterable[Mapping[str, str]], sender_ids: list[in
 
 def _json(value: dict[str, Any]) -> str:
     """A lead's fields as the store keeps JSON (sorted keys, no spaces, characters as they are)."""
-    text: str = _FIELDS_JSON(value)  # (its encoder as is: `json.dumps` builds one per call, for every lead)
-    return text
+    return _FIELDS_JSON.encode(value)  # (one encoder: `json.dumps` builds one per call, for every lead)
 
 
 def run_simulation(seq: Sequence, config: Config, options: SimOptions,

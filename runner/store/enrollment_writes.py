@@ -28,11 +28,11 @@ class _Never:
 
 
 def _conversion(column: str) -> tuple[str, type, Any]:
-    """(column, the type its `Field.db_value` passes through unchanged, the conversion of any other
-    value): text and integers as they are, times through `to_db_time`, JSON always encoded."""
+    """(column, a type its `Field.db_value` passes through unchanged, that `db_value` for any other
+    value): text and integers as they are, JSON always encoded."""
     field = getattr(Enrollment, column)
     if isinstance(field, UTCDateTimeField):
-        return column, str, to_db_time
+        return column, str, field.db_value
     if isinstance(field, JSONField):
         return column, _Never, field.db_value
     if type(field) is peewee.IntegerField:

@@ -69,10 +69,12 @@ def _from_db_time(value: str) -> dt.datetime:
 _SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def read_json(text: str) -> Any:
+def read_json(text: Any) -> Any:
     """`json.loads(text)`: the document the text holds. Text that is not exactly one document with
-    nothing around it (no whitespace either, as this store writes them) goes through `json.loads`,
-    which reads it, or raises, as it always did."""
+    nothing around it (no whitespace either, as this store writes them), and anything that is not
+    text, goes through `json.loads`, which reads it, or raises, as it always did."""
+    if type(text) is not str:
+        return json.loads(text)  # (bytes, and whatever else a driver may give)
     try:
         value, end = _SCAN(text, 0)
     except StopIteration:

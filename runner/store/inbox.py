@@ -18,7 +18,7 @@ from runner.providers.base import ProviderEvent
 from runner.store.enrollments import columns_of, read_models
 from runner.store.fields import from_db_time, to_db_time
 from runner.store.models import Enrollment, Event, InboxEvent, Lead, db
-from runner.store.transactions import KeptRead, writing
+from runner.store.transactions import KeptRead
 
 STATES = ("pending", "applied", "dead")
 
@@ -40,30 +40,24 @@ def append(received: Iterable[Received], *, source: str, provider: str, received
     """
     items = list(received)
     if not items:
-        return []  # (most polls bring nothing)
+        return []  # (most polls bring nothing: no transaction for them)
     new: list[int] = []
-    received_text = to_db_time(received_at)
-    with writing():
+    with db.atomic():
         for item in items:
             ev = item.event
+            row = dict(source=source, provider=provider, sender=sender_id, event_id=ev.event_id, kind=ev.kind,
+                       lead_key=ev.lead_key, account_id=ev.account_id, conversation_id=ev.conversation_id,
+                       data=dict(ev.data), payload=item.payload, received_at=received_at, occurred_at=ev.occurred_at)
             try:
-                occurred: str | None = to_db_time(ev.occurred_at)
-                state, attempts, error = "pending", 0, None
+                to_db_time(ev.occurred_at)
             except (TypeError, ValueError, AttributeError) as exc:
-                occurred, state, attempts, error = None, "dead", 1, _describe(exc)
-            row = db.execute_sql(_APPEND, (source, provider, sender_id, ev.event_id, ev.kind, ev.lead_key, ev.account_id,
-                                           ev.conversation_id, _DATA.db_value(dict(ev.data)), item.payload,
-                                           received_text, occurred, state, error, attempts)).fetchone()
-            if row is not None:  # (None: stored before)
-                new.append(int(row[0]))
+                row.update(occurred_at=None, state="dead", attempts=1, error=_describe(exc))
+            inserted = InboxEvent.insert(**row).on_conflict_ignore().as_rowcount().execute()
+            if inserted:
+                found = (InboxEvent.select(InboxEvent.id)
+                         .where(InboxEvent.provider == provider, InboxEvent.event_id == ev.event_id).scalar())
+                new.append(int(found))
     return new
-
-
-#: one event, unless the provider's event id is stored already (plain SQL: a poll appends several)
-_APPEND = ("INSERT INTO inbox (source, provider, sender_id, event_id, kind, lead_key, account_id, conversation_id, "
-           "data, payload, received_at, occurred_at, state, error, attempts) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id")
-_DATA = InboxEvent.data
 
 
 def to_event(row: InboxEvent) -> ProviderEvent:
@@ -108,7 +102,10 @@ def pending_for_lead(lead_key: str) -> list[InboxEvent]:
 def mark_applied(row_id: int, now: dt.datetime) -> bool:
     """Take a pending row as applied; False when someone else applied it (or it died) first."""
     return db.execute_sql("UPDATE inbox SET state = 'applied', applied_at = ?, error = NULL "
-                          "WHERE id = ? AND state = 'pending'", (to_db_time(now), row_id)).rowcount == 1
+                          "WHERE id = ? AND state = 'pending'", (_APPLIED_AT(now), row_id)).rowcount == 1
+
+
+_APPLIED_AT = InboxEvent.applied_at.db_value
 
 
 def record_failure(row_id: int, exc: BaseException, *, max_attempts: int) -> str:
