@@ -120,9 +120,10 @@ class Ctx:
     events_taken: bool = False
     #: the block list's answer for the lead, read fresh in this run's transaction (see `blocked_now`)
     block_read: bool | None = None
-    _ref: tuple[Lead, Any, Any, LeadRef] | None = None  # (lead, its ids, its fields, the `ref` built from them)
-    _zone: ZoneInfo | None = None  # see `zone`
-    _blocked: bool | None = None  # see `blocked`
+    # what the context works out once (not arguments: `dataclasses.replace` starts them afresh)
+    _ref: tuple[Lead, Any, Any, LeadRef] | None = field(default=None, init=False, repr=False, compare=False)
+    _zone: ZoneInfo | None = field(default=None, init=False, repr=False, compare=False)  # see `zone`
+    _blocked: bool | None = field(default=None, init=False, repr=False, compare=False)  # see `blocked`
 
     def outside(self) -> contextlib.AbstractContextManager[None]:
         """Around every external call (provider, notify URL): everything written so far is saved and
