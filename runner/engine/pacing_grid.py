@@ -53,9 +53,9 @@ def grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter: 
     points = []
     head = hashlib.sha256(f"{zone.key}:{date}:".encode())  # `unit(zone.key, date, i)`, hashed once up to i
     for i in range(count):
-        digest = head.copy()
-        digest.update(b"%d" % i)
-        offset = (i + 0.5) * share + jitter * (2 * (int.from_bytes(digest.digest()[:8], "big") / 2**64) - 1)
+        point = head.copy()
+        point.update(b"%d" % i)
+        offset = (i + 0.5) * share + jitter * (2 * (int.from_bytes(point.digest()[:8], "big") / 2**64) - 1)
         offset = min(max(offset, 0.0), total - 1.0)
         k = bisect.bisect_right(marks, offset) - 1
         points.append(windows[k][0] + dt.timedelta(seconds=math.floor(offset - marks[k])))
