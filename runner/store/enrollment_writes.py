@@ -23,8 +23,9 @@ _GUARD = "version = version + 1 WHERE id = ? AND state = ? AND version = ?"
 _SAVE_SQL = f"UPDATE enrollment SET {', '.join(c + ' = ?' for c in SAVED_COLUMNS)}, {_GUARD}"
 
 
-class _Never:
-    """A type no value has: the value always goes through its conversion."""
+class Never:
+    """A type no value has: in a (type, conversion) pair, the value always goes through the
+    conversion (the row reader of `enrollments` uses it too)."""
 
 
 def _conversion(column: str) -> tuple[str, type, Any]:
@@ -34,12 +35,12 @@ def _conversion(column: str) -> tuple[str, type, Any]:
     if isinstance(field, UTCDateTimeField):
         return column, str, field.db_value
     if isinstance(field, JSONField):
-        return column, _Never, field.db_value
+        return column, Never, field.db_value
     if type(field) is peewee.IntegerField:
         return column, int, field.db_value
     if type(field) is peewee.TextField:
         return column, str, field.db_value
-    return column, _Never, field.db_value
+    return column, Never, field.db_value
 
 
 _TO_DB = [_conversion(c) for c in SAVED_COLUMNS]

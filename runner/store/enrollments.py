@@ -12,7 +12,7 @@ from typing import Any
 
 import peewee
 
-from runner.store.enrollment_writes import SAVED_COLUMNS, keep_stored
+from runner.store.enrollment_writes import SAVED_COLUMNS, Never, keep_stored
 from runner.store.fields import UTCDateTimeField, from_db_time, to_db_time
 from runner.store.models import Enrollment, Lead, Sender, db
 
@@ -35,10 +35,6 @@ _LOAD_SQL = (f"SELECT {', '.join('e.' + f.column_name for f in _ENR_FIELDS)}, "
              "FROM enrollment e JOIN lead l ON l.id = e.lead_id WHERE e.id = ?")
 
 
-class _Never:
-    """A type no column value has: the value always goes through its conversion."""
-
-
 class _Reader:
     """Turns a row of `model`'s columns (in `sorted_fields` order) into its field values, as each
     field's `python_value` would: times and JSON are converted; a plain integer or text column is
@@ -47,7 +43,6 @@ class _Reader:
 
     def __init__(self, model: Any) -> None:
         fields = list(model._meta.sorted_fields)
-        self.names = [f.name for f in fields]
         #: per column, in order: (name, the type taken as is, the conversion of any other value)
         self.columns: list[tuple[str, type, Any]] = []
         for f in fields:
@@ -57,9 +52,9 @@ class _Reader:
             elif type(f) is peewee.TextField:
                 self.columns.append((f.name, str, f.python_value))
             elif isinstance(f, UTCDateTimeField):
-                self.columns.append((f.name, _Never, from_db_time))
+                self.columns.append((f.name, Never, from_db_time))
             else:
-                self.columns.append((f.name, _Never, f.python_value))
+                self.columns.append((f.name, Never, f.python_value))
 
     def values(self, row: Sequence[Any]) -> dict[str, Any]:
         if len(row) != len(self.columns):

@@ -53,10 +53,6 @@ def stop() -> None:
     _Counts.targets = {}
 
 
-def counting() -> bool:
-    return _Counts.thread is not None
-
-
 def note(sql: str) -> None:
     """A statement ran (on this thread: it sees the write from now on). What it writes is worked
     out once per statement text: False for one that writes nothing (a SELECT, a savepoint)."""
