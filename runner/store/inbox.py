@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from peewee import fn
 
 from runner.language.urls import redact_secrets
 from runner.providers.base import ProviderEvent
+from runner.store.backends import current
 from runner.store.enrollments import columns_of, read_models
 from runner.store.fields import from_db_time, to_db_time
 from runner.store.models import Enrollment, Event, InboxEvent, Lead, db
@@ -52,12 +54,28 @@ def append(received: Iterable[Received], *, source: str, provider: str, received
                 to_db_time(ev.occurred_at)
             except (TypeError, ValueError, AttributeError) as exc:
                 row.update(occurred_at=None, state="dead", attempts=1, error=_describe(exc))
-            inserted = InboxEvent.insert(**row).on_conflict_ignore().as_rowcount().execute()
-            if inserted:
-                found = (InboxEvent.select(InboxEvent.id)
-                         .where(InboxEvent.provider == provider, InboxEvent.event_id == ev.event_id).scalar())
-                new.append(int(found))
+            found = db.execute_sql(*_insert_new(row)).fetchone()
+            if found is not None:
+                new.append(int(found[0]))
     return new
+
+
+_INBOX_FIELDS = {f.name: f for f in InboxEvent._meta.sorted_fields}
+
+
+def _insert_new(row: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The statement storing `row` unless its (provider, event id) is stored already, and its
+    parameters: what peewee's `insert(**row).on_conflict_ignore()` runs (the given columns and those
+    with a model default, each value through its field's `db_value`; on SQLite `INSERT OR IGNORE`,
+    which also skips a row that breaks a NOT NULL constraint), returning the new row's id, without
+    building the query for every event of a poll."""
+    fields = [_INBOX_FIELDS[name] for name in row]
+    fields += [f for f in InboxEvent._meta.defaults if f.name not in row]
+    values = []
+    for f in fields:
+        value = row[f.name] if f.name in row else InboxEvent._meta.defaults[f]
+        values.append(f.db_value(value() if callable(value) else value))
+    return current().insert_or_ignore("inbox", tuple(f.column_name for f in fields)), values
 
 
 def to_event(row: InboxEvent) -> ProviderEvent:

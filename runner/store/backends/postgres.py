@@ -222,3 +222,12 @@ def ledger_high_water() -> int:
     with db.atomic():
         db.execute_sql("LOCK TABLE event IN SHARE MODE")
         return int(db.execute_sql("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0])
+
+
+@functools.lru_cache(maxsize=64)
+def insert_or_ignore(table: str, columns: tuple[str, ...]) -> str:
+    """An INSERT of one row that skips it when it conflicts with a stored one (a unique constraint;
+    unlike SQLite's `OR IGNORE`, a NOT NULL violation still fails), returning the new row's id (no
+    row when skipped)."""
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            "ON CONFLICT DO NOTHING RETURNING id")

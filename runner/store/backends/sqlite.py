@@ -6,6 +6,7 @@ BEGIN, so a read followed by a write inside it cannot be overtaken by another pr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from runner.store.fields import to_db_time
@@ -76,3 +77,12 @@ def ledger_high_water() -> int:
     """The highest id in the event ledger. SQLite has one writer: every id below it is committed
     (or was never used), so a reader that goes up to it in id order skips nothing."""
     return int(db.execute_sql("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0])
+
+
+@functools.lru_cache(maxsize=64)
+def insert_or_ignore(table: str, columns: tuple[str, ...]) -> str:
+    """An INSERT of one row that skips it, instead of failing, when it breaks a constraint (a
+    unique one, and also NOT NULL: SQLite's `OR IGNORE`), returning the new row's id (no row when
+    skipped)."""
+    return (f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+            "RETURNING id")
