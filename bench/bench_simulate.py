@@ -57,9 +57,10 @@ def main() -> None:
     print(f"sequence {seq.name}: {leads:,} leads x {days} days, {report.ticks:,} ticks, {report.transitions:,} steps")
     print(f"simulation:            {elapsed:7.1f} s   (goal <= 15 s for 100k x 30 days); CPU {cpu:.1f} s")
     print(f"baseline (enroll only): {baseline:6.1f} s   ratio {elapsed / baseline:5.1f}x")
-    first, last = parts.first - start, parts.last - start
-    print(f"  where it went: setting up, enrolling and the first tick (every lead's first run) {first:.1f} s, "
-          f"the other {report.ticks - 1:,} ticks {last - first:.1f} s, the report and the audit {elapsed - last:.1f} s")
+    if parts.first:  # (a simulation of 0 days has no tick)
+        first, last = parts.first - start, parts.last - start
+        print(f"  where it went: setting up, enrolling and the first tick (every lead's first run) {first:.1f} s, "
+              f"the other {report.ticks - 1:,} ticks {last - first:.1f} s, the report and the audit {elapsed - last:.1f} s")
     print(f"peak memory:           {peak_mb:7.0f} MB  (target < 300 MB)")
     print(f"outcomes: {report.outcomes}; audit violations: {len(report.violations)}; load average {os.getloadavg()[0]:.1f}")
 

@@ -7,12 +7,14 @@ import datetime as dt
 import pathlib
 from typing import Any
 
+import peewee
 import pytest
 from tests.backends import BACKENDS, fresh_store_url
 
 from runner.providers.base import ProviderEvent
 from runner.store import db, open_store
 from runner.store import inbox as store_inbox
+from runner.store.backends import postgres
 from runner.store.inbox import Received
 from runner.store.models import InboxEvent, Sender
 
@@ -89,3 +91,17 @@ def test_an_event_whose_time_cannot_be_stored_is_stored_dead_with_the_reason(sto
     assert (row["state"], row["attempts"], row["occurred_at"]) == ("dead", 1, None)
     assert row["error"] == ("ValueError: naive datetime datetime.datetime(2026, 3, 2, 9, 55): seqrun stores only "
                             "timezone-aware times")
+
+
+def test_a_row_that_breaks_not_null_is_skipped_on_sqlite_and_refused_on_postgres(store: int) -> None:
+    # What peewee's on_conflict_ignore did: SQLite's INSERT OR IGNORE skips a row that breaks any
+    # constraint but a foreign key; Postgres' ON CONFLICT DO NOTHING only one that breaks a unique one.
+    events = [Received(_event("e1", kind=None)), Received(_event("e2"))]
+    if postgres.is_postgres(db):
+        with pytest.raises(peewee.IntegrityError):
+            store_inbox.append(events, source="poll", provider="sandbox", received_at=AT)
+        assert db.execute_sql("SELECT event_id FROM inbox").fetchall() == []
+    else:
+        ids = store_inbox.append(events, source="poll", provider="sandbox", received_at=AT)
+        assert db.execute_sql("SELECT id, event_id FROM inbox").fetchall() == [(ids[0], "e2")]
+        assert len(ids) == 1
