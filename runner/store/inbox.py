@@ -73,8 +73,12 @@ def _insert_new(row: dict[str, Any]) -> tuple[str, list[Any]]:
     fields += [f for f in InboxEvent._meta.defaults if f.name not in row]
     values = []
     for f in fields:
-        value = row[f.name] if f.name in row else InboxEvent._meta.defaults[f]
-        values.append(f.db_value(value() if callable(value) else value))
+        if f.name in row:
+            value = row[f.name]
+        else:  # a default is called when it is a function (`data`'s dict), as peewee does
+            value = InboxEvent._meta.defaults[f]
+            value = value() if callable(value) else value
+        values.append(f.db_value(value))
     return current().insert_or_ignore("inbox", tuple(f.column_name for f in fields)), values
 
 
