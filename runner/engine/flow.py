@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from runner.engine import limits
 from runner.engine.absorb import absorb
+from runner.engine.pacing_grid import unit as _unit
 from runner.engine.runtime import Runtime, SenderRuntime
 from runner.language import calendar as cal
 from runner.language.model import Sequence, Target
@@ -319,10 +319,6 @@ def follow(ctx: Ctx, step_id: str, target: Target | None) -> Outcome:
     if target.end is not None:
         return Finish(target.end)
     return Goto(target.goto)
-
-
-def _unit(*parts: object) -> float:
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big") / 2**64
 
 
 def backoff(rt: Runtime, attempt: int, *, key: str) -> dt.timedelta:

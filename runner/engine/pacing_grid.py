@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import hashlib
 import math
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from runner.language import calendar as cal
@@ -26,8 +27,22 @@ Grid = tuple[dt.datetime, ...]
 
 def unit(*parts: object) -> float:
     """A deterministic number in [0, 1) from the parts: jitter that is the same on every run."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return _fraction(hashlib.sha256(":".join(map(str, parts)).encode()))
+
+
+def unit_draws(*head: object) -> Callable[[int], float]:
+    """`unit(*head, i)` for one integer `i` after another, with the head hashed once."""
+    hashed = hashlib.sha256("".join(f"{part}:" for part in head).encode())
+
+    def draw(i: int) -> float:
+        point = hashed.copy()
+        point.update(b"%d" % i)
+        return _fraction(point)
+    return draw
+
+
+def _fraction(digest: hashlib._Hash) -> float:
+    return int.from_bytes(digest.digest()[:8], "big") / 2**64
 
 
 @functools.lru_cache(maxsize=4096)
@@ -51,11 +66,9 @@ def grid(calendar: Calendar, zone: ZoneInfo, date: dt.date, count: int, jitter: 
     share = total / count
     jitter = min(jitter / 2, max(0.0, (share - spacing) / 2))
     points = []
-    head = hashlib.sha256(f"{zone.key}:{date}:".encode())  # `unit(zone.key, date, i)`, hashed once up to i
+    draw = unit_draws(zone.key, date)  # `unit(zone.key, date, i)`
     for i in range(count):
-        point = head.copy()
-        point.update(b"%d" % i)
-        offset = (i + 0.5) * share + jitter * (2 * (int.from_bytes(point.digest()[:8], "big") / 2**64) - 1)
+        offset = (i + 0.5) * share + jitter * (2 * draw(i) - 1)
         offset = min(max(offset, 0.0), total - 1.0)
         k = bisect.bisect_right(marks, offset) - 1
         points.append(windows[k][0] + dt.timedelta(seconds=math.floor(offset - marks[k])))

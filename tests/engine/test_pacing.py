@@ -268,3 +268,12 @@ def test_capacity_a_booked_lead_gives_back_goes_to_the_next_lead_in_line(make_ha
     assert {k: h.enrollment(k).outcome for k in monday} == {k: "blocked" for k in monday}
     assert h.used("connect", "2026-03-02") == 5  # two of Tuesday's leads moved into the freed capacity
     assert audit.violations(h.sequences, h.engine.rt) == []
+
+
+def test_a_days_draws_with_the_head_hashed_once_are_those_of_unit() -> None:
+    from runner.engine import pacing_grid
+
+    for head in (("Europe/Berlin", dt.date(2026, 3, 29)), ("America/New_York", dt.date(2026, 11, 1)), ("UTC",)):
+        draw = pacing_grid.unit_draws(*head)
+        assert [draw(i) for i in (0, 1, 9, 10, 59, 300)] == [pacing_grid.unit(*head, i) for i in (0, 1, 9, 10, 59, 300)]
+    assert pacing_grid.unit("UTC", 7) != pacing_grid.unit("UTC", 8)
